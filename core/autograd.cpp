@@ -1,0 +1,139 @@
+// The backward engine: Kahn's algorithm over the nodes reachable from the root, so each node runs
+// after every consumer of its output has delivered its gradient. Leaf gradients are copied into a
+// fresh buffer the first time (a closure may return a view of grad_out shared with other inputs) and
+// summed in place after that.
+#include "core/autograd.h"
+
+#include <unordered_map>
+
+#include "core/ops.h"
+
+namespace scion {
+
+namespace {
+thread_local bool g_grad_enabled = true;
+}
+
+bool grad_enabled() { return g_grad_enabled; }
+NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }
+
+std::vector<Tensor> Node::apply(const Tensor& grad_out) {
+  SCION_CHECK(fn_ != nullptr, "backward through ", name_,
+              " a second time: the graph was freed by the first backward()");
+  Backward fn = std::move(fn_);
+  fn_ = nullptr;
+  return fn(grad_out);
+}
+
+bool any_requires_grad(std::initializer_list<const Tensor*> inputs) {
+  if (!g_grad_enabled) return false;
+  for (const Tensor* t : inputs)
+    if (t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+bool any_requires_grad(const std::vector<Tensor>& inputs) {
+  if (!g_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, Node::Backward fn) {
+  if (!any_requires_grad(inputs)) return;
+  std::vector<Edge> edges;
+  edges.reserve(inputs.size());
+  for (const Tensor& t : inputs) {
+    Edge e;
+    if (t.defined() && t.requires_grad()) {
+      if (t.grad_fn())
+        e.fn = t.grad_fn();
+      else
+        e.leaf = t.impl_ptr();
+    }
+    edges.push_back(std::move(e));
+  }
+  out.impl()->grad_fn = std::make_shared<Node>(name, std::move(edges), std::move(fn));
+  out.impl()->requires_grad = true;
+}
+
+namespace {
+
+void accumulate_leaf(TensorImpl* leaf, const Tensor& g) {
+  SCION_ASSERT(g.shape() == leaf->shape, "gradient shape ", shape_str(g.shape()),
+               " does not match leaf shape ", shape_str(leaf->shape));
+  Tensor grad = g.dtype() == leaf->dtype ? g : g.to(leaf->dtype);
+  if (!leaf->grad) {
+    leaf->grad = grad.clone().impl_ptr();
+  } else {
+    Tensor(leaf->grad).add_(grad);
+  }
+}
+
+}  // namespace
+
+void run_backward(const Tensor& root, const Tensor& grad) {
+  SCION_CHECK(root.requires_grad(), "backward() on a tensor that does not require grad");
+  SCION_CHECK(grad.shape() == root.shape(), "backward(): gradient shape ", shape_str(grad.shape()),
+              " does not match the tensor's shape ", shape_str(root.shape()));
+  NoGradGuard no_grad;
+  if (!root.grad_fn()) {
+    accumulate_leaf(root.impl(), grad);
+    return;
+  }
+  // Count, for each node, how many edges point at it from nodes reachable from the root.
+  std::unordered_map<Node*, int> pending;
+  std::vector<Node*> stack{root.grad_fn().get()};
+  pending[root.grad_fn().get()] = 0;
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (const Edge& e : n->edges()) {
+      if (!e.fn) continue;
+      auto it = pending.find(e.fn.get());
+      if (it == pending.end()) {
+        pending[e.fn.get()] = 1;
+        stack.push_back(e.fn.get());
+      } else {
+        ++it->second;
+      }
+    }
+  }
+  std::unordered_map<Node*, Tensor> grads;
+  grads[root.grad_fn().get()] = grad;
+  std::vector<Node*> ready{root.grad_fn().get()};
+  while (!ready.empty()) {
+    Node* n = ready.back();
+    ready.pop_back();
+    auto found = grads.find(n);
+    Tensor g = found == grads.end() ? Tensor() : std::move(found->second);
+    if (found != grads.end()) grads.erase(found);
+    const auto& edges = n->edges();
+    // A node no gradient reached still releases its inputs, so other paths into them can finish.
+    std::vector<Tensor> in_grads = g.defined() ? n->apply(g) : std::vector<Tensor>(edges.size());
+    g = Tensor();
+    SCION_ASSERT(in_grads.size() == edges.size(), n->name(), " returned ", in_grads.size(),
+                 " gradients for ", edges.size(), " inputs");
+    for (size_t i = 0; i < edges.size(); ++i) {
+      const Edge& e = edges[i];
+      const Tensor& gi = in_grads[i];
+      if (e.leaf) {
+        if (gi.defined()) accumulate_leaf(e.leaf.get(), gi);
+        continue;
+      }
+      if (!e.fn) continue;
+      Node* next = e.fn.get();
+      if (gi.defined()) {
+        auto it = grads.find(next);
+        if (it == grads.end())
+          grads.emplace(next, gi);
+        else
+          it->second = add(it->second, gi);
+      }
+      if (--pending[next] == 0) ready.push_back(next);
+    }
+  }
+}
+
+}  // namespace scion

@@ -1,0 +1,42 @@
+// CPU kernels behind the ops in core/ops.h: plain loops for what oneDNN has no primitive for (or
+// for f64 reference paths), each computing in acc_t<T> and writing a fresh output tensor.
+#pragma once
+
+#include "core/tensor.h"
+
+namespace scion::cpu {
+
+enum class BinaryOp { add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge };
+enum class UnaryOp { neg, exp, log, sqrt, rsqrt, tanh, erf, relu, sigmoid, gelu_erf, gelu_tanh };
+
+// out = op(a, b) broadcast to `shape`; a and b share dtype `compute`; comparisons yield bool.
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
+Tensor unary(UnaryOp op, const Tensor& x);
+// d gelu(x)/dx * g.
+Tensor gelu_backward(const Tensor& g, const Tensor& x, bool tanh_form);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+
+// Sum over the trailing `inner` elements of each of `outer` rows of a contiguous tensor reshaped
+// to (outer, inner) and over the leading rows for a (rows, cols) layout.
+Tensor reduce_sum(const Tensor& x, const Shape& dims, bool keepdim);
+// Max along one dim: values and first indices.
+void reduce_max(const Tensor& x, int64_t dim, bool keepdim, Tensor& values, Tensor& indices);
+
+// Layer norm over the last `d` elements of each row of contiguous x. mean, rstd: (rows) f32/f64.
+void layer_norm_forward(const Tensor& x, const Tensor& w, const Tensor& b, double eps, int64_t d,
+                        Tensor& y, Tensor& mean, Tensor& rstd);
+void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean,
+                         const Tensor& rstd, int64_t d, Tensor& dx, Tensor& dw, Tensor& db);
+
+// Reference (f64) kernels for ops oneDNN runs in f32/bf16.
+void matmul_reference(const Tensor& a, const Tensor& b, const Tensor& out);  // (B,M,K)@(B,K,N)
+void softmax_reference(bool log, const Tensor& x, const Tensor& y);          // last dim
+void softmax_backward_reference(bool log, const Tensor& y, const Tensor& dy, const Tensor& dx);
+struct ConvShape;
+void conv2d_reference(const Tensor& x, const Tensor& w, const Tensor& y, const ConvShape& cs);
+void conv2d_backward_data_reference(const Tensor& dy, const Tensor& w, const Tensor& dx,
+                                    const ConvShape& cs);
+void conv2d_backward_weights_reference(const Tensor& x, const Tensor& dy, const Tensor& dw,
+                                       const ConvShape& cs);
+
+}  // namespace scion::cpu

@@ -1,0 +1,353 @@
+// oneDNN engine, descriptors and the cached primitives for eltwise, matmul, softmax and conv.
+// Convolutions are created with format_tag::any so oneDNN chooses its fast blocked layouts (the
+// JIT depthwise kernels need them); user NCHW tensors are reordered in and out around the call.
+#include "core/cpu/onednn.h"
+
+#include <mutex>
+#include <sstream>
+#include <unordered_map>
+
+namespace scion::cpu {
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+
+dnnl::engine& engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+dnnl::stream& stream() {
+  static dnnl::stream s(engine());
+  return s;
+}
+
+memory::data_type dnnl_dtype(DType t) {
+  switch (t) {
+    case DType::f32: return memory::data_type::f32;
+    case DType::bf16: return memory::data_type::bf16;
+    case DType::i32: return memory::data_type::s32;
+    case DType::u8: return memory::data_type::u8;
+    default: break;
+  }
+  throw Error(detail::str_cat("oneDNN has no data type for ", dtype_name(t)));
+}
+
+bool dnnl_supports(DType t) { return t == DType::f32 || t == DType::bf16; }
+
+memory::desc memory_desc(const Tensor& t) {
+  memory::dims dims(t.shape().begin(), t.shape().end()), st(t.strides().begin(), t.strides().end());
+  if (dims.empty()) {
+    dims = {1};
+    st = {1};
+  }
+  return memory::desc(dims, dnnl_dtype(t.dtype()), st);
+}
+
+dnnl::memory make_memory(const Tensor& t) {
+  return dnnl::memory(memory_desc(t), engine(), t.raw_data());
+}
+
+namespace {
+
+std::string key_of(const Tensor& t) {
+  std::ostringstream o;
+  o << int(t.dtype()) << shape_str(t.shape()) << shape_str(t.strides());
+  return o.str();
+}
+
+template <class PD, class P>
+class PdCache {
+ public:
+  template <class Make>
+  std::pair<PD, dnnl::primitive> get(const std::string& key, const Make& make) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = map_.find(key);
+    if (it != map_.end()) return it->second;
+    PD pd = make();
+    dnnl::primitive prim = P(pd);
+    auto& slot = map_[key];
+    slot = {pd, prim};
+    return slot;
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, std::pair<PD, dnnl::primitive>> map_;
+};
+
+// Runs f, turning oneDNN's exceptions into scion errors that say which primitive failed.
+template <class F>
+void checked(const char* what, const std::string& key, const F& f) {
+  try {
+    f();
+  } catch (const dnnl::error& e) {
+    throw Error(detail::str_cat("oneDNN ", what, " failed (status ", int(e.status), ": ", e.what(),
+                                ") for ", key));
+  }
+}
+
+void run(const dnnl::primitive& p, const std::unordered_map<int, dnnl::memory>& args) {
+  p.execute(stream(), args);
+  stream().wait();
+}
+
+// Copies between a user layout and the layout a primitive wants, when they differ.
+dnnl::memory to_layout(const dnnl::memory& user, const memory::desc& want) {
+  if (user.get_desc() == want) return user;
+  dnnl::memory m(want, engine()), src = user;
+  dnnl::reorder(src, m).execute(stream(), src, m);
+  return m;
+}
+
+}  // namespace
+
+void eltwise_forward(dnnl::algorithm alg, float alpha, float beta, const Tensor& src,
+                     const Tensor& dst) {
+  std::string key = detail::str_cat(int(alg), ",", alpha, ",", beta, key_of(src));
+  checked("eltwise_forward", key, [&] {
+    static PdCache<dnnl::eltwise_forward::primitive_desc, dnnl::eltwise_forward> cache;
+    auto [pd, prim] = cache.get(key, [&] {
+      return dnnl::eltwise_forward::primitive_desc(
+          {dnnl::prop_kind::forward_training, alg, memory_desc(src), alpha, beta}, engine());
+    });
+    run(prim, {{DNNL_ARG_SRC, make_memory(src)}, {DNNL_ARG_DST, make_memory(dst)}});
+  });
+}
+
+void eltwise_backward(dnnl::algorithm alg, float alpha, float beta, const Tensor& diff_dst,
+                      const Tensor& data, const Tensor& diff_src) {
+  std::string key = detail::str_cat(int(alg), ",", alpha, ",", beta, key_of(data));
+  checked("eltwise_backward", key, [&] {
+    static PdCache<dnnl::eltwise_backward::primitive_desc, dnnl::eltwise_backward> cache;
+    auto [pd, prim] = cache.get(key, [&] {
+      auto md = memory_desc(data);
+      dnnl::eltwise_forward::primitive_desc hint(
+          {dnnl::prop_kind::forward_training, alg, md, alpha, beta}, engine());
+      return dnnl::eltwise_backward::primitive_desc({alg, md, md, alpha, beta}, engine(), hint);
+    });
+    bool use_dst = alg == dnnl::algorithm::eltwise_exp_use_dst_for_bwd ||
+                   alg == dnnl::algorithm::eltwise_tanh_use_dst_for_bwd ||
+                   alg == dnnl::algorithm::eltwise_logistic_use_dst_for_bwd ||
+                   alg == dnnl::algorithm::eltwise_sqrt_use_dst_for_bwd;
+    run(prim, {{use_dst ? DNNL_ARG_DST : DNNL_ARG_SRC, make_memory(data)},
+               {DNNL_ARG_DIFF_DST, make_memory(diff_dst)},
+               {DNNL_ARG_DIFF_SRC, make_memory(diff_src)}});
+  });
+}
+
+void matmul(const Tensor& src, const Tensor& wei, const Tensor& bias, const Tensor& dst) {
+  std::string key = key_of(src) + key_of(wei) + (bias.defined() ? key_of(bias) : "-") + key_of(dst);
+  checked("matmul", key, [&] {
+    static PdCache<dnnl::matmul::primitive_desc, dnnl::matmul> cache;
+    auto [pd, prim] = cache.get(key, [&] {
+      memory::desc bmd = bias.defined() ? memory_desc(bias) : memory::desc();
+      return dnnl::matmul::primitive_desc(
+          {memory_desc(src), memory_desc(wei), bmd, memory_desc(dst)}, engine());
+    });
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, make_memory(src)}, {DNNL_ARG_WEIGHTS, make_memory(wei)}, {DNNL_ARG_DST, make_memory(dst)}};
+    if (bias.defined()) args[DNNL_ARG_BIAS] = make_memory(bias);
+    run(prim, args);
+  });
+}
+
+void softmax_forward(bool log, int axis, const Tensor& src, const Tensor& dst) {
+  std::string key = detail::str_cat(log, axis, key_of(src));
+  checked(log ? "logsoftmax_forward" : "softmax_forward", key, [&] {
+    auto args = std::unordered_map<int, dnnl::memory>{{DNNL_ARG_SRC, make_memory(src)},
+                                                      {DNNL_ARG_DST, make_memory(dst)}};
+    if (log) {
+      static PdCache<dnnl::logsoftmax_forward::primitive_desc, dnnl::logsoftmax_forward> cache;
+      auto [pd, prim] = cache.get(key, [&] {
+        return dnnl::logsoftmax_forward::primitive_desc(
+            {dnnl::prop_kind::forward_training, memory_desc(src), axis}, engine());
+      });
+      run(prim, args);
+    } else {
+      static PdCache<dnnl::softmax_forward::primitive_desc, dnnl::softmax_forward> cache;
+      auto [pd, prim] = cache.get(key, [&] {
+        return dnnl::softmax_forward::primitive_desc(
+            {dnnl::prop_kind::forward_training, memory_desc(src), axis}, engine());
+      });
+      run(prim, args);
+    }
+  });
+}
+
+void softmax_backward(bool log, int axis, const Tensor& dst, const Tensor& diff_dst,
+                      const Tensor& diff_src) {
+  std::string key = detail::str_cat(log, axis, key_of(dst));
+  checked(log ? "logsoftmax_backward" : "softmax_backward", key, [&] {
+    auto md = memory_desc(dst);
+    auto args = std::unordered_map<int, dnnl::memory>{{DNNL_ARG_DST, make_memory(dst)},
+                                                      {DNNL_ARG_DIFF_DST, make_memory(diff_dst)},
+                                                      {DNNL_ARG_DIFF_SRC, make_memory(diff_src)}};
+    if (log) {
+      static PdCache<dnnl::logsoftmax_backward::primitive_desc, dnnl::logsoftmax_backward> cache;
+      auto [pd, prim] = cache.get(key, [&] {
+        dnnl::logsoftmax_forward::primitive_desc hint(
+            {dnnl::prop_kind::forward_training, md, axis}, engine());
+        return dnnl::logsoftmax_backward::primitive_desc({md, md, axis}, engine(), hint);
+      });
+      run(prim, args);
+    } else {
+      static PdCache<dnnl::softmax_backward::primitive_desc, dnnl::softmax_backward> cache;
+      auto [pd, prim] = cache.get(key, [&] {
+        dnnl::softmax_forward::primitive_desc hint({dnnl::prop_kind::forward_training, md, axis},
+                                                   engine());
+        return dnnl::softmax_backward::primitive_desc({md, md, axis}, engine(), hint);
+      });
+      run(prim, args);
+    }
+  });
+}
+
+namespace {
+
+struct ConvDescs {
+  memory::desc x, w, b, y;  // user layouts
+  memory::desc xa, wa, ya;  // format any
+  memory::dims strides, dilates, pad_l, pad_r;
+};
+
+ConvDescs conv_descs(const Tensor& x, const Tensor& w, bool has_bias, const Tensor& y,
+                     const ConvShape& cs) {
+  ConvDescs d;
+  auto dt = dnnl_dtype(x.dtype());
+  memory::dims xd(x.shape().begin(), x.shape().end()), yd(y.shape().begin(), y.shape().end());
+  memory::dims wd;
+  const auto& ws = w.shape();
+  if (cs.groups == 1) {
+    wd = {ws[0], ws[1], ws[2], ws[3]};
+    d.w = memory::desc(wd, dt, tag::oihw);
+  } else {
+    wd = {cs.groups, ws[0] / cs.groups, ws[1], ws[2], ws[3]};
+    d.w = memory::desc(wd, dt, tag::goihw);
+  }
+  d.x = memory::desc(xd, dt, tag::nchw);
+  d.y = memory::desc(yd, dt, tag::nchw);
+  d.xa = memory::desc(xd, dt, tag::any);
+  d.ya = memory::desc(yd, dt, tag::any);
+  d.wa = memory::desc(wd, dt, tag::any);
+  // Bias stays f32 for bf16 convolutions (oneDNN accumulates in f32).
+  if (has_bias) d.b = memory::desc({ws[0]}, x.dtype() == DType::bf16 ? memory::data_type::f32 : dt, tag::x);
+  d.strides = {cs.stride_h, cs.stride_w};
+  d.dilates = {cs.dil_h - 1, cs.dil_w - 1};
+  d.pad_l = {cs.pad_h, cs.pad_w};
+  d.pad_r = {
+      (yd[2] - 1) * cs.stride_h - xd[2] + (ws[2] - 1) * cs.dil_h + 1 - cs.pad_h,
+      (yd[3] - 1) * cs.stride_w - xd[3] + (ws[3] - 1) * cs.dil_w + 1 - cs.pad_w,
+  };
+  return d;
+}
+
+std::string conv_key(const Tensor& x, const Tensor& w, const ConvShape& cs, bool bias) {
+  return detail::str_cat(key_of(x), key_of(w), cs.stride_h, ",", cs.stride_w, ",", cs.pad_h, ",",
+                         cs.pad_w, ",", cs.dil_h, ",", cs.dil_w, ",", cs.groups, ",", bias);
+}
+
+dnnl::convolution_forward::primitive_desc conv_fwd_pd(const ConvDescs& d, bool bias) {
+  if (bias)
+    return dnnl::convolution_forward::primitive_desc(
+        {dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, d.xa, d.wa, d.b,
+         d.ya, d.strides, d.dilates, d.pad_l, d.pad_r},
+        engine());
+  return dnnl::convolution_forward::primitive_desc(
+      {dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, d.xa, d.wa, d.ya,
+       d.strides, d.dilates, d.pad_l, d.pad_r},
+      engine());
+}
+
+dnnl::memory user_mem(const memory::desc& md, const Tensor& t) {
+  return dnnl::memory(md, engine(), t.raw_data());
+}
+
+// Runs `prim` writing into a primitive-layout buffer, then reorders into the user tensor.
+void reorder_out(dnnl::memory prim_out, dnnl::memory user) {
+  if (prim_out.get_data_handle() != user.get_data_handle())
+    dnnl::reorder(prim_out, user).execute(stream(), prim_out, user);
+}
+
+dnnl::memory out_mem(const memory::desc& want, const dnnl::memory& user) {
+  return want == user.get_desc() ? user : dnnl::memory(want, engine());
+}
+
+}  // namespace
+
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
+                    const ConvShape& cs) {
+  std::string key = conv_key(x, w, cs, b.defined());
+  checked("convolution_forward", key, [&] {
+    ConvDescs d = conv_descs(x, w, b.defined(), y, cs);
+    static PdCache<dnnl::convolution_forward::primitive_desc, dnnl::convolution_forward> cache;
+    auto [pd, prim] = cache.get(key, [&] { return conv_fwd_pd(d, b.defined()); });
+    auto xm = to_layout(user_mem(d.x, x), pd.src_desc());
+    auto wm = to_layout(user_mem(d.w, w), pd.weights_desc());
+    auto yu = user_mem(d.y, y);
+    auto ym = out_mem(pd.dst_desc(), yu);
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, ym}};
+    if (b.defined()) args[DNNL_ARG_BIAS] = user_mem(d.b, b);
+    prim.execute(stream(), args);
+    reorder_out(ym, yu);
+    stream().wait();
+  });
+}
+
+void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx,
+                          const ConvShape& cs) {
+  std::string key = conv_key(dx, w, cs, false);
+  checked("convolution_backward_data", key, [&] {
+    ConvDescs d = conv_descs(dx, w, false, dy, cs);
+    static PdCache<dnnl::convolution_backward_data::primitive_desc, dnnl::convolution_backward_data> cache;
+    auto [pd, prim] = cache.get(key, [&] {
+      auto hint = conv_fwd_pd(d, false);
+      return dnnl::convolution_backward_data::primitive_desc(
+          {dnnl::algorithm::convolution_direct, d.xa, d.wa, d.ya, d.strides, d.dilates, d.pad_l,
+           d.pad_r},
+          engine(), hint);
+    });
+    auto dym = to_layout(user_mem(d.y, dy), pd.diff_dst_desc());
+    auto wm = to_layout(user_mem(d.w, w), pd.weights_desc());
+    auto dxu = user_mem(d.x, dx);
+    auto dxm = out_mem(pd.diff_src_desc(), dxu);
+    prim.execute(stream(),
+                 {{DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dxm}});
+    reorder_out(dxm, dxu);
+    stream().wait();
+  });
+}
+
+void conv2d_backward_weights(const Tensor& x, const Tensor& dy, const Tensor& dw, const Tensor& db,
+                             const ConvShape& cs) {
+  std::string key = conv_key(x, dw, cs, db.defined());
+  checked("convolution_backward_weights", key, [&] {
+    ConvDescs d = conv_descs(x, dw, db.defined(), dy, cs);
+    static PdCache<dnnl::convolution_backward_weights::primitive_desc, dnnl::convolution_backward_weights> cache;
+    auto [pd, prim] = cache.get(key, [&] {
+      auto hint = conv_fwd_pd(d, db.defined());
+      if (db.defined())
+        return dnnl::convolution_backward_weights::primitive_desc(
+            {dnnl::algorithm::convolution_direct, d.xa, d.wa, d.b, d.ya, d.strides, d.dilates,
+             d.pad_l, d.pad_r},
+            engine(), hint);
+      return dnnl::convolution_backward_weights::primitive_desc(
+          {dnnl::algorithm::convolution_direct, d.xa, d.wa, d.ya, d.strides, d.dilates, d.pad_l,
+           d.pad_r},
+          engine(), hint);
+    });
+    auto xm = to_layout(user_mem(d.x, x), pd.src_desc());
+    auto dym = to_layout(user_mem(d.y, dy), pd.diff_dst_desc());
+    auto dwu = user_mem(d.w, dw);
+    auto dwm = out_mem(pd.diff_weights_desc(), dwu);
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, xm}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_WEIGHTS, dwm}};
+    if (db.defined()) args[DNNL_ARG_DIFF_BIAS] = user_mem(d.b, db);
+    prim.execute(stream(), args);
+    reorder_out(dwm, dwu);
+    stream().wait();
+  });
+}
+
+}  // namespace scion::cpu

@@ -1,0 +1,254 @@
+// Elementwise ops and their gradients. Binary ops broadcast; each input's gradient is summed back
+// to its own shape (sum_to). Mixed dtypes promote like torch: a 0-d tensor (a Python scalar)
+// takes the other operand's floating dtype, otherwise f64 > f32 > bf16 > integers.
+#include <cmath>
+
+#include "core/autograd.h"
+#include "core/cpu/kernels.h"
+#include "core/ops.h"
+
+namespace scion {
+
+using cpu::BinaryOp;
+using cpu::UnaryOp;
+
+namespace {
+
+int rank(DType t) {
+  switch (t) {
+    case DType::f64: return 6;
+    case DType::f32: return 5;
+    case DType::bf16: return 4;
+    case DType::i64: return 3;
+    case DType::i32: return 2;
+    case DType::u8: return 1;
+    default: return 0;
+  }
+}
+
+DType promote(const Tensor& a, const Tensor& b) {
+  if (a.dtype() == b.dtype()) return a.dtype();
+  if (a.dim() == 0 && is_floating(b.dtype())) return b.dtype();
+  if (b.dim() == 0 && is_floating(a.dtype())) return a.dtype();
+  return rank(a.dtype()) >= rank(b.dtype()) ? a.dtype() : b.dtype();
+}
+
+Tensor run_binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  DType t = promote(a, b);
+  return cpu::binary(op, a.to(t).detach(), b.to(t).detach());
+}
+
+std::vector<Tensor> grads2(const Tensor& ga, const Shape& sa, const Tensor& gb, const Shape& sb) {
+  return {ga.defined() ? sum_to(ga, sa) : Tensor(), gb.defined() ? sum_to(gb, sb) : Tensor()};
+}
+
+// Records a binary op: `fn(g, a, b)` returns the full-shape gradients; they are summed to shape.
+template <class F>
+Tensor binary_op(BinaryOp op, const char* name, const Tensor& a, const Tensor& b, F fn) {
+  DType t = promote(a, b);
+  Tensor ac = a.to(t), bc = b.to(t);
+  Tensor out = cpu::binary(op, ac.detach(), bc.detach());
+  if (any_requires_grad({&ac, &bc})) {
+    Tensor ad = ac.detach(), bd = bc.detach();
+    bool need_a = ac.requires_grad(), need_b = bc.requires_grad();
+    record(out, name, {ac, bc}, [=](const Tensor& g) {
+      auto [ga, gb] = fn(g, ad, bd, need_a, need_b);
+      return grads2(ga, ad.shape(), gb, bd.shape());
+    });
+  }
+  return out;
+}
+
+template <class F>
+Tensor unary_op(UnaryOp op, const char* name, const Tensor& x, F fn) {
+  Tensor out = cpu::unary(op, x);
+  if (any_requires_grad({&x})) {
+    Tensor xd = x.detach(), yd = out.detach();
+    record(out, name, {x}, [=](const Tensor& g) { return std::vector<Tensor>{fn(g, xd, yd)}; });
+  }
+  return out;
+}
+
+Tensor scalar_like(double v, const Tensor& t) {
+  return scalar_tensor(v, is_floating(t.dtype()) ? t.dtype() : DType::f32);
+}
+
+using Pair = std::pair<Tensor, Tensor>;
+
+}  // namespace
+
+Shape broadcast_shapes(const Shape& a, const Shape& b) {
+  size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; ++i) {
+    int64_t x = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    int64_t y = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    SCION_CHECK(x == y || x == 1 || y == 1, "shapes ", shape_str(a), " and ", shape_str(b),
+                " cannot be broadcast together");
+    out[i] = x == 1 ? y : x;
+  }
+  return out;
+}
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  return binary_op(BinaryOp::add, "add", a, b, [](const Tensor& g, auto&, auto&, bool, bool) {
+    return Pair{g, g};
+  });
+}
+
+Tensor sub(const Tensor& a, const Tensor& b) {
+  return binary_op(BinaryOp::sub, "sub", a, b, [](const Tensor& g, auto&, auto&, bool, bool nb) {
+    return Pair{g, nb ? neg(g) : Tensor()};
+  });
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  return binary_op(BinaryOp::mul, "mul", a, b,
+                   [](const Tensor& g, const Tensor& a, const Tensor& b, bool na, bool nb) {
+                     return Pair{na ? mul(g, b) : Tensor(), nb ? mul(g, a) : Tensor()};
+                   });
+}
+
+Tensor div(const Tensor& a, const Tensor& b) {
+  return binary_op(BinaryOp::div, "div", a, b,
+                   [](const Tensor& g, const Tensor& a, const Tensor& b, bool na, bool nb) {
+                     Tensor ga = div(g, b);
+                     return Pair{na ? ga : Tensor(), nb ? neg(div(mul(ga, a), b)) : Tensor()};
+                   });
+}
+
+Tensor pow(const Tensor& a, const Tensor& b) {
+  return binary_op(BinaryOp::pow, "pow", a, b,
+                   [](const Tensor& g, const Tensor& a, const Tensor& b, bool na, bool nb) {
+                     Tensor ga, gb;
+                     if (na) ga = mul(g, mul(b, pow(a, sub(b, scalar_like(1.0, b)))));
+                     if (nb) gb = mul(g, mul(pow(a, b), log(a)));
+                     return Pair{ga, gb};
+                   });
+}
+
+Tensor pow(const Tensor& a, double exponent) { return pow(a, scalar_like(exponent, a)); }
+
+namespace {
+// torch splits the gradient evenly between equal operands of maximum/minimum.
+Pair minmax_grad(const Tensor& g, const Tensor& a, const Tensor& b, bool a_wins_gt) {
+  Tensor zero = scalar_like(0.0, g), half = mul(g, scalar_like(0.5, g));
+  Tensor a_wins = a_wins_gt ? gt(a, b) : lt(a, b), b_wins = a_wins_gt ? lt(a, b) : gt(a, b);
+  Tensor tie = eq(a, b);
+  Tensor ga = where(a_wins, g, where(tie, half, zero));
+  Tensor gb = where(b_wins, g, where(tie, half, zero));
+  return {ga, gb};
+}
+}  // namespace
+
+Tensor maximum(const Tensor& a, const Tensor& b) {
+  return binary_op(BinaryOp::maximum, "maximum", a, b,
+                   [](const Tensor& g, const Tensor& a, const Tensor& b, bool, bool) {
+                     return minmax_grad(g, a, b, true);
+                   });
+}
+
+Tensor minimum(const Tensor& a, const Tensor& b) {
+  return binary_op(BinaryOp::minimum, "minimum", a, b,
+                   [](const Tensor& g, const Tensor& a, const Tensor& b, bool, bool) {
+                     return minmax_grad(g, a, b, false);
+                   });
+}
+
+Tensor eq(const Tensor& a, const Tensor& b) { return run_binary(BinaryOp::eq, a, b); }
+Tensor ne(const Tensor& a, const Tensor& b) { return run_binary(BinaryOp::ne, a, b); }
+Tensor lt(const Tensor& a, const Tensor& b) { return run_binary(BinaryOp::lt, a, b); }
+Tensor le(const Tensor& a, const Tensor& b) { return run_binary(BinaryOp::le, a, b); }
+Tensor gt(const Tensor& a, const Tensor& b) { return run_binary(BinaryOp::gt, a, b); }
+Tensor ge(const Tensor& a, const Tensor& b) { return run_binary(BinaryOp::ge, a, b); }
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  DType t = promote(a, b);
+  Tensor ac = a.to(t), bc = b.to(t);
+  Tensor out = cpu::where(cond, ac.detach(), bc.detach());
+  if (any_requires_grad({&ac, &bc})) {
+    Tensor c = cond.detach();
+    Shape sa = ac.shape(), sb = bc.shape();
+    record(out, "where", {ac, bc}, [c, sa, sb](const Tensor& g) {
+      Tensor zero = scalar_like(0.0, g);
+      return grads2(cpu::where(c, g, zero), sa, cpu::where(c, zero, g), sb);
+    });
+  }
+  return out;
+}
+
+Tensor neg(const Tensor& x) {
+  return unary_op(UnaryOp::neg, "neg", x, [](const Tensor& g, auto&, auto&) { return neg(g); });
+}
+
+Tensor exp(const Tensor& x) {
+  return unary_op(UnaryOp::exp, "exp", x,
+                  [](const Tensor& g, auto&, const Tensor& y) { return mul(g, y); });
+}
+
+Tensor log(const Tensor& x) {
+  return unary_op(UnaryOp::log, "log", x,
+                  [](const Tensor& g, const Tensor& x, auto&) { return div(g, x); });
+}
+
+Tensor sqrt(const Tensor& x) {
+  return unary_op(UnaryOp::sqrt, "sqrt", x, [](const Tensor& g, auto&, const Tensor& y) {
+    return div(g, mul(y, scalar_like(2.0, y)));
+  });
+}
+
+Tensor rsqrt(const Tensor& x) {
+  return unary_op(UnaryOp::rsqrt, "rsqrt", x, [](const Tensor& g, auto&, const Tensor& y) {
+    return mul(g, mul(pow(y, 3.0), scalar_like(-0.5, y)));
+  });
+}
+
+Tensor tanh(const Tensor& x) {
+  return unary_op(UnaryOp::tanh, "tanh", x, [](const Tensor& g, auto&, const Tensor& y) {
+    return mul(g, sub(scalar_like(1.0, y), mul(y, y)));
+  });
+}
+
+Tensor erf(const Tensor& x) {
+  return unary_op(UnaryOp::erf, "erf", x, [](const Tensor& g, const Tensor& x, auto&) {
+    return mul(g, mul(exp(neg(mul(x, x))), scalar_like(2.0 / std::sqrt(M_PI), x)));
+  });
+}
+
+Tensor relu(const Tensor& x) {
+  return unary_op(UnaryOp::relu, "relu", x, [](const Tensor& g, const Tensor& x, auto&) {
+    return cpu::where(gt(x, scalar_like(0.0, x)), g, scalar_like(0.0, g));
+  });
+}
+
+Tensor sigmoid(const Tensor& x) {
+  return unary_op(UnaryOp::sigmoid, "sigmoid", x, [](const Tensor& g, auto&, const Tensor& y) {
+    return mul(g, mul(y, sub(scalar_like(1.0, y), y)));
+  });
+}
+
+Tensor gelu(const Tensor& x, const std::string& approximate) {
+  SCION_CHECK(approximate == "none" || approximate == "tanh",
+              "gelu: approximate must be 'none' or 'tanh', got '", approximate, "'");
+  bool tanh_form = approximate == "tanh";
+  return unary_op(tanh_form ? UnaryOp::gelu_tanh : UnaryOp::gelu_erf, "gelu", x,
+                  [tanh_form](const Tensor& g, const Tensor& x, auto&) {
+                    return cpu::gelu_backward(g.contiguous(), x, tanh_form);
+                  });
+}
+
+Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+Tensor operator-(const Tensor& a) { return neg(a); }
+Tensor operator+(const Tensor& a, double b) { return add(a, scalar_like(b, a)); }
+Tensor operator-(const Tensor& a, double b) { return sub(a, scalar_like(b, a)); }
+Tensor operator*(const Tensor& a, double b) { return mul(a, scalar_like(b, a)); }
+Tensor operator/(const Tensor& a, double b) { return div(a, scalar_like(b, a)); }
+Tensor operator+(double a, const Tensor& b) { return add(scalar_like(a, b), b); }
+Tensor operator-(double a, const Tensor& b) { return sub(scalar_like(a, b), b); }
+Tensor operator*(double a, const Tensor& b) { return mul(scalar_like(a, b), b); }
+Tensor operator/(double a, const Tensor& b) { return div(scalar_like(a, b), b); }
+
+}  // namespace scion

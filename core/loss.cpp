@@ -1,0 +1,82 @@
+// Cross-entropy (fused log-softmax + negative log-likelihood) and dropout.
+// With target distribution q (one-hot, label-smoothed one-hot, or soft probabilities) the mean loss
+// is -1/N sum_n sum_c q[n,c] log p[n,c] and its gradient wrt the logits is (p - q) / N. Label
+// smoothing s mixes q with the uniform distribution: q' = (1 - s) q + s / C, as torch does for
+// both hard and soft targets.
+#include <cmath>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+
+namespace scion {
+
+namespace {
+
+// q as a dense (N, C) tensor in dtype dt.
+Tensor target_distribution(const Tensor& target, int64_t n, int64_t c, double s, DType dt) {
+  Tensor q;
+  if (is_floating(target.dtype())) {
+    SCION_CHECK(target.shape() == Shape({n, c}), "cross_entropy: soft target must be (", n, ", ",
+                c, "), got ", shape_str(target.shape()));
+    q = target.detach().to(DType::f64).contiguous().clone();
+    if (s > 0) {
+      double* p = q.data<double>();
+      for (int64_t i = 0; i < n * c; ++i) p[i] = (1 - s) * p[i] + s / double(c);
+    }
+  } else {
+    SCION_CHECK(target.dim() == 1 && target.size(0) == n, "cross_entropy: class-index target must "
+                "be (", n, "), got ", shape_str(target.shape()));
+    std::vector<double> labels = target.to_vector();
+    q = full({n, c}, s / double(c), DType::f64);
+    double* p = q.data<double>();
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t y = int64_t(labels[size_t(i)]);
+      SCION_CHECK(y >= 0 && y < c, "cross_entropy: target ", y, " at row ", i,
+                  " out of range for ", c, " classes");
+      p[i * c + y] += 1.0 - s;
+    }
+  }
+  return q.to(dt);
+}
+
+}  // namespace
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_smoothing) {
+  SCION_CHECK(logits.dim() == 2, "cross_entropy: logits must be (N, C), got ",
+              shape_str(logits.shape()));
+  SCION_CHECK(label_smoothing >= 0 && label_smoothing <= 1, "cross_entropy: label_smoothing must "
+              "be in [0, 1], got ", label_smoothing);
+  int64_t n = logits.size(0), c = logits.size(1);
+  SCION_CHECK(n > 0, "cross_entropy: empty batch");
+  // Losses are computed in f32 at least (f64 stays f64), as autocast does for bf16 logits.
+  DType dt = logits.dtype() == DType::f64 ? DType::f64 : DType::f32;
+  Tensor lp;
+  {
+    NoGradGuard ng;
+    lp = log_softmax(logits.detach().to(dt), 1);
+  }
+  Tensor q = target_distribution(target, n, c, label_smoothing, dt);
+  Tensor loss;
+  {
+    NoGradGuard ng;
+    loss = sum(mul(q, lp)) * (-1.0 / double(n));
+  }
+  if (any_requires_grad({&logits})) {
+    DType in_dt = logits.dtype();
+    record(loss, "cross_entropy", {logits}, [=](const Tensor& g) {
+      Tensor grad = mul(sub(exp(lp), q), g * (1.0 / double(n)));
+      return std::vector<Tensor>{grad.to(in_dt)};
+    });
+  }
+  return loss;
+}
+
+Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
+  SCION_CHECK(p >= 0 && p <= 1, "dropout: p must be in [0, 1], got ", p);
+  if (!training || p == 0) return x;
+  if (p == 1) return x * 0.0;
+  Tensor mask = bernoulli(x.shape(), 1.0 - p, is_floating(x.dtype()) ? x.dtype() : DType::f32, gen);
+  return x * (mask * (1.0 / (1.0 - p)));
+}
+
+}  // namespace scion

@@ -1,0 +1,118 @@
+// The functional ops of scion's core, each differentiable one with its backward recorded on the
+// tape (core/autograd.h). Names, argument order and semantics follow torch / torch.nn.functional:
+// broadcasting as in NumPy, dims may be negative, reductions take a list of dims (empty = all).
+//
+// Dtypes: floating ops accept f32, bf16 and f64. bf16 ops compute in f32 and round the result once;
+// matmul, linear and conv2d on bf16 use oneDNN with f32 accumulation (AMX where the CPU has it).
+// f64 runs on reference loops and exists for finite-difference gradient checks.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/rng.h"
+#include "core/tensor.h"
+
+namespace scion {
+
+// ---- elementwise, broadcasting ----------------------------------------------------------------
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor pow(const Tensor& a, const Tensor& b);  // a > 0 where b is not an integer
+Tensor pow(const Tensor& a, double exponent);
+Tensor maximum(const Tensor& a, const Tensor& b);  // ties split the gradient evenly, like torch
+Tensor minimum(const Tensor& a, const Tensor& b);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // cond: bool
+// Comparisons return bool tensors and carry no gradient.
+Tensor eq(const Tensor& a, const Tensor& b);
+Tensor ne(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor le(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor ge(const Tensor& a, const Tensor& b);
+
+Tensor neg(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor rsqrt(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor erf(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+// approximate: "none" (exact, erf) or "tanh", as torch.nn.functional.gelu.
+Tensor gelu(const Tensor& x, const std::string& approximate = "none");
+
+Tensor operator+(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a, const Tensor& b);
+Tensor operator*(const Tensor& a, const Tensor& b);
+Tensor operator/(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a);
+Tensor operator+(const Tensor& a, double b);
+Tensor operator-(const Tensor& a, double b);
+Tensor operator*(const Tensor& a, double b);
+Tensor operator/(const Tensor& a, double b);
+Tensor operator+(double a, const Tensor& b);
+Tensor operator-(double a, const Tensor& b);
+Tensor operator*(double a, const Tensor& b);
+Tensor operator/(double a, const Tensor& b);
+
+// Shape two tensors broadcast to (NumPy rules); an error names both shapes when they cannot.
+Shape broadcast_shapes(const Shape& a, const Shape& b);
+
+// ---- reductions --------------------------------------------------------------------------------
+Tensor sum(const Tensor& x, const Shape& dims = {}, bool keepdim = false);
+Tensor mean(const Tensor& x, const Shape& dims = {}, bool keepdim = false);
+// Variance with Bessel's correction by default (torch.var's correction=1).
+Tensor var(const Tensor& x, const Shape& dims = {}, int64_t correction = 1, bool keepdim = false);
+struct MaxResult {
+  Tensor values;
+  Tensor indices;  // i64; the first maximal index, like torch
+};
+MaxResult max(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor max(const Tensor& x);  // over all elements; gradient split evenly among ties, like torch
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
+// Sums g over the dims along which `shape` was broadcast to g's shape (the gradient of expand).
+Tensor sum_to(const Tensor& g, const Shape& shape);
+
+// ---- joining, splitting, indexing -----------------------------------------------------------
+Tensor cat(const std::vector<Tensor>& xs, int64_t dim = 0);
+std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim = 0);
+std::vector<Tensor> split(const Tensor& x, const Shape& sizes, int64_t dim = 0);
+std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);  // index: 1-d i64/i32
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);        // index: same ndim, i64
+
+// ---- linear algebra ---------------------------------------------------------------------------
+// torch.matmul: 1-d and 2-d operands, and batched (..., M, K) @ (..., K, N) with broadcast batch
+// dims. Transposed operands are passed to oneDNN by their strides, without copies.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// y = x @ w^T + b with x: (..., in), w: (out, in), b: (out) or undefined.
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+
+struct Conv2dOptions {
+  std::pair<int64_t, int64_t> stride{1, 1};
+  std::pair<int64_t, int64_t> padding{0, 0};
+  std::pair<int64_t, int64_t> dilation{1, 1};
+  int64_t groups = 1;
+};
+// x: (N, C, H, W), w: (O, C/groups, KH, KW), b: (O) or undefined.
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(),
+              const Conv2dOptions& opt = {});
+
+// ---- normalization, softmax, losses -------------------------------------------------------
+// Normalizes over the last normalized_shape.size() dims; weight/bias of normalized_shape or undefined.
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), double eps = 1e-5);
+Tensor softmax(const Tensor& x, int64_t dim);
+Tensor log_softmax(const Tensor& x, int64_t dim);
+// Mean cross-entropy of logits (N, C). target: i64 class indices (N) with optional label
+// smoothing (torch's: (1 - s) * onehot + s / C), or floating probabilities (N, C) (soft targets).
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_smoothing = 0.0);
+// Zeroes each element with probability p and scales the rest by 1/(1-p) when training.
+Tensor dropout(const Tensor& x, double p, bool training, Generator& gen = default_generator());
+
+}  // namespace scion

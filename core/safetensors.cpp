@@ -1,0 +1,229 @@
+// safetensors reading (mmap + validation) and atomic writing.
+#include "core/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+namespace scion {
+
+namespace {
+
+using json = nlohmann::json;
+
+bool parse_dtype(const std::string& s, DType& out) {
+  static const std::map<std::string, DType> kNames = {
+      {"F32", DType::f32}, {"BF16", DType::bf16}, {"F64", DType::f64}, {"I32", DType::i32},
+      {"I64", DType::i64}, {"U8", DType::u8},     {"BOOL", DType::bool_}};
+  auto it = kNames.find(s);
+  if (it == kNames.end()) return false;
+  out = it->second;
+  return true;
+}
+
+bool is_spec_dtype(const std::string& s) {
+  static const char* kOther[] = {"F16", "I8", "I16", "U16", "U32", "U64", "F8_E4M3", "F8_E5M2"};
+  return std::any_of(std::begin(kOther), std::end(kOther), [&](const char* n) { return s == n; });
+}
+
+[[noreturn]] void fail(const std::string& path, const std::string& msg) {
+  throw InputError(path + ": invalid safetensors file: " + msg);
+}
+
+}  // namespace
+
+const char* safetensors_dtype_name(DType t) {
+  switch (t) {
+    case DType::f32: return "F32";
+    case DType::bf16: return "BF16";
+    case DType::f64: return "F64";
+    case DType::i32: return "I32";
+    case DType::i64: return "I64";
+    case DType::u8: return "U8";
+    case DType::bool_: return "BOOL";
+  }
+  return "?";
+}
+
+SafetensorsFile SafetensorsFile::open(const std::string& path) {
+  SafetensorsFile f;
+  f.path_ = path;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw InputError(path + ": cannot open: " + std::strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    ::close(fd);
+    throw InputError(path + ": cannot stat: " + std::strerror(errno));
+  }
+  uint64_t size = uint64_t(st.st_size);
+  if (size < 8) {
+    ::close(fd);
+    fail(path, detail::str_cat("truncated: ", size, " bytes, shorter than the 8-byte header length"));
+  }
+  void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) throw InputError(path + ": cannot mmap: " + std::strerror(errno));
+  f.mapping_ = std::shared_ptr<void>(map, [size](void* p) { munmap(p, size); });
+  const char* base = static_cast<const char*>(map);
+
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | uint8_t(base[i]);
+  if (n > kSafetensorsMaxHeader)
+    fail(path, detail::str_cat("header length ", n, " exceeds the limit of ", kSafetensorsMaxHeader,
+                               " bytes"));
+  if (8 + n > size)
+    fail(path, detail::str_cat("truncated: header length ", n, " but only ", size - 8,
+                               " bytes follow"));
+  json header;
+  try {
+    header = json::parse(base + 8, base + 8 + n);
+  } catch (const json::exception& e) {
+    fail(path, std::string("header is not valid JSON: ") + e.what());
+  }
+  if (!header.is_object()) fail(path, "header is not a JSON object");
+  f.data_ = base + 8 + n;
+  uint64_t data_size = size - 8 - n;
+
+  std::vector<std::pair<uint64_t, std::string>> order;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& name = it.key();
+    const json& v = it.value();
+    if (name == "__metadata__") {
+      if (!v.is_object()) fail(path, "__metadata__ is not an object");
+      for (auto m = v.begin(); m != v.end(); ++m) {
+        if (!m.value().is_string()) fail(path, "__metadata__ value for '" + m.key() + "' is not a string");
+        f.metadata_[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    std::string where = "tensor '" + name + "': ";
+    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") ||
+        !v.contains("data_offsets"))
+      fail(path, where + "expected an object with dtype, shape and data_offsets");
+    if (!v["dtype"].is_string()) fail(path, where + "dtype is not a string");
+    std::string dt = v["dtype"].get<std::string>();
+    Entry e;
+    if (!parse_dtype(dt, e.dtype)) {
+      if (is_spec_dtype(dt)) fail(path, where + "dtype " + dt + " is not supported by scion");
+      fail(path, where + "unknown dtype '" + dt + "'");
+    }
+    if (!v["shape"].is_array()) fail(path, where + "shape is not an array");
+    uint64_t numel = 1;
+    for (const json& s : v["shape"]) {
+      if (!s.is_number_unsigned()) fail(path, where + "shape entries must be non-negative integers");
+      uint64_t d = s.get<uint64_t>();
+      if (d != 0 && numel > UINT64_MAX / d) fail(path, where + "shape overflows");
+      numel *= d;
+      e.shape.push_back(int64_t(d));
+    }
+    const json& off = v["data_offsets"];
+    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+        !off[1].is_number_unsigned())
+      fail(path, where + "data_offsets must be two non-negative integers");
+    e.begin = off[0].get<uint64_t>();
+    e.end = off[1].get<uint64_t>();
+    if (e.begin > e.end) fail(path, where + "data_offsets begin > end");
+    if (e.end > data_size)
+      fail(path, detail::str_cat(where, "data_offsets [", e.begin, ", ", e.end,
+                                 ") out of bounds of the ", data_size, "-byte data buffer"));
+    uint64_t want = numel * dtype_size(e.dtype);
+    if (e.end - e.begin != want)
+      fail(path, detail::str_cat(where, "shape ", shape_str(e.shape), " of ", dt, " needs ", want,
+                                 " bytes but data_offsets span ", e.end - e.begin));
+    order.emplace_back(e.begin, name);
+    f.entries_[name] = e;
+  }
+  std::sort(order.begin(), order.end(), [&](const auto& a, const auto& b) {
+    const Entry& ea = f.entries_[a.second];
+    const Entry& eb = f.entries_[b.second];
+    return ea.begin != eb.begin ? ea.begin < eb.begin : ea.end < eb.end;
+  });
+  uint64_t at = 0;
+  for (const auto& [b, name] : order) {
+    const Entry& e = f.entries_[name];
+    if (e.begin < at) fail(path, "tensor '" + name + "' overlaps the previous tensor");
+    if (e.begin > at)
+      fail(path, detail::str_cat("gap in the data buffer before tensor '", name, "' (bytes ", at,
+                                 " to ", e.begin, " unused)"));
+    at = e.end;
+    f.names_.push_back(name);
+  }
+  if (at != data_size)
+    fail(path, detail::str_cat("data buffer has ", data_size, " bytes but tensors cover ", at));
+  return f;
+}
+
+DType SafetensorsFile::dtype(const std::string& name) const {
+  auto it = entries_.find(name);
+  SCION_CHECK(it != entries_.end(), path_, ": no tensor named '", name, "'");
+  return it->second.dtype;
+}
+
+const Shape& SafetensorsFile::shape(const std::string& name) const {
+  auto it = entries_.find(name);
+  SCION_CHECK(it != entries_.end(), path_, ": no tensor named '", name, "'");
+  return it->second.shape;
+}
+
+Tensor SafetensorsFile::get(const std::string& name) const {
+  auto it = entries_.find(name);
+  SCION_CHECK(it != entries_.end(), path_, ": no tensor named '", name, "'");
+  const Entry& e = it->second;
+  const char* p = data_ + e.begin;
+  if (reinterpret_cast<uintptr_t>(p) % dtype_size(e.dtype) == 0)
+    return from_blob(const_cast<char*>(p), e.shape, e.dtype, mapping_);
+  Tensor t = empty(e.shape, e.dtype);
+  std::memcpy(t.raw_data(), p, e.end - e.begin);
+  return t;
+}
+
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::vector<Tensor> data;
+  uint64_t at = 0;
+  for (const auto& [name, t] : tensors) {
+    SCION_CHECK(!name.empty() && name != "__metadata__", path, ": invalid tensor name '", name, "'");
+    SCION_CHECK(!header.contains(name), path, ": duplicate tensor name '", name, "'");
+    Tensor c = t.detach().contiguous();
+    uint64_t bytes = uint64_t(c.numel()) * dtype_size(c.dtype());
+    header[name] = {{"dtype", safetensors_dtype_name(c.dtype())},
+                    {"shape", c.shape()},
+                    {"data_offsets", {at, at + bytes}}};
+    at += bytes;
+    data.push_back(c);
+  }
+  std::string h = header.dump();
+  while (h.size() % 8 != 0) h.push_back(' ');
+  std::string tmp = path + ".tmp." + std::to_string(getpid());
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) throw InputError(path + ": cannot write (" + tmp + "): " + std::strerror(errno));
+  bool ok = true;
+  uint64_t n = h.size();
+  unsigned char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = uint8_t(n >> (8 * i));
+  ok &= std::fwrite(len, 1, 8, f) == 8;
+  ok &= std::fwrite(h.data(), 1, h.size(), f) == h.size();
+  for (const Tensor& t : data) {
+    size_t bytes = size_t(t.numel()) * dtype_size(t.dtype());
+    if (bytes) ok &= std::fwrite(t.raw_data(), 1, bytes, f) == bytes;
+  }
+  ok &= std::fflush(f) == 0;
+  ok &= fsync(fileno(f)) == 0;
+  ok &= std::fclose(f) == 0;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    std::remove(tmp.c_str());
+    throw Error(path + ": writing failed: " + std::strerror(err));
+  }
+}
+
+}  // namespace scion
