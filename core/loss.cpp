@@ -61,11 +61,18 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_sm
     NoGradGuard ng;
     loss = sum(mul(q, lp)) * (-1.0 / double(n));
   }
-  if (any_requires_grad({&logits})) {
+  // Soft targets get a gradient too (d loss / d q = -(1 - s) log p / N), as in torch.
+  Tensor soft = is_floating(target.dtype()) ? target : Tensor();
+  if (any_requires_grad({&logits, &soft})) {
     DType in_dt = logits.dtype();
-    record(loss, "cross_entropy", {logits}, [=](const Tensor& g) {
-      Tensor grad = mul(sub(exp(lp), q), g * (1.0 / double(n)));
-      return std::vector<Tensor>{grad.to(in_dt)};
+    bool need_logits = logits.requires_grad(), need_target = soft.defined() && soft.requires_grad();
+    DType t_dt = soft.defined() ? soft.dtype() : in_dt;
+    record(loss, "cross_entropy", {logits, soft}, [=](const Tensor& g) {
+      Tensor scale = g * (1.0 / double(n));
+      Tensor g_logits, g_target;
+      if (need_logits) g_logits = mul(sub(exp(lp), q), scale).to(in_dt);
+      if (need_target) g_target = mul(lp, scale * -(1.0 - label_smoothing)).to(t_dt);
+      return std::vector<Tensor>{g_logits, g_target};
     });
   }
   return loss;

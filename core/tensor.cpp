@@ -81,7 +81,7 @@ Shape infer_shape(Shape shape, int64_t numel, const char* op) {
 // (the algorithm of torch's computeStride: match groups of dims whose product agrees).
 bool view_strides(const Shape& shape, const Shape& strides, const Shape& new_shape, Shape& out) {
   out.assign(new_shape.size(), 0);
-  if (shape_numel(shape) == 0) {
+  if (shape_numel(shape) == 0 || shape.empty()) {
     out = contiguous_strides(new_shape);
     return true;
   }

@@ -1,0 +1,101 @@
+// Autograd semantics: accumulation into leaves, shared subexpressions, gradients through views and
+// broadcasting reduced to the input's shape, NoGradGuard, detach, and the freed-graph error.
+#include "tests/support.h"
+
+using namespace scion;
+
+TEST_CASE("gradients accumulate into leaves across backward calls", "[autograd]") {
+  Tensor x = from_vector({1, 2, 3}, {3}).requires_grad_();
+  sum(x * x).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{2, 4, 6});
+  sum(x * 3.0).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{5, 7, 9});
+  x.zero_grad();
+  CHECK_FALSE(x.grad().defined());
+}
+
+TEST_CASE("a value used twice receives both gradients (diamond)", "[autograd]") {
+  Tensor x = from_vector({2}, {1}).requires_grad_();
+  Tensor y = exp(x);
+  Tensor z = y * y + y;  // dz/dx = (2y + 1) y
+  z.backward(ones({1}));
+  double e2 = std::exp(2.0);
+  CHECK(x.grad().item() == Approx((2 * e2 + 1) * e2).epsilon(1e-6));
+}
+
+TEST_CASE("broadcast gradients are reduced to the input's shape", "[autograd]") {
+  Tensor a = ones({3, 1}).requires_grad_();
+  Tensor b = ones({4}).requires_grad_();
+  sum(a * b).backward();
+  CHECK(a.grad().shape() == Shape{3, 1});
+  CHECK(a.grad().to_vector() == std::vector<double>{4, 4, 4});
+  CHECK(b.grad().shape() == Shape{4});
+  CHECK(b.grad().to_vector() == std::vector<double>{3, 3, 3, 3});
+}
+
+TEST_CASE("gradients flow through views to the base tensor", "[autograd]") {
+  Tensor x = arange(0, 6, 1, DType::f32).reshape({2, 3}).detach().requires_grad_();
+  Tensor v = x.t().narrow(0, 1, 2);  // rows 1..2 of x^T = columns 1..2 of x
+  sum(v * 2.0).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{0, 2, 2, 0, 2, 2});
+  Tensor grad = x.grad();
+  CHECK(grad.is_contiguous());
+}
+
+TEST_CASE("leaf gradients do not alias each other", "[autograd]") {
+  Tensor a = ones({2}).requires_grad_(), b = ones({2}).requires_grad_();
+  sum(a + b).backward();
+  a.grad().mul_(5.0);
+  CHECK(b.grad().to_vector() == std::vector<double>{1, 1});
+}
+
+TEST_CASE("NoGradGuard and detach record nothing", "[autograd]") {
+  Tensor x = ones({2}).requires_grad_();
+  {
+    NoGradGuard ng;
+    Tensor y = x * 2.0;
+    CHECK_FALSE(y.requires_grad());
+    CHECK(y.grad_fn() == nullptr);
+  }
+  CHECK((x * 2.0).requires_grad());
+  Tensor d = x.detach();
+  CHECK_FALSE(d.requires_grad());
+  CHECK(d.storage() == x.storage());
+  Tensor y = d * x;
+  y.backward(ones({2}));
+  CHECK(x.grad().to_vector() == std::vector<double>{1, 1});
+}
+
+TEST_CASE("backward errors are clear", "[autograd]") {
+  Tensor x = ones({2}).requires_grad_();
+  Tensor y = sum(x * x);
+  y.backward();
+  CHECK_THROWS_WITH(y.backward(), Catch::Contains("second time"));
+  CHECK_THROWS_WITH((x * 2.0).backward(), Catch::Contains("one-element"));
+  Tensor c = ones({2});
+  CHECK_THROWS_WITH(sum(c).backward(), Catch::Contains("does not require grad"));
+  CHECK_THROWS_AS(arange(0, 3).requires_grad_(), InputError);
+}
+
+TEST_CASE("bad shapes and dtypes are rejected with the shapes named", "[autograd][ops]") {
+  CHECK_THROWS_WITH(add(ones({2, 3}), ones({4})), Catch::Contains("(2, 3)") && Catch::Contains("(4,)"));
+  CHECK_THROWS_WITH(matmul(ones({2, 3}), ones({4, 2})), Catch::Contains("cannot be multiplied"));
+  CHECK_THROWS_WITH(linear(ones({2, 3}), ones({4, 5})), Catch::Contains("does not match weight"));
+  CHECK_THROWS_WITH(conv2d(ones({1, 3, 4, 4}), ones({2, 2, 3, 3})), Catch::Contains("does not fit"));
+  CHECK_THROWS_WITH(matmul(ones({2, 2}), ones({2, 2}, DType::f64)), Catch::Contains("dtypes differ"));
+  CHECK_THROWS_WITH(cross_entropy(ones({2, 3}), from_vector({0, 3}, {2}, DType::i64)),
+                    Catch::Contains("out of range"));
+  CHECK_THROWS_WITH(layer_norm(ones({2, 3}), {4}), Catch::Contains("normalized_shape"));
+}
+
+TEST_CASE("dropout: identity in eval, zeroes about p and keeps the expectation in training", "[ops]") {
+  Tensor x = ones({200000});
+  CHECK(dropout(x, 0.5, false).storage() == x.storage());
+  Generator g(5);
+  Tensor y = dropout(x, 0.25, true, g);
+  std::vector<double> v = y.to_vector();
+  int64_t zeros_n = std::count(v.begin(), v.end(), 0.0);
+  CHECK(std::fabs(double(zeros_n) / 200000.0 - 0.25) < 0.01);
+  for (double e : v) CHECK((e == 0.0 || std::fabs(e - 1.0 / 0.75) < 1e-6));
+  CHECK(std::fabs(mean(y).item() - 1.0) < 0.01);
+}
