@@ -1,7 +1,6 @@
 // The backward engine: Kahn's algorithm over the nodes reachable from the root, so each node runs
-// after every consumer of its output has delivered its gradient. Leaf gradients are copied into a
-// fresh buffer the first time (a closure may return a view of grad_out shared with other inputs) and
-// summed in place after that.
+// after every consumer of its output has delivered its gradient. A leaf's first gradient becomes its
+// .grad (copied only when shared), later ones are summed into it in place.
 #include "core/autograd.h"
 
 #include <unordered_map>
@@ -60,15 +59,20 @@ void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, No
 
 namespace {
 
-void accumulate_leaf(TensorImpl* leaf, const Tensor& g) {
+// Takes g by value: when nothing else holds it or its storage (the common case), it becomes the
+// leaf's gradient without a copy, as torch's AccumulateGrad does; otherwise it is cloned, since a
+// closure may return a view of grad_out that other inputs share.
+void accumulate_leaf(TensorImpl* leaf, Tensor g) {
   SCION_ASSERT(g.shape() == leaf->shape, "gradient shape ", shape_str(g.shape()),
                " does not match leaf shape ", shape_str(leaf->shape));
-  Tensor grad = g.dtype() == leaf->dtype ? g : g.to(leaf->dtype);
-  if (!leaf->grad) {
-    leaf->grad = grad.clone().impl_ptr();
-  } else {
-    Tensor(leaf->grad).add_(grad);
+  if (g.dtype() != leaf->dtype) g = g.to(leaf->dtype);
+  if (leaf->grad) {
+    Tensor(leaf->grad).add_(g);
+    return;
   }
+  bool owned = g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 && g.is_contiguous() &&
+               g.offset() == 0 && !g.requires_grad();
+  leaf->grad = owned ? g.impl_ptr() : g.clone().impl_ptr();
 }
 
 }  // namespace
@@ -79,7 +83,7 @@ void run_backward(const Tensor& root, const Tensor& grad) {
               " does not match the tensor's shape ", shape_str(root.shape()));
   NoGradGuard no_grad;
   if (!root.grad_fn()) {
-    accumulate_leaf(root.impl(), grad);
+    accumulate_leaf(root.impl(), grad.clone());
     return;
   }
   // Count, for each node, how many edges point at it from nodes reachable from the root.
@@ -117,9 +121,9 @@ void run_backward(const Tensor& root, const Tensor& grad) {
                  " gradients for ", edges.size(), " inputs");
     for (size_t i = 0; i < edges.size(); ++i) {
       const Edge& e = edges[i];
-      const Tensor& gi = in_grads[i];
+      Tensor gi = std::move(in_grads[i]);
       if (e.leaf) {
-        if (gi.defined()) accumulate_leaf(e.leaf.get(), gi);
+        if (gi.defined()) accumulate_leaf(e.leaf.get(), std::move(gi));
         continue;
       }
       if (!e.fn) continue;
@@ -127,7 +131,7 @@ void run_backward(const Tensor& root, const Tensor& grad) {
       if (gi.defined()) {
         auto it = grads.find(next);
         if (it == grads.end())
-          grads.emplace(next, gi);
+          grads.emplace(next, std::move(gi));
         else
           it->second = add(it->second, gi);
       }

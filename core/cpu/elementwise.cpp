@@ -1,9 +1,11 @@
 // Elementwise kernels. Unary math on contiguous f32/bf16 goes to oneDNN's JIT eltwise (vectorized
-// exp/log/tanh/gelu); the rest runs on the strided loops of loops.h, computing in acc_t<T>.
+// exp/log/tanh/gelu-tanh) or, for exact gelu, to fast_kernels.h; the rest runs on the strided
+// loops of loops.h, computing in acc_t<T>.
 // NOTE: gelu's exact form is x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)); the tanh form is
 // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), matching torch's approximate="tanh".
 #include <cmath>
 
+#include "core/cpu/fast_kernels.h"
 #include "core/cpu/kernels.h"
 #include "core/cpu/loops.h"
 #include "core/cpu/onednn.h"
@@ -186,6 +188,10 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
 
 Tensor unary(UnaryOp op, const Tensor& x) {
   Tensor out = empty(x.shape(), x.dtype());
+  if (op == UnaryOp::gelu_erf && fast_kernel_applies(x)) {
+    gelu_erf_forward(x, out);
+    return out;
+  }
   dnnl::algorithm alg;
   float alpha, beta;
   if (dnnl_supports(x.dtype()) && x.is_contiguous() && x.numel() > 0 &&
@@ -203,8 +209,12 @@ Tensor unary(UnaryOp op, const Tensor& x) {
 
 Tensor gelu_backward(const Tensor& g, const Tensor& x, bool tanh_form) {
   Tensor out = empty(x.shape(), x.dtype());
-  if (dnnl_supports(x.dtype()) && x.is_contiguous() && g.is_contiguous() && g.shape() == x.shape() &&
-      g.dtype() == x.dtype() && x.numel() > 0) {
+  bool same = g.shape() == x.shape() && g.dtype() == x.dtype() && g.is_contiguous();
+  if (!tanh_form && same && fast_kernel_applies(x)) {
+    gelu_erf_backward(g, x, out);
+    return out;
+  }
+  if (dnnl_supports(x.dtype()) && x.is_contiguous() && same && x.numel() > 0) {
     auto alg = tanh_form ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_gelu_erf;
     eltwise_backward(alg, 0.f, 0.f, g.reshape({g.numel()}), x.reshape({x.numel()}),
                      out.reshape({x.numel()}));

@@ -1,15 +1,115 @@
 // Layer norm kernels over rows of D contiguous elements, parallel over rows. Statistics are kept
-// in f32 (f64 for f64 input): mean and rstd = 1/sqrt(var + eps) with the biased variance, as torch.
+// in f32 (f64 for f64 input): mean and rstd = 1/sqrt(var + eps) with the biased variance, as torch;
+// the variance is computed from centered values (two passes), not E[x^2] - E[x]^2.
 // Backward, with xhat = (x - mean) * rstd and dxhat = dy * w:
 //   dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),  dw = sum dy*xhat,  db = sum dy
-// dw/db are summed per thread into private buffers, then added (fixed order for a thread count).
+// dw/db are summed per thread into private buffers, then added in thread order (fixed for a given
+// thread count). f32/bf16 rows run on AVX-512 (masked tails); f64 and non-AVX-512 builds on loops.
 #include <cmath>
 #include <vector>
 
 #include "core/cpu/kernels.h"
 #include "core/cpu/parallel.h"
+#include "core/cpu/vec_math.h"
 
 namespace scion::cpu {
+
+namespace {
+
+template <class T, class A>
+void forward_row(const T* x, const T* w, const T* b, T* y, int64_t d, A eps, A& mu_out, A& rs_out) {
+#ifdef SCION_AVX512
+  if constexpr (!std::is_same_v<T, double>) {
+    using namespace vec;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < d; i += 16) acc = _mm512_add_ps(acc, load(x + i, tail_mask(d - i)));
+    float mu = _mm512_reduce_add_ps(acc) / float(d);
+    __m512 vmu = _mm512_set1_ps(mu);
+    acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < d; i += 16) {
+      __mmask16 m = tail_mask(d - i);
+      __m512 c = _mm512_maskz_sub_ps(m, load(x + i, m), vmu);
+      acc = _mm512_fmadd_ps(c, c, acc);
+    }
+    float rs = 1.0f / std::sqrt(_mm512_reduce_add_ps(acc) / float(d) + eps);
+    __m512 vrs = _mm512_set1_ps(rs);
+    for (int64_t i = 0; i < d; i += 16) {
+      __mmask16 m = tail_mask(d - i);
+      __m512 h = _mm512_mul_ps(_mm512_sub_ps(load(x + i, m), vmu), vrs);
+      if (w) h = _mm512_mul_ps(h, load(w + i, m));
+      if (b) h = _mm512_add_ps(h, load(b + i, m));
+      store(y + i, h, m);
+    }
+    mu_out = mu;
+    rs_out = rs;
+    return;
+  }
+#endif
+  A s = 0;
+  for (int64_t i = 0; i < d; ++i) s += A(x[i]);
+  A mu = s / A(d), v = 0;
+  for (int64_t i = 0; i < d; ++i) v += (A(x[i]) - mu) * (A(x[i]) - mu);
+  A rs = A(1) / std::sqrt(v / A(d) + eps);
+  for (int64_t i = 0; i < d; ++i) {
+    A h = (A(x[i]) - mu) * rs;
+    if (w) h = h * A(w[i]);
+    if (b) h = h + A(b[i]);
+    y[i] = T(h);
+  }
+  mu_out = mu;
+  rs_out = rs;
+}
+
+// One row of the backward pass; adds this row's dw/db terms into pw/pb (length d, f32 or f64).
+template <class T, class A>
+void backward_row(const T* x, const T* g, const T* w, T* dx, int64_t d, A mu, A rs, A* pw, A* pb) {
+#ifdef SCION_AVX512
+  if constexpr (!std::is_same_v<T, double>) {
+    using namespace vec;
+    __m512 vmu = _mm512_set1_ps(mu), vrs = _mm512_set1_ps(rs);
+    __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps();
+    for (int64_t i = 0; i < d; i += 16) {
+      __mmask16 m = tail_mask(d - i);
+      __m512 h = _mm512_mul_ps(_mm512_maskz_sub_ps(m, load(x + i, m), vmu), vrs);
+      __m512 gv = load(g + i, m);
+      __m512 gw = w ? _mm512_mul_ps(gv, load(w + i, m)) : gv;
+      s1 = _mm512_add_ps(s1, gw);
+      s2 = _mm512_fmadd_ps(gw, h, s2);
+      _mm512_mask_storeu_ps(pw + i, m, _mm512_fmadd_ps(gv, h, _mm512_maskz_loadu_ps(m, pw + i)));
+      _mm512_mask_storeu_ps(pb + i, m, _mm512_add_ps(gv, _mm512_maskz_loadu_ps(m, pb + i)));
+    }
+    __m512 m1 = _mm512_set1_ps(_mm512_reduce_add_ps(s1) / float(d));
+    __m512 m2 = _mm512_set1_ps(_mm512_reduce_add_ps(s2) / float(d));
+    for (int64_t i = 0; i < d; i += 16) {
+      __mmask16 m = tail_mask(d - i);
+      __m512 h = _mm512_mul_ps(_mm512_sub_ps(load(x + i, m), vmu), vrs);
+      __m512 gv = load(g + i, m);
+      __m512 gw = w ? _mm512_mul_ps(gv, load(w + i, m)) : gv;
+      __m512 t = _mm512_fnmadd_ps(h, m2, _mm512_sub_ps(gw, m1));
+      store(dx + i, _mm512_mul_ps(t, vrs), m);
+    }
+    return;
+  }
+#endif
+  A s1 = 0, s2 = 0;
+  for (int64_t i = 0; i < d; ++i) {
+    A h = (A(x[i]) - mu) * rs, gv = A(g[i]);
+    A gw = w ? gv * A(w[i]) : gv;
+    s1 += gw;
+    s2 += gw * h;
+    pw[i] += gv * h;
+    pb[i] += gv;
+  }
+  s1 /= A(d);
+  s2 /= A(d);
+  for (int64_t i = 0; i < d; ++i) {
+    A h = (A(x[i]) - mu) * rs, gv = A(g[i]);
+    A gw = w ? gv * A(w[i]) : gv;
+    dx[i] = T(rs * (gw - s1 - h * s2));
+  }
+}
+
+}  // namespace
 
 void layer_norm_forward(const Tensor& x, const Tensor& w, const Tensor& b, double eps, int64_t d,
                         Tensor& y, Tensor& mean, Tensor& rstd) {
@@ -28,29 +128,8 @@ void layer_norm_forward(const Tensor& x, const Tensor& w, const Tensor& b, doubl
     A* mp = mean.data<A>();
     A* rp = rstd.data<A>();
     parallel_for(0, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(d, 1)), [&](int64_t r0, int64_t r1) {
-      std::vector<A> xf(static_cast<size_t>(d));
-      for (int64_t r = r0; r < r1; ++r) {
-        const T* xr = xp + r * d;
-        A s = 0;
-#pragma omp simd reduction(+ : s)
-        for (int64_t i = 0; i < d; ++i) {
-          xf[i] = A(xr[i]);
-          s += xf[i];
-        }
-        A mu = s / A(d), v = 0;
-#pragma omp simd reduction(+ : v)
-        for (int64_t i = 0; i < d; ++i) v += (xf[i] - mu) * (xf[i] - mu);
-        A rs = A(1) / std::sqrt(v / A(d) + A(eps));
-        mp[r] = mu;
-        rp[r] = rs;
-        T* yr = yp + r * d;
-        for (int64_t i = 0; i < d; ++i) {
-          A h = (xf[i] - mu) * rs;
-          if (wp) h = h * A(wp[i]);
-          if (bp) h = h + A(bp[i]);
-          yr[i] = T(h);
-        }
-      }
+      for (int64_t r = r0; r < r1; ++r)
+        forward_row<T, A>(xp + r * d, wp, bp, yp + r * d, d, A(eps), mp[r], rp[r]);
     });
   });
 }
@@ -69,51 +148,27 @@ void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, con
     const A* rp = rstd.data<A>();
     T* dxp = dx.data<T>();
     int nt = num_threads();
-    std::vector<std::vector<A>> dw_part(static_cast<size_t>(nt)), db_part(static_cast<size_t>(nt));
-    // One chunk of rows per thread (thread t owns part t), so the sum order is fixed.
+    // Per-thread dw/db partial sums; thread t of the parallel_for owns row chunk t.
+    std::vector<A> partial(static_cast<size_t>(2 * nt * d), A(0));
     parallel_for(0, rows, 1, [&](int64_t r0, int64_t r1) {
       int t = omp_in_parallel() ? omp_get_thread_num() : 0;
-      std::vector<A>& pw = dw_part[size_t(t)];
-      std::vector<A>& pb = db_part[size_t(t)];
-      pw.assign(size_t(d), A(0));
-      pb.assign(size_t(d), A(0));
-      std::vector<A> xh(static_cast<size_t>(d)), gh(static_cast<size_t>(d));
-      for (int64_t r = r0; r < r1; ++r) {
-        const T* xr = xp + r * d;
-        const T* gr = gp + r * d;
-        A mu = mp[r], rs = rp[r], s1 = 0, s2 = 0;
-#pragma omp simd reduction(+ : s1, s2)
-        for (int64_t i = 0; i < d; ++i) {
-          A h = (A(xr[i]) - mu) * rs, g = A(gr[i]);
-          A gw = wp ? g * A(wp[i]) : g;
-          xh[i] = h;
-          gh[i] = gw;
-          pw[i] += g * h;
-          pb[i] += g;
-          s1 += gw;
-          s2 += gw * h;
-        }
-        s1 /= A(d);
-        s2 /= A(d);
-        T* out = dxp + r * d;
-        for (int64_t i = 0; i < d; ++i) out[i] = T(rs * (gh[i] - s1 - xh[i] * s2));
-      }
+      A* pw = partial.data() + size_t(2 * t) * size_t(d);
+      A* pb = pw + d;
+      for (int64_t r = r0; r < r1; ++r)
+        backward_row<T, A>(xp + r * d, gp + r * d, wp, dxp + r * d, d, mp[r], rp[r], pw, pb);
     });
-    std::vector<A> sw(size_t(d), A(0)), sb(size_t(d), A(0));
-    for (int t = 0; t < nt; ++t) {
-      if (dw_part[size_t(t)].empty()) continue;
-      for (int64_t i = 0; i < d; ++i) {
-        sw[i] += dw_part[size_t(t)][i];
-        sb[i] += db_part[size_t(t)][i];
-      }
-    }
     dw = empty({d}, x.dtype());
     db = empty({d}, x.dtype());
     T* dwp = dw.data<T>();
     T* dbp = db.data<T>();
     for (int64_t i = 0; i < d; ++i) {
-      dwp[i] = T(sw[i]);
-      dbp[i] = T(sb[i]);
+      A sw = 0, sb = 0;
+      for (int t = 0; t < nt; ++t) {
+        sw += partial[size_t(2 * t) * size_t(d) + size_t(i)];
+        sb += partial[size_t(2 * t + 1) * size_t(d) + size_t(i)];
+      }
+      dwp[i] = T(sw);
+      dbp[i] = T(sb);
     }
   });
   if (w.defined()) {
