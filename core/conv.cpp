@@ -1,5 +1,8 @@
-// conv2d on oneDNN (f32, bf16) with an f64 reference path; NCHW activations, OIHW weights, groups
-// (depthwise when groups == C). The bias gradient is a plain sum of dy over (N, H, W).
+// conv2d on oneDNN (f32, bf16) with an f64 reference path; OIHW weights, groups (depthwise when
+// groups == C). Memory format follows the input, as with torch's channels_last: an input whose
+// memory is NHWC (strides of x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)) gives an
+// NHWC output and NHWC gradients; anything else is computed as contiguous NCHW. The bias gradient is
+// a plain sum of dy over (N, H, W).
 #include "core/autograd.h"
 #include "core/cpu/kernels.h"
 #include "core/cpu/onednn.h"
@@ -7,30 +10,61 @@
 
 namespace scion {
 
+namespace {
+
+bool is_channels_last(const Tensor& t) {
+  const Shape& s = t.shape();
+  const Shape& st = t.strides();
+  return t.dim() == 4 && st[1] == 1 && st[3] == s[1] && st[2] == s[3] * s[1] &&
+         st[0] == s[2] * s[3] * s[1];
+}
+
+// t (N, C, H, W) with NHWC memory; copies unless it already is.
+Tensor to_channels_last(const Tensor& t) {
+  if (is_channels_last(t)) return t;
+  return t.permute({0, 2, 3, 1}).contiguous().permute({0, 3, 1, 2});
+}
+
+Tensor empty_like_layout(const Shape& s, DType dt, bool channels_last) {
+  if (!channels_last) return empty(s, dt);
+  return empty({s[0], s[2], s[3], s[1]}, dt).permute({0, 3, 1, 2});
+}
+
+// A copy of t in another dtype with the same memory format.
+Tensor convert_keep_layout(const Tensor& t, DType dt, bool channels_last) {
+  Tensor out = empty_like_layout(t.shape(), dt, channels_last);
+  out.copy_(t);
+  return out;
+}
+
+}  // namespace
+
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt) {
   SCION_CHECK(x.dim() == 4, "conv2d: input must be (N, C, H, W), got ", shape_str(x.shape()));
   SCION_CHECK(w.dim() == 4, "conv2d: weight must be (O, C/groups, KH, KW), got ",
               shape_str(w.shape()));
   SCION_CHECK(is_floating(x.dtype()) && x.dtype() == w.dtype(), "conv2d: input and weight must "
               "share a floating dtype, got ", dtype_name(x.dtype()), " and ", dtype_name(w.dtype()));
-  int64_t g = opt.groups, n = x.size(0), c = x.size(1), h = x.size(2), wd = x.size(3);
+  int64_t groups = opt.groups, n = x.size(0), c = x.size(1), h = x.size(2), wd = x.size(3);
   int64_t o = w.size(0), kh = w.size(2), kw = w.size(3);
-  SCION_CHECK(g >= 1 && c % g == 0 && o % g == 0 && w.size(1) == c / g, "conv2d: weight ",
-              shape_str(w.shape()), " does not fit input ", shape_str(x.shape()), " with groups=", g);
+  SCION_CHECK(groups >= 1 && c % groups == 0 && o % groups == 0 && w.size(1) == c / groups, "conv2d: weight ",
+              shape_str(w.shape()), " does not fit input ", shape_str(x.shape()), " with groups=", groups);
   SCION_CHECK(opt.stride.first > 0 && opt.stride.second > 0 && opt.dilation.first > 0 &&
                   opt.dilation.second > 0 && opt.padding.first >= 0 && opt.padding.second >= 0,
               "conv2d: stride and dilation must be positive, padding non-negative");
   if (b.defined())
     SCION_CHECK(b.dim() == 1 && b.size(0) == o, "conv2d: bias must be (", o, "), got ",
                 shape_str(b.shape()));
+  // NHWC when the input is, unless it is also plain contiguous (C == 1 or H == W == 1).
+  bool cl = x.dtype() != DType::f64 && is_channels_last(x) && !x.is_contiguous();
   cpu::ConvShape cs{opt.stride.first, opt.stride.second, opt.padding.first, opt.padding.second,
-                    opt.dilation.first, opt.dilation.second, g};
+                    opt.dilation.first, opt.dilation.second, groups, cl};
   int64_t oh = (h + 2 * cs.pad_h - cs.dil_h * (kh - 1) - 1) / cs.stride_h + 1;
   int64_t ow = (wd + 2 * cs.pad_w - cs.dil_w * (kw - 1) - 1) / cs.stride_w + 1;
   SCION_CHECK(oh > 0 && ow > 0, "conv2d: input ", shape_str(x.shape()), " is smaller than kernel ",
               kh, "x", kw, " (after padding and dilation)");
-  Tensor xc = x.detach().contiguous(), wc = w.detach().contiguous();
-  Tensor y = empty({n, o, oh, ow}, x.dtype());
+  Tensor xc = cl ? x.detach() : x.detach().contiguous(), wc = w.detach().contiguous();
+  Tensor y = empty_like_layout({n, o, oh, ow}, x.dtype(), cl);
   if (x.dtype() == DType::f64) {
     cpu::conv2d_reference(xc, wc, y, cs);
     if (b.defined()) y.add_(b.detach().reshape({1, o, 1, 1}));
@@ -47,10 +81,10 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
   if (any_requires_grad({&x, &w, &b})) {
     bool nx = x.requires_grad(), nw = w.requires_grad(), nb = b.defined() && b.requires_grad();
     record(y, "conv2d", {x, w, b}, [=](const Tensor& gy) {
-      Tensor g = gy.contiguous();
+      Tensor g = cl ? to_channels_last(gy) : gy.contiguous();
       Tensor gx, gw, gb;
       if (nx) {
-        gx = empty(xc.shape(), xc.dtype());
+        gx = empty_like_layout(xc.shape(), xc.dtype(), cl);
         if (xc.dtype() == DType::f64)
           cpu::conv2d_backward_data_reference(g, wc, gx, cs);
         else
@@ -58,10 +92,18 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
       }
       if (nw) {
         gw = empty(wc.shape(), wc.dtype());
-        if (xc.dtype() == DType::f64)
+        if (xc.dtype() == DType::f64) {
           cpu::conv2d_backward_weights_reference(xc, g, gw, cs);
-        else
+        } else if (xc.dtype() == DType::bf16 && groups == c && c == o) {
+          // oneDNN 2.6's bf16 depthwise backward-weights kernel is ~3x slower than its f32 one;
+          // the f32 kernel on widened copies (bf16 -> f32 is exact) wins despite the copies.
+          Tensor gw32 = empty(wc.shape(), DType::f32);
+          cpu::conv2d_backward_weights(convert_keep_layout(xc, DType::f32, cl),
+                                       convert_keep_layout(g, DType::f32, cl), gw32, Tensor(), cs);
+          gw.copy_(gw32);
+        } else {
           cpu::conv2d_backward_weights(xc, g, gw, Tensor(), cs);
+        }
       }
       if (nb) gb = sum(g, {0, 2, 3});
       return std::vector<Tensor>{gx, gw, gb};

@@ -211,8 +211,11 @@ struct ConvDescs {
   memory::dims strides, dilates, pad_l, pad_r;
 };
 
+// `nhwc_depthwise`: run a depthwise convolution in NHWC even for NCHW tensors (the backward-
+// weights pass, where oneDNN 2.6 has no fast blocked kernel); otherwise depthwise convolutions run
+// in NHWC for NHWC tensors and in oneDNN's choice of (blocked) layout for NCHW ones.
 ConvDescs conv_descs(const Tensor& x, const Tensor& w, bool has_bias, const Tensor& y,
-                     const ConvShape& cs) {
+                     const ConvShape& cs, bool nhwc_depthwise = false) {
   ConvDescs d;
   auto dt = dnnl_dtype(x.dtype());
   memory::dims xd(x.shape().begin(), x.shape().end()), yd(y.shape().begin(), y.shape().end());
@@ -225,10 +228,13 @@ ConvDescs conv_descs(const Tensor& x, const Tensor& w, bool has_bias, const Tens
     wd = {cs.groups, ws[0] / cs.groups, ws[1], ws[2], ws[3]};
     d.w = memory::desc(wd, dt, tag::goihw);
   }
-  d.x = memory::desc(xd, dt, tag::nchw);
-  d.y = memory::desc(yd, dt, tag::nchw);
-  d.xa = memory::desc(xd, dt, tag::any);
-  d.ya = memory::desc(yd, dt, tag::any);
+  tag user = cs.channels_last ? tag::nhwc : tag::nchw;
+  bool depthwise = cs.groups > 1 && cs.groups == xd[1] && cs.groups == yd[1];
+  tag prim = depthwise && (cs.channels_last || nhwc_depthwise) ? tag::nhwc : tag::any;
+  d.x = memory::desc(xd, dt, user);
+  d.y = memory::desc(yd, dt, user);
+  d.xa = memory::desc(xd, dt, prim);
+  d.ya = memory::desc(yd, dt, prim);
   d.wa = memory::desc(wd, dt, tag::any);
   // Bias stays f32 for bf16 convolutions (oneDNN accumulates in f32).
   if (has_bias) d.b = memory::desc({ws[0]}, x.dtype() == DType::bf16 ? memory::data_type::f32 : dt, tag::x);
@@ -244,7 +250,8 @@ ConvDescs conv_descs(const Tensor& x, const Tensor& w, bool has_bias, const Tens
 
 std::string conv_key(const Tensor& x, const Tensor& w, const ConvShape& cs, bool bias) {
   return detail::str_cat(key_of(x), key_of(w), cs.stride_h, ",", cs.stride_w, ",", cs.pad_h, ",",
-                         cs.pad_w, ",", cs.dil_h, ",", cs.dil_w, ",", cs.groups, ",", bias);
+                         cs.pad_w, ",", cs.dil_h, ",", cs.dil_w, ",", cs.groups, ",", bias, ",",
+                         cs.channels_last);
 }
 
 dnnl::convolution_forward::primitive_desc conv_fwd_pd(const ConvDescs& d, bool bias) {
@@ -323,7 +330,7 @@ void conv2d_backward_weights(const Tensor& x, const Tensor& dy, const Tensor& dw
                              const ConvShape& cs) {
   std::string key = conv_key(x, dw, cs, db.defined());
   checked("convolution_backward_weights", key, [&] {
-    ConvDescs d = conv_descs(x, dw, db.defined(), dy, cs);
+    ConvDescs d = conv_descs(x, dw, db.defined(), dy, cs, /*nhwc_depthwise=*/true);
     static PdCache<dnnl::convolution_backward_weights::primitive_desc, dnnl::convolution_backward_weights> cache;
     auto [pd, prim] = cache.get(key, [&] {
       auto hint = conv_fwd_pd(d, db.defined());

@@ -36,8 +36,12 @@ void softmax_backward(bool log, int axis, const Tensor& dst, const Tensor& diff_
 
 struct ConvShape {
   int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
+  bool channels_last;  // activations (x, y and their gradients) are NHWC in memory, else NCHW
 };
-// Contiguous NCHW / OIHW tensors in and out; oneDNN picks its blocked layouts and reorders.
+// Activations contiguous in NCHW or NHWC (ConvShape::channels_last), weights contiguous OIHW.
+// oneDNN picks its layouts and we reorder around the call, except that depthwise convolutions of
+// NHWC tensors run in NHWC (oneDNN 2.6's brdgmm forward and JIT backward kernels), so an NHWC
+// model pays no reorders, and depthwise backward-weights always runs in NHWC (the only fast kernel).
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
                     const ConvShape& cs);
 void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx, const ConvShape& cs);

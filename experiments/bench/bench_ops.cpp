@@ -56,8 +56,10 @@ Case make_case(const std::string& op, const std::vector<int64_t>& s, DType dt, G
     c.inputs = {a, b};
     c.forward = [=] { return matmul(a, b); };
     c.flops = 2.0 * double(s[0]) * double(s[1]) * double(s[2]) * double(s[3]);
-  } else if (op == "dwconv7") {
+  } else if (op == "dwconv7" || op == "dwconv7_cl") {
     Tensor x = input({s[0], s[1], s[2], s[3]}), w = input({s[1], 1, 7, 7}), b = input({s[1]});
+    if (op == "dwconv7_cl")  // NHWC memory, as torch's channels_last
+      x = x.detach().permute({0, 2, 3, 1}).contiguous().permute({0, 3, 1, 2}).requires_grad_();
     c.inputs = {x, w, b};
     Conv2dOptions o;
     o.padding = {3, 3};

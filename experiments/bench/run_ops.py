@@ -39,8 +39,10 @@ def torch_case(op, s, dt):
     if op == "bmm":
         a, b = inp(s[0], s[1], s[2]), inp(s[0], s[2], s[3])
         return [a, b], lambda: torch.matmul(a, b)
-    if op == "dwconv7":
+    if op in ("dwconv7", "dwconv7_cl"):
         x, w, b = inp(*s), inp(s[1], 1, 7, 7), inp(s[1])
+        if op == "dwconv7_cl":
+            x = x.detach().to(memory_format=torch.channels_last).requires_grad_(True)
         return [x, w, b], lambda: F.conv2d(x, w, b, padding=3, groups=s[1])
     if op == "layer_norm":
         x, w, b = inp(s[0], s[1]), inp(s[1]), inp(s[1])

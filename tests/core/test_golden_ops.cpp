@@ -197,3 +197,29 @@ TEST_CASE("golden: indexing, joining, views, conversion", "[golden]") {
   });
   check_golden("to_bf16", [](const std::vector<Tensor>& in) { return in[0].to(DType::bf16); });
 }
+
+TEST_CASE("golden: conv2d on channels-last (NHWC) memory gives NHWC results", "[golden]") {
+  const SafetensorsFile& f = golden_ops();
+  for (std::string name : {"conv2d_depthwise7", "conv2d_s2p1"}) {
+    INFO(name);
+    auto to_nhwc = [](const Tensor& t) { return t.permute({0, 2, 3, 1}).contiguous().permute({0, 3, 1, 2}); };
+    Tensor x = to_nhwc(f.get(name + ".in0")).requires_grad_();
+    Tensor w = f.get(name + ".in1").clone().requires_grad_();
+    Tensor b = f.get(name + ".in2").clone().requires_grad_();
+    Conv2dOptions o;
+    if (name == "conv2d_depthwise7") {
+      o.padding = {3, 3};
+      o.groups = 4;
+    } else {
+      o.stride = {2, 2};
+      o.padding = {1, 1};
+    }
+    Tensor y = conv2d(x, w, b, o);
+    CHECK(y.strides()[1] == 1);  // NHWC in memory
+    CHECK_CLOSE(y, f.get(name + ".out"), 1e-5, 1e-5);
+    y.backward(f.get(name + ".gout"));
+    CHECK_CLOSE(x.grad(), f.get(name + ".grad0"), 1e-5, 1e-5);
+    CHECK_CLOSE(w.grad(), f.get(name + ".grad1"), 1e-5, 1e-5);
+    CHECK_CLOSE(b.grad(), f.get(name + ".grad2"), 1e-5, 1e-5);
+  }
+}
