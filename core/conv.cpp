@@ -64,10 +64,18 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
   SCION_CHECK(oh > 0 && ow > 0, "conv2d: input ", shape_str(x.shape()), " is smaller than kernel ",
               kh, "x", kw, " (after padding and dilation)");
   Tensor xc = cl ? x.detach() : x.detach().contiguous(), wc = w.detach().contiguous();
+  // oneDNN 2.6's bf16 depthwise kernels are 2-3x slower than its f32 ones here, so bf16 depthwise
+  // convolutions run the f32 kernels on widened copies (exact) and round the results once.
+  bool bf16_depthwise = x.dtype() == DType::bf16 && groups == c && c == o;
   Tensor y = empty_like_layout({n, o, oh, ow}, x.dtype(), cl);
   if (x.dtype() == DType::f64) {
     cpu::conv2d_reference(xc, wc, y, cs);
     if (b.defined()) y.add_(b.detach().reshape({1, o, 1, 1}));
+  } else if (bf16_depthwise) {
+    Tensor y32 = empty_like_layout(y.shape(), DType::f32, cl);
+    cpu::conv2d_forward(convert_keep_layout(xc, DType::f32, cl), wc.to(DType::f32),
+                        b.defined() ? b.detach().to(DType::f32).contiguous() : Tensor(), y32, cs);
+    y.copy_(y32);
   } else {
     // oneDNN takes an f32 bias for bf16 convolutions.
     Tensor bias = b.defined() ? b.detach().to(DType::f32).contiguous() : Tensor();
@@ -85,18 +93,21 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
       Tensor gx, gw, gb;
       if (nx) {
         gx = empty_like_layout(xc.shape(), xc.dtype(), cl);
-        if (xc.dtype() == DType::f64)
+        if (xc.dtype() == DType::f64) {
           cpu::conv2d_backward_data_reference(g, wc, gx, cs);
-        else
+        } else if (bf16_depthwise) {
+          Tensor gx32 = empty_like_layout(xc.shape(), DType::f32, cl);
+          cpu::conv2d_backward_data(convert_keep_layout(g, DType::f32, cl), wc.to(DType::f32), gx32, cs);
+          gx.copy_(gx32);
+        } else {
           cpu::conv2d_backward_data(g, wc, gx, cs);
+        }
       }
       if (nw) {
         gw = empty(wc.shape(), wc.dtype());
         if (xc.dtype() == DType::f64) {
           cpu::conv2d_backward_weights_reference(xc, g, gw, cs);
-        } else if (xc.dtype() == DType::bf16 && groups == c && c == o) {
-          // oneDNN 2.6's bf16 depthwise backward-weights kernel is ~3x slower than its f32 one;
-          // the f32 kernel on widened copies (bf16 -> f32 is exact) wins despite the copies.
+        } else if (bf16_depthwise) {
           Tensor gw32 = empty(wc.shape(), DType::f32);
           cpu::conv2d_backward_weights(convert_keep_layout(xc, DType::f32, cl),
                                        convert_keep_layout(g, DType::f32, cl), gw32, Tensor(), cs);

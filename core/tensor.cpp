@@ -4,12 +4,14 @@
 // for narrow/select, sum over broadcast dims for expand).
 #include "core/tensor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <sstream>
 
 #include "core/autograd.h"
 #include "core/cpu/loops.h"
+#include "core/cpu/vec_math.h"
 #include "core/ops.h"
 
 namespace scion {
@@ -105,6 +107,47 @@ bool view_strides(const Shape& shape, const Shape& strides, const Shape& new_sha
     }
   }
   return view_d == -1;
+}
+
+// True when t's elements fill one gap-free block of memory in some dimension order (a permutation
+// of a contiguous tensor, e.g. a channels-last view).
+bool is_dense(const Tensor& t) {
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size)
+  for (int64_t d = 0; d < t.dim(); ++d)
+    if (t.shape()[d] != 1) dims.emplace_back(t.strides()[d], t.shape()[d]);
+  std::sort(dims.begin(), dims.end());
+  int64_t expected = 1;
+  for (auto [stride, size] : dims) {
+    if (stride != expected) return false;
+    expected *= size;
+  }
+  return true;
+}
+
+// f32 <-> bf16 conversion of dense tensors with equal strides (memory order is element order) on
+// AVX-512; autocast casts and the bf16 kernels lean on it.
+bool fast_convert(const Tensor& dst, const Tensor& src) {
+#ifdef SCION_AVX512
+  bool pair = (dst.dtype() == DType::f32 && src.dtype() == DType::bf16) ||
+              (dst.dtype() == DType::bf16 && src.dtype() == DType::f32);
+  if (!pair || dst.shape() != src.shape() || dst.strides() != src.strides() || !is_dense(dst))
+    return false;
+  int64_t n = dst.numel();
+  cpu::parallel_for(0, n, 65536, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i += 16) {
+      __mmask16 m = cpu::vec::tail_mask(e - i);
+      if (src.dtype() == DType::f32)
+        cpu::vec::store(static_cast<BFloat16*>(dst.raw_data()) + i,
+                        cpu::vec::load(static_cast<const float*>(src.raw_data()) + i, m), m);
+      else
+        cpu::vec::store(static_cast<float*>(dst.raw_data()) + i,
+                        cpu::vec::load(static_cast<const BFloat16*>(src.raw_data()) + i, m), m);
+    }
+  });
+  return true;
+#else
+  return false;
+#endif
 }
 
 template <class D, class S>
@@ -364,6 +407,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
     SCION_CHECK(a == b || a == 1, "copy_: cannot broadcast ", shape_str(src.shape()), " to ",
                 shape_str(shape()));
   }
+  if (fast_convert(*this, s)) return *this;
   dispatch_all(dtype(), [&](auto dtag) {
     dispatch_all(s.dtype(), [&](auto stag) {
       convert_loop<decltype(dtag), decltype(stag)>(*this, s);
