@@ -1,6 +1,6 @@
 // The backward engine: Kahn's algorithm over the nodes reachable from the root, so each node runs
-// after every consumer of its output has delivered its gradient. A leaf's first gradient becomes its
-// .grad (copied only when shared), later ones are summed into it in place.
+// after every consumer of its output has delivered its gradient. A leaf's first gradient becomes
+// its .grad (copied only when shared), later ones are summed into it in place.
 #include "core/autograd.h"
 
 #include <unordered_map>
@@ -13,9 +13,15 @@ namespace {
 thread_local bool g_grad_enabled = true;
 }
 
-bool grad_enabled() { return g_grad_enabled; }
-NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
-NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }
+bool grad_enabled() {
+  return g_grad_enabled;
+}
+NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) {
+  g_grad_enabled = false;
+}
+NoGradGuard::~NoGradGuard() {
+  g_grad_enabled = prev_;
+}
 
 std::vector<Tensor> Node::apply(const Tensor& grad_out) {
   SCION_CHECK(fn_ != nullptr, "backward through ", name_,

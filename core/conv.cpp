@@ -1,8 +1,8 @@
 // conv2d on oneDNN (f32, bf16) with an f64 reference path; OIHW weights, groups (depthwise when
 // groups == C). Memory format follows the input, as with torch's channels_last: an input whose
 // memory is NHWC (strides of x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)) gives an
-// NHWC output and NHWC gradients; anything else is computed as contiguous NCHW. The bias gradient is
-// a plain sum of dy over (N, H, W).
+// NHWC output and NHWC gradients; anything else is computed as contiguous NCHW. The bias gradient
+// is a plain sum of dy over (N, H, W).
 #include "core/autograd.h"
 #include "core/cpu/kernels.h"
 #include "core/cpu/onednn.h"
@@ -43,12 +43,15 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
   SCION_CHECK(x.dim() == 4, "conv2d: input must be (N, C, H, W), got ", shape_str(x.shape()));
   SCION_CHECK(w.dim() == 4, "conv2d: weight must be (O, C/groups, KH, KW), got ",
               shape_str(w.shape()));
-  SCION_CHECK(is_floating(x.dtype()) && x.dtype() == w.dtype(), "conv2d: input and weight must "
-              "share a floating dtype, got ", dtype_name(x.dtype()), " and ", dtype_name(w.dtype()));
+  SCION_CHECK(is_floating(x.dtype()) && x.dtype() == w.dtype(),
+              "conv2d: input and weight must "
+              "share a floating dtype, got ",
+              dtype_name(x.dtype()), " and ", dtype_name(w.dtype()));
   int64_t groups = opt.groups, n = x.size(0), c = x.size(1), h = x.size(2), wd = x.size(3);
   int64_t o = w.size(0), kh = w.size(2), kw = w.size(3);
-  SCION_CHECK(groups >= 1 && c % groups == 0 && o % groups == 0 && w.size(1) == c / groups, "conv2d: weight ",
-              shape_str(w.shape()), " does not fit input ", shape_str(x.shape()), " with groups=", groups);
+  SCION_CHECK(groups >= 1 && c % groups == 0 && o % groups == 0 && w.size(1) == c / groups,
+              "conv2d: weight ", shape_str(w.shape()), " does not fit input ", shape_str(x.shape()),
+              " with groups=", groups);
   SCION_CHECK(opt.stride.first > 0 && opt.stride.second > 0 && opt.dilation.first > 0 &&
                   opt.dilation.second > 0 && opt.padding.first >= 0 && opt.padding.second >= 0,
               "conv2d: stride and dilation must be positive, padding non-negative");
@@ -57,8 +60,14 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
                 shape_str(b.shape()));
   // NHWC when the input is, unless it is also plain contiguous (C == 1 or H == W == 1).
   bool cl = x.dtype() != DType::f64 && is_channels_last(x) && !x.is_contiguous();
-  cpu::ConvShape cs{opt.stride.first, opt.stride.second, opt.padding.first, opt.padding.second,
-                    opt.dilation.first, opt.dilation.second, groups, cl};
+  cpu::ConvShape cs{opt.stride.first,
+                    opt.stride.second,
+                    opt.padding.first,
+                    opt.padding.second,
+                    opt.dilation.first,
+                    opt.dilation.second,
+                    groups,
+                    cl};
   int64_t oh = (h + 2 * cs.pad_h - cs.dil_h * (kh - 1) - 1) / cs.stride_h + 1;
   int64_t ow = (wd + 2 * cs.pad_w - cs.dil_w * (kw - 1) - 1) / cs.stride_w + 1;
   SCION_CHECK(oh > 0 && ow > 0, "conv2d: input ", shape_str(x.shape()), " is smaller than kernel ",
@@ -97,7 +106,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOpt
           cpu::conv2d_backward_data_reference(g, wc, gx, cs);
         } else if (bf16_depthwise) {
           Tensor gx32 = empty_like_layout(xc.shape(), DType::f32, cl);
-          cpu::conv2d_backward_data(convert_keep_layout(g, DType::f32, cl), wc.to(DType::f32), gx32, cs);
+          cpu::conv2d_backward_data(convert_keep_layout(g, DType::f32, cl), wc.to(DType::f32), gx32,
+                                    cs);
           gx.copy_(gx32);
         } else {
           cpu::conv2d_backward_data(g, wc, gx, cs);

@@ -7,9 +7,13 @@ namespace scion {
 namespace cuda {
 int device_count();
 }
-int cuda_device_count() { return cuda::device_count(); }
+int cuda_device_count() {
+  return cuda::device_count();
+}
 #else
-int cuda_device_count() { return 0; }
+int cuda_device_count() {
+  return 0;
+}
 #endif
 
 std::string Device::str() const {

@@ -16,7 +16,9 @@ struct Device {
   std::string str() const;
 };
 
-inline Device cpu_device() { return Device{}; }
+inline Device cpu_device() {
+  return Device{};
+}
 
 // Number of usable CUDA devices: 0 in a CPU-only build or on a machine without a GPU.
 int cuda_device_count();

@@ -35,47 +35,81 @@ struct BFloat16 {
 
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);  // "f32", "bf16", ...
-inline bool is_floating(DType t) { return t == DType::f32 || t == DType::bf16 || t == DType::f64; }
+inline bool is_floating(DType t) {
+  return t == DType::f32 || t == DType::bf16 || t == DType::f64;
+}
 
-template <class T> struct dtype_of;
-template <> struct dtype_of<float> { static constexpr DType value = DType::f32; };
-template <> struct dtype_of<BFloat16> { static constexpr DType value = DType::bf16; };
-template <> struct dtype_of<double> { static constexpr DType value = DType::f64; };
-template <> struct dtype_of<int32_t> { static constexpr DType value = DType::i32; };
-template <> struct dtype_of<int64_t> { static constexpr DType value = DType::i64; };
-template <> struct dtype_of<uint8_t> { static constexpr DType value = DType::u8; };
-template <> struct dtype_of<bool> { static constexpr DType value = DType::bool_; };
+template <class T>
+struct dtype_of;
+template <>
+struct dtype_of<float> {
+  static constexpr DType value = DType::f32;
+};
+template <>
+struct dtype_of<BFloat16> {
+  static constexpr DType value = DType::bf16;
+};
+template <>
+struct dtype_of<double> {
+  static constexpr DType value = DType::f64;
+};
+template <>
+struct dtype_of<int32_t> {
+  static constexpr DType value = DType::i32;
+};
+template <>
+struct dtype_of<int64_t> {
+  static constexpr DType value = DType::i64;
+};
+template <>
+struct dtype_of<uint8_t> {
+  static constexpr DType value = DType::u8;
+};
+template <>
+struct dtype_of<bool> {
+  static constexpr DType value = DType::bool_;
+};
 
 // The type arithmetic is done in: f64 for f64, f32 for f32 and bf16, int64 for integers.
 template <class T>
-using acc_t = std::conditional_t<std::is_same_v<T, double>, double,
-                                 std::conditional_t<std::is_floating_point_v<T> ||
-                                                        std::is_same_v<T, BFloat16>,
-                                                    float, int64_t>>;
+using acc_t = std::conditional_t<
+    std::is_same_v<T, double>, double,
+    std::conditional_t<std::is_floating_point_v<T> || std::is_same_v<T, BFloat16>, float, int64_t>>;
 
 // Calls f(T{}) with T the C++ type of a floating dtype; other dtypes are an error naming `op`.
 template <class F>
 decltype(auto) dispatch_floating(DType t, const char* op, F&& f) {
   switch (t) {
-    case DType::f32: return f(float{});
-    case DType::bf16: return f(BFloat16{});
-    case DType::f64: return f(double{});
-    default: break;
+    case DType::f32:
+      return f(float{});
+    case DType::bf16:
+      return f(BFloat16{});
+    case DType::f64:
+      return f(double{});
+    default:
+      break;
   }
-  throw InputError(detail::str_cat(op, ": expected a floating dtype (f32, bf16, f64), got ",
-                                   dtype_name(t)));
+  throw InputError(
+      detail::str_cat(op, ": expected a floating dtype (f32, bf16, f64), got ", dtype_name(t)));
 }
 
 template <class F>
 decltype(auto) dispatch_all(DType t, F&& f) {
   switch (t) {
-    case DType::f32: return f(float{});
-    case DType::bf16: return f(BFloat16{});
-    case DType::f64: return f(double{});
-    case DType::i32: return f(int32_t{});
-    case DType::i64: return f(int64_t{});
-    case DType::u8: return f(uint8_t{});
-    case DType::bool_: return f(bool{});
+    case DType::f32:
+      return f(float{});
+    case DType::bf16:
+      return f(BFloat16{});
+    case DType::f64:
+      return f(double{});
+    case DType::i32:
+      return f(int32_t{});
+    case DType::i64:
+      return f(int64_t{});
+    case DType::u8:
+      return f(uint8_t{});
+    case DType::bool_:
+      return f(bool{});
   }
   throw Error("dispatch_all: corrupt dtype");
 }

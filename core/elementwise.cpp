@@ -16,13 +16,20 @@ namespace {
 
 int rank(DType t) {
   switch (t) {
-    case DType::f64: return 6;
-    case DType::f32: return 5;
-    case DType::bf16: return 4;
-    case DType::i64: return 3;
-    case DType::i32: return 2;
-    case DType::u8: return 1;
-    default: return 0;
+    case DType::f64:
+      return 6;
+    case DType::f32:
+      return 5;
+    case DType::bf16:
+      return 4;
+    case DType::i64:
+      return 3;
+    case DType::i32:
+      return 2;
+    case DType::u8:
+      return 1;
+    default:
+      return 0;
   }
 }
 
@@ -127,7 +134,9 @@ Tensor pow(const Tensor& a, const Tensor& b) {
                    });
 }
 
-Tensor pow(const Tensor& a, double exponent) { return pow(a, scalar_like(exponent, a)); }
+Tensor pow(const Tensor& a, double exponent) {
+  return pow(a, scalar_like(exponent, a));
+}
 
 namespace {
 // torch splits the gradient evenly between equal operands of maximum/minimum.
@@ -155,12 +164,24 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
                    });
 }
 
-Tensor eq(const Tensor& a, const Tensor& b) { return run_binary(BinaryOp::eq, a, b); }
-Tensor ne(const Tensor& a, const Tensor& b) { return run_binary(BinaryOp::ne, a, b); }
-Tensor lt(const Tensor& a, const Tensor& b) { return run_binary(BinaryOp::lt, a, b); }
-Tensor le(const Tensor& a, const Tensor& b) { return run_binary(BinaryOp::le, a, b); }
-Tensor gt(const Tensor& a, const Tensor& b) { return run_binary(BinaryOp::gt, a, b); }
-Tensor ge(const Tensor& a, const Tensor& b) { return run_binary(BinaryOp::ge, a, b); }
+Tensor eq(const Tensor& a, const Tensor& b) {
+  return run_binary(BinaryOp::eq, a, b);
+}
+Tensor ne(const Tensor& a, const Tensor& b) {
+  return run_binary(BinaryOp::ne, a, b);
+}
+Tensor lt(const Tensor& a, const Tensor& b) {
+  return run_binary(BinaryOp::lt, a, b);
+}
+Tensor le(const Tensor& a, const Tensor& b) {
+  return run_binary(BinaryOp::le, a, b);
+}
+Tensor gt(const Tensor& a, const Tensor& b) {
+  return run_binary(BinaryOp::gt, a, b);
+}
+Tensor ge(const Tensor& a, const Tensor& b) {
+  return run_binary(BinaryOp::ge, a, b);
+}
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   DType t = promote(a, b);
@@ -237,18 +258,44 @@ Tensor gelu(const Tensor& x, const std::string& approximate) {
                   });
 }
 
-Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
-Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
-Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
-Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
-Tensor operator-(const Tensor& a) { return neg(a); }
-Tensor operator+(const Tensor& a, double b) { return add(a, scalar_like(b, a)); }
-Tensor operator-(const Tensor& a, double b) { return sub(a, scalar_like(b, a)); }
-Tensor operator*(const Tensor& a, double b) { return mul(a, scalar_like(b, a)); }
-Tensor operator/(const Tensor& a, double b) { return div(a, scalar_like(b, a)); }
-Tensor operator+(double a, const Tensor& b) { return add(scalar_like(a, b), b); }
-Tensor operator-(double a, const Tensor& b) { return sub(scalar_like(a, b), b); }
-Tensor operator*(double a, const Tensor& b) { return mul(scalar_like(a, b), b); }
-Tensor operator/(double a, const Tensor& b) { return div(scalar_like(a, b), b); }
+Tensor operator+(const Tensor& a, const Tensor& b) {
+  return add(a, b);
+}
+Tensor operator-(const Tensor& a, const Tensor& b) {
+  return sub(a, b);
+}
+Tensor operator*(const Tensor& a, const Tensor& b) {
+  return mul(a, b);
+}
+Tensor operator/(const Tensor& a, const Tensor& b) {
+  return div(a, b);
+}
+Tensor operator-(const Tensor& a) {
+  return neg(a);
+}
+Tensor operator+(const Tensor& a, double b) {
+  return add(a, scalar_like(b, a));
+}
+Tensor operator-(const Tensor& a, double b) {
+  return sub(a, scalar_like(b, a));
+}
+Tensor operator*(const Tensor& a, double b) {
+  return mul(a, scalar_like(b, a));
+}
+Tensor operator/(const Tensor& a, double b) {
+  return div(a, scalar_like(b, a));
+}
+Tensor operator+(double a, const Tensor& b) {
+  return add(scalar_like(a, b), b);
+}
+Tensor operator-(double a, const Tensor& b) {
+  return sub(scalar_like(a, b), b);
+}
+Tensor operator*(double a, const Tensor& b) {
+  return mul(scalar_like(a, b), b);
+}
+Tensor operator/(double a, const Tensor& b) {
+  return div(scalar_like(a, b), b);
+}
 
 }  // namespace scion

@@ -34,12 +34,12 @@ std::string str_cat(const Args&... args) {
 #define SCION_ASSERT(cond, ...)                                                               \
   do {                                                                                        \
     if (!(cond))                                                                              \
-      throw ::scion::Error(::scion::detail::str_cat(__FILE__, ":", __LINE__, ": ", #cond, ": ", \
-                                                    __VA_ARGS__));                            \
+      throw ::scion::Error(                                                                   \
+          ::scion::detail::str_cat(__FILE__, ":", __LINE__, ": ", #cond, ": ", __VA_ARGS__)); \
   } while (0)
 
 // A caller's argument or a file's content: failing it is the user's input error.
-#define SCION_CHECK(cond, ...)                                                  \
-  do {                                                                          \
+#define SCION_CHECK(cond, ...)                                                     \
+  do {                                                                             \
     if (!(cond)) throw ::scion::InputError(::scion::detail::str_cat(__VA_ARGS__)); \
   } while (0)

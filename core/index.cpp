@@ -123,8 +123,8 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
               x.dim());
   for (int64_t d = 0; d < x.dim(); ++d)
     SCION_CHECK(d == dim || index.shape()[d] <= x.shape()[d], "gather: index shape ",
-                shape_str(index.shape()), " exceeds input shape ", shape_str(x.shape()),
-                " at dim ", d);
+                shape_str(index.shape()), " exceeds input shape ", shape_str(x.shape()), " at dim ",
+                d);
   Tensor out = gather_scatter<false>(x.detach(), dim, index, {});
   Tensor ix = index.detach();
   Shape in_shape = x.shape();

@@ -1,5 +1,6 @@
 // cat, split and chunk. split/chunk return narrow views (their gradients flow through narrow);
-// cat copies each input into its slice of the output and hands each input its slice of the gradient.
+// cat copies each input into its slice of the output and hands each input its slice of the
+// gradient.
 #include "core/autograd.h"
 #include "core/ops.h"
 
@@ -9,7 +10,8 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
   SCION_CHECK(!xs.empty(), "cat: expected a non-empty list of tensors");
   const Tensor& first = xs[0];
   int64_t nd = first.dim();
-  SCION_CHECK(dim >= -nd && dim < nd, "cat: dimension ", dim, " out of range for ", nd, "-d tensors");
+  SCION_CHECK(dim >= -nd && dim < nd, "cat: dimension ", dim, " out of range for ", nd,
+              "-d tensors");
   if (dim < 0) dim += nd;
   Shape shape = first.shape();
   shape[dim] = 0;

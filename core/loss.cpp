@@ -16,23 +16,25 @@ namespace {
 Tensor target_distribution(const Tensor& target, int64_t n, int64_t c, double s, DType dt) {
   Tensor q;
   if (is_floating(target.dtype())) {
-    SCION_CHECK(target.shape() == Shape({n, c}), "cross_entropy: soft target must be (", n, ", ",
-                c, "), got ", shape_str(target.shape()));
+    SCION_CHECK(target.shape() == Shape({n, c}), "cross_entropy: soft target must be (", n, ", ", c,
+                "), got ", shape_str(target.shape()));
     q = target.detach().to(DType::f64).contiguous().clone();
     if (s > 0) {
       double* p = q.data<double>();
       for (int64_t i = 0; i < n * c; ++i) p[i] = (1 - s) * p[i] + s / double(c);
     }
   } else {
-    SCION_CHECK(target.dim() == 1 && target.size(0) == n, "cross_entropy: class-index target must "
-                "be (", n, "), got ", shape_str(target.shape()));
+    SCION_CHECK(target.dim() == 1 && target.size(0) == n,
+                "cross_entropy: class-index target must "
+                "be (",
+                n, "), got ", shape_str(target.shape()));
     std::vector<double> labels = target.to_vector();
     q = full({n, c}, s / double(c), DType::f64);
     double* p = q.data<double>();
     for (int64_t i = 0; i < n; ++i) {
       int64_t y = int64_t(labels[size_t(i)]);
-      SCION_CHECK(y >= 0 && y < c, "cross_entropy: target ", y, " at row ", i,
-                  " out of range for ", c, " classes");
+      SCION_CHECK(y >= 0 && y < c, "cross_entropy: target ", y, " at row ", i, " out of range for ",
+                  c, " classes");
       p[i * c + y] += 1.0 - s;
     }
   }
@@ -44,8 +46,10 @@ Tensor target_distribution(const Tensor& target, int64_t n, int64_t c, double s,
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_smoothing) {
   SCION_CHECK(logits.dim() == 2, "cross_entropy: logits must be (N, C), got ",
               shape_str(logits.shape()));
-  SCION_CHECK(label_smoothing >= 0 && label_smoothing <= 1, "cross_entropy: label_smoothing must "
-              "be in [0, 1], got ", label_smoothing);
+  SCION_CHECK(label_smoothing >= 0 && label_smoothing <= 1,
+              "cross_entropy: label_smoothing must "
+              "be in [0, 1], got ",
+              label_smoothing);
   int64_t n = logits.size(0), c = logits.size(1);
   SCION_CHECK(n > 0, "cross_entropy: empty batch");
   // Losses are computed in f32 at least (f64 stays f64), as autocast does for bf16 logits.

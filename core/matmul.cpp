@@ -29,7 +29,8 @@ Tensor as_batched(const Tensor& x, const Shape& batch, int64_t bn) {
     v = x.expand(full).reshape({bn, r, c});
   }
   if (v.strides()[2] != 1 && v.strides()[1] != 1) v = v.contiguous();
-  if (v.shape()[0] == 1) v = as_strided(v, v.shape(), {r * c, v.strides()[1], v.strides()[2]}, v.offset());
+  if (v.shape()[0] == 1)
+    v = as_strided(v, v.shape(), {r * c, v.strides()[1], v.strides()[2]}, v.offset());
   return v;
 }
 
@@ -55,7 +56,8 @@ Tensor mm(const Tensor& a, const Tensor& b) {
 }
 
 void check_floating_pair(const Tensor& a, const Tensor& b, const char* op) {
-  SCION_CHECK(is_floating(a.dtype()), op, ": expected a floating tensor, got ", dtype_name(a.dtype()));
+  SCION_CHECK(is_floating(a.dtype()), op, ": expected a floating tensor, got ",
+              dtype_name(a.dtype()));
   SCION_CHECK(a.dtype() == b.dtype(), op, ": dtypes differ (", dtype_name(a.dtype()), " and ",
               dtype_name(b.dtype()), ")");
 }

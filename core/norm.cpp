@@ -19,9 +19,11 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
                 shape_str(normalized_shape));
   for (const Tensor* p : {&weight, &bias})
     if (p->defined())
-      SCION_CHECK(p->shape() == normalized_shape && p->dtype() == x.dtype(), "layer_norm: weight "
-                  "and bias must be ", shape_str(normalized_shape), " of ", dtype_name(x.dtype()),
-                  ", got ", shape_str(p->shape()), " of ", dtype_name(p->dtype()));
+      SCION_CHECK(p->shape() == normalized_shape && p->dtype() == x.dtype(),
+                  "layer_norm: weight "
+                  "and bias must be ",
+                  shape_str(normalized_shape), " of ", dtype_name(x.dtype()), ", got ",
+                  shape_str(p->shape()), " of ", dtype_name(p->dtype()));
   int64_t d = shape_numel(normalized_shape);
   Tensor xc = x.detach().contiguous();
   Tensor wd = weight.defined() ? weight.detach().contiguous() : Tensor();
@@ -29,7 +31,8 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   Tensor y, mu, rstd;
   cpu::layer_norm_forward(xc, wd, bd, eps, d, y, mu, rstd);
   if (any_requires_grad({&x, &weight, &bias})) {
-    bool nw = weight.defined() && weight.requires_grad(), nb = bias.defined() && bias.requires_grad();
+    bool nw = weight.defined() && weight.requires_grad(),
+         nb = bias.defined() && bias.requires_grad();
     record(y, "layer_norm", {x, weight, bias}, [=](const Tensor& g) {
       Tensor dx, dw, db;
       cpu::layer_norm_backward(g.contiguous(), xc, wd, mu, rstd, d, dx, dw, db);
@@ -51,7 +54,8 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
               dtype_name(x.dtype()));
   Tensor xv = x.dim() == 0 ? x.reshape({1}) : x;
   bool onednn = cpu::dnnl_supports(x.dtype());
-  // Plain softmax over the last dim runs on the AVX-512 kernel (faster than oneDNN 2.6 on short rows).
+  // Plain softmax over the last dim runs on the AVX-512 kernel (faster than oneDNN 2.6 on short
+  // rows).
   bool fast = !log && onednn && dim == std::max<int64_t>(x.dim(), 1) - 1;
   // oneDNN takes any axis; the reference loops want it last.
   int64_t last = xv.dim() - 1;
@@ -90,7 +94,11 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
 
 }  // namespace
 
-Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false); }
-Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
+Tensor softmax(const Tensor& x, int64_t dim) {
+  return softmax_impl(x, dim, false);
+}
+Tensor log_softmax(const Tensor& x, int64_t dim) {
+  return softmax_impl(x, dim, true);
+}
 
 }  // namespace scion

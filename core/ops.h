@@ -104,7 +104,8 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(),
               const Conv2dOptions& opt = {});
 
 // ---- normalization, softmax, losses -------------------------------------------------------
-// Normalizes over the last normalized_shape.size() dims; weight/bias of normalized_shape or undefined.
+// Normalizes over the last normalized_shape.size() dims; weight/bias of normalized_shape or
+// undefined.
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
                   const Tensor& bias = Tensor(), double eps = 1e-5);
 Tensor softmax(const Tensor& x, int64_t dim);

@@ -14,8 +14,7 @@ Shape normalize_dims(const Shape& dims, int64_t ndim, const char* op) {
   Shape out;
   for (int64_t d : dims) {
     int64_t n = std::max<int64_t>(ndim, 1);
-    SCION_CHECK(d >= -n && d < n, op, ": dimension ", d, " out of range for a ", ndim,
-                "-d tensor");
+    SCION_CHECK(d >= -n && d < n, op, ": dimension ", d, " out of range for a ", ndim, "-d tensor");
     int64_t w = d < 0 ? d + n : d;
     SCION_CHECK(std::find(out.begin(), out.end(), w) == out.end(), op, ": dimension ", d,
                 " repeated");

@@ -95,7 +95,9 @@ Generator Generator::fork(uint64_t key) const {
   return Generator((uint64_t(w[0]) << 32) | w[1], (uint64_t(w[2]) << 32) | w[3]);
 }
 
-uint32_t Generator::next_u32() { return philox4x32(seed_, advance(1), stream_)[0]; }
+uint32_t Generator::next_u32() {
+  return philox4x32(seed_, advance(1), stream_)[0];
+}
 
 double Generator::next_uniform() {
   auto w = philox4x32(seed_, advance(1), stream_);
@@ -113,7 +115,9 @@ Generator& default_generator() {
   return g;
 }
 
-void manual_seed(uint64_t seed) { default_generator() = Generator(seed); }
+void manual_seed(uint64_t seed) {
+  default_generator() = Generator(seed);
+}
 
 Tensor& uniform_(Tensor& t, double low, double high, Generator& gen) {
   fill_by_counter(t, gen, [&](const std::array<uint32_t, 4>& w) {

@@ -1,8 +1,8 @@
 // A counter-based RNG (Philox-4x32-10, as in cuRAND and PyTorch's CUDA generator). Element i of a
 // draw uses counter (offset + i), so the numbers depend only on (seed, offset, i): the same on any
 // thread count and any split of the work. Each draw advances the generator's offset past what it
-// used, so consecutive draws never overlap. Forking by a key (seed, epoch, sample) gives independent
-// streams for data augmentation that can be recomputed exactly after a resume.
+// used, so consecutive draws never overlap. Forking by a key (seed, epoch, sample) gives
+// independent streams for data augmentation that can be recomputed exactly after a resume.
 #pragma once
 
 #include <array>

@@ -20,7 +20,7 @@ using json = nlohmann::json;
 
 bool parse_dtype(const std::string& s, DType& out) {
   static const std::map<std::string, DType> kNames = {
-      {"F32", DType::f32}, {"BF16", DType::bf16}, {"F64", DType::f64}, {"I32", DType::i32},
+      {"F32", DType::f32}, {"BF16", DType::bf16}, {"F64", DType::f64},   {"I32", DType::i32},
       {"I64", DType::i64}, {"U8", DType::u8},     {"BOOL", DType::bool_}};
   auto it = kNames.find(s);
   if (it == kNames.end()) return false;
@@ -41,13 +41,20 @@ bool is_spec_dtype(const std::string& s) {
 
 const char* safetensors_dtype_name(DType t) {
   switch (t) {
-    case DType::f32: return "F32";
-    case DType::bf16: return "BF16";
-    case DType::f64: return "F64";
-    case DType::i32: return "I32";
-    case DType::i64: return "I64";
-    case DType::u8: return "U8";
-    case DType::bool_: return "BOOL";
+    case DType::f32:
+      return "F32";
+    case DType::bf16:
+      return "BF16";
+    case DType::f64:
+      return "F64";
+    case DType::i32:
+      return "I32";
+    case DType::i64:
+      return "I64";
+    case DType::u8:
+      return "U8";
+    case DType::bool_:
+      return "BOOL";
   }
   return "?";
 }
@@ -65,7 +72,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   uint64_t size = uint64_t(st.st_size);
   if (size < 8) {
     ::close(fd);
-    fail(path, detail::str_cat("truncated: ", size, " bytes, shorter than the 8-byte header length"));
+    fail(path,
+         detail::str_cat("truncated: ", size, " bytes, shorter than the 8-byte header length"));
   }
   void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
@@ -79,8 +87,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     fail(path, detail::str_cat("header length ", n, " exceeds the limit of ", kSafetensorsMaxHeader,
                                " bytes"));
   if (8 + n > size)
-    fail(path, detail::str_cat("truncated: header length ", n, " but only ", size - 8,
-                               " bytes follow"));
+    fail(path,
+         detail::str_cat("truncated: header length ", n, " but only ", size - 8, " bytes follow"));
   json header;
   try {
     header = json::parse(base + 8, base + 8 + n);
@@ -98,7 +106,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     if (name == "__metadata__") {
       if (!v.is_object()) fail(path, "__metadata__ is not an object");
       for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string()) fail(path, "__metadata__ value for '" + m.key() + "' is not a string");
+        if (!m.value().is_string())
+          fail(path, "__metadata__ value for '" + m.key() + "' is not a string");
         f.metadata_[m.key()] = m.value().get<std::string>();
       }
       continue;
@@ -117,7 +126,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     if (!v["shape"].is_array()) fail(path, where + "shape is not an array");
     uint64_t numel = 1;
     for (const json& s : v["shape"]) {
-      if (!s.is_number_unsigned()) fail(path, where + "shape entries must be non-negative integers");
+      if (!s.is_number_unsigned())
+        fail(path, where + "shape entries must be non-negative integers");
       uint64_t d = s.get<uint64_t>();
       if (d != 0 && numel > UINT64_MAX / d) fail(path, where + "shape overflows");
       numel *= d;
@@ -191,7 +201,8 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   std::vector<Tensor> data;
   uint64_t at = 0;
   for (const auto& [name, t] : tensors) {
-    SCION_CHECK(!name.empty() && name != "__metadata__", path, ": invalid tensor name '", name, "'");
+    SCION_CHECK(!name.empty() && name != "__metadata__", path, ": invalid tensor name '", name,
+                "'");
     SCION_CHECK(!header.contains(name), path, ": duplicate tensor name '", name, "'");
     Tensor c = t.detach().contiguous();
     uint64_t bytes = uint64_t(c.numel()) * dtype_size(c.dtype());

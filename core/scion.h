@@ -1,4 +1,5 @@
-// The public API of scion's core in one include: tensors and views, autograd, ops, RNG, safetensors.
+// The public API of scion's core in one include: tensors and views, autograd, ops, RNG,
+// safetensors.
 //
 //   #include "core/scion.h"
 //   using namespace scion;

@@ -1,6 +1,7 @@
 // The CPU caching allocator. Sizes are rounded to classes (multiples of 64 bytes below 4 KiB, then
 // four classes per power of two) so blocks are reusable across slightly different shapes while the
-// waste stays under 25%. The cache is bounded: past kMaxCached it frees blocks instead of keeping them.
+// waste stays under 25%. The cache is bounded: past kMaxCached it frees blocks instead of keeping
+// them.
 #include "core/storage.h"
 
 #include <sys/mman.h>

@@ -170,7 +170,9 @@ void convert_loop(const Tensor& dst, const Tensor& src) {
 
 }  // namespace
 
-int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
+int64_t Tensor::size(int64_t d) const {
+  return shape()[wrap_dim(d, dim(), "size")];
+}
 
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;
@@ -183,7 +185,8 @@ bool Tensor::is_contiguous() const {
 }
 
 double Tensor::item() const {
-  SCION_CHECK(numel() == 1, "item(): expected a one-element tensor, got shape ", shape_str(shape()));
+  SCION_CHECK(numel() == 1, "item(): expected a one-element tensor, got shape ",
+              shape_str(shape()));
   return dispatch_all(dtype(), [&](auto tag) {
     using T = decltype(tag);
     return double(acc_t<T>(*static_cast<const T*>(raw_data())));
@@ -202,8 +205,10 @@ std::vector<double> Tensor::to_vector() const {
 }
 
 Tensor& Tensor::requires_grad_(bool on) {
-  SCION_CHECK(!on || is_floating(dtype()), "requires_grad_: only floating tensors can require "
-              "gradients, got ", dtype_name(dtype()));
+  SCION_CHECK(!on || is_floating(dtype()),
+              "requires_grad_: only floating tensors can require "
+              "gradients, got ",
+              dtype_name(dtype()));
   SCION_CHECK(is_leaf(), "requires_grad_ on a non-leaf tensor; use detach() first");
   impl_->requires_grad = on;
   return *this;
@@ -219,7 +224,9 @@ void Tensor::backward(const Tensor& grad) const {
   }
 }
 
-Tensor Tensor::detach() const { return make_view(*this, shape(), strides(), offset()); }
+Tensor Tensor::detach() const {
+  return make_view(*this, shape(), strides(), offset());
+}
 
 Tensor Tensor::view(const Shape& new_shape_in) const {
   Shape new_shape = infer_shape(new_shape_in, numel(), "view");
@@ -229,9 +236,8 @@ Tensor Tensor::view(const Shape& new_shape_in) const {
               "; use reshape()");
   Tensor out = make_view(*this, new_shape, st, offset());
   Shape in_shape = shape();
-  record(out, "view", {*this}, [in_shape](const Tensor& g) {
-    return std::vector<Tensor>{g.reshape(in_shape)};
-  });
+  record(out, "view", {*this},
+         [in_shape](const Tensor& g) { return std::vector<Tensor>{g.reshape(in_shape)}; });
   return out;
 }
 
@@ -256,9 +262,8 @@ Tensor Tensor::permute(const Shape& dims) const {
     inverse[d] = int64_t(i);
   }
   Tensor out = make_view(*this, sh, st, offset());
-  record(out, "permute", {*this}, [inverse](const Tensor& g) {
-    return std::vector<Tensor>{g.permute(inverse)};
-  });
+  record(out, "permute", {*this},
+         [inverse](const Tensor& g) { return std::vector<Tensor>{g.permute(inverse)}; });
   return out;
 }
 
@@ -320,16 +325,15 @@ Tensor Tensor::expand(const Shape& new_shape) const {
     int64_t cur = shape()[i - lead];
     int64_t want = new_shape[i] == -1 ? cur : new_shape[i];
     SCION_CHECK(cur == want || cur == 1, "expand: size ", cur, " at dim ", i - lead,
-                " cannot expand to ", want, " (", shape_str(shape()), " -> ",
-                shape_str(new_shape), ")");
+                " cannot expand to ", want, " (", shape_str(shape()), " -> ", shape_str(new_shape),
+                ")");
     sh[i] = want;
     st[i] = cur == want ? strides()[i - lead] : 0;
   }
   Tensor out = make_view(*this, sh, st, offset());
   Shape in_shape = shape();
-  record(out, "expand", {*this}, [in_shape](const Tensor& g) {
-    return std::vector<Tensor>{sum_to(g, in_shape)};
-  });
+  record(out, "expand", {*this},
+         [in_shape](const Tensor& g) { return std::vector<Tensor>{sum_to(g, in_shape)}; });
   return out;
 }
 
@@ -409,9 +413,8 @@ Tensor& Tensor::copy_(const Tensor& src) {
   }
   if (fast_convert(*this, s)) return *this;
   dispatch_all(dtype(), [&](auto dtag) {
-    dispatch_all(s.dtype(), [&](auto stag) {
-      convert_loop<decltype(dtag), decltype(stag)>(*this, s);
-    });
+    dispatch_all(s.dtype(),
+                 [&](auto stag) { convert_loop<decltype(dtag), decltype(stag)>(*this, s); });
   });
   return *this;
 }
@@ -420,7 +423,8 @@ Tensor& Tensor::fill_(double value) {
   dispatch_all(dtype(), [&](auto tag) {
     using T = decltype(tag);
     T v = T(acc_t<T>(value));
-    cpu::Operands<1> ops{{static_cast<char*>(raw_data())}, {cpu::broadcast_byte_strides(*this, shape())}};
+    cpu::Operands<1> ops{{static_cast<char*>(raw_data())},
+                         {cpu::broadcast_byte_strides(*this, shape())}};
     cpu::for_each_strided<1>(shape(), ops, [v](std::array<char*, 1> p, int64_t n, auto st) {
       for (int64_t i = 0; i < n; ++i) *reinterpret_cast<T*>(p[0] + i * st[0]) = v;
     });
@@ -435,9 +439,9 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
     using T = decltype(tag);
     using A = acc_t<T>;
     A a = A(alpha);
-    cpu::Operands<2> ops{{static_cast<char*>(raw_data()), static_cast<char*>(o.raw_data())},
-                         {cpu::broadcast_byte_strides(*this, shape()),
-                          cpu::broadcast_byte_strides(o, shape())}};
+    cpu::Operands<2> ops{
+        {static_cast<char*>(raw_data()), static_cast<char*>(o.raw_data())},
+        {cpu::broadcast_byte_strides(*this, shape()), cpu::broadcast_byte_strides(o, shape())}};
     cpu::for_each_strided<2>(shape(), ops, [a](std::array<char*, 2> p, int64_t n, auto st) {
       if (st[0] == sizeof(T) && st[1] == sizeof(T)) {
         T* d = reinterpret_cast<T*>(p[0]);
@@ -459,7 +463,8 @@ Tensor& Tensor::mul_(double value) {
     using T = decltype(tag);
     using A = acc_t<T>;
     A v = A(value);
-    cpu::Operands<1> ops{{static_cast<char*>(raw_data())}, {cpu::broadcast_byte_strides(*this, shape())}};
+    cpu::Operands<1> ops{{static_cast<char*>(raw_data())},
+                         {cpu::broadcast_byte_strides(*this, shape())}};
     cpu::for_each_strided<1>(shape(), ops, [v](std::array<char*, 1> p, int64_t n, auto st) {
       for (int64_t i = 0; i < n; ++i) {
         T* d = reinterpret_cast<T*>(p[0] + i * st[0]);
@@ -489,11 +494,21 @@ Tensor full(const Shape& shape, double value, DType dtype) {
   t.fill_(value);
   return t;
 }
-Tensor zeros(const Shape& shape, DType dtype) { return full(shape, 0.0, dtype); }
-Tensor ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
-Tensor scalar_tensor(double value, DType dtype) { return full({}, value, dtype); }
-Tensor empty_like(const Tensor& t) { return empty(t.shape(), t.dtype()); }
-Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
+Tensor zeros(const Shape& shape, DType dtype) {
+  return full(shape, 0.0, dtype);
+}
+Tensor ones(const Shape& shape, DType dtype) {
+  return full(shape, 1.0, dtype);
+}
+Tensor scalar_tensor(double value, DType dtype) {
+  return full({}, value, dtype);
+}
+Tensor empty_like(const Tensor& t) {
+  return empty(t.shape(), t.dtype());
+}
+Tensor zeros_like(const Tensor& t) {
+  return zeros(t.shape(), t.dtype());
+}
 
 Tensor arange(double start, double end, double step, DType dtype) {
   SCION_CHECK(step != 0, "arange: step must be non-zero");

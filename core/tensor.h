@@ -61,8 +61,8 @@ class Tensor {
   // Pointer to element 0 of this view. T must match dtype (checked).
   template <class T>
   T* data() const {
-    SCION_ASSERT(dtype_of<T>::value == dtype(), "data<", dtype_name(dtype_of<T>::value),
-                 "> on a ", dtype_name(dtype()), " tensor");
+    SCION_ASSERT(dtype_of<T>::value == dtype(), "data<", dtype_name(dtype_of<T>::value), "> on a ",
+                 dtype_name(dtype()), " tensor");
     return static_cast<T*>(impl_->storage->data()) + impl_->offset;
   }
   void* raw_data() const {
@@ -128,8 +128,7 @@ Tensor zeros_like(const Tensor& t);
 Tensor from_blob(void* data, const Shape& shape, DType dtype,
                  std::shared_ptr<void> owner = nullptr);
 // Copies values (converted to dtype) into a new tensor of the given shape.
-Tensor from_vector(const std::vector<double>& values, const Shape& shape,
-                   DType dtype = DType::f32);
+Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype = DType::f32);
 // A view with explicit strides over t's storage (no autograd); used by kernels and tests.
 Tensor as_strided(const Tensor& t, const Shape& shape, const Shape& strides, int64_t offset);
 

@@ -57,7 +57,8 @@ Tensor read_idx(const std::string& path) {
 MnistSplit load_mnist(const std::string& root, const std::string& split) {
   SCION_CHECK(split == "train" || split == "test", "mnist: split must be train or test, got '",
               split, "'");
-  SCION_CHECK(exists(root), root, ": Fashion-MNIST/MNIST folder not found (on Debian: "
+  SCION_CHECK(exists(root), root,
+              ": Fashion-MNIST/MNIST folder not found (on Debian: "
               "apt-get install dataset-fashion-mnist, files in /usr/share/datasets/fashion-mnist)");
   std::string prefix = root + "/" + (split == "train" ? "train" : "t10k");
   auto pick = [&](const std::string& stem) {

@@ -1,6 +1,6 @@
 // MNIST / Fashion-MNIST IDX files, gzip-compressed or plain (zlib reads both). An IDX file is a
-// big-endian header (magic 0x00000800 | type << 8 | ndim, then ndim u32 sizes) followed by the data;
-// only unsigned-byte data (type 0x08) occurs in these data sets.
+// big-endian header (magic 0x00000800 | type << 8 | ndim, then ndim u32 sizes) followed by the
+// data; only unsigned-byte data (type 0x08) occurs in these data sets.
 #pragma once
 
 #include <string>

@@ -12,7 +12,8 @@
 
 namespace scion::test {
 
-// Largest violation of |a - b| <= atol + rtol * |b| (<= 0 means all close); reports the worst index.
+// Largest violation of |a - b| <= atol + rtol * |b| (<= 0 means all close); reports the worst
+// index.
 struct Closeness {
   double worst_excess = -1;
   double max_abs_err = 0;
@@ -34,11 +35,11 @@ inline Closeness compare(const Tensor& a, const Tensor& b, double atol, double r
   return c;
 }
 
-#define CHECK_CLOSE(a, b, atol, rtol)                                                     \
-  do {                                                                                    \
-    auto _c = ::scion::test::compare((a), (b), (atol), (rtol));                           \
-    INFO("max abs err " << _c.max_abs_err << ", worst index " << _c.worst_index);         \
-    CHECK(_c.ok());                                                                       \
+#define CHECK_CLOSE(a, b, atol, rtol)                                             \
+  do {                                                                            \
+    auto _c = ::scion::test::compare((a), (b), (atol), (rtol));                   \
+    INFO("max abs err " << _c.max_abs_err << ", worst index " << _c.worst_index); \
+    CHECK(_c.ok());                                                               \
   } while (0)
 
 // Random f64 tensor in [lo, hi) with a fixed seed.
@@ -85,7 +86,8 @@ inline double gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>&
       double err = std::fabs(num - g[i]) / std::max(1.0, std::fabs(num));
       if (err > worst) {
         worst = err;
-        UNSCOPED_INFO("input " << k << " element " << i << ": numeric " << num << " analytic " << g[i]);
+        UNSCOPED_INFO("input " << k << " element " << i << ": numeric " << num << " analytic "
+                               << g[i]);
       }
     }
   }
@@ -94,7 +96,8 @@ inline double gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>&
 
 // Fixtures written by tests/golden/make_golden.py.
 inline const SafetensorsFile& golden_ops() {
-  static SafetensorsFile f = SafetensorsFile::open(std::string(SCION_GOLDEN_DIR) + "/ops.safetensors");
+  static SafetensorsFile f =
+      SafetensorsFile::open(std::string(SCION_GOLDEN_DIR) + "/ops.safetensors");
   return f;
 }
 

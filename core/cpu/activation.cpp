@@ -1,7 +1,7 @@
 // Fast f32/bf16 kernels for gelu (exact, erf form) and last-dim softmax, on AVX-512 with masked
 // tails, computing in f32 and rounding bf16 results once. See vec_math.h for the math.
-//   gelu(x)  = x * Phi(x)            gelu'(x) = Phi(x) + x * phi(x),  phi(x) = exp(-x^2/2)/sqrt(2 pi)
-//   softmax: y = exp(x - max) / sum  dx = y * (dy - sum(dy * y))
+//   gelu(x)  = x * Phi(x)            gelu'(x) = Phi(x) + x * phi(x),  phi(x) = exp(-x^2/2)/sqrt(2
+//   pi) softmax: y = exp(x - max) / sum  dx = y * (dy - sum(dy * y))
 #include <vector>
 
 #include "core/cpu/fast_kernels.h"

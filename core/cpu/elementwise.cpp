@@ -30,31 +30,48 @@ Shape broadcast(const Shape& a, const Shape& b) {
 template <class A>
 A apply_binary(BinaryOp op, A x, A y) {
   switch (op) {
-    case BinaryOp::add: return x + y;
-    case BinaryOp::sub: return x - y;
-    case BinaryOp::mul: return x * y;
-    case BinaryOp::div: return x / y;
-    case BinaryOp::pow: return A(std::pow(x, y));
-    case BinaryOp::maximum: return (x != x || x >= y) ? x : y;  // NaN propagates like torch
-    case BinaryOp::minimum: return (x != x || x <= y) ? x : y;
-    default: return A(0);
+    case BinaryOp::add:
+      return x + y;
+    case BinaryOp::sub:
+      return x - y;
+    case BinaryOp::mul:
+      return x * y;
+    case BinaryOp::div:
+      return x / y;
+    case BinaryOp::pow:
+      return A(std::pow(x, y));
+    case BinaryOp::maximum:
+      return (x != x || x >= y) ? x : y;  // NaN propagates like torch
+    case BinaryOp::minimum:
+      return (x != x || x <= y) ? x : y;
+    default:
+      return A(0);
   }
 }
 
 template <class A>
 bool apply_compare(BinaryOp op, A x, A y) {
   switch (op) {
-    case BinaryOp::eq: return x == y;
-    case BinaryOp::ne: return x != y;
-    case BinaryOp::lt: return x < y;
-    case BinaryOp::le: return x <= y;
-    case BinaryOp::gt: return x > y;
-    case BinaryOp::ge: return x >= y;
-    default: return false;
+    case BinaryOp::eq:
+      return x == y;
+    case BinaryOp::ne:
+      return x != y;
+    case BinaryOp::lt:
+      return x < y;
+    case BinaryOp::le:
+      return x <= y;
+    case BinaryOp::gt:
+      return x > y;
+    case BinaryOp::ge:
+      return x >= y;
+    default:
+      return false;
   }
 }
 
-bool is_compare(BinaryOp op) { return op >= BinaryOp::eq; }
+bool is_compare(BinaryOp op) {
+  return op >= BinaryOp::eq;
+}
 
 // Calls body(i, x, y) for row elements; the unit-stride branch lets the compiler vectorize.
 template <class TO, class T, class Body>
@@ -89,16 +106,26 @@ template <class A>
 A apply_unary(UnaryOp op, A x) {
   constexpr A kSqrt1_2 = A(0.70710678118654752440), kSqrt2Pi = A(0.79788456080286535588);
   switch (op) {
-    case UnaryOp::neg: return -x;
-    case UnaryOp::exp: return std::exp(x);
-    case UnaryOp::log: return std::log(x);
-    case UnaryOp::sqrt: return std::sqrt(x);
-    case UnaryOp::rsqrt: return A(1) / std::sqrt(x);
-    case UnaryOp::tanh: return std::tanh(x);
-    case UnaryOp::erf: return std::erf(x);
-    case UnaryOp::relu: return x > A(0) ? x : A(0);
-    case UnaryOp::sigmoid: return A(1) / (A(1) + std::exp(-x));
-    case UnaryOp::gelu_erf: return A(0.5) * x * (A(1) + std::erf(x * kSqrt1_2));
+    case UnaryOp::neg:
+      return -x;
+    case UnaryOp::exp:
+      return std::exp(x);
+    case UnaryOp::log:
+      return std::log(x);
+    case UnaryOp::sqrt:
+      return std::sqrt(x);
+    case UnaryOp::rsqrt:
+      return A(1) / std::sqrt(x);
+    case UnaryOp::tanh:
+      return std::tanh(x);
+    case UnaryOp::erf:
+      return std::erf(x);
+    case UnaryOp::relu:
+      return x > A(0) ? x : A(0);
+    case UnaryOp::sigmoid:
+      return A(1) / (A(1) + std::exp(-x));
+    case UnaryOp::gelu_erf:
+      return A(0.5) * x * (A(1) + std::erf(x * kSqrt1_2));
     case UnaryOp::gelu_tanh:
       return A(0.5) * x * (A(1) + std::tanh(kSqrt2Pi * (x + A(0.044715) * x * x * x)));
   }
@@ -111,35 +138,64 @@ bool dnnl_unary(UnaryOp op, dnnl::algorithm& alg, float& alpha, float& beta) {
   alpha = 0.f;
   beta = 0.f;
   switch (op) {
-    case UnaryOp::neg: alg = a::eltwise_linear; alpha = -1.f; return true;
-    case UnaryOp::exp: alg = a::eltwise_exp; return true;
-    case UnaryOp::log: alg = a::eltwise_log; return true;
-    case UnaryOp::sqrt: alg = a::eltwise_sqrt; return true;
-    case UnaryOp::rsqrt: alg = a::eltwise_pow; alpha = 1.f; beta = -0.5f; return true;
-    case UnaryOp::tanh: alg = a::eltwise_tanh; return true;
-    case UnaryOp::relu: alg = a::eltwise_relu; return true;
-    case UnaryOp::sigmoid: alg = a::eltwise_logistic; return true;
-    case UnaryOp::gelu_erf: alg = a::eltwise_gelu_erf; return true;
-    case UnaryOp::gelu_tanh: alg = a::eltwise_gelu_tanh; return true;
-    case UnaryOp::erf: return false;
+    case UnaryOp::neg:
+      alg = a::eltwise_linear;
+      alpha = -1.f;
+      return true;
+    case UnaryOp::exp:
+      alg = a::eltwise_exp;
+      return true;
+    case UnaryOp::log:
+      alg = a::eltwise_log;
+      return true;
+    case UnaryOp::sqrt:
+      alg = a::eltwise_sqrt;
+      return true;
+    case UnaryOp::rsqrt:
+      alg = a::eltwise_pow;
+      alpha = 1.f;
+      beta = -0.5f;
+      return true;
+    case UnaryOp::tanh:
+      alg = a::eltwise_tanh;
+      return true;
+    case UnaryOp::relu:
+      alg = a::eltwise_relu;
+      return true;
+    case UnaryOp::sigmoid:
+      alg = a::eltwise_logistic;
+      return true;
+    case UnaryOp::gelu_erf:
+      alg = a::eltwise_gelu_erf;
+      return true;
+    case UnaryOp::gelu_tanh:
+      alg = a::eltwise_gelu_tanh;
+      return true;
+    case UnaryOp::erf:
+      return false;
   }
   return false;
 }
 
 template <class T, class F>
 void unary_rows(const Tensor& x, const Tensor& out, const F& f) {
-  Operands<2> ops{{static_cast<char*>(out.raw_data()), static_cast<char*>(x.raw_data())},
-                  {broadcast_byte_strides(out, out.shape()), broadcast_byte_strides(x, out.shape())}};
-  for_each_strided<2>(out.shape(), ops, [&](std::array<char*, 2> p, int64_t n, auto st) {
-    T* o = reinterpret_cast<T*>(p[0]);
-    const T* in = reinterpret_cast<const T*>(p[1]);
-    if (st[0] == sizeof(T) && st[1] == sizeof(T)) {
-      for (int64_t i = 0; i < n; ++i) o[i] = f(in[i]);
-    } else {
-      for (int64_t i = 0; i < n; ++i)
-        *reinterpret_cast<T*>(p[0] + i * st[0]) = f(*reinterpret_cast<const T*>(p[1] + i * st[1]));
-    }
-  }, 4096);
+  Operands<2> ops{
+      {static_cast<char*>(out.raw_data()), static_cast<char*>(x.raw_data())},
+      {broadcast_byte_strides(out, out.shape()), broadcast_byte_strides(x, out.shape())}};
+  for_each_strided<2>(
+      out.shape(), ops,
+      [&](std::array<char*, 2> p, int64_t n, auto st) {
+        T* o = reinterpret_cast<T*>(p[0]);
+        const T* in = reinterpret_cast<const T*>(p[1]);
+        if (st[0] == sizeof(T) && st[1] == sizeof(T)) {
+          for (int64_t i = 0; i < n; ++i) o[i] = f(in[i]);
+        } else {
+          for (int64_t i = 0; i < n; ++i)
+            *reinterpret_cast<T*>(p[0] + i * st[0]) =
+                f(*reinterpret_cast<const T*>(p[1] + i * st[1]));
+        }
+      },
+      4096);
 }
 
 }  // namespace

@@ -127,10 +127,11 @@ void layer_norm_forward(const Tensor& x, const Tensor& w, const Tensor& b, doubl
     T* yp = y.data<T>();
     A* mp = mean.data<A>();
     A* rp = rstd.data<A>();
-    parallel_for(0, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(d, 1)), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r)
-        forward_row<T, A>(xp + r * d, wp, bp, yp + r * d, d, A(eps), mp[r], rp[r]);
-    });
+    parallel_for(0, rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(d, 1)),
+                 [&](int64_t r0, int64_t r1) {
+                   for (int64_t r = r0; r < r1; ++r)
+                     forward_row<T, A>(xp + r * d, wp, bp, yp + r * d, d, A(eps), mp[r], rp[r]);
+                 });
   });
 }
 

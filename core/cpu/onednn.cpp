@@ -24,16 +24,23 @@ dnnl::stream& stream() {
 
 memory::data_type dnnl_dtype(DType t) {
   switch (t) {
-    case DType::f32: return memory::data_type::f32;
-    case DType::bf16: return memory::data_type::bf16;
-    case DType::i32: return memory::data_type::s32;
-    case DType::u8: return memory::data_type::u8;
-    default: break;
+    case DType::f32:
+      return memory::data_type::f32;
+    case DType::bf16:
+      return memory::data_type::bf16;
+    case DType::i32:
+      return memory::data_type::s32;
+    case DType::u8:
+      return memory::data_type::u8;
+    default:
+      break;
   }
   throw Error(detail::str_cat("oneDNN has no data type for ", dtype_name(t)));
 }
 
-bool dnnl_supports(DType t) { return t == DType::f32 || t == DType::bf16; }
+bool dnnl_supports(DType t) {
+  return t == DType::f32 || t == DType::bf16;
+}
 
 memory::desc memory_desc(const Tensor& t) {
   memory::dims dims(t.shape().begin(), t.shape().end()), st(t.strides().begin(), t.strides().end());
@@ -145,8 +152,9 @@ void matmul(const Tensor& src, const Tensor& wei, const Tensor& bias, const Tens
       return dnnl::matmul::primitive_desc(
           {memory_desc(src), memory_desc(wei), bmd, memory_desc(dst)}, engine());
     });
-    std::unordered_map<int, dnnl::memory> args{
-        {DNNL_ARG_SRC, make_memory(src)}, {DNNL_ARG_WEIGHTS, make_memory(wei)}, {DNNL_ARG_DST, make_memory(dst)}};
+    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, make_memory(src)},
+                                               {DNNL_ARG_WEIGHTS, make_memory(wei)},
+                                               {DNNL_ARG_DST, make_memory(dst)}};
     if (bias.defined()) args[DNNL_ARG_BIAS] = make_memory(bias);
     run(prim, args);
   });
@@ -186,8 +194,8 @@ void softmax_backward(bool log, int axis, const Tensor& dst, const Tensor& diff_
     if (log) {
       static PdCache<dnnl::logsoftmax_backward::primitive_desc, dnnl::logsoftmax_backward> cache;
       auto [pd, prim] = cache.get(key, [&] {
-        dnnl::logsoftmax_forward::primitive_desc hint(
-            {dnnl::prop_kind::forward_training, md, axis}, engine());
+        dnnl::logsoftmax_forward::primitive_desc hint({dnnl::prop_kind::forward_training, md, axis},
+                                                      engine());
         return dnnl::logsoftmax_backward::primitive_desc({md, md, axis}, engine(), hint);
       });
       run(prim, args);
@@ -237,7 +245,8 @@ ConvDescs conv_descs(const Tensor& x, const Tensor& w, bool has_bias, const Tens
   d.ya = memory::desc(yd, dt, prim);
   d.wa = memory::desc(wd, dt, tag::any);
   // Bias stays f32 for bf16 convolutions (oneDNN accumulates in f32).
-  if (has_bias) d.b = memory::desc({ws[0]}, x.dtype() == DType::bf16 ? memory::data_type::f32 : dt, tag::x);
+  if (has_bias)
+    d.b = memory::desc({ws[0]}, x.dtype() == DType::bf16 ? memory::data_type::f32 : dt, tag::x);
   d.strides = {cs.stride_h, cs.stride_w};
   d.dilates = {cs.dil_h - 1, cs.dil_w - 1};
   d.pad_l = {cs.pad_h, cs.pad_w};
@@ -307,7 +316,8 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx,
   std::string key = conv_key(dx, w, cs, false);
   checked("convolution_backward_data", key, [&] {
     ConvDescs d = conv_descs(dx, w, false, dy, cs);
-    static PdCache<dnnl::convolution_backward_data::primitive_desc, dnnl::convolution_backward_data> cache;
+    static PdCache<dnnl::convolution_backward_data::primitive_desc, dnnl::convolution_backward_data>
+        cache;
     auto [pd, prim] = cache.get(key, [&] {
       auto hint = conv_fwd_pd(d, false);
       return dnnl::convolution_backward_data::primitive_desc(
@@ -331,7 +341,9 @@ void conv2d_backward_weights(const Tensor& x, const Tensor& dy, const Tensor& dw
   std::string key = conv_key(x, dw, cs, db.defined());
   checked("convolution_backward_weights", key, [&] {
     ConvDescs d = conv_descs(x, dw, db.defined(), dy, cs, /*nhwc_depthwise=*/true);
-    static PdCache<dnnl::convolution_backward_weights::primitive_desc, dnnl::convolution_backward_weights> cache;
+    static PdCache<dnnl::convolution_backward_weights::primitive_desc,
+                   dnnl::convolution_backward_weights>
+        cache;
     auto [pd, prim] = cache.get(key, [&] {
       auto hint = conv_fwd_pd(d, db.defined());
       if (db.defined())

@@ -41,7 +41,8 @@ struct ConvShape {
 // Activations contiguous in NCHW or NHWC (ConvShape::channels_last), weights contiguous OIHW.
 // oneDNN picks its layouts and we reorder around the call, except that depthwise convolutions of
 // NHWC tensors run in NHWC (oneDNN 2.6's brdgmm forward and JIT backward kernels), so an NHWC
-// model pays no reorders, and depthwise backward-weights always runs in NHWC (the only fast kernel).
+// model pays no reorders, and depthwise backward-weights always runs in NHWC (the only fast
+// kernel).
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
                     const ConvShape& cs);
 void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx, const ConvShape& cs);

@@ -10,8 +10,12 @@
 
 namespace scion::cpu {
 
-inline int num_threads() { return omp_get_max_threads(); }
-inline void set_num_threads(int n) { omp_set_num_threads(n > 0 ? n : omp_get_num_procs()); }
+inline int num_threads() {
+  return omp_get_max_threads();
+}
+inline void set_num_threads(int n) {
+  omp_set_num_threads(n > 0 ? n : omp_get_num_procs());
+}
 
 // Calls f(chunk_begin, chunk_end) on each thread; runs inline when the range is below `grain`.
 template <class F>
@@ -23,7 +27,7 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
     return;
   }
   int64_t max_chunks = std::max<int64_t>(1, n / std::max<int64_t>(grain, 1));
-#pragma omp parallel num_threads(int(std::min<int64_t>(omp_get_max_threads(), max_chunks)))
+#pragma omp parallel num_threads(int(std::min <int64_t>(omp_get_max_threads(), max_chunks)))
   {
     int64_t nt = omp_get_num_threads(), tid = omp_get_thread_num();
     int64_t b = begin + n * tid / nt, e = begin + n * (tid + 1) / nt;

@@ -39,7 +39,8 @@ Tensor reduce_sum(const Tensor& x_in, const Shape& dims, bool keepdim) {
   // Leading reduced dims of a contiguous tensor: column sums, no copy.
   int64_t lead = 0;
   while (lead < nd && red[lead]) ++lead;
-  bool leading_only = lead > 0 && std::all_of(red.begin() + lead, red.end(), [](bool r) { return !r; });
+  bool leading_only =
+      lead > 0 && std::all_of(red.begin() + lead, red.end(), [](bool r) { return !r; });
   Tensor out = empty(out_shape, x_in.dtype());
   dispatch_floating(x_in.dtype(), "sum", [&](auto tag) {
     using T = decltype(tag);

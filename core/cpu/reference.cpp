@@ -25,7 +25,8 @@ void matmul_reference(const Tensor& a, const Tensor& b, const Tensor& out) {
       for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < n; ++j) {
           A s = 0;
-          for (int64_t p = 0; p < k; ++p) s += A(az[i * as[1] + p * as[2]]) * A(bz[p * bs[1] + j * bs[2]]);
+          for (int64_t p = 0; p < k; ++p)
+            s += A(az[i * as[1] + p * as[2]]) * A(bz[p * bs[1] + j * bs[2]]);
           op[(z * m + i) * n + j] = T(s);
         }
     }
@@ -112,8 +113,9 @@ void conv2d_reference(const Tensor& x, const Tensor& w, const Tensor& y, const C
     const T* wp = w.data<T>();
     T* yp = y.data<T>();
     std::vector<double> acc(size_t(y.numel()), 0.0);
-    conv_taps(x.shape(), w.shape(), y.shape(), cs,
-              [&](int64_t yi, int64_t xi, int64_t wi) { acc[yi] += double(xp[xi]) * double(wp[wi]); });
+    conv_taps(x.shape(), w.shape(), y.shape(), cs, [&](int64_t yi, int64_t xi, int64_t wi) {
+      acc[yi] += double(xp[xi]) * double(wp[wi]);
+    });
     for (size_t i = 0; i < acc.size(); ++i) yp[i] = T(acc_t<T>(acc[i]));
   });
 }
@@ -125,8 +127,9 @@ void conv2d_backward_data_reference(const Tensor& dy, const Tensor& w, const Ten
     const T* gp = dy.data<T>();
     const T* wp = w.data<T>();
     std::vector<double> acc(size_t(dx.numel()), 0.0);
-    conv_taps(dx.shape(), w.shape(), dy.shape(), cs,
-              [&](int64_t yi, int64_t xi, int64_t wi) { acc[xi] += double(gp[yi]) * double(wp[wi]); });
+    conv_taps(dx.shape(), w.shape(), dy.shape(), cs, [&](int64_t yi, int64_t xi, int64_t wi) {
+      acc[xi] += double(gp[yi]) * double(wp[wi]);
+    });
     T* dp = dx.data<T>();
     for (size_t i = 0; i < acc.size(); ++i) dp[i] = T(acc_t<T>(acc[i]));
   });
@@ -139,8 +142,9 @@ void conv2d_backward_weights_reference(const Tensor& x, const Tensor& dy, const 
     const T* xp = x.data<T>();
     const T* gp = dy.data<T>();
     std::vector<double> acc(size_t(dw.numel()), 0.0);
-    conv_taps(x.shape(), dw.shape(), dy.shape(), cs,
-              [&](int64_t yi, int64_t xi, int64_t wi) { acc[wi] += double(gp[yi]) * double(xp[xi]); });
+    conv_taps(x.shape(), dw.shape(), dy.shape(), cs, [&](int64_t yi, int64_t xi, int64_t wi) {
+      acc[wi] += double(gp[yi]) * double(xp[xi]);
+    });
     T* dp = dw.data<T>();
     for (size_t i = 0; i < acc.size(); ++i) dp[i] = T(acc_t<T>(acc[i]));
   });

@@ -19,11 +19,11 @@
 
 namespace scion::cpu::vec {
 
-constexpr float kErfP[] = {-2.72614225801306e-10f, 2.77068142495902e-08f, -2.10102402082508e-06f,
-                          -5.69250639462346e-05f, -7.34990630326855e-04f, -2.95459980854025e-03f,
-                          -1.60960333262415e-02f};
+constexpr float kErfP[] = {-2.72614225801306e-10f, 2.77068142495902e-08f,  -2.10102402082508e-06f,
+                           -5.69250639462346e-05f, -7.34990630326855e-04f, -2.95459980854025e-03f,
+                           -1.60960333262415e-02f};
 constexpr float kErfQ[] = {-1.45660718464996e-05f, -2.13374055278905e-04f, -1.68282697438203e-03f,
-                          -7.37332916720468e-03f, -1.42647390514189e-02f};
+                           -7.37332916720468e-03f, -1.42647390514189e-02f};
 
 inline float erf_fast(float a) {
   float x = std::fmax(std::fmin(a, 4.f), -4.f), x2 = x * x, p = 0, q = 0;
@@ -33,16 +33,22 @@ inline float erf_fast(float a) {
 }
 
 // Phi(x), the standard normal CDF.
-inline float normal_cdf(float x) { return 0.5f * (1.0f + erf_fast(x * 0.70710678118654752f)); }
+inline float normal_cdf(float x) {
+  return 0.5f * (1.0f + erf_fast(x * 0.70710678118654752f));
+}
 
 #ifdef SCION_AVX512
 // Masked loads and stores of 16 floats from f32 or bf16 memory (bf16 rounded to nearest even).
-inline __m512 load(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load(const float* p, __mmask16 m) {
+  return _mm512_maskz_loadu_ps(m, p);
+}
 inline __m512 load(const BFloat16* p, __mmask16 m) {
   __m256i v = _mm256_maskz_loadu_epi16(m, p);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
 }
-inline void store(float* p, __m512 v, __mmask16 m) { _mm512_mask_storeu_ps(p, m, v); }
+inline void store(float* p, __m512 v, __mmask16 m) {
+  _mm512_mask_storeu_ps(p, m, v);
+}
 inline void store(BFloat16* p, __m512 v, __mmask16 m) {
 #ifdef __AVX512BF16__
   _mm256_mask_storeu_epi16(p, m, (__m256i)_mm512_cvtneps_pbh(v));
@@ -53,13 +59,16 @@ inline void store(BFloat16* p, __m512 v, __mmask16 m) {
     if (m >> i & 1) p[i] = BFloat16(tmp[i]);
 #endif
 }
-inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
+inline __mmask16 tail_mask(int64_t n) {
+  return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
+}
 
 inline __m512 exp512(__m512 x) {
   const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
   const __m512 ln2_hi = _mm512_set1_ps(0.693359375f), ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
   x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.72f)), _mm512_set1_ps(-103.9f));
-  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 n =
+      _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, ln2_hi, x);
   r = _mm512_fnmadd_ps(n, ln2_lo, r);
   __m512 p = _mm512_set1_ps(1.9875691500e-4f);

@@ -1,5 +1,5 @@
-// CUDA runtime queries. A machine without a GPU (or driver) reports zero devices instead of failing,
-// so a CUDA build still runs everything on the CPU there.
+// CUDA runtime queries. A machine without a GPU (or driver) reports zero devices instead of
+// failing, so a CUDA build still runs everything on the CPU there.
 #include <cuda_runtime.h>
 
 namespace scion::cuda {

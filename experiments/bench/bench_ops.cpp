@@ -23,10 +23,12 @@ double median_ms(const std::function<void()>& f, double min_seconds) {
   std::vector<double> ms;
   auto start = std::chrono::steady_clock::now();
   while (ms.size() < 5 ||
-         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < min_seconds) {
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() <
+             min_seconds) {
     auto t0 = std::chrono::steady_clock::now();
     f();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     if (ms.size() >= 200) break;
   }
   std::sort(ms.begin(), ms.end());
@@ -119,12 +121,20 @@ int main(int argc, char** argv) {
         Case c = make_case(op, shape, dt, gen);
         Tensor probe = c.forward();
         Tensor gout = randn(probe.shape(), DType::f32, gen).to(dt);
-        double fwd = median_ms([&] { NoGradGuard ng; c.forward(); }, min_seconds);
-        double fwd_bwd = median_ms([&] {
-          for (Tensor& t : c.inputs) t.zero_grad();
-          c.forward().backward(gout);
-        }, min_seconds);
-        json r{{"op", op}, {"shape", shape}, {"dtype", dts}, {"fwd_ms", fwd}, {"fwd_bwd_ms", fwd_bwd}};
+        double fwd = median_ms(
+            [&] {
+              NoGradGuard ng;
+              c.forward();
+            },
+            min_seconds);
+        double fwd_bwd = median_ms(
+            [&] {
+              for (Tensor& t : c.inputs) t.zero_grad();
+              c.forward().backward(gout);
+            },
+            min_seconds);
+        json r{
+            {"op", op}, {"shape", shape}, {"dtype", dts}, {"fwd_ms", fwd}, {"fwd_bwd_ms", fwd_bwd}};
         if (c.flops > 0) r["fwd_gflops"] = c.flops / (fwd * 1e6);
         std::cout << r.dump() << std::endl;
       }

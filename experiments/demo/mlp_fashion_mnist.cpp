@@ -53,8 +53,9 @@ int main(int argc, char** argv) {
     auto test = data::load_mnist(root, "test");
     Tensor xtr = prepare(train.images), ytr = train.labels.to(DType::i64);
     Tensor xte = prepare(test.images), yte = test.labels.to(DType::i64);
-    std::printf("Fashion-MNIST: %lld train, %lld test images; MLP 784-%d-10, SGD lr %.3g, batch %d\n",
-                (long long)xtr.size(0), (long long)xte.size(0), hidden, lr, batch);
+    std::printf(
+        "Fashion-MNIST: %lld train, %lld test images; MLP 784-%d-10, SGD lr %.3g, batch %d\n",
+        (long long)xtr.size(0), (long long)xte.size(0), hidden, lr, batch);
 
     Generator gen(seed);
     auto linear_init = [&](int64_t out, int64_t in, Tensor& w, Tensor& b) {
@@ -89,8 +90,8 @@ int main(int argc, char** argv) {
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       NoGradGuard ng;
       double acc = accuracy(forward(xte), yte);
-      std::printf("epoch %d  train loss %.4f  test accuracy %.2f%%  (%.1f s, %.0f images/s)\n", epoch,
-                  loss_sum / double(steps), 100.0 * acc, secs, double(steps * batch) / secs);
+      std::printf("epoch %d  train loss %.4f  test accuracy %.2f%%  (%.1f s, %.0f images/s)\n",
+                  epoch, loss_sum / double(steps), 100.0 * acc, secs, double(steps * batch) / secs);
       if (epoch == epochs) std::printf("final test accuracy: %.2f%%\n", 100.0 * acc);
     }
   } catch (const InputError& e) {

@@ -78,17 +78,21 @@ TEST_CASE("backward errors are clear", "[autograd]") {
 }
 
 TEST_CASE("bad shapes and dtypes are rejected with the shapes named", "[autograd][ops]") {
-  CHECK_THROWS_WITH(add(ones({2, 3}), ones({4})), Catch::Contains("(2, 3)") && Catch::Contains("(4,)"));
+  CHECK_THROWS_WITH(add(ones({2, 3}), ones({4})),
+                    Catch::Contains("(2, 3)") && Catch::Contains("(4,)"));
   CHECK_THROWS_WITH(matmul(ones({2, 3}), ones({4, 2})), Catch::Contains("cannot be multiplied"));
   CHECK_THROWS_WITH(linear(ones({2, 3}), ones({4, 5})), Catch::Contains("does not match weight"));
-  CHECK_THROWS_WITH(conv2d(ones({1, 3, 4, 4}), ones({2, 2, 3, 3})), Catch::Contains("does not fit"));
-  CHECK_THROWS_WITH(matmul(ones({2, 2}), ones({2, 2}, DType::f64)), Catch::Contains("dtypes differ"));
+  CHECK_THROWS_WITH(conv2d(ones({1, 3, 4, 4}), ones({2, 2, 3, 3})),
+                    Catch::Contains("does not fit"));
+  CHECK_THROWS_WITH(matmul(ones({2, 2}), ones({2, 2}, DType::f64)),
+                    Catch::Contains("dtypes differ"));
   CHECK_THROWS_WITH(cross_entropy(ones({2, 3}), from_vector({0, 3}, {2}, DType::i64)),
                     Catch::Contains("out of range"));
   CHECK_THROWS_WITH(layer_norm(ones({2, 3}), {4}), Catch::Contains("normalized_shape"));
 }
 
-TEST_CASE("dropout: identity in eval, zeroes about p and keeps the expectation in training", "[ops]") {
+TEST_CASE("dropout: identity in eval, zeroes about p and keeps the expectation in training",
+          "[ops]") {
   Tensor x = ones({200000});
   CHECK(dropout(x, 0.5, false).storage() == x.storage());
   Generator g(5);

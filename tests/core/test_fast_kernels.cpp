@@ -24,7 +24,8 @@ TEST_CASE("fast softmax and layer norm handle every tail length", "[ops][fast]")
     Tensor x64 = test::rand_f64({7, d}, uint64_t(d), -3, 3);
     Tensor x = x64.to(DType::f32);
     CHECK_CLOSE(softmax(x, -1).to(DType::f64), softmax(x64, -1), 1e-6, 1e-5);
-    Tensor w64 = test::rand_f64({d}, 1000 + uint64_t(d)), b64 = test::rand_f64({d}, 2000 + uint64_t(d));
+    Tensor w64 = test::rand_f64({d}, 1000 + uint64_t(d)),
+           b64 = test::rand_f64({d}, 2000 + uint64_t(d));
     Tensor ln = layer_norm(x, {d}, w64.to(DType::f32), b64.to(DType::f32), 1e-6);
     CHECK_CLOSE(ln.to(DType::f64), layer_norm(x64, {d}, w64, b64, 1e-6), 1e-5, 1e-5);
   }

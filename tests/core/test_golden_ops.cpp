@@ -1,7 +1,8 @@
 // Every core op against PyTorch: inputs, outputs and input gradients from
-// tests/golden/ops.safetensors (made by tests/golden/make_golden.py). Tolerances are atol + rtol*|ref|:
-// f32 1e-5 / 1e-5 (outputs and gradients); bf16 outputs are compared at 1e-2 / 2^-6 (4 bf16 ulps:
-// both sides round each stored bf16 result, and the rounding of near-tie values can differ by one).
+// tests/golden/ops.safetensors (made by tests/golden/make_golden.py). Tolerances are atol +
+// rtol*|ref|: f32 1e-5 / 1e-5 (outputs and gradients); bf16 outputs are compared at 1e-2 / 2^-6 (4
+// bf16 ulps: both sides round each stored bf16 result, and the rounding of near-tie values can
+// differ by one).
 #include "tests/support.h"
 
 using namespace scion;
@@ -58,8 +59,8 @@ Fn binary_fn(Tensor (*op)(const Tensor&, const Tensor&)) {
 
 TEST_CASE("golden: unary elementwise", "[golden]") {
   std::vector<std::pair<std::string, Tensor (*)(const Tensor&)>> ops = {
-      {"neg", neg},   {"exp", exp},   {"log", log},   {"sqrt", sqrt},       {"rsqrt", rsqrt},
-      {"tanh", tanh}, {"erf", erf},   {"relu", relu}, {"sigmoid", sigmoid},
+      {"neg", neg},   {"exp", exp}, {"log", log},   {"sqrt", sqrt},       {"rsqrt", rsqrt},
+      {"tanh", tanh}, {"erf", erf}, {"relu", relu}, {"sigmoid", sigmoid},
   };
   for (auto& [name, op] : ops) {
     check_golden(name, unary_fn(op));
@@ -95,7 +96,8 @@ TEST_CASE("golden: binary elementwise with broadcasting", "[golden]") {
 
 TEST_CASE("golden: reductions", "[golden]") {
   check_golden("sum_all", [](const std::vector<Tensor>& in) { return sum(in[0]); });
-  check_golden("sum_dim1_keep", [](const std::vector<Tensor>& in) { return sum(in[0], {1}, true); });
+  check_golden("sum_dim1_keep",
+               [](const std::vector<Tensor>& in) { return sum(in[0], {1}, true); });
   check_golden("sum_dims02", [](const std::vector<Tensor>& in) { return sum(in[0], {0, 2}); });
   check_golden("mean_dims02", [](const std::vector<Tensor>& in) { return mean(in[0], {0, -1}); });
   check_golden("mean_all", [](const std::vector<Tensor>& in) { return mean(in[0]); });
@@ -110,8 +112,8 @@ TEST_CASE("golden: reductions", "[golden]") {
 }
 
 TEST_CASE("golden: matmul and linear", "[golden]") {
-  for (std::string name : {"matmul_2d", "matmul_batched_broadcast", "matmul_matrix_batch", "matmul_vec",
-                           "matmul_mat_vec"})
+  for (std::string name : {"matmul_2d", "matmul_batched_broadcast", "matmul_matrix_batch",
+                           "matmul_vec", "matmul_mat_vec"})
     check_golden(name, binary_fn(matmul));
   check_golden("matmul_transposed", [](const std::vector<Tensor>& in) {
     return matmul(in[0].transpose(-1, -2), in[1].transpose(-1, -2));
@@ -119,8 +121,9 @@ TEST_CASE("golden: matmul and linear", "[golden]") {
   check_golden("linear", [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); });
   check_golden("linear_nobias", [](const std::vector<Tensor>& in) { return linear(in[0], in[1]); });
   check_golden("matmul_bf16", binary_fn(matmul), kBf16, kBf16);
-  check_golden("linear_bf16", [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); },
-               kBf16, kBf16);
+  check_golden(
+      "linear_bf16", [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); },
+      kBf16, kBf16);
 }
 
 TEST_CASE("golden: conv2d", "[golden]") {
@@ -160,28 +163,34 @@ TEST_CASE("golden: layer_norm, softmax, cross_entropy", "[golden]") {
   check_golden("layer_norm_2d", [](const std::vector<Tensor>& in) {
     return layer_norm(in[0], {4, 8}, in[1], in[2]);
   });
-  check_golden("layer_norm_noaffine", [](const std::vector<Tensor>& in) { return layer_norm(in[0], {8}); });
-  check_golden("layer_norm_bf16", [](const std::vector<Tensor>& in) {
-    return layer_norm(in[0], {32}, in[1], in[2], 1e-6);
-  }, kBf16, kBf16);
+  check_golden("layer_norm_noaffine",
+               [](const std::vector<Tensor>& in) { return layer_norm(in[0], {8}); });
+  check_golden(
+      "layer_norm_bf16",
+      [](const std::vector<Tensor>& in) { return layer_norm(in[0], {32}, in[1], in[2], 1e-6); },
+      kBf16, kBf16);
   check_golden("softmax_last", [](const std::vector<Tensor>& in) { return softmax(in[0], -1); });
   check_golden("softmax_dim1", [](const std::vector<Tensor>& in) { return softmax(in[0], 1); });
-  check_golden("log_softmax_last", [](const std::vector<Tensor>& in) { return log_softmax(in[0], -1); });
-  check_golden("log_softmax_dim0", [](const std::vector<Tensor>& in) { return log_softmax(in[0], 0); });
-  check_golden("softmax_bf16", [](const std::vector<Tensor>& in) { return softmax(in[0], -1); }, kBf16, kBf16);
-  check_golden("cross_entropy", [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1]); });
+  check_golden("log_softmax_last",
+               [](const std::vector<Tensor>& in) { return log_softmax(in[0], -1); });
+  check_golden("log_softmax_dim0",
+               [](const std::vector<Tensor>& in) { return log_softmax(in[0], 0); });
+  check_golden(
+      "softmax_bf16", [](const std::vector<Tensor>& in) { return softmax(in[0], -1); }, kBf16,
+      kBf16);
+  check_golden("cross_entropy",
+               [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1]); });
   check_golden("cross_entropy_smooth",
                [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1], 0.1); });
-  check_golden("cross_entropy_soft", [](const std::vector<Tensor>& in) {
-    return cross_entropy(in[0], in[1]);
-  });
-  check_golden("cross_entropy_soft_smooth", [](const std::vector<Tensor>& in) {
-    return cross_entropy(in[0], in[1], 0.1);
-  });
+  check_golden("cross_entropy_soft",
+               [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1]); });
+  check_golden("cross_entropy_soft_smooth",
+               [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1], 0.1); });
 }
 
 TEST_CASE("golden: indexing, joining, views, conversion", "[golden]") {
-  check_golden("index_select", [](const std::vector<Tensor>& in) { return index_select(in[0], 1, in[1]); });
+  check_golden("index_select",
+               [](const std::vector<Tensor>& in) { return index_select(in[0], 1, in[1]); });
   check_golden("gather", [](const std::vector<Tensor>& in) { return gather(in[0], 1, in[1]); });
   check_golden("cat", [](const std::vector<Tensor>& in) { return cat({in[0], in[1], in[2]}, 1); });
   check_golden("split_chunk", [](const std::vector<Tensor>& in) {
@@ -202,7 +211,9 @@ TEST_CASE("golden: conv2d on channels-last (NHWC) memory gives NHWC results", "[
   const SafetensorsFile& f = golden_ops();
   for (std::string name : {"conv2d_depthwise7", "conv2d_s2p1"}) {
     INFO(name);
-    auto to_nhwc = [](const Tensor& t) { return t.permute({0, 2, 3, 1}).contiguous().permute({0, 3, 1, 2}); };
+    auto to_nhwc = [](const Tensor& t) {
+      return t.permute({0, 2, 3, 1}).contiguous().permute({0, 3, 1, 2});
+    };
     Tensor x = to_nhwc(f.get(name + ".in0")).requires_grad_();
     Tensor w = f.get(name + ".in1").clone().requires_grad_();
     Tensor b = f.get(name + ".in2").clone().requires_grad_();

@@ -1,6 +1,6 @@
 // safetensors: round trips for every dtype with metadata, files written by the reference Python
-// implementation (the golden fixtures), atomic writes, and each kind of malformed file rejected with
-// an InputError that names the file and the problem.
+// implementation (the golden fixtures), atomic writes, and each kind of malformed file rejected
+// with an InputError that names the file and the problem.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,12 +41,14 @@ bool file_exists(const std::string& p) {
 void expect_bad(const std::string& path, const std::string& fragment) {
   INFO("file " << path);
   CHECK_THROWS_AS(SafetensorsFile::open(path), InputError);
-  CHECK_THROWS_WITH(SafetensorsFile::open(path), Catch::Contains(path) && Catch::Contains(fragment));
+  CHECK_THROWS_WITH(SafetensorsFile::open(path),
+                    Catch::Contains(path) && Catch::Contains(fragment));
 }
 
 }  // namespace
 
-TEST_CASE("safetensors round trip keeps names, dtypes, shapes, values and metadata", "[safetensors]") {
+TEST_CASE("safetensors round trip keeps names, dtypes, shapes, values and metadata",
+          "[safetensors]") {
   std::string path = temp_dir() + "/roundtrip.safetensors";
   NamedTensors ts;
   ts.emplace_back("w.f32", arange(0, 12, 1, DType::f32).reshape({3, 4}).t());  // non-contiguous
@@ -118,7 +120,8 @@ TEST_CASE("malformed safetensors files are rejected with a clear error", "[safet
     expect_bad(write_raw("trunc_header.safetensors", "{" + ok_entry + "}", 0, 1000), "truncated");
   }
   SECTION("oversized header length") {
-    expect_bad(write_raw("huge.safetensors", "{}", 0, int64_t(kSafetensorsMaxHeader) + 1), "exceeds the limit");
+    expect_bad(write_raw("huge.safetensors", "{}", 0, int64_t(kSafetensorsMaxHeader) + 1),
+               "exceeds the limit");
   }
   SECTION("header is not JSON") {
     expect_bad(write_raw("notjson.safetensors", "{\"a\": [", 0), "not valid JSON");

@@ -18,7 +18,8 @@ TEST_CASE("creation and dtypes", "[tensor]") {
   CHECK(arange(0, 5).to_vector() == std::vector<double>{0, 1, 2, 3, 4});
   CHECK(arange(1, 2, 0.25, DType::f32).to_vector() == std::vector<double>{1, 1.25, 1.5, 1.75});
   CHECK(arange(0, 3, 1, DType::i32).dtype() == DType::i32);
-  for (DType t : {DType::f32, DType::bf16, DType::f64, DType::i32, DType::i64, DType::u8, DType::bool_})
+  for (DType t :
+       {DType::f32, DType::bf16, DType::f64, DType::i32, DType::i64, DType::u8, DType::bool_})
     CHECK(empty({3}, t).numel() == 3);
   CHECK(dtype_size(DType::bf16) == 2);
   float buf[4] = {1, 2, 3, 4};
@@ -56,7 +57,8 @@ TEST_CASE("views share storage and have torch's strides", "[tensor]") {
   CHECK(n.shape() == Shape{2, 3, 2});
   CHECK(n.offset() == 1);
   CHECK(n.to_vector()[0] == 1.0);
-  CHECK(x.slice(1, 0, 3, 2).to_vector() == std::vector<double>{0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 20, 21, 22, 23});
+  CHECK(x.slice(1, 0, 3, 2).to_vector() ==
+        std::vector<double>{0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 20, 21, 22, 23});
   CHECK(x.select(0, 1).to_vector()[0] == 12.0);
   Tensor e = arange(0, 3, 1, DType::f32).reshape({3, 1}).expand({2, 3, 4});
   CHECK(e.strides() == Shape{0, 1, 0});
@@ -113,7 +115,8 @@ TEST_CASE("RNG is counter-based: same seed, same numbers, on any thread count", 
   Generator g1(1), g2(2);
   CHECK(rand({8}, DType::f32, g1).to_vector() != rand({8}, DType::f32, g2).to_vector());
   // Moments.
-  Tensor u = from_vector(one.first, {100000}, DType::f64), n = from_vector(one.second, {100000}, DType::f64);
+  Tensor u = from_vector(one.first, {100000}, DType::f64),
+         n = from_vector(one.second, {100000}, DType::f64);
   CHECK(std::fabs(mean(u).item() - 0.5) < 0.01);
   CHECK(std::fabs(mean(n).item()) < 0.01);
   CHECK(std::fabs(var(n).item() - 1.0) < 0.02);

@@ -28,7 +28,8 @@ TEST_CASE("IDX: plain files with the right header load with their shape", "[data
   CHECK(t.to_vector()[11] == 11.0);
 }
 
-TEST_CASE("IDX: wrong magic, truncated data and trailing bytes are errors naming the file", "[data][idx]") {
+TEST_CASE("IDX: wrong magic, truncated data and trailing bytes are errors naming the file",
+          "[data][idx]") {
   std::string magic = write_file("magic.idx", {0, 0, 9, 1, 0, 0, 0, 1, 5});
   CHECK_THROWS_WITH(data::read_idx(magic), Catch::Contains(magic) && Catch::Contains("magic"));
   std::string trunc = write_file("trunc.idx", {0, 0, 8, 1, 0, 0, 0, 4, 1, 2});
