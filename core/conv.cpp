@@ -3,6 +3,7 @@
 // memory is NHWC (strides of x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)) gives an
 // NHWC output and NHWC gradients; anything else is computed as contiguous NCHW. The bias gradient
 // is a plain sum of dy over (N, H, W).
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/cpu/kernels.h"
 #include "core/cpu/onednn.h"
@@ -39,7 +40,9 @@ Tensor convert_keep_layout(const Tensor& t, DType dt, bool channels_last) {
 
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dOptions& opt) {
+Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in,
+              const Conv2dOptions& opt) {
+  const Tensor x = autocast_low(x_in), w = autocast_low(w_in), b = autocast_low(b_in);
   SCION_CHECK(x.dim() == 4, "conv2d: input must be (N, C, H, W), got ", shape_str(x.shape()));
   SCION_CHECK(w.dim() == 4, "conv2d: weight must be (O, C/groups, KH, KW), got ",
               shape_str(w.shape()));

@@ -5,6 +5,7 @@
 // both hard and soft targets.
 #include <cmath>
 
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/ops.h"
 
@@ -43,7 +44,8 @@ Tensor target_distribution(const Tensor& target, int64_t n, int64_t c, double s,
 
 }  // namespace
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_smoothing) {
+Tensor cross_entropy(const Tensor& logits_in, const Tensor& target, double label_smoothing) {
+  const Tensor logits = autocast_f32(logits_in);
   SCION_CHECK(logits.dim() == 2, "cross_entropy: logits must be (N, C), got ",
               shape_str(logits.shape()));
   SCION_CHECK(label_smoothing >= 0 && label_smoothing <= 1,

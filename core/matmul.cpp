@@ -1,6 +1,7 @@
 // matmul and linear on oneDNN (f32, bf16 with f32 accumulation) with an f64 reference path.
 // Batch dims broadcast; an operand whose batch dims are all broadcast is passed with batch 1 so
 // oneDNN broadcasts it without a copy, and transposed operands go in by their strides.
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/cpu/kernels.h"
 #include "core/cpu/onednn.h"
@@ -62,9 +63,17 @@ void check_floating_pair(const Tensor& a, const Tensor& b, const char* op) {
               dtype_name(b.dtype()), ")");
 }
 
+Tensor matmul_impl(const Tensor& a_in, const Tensor& b_in);
+
 }  // namespace
 
-Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+Tensor matmul(const Tensor& a_low, const Tensor& b_low) {
+  if (autocast_enabled()) return matmul_impl(autocast_low(a_low), autocast_low(b_low));
+  return matmul_impl(a_low, b_low);
+}
+
+namespace {
+Tensor matmul_impl(const Tensor& a_in, const Tensor& b_in) {
   check_floating_pair(a_in, b_in, "matmul");
   SCION_CHECK(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: 0-d operands are not allowed");
   Tensor a = a_in.dim() == 1 ? a_in.unsqueeze(0) : a_in;
@@ -84,8 +93,10 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   if (b_in.dim() == 1) out = out.squeeze(-1);
   return out;
 }
+}  // namespace
 
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
+  const Tensor x = autocast_low(x_in), w = autocast_low(w_in), b = autocast_low(b_in);
   check_floating_pair(x, w, "linear");
   SCION_CHECK(w.dim() == 2, "linear: weight must be (out, in), got ", shape_str(w.shape()));
   SCION_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear: input ", shape_str(x.shape()),

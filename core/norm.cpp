@@ -1,5 +1,6 @@
 // layer_norm, softmax and log_softmax with their gradients. softmax/log_softmax run on oneDNN for
 // f32/bf16 (any axis of a contiguous tensor) and on reference loops over the last dim for f64.
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/cpu/fast_kernels.h"
 #include "core/cpu/kernels.h"
@@ -8,8 +9,10 @@
 
 namespace scion {
 
-Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
-                  const Tensor& bias, double eps) {
+Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tensor& weight_in,
+                  const Tensor& bias_in, double eps) {
+  const Tensor x = autocast_f32(x_in), weight = autocast_f32(weight_in),
+               bias = autocast_f32(bias_in);
   int64_t k = int64_t(normalized_shape.size());
   SCION_CHECK(k >= 1 && k <= x.dim(), "layer_norm: normalized_shape ", shape_str(normalized_shape),
               " does not fit input ", shape_str(x.shape()));
@@ -44,7 +47,8 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
 
 namespace {
 
-Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
+Tensor softmax_impl(const Tensor& x_in, int64_t dim, bool log) {
+  const Tensor x = autocast_f32(x_in);
   const char* op = log ? "log_softmax" : "softmax";
   int64_t nd = std::max<int64_t>(x.dim(), 1);
   SCION_CHECK(dim >= -nd && dim < nd, op, ": dimension ", dim, " out of range for a ", x.dim(),

@@ -9,6 +9,7 @@
 //   { NoGradGuard ng; w.add_(w.grad(), -0.1); }
 #pragma once
 
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"

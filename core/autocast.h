@@ -1,0 +1,31 @@
+// bf16 autocast, as torch.autocast("cpu", dtype=torch.bfloat16) with the policy scion uses: while
+// an AutocastGuard is alive on this thread, matmul, linear and conv2d cast their floating inputs
+// (activations, weights, biases) to bf16 and compute with f32 accumulation, and layer_norm,
+// softmax, log_softmax and cross_entropy cast theirs to f32. Parameters stay f32 (master weights):
+// the casts are ordinary differentiable `to` ops, so gradients arrive in f32.
+#pragma once
+
+#include "core/tensor.h"
+
+namespace scion {
+
+bool autocast_enabled();
+
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(bool enabled = true);
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// Under autocast: f32 -> bf16 (for matmul-class ops); otherwise t unchanged. Undefined stays
+// undefined.
+Tensor autocast_low(const Tensor& t);
+// Under autocast: bf16 -> f32 (for norms, softmax, losses); otherwise t unchanged.
+Tensor autocast_f32(const Tensor& t);
+
+}  // namespace scion

@@ -1,0 +1,88 @@
+// Model throughput: forward+backward images/s of a model at a batch size and precision, with
+// weights filled by N(0, 0.02) (values do not change the speed). One JSON line per case.
+// experiments/bench/run_models.py runs the same cases in PyTorch/timm and prints ratios.
+//   bench_models --model vit_tiny --set img_size=32 --set patch_size=4 --batch 64 --precision bf16
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "core/cpu/parallel.h"
+#include "core/scion.h"
+#include "nn/model.h"
+
+using namespace scion;
+
+int main(int argc, char** argv) {
+  CLI::App app{"scion model throughput"};
+  nn::ModelConfig cfg;
+  std::vector<std::string> sets;
+  int64_t batch = 64;
+  int threads = 0, steps = 10, warmup = 3;
+  std::string precision = "f32";
+  app.add_option("--model", cfg.name, "registered model name")->required();
+  app.add_option("--set", sets, "model option key=value");
+  app.add_option("--batch", batch, "batch size");
+  app.add_option("--precision", precision, "f32 or bf16")->check(CLI::IsMember({"f32", "bf16"}));
+  app.add_option("--threads", threads, "threads (0 = all cores)");
+  app.add_option("--steps", steps, "timed steps");
+  app.add_option("--warmup", warmup, "untimed steps first");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  try {
+    cpu::set_num_threads(threads);
+    for (const std::string& s : sets) {
+      auto eq = s.find('=');
+      SCION_CHECK(eq != std::string::npos, "--set ", s, ": expected key=value");
+      nn::set_model_option(cfg, s.substr(0, eq), s.substr(eq + 1));
+    }
+    nn::ModelPtr model = nn::create_model(cfg);
+    Generator gen(0);
+    {
+      NoGradGuard ng;
+      for (auto& [name, p] : model->named_parameters()) normal_(p, 0.0, 0.02, gen);
+    }
+    model->train();
+    Tensor x = randn({batch, cfg.in_chans, cfg.img_size, cfg.img_size}, DType::f32, gen);
+    Tensor y = randperm(batch, gen);
+    y = from_vector(
+        [&] {
+          std::vector<double> v = y.to_vector();
+          for (double& e : v) e = double(int64_t(e) % cfg.num_classes);
+          return v;
+        }(),
+        {batch}, DType::i64);
+    std::vector<double> ms;
+    for (int i = 0; i < warmup + steps; ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      for (auto& p : model->parameters()) p.zero_grad();
+      Tensor loss;
+      {
+        AutocastGuard ac(precision == "bf16");
+        loss = cross_entropy(model->forward(x), y);
+      }
+      loss.backward();
+      if (i >= warmup)
+        ms.push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count());
+    }
+    std::sort(ms.begin(), ms.end());
+    double med = ms[ms.size() / 2];
+    nlohmann::json r{{"model", cfg.name},      {"batch", batch},
+                     {"precision", precision}, {"img_size", cfg.img_size},
+                     {"step_ms", med},         {"images_per_second", double(batch) * 1000.0 / med}};
+    std::cout << r.dump() << std::endl;
+  } catch (const InputError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

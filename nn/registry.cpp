@@ -1,0 +1,130 @@
+// The model registry and option parsing for --set model.key=value and YAML configs.
+#include <algorithm>
+#include <map>
+#include <sstream>
+
+#include "nn/convnext.h"
+#include "nn/model.h"
+#include "nn/vit.h"
+
+namespace scion::nn {
+
+namespace {
+
+struct Registry {
+  std::vector<std::string> names;
+  std::map<std::string, ModelFactory> factories;
+};
+
+Registry& registry() {
+  static Registry* r = [] {
+    auto* reg = new Registry();
+    auto add = [&](const std::string& n, ModelFactory f) {
+      reg->names.push_back(n);
+      reg->factories[n] = std::move(f);
+    };
+    for (const char* n : {"vit_tiny", "vit_small", "vit_base"})
+      add(n, [](const ModelConfig& c) { return std::make_shared<VisionTransformer>(c); });
+    for (const char* n :
+         {"convnext_atto", "convnext_femto", "convnext_pico", "convnext_nano", "convnext_tiny"})
+      add(n, [](const ModelConfig& c) { return std::make_shared<ConvNeXt>(c); });
+    return reg;
+  }();
+  return *r;
+}
+
+int64_t parse_int(const std::string& key, const std::string& v) {
+  try {
+    size_t used = 0;
+    long long x = std::stoll(v, &used);
+    if (used == v.size()) return int64_t(x);
+  } catch (const std::exception&) {
+  }
+  throw InputError("model." + key + ": expected an integer, got '" + v + "'");
+}
+
+double parse_double(const std::string& key, const std::string& v) {
+  try {
+    size_t used = 0;
+    double x = std::stod(v, &used);
+    if (used == v.size()) return x;
+  } catch (const std::exception&) {
+  }
+  throw InputError("model." + key + ": expected a number, got '" + v + "'");
+}
+
+std::vector<int64_t> parse_list(const std::string& key, std::string v) {
+  v.erase(std::remove_if(v.begin(), v.end(),
+                         [](char ch) { return ch == '[' || ch == ']' || ch == ' '; }),
+          v.end());
+  std::vector<int64_t> out;
+  std::stringstream ss(v);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(parse_int(key, item));
+  if (out.empty())
+    throw InputError("model." + key + ": expected a list of integers like [2, 2, 6, 2]");
+  return out;
+}
+
+}  // namespace
+
+const std::vector<std::string>& model_names() {
+  return registry().names;
+}
+
+void register_model(const std::string& name, ModelFactory factory) {
+  Registry& r = registry();
+  if (!r.factories.count(name)) r.names.push_back(name);
+  r.factories[name] = std::move(factory);
+}
+
+ModelPtr create_model(const ModelConfig& c) {
+  Registry& r = registry();
+  auto it = r.factories.find(c.name);
+  if (it == r.factories.end()) {
+    std::string known;
+    for (const auto& n : r.names) known += (known.empty() ? "" : ", ") + n;
+    throw InputError("model.name: unknown model '" + c.name + "' (known: " + known + ")");
+  }
+  SCION_CHECK(c.img_size > 0 && c.in_chans > 0 && c.num_classes > 0 && c.patch_size > 0, "model ",
+              c.name, ": img_size, patch_size, in_chans and num_classes must be positive");
+  SCION_CHECK(c.drop_path >= 0 && c.drop_path < 1,
+              "model.drop_path: expected a value in [0, 1), got ", c.drop_path);
+  return it->second(c);
+}
+
+void set_model_option(ModelConfig& c, const std::string& key, const std::string& v) {
+  if (key == "name")
+    c.name = v;
+  else if (key == "img_size")
+    c.img_size = parse_int(key, v);
+  else if (key == "patch_size")
+    c.patch_size = parse_int(key, v);
+  else if (key == "in_chans")
+    c.in_chans = parse_int(key, v);
+  else if (key == "num_classes")
+    c.num_classes = parse_int(key, v);
+  else if (key == "drop_path")
+    c.drop_path = parse_double(key, v);
+  else if (key == "layer_scale")
+    c.layer_scale = parse_double(key, v);
+  else if (key == "embed_dim")
+    c.embed_dim = parse_int(key, v);
+  else if (key == "depth")
+    c.depth = parse_int(key, v);
+  else if (key == "num_heads")
+    c.num_heads = parse_int(key, v);
+  else if (key == "mlp_ratio")
+    c.mlp_ratio = parse_double(key, v);
+  else if (key == "depths")
+    c.depths = parse_list(key, v);
+  else if (key == "dims")
+    c.dims = parse_list(key, v);
+  else
+    throw InputError("model." + key +
+                     ": unknown model option (known: name, img_size, patch_size, "
+                     "in_chans, num_classes, drop_path, layer_scale, embed_dim, depth, num_heads, "
+                     "mlp_ratio, depths, dims)");
+}
+
+}  // namespace scion::nn
