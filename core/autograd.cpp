@@ -65,20 +65,28 @@ void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, No
 
 namespace {
 
-// Takes g by value: when nothing else holds it or its storage (the common case), it becomes the
-// leaf's gradient without a copy, as torch's AccumulateGrad does; otherwise it is cloned, since a
-// closure may return a view of grad_out that other inputs share.
-void accumulate_leaf(TensorImpl* leaf, Tensor g) {
-  SCION_ASSERT(g.shape() == leaf->shape, "gradient shape ", shape_str(g.shape()),
-               " does not match leaf shape ", shape_str(leaf->shape));
-  if (g.dtype() != leaf->dtype) g = g.to(leaf->dtype);
-  if (leaf->grad) {
-    Tensor(leaf->grad).add_(g);
+// Takes g by value: when nothing else holds it or its storage and it has the leaf's layout (the
+// common case), it becomes the leaf's gradient without a copy, as torch's AccumulateGrad does;
+// otherwise it is copied into a tensor laid out like the leaf (torch's gradient layout contract).
+void accumulate_leaf(const std::shared_ptr<TensorImpl>& leaf_impl, Tensor g) {
+  Tensor leaf(leaf_impl);
+  SCION_ASSERT(g.shape() == leaf.shape(), "gradient shape ", shape_str(g.shape()),
+               " does not match leaf shape ", shape_str(leaf.shape()));
+  if (g.dtype() != leaf.dtype()) g = g.to(leaf.dtype());
+  if (leaf_impl->grad) {
+    Tensor(leaf_impl->grad).add_(g);
     return;
   }
-  bool owned = g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 && g.is_contiguous() &&
-               g.offset() == 0 && !g.requires_grad();
-  leaf->grad = owned ? g.impl_ptr() : g.clone().impl_ptr();
+  Shape layout = leaf.is_contiguous() || !is_dense(leaf) ? contiguous_strides(leaf.shape()) : leaf.strides();
+  bool owned = g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 &&
+               g.strides() == layout && g.offset() == 0 && !g.requires_grad();
+  if (owned) {
+    leaf_impl->grad = g.impl_ptr();
+  } else {
+    Tensor like = empty_like(leaf);
+    like.copy_(g);
+    leaf_impl->grad = like.impl_ptr();
+  }
 }
 
 }  // namespace
@@ -89,7 +97,7 @@ void run_backward(const Tensor& root, const Tensor& grad) {
               " does not match the tensor's shape ", shape_str(root.shape()));
   NoGradGuard no_grad;
   if (!root.grad_fn()) {
-    accumulate_leaf(root.impl(), grad.clone());
+    accumulate_leaf(root.impl_ptr(), grad.clone());
     return;
   }
   // Count, for each node, how many edges point at it from nodes reachable from the root.
@@ -129,7 +137,7 @@ void run_backward(const Tensor& root, const Tensor& grad) {
       const Edge& e = edges[i];
       Tensor gi = std::move(in_grads[i]);
       if (e.leaf) {
-        if (gi.defined()) accumulate_leaf(e.leaf.get(), std::move(gi));
+        if (gi.defined()) accumulate_leaf(e.leaf, std::move(gi));
         continue;
       }
       if (!e.fn) continue;

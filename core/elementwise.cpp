@@ -254,7 +254,7 @@ Tensor gelu(const Tensor& x, const std::string& approximate) {
   bool tanh_form = approximate == "tanh";
   return unary_op(tanh_form ? UnaryOp::gelu_tanh : UnaryOp::gelu_erf, "gelu", x,
                   [tanh_form](const Tensor& g, const Tensor& x, auto&) {
-                    return cpu::gelu_backward(g.contiguous(), x, tanh_form);
+                    return cpu::gelu_backward(g, x, tanh_form);
                   });
 }
 

@@ -109,21 +109,6 @@ bool view_strides(const Shape& shape, const Shape& strides, const Shape& new_sha
   return view_d == -1;
 }
 
-// True when t's elements fill one gap-free block of memory in some dimension order (a permutation
-// of a contiguous tensor, e.g. a channels-last view).
-bool is_dense(const Tensor& t) {
-  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size)
-  for (int64_t d = 0; d < t.dim(); ++d)
-    if (t.shape()[d] != 1) dims.emplace_back(t.strides()[d], t.shape()[d]);
-  std::sort(dims.begin(), dims.end());
-  int64_t expected = 1;
-  for (auto [stride, size] : dims) {
-    if (stride != expected) return false;
-    expected *= size;
-  }
-  return true;
-}
-
 // f32 <-> bf16 conversion of dense tensors with equal strides (memory order is element order) on
 // AVX-512; autocast casts and the bf16 kernels lean on it.
 bool fast_convert(const Tensor& dst, const Tensor& src) {
@@ -371,20 +356,25 @@ Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
   return reshape(sh);
 }
 
-Tensor Tensor::contiguous() const {
-  if (is_contiguous()) return *this;
-  return clone();
-}
-
-Tensor Tensor::clone() const {
-  Tensor out = empty(shape(), dtype());
+namespace {
+// A differentiable copy of t into `out` (same shape).
+Tensor copy_into(const Tensor& t, Tensor out, const char* name) {
   {
     NoGradGuard ng;
-    out.copy_(*this);
+    out.copy_(t);
   }
-  record(out, "clone", {*this}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
+  record(out, name, {t}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
   return out;
 }
+}  // namespace
+
+Tensor Tensor::contiguous() const {
+  if (is_contiguous()) return *this;
+  return copy_into(*this, empty(shape(), dtype()), "contiguous");
+}
+
+// Like torch's clone(): a dense tensor keeps its memory format.
+Tensor Tensor::clone() const { return copy_into(*this, empty_like(*this), "clone"); }
 
 Tensor Tensor::to(DType dt) const {
   if (dt == dtype()) return *this;
@@ -503,12 +493,32 @@ Tensor ones(const Shape& shape, DType dtype) {
 Tensor scalar_tensor(double value, DType dtype) {
   return full({}, value, dtype);
 }
-Tensor empty_like(const Tensor& t) {
-  return empty(t.shape(), t.dtype());
+bool is_dense(const Tensor& t) {
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size)
+  for (int64_t d = 0; d < t.dim(); ++d)
+    if (t.shape()[d] != 1) dims.emplace_back(t.strides()[d], t.shape()[d]);
+  std::sort(dims.begin(), dims.end());
+  int64_t expected = 1;
+  for (auto [stride, size] : dims) {
+    if (stride != expected) return false;
+    expected *= size;
+  }
+  return true;
 }
-Tensor zeros_like(const Tensor& t) {
-  return zeros(t.shape(), t.dtype());
+
+Tensor empty_like(const Tensor& t, DType dtype) {
+  if (t.is_contiguous() || !is_dense(t)) return empty(t.shape(), dtype);
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(size_t(t.numel()) * dtype_size(dtype), Device{});
+  impl->shape = t.shape();
+  impl->strides = t.strides();
+  impl->dtype = dtype;
+  return Tensor(impl);
 }
+
+Tensor empty_like(const Tensor& t) { return empty_like(t, t.dtype()); }
+
+Tensor zeros_like(const Tensor& t) { return empty_like(t).fill_(0.0); }
 
 Tensor arange(double start, double end, double step, DType dtype) {
   SCION_CHECK(step != 0, "arange: step must be non-zero");

@@ -122,7 +122,13 @@ Tensor ones(const Shape& shape, DType dtype = DType::f32);
 Tensor full(const Shape& shape, double value, DType dtype = DType::f32);
 Tensor scalar_tensor(double value, DType dtype = DType::f32);
 Tensor arange(double start, double end, double step = 1.0, DType dtype = DType::i64);
+// Like torch's empty_like(preserve_format): a dense tensor (e.g. channels-last) keeps its strides,
+// anything else gets contiguous ones.
+Tensor empty_like(const Tensor& t, DType dtype);
 Tensor empty_like(const Tensor& t);
+// True when t's elements fill one gap-free block of memory in some dimension order (contiguous,
+// or a permutation of a contiguous tensor such as a channels-last view).
+bool is_dense(const Tensor& t);
 Tensor zeros_like(const Tensor& t);
 // Wraps existing memory without copying; `owner` (optional) keeps it alive.
 Tensor from_blob(void* data, const Shape& shape, DType dtype,

@@ -204,8 +204,13 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   SCION_ASSERT(a.dtype() == b.dtype(), "binary kernel on mixed dtypes ", dtype_name(a.dtype()),
                " and ", dtype_name(b.dtype()));
   Shape shape = broadcast(a.shape(), b.shape());
+  // The output takes the layout of a dense full-shape input (channels-last stays channels-last).
+  const Tensor& like = a.shape() == shape && is_dense(a) ? a : b;
+  auto make_out = [&](DType dt) {
+    return like.shape() == shape && is_dense(like) ? empty_like(like, dt) : empty(shape, dt);
+  };
   if (is_compare(op)) {
-    Tensor out = empty(shape, DType::bool_);
+    Tensor out = make_out(DType::bool_);
     dispatch_all(a.dtype(), [&](auto tag) {
       using T = decltype(tag);
       using A = acc_t<T>;
@@ -213,7 +218,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
     });
     return out;
   }
-  Tensor out = empty(shape, a.dtype());
+  Tensor out = make_out(a.dtype());
   dispatch_all(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;
@@ -242,17 +247,20 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   return out;
 }
 
+// A dense tensor viewed as the flat array of its memory (element order = memory order).
+Tensor flat(const Tensor& t) { return as_strided(t, {t.numel()}, {1}, t.offset()); }
+
 Tensor unary(UnaryOp op, const Tensor& x) {
-  Tensor out = empty(x.shape(), x.dtype());
-  if (op == UnaryOp::gelu_erf && fast_kernel_applies(x)) {
-    gelu_erf_forward(x, out);
+  Tensor out = empty_like(x);
+  bool dense = is_dense(x) && out.strides() == x.strides();
+  if (op == UnaryOp::gelu_erf && dense && fast_kernel_applies(flat(x))) {
+    gelu_erf_forward(flat(x), flat(out));
     return out;
   }
   dnnl::algorithm alg;
   float alpha, beta;
-  if (dnnl_supports(x.dtype()) && x.is_contiguous() && x.numel() > 0 &&
-      dnnl_unary(op, alg, alpha, beta)) {
-    eltwise_forward(alg, alpha, beta, x.reshape({x.numel()}), out.reshape({x.numel()}));
+  if (dnnl_supports(x.dtype()) && dense && x.numel() > 0 && dnnl_unary(op, alg, alpha, beta)) {
+    eltwise_forward(alg, alpha, beta, flat(x), flat(out));
     return out;
   }
   dispatch_floating(x.dtype(), "unary op", [&](auto tag) {
@@ -264,16 +272,16 @@ Tensor unary(UnaryOp op, const Tensor& x) {
 }
 
 Tensor gelu_backward(const Tensor& g, const Tensor& x, bool tanh_form) {
-  Tensor out = empty(x.shape(), x.dtype());
-  bool same = g.shape() == x.shape() && g.dtype() == x.dtype() && g.is_contiguous();
-  if (!tanh_form && same && fast_kernel_applies(x)) {
-    gelu_erf_backward(g, x, out);
+  Tensor out = empty_like(x);
+  bool same = g.shape() == x.shape() && g.dtype() == x.dtype() && g.strides() == x.strides() &&
+              is_dense(x) && out.strides() == x.strides();
+  if (!tanh_form && same && fast_kernel_applies(flat(x))) {
+    gelu_erf_backward(flat(g), flat(x), flat(out));
     return out;
   }
-  if (dnnl_supports(x.dtype()) && x.is_contiguous() && same && x.numel() > 0) {
+  if (dnnl_supports(x.dtype()) && same && x.numel() > 0) {
     auto alg = tanh_form ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_gelu_erf;
-    eltwise_backward(alg, 0.f, 0.f, g.reshape({g.numel()}), x.reshape({x.numel()}),
-                     out.reshape({x.numel()}));
+    eltwise_backward(alg, 0.f, 0.f, flat(g), flat(x), flat(out));
     return out;
   }
   dispatch_floating(x.dtype(), "gelu_backward", [&](auto tag) {
@@ -300,7 +308,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   SCION_CHECK(cond.dtype() == DType::bool_, "where: condition must be bool, got ",
               dtype_name(cond.dtype()));
   Shape shape = broadcast(broadcast(cond.shape(), a.shape()), b.shape());
-  Tensor out = empty(shape, a.dtype());
+  Tensor out = a.shape() == shape && is_dense(a) ? empty_like(a) : empty(shape, a.dtype());
   dispatch_all(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     Operands<4> ops{{static_cast<char*>(out.raw_data()), static_cast<char*>(cond.raw_data()),

@@ -1,12 +1,15 @@
 // Strided elementwise iteration over N operands sharing one iteration shape (operands already
-// broadcast: a broadcast dimension has stride 0). Dimensions are coalesced first, so contiguous or
-// simply-broadcast operands become one or two long rows; the flat index space is then split
+// broadcast: a broadcast dimension has stride 0). Dimensions are put in the memory order of operand
+// 0 and coalesced, so contiguous, channels-last or simply-broadcast operands become one or two long
+// rows; the flat index space is then split
 // evenly across threads and each thread walks its part row by row, calling
 //   inner(ptrs, n, steps)   // ptrs: byte pointers at the row start, steps: byte strides of the row
 // The typed kernels pass a unit-stride path to the compiler so it can vectorize.
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <vector>
 
 #include "core/cpu/parallel.h"
@@ -48,10 +51,31 @@ void coalesce(Shape& shape, std::array<std::vector<int64_t>, N>& strides) {
   strides = std::move(st);
 }
 
+// Reorders dims by decreasing stride of operand 0 (the output), so a channels-last output is walked
+// in its memory order and coalesces to one row like a contiguous one (as torch's TensorIterator).
+template <int N>
+void memory_order(Shape& shape, std::array<std::vector<int64_t>, N>& strides) {
+  std::vector<size_t> order(shape.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return std::llabs(strides[0][a]) > std::llabs(strides[0][b]);
+  });
+  Shape s(shape.size());
+  std::array<std::vector<int64_t>, N> st;
+  for (int k = 0; k < N; ++k) st[k].resize(shape.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    s[i] = shape[order[i]];
+    for (int k = 0; k < N; ++k) st[k][i] = strides[k][order[i]];
+  }
+  shape = std::move(s);
+  strides = std::move(st);
+}
+
 template <int N, class Inner>
 void for_each_strided(Shape shape, Operands<N> ops, const Inner& inner, int64_t grain = 32768) {
   int64_t total = shape_numel(shape);
   if (total == 0) return;
+  memory_order<N>(shape, ops.strides);
   coalesce<N>(shape, ops.strides);
   const int nd = int(shape.size());
   const int64_t row = shape[nd - 1];

@@ -291,6 +291,9 @@ dnnl::memory out_mem(const memory::desc& want, const dnnl::memory& user) {
 
 }  // namespace
 
+void depthwise_nhwc_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
+                            const ConvShape& cs);
+
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
                     const ConvShape& cs) {
   std::string key = conv_key(x, w, cs, b.defined());
@@ -298,6 +301,15 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Ten
     ConvDescs d = conv_descs(x, w, b.defined(), y, cs);
     static PdCache<dnnl::convolution_forward::primitive_desc, dnnl::convolution_forward> cache;
     auto [pd, prim] = cache.get(key, [&] { return conv_fwd_pd(d, b.defined()); });
+    // oneDNN's fallbacks (im2col + gemm, reference) are far slower than a direct loop for depthwise
+    // convolutions of NHWC f32 tensors; see depthwise.cpp.
+    std::string impl = pd.impl_info_str();
+    bool fallback = impl.find("gemm") != std::string::npos || impl.find("ref") != std::string::npos;
+    if (fallback && cs.channels_last && x.dtype() == DType::f32 && cs.groups == x.size(1) &&
+        cs.groups == y.size(1)) {
+      depthwise_nhwc_forward(x, w, b, y, cs);
+      return;
+    }
     auto xm = to_layout(user_mem(d.x, x), pd.src_desc());
     auto wm = to_layout(user_mem(d.w, w), pd.weights_desc());
     auto yu = user_mem(d.y, y);
