@@ -77,7 +77,8 @@ void accumulate_leaf(const std::shared_ptr<TensorImpl>& leaf_impl, Tensor g) {
     Tensor(leaf_impl->grad).add_(g);
     return;
   }
-  Shape layout = leaf.is_contiguous() || !is_dense(leaf) ? contiguous_strides(leaf.shape()) : leaf.strides();
+  Shape layout =
+      leaf.is_contiguous() || !is_dense(leaf) ? contiguous_strides(leaf.shape()) : leaf.strides();
   bool owned = g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 &&
                g.strides() == layout && g.offset() == 0 && !g.requires_grad();
   if (owned) {

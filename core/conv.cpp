@@ -42,7 +42,13 @@ Tensor convert_keep_layout(const Tensor& t, DType dt, bool channels_last) {
 
 Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in,
               const Conv2dOptions& opt) {
-  const Tensor x = autocast_low(x_in), w = autocast_low(w_in), b = autocast_low(b_in);
+  // Under autocast, depthwise convolutions stay in f32: scion computes them with f32 kernels in any
+  // case (see bf16_depthwise below), so casting to bf16 would only add two roundings and copies.
+  bool depthwise_in = x_in.dim() == 4 && w_in.dim() == 4 && opt.groups > 1 &&
+                      opt.groups == x_in.size(1) && opt.groups == w_in.size(0);
+  const Tensor x = depthwise_in ? autocast_f32(x_in) : autocast_low(x_in);
+  const Tensor w = depthwise_in ? autocast_f32(w_in) : autocast_low(w_in);
+  const Tensor b = depthwise_in ? autocast_f32(b_in) : autocast_low(b_in);
   SCION_CHECK(x.dim() == 4, "conv2d: input must be (N, C, H, W), got ", shape_str(x.shape()));
   SCION_CHECK(w.dim() == 4, "conv2d: weight must be (O, C/groups, KH, KW), got ",
               shape_str(w.shape()));

@@ -374,11 +374,13 @@ Tensor Tensor::contiguous() const {
 }
 
 // Like torch's clone(): a dense tensor keeps its memory format.
-Tensor Tensor::clone() const { return copy_into(*this, empty_like(*this), "clone"); }
+Tensor Tensor::clone() const {
+  return copy_into(*this, empty_like(*this), "clone");
+}
 
 Tensor Tensor::to(DType dt) const {
   if (dt == dtype()) return *this;
-  Tensor out = empty(shape(), dt);
+  Tensor out = empty_like(*this, dt);  // keeps a dense layout, as torch's .to()
   {
     NoGradGuard ng;
     out.copy_(*this);
@@ -516,9 +518,13 @@ Tensor empty_like(const Tensor& t, DType dtype) {
   return Tensor(impl);
 }
 
-Tensor empty_like(const Tensor& t) { return empty_like(t, t.dtype()); }
+Tensor empty_like(const Tensor& t) {
+  return empty_like(t, t.dtype());
+}
 
-Tensor zeros_like(const Tensor& t) { return empty_like(t).fill_(0.0); }
+Tensor zeros_like(const Tensor& t) {
+  return empty_like(t).fill_(0.0);
+}
 
 Tensor arange(double start, double end, double step, DType dtype) {
   SCION_CHECK(step != 0, "arange: step must be non-zero");

@@ -2,7 +2,8 @@
 // in NHWC). oneDNN 2.6 has no JIT depthwise kernel when the image is smaller than the kernel
 // reach (ConvNeXt's 7x7 on 2x2 and 1x1 maps at 32 px input) and falls back to im2col + gemm,
 // which is ~50x slower there; this loop touches only the taps that land inside the image.
-//   y[n, oy, ox, c] = b[c] + sum_{ky, kx} x[n, oy*s - p + ky*d, ox*s - p + kx*d, c] * w[c, 0, ky, kx]
+//   y[n, oy, ox, c] = b[c] + sum_{ky, kx} x[n, oy*s - p + ky*d, ox*s - p + kx*d, c] * w[c, 0, ky,
+//   kx]
 #include <vector>
 
 #include "core/cpu/onednn.h"

@@ -248,7 +248,9 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
 }
 
 // A dense tensor viewed as the flat array of its memory (element order = memory order).
-Tensor flat(const Tensor& t) { return as_strided(t, {t.numel()}, {1}, t.offset()); }
+Tensor flat(const Tensor& t) {
+  return as_strided(t, {t.numel()}, {1}, t.offset());
+}
 
 Tensor unary(UnaryOp op, const Tensor& x) {
   Tensor out = empty_like(x);
