@@ -1,0 +1,282 @@
+// Dataset readers (see dataset.h).
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "data/dataset.h"
+#include "data/idx.h"
+
+namespace scion::data {
+
+namespace {
+
+bool is_dir(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+bool is_file(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::vector<std::string> list_dir(const std::string& path, bool dirs) {
+  std::vector<std::string> out;
+  std::unique_ptr<DIR, int (*)(DIR*)> d(opendir(path.c_str()), closedir);
+  SCION_CHECK(d != nullptr, path, ": cannot list folder");
+  while (dirent* e = readdir(d.get())) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    if (dirs ? is_dir(path + "/" + n) : is_file(path + "/" + n)) out.push_back(n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool image_extension(const std::string& name) {
+  auto dot = name.rfind('.');
+  if (dot == std::string::npos) return false;
+  std::string ext = name.substr(dot + 1);
+  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+  return ext == "jpg" || ext == "jpeg" || ext == "png";
+}
+
+void check_split(const std::string& split) {
+  SCION_CHECK(split == "train" || split == "val" || split == "test", "data split must be train, val or test, got '",
+              split, "'");
+}
+
+// CIFAR binary: records of [coarse label,] label, 3072 bytes (R plane, G plane, B plane of 32x32).
+class CifarDataset : public Dataset {
+ public:
+  CifarDataset(const std::vector<std::string>& files, bool cifar100) : cifar100_(cifar100) {
+    const size_t record = cifar100 ? 3074 : 3073;
+    for (const std::string& f : files) {
+      std::ifstream in(f, std::ios::binary | std::ios::ate);
+      SCION_CHECK(in.good(), f, ": cannot open CIFAR file");
+      size_t bytes = size_t(in.tellg());
+      SCION_CHECK(bytes > 0 && bytes % record == 0, f, ": size ", bytes, " is not a whole number of ",
+                  record, "-byte CIFAR-", cifar100 ? 100 : 10, " records");
+      size_t at = data_.size();
+      data_.resize(at + bytes);
+      in.seekg(0);
+      in.read(reinterpret_cast<char*>(data_.data() + at), std::streamsize(bytes));
+      SCION_CHECK(in.good(), f, ": read error");
+    }
+    n_ = int64_t(data_.size() / record);
+    record_ = record;
+    for (int64_t i = 0; i < n_; ++i)
+      SCION_CHECK(label(i) < num_classes(), files[0], "...: label ", label(i), " of record ", i,
+                  " out of range for ", num_classes(), " classes");
+  }
+  int64_t size() const override { return n_; }
+  int64_t num_classes() const override { return cifar100_ ? 100 : 10; }
+  int64_t label(int64_t i) const override { return data_[size_t(i) * record_ + (cifar100_ ? 1 : 0)]; }
+  int64_t coarse(int64_t i) const { return data_[size_t(i) * record_]; }
+  Sample get(int64_t i) const override {
+    Sample s;
+    s.label = label(i);
+    s.name = "cifar record " + std::to_string(i);
+    s.image = Image(32, 32, 3);
+    const uint8_t* px = &data_[size_t(i) * record_ + (cifar100_ ? 2 : 1)];
+    for (int c = 0; c < 3; ++c)
+      for (int p = 0; p < 1024; ++p) s.image.pixels[size_t(p) * 3 + c] = px[c * 1024 + p];
+    return s;
+  }
+
+ private:
+  bool cifar100_;
+  std::vector<uint8_t> data_;
+  size_t record_ = 3073;
+  int64_t n_ = 0;
+};
+
+class FileListDataset : public Dataset {
+ public:
+  FileListDataset(std::vector<std::string> files, std::vector<int64_t> labels, int64_t classes)
+      : files_(std::move(files)), labels_(std::move(labels)), classes_(classes) {}
+  int64_t size() const override { return int64_t(files_.size()); }
+  int64_t num_classes() const override { return classes_; }
+  int64_t label(int64_t i) const override { return labels_[size_t(i)]; }
+  Sample get(int64_t i) const override {
+    Sample s;
+    s.name = files_[size_t(i)];
+    s.encoded = read_file(s.name);
+    s.label = labels_[size_t(i)];
+    return s;
+  }
+
+ private:
+  std::vector<std::string> files_;
+  std::vector<int64_t> labels_;
+  int64_t classes_;
+};
+
+class MnistDataset : public Dataset {
+ public:
+  explicit MnistDataset(MnistSplit s) : s_(std::move(s)) {}
+  int64_t size() const override { return s_.images.size(0); }
+  int64_t num_classes() const override { return 10; }
+  int64_t label(int64_t i) const override { return s_.labels.data<uint8_t>()[i]; }
+  Sample get(int64_t i) const override {
+    Sample s;
+    s.label = label(i);
+    s.name = "mnist image " + std::to_string(i);
+    int h = int(s_.images.size(1)), w = int(s_.images.size(2));
+    s.image = Image(h, w, 1);
+    const uint8_t* p = s_.images.data<uint8_t>() + i * h * w;
+    std::copy(p, p + h * w, s.image.pixels.begin());
+    return s;
+  }
+
+ private:
+  MnistSplit s_;
+};
+
+class SubsetDataset : public Dataset {
+ public:
+  SubsetDataset(DatasetPtr base, std::vector<int64_t> idx) : base_(std::move(base)), idx_(std::move(idx)) {}
+  int64_t size() const override { return int64_t(idx_.size()); }
+  int64_t num_classes() const override { return base_->num_classes(); }
+  int64_t label(int64_t i) const override { return base_->label(idx_[size_t(i)]); }
+  Sample get(int64_t i) const override { return base_->get(idx_[size_t(i)]); }
+
+ private:
+  DatasetPtr base_;
+  std::vector<int64_t> idx_;
+};
+
+DatasetPtr open_cifar(const std::string& root, const std::string& split, bool cifar100) {
+  // Accept the extracted folder itself or its parent.
+  std::string dir = root;
+  std::string sub = cifar100 ? "cifar-100-binary" : "cifar-10-batches-bin";
+  if (is_dir(root + "/" + sub)) dir = root + "/" + sub;
+  std::vector<std::string> files;
+  if (cifar100) {
+    files.push_back(dir + (split == "train" ? "/train.bin" : "/test.bin"));
+  } else if (split == "train") {
+    for (int i = 1; i <= 5; ++i) files.push_back(dir + "/data_batch_" + std::to_string(i) + ".bin");
+  } else {
+    files.push_back(dir + "/test_batch.bin");
+  }
+  for (const auto& f : files)
+    SCION_CHECK(is_file(f), f, ": CIFAR-", cifar100 ? 100 : 10, " file not found (expected the official "
+                "binary release in ", root, "; data/download.sh fetches it)");
+  return std::make_shared<CifarDataset>(files, cifar100);
+}
+
+DatasetPtr open_image_folder(const std::string& root, const std::string& split) {
+  std::string dir = root + "/" + split;
+  SCION_CHECK(is_dir(dir), dir, ": split folder not found (image_folder expects root/", split,
+              "/<class>/*.jpg)");
+  std::vector<std::string> classes = list_dir(dir, true);
+  SCION_CHECK(!classes.empty(), dir, ": no class folders");
+  std::vector<std::string> files;
+  std::vector<int64_t> labels;
+  for (size_t c = 0; c < classes.size(); ++c) {
+    std::string cdir = dir + "/" + classes[c];
+    size_t before = files.size();
+    for (const std::string& f : list_dir(cdir, false))
+      if (image_extension(f)) files.push_back(cdir + "/" + f), labels.push_back(int64_t(c));
+    SCION_CHECK(files.size() > before, cdir, ": class folder has no .jpg/.jpeg/.png images");
+  }
+  return std::make_shared<FileListDataset>(files, labels, int64_t(classes.size()));
+}
+
+DatasetPtr open_tiny_imagenet(const std::string& root, const std::string& split) {
+  std::ifstream wn(root + "/wnids.txt");
+  SCION_CHECK(wn.good(), root, "/wnids.txt: not found (Tiny ImageNet root expected)");
+  std::vector<std::string> wnids;  // class index = line number, as the standard loaders
+  std::map<std::string, int64_t> index;
+  std::string line;
+  while (std::getline(wn, line)) {
+    std::string id = line.substr(0, line.find_first_of(" \t\r"));
+    if (id.empty()) continue;
+    index.emplace(id, int64_t(wnids.size()));
+    wnids.push_back(id);
+  }
+  SCION_CHECK(!wnids.empty(), root, "/wnids.txt: empty");
+  std::vector<std::string> files;
+  std::vector<int64_t> labels;
+  if (split == "train") {
+    for (size_t c = 0; c < wnids.size(); ++c) {
+      std::string dir = root + "/train/" + wnids[c] + "/images";
+      SCION_CHECK(is_dir(dir), dir, ": missing class folder");
+      size_t before = files.size();
+      for (const std::string& f : list_dir(dir, false))
+        if (image_extension(f)) files.push_back(dir + "/" + f), labels.push_back(int64_t(c));
+      SCION_CHECK(files.size() > before, dir, ": no images");
+    }
+  } else if (split == "val") {
+    std::string ann = root + "/val/val_annotations.txt";
+    std::ifstream in(ann);
+    SCION_CHECK(in.good(), ann, ": not found");
+    int64_t line_no = 0;
+    while (std::getline(in, line)) {
+      ++line_no;
+      if (line.empty()) continue;
+      std::istringstream ss(line);
+      std::string file, wnid;
+      ss >> file >> wnid;
+      auto it = index.find(wnid);
+      SCION_CHECK(it != index.end(), ann, ":", line_no, ": class '", wnid, "' is not in wnids.txt");
+      files.push_back(root + "/val/images/" + file);
+      labels.push_back(it->second);
+    }
+  } else {
+    throw InputError(root + ": Tiny ImageNet's test split has no labels; use train or val");
+  }
+  return std::make_shared<FileListDataset>(files, labels, int64_t(index.size()));
+}
+
+}  // namespace
+
+DatasetPtr open_dataset(const std::string& kind, const std::string& root, const std::string& split) {
+  check_split(split);
+  SCION_CHECK(is_dir(root), root, ": data root not found for dataset '", kind, "'",
+              kind == "cifar10" || kind == "cifar100" ? " (run data/download.sh " + kind + " to fetch it)" : "",
+              kind == "fashion_mnist" ? " (apt-get install dataset-fashion-mnist)" : "");
+  std::string s = split == "val" && (kind == "cifar10" || kind == "cifar100" || kind == "fashion_mnist" ||
+                                     kind == "mnist") ? "test" : split;
+  if (kind == "cifar10") return open_cifar(root, s, false);
+  if (kind == "cifar100") return open_cifar(root, s, true);
+  if (kind == "image_folder") return open_image_folder(root, s);
+  if (kind == "tiny_imagenet") return open_tiny_imagenet(root, s);
+  if (kind == "fashion_mnist" || kind == "mnist") return std::make_shared<MnistDataset>(load_mnist(root, s));
+  throw InputError("data.dataset: unknown dataset '" + kind +
+                   "' (known: cifar10, cifar100, image_folder, tiny_imagenet, fashion_mnist, mnist)");
+}
+
+DatasetPtr balanced_subset(DatasetPtr base, int64_t count, uint64_t seed) {
+  int64_t k = base->num_classes();
+  SCION_CHECK(count > 0 && count <= base->size(), "data.train_subset: ", count, " is not in [1, ",
+              base->size(), "]");
+  std::vector<std::vector<int64_t>> by_class(static_cast<size_t>(k));
+  for (int64_t i = 0; i < base->size(); ++i) by_class[size_t(base->label(i))].push_back(i);
+  Generator gen(seed, 0x5B5E7);
+  std::vector<int64_t> chosen;
+  for (int64_t c = 0; c < k; ++c) {
+    int64_t want = count / k + (c < count % k ? 1 : 0);
+    auto& idx = by_class[size_t(c)];
+    SCION_CHECK(want <= int64_t(idx.size()), "data.train_subset: ", count, " needs ", want,
+                " images of class ", c, " but it has ", idx.size());
+    for (int64_t j = int64_t(idx.size()) - 1; j > 0; --j)  // seeded Fisher-Yates, then the first `want`
+      std::swap(idx[size_t(j)], idx[size_t(gen.next_uniform() * double(j + 1))]);
+    chosen.insert(chosen.end(), idx.begin(), idx.begin() + want);
+  }
+  std::sort(chosen.begin(), chosen.end());
+  return std::make_shared<SubsetDataset>(base, chosen);
+}
+
+int64_t cifar100_coarse_label(const Dataset& dataset, int64_t index) {
+  auto* c = dynamic_cast<const CifarDataset*>(&dataset);
+  SCION_CHECK(c != nullptr && c->num_classes() == 100, "coarse labels exist only for cifar100");
+  return c->coarse(index);
+}
+
+}  // namespace scion::data
