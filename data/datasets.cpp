@@ -47,8 +47,8 @@ bool image_extension(const std::string& name) {
 }
 
 void check_split(const std::string& split) {
-  SCION_CHECK(split == "train" || split == "val" || split == "test", "data split must be train, val or test, got '",
-              split, "'");
+  SCION_CHECK(split == "train" || split == "val" || split == "test",
+              "data split must be train, val or test, got '", split, "'");
 }
 
 // CIFAR binary: records of [coarse label,] label, 3072 bytes (R plane, G plane, B plane of 32x32).
@@ -60,8 +60,9 @@ class CifarDataset : public Dataset {
       std::ifstream in(f, std::ios::binary | std::ios::ate);
       SCION_CHECK(in.good(), f, ": cannot open CIFAR file");
       size_t bytes = size_t(in.tellg());
-      SCION_CHECK(bytes > 0 && bytes % record == 0, f, ": size ", bytes, " is not a whole number of ",
-                  record, "-byte CIFAR-", cifar100 ? 100 : 10, " records");
+      SCION_CHECK(bytes > 0 && bytes % record == 0, f, ": size ", bytes,
+                  " is not a whole number of ", record, "-byte CIFAR-", cifar100 ? 100 : 10,
+                  " records");
       size_t at = data_.size();
       data_.resize(at + bytes);
       in.seekg(0);
@@ -76,7 +77,9 @@ class CifarDataset : public Dataset {
   }
   int64_t size() const override { return n_; }
   int64_t num_classes() const override { return cifar100_ ? 100 : 10; }
-  int64_t label(int64_t i) const override { return data_[size_t(i) * record_ + (cifar100_ ? 1 : 0)]; }
+  int64_t label(int64_t i) const override {
+    return data_[size_t(i) * record_ + (cifar100_ ? 1 : 0)];
+  }
   int64_t coarse(int64_t i) const { return data_[size_t(i) * record_]; }
   Sample get(int64_t i) const override {
     Sample s;
@@ -140,7 +143,8 @@ class MnistDataset : public Dataset {
 
 class SubsetDataset : public Dataset {
  public:
-  SubsetDataset(DatasetPtr base, std::vector<int64_t> idx) : base_(std::move(base)), idx_(std::move(idx)) {}
+  SubsetDataset(DatasetPtr base, std::vector<int64_t> idx)
+      : base_(std::move(base)), idx_(std::move(idx)) {}
   int64_t size() const override { return int64_t(idx_.size()); }
   int64_t num_classes() const override { return base_->num_classes(); }
   int64_t label(int64_t i) const override { return base_->label(idx_[size_t(i)]); }
@@ -165,8 +169,10 @@ DatasetPtr open_cifar(const std::string& root, const std::string& split, bool ci
     files.push_back(dir + "/test_batch.bin");
   }
   for (const auto& f : files)
-    SCION_CHECK(is_file(f), f, ": CIFAR-", cifar100 ? 100 : 10, " file not found (expected the official "
-                "binary release in ", root, "; data/download.sh fetches it)");
+    SCION_CHECK(is_file(f), f, ": CIFAR-", cifar100 ? 100 : 10,
+                " file not found (expected the official "
+                "binary release in ",
+                root, "; data/download.sh fetches it)");
   return std::make_shared<CifarDataset>(files, cifar100);
 }
 
@@ -236,20 +242,27 @@ DatasetPtr open_tiny_imagenet(const std::string& root, const std::string& split)
 
 }  // namespace
 
-DatasetPtr open_dataset(const std::string& kind, const std::string& root, const std::string& split) {
+DatasetPtr open_dataset(const std::string& kind, const std::string& root,
+                        const std::string& split) {
   check_split(split);
   SCION_CHECK(is_dir(root), root, ": data root not found for dataset '", kind, "'",
-              kind == "cifar10" || kind == "cifar100" ? " (run data/download.sh " + kind + " to fetch it)" : "",
+              kind == "cifar10" || kind == "cifar100"
+                  ? " (run data/download.sh " + kind + " to fetch it)"
+                  : "",
               kind == "fashion_mnist" ? " (apt-get install dataset-fashion-mnist)" : "");
-  std::string s = split == "val" && (kind == "cifar10" || kind == "cifar100" || kind == "fashion_mnist" ||
-                                     kind == "mnist") ? "test" : split;
+  std::string s = split == "val" && (kind == "cifar10" || kind == "cifar100" ||
+                                     kind == "fashion_mnist" || kind == "mnist")
+                      ? "test"
+                      : split;
   if (kind == "cifar10") return open_cifar(root, s, false);
   if (kind == "cifar100") return open_cifar(root, s, true);
   if (kind == "image_folder") return open_image_folder(root, s);
   if (kind == "tiny_imagenet") return open_tiny_imagenet(root, s);
-  if (kind == "fashion_mnist" || kind == "mnist") return std::make_shared<MnistDataset>(load_mnist(root, s));
-  throw InputError("data.dataset: unknown dataset '" + kind +
-                   "' (known: cifar10, cifar100, image_folder, tiny_imagenet, fashion_mnist, mnist)");
+  if (kind == "fashion_mnist" || kind == "mnist")
+    return std::make_shared<MnistDataset>(load_mnist(root, s));
+  throw InputError(
+      "data.dataset: unknown dataset '" + kind +
+      "' (known: cifar10, cifar100, image_folder, tiny_imagenet, fashion_mnist, mnist)");
 }
 
 DatasetPtr balanced_subset(DatasetPtr base, int64_t count, uint64_t seed) {
@@ -265,7 +278,8 @@ DatasetPtr balanced_subset(DatasetPtr base, int64_t count, uint64_t seed) {
     auto& idx = by_class[size_t(c)];
     SCION_CHECK(want <= int64_t(idx.size()), "data.train_subset: ", count, " needs ", want,
                 " images of class ", c, " but it has ", idx.size());
-    for (int64_t j = int64_t(idx.size()) - 1; j > 0; --j)  // seeded Fisher-Yates, then the first `want`
+    for (int64_t j = int64_t(idx.size()) - 1; j > 0;
+         --j)  // seeded Fisher-Yates, then the first `want`
       std::swap(idx[size_t(j)], idx[size_t(gen.next_uniform() * double(j + 1))]);
     chosen.insert(chosen.end(), idx.begin(), idx.begin() + want);
   }

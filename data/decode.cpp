@@ -18,7 +18,9 @@ namespace scion::data {
 
 namespace {
 
-bool is_jpeg(const std::vector<uint8_t>& b) { return b.size() > 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF; }
+bool is_jpeg(const std::vector<uint8_t>& b) {
+  return b.size() > 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF;
+}
 
 struct TjHandle {
   tjhandle h = tjInitDecompress();
@@ -27,18 +29,30 @@ struct TjHandle {
   }
 };
 
-// One decompressor per thread: TurboJPEG handles are not thread-safe, creating one per image is slow.
+thread_local TjHandle t_handle;
+
+// One decompressor per thread: TurboJPEG handles are not thread-safe, creating one per image is
+// slow.
 tjhandle decompressor() {
-  thread_local TjHandle handle;
-  SCION_ASSERT(handle.h != nullptr, "tjInitDecompress failed: ", tjGetErrorStr());
-  return handle.h;
+  SCION_ASSERT(t_handle.h != nullptr, "tjInitDecompress failed: ", tjGetErrorStr());
+  return t_handle.h;
 }
 
-Image decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name, int min_w, int min_h) {
+// After a failed decode the handle is left unusable ("Invalid argument" on the next image), so the
+// failing thread gets a fresh one before the error is reported.
+[[noreturn]] void fail_and_reset(const std::string& msg) {
+  tjDestroy(t_handle.h);
+  t_handle.h = tjInitDecompress();
+  throw InputError(msg);
+}
+
+Image decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name, int min_w,
+                  int min_h) {
   tjhandle tj = decompressor();
   int w = 0, h = 0, subsamp = 0, colorspace = 0;
-  if (tjDecompressHeader3(tj, bytes.data(), (unsigned long)bytes.size(), &w, &h, &subsamp, &colorspace) != 0)
-    throw InputError(name + ": corrupt JPEG header (" + tjGetErrorStr2(tj) + ")");
+  if (tjDecompressHeader3(tj, bytes.data(), (unsigned long)bytes.size(), &w, &h, &subsamp,
+                          &colorspace) != 0)
+    fail_and_reset(name + ": corrupt JPEG header (" + tjGetErrorStr2(tj) + ")");
   // Smallest scale num/denom whose output still covers the requested size.
   int nf = 0;
   tjscalingfactor* factors = tjGetScalingFactors(&nf);
@@ -55,9 +69,8 @@ Image decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name, in
   int pf = cmyk ? TJPF_CMYK : TJPF_RGB, bpp = cmyk ? 4 : 3;
   std::vector<uint8_t> buf(size_t(sw) * sh * bpp);
   int rc = tjDecompress2(tj, bytes.data(), (unsigned long)bytes.size(), buf.data(), sw, 0, sh, pf,
-                         TJFLAG_FASTDCT | TJFLAG_STOPONWARNING);
-  if (rc != 0)
-    throw InputError(name + ": corrupt or truncated JPEG (" + tjGetErrorStr2(tj) + ")");
+                         TJFLAG_ACCURATEDCT | TJFLAG_STOPONWARNING);
+  if (rc != 0) fail_and_reset(name + ": corrupt or truncated JPEG (" + tjGetErrorStr2(tj) + ")");
   Image img(sh, sw, 3);
   if (!cmyk) {
     img.pixels = std::move(buf);
@@ -79,18 +92,20 @@ std::vector<uint8_t> read_file(const std::string& path) {
   std::vector<uint8_t> bytes;
   uint8_t chunk[65536];
   size_t n;
-  while ((n = std::fread(chunk, 1, sizeof(chunk), f.get())) > 0) bytes.insert(bytes.end(), chunk, chunk + n);
+  while ((n = std::fread(chunk, 1, sizeof(chunk), f.get())) > 0)
+    bytes.insert(bytes.end(), chunk, chunk + n);
   SCION_CHECK(!std::ferror(f.get()), path, ": read error");
   SCION_CHECK(!bytes.empty(), path, ": empty image file");
   return bytes;
 }
 
-void image_size(const std::vector<uint8_t>& bytes, const std::string& name, int& width, int& height) {
+void image_size(const std::vector<uint8_t>& bytes, const std::string& name, int& width,
+                int& height) {
   if (is_jpeg(bytes)) {
     int subsamp, colorspace;
-    if (tjDecompressHeader3(decompressor(), bytes.data(), (unsigned long)bytes.size(), &width, &height,
-                            &subsamp, &colorspace) != 0)
-      throw InputError(name + ": corrupt JPEG header");
+    if (tjDecompressHeader3(decompressor(), bytes.data(), (unsigned long)bytes.size(), &width,
+                            &height, &subsamp, &colorspace) != 0)
+      fail_and_reset(name + ": corrupt JPEG header");
     return;
   }
   int comp;
@@ -98,7 +113,8 @@ void image_size(const std::vector<uint8_t>& bytes, const std::string& name, int&
     throw InputError(name + ": not a readable image (" + stbi_failure_reason() + ")");
 }
 
-Image decode_image(const std::vector<uint8_t>& bytes, const std::string& name, int min_w, int min_h) {
+Image decode_image(const std::vector<uint8_t>& bytes, const std::string& name, int min_w,
+                   int min_h) {
   if (is_jpeg(bytes)) return decode_jpeg(bytes, name, min_w, min_h);
   int w, h, comp;
   std::unique_ptr<uint8_t, void (*)(void*)> p(
@@ -109,6 +125,8 @@ Image decode_image(const std::vector<uint8_t>& bytes, const std::string& name, i
   return img;
 }
 
-Image load_image(const std::string& path) { return decode_image(read_file(path), path); }
+Image load_image(const std::string& path) {
+  return decode_image(read_file(path), path);
+}
 
 }  // namespace scion::data

@@ -27,7 +27,8 @@ struct Image {
 Image decode_image(const std::vector<uint8_t>& bytes, const std::string& name, int min_width = 0,
                    int min_height = 0);
 // Width and height without decoding the pixels (JPEG header, or stb_image's info).
-void image_size(const std::vector<uint8_t>& bytes, const std::string& name, int& width, int& height);
+void image_size(const std::vector<uint8_t>& bytes, const std::string& name, int& width,
+                int& height);
 std::vector<uint8_t> read_file(const std::string& path);
 Image load_image(const std::string& path);
 

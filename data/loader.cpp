@@ -11,7 +11,8 @@ namespace scion::data {
 
 namespace {
 
-constexpr uint64_t kShuffleStream = 0x5348554646ull, kSampleStream = 0x53414D50ull, kMixStream = 0x4D495855ull;
+constexpr uint64_t kShuffleStream = 0x5348554646ull, kSampleStream = 0x53414D50ull,
+                   kMixStream = 0x4D495855ull;
 
 Image match_channels(Image img, int channels) {
   if (img.channels == channels) return img;
@@ -32,11 +33,13 @@ Image match_channels(Image img, int channels) {
 
 Pipeline::Pipeline(PipelineConfig cfg) : cfg_(std::move(cfg)) {
   SCION_CHECK(cfg_.img_size > 0, "data.img_size must be positive");
-  SCION_CHECK(cfg_.train_crop == "rrc" || cfg_.train_crop == "random_crop" || cfg_.train_crop == "resize",
-              "data.augment.crop: expected rrc, random_crop or resize, got '", cfg_.train_crop, "'");
+  SCION_CHECK(
+      cfg_.train_crop == "rrc" || cfg_.train_crop == "random_crop" || cfg_.train_crop == "resize",
+      "data.augment.crop: expected rrc, random_crop or resize, got '", cfg_.train_crop, "'");
   if (!cfg_.randaugment.empty()) {
     std::array<uint8_t, 3> fill;
-    for (int c = 0; c < 3; ++c) fill[size_t(c)] = uint8_t(std::min(255L, std::lround(255 * cfg_.mean[size_t(c)])));
+    for (int c = 0; c < 3; ++c)
+      fill[size_t(c)] = uint8_t(std::min(255L, std::lround(255 * cfg_.mean[size_t(c)])));
     randaugment_ = std::make_unique<RandAugment>(cfg_.randaugment, fill, cfg_.interpolation);
   }
 }
@@ -50,13 +53,16 @@ Image Pipeline::augment(const Sample& s, Generator& gen) const {
     // gives the crop at least the output size, and scale the box to the decoded size.
     int w = s.image.width, h = s.image.height;
     if (encoded) image_size(s.encoded, s.name, w, h);
-    CropBox box = random_resized_crop_box(h, w, cfg_.scale_min, cfg_.scale_max, cfg_.ratio_min, cfg_.ratio_max, gen);
+    CropBox box = random_resized_crop_box(h, w, cfg_.scale_min, cfg_.scale_max, cfg_.ratio_min,
+                                          cfg_.ratio_max, gen);
     if (encoded) {
-      int min_w = int(std::ceil(double(w) * size / box.width)), min_h = int(std::ceil(double(h) * size / box.height));
+      int min_w = int(std::ceil(double(w) * size / box.width)),
+          min_h = int(std::ceil(double(h) * size / box.height));
       img = decode_image(s.encoded, s.name, min_w, min_h);
       if (img.width != w || img.height != h) {
         double sx = double(img.width) / w, sy = double(img.height) / h;
-        box = {int(box.top * sy), int(box.left * sx), std::max(1, int(std::lround(box.height * sy))),
+        box = {int(box.top * sy), int(box.left * sx),
+               std::max(1, int(std::lround(box.height * sy))),
                std::max(1, int(std::lround(box.width * sx)))};
         box.height = std::min(box.height, img.height - box.top);
         box.width = std::min(box.width, img.width - box.left);
@@ -64,12 +70,14 @@ Image Pipeline::augment(const Sample& s, Generator& gen) const {
     } else {
       img = s.image;
     }
-    img = resize(crop(img, box.top, box.left, box.height, box.width), size, size, cfg_.interpolation);
+    img =
+        resize(crop(img, box.top, box.left, box.height, box.width), size, size, cfg_.interpolation);
   } else if (cfg_.train) {
     img = encoded ? decode_image(s.encoded, s.name) : s.image;
     if (img.height != size || img.width != size) img = resize(img, size, size, cfg_.interpolation);
     if (cfg_.train_crop == "random_crop" && cfg_.padding > 0) {
-      int top = int(gen.next_uniform() * (2 * cfg_.padding + 1)), left = int(gen.next_uniform() * (2 * cfg_.padding + 1));
+      int top = int(gen.next_uniform() * (2 * cfg_.padding + 1)),
+          left = int(gen.next_uniform() * (2 * cfg_.padding + 1));
       img = crop(img, top - cfg_.padding, left - cfg_.padding, size, size, 0);
     }
   } else {
@@ -77,10 +85,12 @@ Image Pipeline::augment(const Sample& s, Generator& gen) const {
     int scaled = int(std::floor(size / cfg_.crop_pct));
     int w = s.image.width, h = s.image.height;
     if (encoded) image_size(s.encoded, s.name, w, h);
-    int rw = w <= h ? scaled : int(double(scaled) * w / h), rh = w <= h ? int(double(scaled) * h / w) : scaled;
+    int rw = w <= h ? scaled : int(double(scaled) * w / h),
+        rh = w <= h ? int(double(scaled) * h / w) : scaled;
     img = encoded ? decode_image(s.encoded, s.name, rw, rh) : s.image;
     img = resize(img, rh, rw, cfg_.interpolation);
-    img = crop(img, int(std::lround((rh - size) / 2.0)), int(std::lround((rw - size) / 2.0)), size, size);
+    img = crop(img, int(std::lround((rh - size) / 2.0)), int(std::lround((rw - size) / 2.0)), size,
+               size);
   }
   if (cfg_.train) {
     if (cfg_.hflip > 0 && gen.next_uniform() < cfg_.hflip) img = hflip(img);
@@ -96,18 +106,21 @@ Image Pipeline::augment(const Sample& s, Generator& gen) const {
 void Pipeline::operator()(const Sample& s, Generator& gen, float* out) const {
   Image img = augment(s, gen);
   to_chw(img, cfg_.mean, cfg_.std, out);
-  if (cfg_.train && cfg_.reprob > 0) random_erasing(out, img.channels, img.height, img.width, cfg_.reprob, gen);
+  if (cfg_.train && cfg_.reprob > 0)
+    random_erasing(out, img.channels, img.height, img.width, cfg_.reprob, gen);
 }
 
 double sample_gamma(double alpha, Generator& gen) {
-  if (alpha < 1.0) return sample_gamma(alpha + 1.0, gen) * std::pow(gen.next_uniform() + 1e-300, 1.0 / alpha);
+  if (alpha < 1.0)
+    return sample_gamma(alpha + 1.0, gen) * std::pow(gen.next_uniform() + 1e-300, 1.0 / alpha);
   double d = alpha - 1.0 / 3.0, c = 1.0 / std::sqrt(9.0 * d);
   while (true) {
     double x = gen.next_normal(), v = 1.0 + c * x;
     if (v <= 0) continue;
     v = v * v * v;
     double u = gen.next_uniform();
-    if (u < 1.0 - 0.0331 * x * x * x * x || std::log(u) < 0.5 * x * x + d * (1.0 - v + std::log(v))) return d * v;
+    if (u < 1.0 - 0.0331 * x * x * x * x || std::log(u) < 0.5 * x * x + d * (1.0 - v + std::log(v)))
+      return d * v;
   }
 }
 
@@ -116,7 +129,8 @@ double sample_beta(double a, double b, Generator& gen) {
   return x / (x + y);
 }
 
-Tensor mixup_batch(Tensor& images, const Tensor& labels, int64_t classes, const MixupConfig& cfg, Generator& gen) {
+Tensor mixup_batch(Tensor& images, const Tensor& labels, int64_t classes, const MixupConfig& cfg,
+                   Generator& gen) {
   const int64_t n = images.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
   SCION_CHECK(n % 2 == 0, "Mixup/CutMix needs an even batch size, got ", n);
   double lam = 1.0;
@@ -124,7 +138,8 @@ Tensor mixup_batch(Tensor& images, const Tensor& labels, int64_t classes, const 
   if (gen.next_uniform() < cfg.prob) {
     if (cfg.mixup_alpha > 0 && cfg.cutmix_alpha > 0) {
       cutmix = gen.next_uniform() < cfg.switch_prob;
-      lam = cutmix ? sample_beta(cfg.cutmix_alpha, cfg.cutmix_alpha, gen) : sample_beta(cfg.mixup_alpha, cfg.mixup_alpha, gen);
+      lam = cutmix ? sample_beta(cfg.cutmix_alpha, cfg.cutmix_alpha, gen)
+                   : sample_beta(cfg.mixup_alpha, cfg.mixup_alpha, gen);
     } else if (cfg.mixup_alpha > 0) {
       lam = sample_beta(cfg.mixup_alpha, cfg.mixup_alpha, gen);
     } else {
@@ -141,18 +156,22 @@ Tensor mixup_batch(Tensor& images, const Tensor& labels, int64_t classes, const 
       double ratio = std::sqrt(1.0 - lam);
       int64_t cut_h = int64_t(h * ratio), cut_w = int64_t(w * ratio);
       int64_t cy = int64_t(gen.next_uniform() * h), cx = int64_t(gen.next_uniform() * w);
-      int64_t yl = std::clamp(cy - cut_h / 2, int64_t(0), h), yh = std::clamp(cy + cut_h / 2, int64_t(0), h);
-      int64_t xl = std::clamp(cx - cut_w / 2, int64_t(0), w), xh = std::clamp(cx + cut_w / 2, int64_t(0), w);
+      int64_t yl = std::clamp(cy - cut_h / 2, int64_t(0), h),
+              yh = std::clamp(cy + cut_h / 2, int64_t(0), h);
+      int64_t xl = std::clamp(cx - cut_w / 2, int64_t(0), w),
+              xh = std::clamp(cx + cut_w / 2, int64_t(0), w);
       for (int64_t i = 0; i < n; ++i)
         for (int64_t k = 0; k < c; ++k)
           for (int64_t y = yl; y < yh; ++y)
-            std::memcpy(x + i * img + k * plane + y * w + xl, copy.data() + (n - 1 - i) * img + k * plane + y * w + xl,
+            std::memcpy(x + i * img + k * plane + y * w + xl,
+                        copy.data() + (n - 1 - i) * img + k * plane + y * w + xl,
                         size_t(xh - xl) * sizeof(float));
       lam = 1.0 - double((yh - yl) * (xh - xl)) / double(h * w);
     } else {
       for (int64_t i = 0; i < n; ++i)
         for (int64_t j = 0; j < img; ++j)
-          x[i * img + j] = float(lam * copy[size_t(i * img + j)] + (1.0 - lam) * copy[size_t((n - 1 - i) * img + j)]);
+          x[i * img + j] = float(lam * copy[size_t(i * img + j)] +
+                                 (1.0 - lam) * copy[size_t((n - 1 - i) * img + j)]);
     }
   }
   double off = cfg.label_smoothing / double(classes), on = 1.0 - cfg.label_smoothing + off;
@@ -167,16 +186,20 @@ Tensor mixup_batch(Tensor& images, const Tensor& labels, int64_t classes, const 
   return targets;
 }
 
-DataLoader::DataLoader(DatasetPtr dataset, Pipeline pipeline, LoaderOptions options, MixupConfig mixup)
+DataLoader::DataLoader(DatasetPtr dataset, Pipeline pipeline, LoaderOptions options,
+                       MixupConfig mixup)
     : dataset_(std::move(dataset)), pipeline_(std::move(pipeline)), opt_(options), mixup_(mixup) {
   SCION_CHECK(opt_.batch_size > 0, "batch_size must be positive, got ", opt_.batch_size);
-  SCION_CHECK(opt_.workers >= 0 && opt_.prefetch > 0, "loader: workers >= 0 and prefetch > 0 required");
+  SCION_CHECK(opt_.workers >= 0 && opt_.prefetch > 0,
+              "loader: workers >= 0 and prefetch > 0 required");
   SCION_CHECK(dataset_->size() > 0, "loader: empty dataset");
-  SCION_CHECK(!opt_.drop_last || dataset_->size() >= opt_.batch_size, "loader: dataset of ", dataset_->size(),
-              " images is smaller than one batch of ", opt_.batch_size);
+  SCION_CHECK(!opt_.drop_last || dataset_->size() >= opt_.batch_size, "loader: dataset of ",
+              dataset_->size(), " images is smaller than one batch of ", opt_.batch_size);
 }
 
-DataLoader::~DataLoader() { stop(); }
+DataLoader::~DataLoader() {
+  stop();
+}
 
 int64_t DataLoader::num_batches() const {
   int64_t n = dataset_->size();
@@ -185,7 +208,8 @@ int64_t DataLoader::num_batches() const {
 
 Batch DataLoader::build(int64_t b) const {
   const PipelineConfig& pc = pipeline_.config();
-  int64_t start = b * opt_.batch_size, n = std::min(opt_.batch_size, int64_t(order_.size()) - start);
+  int64_t start = b * opt_.batch_size,
+          n = std::min(opt_.batch_size, int64_t(order_.size()) - start);
   Batch batch;
   batch.index = b;
   batch.images = empty({n, pc.channels, pc.img_size, pc.img_size});
@@ -216,7 +240,8 @@ void DataLoader::start_epoch(int64_t epoch, int64_t skip) {
   for (int64_t i = 0; i < n; ++i) order_[size_t(i)] = i;
   if (opt_.shuffle) {
     Generator gen(opt_.seed, kShuffleStream + uint64_t(epoch));
-    for (int64_t i = n - 1; i > 0; --i) std::swap(order_[size_t(i)], order_[size_t(gen.next_uniform() * double(i + 1))]);
+    for (int64_t i = n - 1; i > 0; --i)
+      std::swap(order_[size_t(i)], order_[size_t(gen.next_uniform() * double(i + 1))]);
   }
   std::lock_guard<std::mutex> lock(mu_);
   ready_.clear();
@@ -232,7 +257,8 @@ void DataLoader::worker() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] {
-        return stopping_ || next_to_build_ >= num_batches() || next_to_build_ < next_to_return_ + opt_.prefetch;
+        return stopping_ || next_to_build_ >= num_batches() ||
+               next_to_build_ < next_to_return_ + opt_.prefetch;
       });
       if (stopping_ || next_to_build_ >= num_batches()) return;
       b = next_to_build_++;
@@ -242,7 +268,8 @@ void DataLoader::worker() {
       batch = build(b);
     } catch (const std::exception& e) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (error_.empty()) error_ = e.what(), input_error_ = dynamic_cast<const InputError*>(&e) != nullptr;
+      if (error_.empty())
+        error_ = e.what(), input_error_ = dynamic_cast<const InputError*>(&e) != nullptr;
       cv_.notify_all();
       return;
     }

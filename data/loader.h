@@ -24,17 +24,17 @@ namespace scion::data {
 
 struct PipelineConfig {
   int img_size = 224;
-  int channels = 3;            // model input channels (grayscale <-> RGB converted to match)
+  int channels = 3;  // model input channels (grayscale <-> RGB converted to match)
   bool train = true;
   std::string train_crop = "rrc";  // rrc (RandomResizedCrop) | random_crop (pad + crop) | resize
   double scale_min = 0.08, scale_max = 1.0, ratio_min = 3.0 / 4, ratio_max = 4.0 / 3;
-  int padding = 4;                 // random_crop
+  int padding = 4;  // random_crop
   double hflip = 0.5;
-  std::string randaugment;         // timm spec, "" = off
-  double color_jitter = 0.4;       // applied only without RandAugment, as timm
-  double reprob = 0.0;             // RandomErasing probability
+  std::string randaugment;    // timm spec, "" = off
+  double color_jitter = 0.4;  // applied only without RandAugment, as timm
+  double reprob = 0.0;        // RandomErasing probability
   Interp interpolation = Interp::bicubic;
-  double crop_pct = 0.875;         // eval: resize to img_size / crop_pct, center crop
+  double crop_pct = 0.875;  // eval: resize to img_size / crop_pct, center crop
   std::array<float, 3> mean = kImagenetMean, std = kImagenetStd;
 };
 

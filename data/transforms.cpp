@@ -10,8 +10,12 @@ namespace scion::data {
 
 namespace {
 
-uint8_t clip8(double v) { return uint8_t(std::min(255.0, std::max(0.0, v))); }
-uint8_t round8(double v) { return uint8_t(std::min(255.0, std::max(0.0, std::floor(v + 0.5)))); }
+uint8_t clip8(double v) {
+  return uint8_t(std::min(255.0, std::max(0.0, v)));
+}
+uint8_t round8(double v) {
+  return uint8_t(std::min(255.0, std::max(0.0, std::floor(v + 0.5))));
+}
 
 double filter_value(Interp interp, double x) {
   x = std::fabs(x);
@@ -126,7 +130,8 @@ Image crop(const Image& img, int top, int left, int h, int w, uint8_t fill) {
     if (sy < 0 || sy >= img.height) continue;
     int x0 = std::max(0, -left), x1 = std::min(w, img.width - left);
     if (x1 <= x0) continue;
-    std::copy(img.row(sy) + size_t(left + x0) * img.channels, img.row(sy) + size_t(left + x1) * img.channels,
+    std::copy(img.row(sy) + size_t(left + x0) * img.channels,
+              img.row(sy) + size_t(left + x1) * img.channels,
               out.row(y) + size_t(x0) * img.channels);
   }
   return out;
@@ -178,7 +183,9 @@ Image blend(const Image& degenerate, const Image& img, double factor) {
 }
 
 // PIL's L conversion of RGB: (R*19595 + G*38470 + B*7471 + 0x8000) >> 16.
-uint8_t luma(const uint8_t* p) { return uint8_t((p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16); }
+uint8_t luma(const uint8_t* p) {
+  return uint8_t((p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16);
+}
 
 Image grayscale_rgb(const Image& img) {
   Image out(img.height, img.width, img.channels);
@@ -191,7 +198,8 @@ Image grayscale_rgb(const Image& img) {
 
 Image apply_lut(const Image& img, const std::array<std::array<uint8_t, 256>, 3>& lut) {
   Image out(img.height, img.width, img.channels);
-  for (size_t i = 0; i < img.pixels.size(); ++i) out.pixels[i] = lut[i % img.channels][img.pixels[i]];
+  for (size_t i = 0; i < img.pixels.size(); ++i)
+    out.pixels[i] = lut[i % img.channels][img.pixels[i]];
   return out;
 }
 
@@ -203,12 +211,15 @@ std::array<std::array<int64_t, 256>, 3> histograms(const Image& img) {
 
 }  // namespace
 
-Image enhance_color(const Image& img, double factor) { return blend(grayscale_rgb(img), img, factor); }
+Image enhance_color(const Image& img, double factor) {
+  return blend(grayscale_rgb(img), img, factor);
+}
 
 Image enhance_contrast(const Image& img, double factor) {
   double sum = 0;
   size_t n = size_t(img.height) * img.width;
-  for (size_t i = 0; i < n; ++i) sum += img.channels == 3 ? luma(&img.pixels[3 * i]) : img.pixels[i];
+  for (size_t i = 0; i < n; ++i)
+    sum += img.channels == 3 ? luma(&img.pixels[3 * i]) : img.pixels[i];
   Image mean(img.height, img.width, img.channels);
   std::fill(mean.pixels.begin(), mean.pixels.end(), uint8_t(int(sum / double(n) + 0.5)));
   return blend(mean, img, factor);
@@ -228,17 +239,21 @@ Image enhance_sharpness(const Image& img, double factor) {
       for (int k = 0; k < c; ++k) {
         int s = 0;
         for (int dy = -1; dy <= 1; ++dy)
-          for (int dx = -1; dx <= 1; ++dx) s += img.at(y + dy, x + dx, k) * (dy == 0 && dx == 0 ? 5 : 1);
+          for (int dx = -1; dx <= 1; ++dx)
+            s += img.at(y + dy, x + dx, k) * (dy == 0 && dx == 0 ? 5 : 1);
         smooth.at(y, x, k) = round8(s / 13.0);
       }
   return blend(smooth, img, factor);
 }
 
-Image color_jitter(const Image& img, double brightness, double contrast, double saturation, Generator& gen) {
+Image color_jitter(const Image& img, double brightness, double contrast, double saturation,
+                   Generator& gen) {
   // torchvision draws the order, then each factor uniformly in [max(0, 1 - v), 1 + v].
   std::array<int, 4> order{0, 1, 2, 3};
   for (int i = 3; i > 0; --i) std::swap(order[i], order[int(gen.next_uniform() * (i + 1))]);
-  auto factor = [&](double v) { return std::max(0.0, 1 - v) + (1 + v - std::max(0.0, 1 - v)) * gen.next_uniform(); };
+  auto factor = [&](double v) {
+    return std::max(0.0, 1 - v) + (1 + v - std::max(0.0, 1 - v)) * gen.next_uniform();
+  };
   double fb = brightness > 0 ? factor(brightness) : 1, fc = contrast > 0 ? factor(contrast) : 1;
   double fs = saturation > 0 ? factor(saturation) : 1;
   Image out = img;
@@ -317,7 +332,8 @@ Image invert(const Image& img) {
   return out;
 }
 
-Image affine(const Image& img, const std::array<double, 6>& m, Interp interp, std::array<uint8_t, 3> fill) {
+Image affine(const Image& img, const std::array<double, 6>& m, Interp interp,
+             std::array<uint8_t, 3> fill) {
   // PIL's Image.transform(AFFINE): output pixel centre (x + .5, y + .5) maps to input point
   // (a x + b y + c, d x + e y + f); points outside the input take the fill colour.
   Image out(img.height, img.width, img.channels);
@@ -339,7 +355,8 @@ Image affine(const Image& img, const std::array<double, 6>& m, Interp interp, st
       int x0 = int(std::floor(fx)), y0 = int(std::floor(fy));
       double dx = fx - x0, dy = fy - y0;
       auto px = [&](int yy, int xx, int k) {
-        return double(img.at(std::clamp(yy, 0, img.height - 1), std::clamp(xx, 0, img.width - 1), k));
+        return double(
+            img.at(std::clamp(yy, 0, img.height - 1), std::clamp(xx, 0, img.width - 1), k));
       };
       for (int k = 0; k < c; ++k) {
         double v;
@@ -354,8 +371,8 @@ Image affine(const Image& img, const std::array<double, 6>& m, Interp interp, st
           };
           double r[4];
           for (int j = 0; j < 4; ++j)
-            r[j] = cubic(px(y0 - 1 + j, x0 - 1, k), px(y0 - 1 + j, x0, k), px(y0 - 1 + j, x0 + 1, k),
-                         px(y0 - 1 + j, x0 + 2, k), dx);
+            r[j] = cubic(px(y0 - 1 + j, x0 - 1, k), px(y0 - 1 + j, x0, k),
+                         px(y0 - 1 + j, x0 + 1, k), px(y0 - 1 + j, x0 + 2, k), dx);
           v = cubic(r[0], r[1], r[2], r[3], dy);
         }
         o[k] = round8(v);
@@ -373,16 +390,19 @@ Image rotate(const Image& img, double degrees, Interp interp, std::array<uint8_t
   return affine(img, m, interp, fill);
 }
 
-void to_chw(const Image& img, const std::array<float, 3>& mean, const std::array<float, 3>& std, float* out) {
+void to_chw(const Image& img, const std::array<float, 3>& mean, const std::array<float, 3>& std,
+            float* out) {
   const size_t plane = size_t(img.height) * img.width;
   for (int k = 0; k < img.channels; ++k) {
     float scale = 1.0f / (255.0f * std[size_t(k)]), shift = mean[size_t(k)] / std[size_t(k)];
     float* o = out + k * plane;
-    for (size_t i = 0; i < plane; ++i) o[i] = float(img.pixels[i * img.channels + k]) * scale - shift;
+    for (size_t i = 0; i < plane; ++i)
+      o[i] = float(img.pixels[i * img.channels + k]) * scale - shift;
   }
 }
 
-void random_erasing(float* chw, int channels, int height, int width, double probability, Generator& gen) {
+void random_erasing(float* chw, int channels, int height, int width, double probability,
+                    Generator& gen) {
   if (gen.next_uniform() >= probability) return;
   double area = double(height) * width;
   double log_lo = std::log(0.3), log_hi = std::log(1.0 / 0.3);

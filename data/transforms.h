@@ -56,7 +56,8 @@ class RandAugment {
 };
 
 // The PIL image ops RandAugment uses (exposed for tests).
-Image affine(const Image& img, const std::array<double, 6>& m, Interp interp, std::array<uint8_t, 3> fill);
+Image affine(const Image& img, const std::array<double, 6>& m, Interp interp,
+             std::array<uint8_t, 3> fill);
 Image rotate(const Image& img, double degrees, Interp interp, std::array<uint8_t, 3> fill);
 Image auto_contrast(const Image& img);
 Image equalize(const Image& img);
