@@ -1,0 +1,93 @@
+// The run configuration (DESIGN.md "Config"): YAML parsed into typed structs. Every unknown key,
+// wrong type and out-of-range value is an InputError naming the file and the key path
+// ("configs/x.yaml: train.optimizer.lr: expected a number, got 'fast'"). `--set a.b=c` overrides
+// are applied to the YAML tree before it is checked, so they get the same checks.
+#pragma once
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "data/loader.h"
+#include "nn/model.h"
+
+namespace scion::train {
+
+struct InitConfig {
+  std::string type = "trunc_normal";
+  std::string teacher, teacher_model;
+  std::string layers = "first", elements = "uniform";
+  std::string checkpoint;
+  double noise = 0.0;
+  bool head = false;
+};
+
+struct AugmentConfig {
+  std::string randaugment;  // timm spec or "" (off)
+  double mixup = 0.0, cutmix = 0.0, mixup_prob = 1.0, switch_prob = 0.5;
+  double label_smoothing = 0.0, reprob = 0.0, color_jitter = 0.0;
+  std::string interpolation = "bicubic";
+  std::string crop = "rrc";  // rrc | random_crop | resize
+  double scale_min = 0.08, crop_pct = 0.875, hflip = 0.5;
+  int padding = 4;
+};
+
+struct DataConfig {
+  std::string dataset = "cifar100", root;
+  std::string train_split = "train", val_split = "val";
+  int64_t train_subset = 0, val_subset = 0;
+  int workers = 2;
+  AugmentConfig augment;
+  std::array<float, 3> mean = data::kImagenetMean, std = data::kImagenetStd;
+};
+
+struct OptimizerConfig {
+  std::string type = "adamw";  // adamw | sgd
+  double lr = 1e-3, weight_decay = 0.05, eps = 1e-8, momentum = 0.9;
+  std::array<double, 2> betas{0.9, 0.999};
+  bool nesterov = false;
+};
+
+struct ScheduleConfig {
+  std::string type = "cosine";  // cosine | step | constant
+  double warmup_epochs = 0, min_lr = 1e-6, warmup_lr = 0.0;
+  double decay_epochs = 30, decay_rate = 0.1;  // step
+};
+
+struct DistillConfig {
+  std::string teacher;  // weights file; empty = off
+  std::string model = "vit_small";
+  double alpha = 0.5, temperature = 1.0;
+};
+
+struct TrainConfig {
+  int64_t epochs = 1, batch_size = 64, accum_steps = 1;
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  std::string precision = "f32";
+  double ema_decay = 0.0, clip_grad = 0.0;
+  DistillConfig distill;
+  int64_t log_interval = 50;
+};
+
+struct Config {
+  std::string source = "<defaults>";  // the file it came from, for messages
+  uint64_t seed = 0;
+  std::string device = "cpu";
+  int threads = 0;
+  std::string output_dir = "runs/default";
+  nn::ModelConfig model;
+  InitConfig init;
+  DataConfig data;
+  TrainConfig train;
+};
+
+// Loads `path` and applies overrides ("train.epochs=3"); throws InputError on any problem.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// Parses YAML text (the resolved config stored in checkpoints); `source` names it in errors.
+Config parse_config(const std::string& yaml_text, const std::string& source,
+                    const std::vector<std::string>& overrides = {});
+// The resolved config as YAML (every key, defaults included); parse_config(to_yaml(c)) == c.
+std::string to_yaml(const Config& c);
+
+}  // namespace scion::train

@@ -1,0 +1,383 @@
+// The training loop (see trainer.h).
+#include "train/trainer.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/autocast.h"
+#include "core/autograd.h"
+#include "core/cpu/parallel.h"
+#include "core/ops.h"
+#include "core/safetensors.h"
+#include "init/initializers.h"
+#include "train/optim.h"
+
+namespace scion::train {
+
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::atomic<int> g_signal{0};
+extern "C" void on_signal(int sig) { g_signal = sig; }
+
+bool file_exists(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0;
+}
+
+void make_dirs(const std::string& path) {
+  std::string cur;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') {
+      if (!cur.empty() && !file_exists(cur) && mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
+        throw InputError(path + ": cannot create output folder");
+    }
+    if (i < path.size()) cur.push_back(path[i]);
+  }
+}
+
+data::PipelineConfig base_pipeline(const Config& cfg) {
+  data::PipelineConfig p;
+  p.img_size = int(cfg.model.img_size);
+  p.channels = int(cfg.model.in_chans);
+  p.interpolation = data::parse_interp(cfg.data.augment.interpolation);
+  p.crop_pct = cfg.data.augment.crop_pct;
+  p.mean = cfg.data.mean;
+  p.std = cfg.data.std;
+  return p;
+}
+
+data::DatasetPtr open_split(const Config& cfg, const std::string& split, int64_t subset, uint64_t seed) {
+  data::DatasetPtr ds = data::open_dataset(cfg.data.dataset, cfg.data.root, split);
+  SCION_CHECK(ds->num_classes() == cfg.model.num_classes, cfg.source, ": model.num_classes is ",
+              cfg.model.num_classes, " but ", cfg.data.dataset, " at ", cfg.data.root, " has ", ds->num_classes(),
+              " classes");
+  return subset > 0 ? data::balanced_subset(ds, subset, seed) : ds;
+}
+
+// Hard labels with label smoothing, or soft targets (Mixup/CutMix) when given.
+Tensor classification_loss(const Tensor& logits, const data::Batch& b, double smoothing) {
+  if (b.targets.defined()) return cross_entropy(logits, b.targets);
+  return cross_entropy(logits, b.labels, smoothing);
+}
+
+void init_model(nn::Model& model, const Config& cfg, Generator& gen) {
+  const std::string& t = cfg.init.type;
+  if (t == "trunc_normal") {
+    init::trunc_normal_init(model, gen);
+  } else if (t == "checkpoint") {
+    SCION_CHECK(!cfg.init.checkpoint.empty(), cfg.source, ": init.checkpoint: missing path");
+    init::trunc_normal_init(model, gen);  // the head keeps this when class counts differ
+    SafetensorsFile f = SafetensorsFile::open(cfg.init.checkpoint);
+    NamedTensors ts;
+    for (const auto& n : f.names()) {
+      std::string key = n.rfind("model.", 0) == 0 ? n.substr(6) : n;  // scion checkpoints prefix model.
+      if (n.rfind("optim.", 0) == 0 || n.rfind("ema.", 0) == 0) continue;
+      bool head = key == "head.weight" || key == "head.bias" || key == "head.fc.weight" || key == "head.fc.bias";
+      if (head && f.shape(n)[0] != cfg.model.num_classes) continue;
+      ts.emplace_back(key, f.get(n));
+    }
+    bool has_head = false;
+    for (auto& [k, v] : ts) has_head |= k == "head.weight" || k == "head.fc.weight";
+    model.load_state_dict(ts, has_head, cfg.init.checkpoint);
+  } else {
+    throw InputError(cfg.source + ": init.type: '" + t + "' is not available in this version of scion " +
+                     "(available: trunc_normal, checkpoint)");
+  }
+}
+
+}  // namespace
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp." + std::to_string(getpid());
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) throw Error(path + ": cannot write");
+  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  ok &= std::fflush(f) == 0 && fsync(fileno(f)) == 0;
+  ok &= std::fclose(f) == 0;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error(path + ": writing failed");
+  }
+}
+
+data::PipelineConfig eval_pipeline(const Config& cfg) {
+  data::PipelineConfig p = base_pipeline(cfg);
+  p.train = false;
+  return p;
+}
+
+EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int64_t limit) {
+  NoGradGuard ng;
+  bool was_training = model.is_training();
+  model.eval();
+  EvalResult r;
+  double loss_sum = 0, top1 = 0, top5 = 0;
+  loader.start_epoch(0);
+  data::Batch b;
+  while ((limit <= 0 || r.images < limit) && loader.next(b)) {
+    Tensor x = b.images, y = b.labels;
+    if (limit > 0 && r.images + x.size(0) > limit) {
+      int64_t keep = limit - r.images;
+      x = x.narrow(0, 0, keep).contiguous();
+      y = y.narrow(0, 0, keep).contiguous();
+    }
+    Tensor logits;
+    {
+      AutocastGuard ac(bf16);
+      logits = model.forward(x);
+    }
+    logits = logits.to(DType::f32).contiguous();
+    int64_t n = x.size(0), k = logits.size(1);
+    loss_sum += cross_entropy(logits, y).item() * double(n);
+    const float* lp = logits.data<float>();
+    const int64_t* yp = y.data<int64_t>();
+    for (int64_t i = 0; i < n; ++i) {
+      const float* row = lp + i * k;
+      float target = row[yp[i]];
+      int64_t higher = 0;  // classes scoring above the true one (ties count for the true class)
+      for (int64_t j = 0; j < k; ++j) higher += row[j] > target;
+      top1 += higher < 1;
+      top5 += higher < 5;
+    }
+    r.images += n;
+  }
+  model.train(was_training);
+  SCION_CHECK(r.images > 0, "evaluation: no images");
+  r.loss = loss_sum / double(r.images);
+  r.acc1 = 100.0 * top1 / double(r.images);
+  r.acc5 = 100.0 * top5 / double(r.images);
+  return r;
+}
+
+int run_training(const Config& cfg, bool resume) {
+  SCION_CHECK(cfg.device == "cpu", cfg.source, ": device: '", cfg.device,
+              "' is not available in this build (the CUDA backend is not implemented yet); use cpu");
+  SCION_CHECK(cfg.train.distill.teacher.empty(), cfg.source,
+              ": train.distill.teacher: knowledge distillation is not available in this version of scion");
+  cpu::set_num_threads(cfg.threads);
+  make_dirs(cfg.output_dir);
+  const std::string last_path = cfg.output_dir + "/last.safetensors";
+  const std::string best_path = cfg.output_dir + "/best.safetensors";
+  const std::string metrics_path = cfg.output_dir + "/metrics.jsonl";
+  resume = resume || file_exists(last_path);
+  write_text_atomic(cfg.output_dir + "/config.yaml", to_yaml(cfg));
+
+  // Data.
+  data::DatasetPtr train_ds = open_split(cfg, cfg.data.train_split, cfg.data.train_subset, cfg.seed);
+  data::DatasetPtr val_ds = open_split(cfg, cfg.data.val_split, cfg.data.val_subset, cfg.seed + 1);
+  data::PipelineConfig tp = base_pipeline(cfg);
+  const AugmentConfig& a = cfg.data.augment;
+  tp.train_crop = a.crop;
+  tp.scale_min = a.scale_min;
+  tp.padding = a.padding;
+  tp.hflip = a.hflip;
+  tp.randaugment = a.randaugment;
+  tp.color_jitter = a.color_jitter;
+  tp.reprob = a.reprob;
+  data::MixupConfig mc;
+  mc.mixup_alpha = a.mixup;
+  mc.cutmix_alpha = a.cutmix;
+  mc.prob = a.mixup_prob;
+  mc.switch_prob = a.switch_prob;
+  mc.label_smoothing = a.label_smoothing;
+  data::LoaderOptions to;
+  to.batch_size = cfg.train.batch_size;
+  to.workers = cfg.data.workers;
+  to.seed = cfg.seed;
+  data::DataLoader train_loader(train_ds, data::Pipeline(tp), to, mc);
+  data::LoaderOptions vo = to;
+  vo.shuffle = false;
+  vo.drop_last = false;
+  data::DataLoader val_loader(val_ds, data::Pipeline(eval_pipeline(cfg)), vo);
+
+  // Model, optimizer, EMA.
+  nn::ModelPtr model = nn::create_model(cfg.model);
+  Generator init_gen(cfg.seed, 0x494E4954);
+  init_model(*model, cfg, init_gen);
+  manual_seed(cfg.seed);  // dropout and drop path
+  Optimizer opt(*model, cfg.train.optimizer, no_weight_decay_names(*model));
+  std::unique_ptr<Ema> ema = cfg.train.ema_decay > 0 ? std::make_unique<Ema>(*model, cfg.train.ema_decay) : nullptr;
+  nn::ModelPtr ema_model = ema ? nn::create_model(cfg.model) : nullptr;
+
+  const int64_t accum = cfg.train.accum_steps;
+  const int64_t batches = train_loader.num_batches();
+  SCION_CHECK(batches >= accum, cfg.source, ": train.accum_steps ", accum, " exceeds the ", batches,
+              " batches of an epoch");
+  const int64_t steps_per_epoch = batches / accum;
+  int64_t start_epoch = 0, skip_batches = 0;
+  double best_acc1 = -1, wall_before = 0;
+  json history = json::array();
+  if (resume) {
+    SCION_CHECK(file_exists(last_path), last_path, ": --resume given but there is no checkpoint");
+    SafetensorsFile ck = SafetensorsFile::open(last_path);
+    NamedTensors ms;
+    for (const auto& n : ck.names())
+      if (n.rfind("model.", 0) == 0) ms.emplace_back(n.substr(6), ck.get(n));
+    model->load_state_dict(ms, true, last_path);
+    const auto& meta = ck.metadata();
+    auto meta_int = [&](const char* k) {
+      SCION_CHECK(meta.count(k), last_path, ": checkpoint metadata lacks '", k, "'");
+      return std::stoll(meta.at(k));
+    };
+    opt.load_state(ck, meta_int("step"));
+    if (ema) {
+      NamedTensors es;
+      for (const auto& n : ck.names())
+        if (n.rfind("ema.", 0) == 0) es.emplace_back(n.substr(4), ck.get(n));
+      NoGradGuard ng;
+      for (auto& [name, t] : ema->state()) {
+        auto it = std::find_if(es.begin(), es.end(), [&](const auto& e) { return e.first == name; });
+        SCION_CHECK(it != es.end(), last_path, ": checkpoint has no EMA tensor ema.", name);
+        t.copy_(it->second);
+      }
+    }
+    start_epoch = meta_int("epoch");
+    skip_batches = meta_int("batch_in_epoch");
+    default_generator().set_offset(uint64_t(meta_int("rng_offset")));
+    best_acc1 = std::stod(meta.at("best_val_acc1"));
+    wall_before = std::stod(meta.at("wall_seconds"));
+    history = json::parse(meta.at("metrics"));
+    std::string text;
+    for (const auto& line : history) text += line.dump() + "\n";
+    write_text_atomic(metrics_path, text);
+    std::printf("resuming %s at epoch %lld, batch %lld (optimizer step %lld)\n", last_path.c_str(),
+                (long long)start_epoch + 1, (long long)skip_batches, (long long)opt.steps());
+  }
+
+  auto save_checkpoint = [&](int64_t epoch, int64_t batch_in_epoch, double wall) {
+    NamedTensors ts;
+    for (auto& [n, t] : model->state_dict()) ts.emplace_back("model." + n, t);
+    for (auto& nt : opt.state()) ts.push_back(nt);
+    if (ema)
+      for (auto& [n, t] : ema->state()) ts.emplace_back("ema." + n, t);
+    std::map<std::string, std::string> meta{
+        {"format", "pt"},
+        {"epoch", std::to_string(epoch)},
+        {"batch_in_epoch", std::to_string(batch_in_epoch)},
+        {"step", std::to_string(opt.steps())},
+        {"rng_seed", std::to_string(cfg.seed)},
+        {"rng_offset", std::to_string(default_generator().offset())},
+        {"best_val_acc1", std::to_string(best_acc1)},
+        {"wall_seconds", std::to_string(wall)},
+        {"metrics", history.dump()},
+        {"config", to_yaml(cfg)}};
+    save_safetensors(last_path, ts, meta);
+  };
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  const bool tty = isatty(fileno(stdout));
+  const bool bf16 = cfg.train.precision == "bf16";
+  const auto run_start = Clock::now();
+  std::printf("training %s (%lld parameters) on %s: %lld images/epoch, %lld steps/epoch, %lld epochs\n",
+              cfg.model.name.c_str(), (long long)model->num_parameters(), cfg.data.dataset.c_str(),
+              (long long)train_ds->size(), (long long)steps_per_epoch, (long long)cfg.train.epochs);
+  std::fflush(stdout);
+  double final_acc1 = history.empty() ? 0.0 : history.back().value("val_acc1", 0.0);
+  double total_images = 0, total_train_seconds = 0;
+  for (int64_t epoch = start_epoch; epoch < cfg.train.epochs; ++epoch) {
+    model->train();
+    train_loader.start_epoch(epoch, epoch == start_epoch ? skip_batches : 0);
+    const auto t0 = Clock::now();
+    double loss_sum = 0, lr = 0;
+    int64_t loss_count = 0, images = 0;
+    data::Batch b;
+    int64_t bi = epoch == start_epoch ? skip_batches : 0;
+    for (auto& p : model->parameters()) p.zero_grad();
+    while (train_loader.next(b)) {
+      Tensor loss;
+      {
+        AutocastGuard ac(bf16);
+        loss = classification_loss(model->forward(b.images), b, a.label_smoothing);
+      }
+      double lv = loss.item();
+      if (!std::isfinite(lv)) {
+        std::fprintf(stderr, "\ntrain: non-finite loss (%g) at epoch %lld, batch %lld; stopping. The last good "
+                     "checkpoint is kept at %s\n", lv, (long long)epoch + 1, (long long)bi, last_path.c_str());
+        return 1;
+      }
+      (accum > 1 ? loss * (1.0 / double(accum)) : loss).backward();
+      loss_sum += lv;
+      ++loss_count;
+      images += b.images.size(0);
+      ++bi;
+      if (bi % accum != 0) continue;
+      if (cfg.train.clip_grad > 0) clip_grad_norm(model->parameters(), cfg.train.clip_grad);
+      lr = learning_rate(cfg.train, opt.steps(), steps_per_epoch);
+      opt.step(lr);
+      for (auto& p : model->parameters()) p.zero_grad();
+      if (ema) ema->update(*model);
+      double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+      int64_t step_in_epoch = bi / accum;
+      if (tty) {
+        std::printf("\r[epoch %lld/%lld] %lld/%lld  loss %.4f  lr %.3g  %.0f img/s   ", (long long)epoch + 1,
+                    (long long)cfg.train.epochs, (long long)step_in_epoch, (long long)steps_per_epoch,
+                    loss_sum / double(loss_count), lr, double(images) / secs);
+        std::fflush(stdout);
+      } else if (step_in_epoch % cfg.train.log_interval == 0) {
+        std::printf("epoch %lld/%lld step %lld/%lld loss %.4f lr %.3g %.0f img/s\n", (long long)epoch + 1,
+                    (long long)cfg.train.epochs, (long long)step_in_epoch, (long long)steps_per_epoch,
+                    loss_sum / double(loss_count), lr, double(images) / secs);
+        std::fflush(stdout);
+      }
+      if (g_signal != 0) {
+        double wall = wall_before + std::chrono::duration<double>(Clock::now() - run_start).count();
+        save_checkpoint(epoch, bi, wall);
+        std::printf("\ntrain: signal %d received; saved %s at epoch %lld, batch %lld; rerun to resume\n",
+                    int(g_signal), last_path.c_str(), (long long)epoch + 1, (long long)bi);
+        return 0;
+      }
+    }
+    double epoch_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    total_images += double(images);
+    total_train_seconds += epoch_seconds;
+    EvalResult ev = evaluate(*model, val_loader, bf16);
+    json line{{"epoch", epoch + 1}, {"step", opt.steps()}, {"lr", lr},
+              {"train_loss", loss_count ? loss_sum / double(loss_count) : 0.0}, {"val_loss", ev.loss},
+              {"val_acc1", ev.acc1}, {"val_acc5", ev.acc5}, {"epoch_seconds", epoch_seconds},
+              {"images_per_second", double(images) / epoch_seconds}};
+    if (ema) {
+      ema_model->load_state_dict(ema->state(), true, "EMA state");
+      EvalResult ee = evaluate(*ema_model, val_loader, bf16);
+      line["ema_val_loss"] = ee.loss;
+      line["ema_val_acc1"] = ee.acc1;
+      line["ema_val_acc5"] = ee.acc5;
+    }
+    history.push_back(line);
+    final_acc1 = ev.acc1;
+    if (ev.acc1 > best_acc1) {
+      best_acc1 = ev.acc1;
+      model->save(best_path, {{"epoch", std::to_string(epoch + 1)}, {"val_acc1", std::to_string(ev.acc1)}});
+    }
+    double wall = wall_before + std::chrono::duration<double>(Clock::now() - run_start).count();
+    save_checkpoint(epoch + 1, 0, wall);
+    std::string text;
+    for (const auto& l : history) text += l.dump() + "\n";
+    write_text_atomic(metrics_path, text);
+    std::printf("%sepoch %lld/%lld  train loss %.4f  val loss %.4f  acc1 %.2f  acc5 %.2f  (%.1f s, %.0f img/s)\n",
+                tty ? "\r" : "", (long long)epoch + 1, (long long)cfg.train.epochs, line["train_loss"].get<double>(),
+                ev.loss, ev.acc1, ev.acc5, epoch_seconds, double(images) / epoch_seconds);
+    std::fflush(stdout);
+  }
+  double wall = wall_before + std::chrono::duration<double>(Clock::now() - run_start).count();
+  json summary{{"best_val_acc1", best_acc1}, {"final_val_acc1", final_acc1}, {"epochs", cfg.train.epochs},
+               {"wall_seconds", wall},
+               {"images_per_second", total_train_seconds > 0 ? total_images / total_train_seconds : 0.0}};
+  write_text_atomic(cfg.output_dir + "/summary.json", summary.dump(2) + "\n");
+  std::printf("done: best val acc1 %.2f, final %.2f; outputs in %s\n", best_acc1, final_acc1, cfg.output_dir.c_str());
+  return 0;
+}
+
+}  // namespace scion::train

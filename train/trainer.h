@@ -1,0 +1,40 @@
+// The training loop behind `train --config` (DESIGN.md "Run outputs"): per epoch train, evaluate
+// (and the EMA weights when on), append to metrics.jsonl, write last.safetensors (model, optimizer,
+// EMA, and in its metadata epoch/step/RNG/config/metrics history) and best.safetensors (model
+// weights, timm keys); summary.json at the end.
+//
+// Exact resume: every random draw is keyed by (seed, epoch, sample) or restored from the
+// checkpoint (the default generator's offset, used by dropout and drop path), and a checkpoint also
+// records how far into an epoch it was taken (SIGINT/SIGTERM stop at an optimizer-step boundary),
+// so a resumed CPU run with the same thread count computes what an uninterrupted one would.
+// metrics.jsonl is rewritten from the checkpoint's history, so it always matches last.safetensors.
+#pragma once
+
+#include <string>
+
+#include "data/loader.h"
+#include "nn/model.h"
+#include "train/config.h"
+
+namespace scion::train {
+
+struct EvalResult {
+  double loss = 0, acc1 = 0, acc5 = 0;
+  int64_t images = 0;
+};
+
+// Mean cross-entropy, top-1 and top-5 accuracy (in %) of `model` over the loader's epoch 0,
+// stopping after `limit` images when limit > 0.
+EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int64_t limit = 0);
+
+// Builds the evaluation pipeline of a config (resize + center crop, normalization).
+data::PipelineConfig eval_pipeline(const Config& cfg);
+
+// Runs (or resumes) a training run; returns the process exit status (0 ok, 1 failure).
+// InputError escapes for the caller to report with status 2.
+int run_training(const Config& cfg, bool resume);
+
+// Writes `text` to `path` atomically (temporary file, fsync, rename).
+void write_text_atomic(const std::string& path, const std::string& text);
+
+}  // namespace scion::train
