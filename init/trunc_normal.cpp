@@ -9,7 +9,8 @@ namespace scion::init {
 namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 bool is_norm(const std::string& name) {
@@ -33,7 +34,8 @@ void trunc_normal_init(nn::Model& model, Generator& gen) {
     } else if (is_norm(name)) {
       t.fill_(ends_with(name, "weight") ? 1.0 : 0.0);
     } else if (model.family() == "vit" && name.rfind("patch_embed.proj.", 0) == 0) {
-      int64_t fan_in = model.find("patch_embed.proj.weight").numel() / model.find("patch_embed.proj.weight").size(0);
+      int64_t fan_in = model.find("patch_embed.proj.weight").numel() /
+                       model.find("patch_embed.proj.weight").size(0);
       double bound = 1.0 / std::sqrt(double(fan_in));
       uniform_(t, -bound, bound, gen);
     } else if (ends_with(name, "bias")) {

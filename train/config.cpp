@@ -18,7 +18,8 @@ class Reader {
  public:
   Reader(const YAML::Node& node, std::string path, std::string source)
       : node_(node), path_(std::move(path)), source_(std::move(source)) {
-    if (node_ && !node_.IsNull() && !node_.IsMap()) fail(path_.empty() ? "config" : path_, "expected a mapping");
+    if (node_ && !node_.IsNull() && !node_.IsMap())
+      fail(path_.empty() ? "config" : path_, "expected a mapping");
   }
   [[noreturn]] void fail(const std::string& key, const std::string& msg) const {
     throw InputError(source_ + ": " + key + ": " + msg);
@@ -104,7 +105,8 @@ void apply_override(YAML::Node& root, const std::string& text, const std::string
       chain.back()[parts[i]] = YAML::Node(YAML::NodeType::Map);
       next = chain.back()[parts[i]];
     }
-    if (!next.IsMap()) throw InputError(source + ": --set " + text + ": " + parts[i] + " is not a section");
+    if (!next.IsMap())
+      throw InputError(source + ": --set " + text + ": " + parts[i] + " is not a section");
     chain.push_back(next);
   }
   chain.back()[parts.back()] = value_node;
@@ -172,12 +174,14 @@ Config from_node(const YAML::Node& root, const std::string& source) {
   read_model(r.sub("model"), c.model);
   {
     Reader i = r.sub("init");
-    i.choice("type", c.init.type, {"trunc_normal", "xavier_uniform", "xavier_normal", "kaiming_uniform",
-                                   "kaiming_normal", "weight_selection", "net2net", "checkpoint"});
+    i.choice("type", c.init.type,
+             {"trunc_normal", "xavier_uniform", "xavier_normal", "kaiming_uniform",
+              "kaiming_normal", "weight_selection", "net2net", "checkpoint"});
     i.str("teacher", c.init.teacher);
     i.str("teacher_model", c.init.teacher_model);
     i.choice("layers", c.init.layers, {"first", "uniform", "last"});
-    i.choice("elements", c.init.elements, {"uniform", "consecutive", "random", "random-inconsistent"});
+    i.choice("elements", c.init.elements,
+             {"uniform", "consecutive", "random", "random-inconsistent"});
     i.str("checkpoint", c.init.checkpoint);
     i.num("noise", c.init.noise, 0.0, 10.0);
     i.boolean("head", c.init.head);
@@ -185,7 +189,8 @@ Config from_node(const YAML::Node& root, const std::string& source) {
   }
   {
     Reader d = r.sub("data");
-    d.choice("dataset", c.data.dataset, {"cifar10", "cifar100", "image_folder", "tiny_imagenet", "fashion_mnist", "mnist"});
+    d.choice("dataset", c.data.dataset,
+             {"cifar10", "cifar100", "image_folder", "tiny_imagenet", "fashion_mnist", "mnist"});
     d.str("root", c.data.root);
     d.choice("train_split", c.data.train_split, {"train", "val", "test"});
     d.choice("val_split", c.data.val_split, {"train", "val", "test"});
@@ -239,7 +244,7 @@ Config from_node(const YAML::Node& root, const std::string& source) {
     t.integer("log_interval", tc.log_interval, 1, 1 << 30);
     Reader o = t.sub("optimizer");
     o.choice("type", tc.optimizer.type, {"adamw", "sgd"});
-    o.num("lr", tc.optimizer.lr, 0, 100);
+    o.num("lr", tc.optimizer.lr, 0, 1e30);
     o.num("weight_decay", tc.optimizer.weight_decay, 0, 10);
     o.num("eps", tc.optimizer.eps, 0, 1);
     o.num("momentum", tc.optimizer.momentum, 0, 1);
@@ -278,13 +283,15 @@ Config from_node(const YAML::Node& root, const std::string& source) {
   }
   r.finish();
   if (c.data.augment.mixup > 0 || c.data.augment.cutmix > 0)
-    if (c.train.batch_size % 2 != 0) throw InputError(source + ": train.batch_size: Mixup/CutMix need an even batch size");
+    if (c.train.batch_size % 2 != 0)
+      throw InputError(source + ": train.batch_size: Mixup/CutMix need an even batch size");
   return c;
 }
 
 }  // namespace
 
-Config parse_config(const std::string& text, const std::string& source, const std::vector<std::string>& overrides) {
+Config parse_config(const std::string& text, const std::string& source,
+                    const std::vector<std::string>& overrides) {
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -318,63 +325,98 @@ std::string to_yaml(const Config& c) {
   e << YAML::Key << "output_dir" << YAML::Value << c.output_dir;
   e << YAML::Key << "model" << YAML::Value << YAML::BeginMap;
   const nn::ModelConfig& m = c.model;
-  e << YAML::Key << "name" << YAML::Value << m.name << YAML::Key << "img_size" << YAML::Value << m.img_size;
-  e << YAML::Key << "patch_size" << YAML::Value << m.patch_size << YAML::Key << "in_chans" << YAML::Value << m.in_chans;
-  e << YAML::Key << "num_classes" << YAML::Value << m.num_classes << YAML::Key << "drop_path" << YAML::Value << m.drop_path;
+  e << YAML::Key << "name" << YAML::Value << m.name << YAML::Key << "img_size" << YAML::Value
+    << m.img_size;
+  e << YAML::Key << "patch_size" << YAML::Value << m.patch_size << YAML::Key << "in_chans"
+    << YAML::Value << m.in_chans;
+  e << YAML::Key << "num_classes" << YAML::Value << m.num_classes << YAML::Key << "drop_path"
+    << YAML::Value << m.drop_path;
   if (m.layer_scale) e << YAML::Key << "layer_scale" << YAML::Value << *m.layer_scale;
   if (m.embed_dim) e << YAML::Key << "embed_dim" << YAML::Value << *m.embed_dim;
   if (m.depth) e << YAML::Key << "depth" << YAML::Value << *m.depth;
   if (m.num_heads) e << YAML::Key << "num_heads" << YAML::Value << *m.num_heads;
   if (m.mlp_ratio) e << YAML::Key << "mlp_ratio" << YAML::Value << *m.mlp_ratio;
-  if (m.depths) { e << YAML::Key << "depths" << YAML::Value; list(*m.depths); }
-  if (m.dims) { e << YAML::Key << "dims" << YAML::Value; list(*m.dims); }
+  if (m.depths) {
+    e << YAML::Key << "depths" << YAML::Value;
+    list(*m.depths);
+  }
+  if (m.dims) {
+    e << YAML::Key << "dims" << YAML::Value;
+    list(*m.dims);
+  }
   e << YAML::EndMap;
   e << YAML::Key << "init" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "type" << YAML::Value << c.init.type << YAML::Key << "teacher" << YAML::Value << c.init.teacher;
+  e << YAML::Key << "type" << YAML::Value << c.init.type << YAML::Key << "teacher" << YAML::Value
+    << c.init.teacher;
   e << YAML::Key << "teacher_model" << YAML::Value << c.init.teacher_model;
-  e << YAML::Key << "layers" << YAML::Value << c.init.layers << YAML::Key << "elements" << YAML::Value << c.init.elements;
-  e << YAML::Key << "checkpoint" << YAML::Value << c.init.checkpoint << YAML::Key << "noise" << YAML::Value << c.init.noise;
+  e << YAML::Key << "layers" << YAML::Value << c.init.layers << YAML::Key << "elements"
+    << YAML::Value << c.init.elements;
+  e << YAML::Key << "checkpoint" << YAML::Value << c.init.checkpoint << YAML::Key << "noise"
+    << YAML::Value << c.init.noise;
   e << YAML::Key << "head" << YAML::Value << c.init.head << YAML::EndMap;
   const DataConfig& d = c.data;
   e << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "dataset" << YAML::Value << d.dataset << YAML::Key << "root" << YAML::Value << d.root;
-  e << YAML::Key << "train_split" << YAML::Value << d.train_split << YAML::Key << "val_split" << YAML::Value << d.val_split;
-  e << YAML::Key << "train_subset" << YAML::Value << d.train_subset << YAML::Key << "val_subset" << YAML::Value << d.val_subset;
+  e << YAML::Key << "dataset" << YAML::Value << d.dataset << YAML::Key << "root" << YAML::Value
+    << d.root;
+  e << YAML::Key << "train_split" << YAML::Value << d.train_split << YAML::Key << "val_split"
+    << YAML::Value << d.val_split;
+  e << YAML::Key << "train_subset" << YAML::Value << d.train_subset << YAML::Key << "val_subset"
+    << YAML::Value << d.val_subset;
   e << YAML::Key << "workers" << YAML::Value << d.workers;
-  e << YAML::Key << "mean" << YAML::Value; list(d.mean);
-  e << YAML::Key << "std" << YAML::Value; list(d.std);
+  e << YAML::Key << "mean" << YAML::Value;
+  list(d.mean);
+  e << YAML::Key << "std" << YAML::Value;
+  list(d.std);
   const AugmentConfig& a = d.augment;
   e << YAML::Key << "augment" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "randaugment" << YAML::Value << a.randaugment << YAML::Key << "mixup" << YAML::Value << a.mixup;
-  e << YAML::Key << "cutmix" << YAML::Value << a.cutmix << YAML::Key << "mixup_prob" << YAML::Value << a.mixup_prob;
+  e << YAML::Key << "randaugment" << YAML::Value << a.randaugment << YAML::Key << "mixup"
+    << YAML::Value << a.mixup;
+  e << YAML::Key << "cutmix" << YAML::Value << a.cutmix << YAML::Key << "mixup_prob" << YAML::Value
+    << a.mixup_prob;
   e << YAML::Key << "switch_prob" << YAML::Value << a.switch_prob;
-  e << YAML::Key << "label_smoothing" << YAML::Value << a.label_smoothing << YAML::Key << "reprob" << YAML::Value << a.reprob;
-  e << YAML::Key << "color_jitter" << YAML::Value << a.color_jitter << YAML::Key << "interpolation" << YAML::Value << a.interpolation;
-  e << YAML::Key << "crop" << YAML::Value << a.crop << YAML::Key << "scale_min" << YAML::Value << a.scale_min;
-  e << YAML::Key << "crop_pct" << YAML::Value << a.crop_pct << YAML::Key << "hflip" << YAML::Value << a.hflip;
+  e << YAML::Key << "label_smoothing" << YAML::Value << a.label_smoothing << YAML::Key << "reprob"
+    << YAML::Value << a.reprob;
+  e << YAML::Key << "color_jitter" << YAML::Value << a.color_jitter << YAML::Key << "interpolation"
+    << YAML::Value << a.interpolation;
+  e << YAML::Key << "crop" << YAML::Value << a.crop << YAML::Key << "scale_min" << YAML::Value
+    << a.scale_min;
+  e << YAML::Key << "crop_pct" << YAML::Value << a.crop_pct << YAML::Key << "hflip" << YAML::Value
+    << a.hflip;
   e << YAML::Key << "padding" << YAML::Value << a.padding << YAML::EndMap << YAML::EndMap;
   const TrainConfig& t = c.train;
   e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "epochs" << YAML::Value << t.epochs << YAML::Key << "batch_size" << YAML::Value << t.batch_size;
+  e << YAML::Key << "epochs" << YAML::Value << t.epochs << YAML::Key << "batch_size" << YAML::Value
+    << t.batch_size;
   e << YAML::Key << "accum_steps" << YAML::Value << t.accum_steps;
   e << YAML::Key << "optimizer" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "type" << YAML::Value << t.optimizer.type << YAML::Key << "lr" << YAML::Value << t.optimizer.lr;
+  e << YAML::Key << "type" << YAML::Value << t.optimizer.type << YAML::Key << "lr" << YAML::Value
+    << t.optimizer.lr;
   e << YAML::Key << "weight_decay" << YAML::Value << t.optimizer.weight_decay;
-  e << YAML::Key << "betas" << YAML::Value; list(t.optimizer.betas);
-  e << YAML::Key << "eps" << YAML::Value << t.optimizer.eps << YAML::Key << "momentum" << YAML::Value << t.optimizer.momentum;
+  e << YAML::Key << "betas" << YAML::Value;
+  list(t.optimizer.betas);
+  e << YAML::Key << "eps" << YAML::Value << t.optimizer.eps << YAML::Key << "momentum"
+    << YAML::Value << t.optimizer.momentum;
   e << YAML::Key << "nesterov" << YAML::Value << t.optimizer.nesterov << YAML::EndMap;
   e << YAML::Key << "schedule" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "type" << YAML::Value << t.schedule.type << YAML::Key << "warmup_epochs" << YAML::Value << t.schedule.warmup_epochs;
-  e << YAML::Key << "min_lr" << YAML::Value << t.schedule.min_lr << YAML::Key << "warmup_lr" << YAML::Value << t.schedule.warmup_lr;
-  e << YAML::Key << "decay_epochs" << YAML::Value << t.schedule.decay_epochs << YAML::Key << "decay_rate" << YAML::Value << t.schedule.decay_rate;
+  e << YAML::Key << "type" << YAML::Value << t.schedule.type << YAML::Key << "warmup_epochs"
+    << YAML::Value << t.schedule.warmup_epochs;
+  e << YAML::Key << "min_lr" << YAML::Value << t.schedule.min_lr << YAML::Key << "warmup_lr"
+    << YAML::Value << t.schedule.warmup_lr;
+  e << YAML::Key << "decay_epochs" << YAML::Value << t.schedule.decay_epochs << YAML::Key
+    << "decay_rate" << YAML::Value << t.schedule.decay_rate;
   e << YAML::EndMap;
   e << YAML::Key << "precision" << YAML::Value << t.precision;
-  e << YAML::Key << "ema" << YAML::Value << YAML::BeginMap << YAML::Key << "decay" << YAML::Value << t.ema_decay << YAML::EndMap;
+  e << YAML::Key << "ema" << YAML::Value << YAML::BeginMap << YAML::Key << "decay" << YAML::Value
+    << t.ema_decay << YAML::EndMap;
   e << YAML::Key << "clip_grad" << YAML::Value << t.clip_grad;
   e << YAML::Key << "distill" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "teacher" << YAML::Value;
-  if (t.distill.teacher.empty()) e << YAML::Null; else e << t.distill.teacher;
-  e << YAML::Key << "model" << YAML::Value << t.distill.model << YAML::Key << "alpha" << YAML::Value << t.distill.alpha;
+  if (t.distill.teacher.empty())
+    e << YAML::Null;
+  else
+    e << t.distill.teacher;
+  e << YAML::Key << "model" << YAML::Value << t.distill.model << YAML::Key << "alpha" << YAML::Value
+    << t.distill.alpha;
   e << YAML::Key << "temperature" << YAML::Value << t.distill.temperature << YAML::EndMap;
   e << YAML::Key << "log_interval" << YAML::Value << t.log_interval;
   e << YAML::EndMap << YAML::EndMap;

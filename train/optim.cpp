@@ -15,7 +15,8 @@ std::vector<std::string> no_weight_decay_names(const nn::Model& model) {
   return {};
 }
 
-Optimizer::Optimizer(const nn::Module& model, const OptimizerConfig& cfg, const std::vector<std::string>& no_decay)
+Optimizer::Optimizer(const nn::Module& model, const OptimizerConfig& cfg,
+                     const std::vector<std::string>& no_decay)
     : cfg_(cfg) {
   for (auto& [name, p] : model.named_parameters()) {
     SCION_CHECK(p.dtype() == DType::f32 && p.is_contiguous(), "optimizer: parameter ", name,
@@ -42,7 +43,8 @@ void Optimizer::step(double lr) {
     if (cfg_.type == "adamw") {
       float* v = s.buf2.data<float>();
       const float decay = float(1.0 - lr * s.weight_decay), fb1 = float(b1), fb2 = float(b2);
-      const float step_size = float(lr / bc1), inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2)), eps = float(cfg_.eps);
+      const float step_size = float(lr / bc1), inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2)),
+                  eps = float(cfg_.eps);
       cpu::parallel_for(0, n, 1 << 14, [&](int64_t lo, int64_t hi) {
         for (int64_t i = lo; i < hi; ++i) {
           float gi = gp[i];
@@ -115,9 +117,12 @@ double learning_rate(const TrainConfig& t, int64_t step, int64_t steps_per_epoch
   const ScheduleConfig& s = t.schedule;
   const double base = t.optimizer.lr;
   if (s.type == "constant") return base;
-  if (s.type == "step") return base * std::pow(s.decay_rate, std::floor(double(step) / steps_per_epoch / s.decay_epochs));
+  if (s.type == "step")
+    return base *
+           std::pow(s.decay_rate, std::floor(double(step) / steps_per_epoch / s.decay_epochs));
   int64_t total = t.epochs * steps_per_epoch;
-  int64_t warmup = std::min<int64_t>(total, int64_t(std::llround(s.warmup_epochs * double(steps_per_epoch))));
+  int64_t warmup =
+      std::min<int64_t>(total, int64_t(std::llround(s.warmup_epochs * double(steps_per_epoch))));
   if (step < warmup) return s.warmup_lr + (base - s.warmup_lr) * double(step) / double(warmup);
   int64_t n = total - warmup, i = step - warmup;
   if (n <= 0) return base;

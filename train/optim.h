@@ -1,4 +1,5 @@
-// Optimizers with torch.optim's update rules, on f32 master parameters, and learning-rate schedules.
+// Optimizers with torch.optim's update rules, on f32 master parameters, and learning-rate
+// schedules.
 //   AdamW: p *= 1 - lr wd; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
 //          p -= lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)          (torch.optim.AdamW)
 //   SGD:   d = g + wd p; buf = mu buf + d (buf = d at the first step);
@@ -26,7 +27,8 @@ struct ParamState {
 
 class Optimizer {
  public:
-  Optimizer(const nn::Module& model, const OptimizerConfig& cfg, const std::vector<std::string>& no_decay);
+  Optimizer(const nn::Module& model, const OptimizerConfig& cfg,
+            const std::vector<std::string>& no_decay);
   // One update with learning rate lr from the parameters' current .grad (missing grads skip).
   void step(double lr);
   int64_t steps() const { return step_; }

@@ -1,6 +1,7 @@
-// The `train` program: train --config FILE.yaml [--set key.path=value ...] [--output-dir DIR] [--resume]
-// Exit status: 0 success (also after a clean stop on SIGINT/SIGTERM), 2 usage/config/input error
-// (the message names the file, key or flag), 1 runtime failure (e.g. a non-finite loss).
+// The `train` program: train --config FILE.yaml [--set key.path=value ...] [--output-dir DIR]
+// [--resume] Exit status: 0 success (also after a clean stop on SIGINT/SIGTERM), 2
+// usage/config/input error (the message names the file, key or flag), 1 runtime failure (e.g. a
+// non-finite loss).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
@@ -16,7 +17,8 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_path, "YAML config file")->required();
   app.add_option("--set", sets, "override a config key: key.path=value (repeatable)");
   app.add_option("--output-dir", output_dir, "output folder (overrides output_dir)");
-  app.add_flag("--resume", resume, "continue from output_dir/last.safetensors (automatic when it exists)");
+  app.add_flag("--resume", resume,
+               "continue from output_dir/last.safetensors (automatic when it exists)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

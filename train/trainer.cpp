@@ -1,6 +1,7 @@
 // The training loop (see trainer.h).
 #include "train/trainer.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,7 +30,9 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 std::atomic<int> g_signal{0};
-extern "C" void on_signal(int sig) { g_signal = sig; }
+extern "C" void on_signal(int sig) {
+  g_signal = sig;
+}
 
 bool file_exists(const std::string& p) {
   struct stat st;
@@ -58,11 +61,12 @@ data::PipelineConfig base_pipeline(const Config& cfg) {
   return p;
 }
 
-data::DatasetPtr open_split(const Config& cfg, const std::string& split, int64_t subset, uint64_t seed) {
+data::DatasetPtr open_split(const Config& cfg, const std::string& split, int64_t subset,
+                            uint64_t seed) {
   data::DatasetPtr ds = data::open_dataset(cfg.data.dataset, cfg.data.root, split);
   SCION_CHECK(ds->num_classes() == cfg.model.num_classes, cfg.source, ": model.num_classes is ",
-              cfg.model.num_classes, " but ", cfg.data.dataset, " at ", cfg.data.root, " has ", ds->num_classes(),
-              " classes");
+              cfg.model.num_classes, " but ", cfg.data.dataset, " at ", cfg.data.root, " has ",
+              ds->num_classes(), " classes");
   return subset > 0 ? data::balanced_subset(ds, subset, seed) : ds;
 }
 
@@ -82,9 +86,11 @@ void init_model(nn::Model& model, const Config& cfg, Generator& gen) {
     SafetensorsFile f = SafetensorsFile::open(cfg.init.checkpoint);
     NamedTensors ts;
     for (const auto& n : f.names()) {
-      std::string key = n.rfind("model.", 0) == 0 ? n.substr(6) : n;  // scion checkpoints prefix model.
+      std::string key =
+          n.rfind("model.", 0) == 0 ? n.substr(6) : n;  // scion checkpoints prefix model.
       if (n.rfind("optim.", 0) == 0 || n.rfind("ema.", 0) == 0) continue;
-      bool head = key == "head.weight" || key == "head.bias" || key == "head.fc.weight" || key == "head.fc.bias";
+      bool head = key == "head.weight" || key == "head.bias" || key == "head.fc.weight" ||
+                  key == "head.fc.bias";
       if (head && f.shape(n)[0] != cfg.model.num_classes) continue;
       ts.emplace_back(key, f.get(n));
     }
@@ -92,7 +98,8 @@ void init_model(nn::Model& model, const Config& cfg, Generator& gen) {
     for (auto& [k, v] : ts) has_head |= k == "head.weight" || k == "head.fc.weight";
     model.load_state_dict(ts, has_head, cfg.init.checkpoint);
   } else {
-    throw InputError(cfg.source + ": init.type: '" + t + "' is not available in this version of scion " +
+    throw InputError(cfg.source + ": init.type: '" + t +
+                     "' is not available in this version of scion " +
                      "(available: trunc_normal, checkpoint)");
   }
 }
@@ -162,20 +169,34 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int6
 }
 
 int run_training(const Config& cfg, bool resume) {
-  SCION_CHECK(cfg.device == "cpu", cfg.source, ": device: '", cfg.device,
-              "' is not available in this build (the CUDA backend is not implemented yet); use cpu");
-  SCION_CHECK(cfg.train.distill.teacher.empty(), cfg.source,
-              ": train.distill.teacher: knowledge distillation is not available in this version of scion");
+  SCION_CHECK(
+      cfg.device == "cpu", cfg.source, ": device: '", cfg.device,
+      "' is not available in this build (the CUDA backend is not implemented yet); use cpu");
+  SCION_CHECK(
+      cfg.train.distill.teacher.empty(), cfg.source,
+      ": train.distill.teacher: knowledge distillation is not available in this version of scion");
   cpu::set_num_threads(cfg.threads);
   make_dirs(cfg.output_dir);
   const std::string last_path = cfg.output_dir + "/last.safetensors";
   const std::string best_path = cfg.output_dir + "/best.safetensors";
   const std::string metrics_path = cfg.output_dir + "/metrics.jsonl";
   resume = resume || file_exists(last_path);
+  // A kill during an atomic write leaves only its temporary file behind; remove such leftovers.
+  for (const char* stem :
+       {"last.safetensors", "best.safetensors", "metrics.jsonl", "summary.json", "config.yaml"}) {
+    std::string prefix = std::string(stem) + ".tmp.";
+    if (DIR* d = opendir(cfg.output_dir.c_str())) {
+      while (dirent* e = readdir(d))
+        if (std::string(e->d_name).rfind(prefix, 0) == 0)
+          std::remove((cfg.output_dir + "/" + e->d_name).c_str());
+      closedir(d);
+    }
+  }
   write_text_atomic(cfg.output_dir + "/config.yaml", to_yaml(cfg));
 
   // Data.
-  data::DatasetPtr train_ds = open_split(cfg, cfg.data.train_split, cfg.data.train_subset, cfg.seed);
+  data::DatasetPtr train_ds =
+      open_split(cfg, cfg.data.train_split, cfg.data.train_subset, cfg.seed);
   data::DatasetPtr val_ds = open_split(cfg, cfg.data.val_split, cfg.data.val_subset, cfg.seed + 1);
   data::PipelineConfig tp = base_pipeline(cfg);
   const AugmentConfig& a = cfg.data.augment;
@@ -208,7 +229,8 @@ int run_training(const Config& cfg, bool resume) {
   init_model(*model, cfg, init_gen);
   manual_seed(cfg.seed);  // dropout and drop path
   Optimizer opt(*model, cfg.train.optimizer, no_weight_decay_names(*model));
-  std::unique_ptr<Ema> ema = cfg.train.ema_decay > 0 ? std::make_unique<Ema>(*model, cfg.train.ema_decay) : nullptr;
+  std::unique_ptr<Ema> ema =
+      cfg.train.ema_decay > 0 ? std::make_unique<Ema>(*model, cfg.train.ema_decay) : nullptr;
   nn::ModelPtr ema_model = ema ? nn::create_model(cfg.model) : nullptr;
 
   const int64_t accum = cfg.train.accum_steps;
@@ -219,6 +241,10 @@ int run_training(const Config& cfg, bool resume) {
   int64_t start_epoch = 0, skip_batches = 0;
   double best_acc1 = -1, wall_before = 0;
   json history = json::array();
+  // Running sums of an epoch interrupted by a signal, so the resumed epoch reports the same mean.
+  double resume_loss_sum = 0;
+  int64_t resume_loss_count = 0, resume_images = 0;
+  double resume_seconds = 0;
   if (resume) {
     SCION_CHECK(file_exists(last_path), last_path, ": --resume given but there is no checkpoint");
     SafetensorsFile ck = SafetensorsFile::open(last_path);
@@ -238,7 +264,8 @@ int run_training(const Config& cfg, bool resume) {
         if (n.rfind("ema.", 0) == 0) es.emplace_back(n.substr(4), ck.get(n));
       NoGradGuard ng;
       for (auto& [name, t] : ema->state()) {
-        auto it = std::find_if(es.begin(), es.end(), [&](const auto& e) { return e.first == name; });
+        auto it =
+            std::find_if(es.begin(), es.end(), [&](const auto& e) { return e.first == name; });
         SCION_CHECK(it != es.end(), last_path, ": checkpoint has no EMA tensor ema.", name);
         t.copy_(it->second);
       }
@@ -249,6 +276,13 @@ int run_training(const Config& cfg, bool resume) {
     best_acc1 = std::stod(meta.at("best_val_acc1"));
     wall_before = std::stod(meta.at("wall_seconds"));
     history = json::parse(meta.at("metrics"));
+    if (skip_batches > 0 && meta.count("partial_epoch")) {
+      json part = json::parse(meta.at("partial_epoch"));
+      resume_loss_sum = part["loss_sum"];
+      resume_loss_count = part["loss_count"];
+      resume_images = part["images"];
+      resume_seconds = part["seconds"];
+    }
     std::string text;
     for (const auto& line : history) text += line.dump() + "\n";
     write_text_atomic(metrics_path, text);
@@ -256,7 +290,9 @@ int run_training(const Config& cfg, bool resume) {
                 (long long)start_epoch + 1, (long long)skip_batches, (long long)opt.steps());
   }
 
-  auto save_checkpoint = [&](int64_t epoch, int64_t batch_in_epoch, double wall) {
+  auto save_checkpoint = [&](int64_t epoch, int64_t batch_in_epoch, double wall,
+                             double part_loss_sum, int64_t part_loss_count, int64_t part_images,
+                             double part_seconds) {
     NamedTensors ts;
     for (auto& [n, t] : model->state_dict()) ts.emplace_back("model." + n, t);
     for (auto& nt : opt.state()) ts.push_back(nt);
@@ -272,6 +308,11 @@ int run_training(const Config& cfg, bool resume) {
         {"best_val_acc1", std::to_string(best_acc1)},
         {"wall_seconds", std::to_string(wall)},
         {"metrics", history.dump()},
+        {"partial_epoch", json{{"loss_sum", part_loss_sum},
+                               {"loss_count", part_loss_count},
+                               {"images", part_images},
+                               {"seconds", part_seconds}}
+                              .dump()},
         {"config", to_yaml(cfg)}};
     save_safetensors(last_path, ts, meta);
   };
@@ -281,18 +322,22 @@ int run_training(const Config& cfg, bool resume) {
   const bool tty = isatty(fileno(stdout));
   const bool bf16 = cfg.train.precision == "bf16";
   const auto run_start = Clock::now();
-  std::printf("training %s (%lld parameters) on %s: %lld images/epoch, %lld steps/epoch, %lld epochs\n",
-              cfg.model.name.c_str(), (long long)model->num_parameters(), cfg.data.dataset.c_str(),
-              (long long)train_ds->size(), (long long)steps_per_epoch, (long long)cfg.train.epochs);
+  std::printf(
+      "training %s (%lld parameters) on %s: %lld images/epoch, %lld steps/epoch, %lld epochs\n",
+      cfg.model.name.c_str(), (long long)model->num_parameters(), cfg.data.dataset.c_str(),
+      (long long)train_ds->size(), (long long)steps_per_epoch, (long long)cfg.train.epochs);
   std::fflush(stdout);
   double final_acc1 = history.empty() ? 0.0 : history.back().value("val_acc1", 0.0);
   double total_images = 0, total_train_seconds = 0;
   for (int64_t epoch = start_epoch; epoch < cfg.train.epochs; ++epoch) {
     model->train();
     train_loader.start_epoch(epoch, epoch == start_epoch ? skip_batches : 0);
+    const bool resumed_epoch = epoch == start_epoch && skip_batches > 0;
     const auto t0 = Clock::now();
-    double loss_sum = 0, lr = 0;
-    int64_t loss_count = 0, images = 0;
+    const double seconds_before = resumed_epoch ? resume_seconds : 0.0;
+    double loss_sum = resumed_epoch ? resume_loss_sum : 0.0, lr = 0;
+    int64_t loss_count = resumed_epoch ? resume_loss_count : 0,
+            images = resumed_epoch ? resume_images : 0;
     data::Batch b;
     int64_t bi = epoch == start_epoch ? skip_batches : 0;
     for (auto& p : model->parameters()) p.zero_grad();
@@ -304,8 +349,11 @@ int run_training(const Config& cfg, bool resume) {
       }
       double lv = loss.item();
       if (!std::isfinite(lv)) {
-        std::fprintf(stderr, "\ntrain: non-finite loss (%g) at epoch %lld, batch %lld; stopping. The last good "
-                     "checkpoint is kept at %s\n", lv, (long long)epoch + 1, (long long)bi, last_path.c_str());
+        std::fprintf(
+            stderr,
+            "\ntrain: non-finite loss (%g) at epoch %lld, batch %lld; stopping. The last good "
+            "checkpoint is kept at %s\n",
+            lv, (long long)epoch + 1, (long long)bi, last_path.c_str());
         return 1;
       }
       (accum > 1 ? loss * (1.0 / double(accum)) : loss).backward();
@@ -319,34 +367,43 @@ int run_training(const Config& cfg, bool resume) {
       opt.step(lr);
       for (auto& p : model->parameters()) p.zero_grad();
       if (ema) ema->update(*model);
-      double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+      double secs = seconds_before + std::chrono::duration<double>(Clock::now() - t0).count();
       int64_t step_in_epoch = bi / accum;
       if (tty) {
-        std::printf("\r[epoch %lld/%lld] %lld/%lld  loss %.4f  lr %.3g  %.0f img/s   ", (long long)epoch + 1,
-                    (long long)cfg.train.epochs, (long long)step_in_epoch, (long long)steps_per_epoch,
-                    loss_sum / double(loss_count), lr, double(images) / secs);
+        std::printf("\r[epoch %lld/%lld] %lld/%lld  loss %.4f  lr %.3g  %.0f img/s   ",
+                    (long long)epoch + 1, (long long)cfg.train.epochs, (long long)step_in_epoch,
+                    (long long)steps_per_epoch, loss_sum / double(loss_count), lr,
+                    double(images) / secs);
         std::fflush(stdout);
       } else if (step_in_epoch % cfg.train.log_interval == 0) {
-        std::printf("epoch %lld/%lld step %lld/%lld loss %.4f lr %.3g %.0f img/s\n", (long long)epoch + 1,
-                    (long long)cfg.train.epochs, (long long)step_in_epoch, (long long)steps_per_epoch,
-                    loss_sum / double(loss_count), lr, double(images) / secs);
+        std::printf("epoch %lld/%lld step %lld/%lld loss %.4f lr %.3g %.0f img/s\n",
+                    (long long)epoch + 1, (long long)cfg.train.epochs, (long long)step_in_epoch,
+                    (long long)steps_per_epoch, loss_sum / double(loss_count), lr,
+                    double(images) / secs);
         std::fflush(stdout);
       }
       if (g_signal != 0) {
         double wall = wall_before + std::chrono::duration<double>(Clock::now() - run_start).count();
-        save_checkpoint(epoch, bi, wall);
-        std::printf("\ntrain: signal %d received; saved %s at epoch %lld, batch %lld; rerun to resume\n",
-                    int(g_signal), last_path.c_str(), (long long)epoch + 1, (long long)bi);
+        save_checkpoint(epoch, bi, wall, loss_sum, loss_count, images, secs);
+        std::printf(
+            "\ntrain: signal %d received; saved %s at epoch %lld, batch %lld; rerun to resume\n",
+            int(g_signal), last_path.c_str(), (long long)epoch + 1, (long long)bi);
         return 0;
       }
     }
-    double epoch_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    double epoch_seconds =
+        seconds_before + std::chrono::duration<double>(Clock::now() - t0).count();
     total_images += double(images);
     total_train_seconds += epoch_seconds;
     EvalResult ev = evaluate(*model, val_loader, bf16);
-    json line{{"epoch", epoch + 1}, {"step", opt.steps()}, {"lr", lr},
-              {"train_loss", loss_count ? loss_sum / double(loss_count) : 0.0}, {"val_loss", ev.loss},
-              {"val_acc1", ev.acc1}, {"val_acc5", ev.acc5}, {"epoch_seconds", epoch_seconds},
+    json line{{"epoch", epoch + 1},
+              {"step", opt.steps()},
+              {"lr", lr},
+              {"train_loss", loss_count ? loss_sum / double(loss_count) : 0.0},
+              {"val_loss", ev.loss},
+              {"val_acc1", ev.acc1},
+              {"val_acc5", ev.acc5},
+              {"epoch_seconds", epoch_seconds},
               {"images_per_second", double(images) / epoch_seconds}};
     if (ema) {
       ema_model->load_state_dict(ema->state(), true, "EMA state");
@@ -359,24 +416,32 @@ int run_training(const Config& cfg, bool resume) {
     final_acc1 = ev.acc1;
     if (ev.acc1 > best_acc1) {
       best_acc1 = ev.acc1;
-      model->save(best_path, {{"epoch", std::to_string(epoch + 1)}, {"val_acc1", std::to_string(ev.acc1)}});
+      model->save(best_path,
+                  {{"epoch", std::to_string(epoch + 1)}, {"val_acc1", std::to_string(ev.acc1)}});
     }
     double wall = wall_before + std::chrono::duration<double>(Clock::now() - run_start).count();
-    save_checkpoint(epoch + 1, 0, wall);
+    save_checkpoint(epoch + 1, 0, wall, 0, 0, 0, 0);
     std::string text;
     for (const auto& l : history) text += l.dump() + "\n";
     write_text_atomic(metrics_path, text);
-    std::printf("%sepoch %lld/%lld  train loss %.4f  val loss %.4f  acc1 %.2f  acc5 %.2f  (%.1f s, %.0f img/s)\n",
-                tty ? "\r" : "", (long long)epoch + 1, (long long)cfg.train.epochs, line["train_loss"].get<double>(),
-                ev.loss, ev.acc1, ev.acc5, epoch_seconds, double(images) / epoch_seconds);
+    std::printf(
+        "%sepoch %lld/%lld  train loss %.4f  val loss %.4f  acc1 %.2f  acc5 %.2f  (%.1f s, %.0f "
+        "img/s)\n",
+        tty ? "\r" : "", (long long)epoch + 1, (long long)cfg.train.epochs,
+        line["train_loss"].get<double>(), ev.loss, ev.acc1, ev.acc5, epoch_seconds,
+        double(images) / epoch_seconds);
     std::fflush(stdout);
   }
   double wall = wall_before + std::chrono::duration<double>(Clock::now() - run_start).count();
-  json summary{{"best_val_acc1", best_acc1}, {"final_val_acc1", final_acc1}, {"epochs", cfg.train.epochs},
-               {"wall_seconds", wall},
-               {"images_per_second", total_train_seconds > 0 ? total_images / total_train_seconds : 0.0}};
+  json summary{
+      {"best_val_acc1", best_acc1},
+      {"final_val_acc1", final_acc1},
+      {"epochs", cfg.train.epochs},
+      {"wall_seconds", wall},
+      {"images_per_second", total_train_seconds > 0 ? total_images / total_train_seconds : 0.0}};
   write_text_atomic(cfg.output_dir + "/summary.json", summary.dump(2) + "\n");
-  std::printf("done: best val acc1 %.2f, final %.2f; outputs in %s\n", best_acc1, final_acc1, cfg.output_dir.c_str());
+  std::printf("done: best val acc1 %.2f, final %.2f; outputs in %s\n", best_acc1, final_acc1,
+              cfg.output_dir.c_str());
   return 0;
 }
 

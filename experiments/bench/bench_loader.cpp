@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
       mc.cutmix_alpha = 1.0;
     } else {
       // imagenet-sample/<wnid>/*.JPEG: open it as the "train" split of a folder that contains it.
-      ds = std::make_shared<Repeat>(open_dataset("image_folder", shared + "/imagenet-sample-split", "train"), 50);
+      ds = std::make_shared<Repeat>(
+          open_dataset("image_folder", shared + "/imagenet-sample-split", "train"), 50);
       pc.img_size = 224;
       pc.color_jitter = 0.0;  // as the torch side (create_transform(..., color_jitter=0))
     }
@@ -77,8 +78,11 @@ int main(int argc, char** argv) {
     int n = 0;
     while (n < batches && dl.next(b)) ++n;
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::cout << nlohmann::json{{"case", which}, {"workers", workers}, {"batch", batch},
-                                {"images_per_second", double(n * batch) / s}}.dump()
+    std::cout << nlohmann::json{{"case", which},
+                                {"workers", workers},
+                                {"batch", batch},
+                                {"images_per_second", double(n * batch) / s}}
+                     .dump()
               << std::endl;
   } catch (const InputError& e) {
     std::cerr << "error: " << e.what() << "\n";

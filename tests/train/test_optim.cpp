@@ -1,0 +1,153 @@
+// Optimizer steps against torch.optim (tests/golden/make_golden_train.py), schedules, and config
+// errors naming the file and key path.
+#include <fstream>
+
+#include "tests/support.h"
+#include "train/config.h"
+#include "train/optim.h"
+
+using namespace scion;
+using namespace scion::train;
+
+namespace {
+
+class TwoParams : public nn::Module {
+ public:
+  TwoParams(const Shape& bias_shape) {
+    register_parameter("weight", zeros({4, 3}));
+    register_parameter("bias", zeros(bias_shape));
+  }
+};
+
+void check_optimizer(const std::string& name, const OptimizerConfig& oc,
+                     const std::vector<double>& lrs, const Shape& bias_shape = {3}) {
+  INFO(name);
+  const SafetensorsFile& f =
+      SafetensorsFile::open(std::string(SCION_GOLDEN_DIR) + "/train.safetensors");
+  TwoParams m(bias_shape);
+  Tensor w = m.find("weight"), b = m.find("bias");
+  {
+    NoGradGuard ng;
+    w.copy_(f.get("w0"));
+    b.copy_(f.get("b0").reshape(bias_shape));
+  }
+  Optimizer opt(m, oc, {});
+  for (size_t k = 0; k < lrs.size(); ++k) {
+    w.set_grad(f.get("grad" + std::to_string(k) + ".w").clone());
+    b.set_grad(f.get("grad" + std::to_string(k) + ".b").clone().reshape(bias_shape));
+    opt.step(lrs[k]);
+  }
+  CHECK_CLOSE(w, f.get(name + ".w"), 1e-6, 1e-5);
+  CHECK_CLOSE(b.reshape({3}), f.get(name + ".b"), 1e-6, 1e-5);
+}
+
+std::string write_config(const std::string& name, const std::string& text) {
+  std::string path = "/tmp/scion_cfg_" + name + ".yaml";
+  std::ofstream(path) << text;
+  return path;
+}
+
+const char* kMinimal = "data: {dataset: cifar10, root: /tmp}\n";
+
+}  // namespace
+
+TEST_CASE("AdamW and SGD steps match torch.optim", "[train]") {
+  OptimizerConfig adamw;
+  adamw.type = "adamw";
+  adamw.weight_decay = 0.05;
+  check_optimizer("adamw_groups", adamw, {1e-3, 2e-3, 3e-3, 2e-3, 1e-3});  // bias (1-d): no decay
+  adamw.weight_decay = 0.1;
+  adamw.betas = {0.8, 0.99};
+  adamw.eps = 1e-6;
+  check_optimizer("adamw_all", adamw, {1e-3, 2e-3, 3e-3, 2e-3, 1e-3}, {1, 3});  // 2-d bias: decays
+  OptimizerConfig sgd;
+  sgd.type = "sgd";
+  sgd.momentum = 0.9;
+  sgd.nesterov = true;
+  sgd.weight_decay = 1e-4;
+  check_optimizer("sgd_nesterov", sgd, {0.1, 0.2, 0.1, 0.05, 0.1});
+  sgd.momentum = 0.0;
+  sgd.nesterov = false;
+  sgd.weight_decay = 0.0;
+  check_optimizer("sgd_plain", sgd, {0.1, 0.2, 0.1, 0.05, 0.1});
+}
+
+TEST_CASE("no weight decay for 1-d parameters and ViT's pos_embed/cls_token", "[train]") {
+  nn::ModelConfig c;
+  c.name = "vit_tiny";
+  c.depth = 1;
+  nn::ModelPtr vit = nn::create_model(c);
+  OptimizerConfig oc;
+  Optimizer opt(*vit, oc, no_weight_decay_names(*vit));
+  for (const ParamState& p : opt.params()) {
+    INFO(p.name);
+    bool decays = p.weight_decay > 0;
+    bool expected = p.param.dim() > 1 && p.name != "pos_embed" && p.name != "cls_token";
+    CHECK(decays == expected);
+  }
+}
+
+TEST_CASE("learning-rate schedules", "[train]") {
+  TrainConfig t;
+  t.epochs = 10;
+  t.optimizer.lr = 1e-3;
+  t.schedule.type = "cosine";
+  t.schedule.warmup_epochs = 2;
+  t.schedule.min_lr = 1e-5;
+  const int64_t spe = 100;
+  CHECK(learning_rate(t, 0, spe) == 0.0);
+  CHECK(learning_rate(t, 100, spe) == Approx(0.5e-3));
+  CHECK(learning_rate(t, 200, spe) == Approx(1e-3));                        // end of warmup
+  CHECK(learning_rate(t, 600, spe) == Approx(1e-5 + 0.5 * (1e-3 - 1e-5)));  // half-way down
+  CHECK(learning_rate(t, 999, spe) == Approx(1e-5).margin(1e-7));
+  t.schedule.type = "step";
+  t.schedule.decay_epochs = 3;
+  t.schedule.decay_rate = 0.1;
+  CHECK(learning_rate(t, 299, spe) == Approx(1e-3));
+  CHECK(learning_rate(t, 300, spe) == Approx(1e-4));
+  CHECK(learning_rate(t, 650, spe) == Approx(1e-5));
+  t.schedule.type = "constant";
+  CHECK(learning_rate(t, 777, spe) == 1e-3);
+}
+
+TEST_CASE("config: defaults, overrides and round trip", "[train][config]") {
+  Config c = load_config(
+      write_config("ok", std::string(kMinimal) + "train: {epochs: 3}\n"),
+      {"train.optimizer.lr=0.004", "model.dims=[8, 16, 32, 64]", "model.name=convnext_femto"});
+  CHECK(c.train.epochs == 3);
+  CHECK(c.train.optimizer.lr == 0.004);
+  CHECK(c.model.name == "convnext_femto");
+  REQUIRE(c.model.dims);
+  CHECK((*c.model.dims)[3] == 64);
+  Config again = parse_config(to_yaml(c), "roundtrip");
+  CHECK(to_yaml(again) == to_yaml(c));
+}
+
+TEST_CASE("config errors name the file and the key path", "[train][config]") {
+  auto bad = [](const std::string& name, const std::string& text, const std::string& fragment,
+                std::vector<std::string> sets = {}) {
+    std::string path = write_config(name, text);
+    INFO(text);
+    CHECK_THROWS_AS(load_config(path, sets), InputError);
+    CHECK_THROWS_WITH(load_config(path, sets), Catch::Contains(path) && Catch::Contains(fragment));
+  };
+  bad("unknown", std::string(kMinimal) + "train: {epochz: 3}\n", "train.epochz: unknown key");
+  bad("type", std::string(kMinimal) + "train: {epochs: many}\n",
+      "train.epochs: expected an integer");
+  bad("range", std::string(kMinimal) + "train: {optimizer: {lr: -1}}\n",
+      "train.optimizer.lr: value -1 out of range");
+  bad("choice", std::string(kMinimal) + "train: {precision: f16}\n",
+      "train.precision: expected one of f32, bf16");
+  bad("model", std::string(kMinimal) + "model: {name: resnet50}\n",
+      "model.name: unknown model 'resnet50'");
+  bad("root", "data: {dataset: cifar10}\n", "data.root: missing");
+  bad("yaml", "train: [1, 2\n", "invalid YAML");
+  bad("betas", std::string(kMinimal) + "train: {optimizer: {betas: [0.9]}}\n",
+      "train.optimizer.betas");
+  bad("set", kMinimal, "train.optimizer.learning_rate: unknown key",
+      {"train.optimizer.learning_rate=1"});
+  bad("mixup",
+      "data: {dataset: cifar10, root: /tmp, augment: {mixup: 0.8}}\ntrain: {batch_size: 7}\n",
+      "even batch size");
+  CHECK_THROWS_WITH(load_config("/nonexistent/x.yaml"), Catch::Contains("/nonexistent/x.yaml"));
+}
