@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""PyTorch/timm reference trainer for the fidelity check of scion's `train`.
+
+Trains the same model (timm, with timm's default initialization, which scion's trunc_normal
+initializer reproduces) on the same image files with the same recipe as a scion mini config:
+AdamW with timm's weight-decay groups, scion's per-step cosine schedule with linear warmup, label
+smoothing, random crop with 4 px padding + horizontal flip, bf16 autocast, batch 128, drop_last.
+Writes one JSON line per epoch (epoch, train_loss, val_loss, val_acc1, val_acc5) to --out.
+
+    python3 experiments/reference/train_reference.py --config configs/mini/convnext_femto_cifar10.yaml \
+        --out runs/reference/convnext_femto_cifar10.jsonl
+"""
+import argparse
+import json
+import math
+import os
+import time
+
+import timm
+import torch
+import torch.nn.functional as F
+import torchvision.transforms as T
+import yaml
+from timm.optim import create_optimizer_v2
+from torchvision.datasets import ImageFolder
+
+
+def lr_at(step, total, warmup, base, min_lr, warmup_lr=0.0):
+    """scion's train::learning_rate for the cosine schedule."""
+    if step < warmup:
+        return warmup_lr + (base - warmup_lr) * step / warmup
+    n, i = total - warmup, step - warmup
+    return min_lr + 0.5 * (base - min_lr) * (1 + math.cos(math.pi * i / n))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = yaml.safe_load(open(args.config))
+    m, d, t = cfg["model"], cfg["data"], cfg["train"]
+    aug = d.get("augment", {})
+    assert d["dataset"] == "image_folder" and aug.get("crop") == "random_crop", "reference supports the mini recipe"
+    torch.manual_seed(cfg.get("seed", 0))
+    timm_name = {"convnext_femto": "convnext_femto", "vit_tiny": "vit_tiny_patch16_224"}[m["name"]]
+    kwargs = dict(num_classes=m["num_classes"], drop_path_rate=m.get("drop_path", 0.0))
+    if "convnext" in timm_name:
+        kwargs["conv_mlp"] = False
+    else:
+        kwargs.update(img_size=m["img_size"], patch_size=m["patch_size"])
+    model = timm.create_model(timm_name, **kwargs)
+    mean, std = d.get("mean", [0.485, 0.456, 0.406]), d.get("std", [0.229, 0.224, 0.225])
+    train_tf = T.Compose([T.RandomCrop(m["img_size"], padding=aug.get("padding", 4)),
+                          T.RandomHorizontalFlip(aug.get("hflip", 0.5)), T.ToTensor(), T.Normalize(mean, std)])
+    eval_tf = T.Compose([T.ToTensor(), T.Normalize(mean, std)])  # crop_pct 1.0 at native 32 px
+    root = d["root"]
+    train_ds = ImageFolder(os.path.join(root, d.get("train_split", "train")), transform=train_tf)
+    val_ds = ImageFolder(os.path.join(root, d.get("val_split", "val")), transform=eval_tf)
+    if d.get("train_subset", 0):
+        g = torch.Generator().manual_seed(cfg.get("seed", 0))
+        per = d["train_subset"] // len(train_ds.classes)
+        idx = []
+        targets = torch.tensor(train_ds.targets)
+        for c in range(len(train_ds.classes)):
+            cls = (targets == c).nonzero().flatten()
+            idx += cls[torch.randperm(len(cls), generator=g)[:per]].tolist()
+        train_ds = torch.utils.data.Subset(train_ds, sorted(idx))
+    bs = t["batch_size"]
+    train_dl = torch.utils.data.DataLoader(train_ds, batch_size=bs, shuffle=True, drop_last=True,
+                                           num_workers=d.get("workers", 2), persistent_workers=True)
+    val_dl = torch.utils.data.DataLoader(val_ds, batch_size=bs, shuffle=False, num_workers=d.get("workers", 2))
+    o, s = t["optimizer"], t["schedule"]
+    opt = create_optimizer_v2(model, "adamw", lr=o["lr"], weight_decay=o["weight_decay"],
+                              betas=tuple(o.get("betas", [0.9, 0.999])), eps=o.get("eps", 1e-8))
+    epochs = args.epochs or t["epochs"]
+    steps_per_epoch = len(train_dl)
+    total, warmup = t["epochs"] * steps_per_epoch, round(s.get("warmup_epochs", 0) * steps_per_epoch)
+    bf16 = t.get("precision", "f32") == "bf16"
+    smoothing = aug.get("label_smoothing", 0.0)
+    step = 0
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as out:
+        for epoch in range(epochs):
+            model.train()
+            t0, loss_sum, n = time.time(), 0.0, 0
+            for x, y in train_dl:
+                lr = lr_at(step, total, warmup, o["lr"], s.get("min_lr", 1e-6), s.get("warmup_lr", 0.0))
+                for gr in opt.param_groups:
+                    gr["lr"] = lr
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                clip = t.get("clip_grad", 0)
+                if clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+                opt.step()
+                step += 1
+                loss_sum, n = loss_sum + loss.item(), n + 1
+            secs = time.time() - t0
+            model.eval()
+            vl, c1, c5, cnt = 0.0, 0, 0, 0
+            with torch.no_grad():
+                for x, y in val_dl:
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        logits = model(x).float()
+                    vl += F.cross_entropy(logits, y, reduction="sum").item()
+                    top = logits.topk(5, dim=1).indices
+                    c1 += (top[:, 0] == y).sum().item()
+                    c5 += (top == y[:, None]).any(dim=1).sum().item()
+                    cnt += len(y)
+            line = {"epoch": epoch + 1, "train_loss": loss_sum / n, "val_loss": vl / cnt,
+                    "val_acc1": 100 * c1 / cnt, "val_acc5": 100 * c5 / cnt, "epoch_seconds": secs,
+                    "images_per_second": n * bs / secs}
+            out.write(json.dumps(line) + "\n")
+            out.flush()
+            print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()
