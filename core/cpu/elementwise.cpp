@@ -9,23 +9,11 @@
 #include "core/cpu/kernels.h"
 #include "core/cpu/loops.h"
 #include "core/cpu/onednn.h"
+#include "core/ops.h"
 
 namespace scion::cpu {
 
 namespace {
-
-Shape broadcast(const Shape& a, const Shape& b) {
-  size_t n = std::max(a.size(), b.size());
-  Shape out(n);
-  for (size_t i = 0; i < n; ++i) {
-    int64_t x = i < n - a.size() ? 1 : a[i - (n - a.size())];
-    int64_t y = i < n - b.size() ? 1 : b[i - (n - b.size())];
-    SCION_CHECK(x == y || x == 1 || y == 1, "shapes ", shape_str(a), " and ", shape_str(b),
-                " cannot be broadcast together");
-    out[i] = x == 1 ? y : x;
-  }
-  return out;
-}
 
 template <class A>
 A apply_binary(BinaryOp op, A x, A y) {
@@ -203,7 +191,7 @@ void unary_rows(const Tensor& x, const Tensor& out, const F& f) {
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   SCION_ASSERT(a.dtype() == b.dtype(), "binary kernel on mixed dtypes ", dtype_name(a.dtype()),
                " and ", dtype_name(b.dtype()));
-  Shape shape = broadcast(a.shape(), b.shape());
+  Shape shape = broadcast_shapes(a.shape(), b.shape());
   // The output takes the layout of a dense full-shape input (channels-last stays channels-last).
   const Tensor& like = a.shape() == shape && is_dense(a) ? a : b;
   auto make_out = [&](DType dt) {
@@ -309,7 +297,7 @@ Tensor gelu_backward(const Tensor& g, const Tensor& x, bool tanh_form) {
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   SCION_CHECK(cond.dtype() == DType::bool_, "where: condition must be bool, got ",
               dtype_name(cond.dtype()));
-  Shape shape = broadcast(broadcast(cond.shape(), a.shape()), b.shape());
+  Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape()), b.shape());
   Tensor out = a.shape() == shape && is_dense(a) ? empty_like(a) : empty(shape, a.dtype());
   dispatch_all(a.dtype(), [&](auto tag) {
     using T = decltype(tag);

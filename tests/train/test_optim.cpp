@@ -151,3 +151,31 @@ TEST_CASE("config errors name the file and the key path", "[train][config]") {
       "even batch size");
   CHECK_THROWS_WITH(load_config("/nonexistent/x.yaml"), Catch::Contains("/nonexistent/x.yaml"));
 }
+
+TEST_CASE("every shipped config parses", "[train][config]") {
+  for (const char* name : {"vit_t_cifar100_random", "convnext_f_cifar100_random", "vit_t_imagenet_random",
+                           "convnext_f_imagenet_random", "mini/convnext_femto_cifar10", "mini/vit_tiny_cifar10"}) {
+    INFO(name);
+    Config c = load_config(std::string(SCION_SOURCE_DIR) + "/configs/" + name + ".yaml");
+    CHECK(c.train.epochs >= 1);
+    CHECK_NOTHROW(nn::create_model(c.model));
+    if (std::string(name).find("mini/") == std::string::npos) {
+      // The official recipe, key for key.
+      CHECK(c.train.epochs == 300);
+      CHECK(c.train.schedule.warmup_epochs == 50);
+      CHECK(c.train.optimizer.type == "adamw");
+      CHECK(c.train.optimizer.weight_decay == 0.05);
+      CHECK(c.data.augment.randaugment == "rand-m9-mstd0.5-inc1");
+      CHECK(c.data.augment.mixup == 0.8);
+      CHECK(c.data.augment.cutmix == 1.0);
+      CHECK(c.data.augment.label_smoothing == 0.1);
+      CHECK(c.data.augment.reprob == 0.25);
+      CHECK(c.data.augment.interpolation == "bicubic");
+      CHECK(c.model.img_size == 224);
+      bool imagenet = std::string(name).find("imagenet") != std::string::npos;
+      CHECK(c.train.batch_size * c.train.accum_steps == (imagenet ? 4096 : 512));
+      CHECK(c.train.optimizer.lr == (imagenet ? 4e-3 : 2e-3));
+      if (c.model.name == "convnext_femto") CHECK(c.model.drop_path == 0.1);
+    }
+  }
+}
