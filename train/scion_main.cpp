@@ -1,13 +1,20 @@
 // The `scion` program: tools around models and weight files (DESIGN.md "Programs").
 //   scion models                  registered models with parameter counts (1000 classes, 224 px)
 //   scion inspect FILE.safetensors  per tensor: name, dtype, shape, count, mean, std
+//   scion eval --model NAME [--set model.key=value ...] --weights W.safetensors --data DATASET
+//              --root DIR [--split train|val|test] [--limit N] [--precision f32|bf16]
+//              prints a JSON line last: {"loss":..,"acc1":..,"acc5":..,"images":..}
 // Exit status: 0 success, 2 usage or input error (the message names the file or flag), 1 failure.
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
 
+#include <nlohmann/json.hpp>
+
+#include "core/cpu/parallel.h"
 #include "core/scion.h"
 #include "nn/model.h"
+#include "train/trainer.h"
 
 using namespace scion;
 
@@ -50,6 +57,47 @@ int cmd_inspect(const std::string& path) {
   return 0;
 }
 
+struct EvalArgs {
+  std::string model, weights, dataset, root, split = "val", precision = "f32";
+  std::vector<std::string> sets;
+  int64_t limit = 0, batch = 100;
+  double crop_pct = 0.875;
+  int workers = 2, threads = 0;
+};
+
+int cmd_eval(const EvalArgs& a) {
+  cpu::set_num_threads(a.threads);
+  train::Config cfg;
+  cfg.source = "scion eval";
+  cfg.model.name = a.model;
+  for (const std::string& s : a.sets) {
+    auto eq = s.find('=');
+    std::string key = s.substr(0, eq);
+    SCION_CHECK(eq != std::string::npos && key.rfind("model.", 0) == 0, "--set ", s,
+                ": expected model.key=value");
+    nn::set_model_option(cfg.model, key.substr(6), s.substr(eq + 1));
+  }
+  cfg.data.dataset = a.dataset;
+  cfg.data.root = a.root;
+  cfg.data.augment.crop_pct = a.crop_pct;
+  nn::ModelPtr model = nn::create_model(cfg.model);
+  model->load(a.weights, /*strict=*/true);
+  data::DatasetPtr ds = data::open_dataset(a.dataset, a.root, a.split);
+  SCION_CHECK(ds->num_classes() == cfg.model.num_classes, a.root, ": the data set has ", ds->num_classes(),
+              " classes but the model has ", cfg.model.num_classes, " (set model.num_classes)");
+  data::LoaderOptions o;
+  o.batch_size = a.batch;
+  o.shuffle = false;
+  o.drop_last = false;
+  o.workers = a.workers;
+  data::DataLoader loader(ds, data::Pipeline(train::eval_pipeline(cfg)), o);
+  train::EvalResult r = train::evaluate(*model, loader, a.precision == "bf16", a.limit);
+  std::printf("%s\n", nlohmann::json{{"loss", r.loss}, {"acc1", r.acc1}, {"acc5", r.acc5}, {"images", r.images}}
+                          .dump()
+                          .c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -59,6 +107,19 @@ int main(int argc, char** argv) {
   std::string path;
   auto* inspect = app.add_subcommand("inspect", "summarize the tensors of a safetensors file");
   inspect->add_option("file", path, "FILE.safetensors")->required();
+  EvalArgs ea;
+  auto* eval = app.add_subcommand("eval", "evaluate weights on a data split");
+  eval->add_option("--model", ea.model, "registered model name")->required();
+  eval->add_option("--set", ea.sets, "model option model.key=value (repeatable)");
+  eval->add_option("--weights", ea.weights, "weights (.safetensors, timm keys)")->required();
+  eval->add_option("--data", ea.dataset, "cifar10|cifar100|image_folder|tiny_imagenet|fashion_mnist|mnist")->required();
+  eval->add_option("--root", ea.root, "data folder")->required();
+  eval->add_option("--split", ea.split, "train|val|test")->check(CLI::IsMember({"train", "val", "test"}));
+  eval->add_option("--limit", ea.limit, "evaluate the first N images only")->check(CLI::NonNegativeNumber);
+  eval->add_option("--precision", ea.precision, "f32|bf16")->check(CLI::IsMember({"f32", "bf16"}));
+  eval->add_option("--crop-pct", ea.crop_pct, "eval resize: img_size / crop_pct, then center crop");
+  eval->add_option("--batch", ea.batch, "batch size")->check(CLI::PositiveNumber);
+  eval->add_option("--threads", ea.threads, "threads (0 = all cores)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -67,6 +128,7 @@ int main(int argc, char** argv) {
   try {
     if (*models) return cmd_models();
     if (*inspect) return cmd_inspect(path);
+    if (*eval) return cmd_eval(ea);
   } catch (const InputError& e) {
     std::fprintf(stderr, "scion: error: %s\n", e.what());
     return 2;
