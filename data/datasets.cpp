@@ -250,7 +250,9 @@ DatasetPtr open_dataset(const std::string& kind, const std::string& root,
                   ? " (run data/download.sh " + kind + " to fetch it)"
                   : "",
               kind == "fashion_mnist" ? " (apt-get install dataset-fashion-mnist)" : "",
-              kind == "image_folder" ? " (expected root/<split>/<class>/*.jpg; for ImageNet-1k see data/download.sh)" : "");
+              kind == "image_folder"
+                  ? " (expected root/<split>/<class>/*.jpg; for ImageNet-1k see data/download.sh)"
+                  : "");
   std::string s = split == "val" && (kind == "cifar10" || kind == "cifar100" ||
                                      kind == "fashion_mnist" || kind == "mnist")
                       ? "test"

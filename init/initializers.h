@@ -1,19 +1,46 @@
-// Initializers fill a built model's parameters (modules only allocate). This file holds timm's
-// default initialization, scion's `trunc_normal` initializer:
-//   ViT (timm init_weights_vit_timm): Linear weights trunc_normal(std .02) and zero bias; pos_embed
-//     trunc_normal(.02); cls_token normal(1e-6); the patch-embedding conv keeps PyTorch's default
-//     (kaiming_uniform with a = sqrt(5), i.e. U(+-1/sqrt(fan_in)) for weight and bias);
-//     LayerNorm weight 1, bias 0; LayerScale gamma = layer_scale.
-//   ConvNeXt (timm _init_weights): Conv2d and Linear weights trunc_normal(.02), biases 0; LayerNorm
-//     1/0; gamma = layer_scale (1e-6 by default).
-// timm's trunc_normal_ truncates at absolute bounds [-2, 2], which at std .02 is no truncation.
+// Initializers fill a built model's parameters (modules only allocate), chosen by the config's
+// `init:` section and matched by parameter-name patterns:
+//   trunc_normal     timm's default init. ViT (init_weights_vit_timm): Linear weights
+//                    trunc_normal(std .02), zero biases, pos_embed trunc_normal(.02), cls_token
+//                    normal(1e-6), the patch-embedding conv PyTorch's default
+//                    (U(+-1/sqrt(fan_in))); ConvNeXt (_init_weights): Conv2d and Linear weights
+//                    trunc_normal(.02), zero biases. Everywhere LayerNorm weight 1, bias 0 and
+//                    layer scale gamma = layer_scale. (timm truncates at absolute +-2, which at std
+//                    .02 is no truncation.)
+//   xavier_uniform / xavier_normal / kaiming_uniform / kaiming_normal
+//                    the named rule on every weight matrix and conv kernel (fan by `mode`, gain
+//                    `gain`, default 1 for Xavier and sqrt(2) for Kaiming); the rest as
+//                    trunc_normal.
+//   checkpoint       load a weight file by key, strict, the head excluded when the class count
+//   differs. weight_selection select from a larger teacher (init/weight_selection.h).
 #pragma once
+
+#include <string>
 
 #include "core/rng.h"
 #include "nn/model.h"
 
 namespace scion::init {
 
+struct InitConfig {
+  std::string type = "trunc_normal";
+  std::string teacher, teacher_model;  // weight_selection / net2net source weights (and model name)
+  std::string layers = "first", elements = "uniform";
+  std::string checkpoint;
+  std::string mode = "fan_in";  // xavier/kaiming fan
+  double gain = 0.0;            // 0: the rule's default
+  double noise = 0.0;           // net2net symmetry-breaking noise
+  bool head = false;            // weight_selection: also select the head when class counts match
+};
+
+// The registered initializer names, in the order the docs list them.
+const std::vector<std::string>& initializer_names();
+
+// Runs the configured initializer; `source` names the config in errors.
+void initialize(nn::Model& model, const InitConfig& cfg, Generator& gen, const std::string& source);
+
 void trunc_normal_init(nn::Model& model, Generator& gen);
+// fan_in / fan_out of a weight as torch.nn.init computes them.
+void fans(const Tensor& w, int64_t& fan_in, int64_t& fan_out);
 
 }  // namespace scion::init

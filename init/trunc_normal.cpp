@@ -1,4 +1,5 @@
-// timm's default initialization (see initializers.h), matched by parameter name.
+// timm's default initialization (the trunc_normal initializer, see initializers.h), matched by
+// name.
 #include <cmath>
 
 #include "core/autograd.h"

@@ -184,6 +184,8 @@ Config from_node(const YAML::Node& root, const std::string& source) {
              {"uniform", "consecutive", "random", "random-inconsistent"});
     i.str("checkpoint", c.init.checkpoint);
     i.num("noise", c.init.noise, 0.0, 10.0);
+    i.choice("mode", c.init.mode, {"fan_in", "fan_out"});
+    i.num("gain", c.init.gain, 0.0, 100.0);
     i.boolean("head", c.init.head);
     i.finish();
   }
@@ -353,6 +355,8 @@ std::string to_yaml(const Config& c) {
     << YAML::Value << c.init.elements;
   e << YAML::Key << "checkpoint" << YAML::Value << c.init.checkpoint << YAML::Key << "noise"
     << YAML::Value << c.init.noise;
+  e << YAML::Key << "mode" << YAML::Value << c.init.mode << YAML::Key << "gain" << YAML::Value
+    << c.init.gain;
   e << YAML::Key << "head" << YAML::Value << c.init.head << YAML::EndMap;
   const DataConfig& d = c.data;
   e << YAML::Key << "data" << YAML::Value << YAML::BeginMap;

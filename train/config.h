@@ -9,18 +9,12 @@
 #include <vector>
 
 #include "data/loader.h"
+#include "init/initializers.h"
 #include "nn/model.h"
 
 namespace scion::train {
 
-struct InitConfig {
-  std::string type = "trunc_normal";
-  std::string teacher, teacher_model;
-  std::string layers = "first", elements = "uniform";
-  std::string checkpoint;
-  double noise = 0.0;
-  bool head = false;
-};
+using InitConfig = init::InitConfig;
 
 struct AugmentConfig {
   std::string randaugment;  // timm spec or "" (off)

@@ -1,6 +1,10 @@
 // The `scion` program: tools around models and weight files (DESIGN.md "Programs").
 //   scion models                  registered models with parameter counts (1000 classes, 224 px)
 //   scion inspect FILE.safetensors  per tensor: name, dtype, shape, count, mean, std
+//   scion select --teacher T.safetensors --model NAME [--set model.key=value ...]
+//              [--layers first|uniform|last] [--elements
+//              uniform|consecutive|random|random-inconsistent]
+//              [--seed N] [--head] --out S.safetensors
 //   scion eval --model NAME [--set model.key=value ...] --weights W.safetensors --data DATASET
 //              --root DIR [--split train|val|test] [--limit N] [--precision f32|bf16]
 //              prints a JSON line last: {"loss":..,"acc1":..,"acc5":..,"images":..}
@@ -13,6 +17,8 @@
 
 #include "core/cpu/parallel.h"
 #include "core/scion.h"
+#include "init/initializers.h"
+#include "init/weight_selection.h"
 #include "nn/model.h"
 #include "train/trainer.h"
 
@@ -57,6 +63,46 @@ int cmd_inspect(const std::string& path) {
   return 0;
 }
 
+nn::ModelConfig model_config(const std::string& name, const std::vector<std::string>& sets) {
+  nn::ModelConfig c;
+  c.name = name;
+  for (const std::string& s : sets) {
+    auto eq = s.find('=');
+    std::string key = s.substr(0, eq);
+    SCION_CHECK(eq != std::string::npos && key.rfind("model.", 0) == 0, "--set ", s,
+                ": expected model.key=value");
+    nn::set_model_option(c, key.substr(6), s.substr(eq + 1));
+  }
+  return c;
+}
+
+struct SelectArgs {
+  std::string teacher, model, out, layers = "first", elements = "uniform";
+  std::vector<std::string> sets;
+  uint64_t seed = 0;
+  bool head = false;
+};
+
+int cmd_select(const SelectArgs& a) {
+  nn::ModelPtr student = nn::create_model(model_config(a.model, a.sets));
+  init::InitConfig ic;
+  ic.type = "weight_selection";
+  ic.teacher = a.teacher;
+  ic.layers = a.layers;
+  ic.elements = a.elements;
+  ic.head = a.head;
+  Generator gen(a.seed, 0x494E4954);
+  init::initialize(*student, ic, gen, "scion select");
+  student->save(a.out, {{"scion_select_teacher", a.teacher},
+                        {"layers", a.layers},
+                        {"elements", a.elements},
+                        {"seed", std::to_string(a.seed)}});
+  std::printf("wrote %s: %s (%lld parameters) selected from %s (layers %s, elements %s)\n",
+              a.out.c_str(), a.model.c_str(), (long long)student->num_parameters(),
+              a.teacher.c_str(), a.layers.c_str(), a.elements.c_str());
+  return 0;
+}
+
 struct EvalArgs {
   std::string model, weights, dataset, root, split = "val", precision = "f32";
   std::vector<std::string> sets;
@@ -69,22 +115,16 @@ int cmd_eval(const EvalArgs& a) {
   cpu::set_num_threads(a.threads);
   train::Config cfg;
   cfg.source = "scion eval";
-  cfg.model.name = a.model;
-  for (const std::string& s : a.sets) {
-    auto eq = s.find('=');
-    std::string key = s.substr(0, eq);
-    SCION_CHECK(eq != std::string::npos && key.rfind("model.", 0) == 0, "--set ", s,
-                ": expected model.key=value");
-    nn::set_model_option(cfg.model, key.substr(6), s.substr(eq + 1));
-  }
+  cfg.model = model_config(a.model, a.sets);
   cfg.data.dataset = a.dataset;
   cfg.data.root = a.root;
   cfg.data.augment.crop_pct = a.crop_pct;
   nn::ModelPtr model = nn::create_model(cfg.model);
   model->load(a.weights, /*strict=*/true);
   data::DatasetPtr ds = data::open_dataset(a.dataset, a.root, a.split);
-  SCION_CHECK(ds->num_classes() == cfg.model.num_classes, a.root, ": the data set has ", ds->num_classes(),
-              " classes but the model has ", cfg.model.num_classes, " (set model.num_classes)");
+  SCION_CHECK(ds->num_classes() == cfg.model.num_classes, a.root, ": the data set has ",
+              ds->num_classes(), " classes but the model has ", cfg.model.num_classes,
+              " (set model.num_classes)");
   data::LoaderOptions o;
   o.batch_size = a.batch;
   o.shuffle = false;
@@ -92,9 +132,11 @@ int cmd_eval(const EvalArgs& a) {
   o.workers = a.workers;
   data::DataLoader loader(ds, data::Pipeline(train::eval_pipeline(cfg)), o);
   train::EvalResult r = train::evaluate(*model, loader, a.precision == "bf16", a.limit);
-  std::printf("%s\n", nlohmann::json{{"loss", r.loss}, {"acc1", r.acc1}, {"acc5", r.acc5}, {"images", r.images}}
-                          .dump()
-                          .c_str());
+  std::printf(
+      "%s\n",
+      nlohmann::json{{"loss", r.loss}, {"acc1", r.acc1}, {"acc5", r.acc5}, {"images", r.images}}
+          .dump()
+          .c_str());
   return 0;
 }
 
@@ -107,15 +149,34 @@ int main(int argc, char** argv) {
   std::string path;
   auto* inspect = app.add_subcommand("inspect", "summarize the tensors of a safetensors file");
   inspect->add_option("file", path, "FILE.safetensors")->required();
+  SelectArgs sa;
+  auto* select = app.add_subcommand(
+      "select", "initialize a student by weight selection from a larger teacher");
+  select->add_option("--teacher", sa.teacher, "teacher weights (timm keys or a scion checkpoint)")
+      ->required();
+  select->add_option("--model", sa.model, "student model name")->required();
+  select->add_option("--set", sa.sets, "student option model.key=value (repeatable)");
+  select->add_option("--layers", sa.layers, "first|uniform|last")
+      ->check(CLI::IsMember({"first", "uniform", "last"}));
+  select->add_option("--elements", sa.elements, "uniform|consecutive|random|random-inconsistent")
+      ->check(CLI::IsMember({"uniform", "consecutive", "random", "random-inconsistent"}));
+  select->add_option("--seed", sa.seed, "seed for random selection and the student's own init");
+  select->add_flag("--head", sa.head,
+                   "also select the classifier head when the class counts match");
+  select->add_option("--out", sa.out, "output weights (.safetensors)")->required();
   EvalArgs ea;
   auto* eval = app.add_subcommand("eval", "evaluate weights on a data split");
   eval->add_option("--model", ea.model, "registered model name")->required();
   eval->add_option("--set", ea.sets, "model option model.key=value (repeatable)");
   eval->add_option("--weights", ea.weights, "weights (.safetensors, timm keys)")->required();
-  eval->add_option("--data", ea.dataset, "cifar10|cifar100|image_folder|tiny_imagenet|fashion_mnist|mnist")->required();
+  eval->add_option("--data", ea.dataset,
+                   "cifar10|cifar100|image_folder|tiny_imagenet|fashion_mnist|mnist")
+      ->required();
   eval->add_option("--root", ea.root, "data folder")->required();
-  eval->add_option("--split", ea.split, "train|val|test")->check(CLI::IsMember({"train", "val", "test"}));
-  eval->add_option("--limit", ea.limit, "evaluate the first N images only")->check(CLI::NonNegativeNumber);
+  eval->add_option("--split", ea.split, "train|val|test")
+      ->check(CLI::IsMember({"train", "val", "test"}));
+  eval->add_option("--limit", ea.limit, "evaluate the first N images only")
+      ->check(CLI::NonNegativeNumber);
   eval->add_option("--precision", ea.precision, "f32|bf16")->check(CLI::IsMember({"f32", "bf16"}));
   eval->add_option("--crop-pct", ea.crop_pct, "eval resize: img_size / crop_pct, then center crop");
   eval->add_option("--batch", ea.batch, "batch size")->check(CLI::PositiveNumber);
@@ -129,6 +190,7 @@ int main(int argc, char** argv) {
     if (*models) return cmd_models();
     if (*inspect) return cmd_inspect(path);
     if (*eval) return cmd_eval(ea);
+    if (*select) return cmd_select(sa);
   } catch (const InputError& e) {
     std::fprintf(stderr, "scion: error: %s\n", e.what());
     return 2;

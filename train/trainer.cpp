@@ -76,34 +76,6 @@ Tensor classification_loss(const Tensor& logits, const data::Batch& b, double sm
   return cross_entropy(logits, b.labels, smoothing);
 }
 
-void init_model(nn::Model& model, const Config& cfg, Generator& gen) {
-  const std::string& t = cfg.init.type;
-  if (t == "trunc_normal") {
-    init::trunc_normal_init(model, gen);
-  } else if (t == "checkpoint") {
-    SCION_CHECK(!cfg.init.checkpoint.empty(), cfg.source, ": init.checkpoint: missing path");
-    init::trunc_normal_init(model, gen);  // the head keeps this when class counts differ
-    SafetensorsFile f = SafetensorsFile::open(cfg.init.checkpoint);
-    NamedTensors ts;
-    for (const auto& n : f.names()) {
-      std::string key =
-          n.rfind("model.", 0) == 0 ? n.substr(6) : n;  // scion checkpoints prefix model.
-      if (n.rfind("optim.", 0) == 0 || n.rfind("ema.", 0) == 0) continue;
-      bool head = key == "head.weight" || key == "head.bias" || key == "head.fc.weight" ||
-                  key == "head.fc.bias";
-      if (head && f.shape(n)[0] != cfg.model.num_classes) continue;
-      ts.emplace_back(key, f.get(n));
-    }
-    bool has_head = false;
-    for (auto& [k, v] : ts) has_head |= k == "head.weight" || k == "head.fc.weight";
-    model.load_state_dict(ts, has_head, cfg.init.checkpoint);
-  } else {
-    throw InputError(cfg.source + ": init.type: '" + t +
-                     "' is not available in this version of scion " +
-                     "(available: trunc_normal, checkpoint)");
-  }
-}
-
 }  // namespace
 
 void write_text_atomic(const std::string& path, const std::string& text) {
@@ -226,7 +198,7 @@ int run_training(const Config& cfg, bool resume) {
   // Model, optimizer, EMA.
   nn::ModelPtr model = nn::create_model(cfg.model);
   Generator init_gen(cfg.seed, 0x494E4954);
-  init_model(*model, cfg, init_gen);
+  init::initialize(*model, cfg.init, init_gen, cfg.source);
   manual_seed(cfg.seed);  // dropout and drop path
   Optimizer opt(*model, cfg.train.optimizer, no_weight_decay_names(*model));
   std::unique_ptr<Ema> ema =

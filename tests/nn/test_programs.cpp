@@ -58,8 +58,10 @@ TEST_CASE("scion inspect summarizes a file; bad input exits 2 naming the file", 
 TEST_CASE("scion eval prints loss/acc1/acc5/images as its last line", "[programs]") {
   std::string root = std::string(SCION_SOURCE_DIR) + "/../shared/data/cifar10-jpg";
   std::string weights = std::string(SCION_GOLDEN_DIR) + "/models/roundtrip_vit.safetensors";
-  std::string model = "--model vit_tiny --set model.img_size=32 --set model.patch_size=4 --set model.num_classes=10 "
-                      "--set model.depth=2 --set model.embed_dim=64 --set model.num_heads=2 ";
+  std::string model =
+      "--model vit_tiny --set model.img_size=32 --set model.patch_size=4 --set "
+      "model.num_classes=10 "
+      "--set model.depth=2 --set model.embed_dim=64 --set model.num_heads=2 ";
   Run r = run("eval " + model + "--weights " + weights + " --data image_folder --root " + root +
               " --split test --limit 150 --crop-pct 1.0");
   if (r.output.find("data root not found") != std::string::npos) {

@@ -153,8 +153,9 @@ TEST_CASE("config errors name the file and the key path", "[train][config]") {
 }
 
 TEST_CASE("every shipped config parses", "[train][config]") {
-  for (const char* name : {"vit_t_cifar100_random", "convnext_f_cifar100_random", "vit_t_imagenet_random",
-                           "convnext_f_imagenet_random", "mini/convnext_femto_cifar10", "mini/vit_tiny_cifar10"}) {
+  for (const char* name :
+       {"vit_t_cifar100_random", "convnext_f_cifar100_random", "vit_t_imagenet_random",
+        "convnext_f_imagenet_random", "mini/convnext_femto_cifar10", "mini/vit_tiny_cifar10"}) {
     INFO(name);
     Config c = load_config(std::string(SCION_SOURCE_DIR) + "/configs/" + name + ".yaml");
     CHECK(c.train.epochs >= 1);

@@ -1,0 +1,106 @@
+// Xavier and Kaiming initializers (torch.nn.init's formulas) and the initializer registry.
+#include <cmath>
+
+#include "core/autograd.h"
+#include "init/initializers.h"
+#include "init/weight_selection.h"
+
+namespace scion::init {
+
+void fans(const Tensor& w, int64_t& fan_in, int64_t& fan_out) {
+  SCION_ASSERT(w.dim() >= 2, "fans of a tensor with fewer than 2 dims");
+  int64_t receptive = 1;
+  for (int64_t d = 2; d < w.dim(); ++d) receptive *= w.size(d);
+  fan_in = w.size(1) * receptive;
+  fan_out = w.size(0) * receptive;
+}
+
+namespace {
+
+bool is_matrix_weight(const std::string& name, const Tensor& p) {
+  return p.dim() >= 2 && name != "pos_embed" && name != "cls_token";
+}
+
+void classic_init(nn::Model& model, const InitConfig& cfg, Generator& gen,
+                  const std::string& source) {
+  SCION_CHECK(cfg.mode == "fan_in" || cfg.mode == "fan_out", source,
+              ": init.mode: expected fan_in or fan_out, got '", cfg.mode, "'");
+  trunc_normal_init(model, gen);  // norms, biases, tokens, layer scales
+  bool xavier = cfg.type.rfind("xavier", 0) == 0,
+       uniform = cfg.type.find("uniform") != std::string::npos;
+  double gain = cfg.gain > 0 ? cfg.gain : (xavier ? 1.0 : std::sqrt(2.0));
+  NoGradGuard ng;
+  for (auto& [name, p] : model.named_parameters()) {
+    if (!is_matrix_weight(name, p)) continue;
+    int64_t fin, fout;
+    fans(p, fin, fout);
+    double std = xavier ? gain * std::sqrt(2.0 / double(fin + fout))
+                        : gain / std::sqrt(double(cfg.mode == "fan_in" ? fin : fout));
+    Tensor t = p;
+    if (uniform) {
+      double bound = std::sqrt(3.0) * std;  // U(-b, b) has std b / sqrt(3)
+      uniform_(t, -bound, bound, gen);
+    } else {
+      normal_(t, 0.0, std, gen);
+    }
+  }
+}
+
+void checkpoint_init(nn::Model& model, const InitConfig& cfg, Generator& gen,
+                     const std::string& source) {
+  SCION_CHECK(!cfg.checkpoint.empty(), source, ": init.checkpoint: missing path to the weights");
+  trunc_normal_init(model, gen);  // the head keeps this when the class count differs
+  NamedTensors ts;
+  bool has_head = false;
+  for (auto& [key, t] : load_teacher(cfg.checkpoint)) {
+    bool head = key == "head.weight" || key == "head.bias" || key == "head.fc.weight" ||
+                key == "head.fc.bias";
+    if (head && t.size(0) != model.config().num_classes) continue;
+    has_head |= head;
+    ts.emplace_back(key, t);
+  }
+  NamedTensors own = model.state_dict();
+  if (!has_head)  // strict on everything but the excluded head
+    for (auto& [n, t] : own)
+      if (n.rfind("head", 0) == 0) ts.emplace_back(n, t.detach().clone());
+  model.load_state_dict(ts, true, cfg.checkpoint);
+}
+
+void weight_selection_init(nn::Model& model, const InitConfig& cfg, Generator& gen,
+                           const std::string& source) {
+  SCION_CHECK(!cfg.teacher.empty(), source,
+              ": init.teacher: missing path to the teacher's weights");
+  trunc_normal_init(model,
+                    gen);  // what selection does not cover (the head) keeps the student's own init
+  SelectionOptions o;
+  o.layers = cfg.layers;
+  o.elements = cfg.elements;
+  o.head = cfg.head;
+  o.seed = gen.seed();
+  select_weights(model, load_teacher(cfg.teacher), o, cfg.teacher);
+}
+
+}  // namespace
+
+const std::vector<std::string>& initializer_names() {
+  static const std::vector<std::string> names = {
+      "trunc_normal",   "xavier_uniform", "xavier_normal",   "kaiming_uniform",
+      "kaiming_normal", "checkpoint",     "weight_selection"};
+  return names;
+}
+
+void initialize(nn::Model& model, const InitConfig& cfg, Generator& gen,
+                const std::string& source) {
+  if (cfg.type == "trunc_normal") return trunc_normal_init(model, gen);
+  if (cfg.type == "xavier_uniform" || cfg.type == "xavier_normal" ||
+      cfg.type == "kaiming_uniform" || cfg.type == "kaiming_normal")
+    return classic_init(model, cfg, gen, source);
+  if (cfg.type == "checkpoint") return checkpoint_init(model, cfg, gen, source);
+  if (cfg.type == "weight_selection") return weight_selection_init(model, cfg, gen, source);
+  std::string known;
+  for (const auto& n : initializer_names()) known += (known.empty() ? "" : ", ") + n;
+  throw InputError(source + ": init.type: '" + cfg.type +
+                   "' is not available (available: " + known + ")");
+}
+
+}  // namespace scion::init

@@ -1,0 +1,239 @@
+// Weight selection (see weight_selection.h).
+#include "init/weight_selection.h"
+
+#include <algorithm>
+#include <cmath>
+#include <regex>
+#include <set>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+
+namespace scion::init {
+
+namespace {
+
+const NamedTensors::value_type* find(const NamedTensors& ts, const std::string& name) {
+  for (const auto& nt : ts)
+    if (nt.first == name) return &nt;
+  return nullptr;
+}
+
+bool is_head(const std::string& name) {
+  return name == "head.weight" || name == "head.bias" || name == "head.fc.weight" ||
+         name == "head.fc.bias";
+}
+
+// Selects `idx[d]` along every dimension d of t.
+Tensor select_dims(Tensor t, const std::vector<std::vector<int64_t>>& idx) {
+  for (size_t d = 0; d < idx.size(); ++d) {
+    if (int64_t(idx[d].size()) == t.size(int64_t(d))) {
+      bool identity = true;
+      for (size_t k = 0; k < idx[d].size() && identity; ++k) identity = idx[d][k] == int64_t(k);
+      if (identity) continue;
+    }
+    std::vector<double> v(idx[d].begin(), idx[d].end());
+    t = index_select(t, int64_t(d), from_vector(v, {int64_t(v.size())}, DType::i64));
+  }
+  return t;
+}
+
+}  // namespace
+
+std::vector<int64_t> element_indices(
+    const std::string& mode, int64_t t, int64_t s, Generator& gen,
+    std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>>* cache) {
+  SCION_CHECK(s <= t, "element selection: cannot select ", s, " of ", t, " elements");
+  std::vector<int64_t> idx(static_cast<size_t>(s));
+  if (mode == "consecutive" || s == t) {
+    for (int64_t i = 0; i < s; ++i) idx[size_t(i)] = i;
+  } else if (mode == "uniform") {
+    if (t % s == 0) {
+      for (int64_t i = 0; i < s; ++i) idx[size_t(i)] = i * (t / s);
+    } else {
+      // torch.round(torch.linspace(0, t - 1, s)): float32 linspace (the second half counted back
+      // from the end, as torch computes it), rounded half to even.
+      float start = 0.0f, end = float(t - 1), step = (end - start) / float(s - 1);
+      int64_t halfway = s / 2;
+      for (int64_t i = 0; i < s; ++i) {
+        float v = i < halfway ? start + step * float(i) : end - step * float(s - i - 1);
+        idx[size_t(i)] = int64_t(std::nearbyint(v));
+      }
+    }
+  } else if (mode == "random" || mode == "random-inconsistent") {
+    auto key = std::make_pair(s, t);
+    if (mode == "random" && cache && cache->count(key)) return cache->at(key);
+    std::vector<int64_t> all(static_cast<size_t>(t));
+    for (int64_t i = 0; i < t; ++i) all[size_t(i)] = i;
+    for (int64_t i = t - 1; i > 0; --i)
+      std::swap(all[size_t(i)], all[size_t(gen.next_uniform() * double(i + 1))]);
+    std::copy(all.begin(), all.begin() + s, idx.begin());
+    std::sort(idx.begin(), idx.end());
+    if (mode == "random" && cache) (*cache)[key] = idx;
+  } else {
+    throw InputError("init.elements: unknown element selection '" + mode +
+                     "' (known: uniform, consecutive, random, random-inconsistent)");
+  }
+  return idx;
+}
+
+int64_t teacher_layer(const std::string& mode, int64_t i, int64_t ls, int64_t lt) {
+  SCION_CHECK(ls <= lt, "layer selection: the student has ", ls, " layers, the teacher only ", lt);
+  if (mode == "first") return i;
+  if (mode == "last") return lt - ls + i;
+  if (mode == "uniform")
+    return ls == 1 ? 0 : int64_t(std::nearbyint(double(i) * double(lt - 1) / double(ls - 1)));
+  throw InputError("init.layers: unknown layer selection '" + mode +
+                   "' (known: first, uniform, last)");
+}
+
+TeacherArch infer_architecture(const NamedTensors& ts, const std::string& source) {
+  TeacherArch a;
+  static const std::regex vit_block(R"(^blocks\.(\d+)\.)"),
+      cnx_block(R"(^stages\.(\d+)\.blocks\.(\d+)\.)");
+  if (find(ts, "cls_token") && find(ts, "pos_embed")) {
+    a.family = "vit";
+    a.embed_dim = find(ts, "cls_token")->second.size(2);
+    a.tokens = find(ts, "pos_embed")->second.size(1);
+    std::set<int64_t> blocks;
+    for (const auto& [n, t] : ts) {
+      std::smatch m;
+      if (std::regex_search(n, m, vit_block)) blocks.insert(std::stoll(m[1]));
+    }
+    a.depth = int64_t(blocks.size());
+    if (auto* fc1 = find(ts, "blocks.0.mlp.fc1.weight")) a.mlp_hidden = fc1->second.size(0);
+    if (auto* pe = find(ts, "patch_embed.proj.weight")) a.patch_size = pe->second.size(2);
+    if (auto* h = find(ts, "head.weight")) a.num_classes = h->second.size(0);
+  } else if (find(ts, "stem.0.weight")) {
+    a.family = "convnext";
+    std::map<int64_t, std::set<int64_t>> stages;
+    for (const auto& [n, t] : ts) {
+      std::smatch m;
+      if (std::regex_search(n, m, cnx_block)) stages[std::stoll(m[1])].insert(std::stoll(m[2]));
+    }
+    for (auto& [s, blocks] : stages) {
+      a.depths.push_back(int64_t(blocks.size()));
+      auto* dw = find(ts, "stages." + std::to_string(s) + ".blocks.0.conv_dw.weight");
+      SCION_CHECK(dw, source, ": ConvNeXt teacher lacks stages.", s, ".blocks.0.conv_dw.weight");
+      a.dims.push_back(dw->second.size(0));
+    }
+    if (auto* h = find(ts, "head.fc.weight")) a.num_classes = h->second.size(0);
+  } else {
+    throw InputError(
+        source +
+        ": not a timm ViT or ConvNeXt weight file (no cls_token/pos_embed or stem.0.weight)");
+  }
+  return a;
+}
+
+NamedTensors load_teacher(const std::string& path) {
+  SafetensorsFile f = SafetensorsFile::open(path);
+  NamedTensors ts;
+  bool scion_checkpoint = f.contains("model.cls_token") || f.contains("model.stem.0.weight");
+  for (const auto& n : f.names()) {
+    if (scion_checkpoint) {
+      if (n.rfind("model.", 0) == 0) ts.emplace_back(n.substr(6), f.get(n));
+    } else {
+      ts.emplace_back(n, f.get(n).to(DType::f32));
+    }
+  }
+  for (auto& [n, t] : ts)
+    if (t.dtype() != DType::f32) t = t.to(DType::f32);
+  return ts;
+}
+
+std::vector<std::string> select_weights(nn::Model& student, const NamedTensors& teacher,
+                                        const SelectionOptions& opt, const std::string& source) {
+  TeacherArch ta = infer_architecture(teacher, source);
+  SCION_CHECK(ta.family == student.family(), source, ": the teacher is a ", ta.family,
+              " but the student (", student.config().name, ") is a ", student.family(),
+              "; weight selection needs one family");
+  // Layer maps: student block name prefix -> teacher block name prefix.
+  std::map<std::string, std::string> block_map;
+  auto student_names = student.named_parameters();
+  if (ta.family == "vit") {
+    std::set<int64_t> blocks;
+    static const std::regex re(R"(^blocks\.(\d+)\.)");
+    for (auto& [n, t] : student_names) {
+      std::smatch m;
+      if (std::regex_search(n, m, re)) blocks.insert(std::stoll(m[1]));
+    }
+    int64_t ls = int64_t(blocks.size());
+    SCION_CHECK(ls <= ta.depth, source, ": the teacher has ", ta.depth,
+                " blocks, fewer than the student's ", ls);
+    for (int64_t i = 0; i < ls; ++i)
+      block_map["blocks." + std::to_string(i) + "."] =
+          "blocks." + std::to_string(teacher_layer(opt.layers, i, ls, ta.depth)) + ".";
+  } else {
+    std::map<int64_t, int64_t> per_stage;
+    static const std::regex re(R"(^stages\.(\d+)\.blocks\.(\d+)\.)");
+    for (auto& [n, t] : student_names) {
+      std::smatch m;
+      if (std::regex_search(n, m, re))
+        per_stage[std::stoll(m[1])] =
+            std::max<int64_t>(per_stage[std::stoll(m[1])], std::stoll(m[2]) + 1);
+    }
+    SCION_CHECK(per_stage.size() == ta.depths.size(), source, ": the teacher has ",
+                ta.depths.size(), " stages, the student ", per_stage.size());
+    for (auto& [s, ls] : per_stage) {
+      int64_t lt = ta.depths[size_t(s)];
+      SCION_CHECK(ls <= lt, source, ": stage ", s, " of the teacher has ", lt,
+                  " blocks, fewer than the student's ", ls);
+      for (int64_t i = 0; i < ls; ++i) {
+        std::string p = "stages." + std::to_string(s) + ".blocks.";
+        block_map[p + std::to_string(i) + "."] =
+            p + std::to_string(teacher_layer(opt.layers, i, ls, lt)) + ".";
+      }
+    }
+  }
+  Generator gen(opt.seed, 0x5E1EC7);
+  std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>> cache;
+  std::vector<std::string> selected;
+  NoGradGuard ng;
+  for (auto& [name, p] : student_names) {
+    if (is_head(name) && !opt.head) continue;
+    std::string tname = name;
+    for (const auto& [from, to] : block_map)
+      if (name.rfind(from, 0) == 0) {
+        tname = to + name.substr(from.size());
+        break;
+      }
+    const auto* tt = find(teacher, tname);
+    SCION_CHECK(tt, source, ": the teacher has no tensor '", tname, "' for the student's '", name,
+                "'");
+    Tensor t = tt->second;
+    if (is_head(name) && t.shape()[0] != p.shape()[0])
+      continue;  // class counts differ: keep the student's head
+    SCION_CHECK(t.dim() == p.dim(), source, ": '", tname, "' has shape ", shape_str(t.shape()),
+                ", incompatible with the student's ", shape_str(p.shape()));
+    for (int64_t d = 0; d < p.dim(); ++d)
+      SCION_CHECK(t.size(d) >= p.size(d), source, ": the teacher is smaller than the student at '",
+                  tname, "' dimension ", d, " (", t.size(d), " < ", p.size(d),
+                  "); weight selection needs a teacher at ", "least as large in every dimension");
+    bool qkv = name.size() > 8 && (name.find(".attn.qkv.") != std::string::npos);
+    Tensor chosen;
+    if (qkv) {
+      // (3 Dt, ...) -> per block (3, Dt, ...): the same indices in the q, k and v blocks.
+      int64_t dt = t.size(0) / 3, ds = p.size(0) / 3;
+      Shape blocks = t.shape();
+      blocks[0] = dt;
+      blocks.insert(blocks.begin(), 3);
+      std::vector<std::vector<int64_t>> idx{{0, 1, 2}};
+      idx.push_back(element_indices(opt.elements, dt, ds, gen, &cache));
+      for (int64_t d = 1; d < p.dim(); ++d)
+        idx.push_back(element_indices(opt.elements, t.size(d), p.size(d), gen, &cache));
+      chosen = select_dims(t.reshape(blocks), idx).reshape(p.shape());
+    } else {
+      std::vector<std::vector<int64_t>> idx;
+      for (int64_t d = 0; d < p.dim(); ++d)
+        idx.push_back(element_indices(opt.elements, t.size(d), p.size(d), gen, &cache));
+      chosen = select_dims(t, idx);
+    }
+    Tensor dst = p;
+    dst.copy_(chosen);
+    selected.push_back(name);
+  }
+  return selected;
+}
+
+}  // namespace scion::init

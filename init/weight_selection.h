@@ -1,0 +1,57 @@
+// Weight selection (Xu et al., ICLR 2024, "Initializing Models with Larger Ones", section 3):
+// a student takes a subset of a larger pretrained teacher's weights of the same family.
+//   1. Layer selection: student block i takes teacher block first: i; uniform: round(i
+//   (Lt-1)/(Ls-1));
+//      last: Lt - Ls + i (per stage for ConvNeXt).
+//   2. Component mapping: the same key after block renumbering; the classifier head keeps the
+//      student's own initialization unless asked for and the class counts match.
+//   3. Element selection, per dimension of each tensor: uniform takes arange(s) * (t / s) when s
+//      divides t, else round(linspace(0, t - 1, s)) (exactly the official code: float32 linspace,
+//      round half to even); consecutive the first s; random one sorted random index set per (s, t)
+//      pair reused by every tensor (consistency); random-inconsistent fresh indices per tensor and
+//      dimension. The fused qkv projection is selected per q/k/v block so the three stay aligned.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "core/safetensors.h"
+#include "nn/model.h"
+
+namespace scion::init {
+
+// Indices selecting s of t elements for a mode ("uniform", "consecutive", "random",
+// "random-inconsistent"); random modes draw from gen (random draws once per (s, t) via `cache`).
+std::vector<int64_t> element_indices(
+    const std::string& mode, int64_t t, int64_t s, Generator& gen,
+    std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>>* cache = nullptr);
+
+// Teacher block for student block i of a stack of Ls blocks from a teacher stack of Lt.
+int64_t teacher_layer(const std::string& mode, int64_t i, int64_t student_layers,
+                      int64_t teacher_layers);
+
+// The architecture a timm-keyed weight set describes (for checks and messages).
+struct TeacherArch {
+  std::string family;  // "vit" or "convnext"
+  int64_t embed_dim = 0, depth = 0, mlp_hidden = 0, patch_size = 0, num_classes = 0, tokens = 0;
+  std::vector<int64_t> depths, dims;  // convnext
+};
+TeacherArch infer_architecture(const NamedTensors& tensors, const std::string& source);
+
+struct SelectionOptions {
+  std::string layers = "first", elements = "uniform";
+  bool head = false;  // also select the classifier head when the class counts match
+  uint64_t seed = 0;
+};
+
+// Loads a teacher weight file: timm keys, or a scion checkpoint (model.* keys).
+NamedTensors load_teacher(const std::string& path);
+
+// Overwrites the student's parameters (already initialized by its own initializer) with the
+// selected teacher weights; returns the names of the parameters it selected.
+std::vector<std::string> select_weights(nn::Model& student, const NamedTensors& teacher,
+                                        const SelectionOptions& opt, const std::string& source);
+
+}  // namespace scion::init
