@@ -5,6 +5,8 @@
 //              [--layers first|uniform|last] [--elements
 //              uniform|consecutive|random|random-inconsistent]
 //              [--seed N] [--head] --out S.safetensors
+//   scion grow --from S.safetensors --from-model NAME --model NAME [--set model.key=value ...]
+//              [--noise STD] [--seed N] --out L.safetensors   (--set applies to both models)
 //   scion eval --model NAME [--set model.key=value ...] --weights W.safetensors --data DATASET
 //              --root DIR [--split train|val|test] [--limit N] [--precision f32|bf16]
 //              prints a JSON line last: {"loss":..,"acc1":..,"acc5":..,"images":..}
@@ -18,6 +20,7 @@
 #include "core/cpu/parallel.h"
 #include "core/scion.h"
 #include "init/initializers.h"
+#include "init/net2net.h"
 #include "init/weight_selection.h"
 #include "nn/model.h"
 #include "train/trainer.h"
@@ -103,6 +106,44 @@ int cmd_select(const SelectArgs& a) {
   return 0;
 }
 
+struct GrowArgs {
+  std::string from, from_model, model, out;
+  std::vector<std::string> sets;
+  double noise = 0.0;
+  uint64_t seed = 0;
+};
+
+int cmd_grow(const GrowArgs& a) {
+  // The source architecture comes from its file; --set options (image size, classes) apply to both.
+  NamedTensors src = init::load_teacher(a.from);
+  init::TeacherArch arch = init::infer_architecture(src, a.from);
+  nn::ModelConfig small_cfg = model_config(a.from_model, a.sets);
+  if (arch.family == "vit") {
+    small_cfg.embed_dim = arch.embed_dim;
+    small_cfg.depth = arch.depth;
+    small_cfg.mlp_ratio = double(arch.mlp_hidden) / double(arch.embed_dim);
+  } else {
+    small_cfg.depths = arch.depths;
+    small_cfg.dims = arch.dims;
+  }
+  nn::ModelPtr small = nn::create_model(small_cfg);
+  small->load_state_dict(src, true, a.from);
+  nn::ModelPtr big = nn::create_model(model_config(a.model, a.sets));
+  Generator gen(a.seed, 0x494E4954);
+  init::trunc_normal_init(*big, gen);  // what growth leaves alone (new blocks' inner weights)
+  init::GrowOptions o;
+  o.noise = a.noise;
+  o.seed = a.seed;
+  init::grow(*big, *small, o, a.from);
+  big->save(a.out, {{"scion_grow_from", a.from},
+                    {"noise", std::to_string(a.noise)},
+                    {"seed", std::to_string(a.seed)}});
+  std::printf("wrote %s: %s (%lld parameters) grown from %s (%lld parameters)\n", a.out.c_str(),
+              a.model.c_str(), (long long)big->num_parameters(), a.from.c_str(),
+              (long long)small->num_parameters());
+  return 0;
+}
+
 struct EvalArgs {
   std::string model, weights, dataset, root, split = "val", precision = "f32";
   std::vector<std::string> sets;
@@ -164,6 +205,16 @@ int main(int argc, char** argv) {
   select->add_flag("--head", sa.head,
                    "also select the classifier head when the class counts match");
   select->add_option("--out", sa.out, "output weights (.safetensors)")->required();
+  GrowArgs ga;
+  auto* grow = app.add_subcommand("grow", "grow a trained model wider and/or deeper (Net2Net)");
+  grow->add_option("--from", ga.from, "source weights")->required();
+  grow->add_option("--from-model", ga.from_model, "source model name")->required();
+  grow->add_option("--model", ga.model, "target model name")->required();
+  grow->add_option("--set", ga.sets, "model option model.key=value for both models (repeatable)");
+  grow->add_option("--noise", ga.noise, "symmetry-breaking noise, relative to each weight's std")
+      ->check(CLI::NonNegativeNumber);
+  grow->add_option("--seed", ga.seed, "seed of the unit mapping, noise and new weights");
+  grow->add_option("--out", ga.out, "output weights (.safetensors)")->required();
   EvalArgs ea;
   auto* eval = app.add_subcommand("eval", "evaluate weights on a data split");
   eval->add_option("--model", ea.model, "registered model name")->required();
@@ -191,6 +242,7 @@ int main(int argc, char** argv) {
     if (*inspect) return cmd_inspect(path);
     if (*eval) return cmd_eval(ea);
     if (*select) return cmd_select(sa);
+    if (*grow) return cmd_grow(ga);
   } catch (const InputError& e) {
     std::fprintf(stderr, "scion: error: %s\n", e.what());
     return 2;

@@ -1,0 +1,248 @@
+// Net2Net growth (see net2net.h).
+#include "init/net2net.h"
+
+#include <cmath>
+#include <map>
+#include <regex>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "nn/convnext.h"
+#include "nn/vit.h"
+
+namespace scion::init {
+
+namespace {
+
+struct Axis {
+  const std::vector<int64_t>* map = nullptr;  // null: unchanged
+  bool divide = false;                        // the tensor reads from these units along this axis
+};
+
+std::vector<int64_t> counts(const std::vector<int64_t>& map, int64_t old_n) {
+  std::vector<int64_t> c(static_cast<size_t>(old_n), 0);
+  for (int64_t u : map) ++c[size_t(u)];
+  return c;
+}
+
+// new[..., j, ...] = old[..., map[j], ...] (/ count[map[j]] on divide axes).
+Tensor widen_tensor(const Tensor& old, const std::vector<Axis>& axes) {
+  Tensor t = old;
+  for (size_t d = 0; d < axes.size(); ++d) {
+    if (!axes[d].map) continue;
+    const auto& m = *axes[d].map;
+    std::vector<double> idx(m.begin(), m.end());
+    t = index_select(t, int64_t(d), from_vector(idx, {int64_t(idx.size())}, DType::i64));
+    if (axes[d].divide) {
+      std::vector<int64_t> c = counts(m, old.size(int64_t(d)));
+      std::vector<double> scale(m.size());
+      for (size_t j = 0; j < m.size(); ++j) scale[j] = 1.0 / double(c[size_t(m[j])]);
+      Shape s(size_t(t.dim()), 1);
+      s[d] = int64_t(scale.size());
+      t = t * from_vector(scale, s, t.dtype());
+    }
+  }
+  return t;
+}
+
+// Copies `value` into the big model's parameter, with optional symmetry-breaking noise.
+void assign(nn::Model& big, const std::string& name, const Tensor& value, const GrowOptions& opt,
+            Generator& gen, bool widened) {
+  Tensor dst = big.find(name);
+  SCION_CHECK(dst.shape() == value.shape(), "net2net: ", name, " grows to ",
+              shape_str(value.shape()), " but the target model has ", shape_str(dst.shape()));
+  Tensor v = value.contiguous();
+  if (opt.noise > 0 && widened && v.dim() >= 2) {
+    double sd = std::sqrt(var(v.to(DType::f64)).item());
+    Tensor n = randn(v.shape(), DType::f32, gen);
+    v = v + n * (opt.noise * sd);
+  }
+  dst.copy_(v);
+}
+
+// Old block for each new block (-1: a new identity block), old blocks interleaved evenly.
+std::vector<int64_t> depth_map(int64_t old_n, int64_t new_n) {
+  std::vector<int64_t> m(static_cast<size_t>(new_n), -1);
+  for (int64_t i = 0; i < old_n; ++i) m[size_t(i * new_n / old_n)] = i;
+  return m;
+}
+
+void zero(nn::Model& big, const std::string& name) {
+  Tensor t = big.find(name);
+  t.fill_(0.0);
+}
+
+void grow_vit(nn::VisionTransformer& big, const nn::VisionTransformer& small,
+              const GrowOptions& opt, Generator& gen, const std::string& source) {
+  const int64_t hd = small.embed_dim / small.num_heads;
+  SCION_CHECK(big.embed_dim / big.num_heads == hd, source,
+              ": Net2Net widens attention by copying whole heads, so ", "head_dim must stay ", hd,
+              " (target has ", big.embed_dim, " / ", big.num_heads, " heads)");
+  SCION_CHECK(big.embed_dim >= small.embed_dim && big.num_heads >= small.num_heads &&
+                  big.depth >= small.depth,
+              source, ": Net2Net only grows: target ", big.embed_dim, " dims, ", big.num_heads,
+              " heads, ", big.depth, " blocks vs source ", small.embed_dim, ", ", small.num_heads,
+              ", ", small.depth);
+  SCION_CHECK(big.pos_embed.shape()[1] == small.pos_embed.shape()[1] &&
+                  big.config().num_classes == small.config().num_classes,
+              source, ": image size, patch size and class count must be the same");
+  std::vector<int64_t> g = widen_map(small.embed_dim, big.embed_dim, gen);
+  Axis G{&g, false}, Gd{&g, true}, none;
+  NoGradGuard ng;
+  auto s = [&](const std::string& n) { return small.find(n); };
+  assign(big, "cls_token", widen_tensor(s("cls_token"), {none, none, G}), opt, gen, true);
+  assign(big, "pos_embed", widen_tensor(s("pos_embed"), {none, none, G}), opt, gen, true);
+  assign(big, "patch_embed.proj.weight",
+         widen_tensor(s("patch_embed.proj.weight"), {G, none, none, none}), opt, gen, true);
+  assign(big, "patch_embed.proj.bias", widen_tensor(s("patch_embed.proj.bias"), {G}), opt, gen,
+         true);
+  std::vector<int64_t> blocks = depth_map(small.depth, big.depth);
+  for (int64_t j = 0; j < big.depth; ++j) {
+    std::string nb = "blocks." + std::to_string(j) + ".";
+    if (blocks[size_t(j)] < 0) {  // identity: zero the branch outputs
+      for (const char* p : {"attn.proj.weight", "attn.proj.bias", "mlp.fc2.weight", "mlp.fc2.bias"})
+        zero(big, nb + p);
+      continue;
+    }
+    std::string ob = "blocks." + std::to_string(blocks[size_t(j)]) + ".";
+    std::vector<int64_t> heads = widen_map(small.num_heads, big.num_heads, gen),
+                         a;  // attention units
+    for (int64_t h : heads)
+      for (int64_t e = 0; e < hd; ++e) a.push_back(h * hd + e);
+    std::vector<int64_t> a3;  // q, k, v rows
+    for (int64_t blk = 0; blk < 3; ++blk)
+      for (int64_t u : a) a3.push_back(blk * small.embed_dim + u);
+    int64_t hid_s = s(ob + "mlp.fc1.weight").size(0),
+            hid_b = big.find(nb + "mlp.fc1.weight").size(0);
+    std::vector<int64_t> m = widen_map(hid_s, hid_b, gen);
+    Axis A{&a, false}, Ad{&a, true}, A3{&a3, false}, M{&m, false}, Md{&m, true};
+    for (const char* n : {"norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"})
+      assign(big, nb + n, widen_tensor(s(ob + n), {G}), opt, gen, true);
+    assign(big, nb + "attn.qkv.weight", widen_tensor(s(ob + "attn.qkv.weight"), {A3, Gd}), opt, gen,
+           true);
+    assign(big, nb + "attn.qkv.bias", widen_tensor(s(ob + "attn.qkv.bias"), {A3}), opt, gen, true);
+    assign(big, nb + "attn.proj.weight", widen_tensor(s(ob + "attn.proj.weight"), {G, Ad}), opt,
+           gen, true);
+    assign(big, nb + "attn.proj.bias", widen_tensor(s(ob + "attn.proj.bias"), {G}), opt, gen, true);
+    assign(big, nb + "mlp.fc1.weight", widen_tensor(s(ob + "mlp.fc1.weight"), {M, Gd}), opt, gen,
+           true);
+    assign(big, nb + "mlp.fc1.bias", widen_tensor(s(ob + "mlp.fc1.bias"), {M}), opt, gen, true);
+    assign(big, nb + "mlp.fc2.weight", widen_tensor(s(ob + "mlp.fc2.weight"), {G, Md}), opt, gen,
+           true);
+    assign(big, nb + "mlp.fc2.bias", widen_tensor(s(ob + "mlp.fc2.bias"), {G}), opt, gen, true);
+    for (const char* n : {"ls1.gamma", "ls2.gamma"}) {
+      bool has_small = false, has_big = false;
+      for (auto& [k, v] : small.named_parameters()) has_small |= k == ob + n;
+      for (auto& [k, v] : big.named_parameters()) has_big |= k == nb + n;
+      SCION_CHECK(has_small == has_big, source,
+                  ": source and target must both have or lack layer scale");
+      if (has_small) assign(big, nb + n, widen_tensor(s(ob + n), {G}), opt, gen, true);
+    }
+  }
+  for (const char* n : {"norm.weight", "norm.bias"})
+    assign(big, n, widen_tensor(s(n), {G}), opt, gen, true);
+  assign(big, "head.weight", widen_tensor(s("head.weight"), {none, Gd}), opt, gen, true);
+  assign(big, "head.bias", s("head.bias"), opt, gen, false);
+}
+
+void grow_convnext(nn::ConvNeXt& big, const nn::ConvNeXt& small, const GrowOptions& opt,
+                   Generator& gen, const std::string& source) {
+  for (size_t i = 0; i < 4; ++i)
+    SCION_CHECK(big.dims[i] >= small.dims[i] && big.depths[i] >= small.depths[i], source,
+                ": Net2Net only grows: stage ", i, " target ", big.dims[i], " dims x ",
+                big.depths[i], " blocks vs source ", small.dims[i], " x ", small.depths[i]);
+  SCION_CHECK(big.config().num_classes == small.config().num_classes, source,
+              ": class counts must match");
+  std::vector<std::vector<int64_t>> g;
+  for (size_t i = 0; i < 4; ++i) g.push_back(widen_map(small.dims[i], big.dims[i], gen));
+  Axis none;
+  NoGradGuard ng;
+  auto s = [&](const std::string& n) { return small.find(n); };
+  Axis G0{&g[0], false};
+  assign(big, "stem.0.weight", widen_tensor(s("stem.0.weight"), {G0, none, none, none}), opt, gen,
+         true);
+  for (const char* n : {"stem.0.bias", "stem.1.weight", "stem.1.bias"})
+    assign(big, n, widen_tensor(s(n), {G0}), opt, gen, true);
+  bool small_ls = small.config().layer_scale.value_or(1e-6) > 0,
+       big_ls = big.config().layer_scale.value_or(1e-6) > 0;
+  SCION_CHECK(small_ls == big_ls, source, ": source and target must both have or lack layer scale");
+  for (size_t st = 0; st < 4; ++st) {
+    std::string sp = "stages." + std::to_string(st) + ".";
+    Axis G{&g[st], false}, Gd{&g[st], true};
+    if (st > 0) {
+      Axis P{&g[st - 1], false}, Pd{&g[st - 1], true};
+      for (const char* n : {"downsample.0.weight", "downsample.0.bias"})
+        assign(big, sp + n, widen_tensor(s(sp + n), {P}), opt, gen, true);
+      assign(big, sp + "downsample.1.weight",
+             widen_tensor(s(sp + "downsample.1.weight"), {G, Pd, none, none}), opt, gen, true);
+      assign(big, sp + "downsample.1.bias", widen_tensor(s(sp + "downsample.1.bias"), {G}), opt,
+             gen, true);
+    }
+    std::vector<int64_t> blocks = depth_map(small.depths[st], big.depths[st]);
+    for (int64_t j = 0; j < big.depths[st]; ++j) {
+      std::string nb = sp + "blocks." + std::to_string(j) + ".";
+      if (blocks[size_t(j)] < 0) {  // identity: zero layer scale, or the MLP output without it
+        if (big_ls)
+          zero(big, nb + "gamma");
+        else
+          for (const char* p : {"mlp.fc2.weight", "mlp.fc2.bias"}) zero(big, nb + p);
+        continue;
+      }
+      std::string ob = sp + "blocks." + std::to_string(blocks[size_t(j)]) + ".";
+      int64_t hid_s = s(ob + "mlp.fc1.weight").size(0),
+              hid_b = big.find(nb + "mlp.fc1.weight").size(0);
+      std::vector<int64_t> m = widen_map(hid_s, hid_b, gen);
+      Axis M{&m, false}, Md{&m, true};
+      assign(big, nb + "conv_dw.weight",
+             widen_tensor(s(ob + "conv_dw.weight"), {G, none, none, none}), opt, gen, true);
+      for (const char* n : {"conv_dw.bias", "norm.weight", "norm.bias"})
+        assign(big, nb + n, widen_tensor(s(ob + n), {G}), opt, gen, true);
+      assign(big, nb + "mlp.fc1.weight", widen_tensor(s(ob + "mlp.fc1.weight"), {M, Gd}), opt, gen,
+             true);
+      assign(big, nb + "mlp.fc1.bias", widen_tensor(s(ob + "mlp.fc1.bias"), {M}), opt, gen, true);
+      assign(big, nb + "mlp.fc2.weight", widen_tensor(s(ob + "mlp.fc2.weight"), {G, Md}), opt, gen,
+             true);
+      assign(big, nb + "mlp.fc2.bias", widen_tensor(s(ob + "mlp.fc2.bias"), {G}), opt, gen, true);
+      if (small_ls) assign(big, nb + "gamma", widen_tensor(s(ob + "gamma"), {G}), opt, gen, true);
+    }
+  }
+  Axis G3{&g[3], false}, G3d{&g[3], true};
+  for (const char* n : {"head.norm.weight", "head.norm.bias"})
+    assign(big, n, widen_tensor(s(n), {G3}), opt, gen, true);
+  assign(big, "head.fc.weight", widen_tensor(s("head.fc.weight"), {none, G3d}), opt, gen, true);
+  assign(big, "head.fc.bias", s("head.fc.bias"), opt, gen, false);
+}
+
+}  // namespace
+
+std::vector<int64_t> widen_map(int64_t old_n, int64_t new_n, Generator& gen) {
+  SCION_CHECK(new_n >= old_n && old_n > 0, "net2net: cannot widen ", old_n, " units to ", new_n);
+  std::vector<int64_t> m(static_cast<size_t>(new_n));
+  for (int64_t i = 0; i < old_n; ++i) m[size_t(i)] = i;
+  std::vector<int64_t> perm;
+  for (int64_t i = old_n; i < new_n; ++i) {
+    if (perm.empty()) {  // a fresh random order of the old units each round: balanced copies
+      for (int64_t u = 0; u < old_n; ++u) perm.push_back(u);
+      for (int64_t k = old_n - 1; k > 0; --k)
+        std::swap(perm[size_t(k)], perm[size_t(gen.next_uniform() * double(k + 1))]);
+    }
+    m[size_t(i)] = perm.back();
+    perm.pop_back();
+  }
+  return m;
+}
+
+void grow(nn::Model& big, const nn::Model& small, const GrowOptions& opt,
+          const std::string& source) {
+  SCION_CHECK(big.family() == small.family(), source, ": cannot grow a ", small.family(),
+              " into a ", big.family());
+  Generator gen(opt.seed, 0x4E324E);
+  if (big.family() == "vit")
+    grow_vit(dynamic_cast<nn::VisionTransformer&>(big),
+             dynamic_cast<const nn::VisionTransformer&>(small), opt, gen, source);
+  else
+    grow_convnext(dynamic_cast<nn::ConvNeXt&>(big), dynamic_cast<const nn::ConvNeXt&>(small), opt,
+                  gen, source);
+}
+
+}  // namespace scion::init
