@@ -3,6 +3,7 @@
 
 #include "core/autograd.h"
 #include "init/initializers.h"
+#include "init/net2net.h"
 #include "init/weight_selection.h"
 
 namespace scion::init {
@@ -80,12 +81,23 @@ void weight_selection_init(nn::Model& model, const InitConfig& cfg, Generator& g
   select_weights(model, load_teacher(cfg.teacher), o, cfg.teacher);
 }
 
+void net2net_init(nn::Model& model, const InitConfig& cfg, Generator& gen,
+                  const std::string& source) {
+  SCION_CHECK(!cfg.teacher.empty(), source,
+              ": init.teacher: missing path to the weights to grow from");
+  trunc_normal_init(model, gen);  // new blocks keep this for their inner weights
+  GrowOptions o;
+  o.noise = cfg.noise;
+  o.seed = gen.seed();
+  grow_from_file(model, cfg.teacher, cfg.teacher_model, o);
+}
+
 }  // namespace
 
 const std::vector<std::string>& initializer_names() {
   static const std::vector<std::string> names = {
-      "trunc_normal",   "xavier_uniform", "xavier_normal",   "kaiming_uniform",
-      "kaiming_normal", "checkpoint",     "weight_selection"};
+      "trunc_normal",   "xavier_uniform", "xavier_normal",    "kaiming_uniform",
+      "kaiming_normal", "checkpoint",     "weight_selection", "net2net"};
   return names;
 }
 
@@ -97,6 +109,7 @@ void initialize(nn::Model& model, const InitConfig& cfg, Generator& gen,
     return classic_init(model, cfg, gen, source);
   if (cfg.type == "checkpoint") return checkpoint_init(model, cfg, gen, source);
   if (cfg.type == "weight_selection") return weight_selection_init(model, cfg, gen, source);
+  if (cfg.type == "net2net") return net2net_init(model, cfg, gen, source);
   std::string known;
   for (const auto& n : initializer_names()) known += (known.empty() ? "" : ", ") + n;
   throw InputError(source + ": init.type: '" + cfg.type +

@@ -11,8 +11,11 @@
 //                    the named rule on every weight matrix and conv kernel (fan by `mode`, gain
 //                    `gain`, default 1 for Xavier and sqrt(2) for Kaiming); the rest as
 //                    trunc_normal.
-//   checkpoint       load a weight file by key, strict, the head excluded when the class count
-//   differs. weight_selection select from a larger teacher (init/weight_selection.h).
+//   checkpoint       load a weight file by key, strict, the head excluded when the class
+//                    count differs.
+//   weight_selection select from a larger teacher (init/weight_selection.h).
+//   net2net          grow from a smaller trained model (init/net2net.h): `teacher` is its weights,
+//                    `teacher_model` its registered name (default: the model's own), `noise`.
 #pragma once
 
 #include <string>

@@ -7,6 +7,7 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "init/weight_selection.h"
 #include "nn/convnext.h"
 #include "nn/vit.h"
 
@@ -230,6 +231,31 @@ std::vector<int64_t> widen_map(int64_t old_n, int64_t new_n, Generator& gen) {
     perm.pop_back();
   }
   return m;
+}
+
+void grow_from_file(nn::Model& big, const std::string& path, const std::string& from_model,
+                    const GrowOptions& opt) {
+  NamedTensors src = load_teacher(path);
+  TeacherArch arch = infer_architecture(src, path);
+  nn::ModelConfig c = big.config();
+  c.name = from_model.empty() ? big.config().name : from_model;
+  c.embed_dim.reset();
+  c.depth.reset();
+  c.num_heads.reset();
+  c.mlp_ratio.reset();
+  c.depths.reset();
+  c.dims.reset();
+  if (arch.family == "vit") {
+    c.embed_dim = arch.embed_dim;
+    c.depth = arch.depth;
+    c.mlp_ratio = double(arch.mlp_hidden) / double(arch.embed_dim);
+  } else {
+    c.depths = arch.depths;
+    c.dims = arch.dims;
+  }
+  nn::ModelPtr small = nn::create_model(c);
+  small->load_state_dict(src, true, path);
+  grow(big, *small, opt, path);
 }
 
 void grow(nn::Model& big, const nn::Model& small, const GrowOptions& opt,

@@ -35,6 +35,11 @@ struct GrowOptions {
 void grow(nn::Model& big, const nn::Model& small, const GrowOptions& opt,
           const std::string& source);
 
+// Grows `big` from a weight file of a smaller model named `from_model` (its architecture read from
+// the file; image size, patch size, channels and classes taken from big's config).
+void grow_from_file(nn::Model& big, const std::string& path, const std::string& from_model,
+                    const GrowOptions& opt);
+
 // Unit map of a widened dimension (first old_n identity, the rest balanced random copies).
 std::vector<int64_t> widen_map(int64_t old_n, int64_t new_n, Generator& gen);
 

@@ -115,32 +115,18 @@ struct GrowArgs {
 
 int cmd_grow(const GrowArgs& a) {
   // The source architecture comes from its file; --set options (image size, classes) apply to both.
-  NamedTensors src = init::load_teacher(a.from);
-  init::TeacherArch arch = init::infer_architecture(src, a.from);
-  nn::ModelConfig small_cfg = model_config(a.from_model, a.sets);
-  if (arch.family == "vit") {
-    small_cfg.embed_dim = arch.embed_dim;
-    small_cfg.depth = arch.depth;
-    small_cfg.mlp_ratio = double(arch.mlp_hidden) / double(arch.embed_dim);
-  } else {
-    small_cfg.depths = arch.depths;
-    small_cfg.dims = arch.dims;
-  }
-  nn::ModelPtr small = nn::create_model(small_cfg);
-  small->load_state_dict(src, true, a.from);
   nn::ModelPtr big = nn::create_model(model_config(a.model, a.sets));
   Generator gen(a.seed, 0x494E4954);
   init::trunc_normal_init(*big, gen);  // what growth leaves alone (new blocks' inner weights)
   init::GrowOptions o;
   o.noise = a.noise;
   o.seed = a.seed;
-  init::grow(*big, *small, o, a.from);
+  init::grow_from_file(*big, a.from, a.from_model, o);
   big->save(a.out, {{"scion_grow_from", a.from},
                     {"noise", std::to_string(a.noise)},
                     {"seed", std::to_string(a.seed)}});
-  std::printf("wrote %s: %s (%lld parameters) grown from %s (%lld parameters)\n", a.out.c_str(),
-              a.model.c_str(), (long long)big->num_parameters(), a.from.c_str(),
-              (long long)small->num_parameters());
+  std::printf("wrote %s: %s (%lld parameters) grown from %s\n", a.out.c_str(), a.model.c_str(),
+              (long long)big->num_parameters(), a.from.c_str());
   return 0;
 }
 
