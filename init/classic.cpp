@@ -1,5 +1,6 @@
 // Xavier and Kaiming initializers (torch.nn.init's formulas) and the initializer registry.
 #include <cmath>
+#include <cstdio>
 
 #include "core/autograd.h"
 #include "init/initializers.h"
@@ -47,9 +48,28 @@ void classic_init(nn::Model& model, const InitConfig& cfg, Generator& gen,
   }
 }
 
+// A missing source-weights file: say where to get it (timm's hub name, or the scion run to make it).
+void require_weights(const std::string& path, const std::string& key, const std::string& source) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f) {
+    std::fclose(f);
+    return;
+  }
+  std::string stem = path.substr(path.rfind('/') + 1);
+  if (stem.size() > 12 && stem.substr(stem.size() - 12) == ".safetensors")
+    stem.resize(stem.size() - 12);
+  std::string hint =
+      stem.find('.') != std::string::npos
+          ? "; download timm's " + stem + " weights from https://huggingface.co/timm/" + stem +
+                "/resolve/main/model.safetensors and save them as " + path
+          : "; train that model first (see the comment next to " + key + " in the config)";
+  throw InputError(source + ": " + key + ": weight file " + path + " not found" + hint);
+}
+
 void checkpoint_init(nn::Model& model, const InitConfig& cfg, Generator& gen,
                      const std::string& source) {
   SCION_CHECK(!cfg.checkpoint.empty(), source, ": init.checkpoint: missing path to the weights");
+  require_weights(cfg.checkpoint, "init.checkpoint", source);
   trunc_normal_init(model, gen);  // the head keeps this when the class count differs
   NamedTensors ts;
   bool has_head = false;
@@ -71,8 +91,9 @@ void weight_selection_init(nn::Model& model, const InitConfig& cfg, Generator& g
                            const std::string& source) {
   SCION_CHECK(!cfg.teacher.empty(), source,
               ": init.teacher: missing path to the teacher's weights");
-  trunc_normal_init(model,
-                    gen);  // what selection does not cover (the head) keeps the student's own init
+  require_weights(cfg.teacher, "init.teacher", source);
+  // What selection does not cover (the head) keeps the student's own initialization.
+  trunc_normal_init(model, gen);
   SelectionOptions o;
   o.layers = cfg.layers;
   o.elements = cfg.elements;
@@ -85,6 +106,7 @@ void net2net_init(nn::Model& model, const InitConfig& cfg, Generator& gen,
                   const std::string& source) {
   SCION_CHECK(!cfg.teacher.empty(), source,
               ": init.teacher: missing path to the weights to grow from");
+  require_weights(cfg.teacher, "init.teacher", source);
   trunc_normal_init(model, gen);  // new blocks keep this for their inner weights
   GrowOptions o;
   o.noise = cfg.noise;

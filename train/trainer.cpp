@@ -166,6 +166,11 @@ int run_training(const Config& cfg, bool resume) {
   }
   write_text_atomic(cfg.output_dir + "/config.yaml", to_yaml(cfg));
 
+  // Model, optimizer, EMA.
+  nn::ModelPtr model = nn::create_model(cfg.model);
+  Generator init_gen(cfg.seed, 0x494E4954);
+  init::initialize(*model, cfg.init, init_gen, cfg.source);
+  manual_seed(cfg.seed);  // dropout and drop path
   // Data.
   data::DatasetPtr train_ds =
       open_split(cfg, cfg.data.train_split, cfg.data.train_subset, cfg.seed);
@@ -195,11 +200,6 @@ int run_training(const Config& cfg, bool resume) {
   vo.drop_last = false;
   data::DataLoader val_loader(val_ds, data::Pipeline(eval_pipeline(cfg)), vo);
 
-  // Model, optimizer, EMA.
-  nn::ModelPtr model = nn::create_model(cfg.model);
-  Generator init_gen(cfg.seed, 0x494E4954);
-  init::initialize(*model, cfg.init, init_gen, cfg.source);
-  manual_seed(cfg.seed);  // dropout and drop path
   Optimizer opt(*model, cfg.train.optimizer, no_weight_decay_names(*model));
   std::unique_ptr<Ema> ema =
       cfg.train.ema_decay > 0 ? std::make_unique<Ema>(*model, cfg.train.ema_decay) : nullptr;

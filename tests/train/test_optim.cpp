@@ -1,5 +1,6 @@
 // Optimizer steps against torch.optim (tests/golden/make_golden_train.py), schedules, and config
 // errors naming the file and key path.
+#include <cstdlib>
 #include <fstream>
 
 #include "tests/support.h"
@@ -160,6 +161,8 @@ TEST_CASE("every shipped config parses", "[train][config]") {
     Config c = load_config(std::string(SCION_SOURCE_DIR) + "/configs/" + name + ".yaml");
     CHECK(c.train.epochs >= 1);
     CHECK_NOTHROW(nn::create_model(c.model));
+    if (std::string(name).find("wsel") != std::string::npos)
+      CHECK(c.init.type == "weight_selection");
     if (std::string(name).find("mini/") == std::string::npos) {
       // The official recipe, key for key.
       CHECK(c.train.epochs == 300);
@@ -179,4 +182,12 @@ TEST_CASE("every shipped config parses", "[train][config]") {
       if (c.model.name == "convnext_femto") CHECK(c.model.drop_path == 0.1);
     }
   }
+  // A missing timm teacher is an error that says where to download it (exit status 2).
+  std::string cmd = std::string(SCION_BINARY_DIR) + "/train --config " + SCION_SOURCE_DIR +
+                    "/configs/vit_t_cifar100_wsel.yaml --output-dir /tmp/scion_wsel_missing > "
+                    "/tmp/scion_wsel.log 2>&1";
+  CHECK(WEXITSTATUS(std::system(cmd.c_str())) == 2);
+  std::ifstream in("/tmp/scion_wsel.log");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(text.find("huggingface.co/timm/vit_small_patch16_224.augreg_in21k") != std::string::npos);
 }
