@@ -30,7 +30,7 @@ test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS)
 
 demo: build
-	$(BUILD_DIR)/bin/mlp_demo --data /usr/share/datasets/fashion-mnist
+	$(BUILD_DIR)/bin/quickstart --data /usr/share/datasets/fashion-mnist --out runs/quickstart
 
 bench: build
 	python3 experiments/bench/run_ops.py --scion $(BUILD_DIR)/bin/bench_ops

@@ -150,3 +150,24 @@ TEST_CASE("bad data input gets clear errors", "[data]") {
   CHECK_THROWS_AS(decode_image(junk, "junk.png"), InputError);
   CHECK_THROWS_WITH(decode_image(junk, "junk.png"), Catch::Contains("junk.png"));
 }
+
+TEST_CASE("CIFAR-10 official binary format: five training batches and the test batch", "[data]") {
+  std::string dir = "/tmp/scion_cifar10/cifar-10-batches-bin";
+  system("mkdir -p /tmp/scion_cifar10/cifar-10-batches-bin");
+  auto write = [&](const std::string& file, int records, int first) {
+    std::ofstream f(dir + "/" + file, std::ios::binary);
+    for (int r = 0; r < records; ++r) {
+      f.put(char((first + r) % 10));  // label
+      for (int p = 0; p < 3072; ++p) f.put(char((first + r + p) & 0xff));
+    }
+  };
+  for (int b = 1; b <= 5; ++b) write("data_batch_" + std::to_string(b) + ".bin", 4, 4 * (b - 1));
+  write("test_batch.bin", 3, 100);
+  DatasetPtr train = open_dataset("cifar10", "/tmp/scion_cifar10", "train");
+  CHECK(train->size() == 20);
+  CHECK(train->num_classes() == 10);
+  CHECK(train->label(13) == 3);
+  CHECK(int(train->get(13).image.at(0, 1, 2)) == ((13 + 2048 + 1) & 0xff));  // B plane, pixel 1
+  CHECK(open_dataset("cifar10", "/tmp/scion_cifar10/cifar-10-batches-bin", "test")->size() == 3);
+  CHECK_THROWS_WITH(cifar100_coarse_label(*train, 0), Catch::Contains("cifar100"));
+}
