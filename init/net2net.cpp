@@ -253,6 +253,9 @@ void grow_from_file(nn::Model& big, const std::string& path, const std::string& 
     c.depths = arch.depths;
     c.dims = arch.dims;
   }
+  SafetensorsFile f = SafetensorsFile::open(path);
+  if (f.metadata().count("scion_model"))
+    c = nn::parse_model_config(f.metadata().at("scion_model"));  // exact heads
   nn::ModelPtr small = nn::create_model(c);
   small->load_state_dict(src, true, path);
   grow(big, *small, opt, path);

@@ -34,10 +34,17 @@ struct ModelConfig {
 // the key and what was expected.
 void set_model_option(ModelConfig& config, const std::string& key, const std::string& value);
 
+// The config as "key=value;key=value" (the "scion_model" metadata of saved weights), and back.
+std::string model_config_string(const ModelConfig& config);
+ModelConfig parse_model_config(const std::string& text);
+
 class Model : public Module {
  public:
   virtual const std::string& family() const = 0;  // "vit" or "convnext"
   const ModelConfig& config() const { return config_; }
+  // Saves the weights (timm keys) with the config as "scion_model" metadata.
+  void save(const std::string& path,
+            const std::map<std::string, std::string>& metadata = {}) const override;
 
  protected:
   explicit Model(ModelConfig c) : config_(std::move(c)) {}

@@ -56,7 +56,8 @@ class Module {
   // All problems are reported together in one InputError naming `source`.
   void load_state_dict(const NamedTensors& tensors, bool strict = true,
                        const std::string& source = "state_dict");
-  void save(const std::string& path, const std::map<std::string, std::string>& metadata = {}) const;
+  virtual void save(const std::string& path,
+                    const std::map<std::string, std::string>& metadata = {}) const;
   void load(const std::string& path, bool strict = true);
 
  protected:

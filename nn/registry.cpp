@@ -72,6 +72,13 @@ const std::vector<std::string>& model_names() {
   return registry().names;
 }
 
+void Model::save(const std::string& path,
+                 const std::map<std::string, std::string>& metadata) const {
+  std::map<std::string, std::string> meta = metadata;
+  meta["scion_model"] = model_config_string(config_);
+  Module::save(path, meta);
+}
+
 void register_model(const std::string& name, ModelFactory factory) {
   Registry& r = registry();
   if (!r.factories.count(name)) r.names.push_back(name);
@@ -91,6 +98,38 @@ ModelPtr create_model(const ModelConfig& c) {
   SCION_CHECK(c.drop_path >= 0 && c.drop_path < 1,
               "model.drop_path: expected a value in [0, 1), got ", c.drop_path);
   return it->second(c);
+}
+
+std::string model_config_string(const ModelConfig& c) {
+  std::ostringstream o;
+  auto list = [](const std::vector<int64_t>& v) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+    return s + "]";
+  };
+  o << "name=" << c.name << ";img_size=" << c.img_size << ";patch_size=" << c.patch_size
+    << ";in_chans=" << c.in_chans << ";num_classes=" << c.num_classes
+    << ";drop_path=" << c.drop_path;
+  if (c.layer_scale) o << ";layer_scale=" << *c.layer_scale;
+  if (c.embed_dim) o << ";embed_dim=" << *c.embed_dim;
+  if (c.depth) o << ";depth=" << *c.depth;
+  if (c.num_heads) o << ";num_heads=" << *c.num_heads;
+  if (c.mlp_ratio) o << ";mlp_ratio=" << *c.mlp_ratio;
+  if (c.depths) o << ";depths=" << list(*c.depths);
+  if (c.dims) o << ";dims=" << list(*c.dims);
+  return o.str();
+}
+
+ModelConfig parse_model_config(const std::string& text) {
+  ModelConfig c;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ';')) {
+    auto eq = item.find('=');
+    SCION_CHECK(eq != std::string::npos, "model config '", text, "': expected key=value items");
+    set_model_option(c, item.substr(0, eq), item.substr(eq + 1));
+  }
+  return c;
 }
 
 void set_model_option(ModelConfig& c, const std::string& key, const std::string& v) {

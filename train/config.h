@@ -48,6 +48,8 @@ struct ScheduleConfig {
   double decay_epochs = 30, decay_rate = 0.1;  // step
 };
 
+// Knowledge distillation from a trained teacher (weights `teacher` of model `model`, built with the
+// student's image size and class count): (1 - alpha) task loss + alpha T^2 KL(teacher || student).
 struct DistillConfig {
   std::string teacher;  // weights file; empty = off
   std::string model = "vit_small";

@@ -71,6 +71,19 @@ data::DatasetPtr open_split(const Config& cfg, const std::string& split, int64_t
 }
 
 // Hard labels with label smoothing, or soft targets (Mixup/CutMix) when given.
+// Knowledge distillation (Hinton et al.): (1 - alpha) * task loss + alpha * T^2 * KL(p_t || p_s)
+// with p = softmax(logits / T); the teacher runs in eval mode without gradients.
+Tensor distillation_loss(const Tensor& task, const Tensor& student_logits,
+                         const Tensor& teacher_logits, const DistillConfig& d) {
+  const double t = d.temperature;
+  Tensor pt = softmax(teacher_logits.detach().to(DType::f32) * (1.0 / t), 1);
+  Tensor s = student_logits.to(DType::f32) * (1.0 / t);
+  // KL(pt || ps) = CE(s, pt) - H(pt); H(pt) has no gradient but keeps the logged value a true KL.
+  double entropy = -sum(pt * log(maximum(pt, scalar_tensor(1e-30)))).item() / double(pt.size(0));
+  Tensor kl = cross_entropy(s, pt) - entropy;
+  return task * (1.0 - d.alpha) + kl * (d.alpha * t * t);
+}
+
 Tensor classification_loss(const Tensor& logits, const data::Batch& b, double smoothing) {
   if (b.targets.defined()) return cross_entropy(logits, b.targets);
   return cross_entropy(logits, b.labels, smoothing);
@@ -144,9 +157,6 @@ int run_training(const Config& cfg, bool resume) {
   SCION_CHECK(
       cfg.device == "cpu", cfg.source, ": device: '", cfg.device,
       "' is not available in this build (the CUDA backend is not implemented yet); use cpu");
-  SCION_CHECK(
-      cfg.train.distill.teacher.empty(), cfg.source,
-      ": train.distill.teacher: knowledge distillation is not available in this version of scion");
   cpu::set_num_threads(cfg.threads);
   make_dirs(cfg.output_dir);
   const std::string last_path = cfg.output_dir + "/last.safetensors";
@@ -204,6 +214,31 @@ int run_training(const Config& cfg, bool resume) {
   std::unique_ptr<Ema> ema =
       cfg.train.ema_decay > 0 ? std::make_unique<Ema>(*model, cfg.train.ema_decay) : nullptr;
   nn::ModelPtr ema_model = ema ? nn::create_model(cfg.model) : nullptr;
+  nn::ModelPtr distill_teacher;
+  if (!cfg.train.distill.teacher.empty()) {
+    // A teacher saved by scion carries its config; a timm file is the named model at the student's
+    // image size, channels and class count.
+    SafetensorsFile tf = SafetensorsFile::open(cfg.train.distill.teacher);
+    nn::ModelConfig tc = cfg.model;
+    if (tf.metadata().count("scion_model")) {
+      tc = nn::parse_model_config(tf.metadata().at("scion_model"));
+      SCION_CHECK(tc.name == cfg.train.distill.model, cfg.source, ": train.distill.model is '",
+                  cfg.train.distill.model, "' but ", cfg.train.distill.teacher, " holds a ",
+                  tc.name);
+    } else {
+      tc.name = cfg.train.distill.model;
+      tc.embed_dim.reset();
+      tc.depth.reset();
+      tc.num_heads.reset();
+      tc.mlp_ratio.reset();
+      tc.depths.reset();
+      tc.dims.reset();
+    }
+    tc.drop_path = 0.0;
+    distill_teacher = nn::create_model(tc);
+    distill_teacher->load(cfg.train.distill.teacher, /*strict=*/true);
+    distill_teacher->eval();
+  }
 
   const int64_t accum = cfg.train.accum_steps;
   const int64_t batches = train_loader.num_batches();
@@ -317,7 +352,16 @@ int run_training(const Config& cfg, bool resume) {
       Tensor loss;
       {
         AutocastGuard ac(bf16);
-        loss = classification_loss(model->forward(b.images), b, a.label_smoothing);
+        Tensor logits = model->forward(b.images);
+        loss = classification_loss(logits, b, a.label_smoothing);
+        if (distill_teacher) {
+          Tensor teacher_logits;
+          {
+            NoGradGuard ng;
+            teacher_logits = distill_teacher->forward(b.images);
+          }
+          loss = distillation_loss(loss, logits, teacher_logits, cfg.train.distill);
+        }
       }
       double lv = loss.item();
       if (!std::isfinite(lv)) {

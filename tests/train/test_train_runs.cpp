@@ -227,3 +227,41 @@ TEST_CASE("train: bad config and missing data exit 2 with the file or key named"
   CHECK(run({"--config", path, "--set", "train.epochz=1"}, "/tmp/scion_train_g.log") == 2);
   CHECK(run({"--config", "/nonexistent.yaml"}, "/tmp/scion_train_h.log") == 2);
 }
+
+TEST_CASE("train: knowledge distillation from a trained teacher", "[train][runs]") {
+  if (!have_data()) {
+    CHECK(true);
+    return;
+  }
+  std::string cfg = config_file();
+  system("rm -rf /tmp/scion_run_t /tmp/scion_run_s /tmp/scion_run_n");
+  // Teacher: the test model trained for 2 epochs; then a student distilled from it and one not.
+  REQUIRE(run({"--config", cfg, "--set", "train.epochs=2", "--output-dir", "/tmp/scion_run_t"}) ==
+          0);
+  std::vector<std::string> student = {
+      "--config",         cfg, "--set", "train.epochs=1", "--set", "model.depth=1", "--set",
+      "train.ema.decay=0"};
+  auto with = [&](std::vector<std::string> extra, const std::string& dir) {
+    auto v = student;
+    v.insert(v.end(), extra.begin(), extra.end());
+    v.push_back("--output-dir");
+    v.push_back(dir);
+    return v;
+  };
+  REQUIRE(run(with({"--set", "train.distill.teacher=/tmp/scion_run_t/best.safetensors", "--set",
+                    "train.distill.model=vit_tiny", "--set", "train.distill.alpha=0.7", "--set",
+                    "train.distill.temperature=2"},
+                   "/tmp/scion_run_s"),
+              "/tmp/scion_train_s.log") == 0);
+  REQUIRE(run(with({}, "/tmp/scion_run_n"), "/tmp/scion_train_n.log") == 0);
+  std::vector<json> s = metrics("/tmp/scion_run_s"), n = metrics("/tmp/scion_run_n");
+  REQUIRE(s.size() == 1);
+  REQUIRE(n.size() == 1);
+  CHECK(std::isfinite(s[0]["train_loss"].get<double>()));
+  CHECK(s[0]["train_loss"] != n[0]["train_loss"]);  // the distillation term changes the objective
+  // A teacher of the wrong architecture is named in a clear error (exit status 2).
+  CHECK(run(with({"--set", "train.distill.teacher=/tmp/scion_run_t/best.safetensors", "--set",
+                  "train.distill.model=vit_small"},
+                 "/tmp/scion_run_x"),
+            "/tmp/scion_train_x.log") == 2);
+}
