@@ -96,11 +96,22 @@ void Optimizer::load_state(const SafetensorsFile& f, int64_t steps) {
 }
 
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  // Sum of squares over every gradient, accumulated in f64 per thread chunk (fixed order).
   double total = 0;
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    for (double v : g.to_vector()) total += v * v;
+    Tensor gc = g.dtype() == DType::f32 && g.is_contiguous() ? g : g.to(DType::f32).contiguous();
+    const float* gp = gc.data<float>();
+    const int64_t n = gc.numel();
+    int nt = cpu::num_threads();
+    std::vector<double> part(static_cast<size_t>(nt), 0.0);
+    cpu::parallel_for(0, n, 1 << 15, [&](int64_t lo, int64_t hi) {
+      double s = 0;
+      for (int64_t i = lo; i < hi; ++i) s += double(gp[i]) * double(gp[i]);
+      part[size_t(omp_in_parallel() ? omp_get_thread_num() : 0)] = s;
+    });
+    for (double v : part) total += v;
   }
   double norm = std::sqrt(total);
   if (max_norm > 0 && norm > max_norm) {

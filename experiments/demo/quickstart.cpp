@@ -2,7 +2,7 @@
 // Debian's dataset-fashion-mnist). It trains a small ViT teacher, initializes a smaller ViT student
 // from it by weight selection, trains that student and a randomly initialized twin with the same
 // recipe on a small class-balanced subset, and prints both students' test accuracy per epoch.
-//   quickstart [--data DIR] [--out DIR] [--teacher-epochs 3] [--student-epochs 6] [--subset 6000]
+//   quickstart [--data DIR] [--out DIR] [--teacher-epochs 5] [--student-epochs 6] [--subset 6000]
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>
@@ -64,7 +64,7 @@ int run(train::Config c) {
 int main(int argc, char** argv) {
   CLI::App app{"scion quickstart: weight selection vs random init on Fashion-MNIST"};
   std::string data = "/usr/share/datasets/fashion-mnist", out = "runs/quickstart";
-  int64_t teacher_epochs = 3, student_epochs = 6, subset = 6000, teacher_subset = 20000;
+  int64_t teacher_epochs = 5, student_epochs = 6, subset = 6000, teacher_subset = 20000;
   app.add_option("--data", data, "Fashion-MNIST IDX folder");
   app.add_option("--out", out, "output folder");
   app.add_option("--teacher-epochs", teacher_epochs)->check(CLI::PositiveNumber);

@@ -191,3 +191,14 @@ TEST_CASE("every shipped config parses", "[train][config]") {
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK(text.find("huggingface.co/timm/vit_small_patch16_224.augreg_in21k") != std::string::npos);
 }
+
+TEST_CASE("clip_grad_norm scales gradients to the maximum norm, as torch", "[train]") {
+  Tensor a = zeros({3}).requires_grad_(), b = zeros({2, 2}).requires_grad_();
+  a.set_grad(from_vector({3, 0, 0}, {3}));
+  b.set_grad(from_vector({0, 4, 0, 0}, {2, 2}));
+  CHECK(clip_grad_norm({a, b}, 10.0) == Approx(5.0));  // below the maximum: unchanged
+  CHECK(a.grad().to_vector()[0] == 3.0);
+  CHECK(clip_grad_norm({a, b}, 1.0) == Approx(5.0));
+  CHECK(a.grad().to_vector()[0] == Approx(3.0 / (5.0 + 1e-6)));
+  CHECK(b.grad().to_vector()[1] == Approx(4.0 / (5.0 + 1e-6)));
+}
