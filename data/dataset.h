@@ -36,7 +36,7 @@ class Dataset {
 using DatasetPtr = std::shared_ptr<Dataset>;
 
 // kind: cifar10 | cifar100 | image_folder | tiny_imagenet | fashion_mnist | mnist.
-// `how_to_get` is appended to the error for a missing root (where to download the data).
+// A missing root is an error that says how to get the data set.
 DatasetPtr open_dataset(const std::string& kind, const std::string& root, const std::string& split);
 
 // A fixed, class-balanced subset of `count` samples (count / classes per class, the remainder

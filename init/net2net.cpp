@@ -116,7 +116,7 @@ void grow_vit(nn::VisionTransformer& big, const nn::VisionTransformer& small,
     int64_t hid_s = s(ob + "mlp.fc1.weight").size(0),
             hid_b = big.find(nb + "mlp.fc1.weight").size(0);
     std::vector<int64_t> m = widen_map(hid_s, hid_b, gen);
-    Axis A{&a, false}, Ad{&a, true}, A3{&a3, false}, M{&m, false}, Md{&m, true};
+    Axis Ad{&a, true}, A3{&a3, false}, M{&m, false}, Md{&m, true};
     for (const char* n : {"norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"})
       assign(big, nb + n, widen_tensor(s(ob + n), {G}), opt, gen, true);
     assign(big, nb + "attn.qkv.weight", widen_tensor(s(ob + "attn.qkv.weight"), {A3, Gd}), opt, gen,

@@ -6,7 +6,6 @@
 
 #include "core/autograd.h"
 #include "core/cpu/parallel.h"
-#include "nn/vit.h"
 
 namespace scion::train {
 

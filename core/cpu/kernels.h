@@ -16,8 +16,8 @@ Tensor unary(UnaryOp op, const Tensor& x);
 Tensor gelu_backward(const Tensor& g, const Tensor& x, bool tanh_form);
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
 
-// Sum over the trailing `inner` elements of each of `outer` rows of a contiguous tensor reshaped
-// to (outer, inner) and over the leading rows for a (rows, cols) layout.
+// Sum over `dims` (all when empty): column sums in place when the reduced dims lead a contiguous
+// tensor, otherwise the kept dims are permuted first and each row is summed in f64.
 Tensor reduce_sum(const Tensor& x, const Shape& dims, bool keepdim);
 // Max along one dim: values and first indices.
 void reduce_max(const Tensor& x, int64_t dim, bool keepdim, Tensor& values, Tensor& indices);
