@@ -1,6 +1,8 @@
 // safetensors reading (mmap + validation) and atomic writing.
 #include "core/safetensors.h"
 
+#include "core/atomic_file.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -214,27 +216,18 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   }
   std::string h = header.dump();
   while (h.size() % 8 != 0) h.push_back(' ');
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw InputError(path + ": cannot write (" + tmp + "): " + std::strerror(errno));
-  bool ok = true;
-  uint64_t n = h.size();
-  unsigned char len[8];
-  for (int i = 0; i < 8; ++i) len[i] = uint8_t(n >> (8 * i));
-  ok &= std::fwrite(len, 1, 8, f) == 8;
-  ok &= std::fwrite(h.data(), 1, h.size(), f) == h.size();
-  for (const Tensor& t : data) {
-    size_t bytes = size_t(t.numel()) * dtype_size(t.dtype());
-    if (bytes) ok &= std::fwrite(t.raw_data(), 1, bytes, f) == bytes;
-  }
-  ok &= std::fflush(f) == 0;
-  ok &= fsync(fileno(f)) == 0;
-  ok &= std::fclose(f) == 0;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    std::remove(tmp.c_str());
-    throw Error(path + ": writing failed: " + std::strerror(err));
-  }
+  write_file_atomic(path, [&](std::FILE* f) {
+    uint64_t n = h.size();
+    unsigned char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = uint8_t(n >> (8 * i));
+    bool ok = std::fwrite(len, 1, 8, f) == 8;
+    ok &= std::fwrite(h.data(), 1, h.size(), f) == h.size();
+    for (const Tensor& t : data) {
+      size_t bytes = size_t(t.numel()) * dtype_size(t.dtype());
+      if (bytes) ok &= std::fwrite(t.raw_data(), 1, bytes, f) == bytes;
+    }
+    return ok;
+  });
 }
 
 }  // namespace scion

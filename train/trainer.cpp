@@ -14,6 +14,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/atomic_file.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/cpu/parallel.h"
@@ -92,16 +93,9 @@ Tensor classification_loss(const Tensor& logits, const data::Batch& b, double sm
 }  // namespace
 
 void write_text_atomic(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw Error(path + ": cannot write");
-  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  ok &= std::fflush(f) == 0 && fsync(fileno(f)) == 0;
-  ok &= std::fclose(f) == 0;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(path + ": writing failed");
-  }
+  write_file_atomic(path, [&](std::FILE* f) {
+    return std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  });
 }
 
 data::PipelineConfig eval_pipeline(const Config& cfg) {
