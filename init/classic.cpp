@@ -5,6 +5,7 @@
 #include "core/autograd.h"
 #include "init/initializers.h"
 #include "init/net2net.h"
+#include "init/pretrained.h"
 #include "init/weight_selection.h"
 
 namespace scion::init {
@@ -49,19 +50,32 @@ void classic_init(nn::Model& model, const InitConfig& cfg, Generator& gen,
 }
 
 // A missing source-weights file: say where to get it (timm's hub name, or the scion run to make it).
+// A folder must be a timm hub folder: config.json naming a known architecture and model.safetensors.
 void require_weights(const std::string& path, const std::string& key, const std::string& source) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f) {
+  std::string stem = path.substr(path.find_last_of('/', path.size() - 2) + 1);
+  if (!stem.empty() && stem.back() == '/') stem.pop_back();
+  if (is_directory(path)) {
+    hub_model_config(path);
+    if (std::FILE* f = std::fopen(weights_file(path).c_str(), "rb")) {
+      std::fclose(f);
+      return;
+    }
+    throw InputError(source + ": " + key + ": " + weights_file(path) +
+                     " not found; download it from https://huggingface.co/timm/" + stem +
+                     "/resolve/main/model.safetensors");
+  }
+  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
     std::fclose(f);
     return;
   }
-  std::string stem = path.substr(path.rfind('/') + 1);
   if (stem.size() > 12 && stem.substr(stem.size() - 12) == ".safetensors")
     stem.resize(stem.size() - 12);
   std::string hint =
       stem.find('.') != std::string::npos
           ? "; download timm's " + stem + " weights from https://huggingface.co/timm/" + stem +
-                "/resolve/main/model.safetensors and save them as " + path
+                "/resolve/main/model.safetensors and save them as " + path +
+                " (or the whole folder: huggingface-cli download timm/" + stem +
+                " --local-dir DIR, and name DIR)"
           : "; train that model first (see the comment next to " + key + " in the config)";
   throw InputError(source + ": " + key + ": weight file " + path + " not found" + hint);
 }
@@ -98,6 +112,7 @@ void weight_selection_init(nn::Model& model, const InitConfig& cfg, Generator& g
   o.layers = cfg.layers;
   o.elements = cfg.elements;
   o.head = cfg.head;
+  o.head_norm = cfg.head_norm;
   o.seed = gen.seed();
   select_weights(model, load_teacher(cfg.teacher), o, cfg.teacher);
 }

@@ -34,6 +34,7 @@ struct InitConfig {
   double gain = 0.0;            // 0: the rule's default
   double noise = 0.0;           // net2net symmetry-breaking noise
   bool head = false;            // weight_selection: also select the head when class counts match
+  bool head_norm = false;       // weight_selection: also select ConvNeXt's head.norm
 };
 
 // The registered initializer names, in the order the docs list them.

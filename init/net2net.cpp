@@ -7,6 +7,7 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "init/pretrained.h"
 #include "init/weight_selection.h"
 #include "nn/convnext.h"
 #include "nn/vit.h"
@@ -50,9 +51,10 @@ Tensor widen_tensor(const Tensor& old, const std::vector<Axis>& axes) {
 void assign(nn::Model& big, const std::string& name, const Tensor& value, const GrowOptions& opt,
             Generator& gen, bool widened) {
   Tensor dst = big.find(name);
-  SCION_CHECK(dst.shape() == value.shape(), "net2net: ", name, " grows to ",
+  Tensor value_in_form = nn::as_form(value, dst.shape());  // a conv_mlp target takes (O, I, 1, 1)
+  SCION_CHECK(dst.shape() == value_in_form.shape(), "net2net: ", name, " grows to ",
               shape_str(value.shape()), " but the target model has ", shape_str(dst.shape()));
-  Tensor v = value.contiguous();
+  Tensor v = value_in_form.contiguous();
   if (opt.noise > 0 && widened && v.dim() >= 2) {
     double sd = std::sqrt(var(v.to(DType::f64)).item());
     Tensor n = randn(v.shape(), DType::f32, gen);
@@ -238,7 +240,9 @@ void grow_from_file(nn::Model& big, const std::string& path, const std::string& 
   NamedTensors src = load_teacher(path);
   TeacherArch arch = infer_architecture(src, path);
   nn::ModelConfig c = big.config();
-  c.name = from_model.empty() ? big.config().name : from_model;
+  c.name = !from_model.empty()  ? from_model
+           : is_directory(path) ? hub_model_config(path).name
+                                : big.config().name;
   c.embed_dim.reset();
   c.depth.reset();
   c.num_heads.reset();
@@ -253,9 +257,10 @@ void grow_from_file(nn::Model& big, const std::string& path, const std::string& 
     c.depths = arch.depths;
     c.dims = arch.dims;
   }
-  SafetensorsFile f = SafetensorsFile::open(path);
+  SafetensorsFile f = SafetensorsFile::open(weights_file(path));
   if (f.metadata().count("scion_model"))
     c = nn::parse_model_config(f.metadata().at("scion_model"));  // exact heads
+  c.conv_mlp = false;  // growth works on Linear-form fc weights; either file form loads
   nn::ModelPtr small = nn::create_model(c);
   small->load_state_dict(src, true, path);
   grow(big, *small, opt, path);

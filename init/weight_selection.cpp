@@ -8,6 +8,7 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "init/pretrained.h"
 
 namespace scion::init {
 
@@ -19,9 +20,19 @@ const NamedTensors::value_type* find(const NamedTensors& ts, const std::string& 
   return nullptr;
 }
 
-bool is_head(const std::string& name) {
+// The classifier (ViT head.*, ConvNeXt head.fc.*).
+bool is_classifier(const std::string& name) {
   return name == "head.weight" || name == "head.bias" || name == "head.fc.weight" ||
          name == "head.fc.bias";
+}
+
+// The official code selects no key containing "head"; the options bring back the classifier
+// (when the class counts match, checked later) and ConvNeXt's head.norm.
+bool selectable(const std::string& name, const SelectionOptions& opt) {
+  if (name.find("head") == std::string::npos) return true;
+  if (is_classifier(name)) return opt.head;
+  if (name.rfind("head.norm.", 0) == 0) return opt.head_norm;
+  return false;
 }
 
 // Selects `idx[d]` along every dimension d of t.
@@ -127,7 +138,7 @@ TeacherArch infer_architecture(const NamedTensors& ts, const std::string& source
 }
 
 NamedTensors load_teacher(const std::string& path) {
-  SafetensorsFile f = SafetensorsFile::open(path);
+  SafetensorsFile f = SafetensorsFile::open(weights_file(path));
   NamedTensors ts;
   bool scion_checkpoint = f.contains("model.cls_token") || f.contains("model.stem.0.weight");
   for (const auto& n : f.names()) {
@@ -191,7 +202,7 @@ std::vector<std::string> select_weights(nn::Model& student, const NamedTensors& 
   std::vector<std::string> selected;
   NoGradGuard ng;
   for (auto& [name, p] : student_names) {
-    if (is_head(name) && !opt.head) continue;
+    if (!selectable(name, opt)) continue;
     std::string tname = name;
     for (const auto& [from, to] : block_map)
       if (name.rfind(from, 0) == 0) {
@@ -201,8 +212,8 @@ std::vector<std::string> select_weights(nn::Model& student, const NamedTensors& 
     const auto* tt = find(teacher, tname);
     SCION_CHECK(tt, source, ": the teacher has no tensor '", tname, "' for the student's '", name,
                 "'");
-    Tensor t = tt->second;
-    if (is_head(name) && t.shape()[0] != p.shape()[0])
+    Tensor t = nn::as_form(tt->second, p.shape());  // timm conv_mlp fc weights: (O, I, 1, 1)
+    if (is_classifier(name) && t.shape()[0] != p.shape()[0])
       continue;  // class counts differ: keep the student's head
     SCION_CHECK(t.dim() == p.dim(), source, ": '", tname, "' has shape ", shape_str(t.shape()),
                 ", incompatible with the student's ", shape_str(p.shape()));

@@ -3,8 +3,10 @@
 //   1. Layer selection: student block i takes teacher block first: i; uniform: round(i
 //   (Lt-1)/(Ls-1));
 //      last: Lt - Ls + i (per stage for ConvNeXt).
-//   2. Component mapping: the same key after block renumbering; the classifier head keeps the
-//      student's own initialization unless asked for and the class counts match.
+//   2. Component mapping: the same key after block renumbering. As the official code, no key
+//      containing "head" is selected (ViT head.*, ConvNeXt head.norm.* and head.fc.*): they keep
+//      the student's own initialization. Options select ConvNeXt's head.norm, and the classifier
+//      when the class counts match.
 //   3. Element selection, per dimension of each tensor: uniform takes arange(s) * (t / s) when s
 //      divides t, else round(linspace(0, t - 1, s)) (exactly the official code: float32 linspace,
 //      round half to even); consecutive the first s; random one sorted random index set per (s, t)
@@ -42,11 +44,13 @@ TeacherArch infer_architecture(const NamedTensors& tensors, const std::string& s
 
 struct SelectionOptions {
   std::string layers = "first", elements = "uniform";
-  bool head = false;  // also select the classifier head when the class counts match
+  bool head = false;       // also select the classifier head when the class counts match
+  bool head_norm = false;  // also select ConvNeXt's head.norm (the official code does not)
   uint64_t seed = 0;
 };
 
-// Loads a teacher weight file: timm keys, or a scion checkpoint (model.* keys).
+// Loads a teacher's weights: a file with timm keys, a scion checkpoint (model.* keys), or a
+// Hugging Face timm folder (config.json + model.safetensors, init/pretrained.h).
 NamedTensors load_teacher(const std::string& path);
 
 // Overwrites the student's parameters (already initialized by its own initializer) with the

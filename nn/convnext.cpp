@@ -5,10 +5,10 @@
 
 namespace scion::nn {
 
-ConvNextBlock::ConvNextBlock(int64_t dim, double dp, double ls) {
+ConvNextBlock::ConvNextBlock(int64_t dim, double dp, double ls, bool conv_mlp) {
   conv_dw = register_module("conv_dw", std::make_shared<Conv2d>(dim, dim, 7, 1, 3, dim));
   norm = register_module("norm", std::make_shared<LayerNorm>(dim, 1e-6));
-  mlp = register_module("mlp", std::make_shared<Mlp>(dim, 4 * dim));
+  mlp = register_module("mlp", std::make_shared<Mlp>(dim, 4 * dim, 0.0, conv_mlp));
   if (ls > 0) gamma = register_parameter("gamma", zeros({dim}));
   drop_path = register_module("drop_path", std::make_shared<DropPath>(dp));
 }
@@ -21,7 +21,7 @@ Tensor ConvNextBlock::forward(const Tensor& x) {
 }
 
 ConvNextStage::ConvNextStage(int64_t in_dim, int64_t out_dim, bool ds, int64_t depth,
-                             const std::vector<double>& dps, double ls) {
+                             const std::vector<double>& dps, double ls, bool conv_mlp) {
   if (ds) {
     auto seq = std::make_shared<Sequential>();
     seq->push_back(std::make_shared<LayerNorm2d>(in_dim, 1e-6));
@@ -34,7 +34,7 @@ ConvNextStage::ConvNextStage(int64_t in_dim, int64_t out_dim, bool ds, int64_t d
   register_module("downsample", downsample);
   blocks = register_module("blocks", std::make_shared<Sequential>());
   for (int64_t i = 0; i < depth; ++i)
-    blocks->push_back(std::make_shared<ConvNextBlock>(out_dim, dps[i], ls));
+    blocks->push_back(std::make_shared<ConvNextBlock>(out_dim, dps[i], ls, conv_mlp));
 }
 
 Tensor ConvNextStage::forward(const Tensor& x) {
@@ -63,7 +63,9 @@ const std::map<std::string, ConvNextSize>& convnext_sizes() {
       {"convnext_femto", {{2, 2, 6, 2}, {48, 96, 192, 384}}},
       {"convnext_pico", {{2, 2, 6, 2}, {64, 128, 256, 512}}},
       {"convnext_nano", {{2, 2, 8, 2}, {80, 160, 320, 640}}},
-      {"convnext_tiny", {{3, 3, 9, 3}, {96, 192, 384, 768}}}};
+      {"convnext_tiny", {{3, 3, 9, 3}, {96, 192, 384, 768}}},
+      {"convnext_small", {{3, 3, 27, 3}, {96, 192, 384, 768}}},
+      {"convnext_base", {{3, 3, 27, 3}, {128, 256, 512, 1024}}}};
   return sizes;
 }
 
@@ -91,7 +93,7 @@ ConvNeXt::ConvNeXt(const ModelConfig& c) : Model(c) {
     for (int64_t j = 0; j < depths[i]; ++j, ++block)
       dps.push_back(total > 1 ? c.drop_path * double(block) / double(total - 1) : 0.0);
     stages->push_back(std::make_shared<ConvNextStage>(i == 0 ? dims[0] : dims[i - 1], dims[i],
-                                                      i > 0, depths[i], dps, ls));
+                                                      i > 0, depths[i], dps, ls, c.conv_mlp));
   }
   head = register_module("head", std::make_shared<NormMlpClassifierHead>(dims[3], c.num_classes));
 }

@@ -2,7 +2,8 @@
 // conv_mlp=False): patchify stem (conv 4x4/4 + LayerNorm2d), four stages of [downsample
 // (LayerNorm2d
 // + conv 2x2/2, stages 1-3)] + blocks (depthwise 7x7 conv -> channels-last LayerNorm -> Linear MLP
-// -> layer scale "gamma" -> drop path + residual), then NormMlpClassifierHead (global average pool,
+// -> layer scale "gamma" -> drop path + residual; with conv_mlp the fc weights are stored as timm's
+// 1x1 convolutions, (4C, C, 1, 1), and computed as the same Linear), then NormMlpClassifierHead (global average pool,
 // LayerNorm2d "head.norm", Linear "head.fc"). LayerNorm eps 1e-6. Drop path rates rise linearly
 // over all blocks from 0 to drop_path, as timm.
 //
@@ -17,7 +18,7 @@ namespace scion::nn {
 
 class ConvNextBlock : public Module {
  public:
-  ConvNextBlock(int64_t dim, double drop_path, double layer_scale);
+  ConvNextBlock(int64_t dim, double drop_path, double layer_scale, bool conv_mlp);
   Tensor forward(const Tensor& x) override;
   std::shared_ptr<Conv2d> conv_dw;
   std::shared_ptr<LayerNorm> norm;
@@ -29,7 +30,7 @@ class ConvNextBlock : public Module {
 class ConvNextStage : public Module {
  public:
   ConvNextStage(int64_t in_dim, int64_t out_dim, bool downsample, int64_t depth,
-                const std::vector<double>& drop_paths, double layer_scale);
+                const std::vector<double>& drop_paths, double layer_scale, bool conv_mlp);
   Tensor forward(const Tensor& x) override;
   ModulePtr downsample;  // Sequential(LayerNorm2d, Conv2d) or Identity
   std::shared_ptr<Sequential> blocks;

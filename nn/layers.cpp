@@ -5,13 +5,14 @@
 
 namespace scion::nn {
 
-Linear::Linear(int64_t in, int64_t out, bool with_bias) : in_features(in), out_features(out) {
-  weight = register_parameter("weight", zeros({out, in}));
+Linear::Linear(int64_t in, int64_t out, bool with_bias, bool conv1x1)
+    : in_features(in), out_features(out) {
+  weight = register_parameter("weight", conv1x1 ? zeros({out, in, 1, 1}) : zeros({out, in}));
   if (with_bias) bias = register_parameter("bias", zeros({out}));
 }
 
 Tensor Linear::forward(const Tensor& x) {
-  return linear(x, weight, bias);
+  return linear(x, weight.dim() == 4 ? weight.view({out_features, in_features}) : weight, bias);
 }
 
 Conv2d::Conv2d(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t padding, int64_t groups,
@@ -62,11 +63,11 @@ LayerScale::LayerScale(int64_t dim) {
   gamma = register_parameter("gamma", zeros({dim}));
 }
 
-Mlp::Mlp(int64_t in, int64_t hidden, double drop) {
-  fc1 = register_module("fc1", std::make_shared<Linear>(in, hidden));
+Mlp::Mlp(int64_t in, int64_t hidden, double drop, bool conv1x1) {
+  fc1 = register_module("fc1", std::make_shared<Linear>(in, hidden, true, conv1x1));
   act = register_module("act", std::make_shared<GELU>());
   drop1 = register_module("drop1", std::make_shared<Dropout>(drop));
-  fc2 = register_module("fc2", std::make_shared<Linear>(hidden, in));
+  fc2 = register_module("fc2", std::make_shared<Linear>(hidden, in, true, conv1x1));
   drop2 = register_module("drop2", std::make_shared<Dropout>(drop));
 }
 

@@ -15,12 +15,14 @@ class Identity : public Module {
   Tensor forward(const Tensor& x) override { return x; }
 };
 
+// conv1x1: the weight is stored as a 1x1 convolution's, (out, in, 1, 1) (timm's ConvMlp), and
+// used as the (out, in) matrix it is.
 class Linear : public Module {
  public:
-  Linear(int64_t in_features, int64_t out_features, bool bias = true);
+  Linear(int64_t in_features, int64_t out_features, bool bias = true, bool conv1x1 = false);
   Tensor forward(const Tensor& x) override;
   int64_t in_features, out_features;
-  Tensor weight, bias;  // (out, in), (out) or undefined
+  Tensor weight, bias;  // (out, in) or (out, in, 1, 1), (out) or undefined
 };
 
 class Conv2d : public Module {
@@ -84,7 +86,7 @@ class LayerScale : public Module {
 // timm's Mlp: fc1 -> GELU -> dropout -> fc2 -> dropout.
 class Mlp : public Module {
  public:
-  Mlp(int64_t in_features, int64_t hidden_features, double drop = 0.0);
+  Mlp(int64_t in_features, int64_t hidden_features, double drop = 0.0, bool conv1x1 = false);
   Tensor forward(const Tensor& x) override;
   std::shared_ptr<Linear> fc1, fc2;
   std::shared_ptr<GELU> act;

@@ -28,6 +28,9 @@ struct ModelConfig {
   std::optional<double> mlp_ratio;
   // ConvNeXt architecture overrides.
   std::optional<std::vector<int64_t>> depths, dims;
+  // ConvNeXt MLP stored as 1x1 convolutions, timm's conv_mlp=True (its default for atto..nano):
+  // the same function, fc weights saved as (4C, C, 1, 1) instead of (4C, C). Either form loads.
+  bool conv_mlp = false;
 };
 
 // Sets one option from text ("img_size", "32"; "dims", "[48, 96, 192, 384]"); an InputError names

@@ -85,10 +85,22 @@ NamedTensors Module::state_dict() const {
   return out;
 }
 
+Tensor as_form(const Tensor& t, const Shape& shape) {
+  const Shape& s = t.shape();
+  if (s.size() == 4 && shape.size() == 2 && s[2] == 1 && s[3] == 1) return t.reshape({s[0], s[1]});
+  if (s.size() == 2 && shape.size() == 4 && shape[2] == 1 && shape[3] == 1)
+    return t.reshape({s[0], s[1], 1, 1});
+  return t;
+}
+
 void Module::load_state_dict(const NamedTensors& tensors, bool strict, const std::string& source) {
   NamedTensors own = state_dict();
   std::unordered_map<std::string, Tensor> given;
   for (const auto& [name, t] : tensors) given[name] = t;
+  for (const auto& [name, t] : own) {  // either form of a Linear / 1x1-conv weight loads
+    auto it = given.find(name);
+    if (it != given.end()) it->second = as_form(it->second, t.shape());
+  }
   std::vector<std::string> missing, unexpected, mismatched;
   std::set<std::string> own_names;
   for (const auto& [name, t] : own) {

@@ -72,6 +72,11 @@ class Module {
 
 using ModulePtr = std::shared_ptr<Module>;
 
+// A Linear weight (out, in) and the same weight stored as a 1x1 convolution (out, in, 1, 1) are one
+// tensor in two forms (timm's ConvNeXt conv_mlp): `t` (one form) reshaped to the form of `shape`
+// (the other; sizes may differ, as a teacher's), else `t` unchanged.
+Tensor as_form(const Tensor& t, const Shape& shape);
+
 // Children "0", "1", ...; forward applies them in order.
 class Sequential : public Module {
  public:

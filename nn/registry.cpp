@@ -23,10 +23,10 @@ Registry& registry() {
       reg->names.push_back(n);
       reg->factories[n] = std::move(f);
     };
-    for (const char* n : {"vit_tiny", "vit_small", "vit_base"})
+    for (const char* n : {"vit_tiny", "vit_small", "vit_base", "vit_large"})
       add(n, [](const ModelConfig& c) { return std::make_shared<VisionTransformer>(c); });
-    for (const char* n :
-         {"convnext_atto", "convnext_femto", "convnext_pico", "convnext_nano", "convnext_tiny"})
+    for (const char* n : {"convnext_atto", "convnext_femto", "convnext_pico", "convnext_nano",
+                          "convnext_tiny", "convnext_small", "convnext_base"})
       add(n, [](const ModelConfig& c) { return std::make_shared<ConvNeXt>(c); });
     return reg;
   }();
@@ -51,6 +51,12 @@ double parse_double(const std::string& key, const std::string& v) {
   } catch (const std::exception&) {
   }
   throw InputError("model." + key + ": expected a number, got '" + v + "'");
+}
+
+bool parse_bool(const std::string& key, const std::string& v) {
+  if (v == "1" || v == "true" || v == "True") return true;
+  if (v == "0" || v == "false" || v == "False") return false;
+  throw InputError("model." + key + ": expected true or false, got '" + v + "'");
 }
 
 std::vector<int64_t> parse_list(const std::string& key, std::string v) {
@@ -117,6 +123,7 @@ std::string model_config_string(const ModelConfig& c) {
   if (c.mlp_ratio) o << ";mlp_ratio=" << *c.mlp_ratio;
   if (c.depths) o << ";depths=" << list(*c.depths);
   if (c.dims) o << ";dims=" << list(*c.dims);
+  if (c.conv_mlp) o << ";conv_mlp=1";
   return o.str();
 }
 
@@ -159,11 +166,13 @@ void set_model_option(ModelConfig& c, const std::string& key, const std::string&
     c.depths = parse_list(key, v);
   else if (key == "dims")
     c.dims = parse_list(key, v);
+  else if (key == "conv_mlp")
+    c.conv_mlp = parse_bool(key, v);
   else
     throw InputError("model." + key +
                      ": unknown model option (known: name, img_size, patch_size, "
                      "in_chans, num_classes, drop_path, layer_scale, embed_dim, depth, num_heads, "
-                     "mlp_ratio, depths, dims)");
+                     "mlp_ratio, depths, dims, conv_mlp)");
 }
 
 }  // namespace scion::nn

@@ -32,8 +32,10 @@ struct VitSize {
 };
 
 const std::map<std::string, VitSize>& vit_sizes() {
-  static const std::map<std::string, VitSize> sizes = {
-      {"vit_tiny", {192, 12, 3}}, {"vit_small", {384, 12, 6}}, {"vit_base", {768, 12, 12}}};
+  static const std::map<std::string, VitSize> sizes = {{"vit_tiny", {192, 12, 3}},
+                                                       {"vit_small", {384, 12, 6}},
+                                                       {"vit_base", {768, 12, 12}},
+                                                       {"vit_large", {1024, 24, 16}}};
   return sizes;
 }
 
@@ -45,6 +47,7 @@ VisionTransformer::VisionTransformer(const ModelConfig& c) : Model(c) {
   depth = c.depth.value_or(base.depth);
   num_heads = c.num_heads.value_or(base.heads);
   double mlp_ratio = c.mlp_ratio.value_or(4.0);
+  SCION_CHECK(!c.conv_mlp, "model ", c.name, ": conv_mlp is a ConvNeXt option");
   double ls = c.layer_scale.value_or(0.0);
   SCION_CHECK(embed_dim > 0 && depth > 0 && num_heads > 0 && mlp_ratio > 0, "model ", c.name,
               ": embed_dim, depth, num_heads and mlp_ratio must be positive");

@@ -2,6 +2,8 @@
 // to the PyTorch-generated golden fixtures in tests/golden/.
 #pragma once
 
+#include <stdlib.h>
+
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <functional>
@@ -92,6 +94,14 @@ inline double gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>&
     }
   }
   return worst;
+}
+
+// A fresh folder of this test's own (mkdtemp), so tests running in parallel never collide.
+inline std::string temp_dir() {
+  char tmpl[] = "/tmp/scion_test_XXXXXX";
+  const char* d = mkdtemp(tmpl);
+  REQUIRE(d != nullptr);
+  return d;
 }
 
 // Fixtures written by tests/golden/make_golden.py.

@@ -150,6 +150,7 @@ void read_model(Reader r, nn::ModelConfig& m) {
   }
   opt_list("depths", m.depths);
   opt_list("dims", m.dims);
+  r.boolean("conv_mlp", m.conv_mlp);
   bool known = false;
   for (const auto& n : nn::model_names()) known |= n == m.name;
   if (!known) {
@@ -187,6 +188,7 @@ Config from_node(const YAML::Node& root, const std::string& source) {
     i.choice("mode", c.init.mode, {"fan_in", "fan_out"});
     i.num("gain", c.init.gain, 0.0, 100.0);
     i.boolean("head", c.init.head);
+    i.boolean("head_norm", c.init.head_norm);
     i.finish();
   }
   {
@@ -346,6 +348,7 @@ std::string to_yaml(const Config& c) {
     e << YAML::Key << "dims" << YAML::Value;
     list(*m.dims);
   }
+  if (m.conv_mlp) e << YAML::Key << "conv_mlp" << YAML::Value << true;
   e << YAML::EndMap;
   e << YAML::Key << "init" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "type" << YAML::Value << c.init.type << YAML::Key << "teacher" << YAML::Value
@@ -357,7 +360,8 @@ std::string to_yaml(const Config& c) {
     << YAML::Value << c.init.noise;
   e << YAML::Key << "mode" << YAML::Value << c.init.mode << YAML::Key << "gain" << YAML::Value
     << c.init.gain;
-  e << YAML::Key << "head" << YAML::Value << c.init.head << YAML::EndMap;
+  e << YAML::Key << "head" << YAML::Value << c.init.head << YAML::Key << "head_norm" << YAML::Value
+    << c.init.head_norm << YAML::EndMap;
   const DataConfig& d = c.data;
   e << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "dataset" << YAML::Value << d.dataset << YAML::Key << "root" << YAML::Value

@@ -4,12 +4,16 @@
 //   scion select --teacher T.safetensors --model NAME [--set model.key=value ...]
 //              [--layers first|uniform|last] [--elements
 //              uniform|consecutive|random|random-inconsistent]
-//              [--seed N] [--head] --out S.safetensors
+//              [--seed N] [--head] [--head-norm] --out S.safetensors
+//              (--teacher: a weights file or a timm hub folder with config.json)
 //   scion grow --from S.safetensors --from-model NAME --model NAME [--set model.key=value ...]
 //              [--noise STD] [--seed N] --out L.safetensors   (--set applies to both models)
-//   scion eval --model NAME [--set model.key=value ...] --weights W.safetensors --data DATASET
-//              --root DIR [--split train|val|test] [--limit N] [--precision f32|bf16]
-//              prints a JSON line last: {"loss":..,"acc1":..,"acc5":..,"images":..}
+//   scion eval --weights W.safetensors [--config C.yaml] [--model NAME] [--set model.key=value ...]
+//              [--data DATASET --root DIR] [--split train|val|test] [--limit N]
+//              [--precision f32|bf16] [--crop-pct P] [--interpolation I] [--batch N]
+//              settings from the weights' metadata (model, preprocessing, precision), then
+//              --config, then flags; prints them, then a JSON line last:
+//              {"loss":..,"acc1":..,"acc5":..,"images":..}
 // Exit status: 0 success, 2 usage or input error (the message names the file or flag), 1 failure.
 #include <CLI/CLI.hpp>
 #include <cmath>
@@ -83,7 +87,7 @@ struct SelectArgs {
   std::string teacher, model, out, layers = "first", elements = "uniform";
   std::vector<std::string> sets;
   uint64_t seed = 0;
-  bool head = false;
+  bool head = false, head_norm = false;
 };
 
 int cmd_select(const SelectArgs& a) {
@@ -94,6 +98,7 @@ int cmd_select(const SelectArgs& a) {
   ic.layers = a.layers;
   ic.elements = a.elements;
   ic.head = a.head;
+  ic.head_norm = a.head_norm;
   Generator gen(a.seed, 0x494E4954);
   init::initialize(*student, ic, gen, "scion select");
   student->save(a.out, {{"scion_select_teacher", a.teacher},
@@ -131,34 +136,91 @@ int cmd_grow(const GrowArgs& a) {
 }
 
 struct EvalArgs {
-  std::string model, weights, dataset, root, split = "val", precision = "f32";
+  std::string config, model, weights, dataset, root, split, precision, interpolation;
   std::vector<std::string> sets;
-  int64_t limit = 0, batch = 100;
-  double crop_pct = 0.875;
+  int64_t limit = 0, batch = 0;
+  double crop_pct = 0;
   int workers = 2, threads = 0;
 };
 
-int cmd_eval(const EvalArgs& a) {
-  cpu::set_num_threads(a.threads);
+std::string triple_str(const std::array<float, 3>& v) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "[%.4g, %.4g, %.4g]", double(v[0]), double(v[1]), double(v[2]));
+  return buf;
+}
+
+// The evaluation settings, weakest first: built-in defaults, the weights' own metadata (model
+// config, preprocessing, precision, batch), --config, then explicit flags. `origin` says which.
+train::Config eval_config(const EvalArgs& a, std::string& origin) {
   train::Config cfg;
   cfg.source = "scion eval";
-  cfg.model = model_config(a.model, a.sets);
-  cfg.data.dataset = a.dataset;
-  cfg.data.root = a.root;
-  cfg.data.augment.crop_pct = a.crop_pct;
+  cfg.data.val_split = "val";
+  cfg.train.batch_size = 100;
+  origin = "defaults";
+  SafetensorsFile w = SafetensorsFile::open(a.weights);
+  const auto& meta = w.metadata();
+  if (meta.count("scion_model")) cfg.model = nn::parse_model_config(meta.at("scion_model"));
+  if (meta.count("scion_data")) {
+    train::apply_eval_metadata(cfg, meta.at("scion_data"), a.weights);
+    origin = "the weights' metadata";
+  }
+  if (!a.config.empty()) {
+    cfg = train::load_config(a.config);
+    origin = a.config;
+  }
+  if (!a.model.empty()) cfg.model.name = a.model;
+  for (const std::string& s : a.sets) {
+    auto eq = s.find('=');
+    std::string key = s.substr(0, eq);
+    SCION_CHECK(eq != std::string::npos && key.rfind("model.", 0) == 0, "--set ", s,
+                ": expected model.key=value");
+    nn::set_model_option(cfg.model, key.substr(6), s.substr(eq + 1));
+  }
+  if (a.model.empty() && a.config.empty() && !meta.count("scion_model"))
+    throw InputError(a.weights +
+                     ": no scion_model metadata (not written by scion); name the "
+                     "architecture with --model or --config");
+  if (!a.dataset.empty()) cfg.data.dataset = a.dataset;
+  if (!a.root.empty()) cfg.data.root = a.root;
+  if (!a.split.empty()) cfg.data.val_split = a.split;
+  if (!a.precision.empty()) cfg.train.precision = a.precision;
+  if (!a.interpolation.empty()) cfg.data.augment.interpolation = a.interpolation;
+  if (a.crop_pct > 0) cfg.data.augment.crop_pct = a.crop_pct;
+  if (a.batch > 0) cfg.train.batch_size = a.batch;
+  if (a.config.empty() && (a.dataset.empty() || a.root.empty()))
+    throw InputError("scion eval: --data and --root are required without --config");
+  return cfg;
+}
+
+int cmd_eval(const EvalArgs& a) {
+  cpu::set_num_threads(a.threads);
+  std::string origin;
+  train::Config cfg = eval_config(a, origin);
   nn::ModelPtr model = nn::create_model(cfg.model);
   model->load(a.weights, /*strict=*/true);
-  data::DatasetPtr ds = data::open_dataset(a.dataset, a.root, a.split);
-  SCION_CHECK(ds->num_classes() == cfg.model.num_classes, a.root, ": the data set has ",
+  const std::string& split = cfg.data.val_split;
+  data::DatasetPtr ds = data::open_dataset(cfg.data.dataset, cfg.data.root, split);
+  if (cfg.data.val_subset > 0)  // a config's validation subset, drawn as train draws it
+    ds = data::balanced_subset(ds, cfg.data.val_subset, cfg.seed + 1);
+  SCION_CHECK(ds->num_classes() == cfg.model.num_classes, cfg.data.root, ": the data set has ",
               ds->num_classes(), " classes but the model has ", cfg.model.num_classes,
               " (set model.num_classes)");
+  const data::PipelineConfig pipe = train::eval_pipeline(cfg);
+  std::fprintf(stderr,
+               "scion eval: %s on %s %s split; resize %s to %lld px / crop_pct %.4g then center "
+               "crop, mean %s, std %s, %s, batch %lld (settings from %s; flags override)\n",
+               cfg.model.name.c_str(), cfg.data.root.c_str(), split.c_str(),
+               cfg.data.augment.interpolation.c_str(), (long long)cfg.model.img_size,
+               cfg.data.augment.crop_pct, triple_str(cfg.data.mean).c_str(),
+               triple_str(cfg.data.std).c_str(), cfg.train.precision.c_str(),
+               (long long)cfg.train.batch_size, origin.c_str());
   data::LoaderOptions o;
-  o.batch_size = a.batch;
+  o.batch_size = cfg.train.batch_size;
   o.shuffle = false;
   o.drop_last = false;
   o.workers = a.workers;
-  data::DataLoader loader(ds, data::Pipeline(train::eval_pipeline(cfg)), o);
-  train::EvalResult r = train::evaluate(*model, loader, a.precision == "bf16", a.limit);
+  data::DataLoader loader(ds, data::Pipeline(pipe), o);
+  train::EvalResult r = train::evaluate(*model, loader, cfg.train.precision == "bf16", a.limit);
   std::printf(
       "%s\n",
       nlohmann::json{{"loss", r.loss}, {"acc1", r.acc1}, {"acc5", r.acc5}, {"images", r.images}}
@@ -179,7 +241,10 @@ int main(int argc, char** argv) {
   SelectArgs sa;
   auto* select = app.add_subcommand(
       "select", "initialize a student by weight selection from a larger teacher");
-  select->add_option("--teacher", sa.teacher, "teacher weights (timm keys or a scion checkpoint)")
+  select
+      ->add_option("--teacher", sa.teacher,
+                   "teacher weights: timm keys, a scion checkpoint, or a timm hub folder "
+                   "(config.json + model.safetensors)")
       ->required();
   select->add_option("--model", sa.model, "student model name")->required();
   select->add_option("--set", sa.sets, "student option model.key=value (repeatable)");
@@ -190,6 +255,8 @@ int main(int argc, char** argv) {
   select->add_option("--seed", sa.seed, "seed for random selection and the student's own init");
   select->add_flag("--head", sa.head,
                    "also select the classifier head when the class counts match");
+  select->add_flag("--head-norm", sa.head_norm,
+                   "also select ConvNeXt's head.norm (the official code keeps the student's own)");
   select->add_option("--out", sa.out, "output weights (.safetensors)")->required();
   GrowArgs ga;
   auto* grow = app.add_subcommand("grow", "grow a trained model wider and/or deeper (Net2Net)");
@@ -202,22 +269,29 @@ int main(int argc, char** argv) {
   grow->add_option("--seed", ga.seed, "seed of the unit mapping, noise and new weights");
   grow->add_option("--out", ga.out, "output weights (.safetensors)")->required();
   EvalArgs ea;
-  auto* eval = app.add_subcommand("eval", "evaluate weights on a data split");
-  eval->add_option("--model", ea.model, "registered model name")->required();
-  eval->add_option("--set", ea.sets, "model option model.key=value (repeatable)");
+  auto* eval = app.add_subcommand(
+      "eval",
+      "evaluate weights on a data split (settings: the weights' metadata, --config, flags)");
   eval->add_option("--weights", ea.weights, "weights (.safetensors, timm keys)")->required();
+  eval->add_option("--config", ea.config, "a train config: model, data and preprocessing");
+  eval->add_option("--model", ea.model, "registered model name (default: the weights' own)");
+  eval->add_option("--set", ea.sets, "model option model.key=value (repeatable)");
   eval->add_option("--data", ea.dataset,
                    "cifar10|cifar100|image_folder|tiny_imagenet|fashion_mnist|mnist")
-      ->required();
-  eval->add_option("--root", ea.root, "data folder")->required();
-  eval->add_option("--split", ea.split, "train|val|test")
+      ->check(CLI::IsMember(
+          {"cifar10", "cifar100", "image_folder", "tiny_imagenet", "fashion_mnist", "mnist"}));
+  eval->add_option("--root", ea.root, "data folder");
+  eval->add_option("--split", ea.split, "train|val|test (default val, or the config's val_split)")
       ->check(CLI::IsMember({"train", "val", "test"}));
   eval->add_option("--limit", ea.limit, "evaluate the first N images only")
       ->check(CLI::NonNegativeNumber);
   eval->add_option("--precision", ea.precision, "f32|bf16")->check(CLI::IsMember({"f32", "bf16"}));
-  eval->add_option("--crop-pct", ea.crop_pct, "eval resize: img_size / crop_pct, then center crop");
+  eval->add_option("--interpolation", ea.interpolation, "bicubic|bilinear|nearest")
+      ->check(CLI::IsMember({"bicubic", "bilinear", "nearest"}));
+  eval->add_option("--crop-pct", ea.crop_pct, "eval resize: img_size / crop_pct, then center crop")
+      ->check(CLI::Range(0.05, 1.0));
   eval->add_option("--batch", ea.batch, "batch size")->check(CLI::PositiveNumber);
-  eval->add_option("--threads", ea.threads, "threads (0 = all cores)");
+  eval->add_option("--threads", ea.threads, "threads (0 = all cores)")->check(CLI::Range(0, 1024));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

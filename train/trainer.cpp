@@ -426,8 +426,9 @@ int run_training(const Config& cfg, bool resume) {
     final_acc1 = ev.acc1;
     if (ev.acc1 > best_acc1) {
       best_acc1 = ev.acc1;
-      model->save(best_path,
-                  {{"epoch", std::to_string(epoch + 1)}, {"val_acc1", std::to_string(ev.acc1)}});
+      model->save(best_path, {{"epoch", std::to_string(epoch + 1)},
+                              {"val_acc1", std::to_string(ev.acc1)},
+                              {"scion_data", eval_metadata(cfg)}});
     }
     double wall = wall_before + std::chrono::duration<double>(Clock::now() - run_start).count();
     save_checkpoint(epoch + 1, 0, wall, 0, 0, 0, 0);

@@ -30,6 +30,12 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int6
 // Builds the evaluation pipeline of a config (resize + center crop, normalization).
 data::PipelineConfig eval_pipeline(const Config& cfg);
 
+// The validation settings saved with a run's weights ("scion_data" metadata, JSON): mean, std,
+// interpolation, crop_pct, precision, batch_size; and applied back onto a config (an InputError
+// names `source` and the field when the metadata is malformed).
+std::string eval_metadata(const Config& cfg);
+void apply_eval_metadata(Config& cfg, const std::string& json_text, const std::string& source);
+
 // Runs (or resumes) a training run; returns the process exit status (0 ok, 1 failure).
 // InputError escapes for the caller to report with status 2.
 int run_training(const Config& cfg, bool resume);

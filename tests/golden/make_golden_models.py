@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Generates the model fixtures in tests/golden/models/ with timm (tests/nn/test_models_golden.cpp).
 
-Full weights and gradients of the four test models (vit_tiny and vit_small at 32 px / patch 4,
-convnext_femto and convnext_tiny at 32 px, 10 classes) would be ~240 MB, so:
+Full weights and gradients of the test models (vit_tiny, vit_small and vit_large at 32 px / patch 4,
+convnext_femto, convnext_tiny, convnext_small and convnext_base at 32 px, 10 classes) would be
+several GB, so:
   * weights are not stored: every tensor is filled by scion's own Philox RNG (philox.py), from seed
     fnv1a64(name) with uniform(low, high) given per tensor in the metadata ("init"), so scion
     recreates exactly the same f32 weights;
@@ -12,7 +13,7 @@ convnext_femto and convnext_tiny at 32 px, 10 classes) would be ~240 MB, so:
 It also keeps the input batch, labels, logits, loss and the bf16-autocast logits; and, for the
 round-trip test, two small models saved by timm as they are (roundtrip_*.safetensors).
 
-    python3 tests/golden/make_golden_models.py      # needs torch, timm, safetensors, numpy
+    python3 tests/golden/make_golden_models.py [STEM ...]   # needs torch, timm, safetensors, numpy
 """
 import json
 import os
@@ -33,6 +34,9 @@ MODELS = {  # file stem: (timm name, timm kwargs)
     "vit_small": ("vit_small_patch16_224", dict(img_size=32, patch_size=4, num_classes=10)),
     "convnext_femto": ("convnext_femto", dict(conv_mlp=False, num_classes=10)),
     "convnext_tiny": ("convnext_tiny", dict(conv_mlp=False, num_classes=10)),
+    "vit_large": ("vit_large_patch16_224", dict(img_size=32, patch_size=4, num_classes=10)),
+    "convnext_small": ("convnext_small", dict(conv_mlp=False, num_classes=10)),
+    "convnext_base": ("convnext_base", dict(conv_mlp=False, num_classes=10)),
 }
 
 
@@ -100,8 +104,12 @@ def make(stem, timm_name, kwargs):
 
 
 def make_roundtrip():
-    """Small models with timm's own initialization, saved the way timm checkpoints are saved."""
+    """Small models with timm's own initialization, saved the way timm checkpoints are saved.
+    roundtrip_convnext_convmlp keeps timm's default conv_mlp=True for convnext_atto: its fc weights
+    are stored as 1x1 convolutions (4C, C, 1, 1), as in timm's published atto..nano checkpoints."""
     cases = {
+        "roundtrip_convnext_convmlp": ("convnext_atto",
+                                       dict(num_classes=10, depths=(1, 1, 2, 1), dims=(16, 32, 64, 128))),
         "roundtrip_vit": ("vit_tiny_patch16_224",
                           dict(img_size=32, patch_size=4, num_classes=10, depth=2, embed_dim=64, num_heads=2)),
         "roundtrip_convnext": ("convnext_atto",
@@ -119,8 +127,12 @@ def make_roundtrip():
 
 
 if __name__ == "__main__":
+    import sys
     torch.set_num_threads(2)
     os.makedirs(HERE, exist_ok=True)
+    only = set(sys.argv[1:])  # optional: the stems to (re)make, e.g. vit_large roundtrip
     for stem, (timm_name, kwargs) in MODELS.items():
-        make(stem, timm_name, kwargs)
-    make_roundtrip()
+        if not only or stem in only:
+            make(stem, timm_name, kwargs)
+    if not only or "roundtrip" in only:
+        make_roundtrip()

@@ -4,6 +4,7 @@
 // errors for mismatched families and too-small teachers, and `scion select` output that loads
 // strictly into the student.
 #include <cstdlib>
+#include <fstream>
 
 #include "init/initializers.h"
 #include "init/weight_selection.h"
@@ -170,4 +171,119 @@ TEST_CASE("scion select writes complete student weights that load strictly", "[i
   std::string bad = std::string(SCION_BINARY_DIR) + "/scion select --teacher " + tpath +
                     " --model convnext_femto --out /tmp/x.safetensors > /dev/null 2>&1";
   CHECK(WEXITSTATUS(std::system(bad.c_str())) == 2);
+}
+
+namespace {
+
+uint64_t fnv1a64(const std::string& s) {
+  uint64_t h = 0xCBF29CE484222325ull;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001B3ull;
+  return h;
+}
+
+// The ConvNeXt pair of tests/golden/make_golden_init.py: teacher depths (2, 2, 3, 2), dims
+// (20, 40, 80, 160), every tensor uniform(-1, 1) from seed fnv1a64("teacher." + key); student
+// depths (1, 1, 2, 1), dims (12, 24, 48, 96); 10 classes.
+NamedTensors official_teacher() {
+  nn::ModelPtr t =
+      model("convnext_atto",
+            {{"num_classes", "10"}, {"depths", "[2, 2, 3, 2]"}, {"dims", "[20, 40, 80, 160]"}});
+  NamedTensors out;
+  for (auto& [n, p] : t->named_parameters()) {
+    Tensor v = empty(p.shape());
+    Generator g(fnv1a64("teacher." + n));
+    uniform_(v, -1.0, 1.0, g);
+    out.emplace_back(n, v);
+  }
+  return out;
+}
+
+nn::ModelPtr official_student() {
+  nn::ModelPtr s =
+      model("convnext_atto",
+            {{"num_classes", "10"}, {"depths", "[1, 1, 2, 1]"}, {"dims", "[12, 24, 48, 96]"}});
+  Generator g(5);
+  trunc_normal_init(*s, g);
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("ConvNeXt selection equals the official code: no 'head' key selected by default",
+          "[init][golden]") {
+  SafetensorsFile f =
+      SafetensorsFile::open(std::string(SCION_GOLDEN_DIR) + "/init_convnext.safetensors");
+  NamedTensors teacher = official_teacher();
+  nn::ModelPtr student = official_student();
+  NamedTensors before;
+  for (auto& [n, p] : student->named_parameters()) before.emplace_back(n, p.clone());
+  auto selected = select_weights(*student, teacher, SelectionOptions{}, "teacher");
+  size_t official = 0;
+  for (auto& [n, p] : student->named_parameters()) {
+    INFO(n);
+    if (f.contains("official." + n)) {
+      ++official;
+      CHECK(p.to_vector() == f.get("official." + n).to_vector());
+    } else {  // head.norm.* and head.fc.*: the student's own initialization, untouched
+      CHECK(n.find("head") != std::string::npos);
+      CHECK(p.to_vector() == get(before, n).to_vector());
+    }
+  }
+  CHECK(official == selected.size());
+  CHECK(official + 4 == student->named_parameters().size());
+  // head_norm (scion's earlier default) also selects head.norm by the same formula.
+  nn::ModelPtr with_norm = official_student();
+  SelectionOptions o;
+  o.head_norm = true;
+  select_weights(*with_norm, teacher, o, "teacher");
+  for (const char* n : {"head.norm.weight", "head.norm.bias"})
+    CHECK(with_norm->find(n).to_vector() == f.get(std::string("head_norm.") + n).to_vector());
+  CHECK(with_norm->find("head.fc.weight").to_vector() == get(before, "head.fc.weight").to_vector());
+}
+
+TEST_CASE("a timm conv_mlp teacher (fc weights as 1x1 convs) selects like its Linear form",
+          "[init]") {
+  NamedTensors linear = official_teacher(), conv;
+  for (auto& [n, t] : linear)
+    conv.emplace_back(n, n.find(".mlp.fc") != std::string::npos && t.dim() == 2
+                             ? t.reshape({t.size(0), t.size(1), 1, 1})
+                             : t);
+  nn::ModelPtr a = official_student(), b = official_student();
+  select_weights(*a, linear, SelectionOptions{}, "linear");
+  select_weights(*b, conv, SelectionOptions{}, "conv");
+  for (auto& [n, p] : a->named_parameters()) CHECK(p.to_vector() == b->find(n).to_vector());
+}
+
+TEST_CASE("a timm hub folder (config.json + model.safetensors) is a teacher", "[init][programs]") {
+  std::string dir = test::temp_dir();
+  nn::ModelPtr teacher =
+      model("vit_small",
+            {{"img_size", "32"}, {"patch_size", "4"}, {"num_classes", "10"}, {"depth", "2"}});
+  Generator g(9);
+  trunc_normal_init(*teacher, g);
+  teacher->Module::save(dir + "/model.safetensors");  // as timm writes it: no scion metadata
+  std::ofstream(dir + "/config.json")
+      << R"({"architecture": "vit_small_patch4_32", "num_classes": 10, "num_features": 384})";
+  std::string out = dir + "/student.safetensors";
+  std::string scion = std::string(SCION_BINARY_DIR) + "/scion ";
+  std::string args =
+      " --model vit_tiny --set model.img_size=32 --set model.patch_size=4"
+      " --set model.num_classes=10 --set model.depth=2 --out " +
+      out;
+  REQUIRE(std::system((scion + "select --teacher " + dir + args + " > /dev/null").c_str()) == 0);
+  nn::ModelPtr student = model(
+      "vit_tiny", {{"img_size", "32"}, {"patch_size", "4"}, {"num_classes", "10"}, {"depth", "2"}});
+  student->load(out, /*strict=*/true);
+  CHECK(student->find("blocks.1.norm1.weight").to_vector()[1] ==
+        teacher->find("blocks.1.norm1.weight").to_vector()[2]);
+  // An architecture scion does not build: exit 2, the file and the known names listed.
+  std::ofstream(dir + "/config.json") << R"({"architecture": "resnet50"})";
+  std::string log = dir + "/log.txt";
+  int st = std::system((scion + "select --teacher " + dir + args + " > " + log + " 2>&1").c_str());
+  CHECK(WEXITSTATUS(st) == 2);
+  std::ifstream in(log);
+  std::string msg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(msg.find(dir + "/config.json") != std::string::npos);
+  CHECK(msg.find("resnet50") != std::string::npos);
+  CHECK(msg.find("convnext_base") != std::string::npos);
 }

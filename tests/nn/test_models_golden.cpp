@@ -1,5 +1,6 @@
-// Whole models against timm (fixtures from tests/golden/make_golden_models.py): vit_tiny and
-// vit_small (32 px, patch 4), convnext_femto and convnext_tiny (32 px), 10 classes. Weights are
+// Whole models against timm (fixtures from tests/golden/make_golden_models.py): vit_tiny,
+// vit_small and vit_large (32 px, patch 4), convnext_femto, convnext_tiny, convnext_small and
+// convnext_base (32 px), 10 classes; and timm's conv_mlp ConvNeXt checkpoint form. Weights are
 // recreated from scion's RNG exactly as the generator filled the timm model (seed = FNV-1a of the
 // parameter name, uniform range from the fixture), so the two models hold identical f32 weights.
 // Checked: logits (max error <= 1e-5 of max |logit|), loss (1e-5 relative), and every parameter
@@ -142,6 +143,54 @@ TEST_CASE("convnext_femto matches timm: logits, loss, every gradient, bf16 logit
 TEST_CASE("convnext_tiny matches timm: logits, loss, every gradient, bf16 logits",
           "[nn][golden][models]") {
   check_model("convnext_tiny");
+}
+
+TEST_CASE("vit_large matches timm: logits, loss, every gradient, bf16 logits",
+          "[nn][golden][models]") {
+  check_model("vit_large");
+}
+TEST_CASE("convnext_small matches timm: logits, loss, every gradient, bf16 logits",
+          "[nn][golden][models]") {
+  check_model("convnext_small");
+}
+TEST_CASE("convnext_base matches timm: logits, loss, every gradient, bf16 logits",
+          "[nn][golden][models]") {
+  check_model("convnext_base");
+}
+
+TEST_CASE("timm conv_mlp ConvNeXt weights ((4C, C, 1, 1) fc) load into either form; saved as used",
+          "[nn][golden]") {
+  const std::string path = fixture("roundtrip_convnext_convmlp");
+  SafetensorsFile timm_file = SafetensorsFile::open(path);
+  REQUIRE(timm_file.shape("stages.0.blocks.0.mlp.fc1.weight") == Shape{64, 16, 1, 1});
+  SafetensorsFile io = SafetensorsFile::open(fixture("roundtrip_convnext_convmlp_io"));
+  Tensor ref = io.get("logits");
+  std::string dir = test::temp_dir();
+  for (bool conv_mlp : {false, true}) {
+    INFO("conv_mlp " << conv_mlp);
+    nn::ModelConfig c;
+    c.name = "convnext_atto";
+    c.img_size = 32;
+    c.num_classes = 10;
+    c.depths = std::vector<int64_t>{1, 1, 2, 1};
+    c.dims = std::vector<int64_t>{16, 32, 64, 128};
+    c.conv_mlp = conv_mlp;
+    nn::ModelPtr model = nn::create_model(c);
+    model->load(path, /*strict=*/true);
+    model->eval();
+    CHECK_CLOSE(model->forward(io.get("input")), ref, 1e-5 * max_abs(ref), 0.0);
+    std::string out = dir + "/convnext_" + std::to_string(conv_mlp) + ".safetensors";
+    model->save(out);
+    SafetensorsFile ours = SafetensorsFile::open(out);
+    Shape fc1 = conv_mlp ? Shape{64, 16, 1, 1} : Shape{64, 16};
+    CHECK(ours.shape("stages.0.blocks.0.mlp.fc1.weight") == fc1);
+    for (const auto& name : timm_file.names())
+      CHECK(ours.get(name).to_vector() == timm_file.get(name).to_vector());
+    nn::ModelPtr back = nn::create_model(c);  // the saved form loads back into either form
+    c.conv_mlp = !conv_mlp;
+    nn::create_model(c)->load(out, /*strict=*/true);
+    back->load(out, /*strict=*/true);
+  }
 }
 
 TEST_CASE("timm-saved weights load strictly; scion saves exactly timm's keys and shapes",

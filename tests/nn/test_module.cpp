@@ -23,9 +23,10 @@ nn::ModelPtr make(const std::string& name,
 TEST_CASE("parameter counts equal timm's at 1000 classes and 224 px", "[nn]") {
   // timm 1.0.31: vit_*_patch16_224; convnext_* with conv_mlp=False (the Linear-MLP form).
   std::vector<std::pair<std::string, int64_t>> expected = {
-      {"vit_tiny", 5717416},       {"vit_small", 22050664},     {"vit_base", 86567656},
-      {"convnext_atto", 3695520},  {"convnext_femto", 5217784}, {"convnext_pico", 9045672},
-      {"convnext_nano", 15593560}, {"convnext_tiny", 28589128}};
+      {"vit_tiny", 5717416},        {"vit_small", 22050664},     {"vit_base", 86567656},
+      {"convnext_atto", 3695520},   {"convnext_femto", 5217784}, {"convnext_pico", 9045672},
+      {"convnext_nano", 15593560},  {"convnext_tiny", 28589128}, {"vit_large", 304326632},
+      {"convnext_small", 50223688}, {"convnext_base", 88591464}};
   for (auto& [name, count] : expected) {
     INFO(name);
     CHECK(make(name)->num_parameters() == count);

@@ -265,3 +265,54 @@ TEST_CASE("train: knowledge distillation from a trained teacher", "[train][runs]
                  "/tmp/scion_run_x"),
             "/tmp/scion_train_x.log") == 2);
 }
+
+TEST_CASE("scion eval on a run's best.safetensors reproduces the run's logged validation numbers",
+          "[train][runs][programs]") {
+  REQUIRE(have_data());
+  // CIFAR statistics, native 32 px (crop_pct 1.0), bf16: none of them scion eval's defaults.
+  std::string dir = test::temp_dir();
+  std::string root = test::shared_data("cifar10-jpg");
+  std::ofstream(dir + "/c.yaml") << R"(seed: 1
+threads: 2
+model: {name: vit_tiny, img_size: 32, patch_size: 8, num_classes: 10, depth: 1, embed_dim: 32, num_heads: 2}
+data:
+  dataset: image_folder
+  root: )" << root << R"(
+  val_split: test
+  train_subset: 640
+  mean: [0.4914, 0.4822, 0.4465]
+  std: [0.2470, 0.2435, 0.2616]
+  augment: {crop: random_crop, padding: 4, crop_pct: 1.0, interpolation: bilinear}
+train:
+  epochs: 1
+  batch_size: 64
+  precision: bf16
+  optimizer: {type: adamw, lr: 2.0e-3}
+)";
+  REQUIRE(run({"--config", dir + "/c.yaml", "--output-dir", dir + "/run"}, dir + "/train.log") ==
+          0);
+  json logged = metrics(dir + "/run")[0];
+  std::string cmd = std::string(SCION_BINARY_DIR) + "/scion eval --weights " + dir +
+                    "/run/best.safetensors --data image_folder --root " + root +
+                    " --split test > " + dir + "/eval.log 2>&1";
+  REQUIRE(WEXITSTATUS(std::system(cmd.c_str())) == 0);
+  std::ifstream in(dir + "/eval.log");
+  std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  INFO(out);
+  json ev = json::parse(out.substr(out.rfind('{')));
+  CHECK(ev["images"] == 10000);
+  CHECK(ev["acc1"].get<double>() == logged["val_acc1"].get<double>());
+  CHECK(ev["acc5"].get<double>() == logged["val_acc5"].get<double>());
+  CHECK(std::fabs(ev["loss"].get<double>() - logged["val_loss"].get<double>()) <=
+        1e-9 * logged["val_loss"].get<double>());
+  // It says what it used.
+  CHECK(out.find("crop_pct 1") != std::string::npos);
+  CHECK(out.find("0.4914") != std::string::npos);
+  CHECK(out.find("bilinear") != std::string::npos);
+  CHECK(out.find("bf16") != std::string::npos);
+  // A flag overrides the metadata: f32 evaluation of the same weights is (slightly) different.
+  std::string f32 = std::string(SCION_BINARY_DIR) + "/scion eval --weights " + dir +
+                    "/run/best.safetensors --data image_folder --root " + root +
+                    " --split test --precision f32 --limit 500 2>&1 | grep -c ', f32, batch 64'";
+  CHECK(WEXITSTATUS(std::system((f32 + " > /dev/null").c_str())) == 0);
+}
