@@ -8,6 +8,8 @@
 //              (--teacher: a weights file or a timm hub folder with config.json)
 //   scion grow --from S.safetensors --from-model NAME --model NAME [--set model.key=value ...]
 //              [--noise STD] [--seed N] --out L.safetensors   (--set applies to both models)
+//   scion init --model NAME [--set model.key=value ...] [--init TYPE] [--seed N] --out W.safetensors
+//              a freshly initialized, untrained model (e.g. a control teacher)
 //   scion eval --weights W.safetensors [--config C.yaml] [--model NAME] [--set model.key=value ...]
 //              [--data DATASET --root DIR] [--split train|val|test] [--limit N]
 //              [--precision f32|bf16] [--crop-pct P] [--interpolation I] [--batch N]
@@ -108,6 +110,27 @@ int cmd_select(const SelectArgs& a) {
   std::printf("wrote %s: %s (%lld parameters) selected from %s (layers %s, elements %s)\n",
               a.out.c_str(), a.model.c_str(), (long long)student->num_parameters(),
               a.teacher.c_str(), a.layers.c_str(), a.elements.c_str());
+  return 0;
+}
+
+struct InitArgs {
+  std::string model, init = "trunc_normal", out;
+  std::vector<std::string> sets;
+  uint64_t seed = 0;
+};
+
+// A freshly initialized model, untrained: e.g. the control teacher of weight selection (selection
+// from it separates what a trained teacher knows from the scale of its initialization).
+int cmd_init(const InitArgs& a) {
+  nn::ModelPtr model = nn::create_model(model_config(a.model, a.sets));
+  init::InitConfig ic;
+  ic.type = a.init;
+  Generator gen(a.seed, 0x494E4954);
+  init::initialize(*model, ic, gen, "scion init");
+  model->save(a.out, {{"scion_init", a.init}, {"seed", std::to_string(a.seed)}});
+  std::printf("wrote %s: %s (%lld parameters), %s initialization, seed %llu\n", a.out.c_str(),
+              a.model.c_str(), (long long)model->num_parameters(), a.init.c_str(),
+              (unsigned long long)a.seed);
   return 0;
 }
 
@@ -258,6 +281,17 @@ int main(int argc, char** argv) {
   select->add_flag("--head-norm", sa.head_norm,
                    "also select ConvNeXt's head.norm (the official code keeps the student's own)");
   select->add_option("--out", sa.out, "output weights (.safetensors)")->required();
+  InitArgs ia;
+  auto* initc = app.add_subcommand("init", "write a freshly initialized (untrained) model");
+  initc->add_option("--model", ia.model, "registered model name")->required();
+  initc->add_option("--set", ia.sets, "model option model.key=value (repeatable)");
+  initc
+      ->add_option("--init", ia.init,
+                   "trunc_normal|xavier_uniform|xavier_normal|kaiming_uniform|kaiming_normal")
+      ->check(CLI::IsMember({"trunc_normal", "xavier_uniform", "xavier_normal", "kaiming_uniform",
+                             "kaiming_normal"}));
+  initc->add_option("--seed", ia.seed, "initialization seed");
+  initc->add_option("--out", ia.out, "output weights (.safetensors)")->required();
   GrowArgs ga;
   auto* grow = app.add_subcommand("grow", "grow a trained model wider and/or deeper (Net2Net)");
   grow->add_option("--from", ga.from, "source weights")->required();
@@ -303,6 +337,7 @@ int main(int argc, char** argv) {
     if (*eval) return cmd_eval(ea);
     if (*select) return cmd_select(sa);
     if (*grow) return cmd_grow(ga);
+    if (*initc) return cmd_init(ia);
   } catch (const InputError& e) {
     std::fprintf(stderr, "scion: error: %s\n", e.what());
     return 2;

@@ -1,5 +1,5 @@
 // The `train` program: train --config FILE.yaml [--set key.path=value ...] [--output-dir DIR]
-// [--resume] Exit status: 0 success (also after a clean stop on SIGINT/SIGTERM), 2
+// [--resume] [--print-config]. Exit status: 0 success (also after a clean stop on SIGINT/SIGTERM), 2
 // usage/config/input error (the message names the file, key or flag), 1 runtime failure (e.g. a
 // non-finite loss).
 #include <CLI/CLI.hpp>
@@ -13,12 +13,14 @@ int main(int argc, char** argv) {
   CLI::App app{"scion train: train a model from a YAML config"};
   std::string config_path, output_dir;
   std::vector<std::string> sets;
-  bool resume = false;
+  bool resume = false, print_config = false;
   app.add_option("--config", config_path, "YAML config file")->required();
   app.add_option("--set", sets, "override a config key: key.path=value (repeatable)");
   app.add_option("--output-dir", output_dir, "output folder (overrides output_dir)");
   app.add_flag("--resume", resume,
                "continue from output_dir/last.safetensors (automatic when it exists)");
+  app.add_flag("--print-config", print_config,
+               "check the config and print it resolved (as output_dir/config.yaml), then exit");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -27,6 +29,10 @@ int main(int argc, char** argv) {
   try {
     if (!output_dir.empty()) sets.push_back("output_dir=" + output_dir);
     scion::train::Config cfg = scion::train::load_config(config_path, sets);
+    if (print_config) {
+      std::fputs(scion::train::to_yaml(cfg).c_str(), stdout);
+      return 0;
+    }
     return scion::train::run_training(cfg, resume);
   } catch (const scion::InputError& e) {
     std::fprintf(stderr, "train: error: %s\n", e.what());
