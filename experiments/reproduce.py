@@ -328,7 +328,40 @@ def fmt_duration(s):
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def run_jobs(jobs, rev):
+def without_output_dir(config_text):
+    return "\n".join(l for l in config_text.splitlines() if not l.startswith("output_dir:"))
+
+
+def reuse_finished(job, root):
+    """Copies the results of an identical finished run of another spec under `root` (the folder of
+    the specs' result folders; same resolved config but for output_dir: e.g. the random baseline
+    that several ablations share) into job.folder; returns its folder, or None. Checkpoints are not copied: a reused run is a finished record, not resumable."""
+    want = without_output_dir(job.config_text)
+    for spec_dir in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        runs = os.path.join(root, spec_dir, "runs")
+        arms = sorted(os.listdir(runs)) if os.path.isdir(runs) else []
+        for cand in [os.path.join(runs, a, f"seed{job.seed}") for a in arms]:
+            if os.path.abspath(cand) == os.path.abspath(job.folder):
+                continue
+            text = read(os.path.join(cand, "config.yaml"))
+            if text is None or without_output_dir(text) != want or \
+                    not os.path.exists(os.path.join(cand, "summary.json")):
+                continue
+            os.makedirs(job.folder, exist_ok=True)
+            for f in ("metrics.jsonl", "summary.json", "best.safetensors", "log.txt"):
+                if os.path.exists(os.path.join(cand, f)):
+                    shutil.copyfile(os.path.join(cand, f), os.path.join(job.folder, f))
+            meta = read_json(os.path.join(cand, "run.json")) or {}
+            meta["reused_from"] = cand
+            with open(os.path.join(job.folder, "run.json"), "w") as f:
+                json.dump(meta, f, indent=1)
+            with open(os.path.join(job.folder, "config.yaml"), "w") as f:
+                f.write(job.config_text)
+            return cand
+    return None
+
+
+def run_jobs(jobs, rev, results_root):
     todo = [j for j in jobs if not j.done()]
     n = len(jobs)
     print(f"{n} steps: {n - len(todo)} already done, {len(todo)} to run", flush=True)
@@ -342,6 +375,12 @@ def run_jobs(jobs, rev):
             moved = f"{job.folder}.stale-{datetime.datetime.now():%Y%m%d-%H%M%S}"
             os.rename(job.folder, moved)
             print(f"  {job.key}: its config changed; the old run is kept in {moved}", flush=True)
+        if job.arm is not None and not os.path.exists(job.folder):
+            source = reuse_finished(job, results_root)
+            if source:
+                print(f"[{i}/{len(jobs)}] {job.key}: identical to the finished {source}; reused",
+                      flush=True)
+                continue
         os.makedirs(job.folder, exist_ok=True)
         left = len([j for j in jobs[i - 1:] if not j.done()])
         eta = f", ETA for the rest {fmt_duration(sum(walls) / len(walls) * left)}" if walls else ""
@@ -701,7 +740,7 @@ def main():
     with open(os.path.join(args.out, "harness.json"), "w") as f:
         json.dump({"spec": os.path.relpath(spec["_path"], ROOT), "quick": args.quick,
                    "prereq_dir": args.prereq_dir, "data_roots": args.data_root}, f, indent=1)
-    ok = run_jobs(jobs, git_revision())
+    ok = run_jobs(jobs, git_revision(), os.path.dirname(args.out) or ".")
     report(spec, args.out, args.quick)
     return 0 if ok else 1
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The reproduction harness end to end at a tiny size (ctest "harness: ..."): a spec with a trained
 and an untrained teacher and three arms runs, writes results.md, results.json and two PNG plots,
-skips everything on a rerun, re-renders with --report, and rejects bad specs (unknown key, unknown
+skips everything on a rerun, reuses identical finished runs for another results folder, re-renders with --report, and rejects bad specs (unknown key, unknown
 config key, missing prerequisite, cycle) with exit status 2 before anything runs.
 
     python3 tests/experiments/test_reproduce.py [BUILD_BIN_DIR]
@@ -67,6 +67,11 @@ def main():
     status, text = run(SPEC, "--quick", *common)
     check(status == 0 and "7 already done, 0 to run" in text and "[1/7]" not in text,
           "a rerun skips every finished step")
+
+    status, text = run(SPEC, "--quick", "--out", os.path.join(tmp, "out2"), "--prereq-dir", pre,
+                       "--bin", binary)
+    check(status == 0 and text.count("; reused") == 5,
+          "a second spec's identical runs reuse the finished ones")
 
     os.remove(os.path.join(out, "results.md"))
     status, text = run("--report", out)
