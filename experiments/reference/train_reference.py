@@ -6,6 +6,10 @@ initializer reproduces) on the same image files with the same recipe as a scion 
 AdamW with timm's weight-decay groups, scion's per-step cosine schedule with linear warmup, label
 smoothing, random crop with 4 px padding + horizontal flip, bf16 autocast, batch 128, drop_last.
 Writes one JSON line per epoch (epoch, train_loss, val_loss, val_acc1, val_acc5) to --out.
+Also reads the Tiny ImageNet layout (images resized to the model's size, as scion's random_crop and
+crop_pct 1.0 do), the architecture overrides scion configs use (dims, depths, embed_dim, depth,
+num_heads), and --init-weights W.safetensors: start from exactly these weights (e.g. the student
+`scion select` makes from the same teacher) instead of timm's initialization.
 
     python3 experiments/reference/train_reference.py --config configs/mini/convnext_femto_cifar10.yaml \
         --out runs/reference/convnext_femto_cifar10.jsonl
@@ -22,7 +26,33 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 import yaml
 from timm.optim import create_optimizer_v2
+from PIL import Image
+from safetensors.torch import load_file
 from torchvision.datasets import ImageFolder
+
+
+class TinyImageNet(torch.utils.data.Dataset):
+    """wnids.txt; train/<wnid>/images/*.JPEG; val/images + val/val_annotations.txt (scion's order:
+    classes = sorted wnids, training files sorted per class)."""
+
+    def __init__(self, root, split, transform):
+        wnids = sorted(open(os.path.join(root, "wnids.txt")).read().split())
+        self.classes, self.transform, index = wnids, transform, {w: i for i, w in enumerate(wnids)}
+        if split == "train":
+            self.items = [(os.path.join(root, "train", w, "images", f), index[w]) for w in wnids
+                          for f in sorted(os.listdir(os.path.join(root, "train", w, "images")))]
+        else:
+            lines = open(os.path.join(root, "val", "val_annotations.txt")).read().splitlines()
+            self.items = [(os.path.join(root, "val", "images", l.split("\t")[0]), index[l.split("\t")[1]])
+                          for l in lines if l.strip()]
+        self.targets = [c for _, c in self.items]
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        path, c = self.items[i]
+        return self.transform(Image.open(path).convert("RGB")), c
 
 
 def lr_at(step, total, warmup, base, min_lr, warmup_lr=0.0):
@@ -39,27 +69,43 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--init-weights", help="start from these weights (safetensors, timm keys)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(open(args.config))
     m, d, t = cfg["model"], cfg["data"], cfg["train"]
     aug = d.get("augment", {})
-    assert d["dataset"] == "image_folder" and aug.get("crop") == "random_crop", "reference supports the mini recipe"
+    assert d["dataset"] in ("image_folder", "tiny_imagenet") and aug.get("crop") == "random_crop", \
+        "reference supports the mini recipe"
     torch.manual_seed(cfg.get("seed", 0))
     timm_name = {"convnext_femto": "convnext_femto", "vit_tiny": "vit_tiny_patch16_224"}[m["name"]]
     kwargs = dict(num_classes=m["num_classes"], drop_path_rate=m.get("drop_path", 0.0))
     if "convnext" in timm_name:
         kwargs["conv_mlp"] = False
+        kwargs.update({k: tuple(m[k]) for k in ("dims", "depths") if m.get(k)})
+        if m.get("layer_scale") is not None:
+            kwargs["ls_init_value"] = m["layer_scale"]
     else:
         kwargs.update(img_size=m["img_size"], patch_size=m["patch_size"])
+        kwargs.update({k: m[k] for k in ("embed_dim", "depth", "num_heads") if m.get(k)})
     model = timm.create_model(timm_name, **kwargs)
+    if args.init_weights:
+        model.load_state_dict(load_file(args.init_weights), strict=True)
     mean, std = d.get("mean", [0.485, 0.456, 0.406]), d.get("std", [0.229, 0.224, 0.225])
-    train_tf = T.Compose([T.RandomCrop(m["img_size"], padding=aug.get("padding", 4)),
-                          T.RandomHorizontalFlip(aug.get("hflip", 0.5)), T.ToTensor(), T.Normalize(mean, std)])
-    eval_tf = T.Compose([T.ToTensor(), T.Normalize(mean, std)])  # crop_pct 1.0 at native 32 px
+    size = m["img_size"]
+    bicubic = T.InterpolationMode.BICUBIC
+    resize = [T.Resize((size, size), interpolation=bicubic)] if d["dataset"] == "tiny_imagenet" else []
+    train_tf = T.Compose(resize + [T.RandomCrop(size, padding=aug.get("padding", 4)),
+                                   T.RandomHorizontalFlip(aug.get("hflip", 0.5)), T.ToTensor(),
+                                   T.Normalize(mean, std)])
+    eval_tf = T.Compose(resize + [T.ToTensor(), T.Normalize(mean, std)])  # crop_pct 1.0
     root = d["root"]
-    train_ds = ImageFolder(os.path.join(root, d.get("train_split", "train")), transform=train_tf)
-    val_ds = ImageFolder(os.path.join(root, d.get("val_split", "val")), transform=eval_tf)
+    if d["dataset"] == "tiny_imagenet":
+        train_ds = TinyImageNet(root, d.get("train_split", "train"), train_tf)
+        val_ds = TinyImageNet(root, d.get("val_split", "val"), eval_tf)
+    else:
+        train_ds = ImageFolder(os.path.join(root, d.get("train_split", "train")), transform=train_tf)
+        val_ds = ImageFolder(os.path.join(root, d.get("val_split", "val")), transform=eval_tf)
     if d.get("train_subset", 0):
         g = torch.Generator().manual_seed(cfg.get("seed", 0))
         per = d["train_subset"] // len(train_ds.classes)
