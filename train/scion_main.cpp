@@ -244,6 +244,13 @@ int cmd_eval(const EvalArgs& a) {
   o.workers = a.workers;
   data::DataLoader loader(ds, data::Pipeline(pipe), o);
   train::EvalResult r = train::evaluate(*model, loader, cfg.train.precision == "bf16", a.limit);
+  if (!std::isfinite(r.loss)) {
+    std::fprintf(stderr,
+                 "scion eval: %s: the loss is not finite (%g): the weights or their "
+                 "preprocessing are broken; no accuracy is reported\n",
+                 a.weights.c_str(), r.loss);
+    return 1;
+  }
   std::printf(
       "%s\n",
       nlohmann::json{{"loss", r.loss}, {"acc1", r.acc1}, {"acc5", r.acc5}, {"images", r.images}}

@@ -1,5 +1,5 @@
 // The `train` program: train --config FILE.yaml [--set key.path=value ...] [--output-dir DIR]
-// [--resume] [--print-config]. Exit status: 0 success (also after a clean stop on SIGINT/SIGTERM), 2
+// [--resume | --restart] [--print-config]. Exit status: 0 success (also after a clean stop on SIGINT/SIGTERM), 2
 // usage/config/input error (the message names the file, key or flag), 1 runtime failure (e.g. a
 // non-finite loss).
 #include <CLI/CLI.hpp>
@@ -13,12 +13,15 @@ int main(int argc, char** argv) {
   CLI::App app{"scion train: train a model from a YAML config"};
   std::string config_path, output_dir;
   std::vector<std::string> sets;
-  bool resume = false, print_config = false;
+  bool resume = false, print_config = false, restart = false;
   app.add_option("--config", config_path, "YAML config file")->required();
   app.add_option("--set", sets, "override a config key: key.path=value (repeatable)");
   app.add_option("--output-dir", output_dir, "output folder (overrides output_dir)");
   app.add_flag("--resume", resume,
                "continue from output_dir/last.safetensors (automatic when it exists)");
+  app.add_flag("--restart", restart,
+               "start afresh even if output_dir holds a run (its files are moved into "
+               "output_dir/replaced-<time>/)");
   app.add_flag("--print-config", print_config,
                "check the config and print it resolved (as output_dir/config.yaml), then exit");
   try {
@@ -32,6 +35,12 @@ int main(int argc, char** argv) {
     if (print_config) {
       std::fputs(scion::train::to_yaml(cfg).c_str(), stdout);
       return 0;
+    }
+    if (restart) {
+      if (resume) throw scion::InputError("--restart and --resume contradict each other");
+      std::string moved = scion::train::move_run_aside(cfg.output_dir);
+      if (!moved.empty())
+        std::printf("train: the earlier run's files are now in %s\n", moved.c_str());
     }
     return scion::train::run_training(cfg, resume);
   } catch (const scion::InputError& e) {

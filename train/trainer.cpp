@@ -104,6 +104,19 @@ data::PipelineConfig eval_pipeline(const Config& cfg) {
   return p;
 }
 
+int64_t topk_rank(const float* row, int64_t k, int64_t y) {
+  const float target = row[y];
+  int64_t higher = 0;
+  for (int64_t j = 0; j < k; ++j) {
+    const bool before = j < y;
+    if (std::isnan(row[j]))
+      higher += !std::isnan(target) || before;
+    else if (!std::isnan(target))
+      higher += row[j] > target || (row[j] == target && before);
+  }
+  return higher;
+}
+
 EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int64_t limit) {
   NoGradGuard ng;
   bool was_training = model.is_training();
@@ -131,9 +144,7 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int6
     const int64_t* yp = y.data<int64_t>();
     for (int64_t i = 0; i < n; ++i) {
       const float* row = lp + i * k;
-      float target = row[yp[i]];
-      int64_t higher = 0;  // classes scoring above the true one (ties count for the true class)
-      for (int64_t j = 0; j < k; ++j) higher += row[j] > target;
+      const int64_t higher = topk_rank(row, k, yp[i]);
       top1 += higher < 1;
       top5 += higher < 5;
     }
@@ -157,6 +168,7 @@ int run_training(const Config& cfg, bool resume) {
   const std::string best_path = cfg.output_dir + "/best.safetensors";
   const std::string metrics_path = cfg.output_dir + "/metrics.jsonl";
   resume = resume || file_exists(last_path);
+  if (resume && file_exists(last_path)) check_resumable(cfg, last_path);  // before touching files
   // A kill during an atomic write leaves only its temporary file behind; remove such leftovers.
   for (const char* stem :
        {"last.safetensors", "best.safetensors", "metrics.jsonl", "summary.json", "config.yaml"}) {
@@ -318,6 +330,11 @@ int run_training(const Config& cfg, bool resume) {
     save_safetensors(last_path, ts, meta);
   };
 
+  // Where the last good state is, when there is one.
+  auto last_good_note = [&]() -> std::string {
+    return file_exists(last_path) ? " The last good checkpoint is kept at " + last_path
+                                  : " No checkpoint was written (the first epoch did not finish).";
+  };
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   const bool tty = isatty(fileno(stdout));
@@ -359,11 +376,9 @@ int run_training(const Config& cfg, bool resume) {
       }
       double lv = loss.item();
       if (!std::isfinite(lv)) {
-        std::fprintf(
-            stderr,
-            "\ntrain: non-finite loss (%g) at epoch %lld, batch %lld; stopping. The last good "
-            "checkpoint is kept at %s\n",
-            lv, (long long)epoch + 1, (long long)bi, last_path.c_str());
+        std::fprintf(stderr,
+                     "\ntrain: non-finite loss (%g) at epoch %lld, batch %lld; stopping.%s\n", lv,
+                     (long long)epoch + 1, (long long)bi, last_good_note().c_str());
         return 1;
       }
       (accum > 1 ? loss * (1.0 / double(accum)) : loss).backward();
@@ -406,6 +421,12 @@ int run_training(const Config& cfg, bool resume) {
     total_images += double(images);
     total_train_seconds += epoch_seconds;
     EvalResult ev = evaluate(*model, val_loader, bf16);
+    if (!std::isfinite(ev.loss)) {  // a failed evaluation: never a best checkpoint or a summary
+      std::fprintf(stderr,
+                   "\ntrain: non-finite validation loss (%g) after epoch %lld; stopping.%s\n",
+                   ev.loss, (long long)epoch + 1, last_good_note().c_str());
+      return 1;
+    }
     json line{{"epoch", epoch + 1},
               {"step", opt.steps()},
               {"lr", lr},

@@ -23,6 +23,11 @@ struct EvalResult {
   int64_t images = 0;
 };
 
+// The position of class y in torch.topk's order of a row of k scores (0 = top-1): higher scores
+// first, NaN above every number, equal scores by lower index first, so ties and NaN never count
+// as hits they are not.
+int64_t topk_rank(const float* row, int64_t k, int64_t y);
+
 // Mean cross-entropy, top-1 and top-5 accuracy (in %) of `model` over the loader's epoch 0,
 // stopping after `limit` images when limit > 0.
 EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int64_t limit = 0);
@@ -35,6 +40,13 @@ data::PipelineConfig eval_pipeline(const Config& cfg);
 // names `source` and the field when the metadata is malformed).
 std::string eval_metadata(const Config& cfg);
 void apply_eval_metadata(Config& cfg, const std::string& json_text, const std::string& source);
+
+// Throws an InputError listing the differing keys when `cfg` may not resume `last_path` (a
+// different run: see train/resume.cpp for the keys that may change on resume).
+void check_resumable(const Config& cfg, const std::string& last_path);
+// Moves a run's outputs in `output_dir` into output_dir/replaced-<time>/; returns that folder
+// ("" when there was nothing to move).
+std::string move_run_aside(const std::string& output_dir);
 
 // Runs (or resumes) a training run; returns the process exit status (0 ok, 1 failure).
 // InputError escapes for the caller to report with status 2.

@@ -6,6 +6,7 @@
 #include "tests/support.h"
 #include "train/config.h"
 #include "train/optim.h"
+#include "train/trainer.h"
 
 using namespace scion;
 using namespace scion::train;
@@ -214,4 +215,20 @@ TEST_CASE("clip_grad_norm scales gradients to the maximum norm, as torch", "[tra
   CHECK(clip_grad_norm({a, b}, 1.0) == Approx(5.0));
   CHECK(a.grad().to_vector()[0] == Approx(3.0 / (5.0 + 1e-6)));
   CHECK(b.grad().to_vector()[1] == Approx(4.0 / (5.0 + 1e-6)));
+}
+
+TEST_CASE("top-1/top-5 ranks follow torch.topk: ties go to the lower index, NaN ranks first",
+          "[train]") {
+  const float tied[4] = {1.f, 1.f, 1.f, 1.f};
+  CHECK(train::topk_rank(tied, 4, 0) == 0);  // class 0 wins a four-way tie
+  CHECK(train::topk_rank(tied, 4, 3) == 3);  // class 3 is fourth: a top-1 miss
+  const float nan = std::nanf("");
+  const float with_nan[3] = {0.5f, nan, 2.f};
+  CHECK(train::topk_rank(with_nan, 3, 2) == 1);  // NaN outranks the largest number
+  const float all_nan[3] = {nan, nan, nan};
+  CHECK(train::topk_rank(all_nan, 3, 0) == 0);
+  CHECK(train::topk_rank(all_nan, 3, 2) == 2);
+  const float plain[3] = {0.1f, 3.f, 2.f};
+  CHECK(train::topk_rank(plain, 3, 1) == 0);
+  CHECK(train::topk_rank(plain, 3, 0) == 2);
 }

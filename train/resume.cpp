@@ -1,0 +1,103 @@
+// Resume safety: a run continues from output_dir/last.safetensors only when the new resolved
+// config equals the checkpoint's, except keys that may change on resume (where the data lives,
+// how many threads and loader workers run, the output folder, the log interval, and train.epochs
+// extended past the checkpoint). Otherwise the user is told which keys differ and how to start
+// fresh; nothing in the folder is touched before this decision.
+#include <sys/stat.h>
+#include <yaml-cpp/yaml.h>
+
+#include <ctime>
+#include <functional>
+#include <map>
+
+#include "core/error.h"
+#include "core/safetensors.h"
+#include "train/trainer.h"
+
+namespace scion::train {
+
+namespace {
+
+// "a.b.c" -> scalar text (lists as their flow text) of a YAML mapping.
+std::map<std::string, std::string> flatten(const std::string& yaml_text) {
+  std::map<std::string, std::string> out;
+  std::function<void(const YAML::Node&, const std::string&)> walk = [&](const YAML::Node& n,
+                                                                        const std::string& p) {
+    if (n.IsMap()) {
+      for (auto it = n.begin(); it != n.end(); ++it)
+        walk(it->second,
+             p.empty() ? it->first.as<std::string>() : p + "." + it->first.as<std::string>());
+    } else {
+      YAML::Emitter e;
+      e << YAML::Flow << n;
+      out[p] = e.c_str();
+    }
+  };
+  walk(YAML::Load(yaml_text), "");
+  return out;
+}
+
+bool may_change(const std::string& key) {
+  return key == "output_dir" || key == "threads" || key == "data.workers" || key == "data.root" ||
+         key == "train.log_interval";
+}
+
+}  // namespace
+
+void check_resumable(const Config& cfg, const std::string& last_path) {
+  SafetensorsFile ck = SafetensorsFile::open(last_path);
+  const auto& meta = ck.metadata();
+  if (!meta.count("config"))
+    throw InputError(last_path +
+                     ": checkpoint metadata lacks 'config'; cannot check that it is "
+                     "the same run");
+  Config old = parse_config(meta.at("config"), last_path + " (metadata config)");
+  auto a = flatten(to_yaml(old)), b = flatten(to_yaml(cfg));
+  std::string diffs;
+  for (const auto& [k, v] : b) {
+    auto it = a.find(k);
+    std::string was = it == a.end() ? "(absent)" : it->second;
+    if (was == v || may_change(k)) continue;
+    if (k == "train.epochs" && it != a.end()) {
+      // Extending (or shortening to no less than what was run) is allowed.
+      int64_t done = 0;
+      try {
+        done = std::stoll(meta.count("epoch") ? meta.at("epoch") : "0");
+      } catch (const std::exception&) {
+        throw InputError(last_path + ": checkpoint metadata 'epoch': not an integer");
+      }
+      if (cfg.train.epochs >= done) continue;
+    }
+    diffs += "\n  " + k + ": " + was + " -> " + v;
+  }
+  for (const auto& [k, v] : a)
+    if (!b.count(k) && !may_change(k)) diffs += "\n  " + k + ": " + v + " -> (absent)";
+  if (!diffs.empty())
+    throw InputError(cfg.output_dir + " holds a different run (" + last_path +
+                     "); its config differs in:" + diffs +
+                     "\nTo start a new run, give another --output-dir, or pass --restart to move "
+                     "the old run's files aside (into " +
+                     cfg.output_dir + "/replaced-<time>/) and start afresh.");
+}
+
+std::string move_run_aside(const std::string& output_dir) {
+  char stamp[32];
+  std::time_t now = std::time(nullptr);
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+  const std::string dest = output_dir + "/replaced-" + stamp;
+  bool made = false;
+  for (const char* f :
+       {"last.safetensors", "best.safetensors", "metrics.jsonl", "summary.json", "config.yaml"}) {
+    std::string from = output_dir + "/" + f;
+    struct stat st;
+    if (stat(from.c_str(), &st) != 0) continue;
+    if (!made && mkdir(dest.c_str(), 0755) != 0 && errno != EEXIST)
+      throw InputError(dest + ": cannot create the folder for the replaced run");
+    made = true;
+    if (std::rename(from.c_str(), (dest + "/" + f).c_str()) != 0)
+      throw InputError(from + ": cannot move it to " + dest);
+  }
+  return made ? dest : "";
+}
+
+}  // namespace scion::train
