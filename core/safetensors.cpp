@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <set>
 
 namespace scion {
 
@@ -64,12 +65,17 @@ const char* safetensors_dtype_name(DType t) {
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
   SafetensorsFile f;
   f.path_ = path;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO or device given as a weights file must not block the open.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw InputError(path + ": cannot open: " + std::strerror(errno));
   struct stat st;
   if (fstat(fd, &st) != 0) {
     ::close(fd);
     throw InputError(path + ": cannot stat: " + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw InputError(path + ": not a regular file (a safetensors file was expected)");
   }
   uint64_t size = uint64_t(st.st_size);
   if (size < 8) {
@@ -91,9 +97,21 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   if (8 + n > size)
     fail(path,
          detail::str_cat("truncated: header length ", n, " but only ", size - 8, " bytes follow"));
+  if (std::memchr(base + 8, 0, n) != nullptr)
+    fail(path, "the header holds a NUL byte (padding must be spaces)");
   json header;
+  std::set<std::string> top_keys;
+  std::string duplicate;
+  // Top-level keys are tensor names (and __metadata__): a repeated one would silently win.
+  auto no_duplicates = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth == 1 && event == json::parse_event_t::key && parsed.is_string() &&
+        !top_keys.insert(parsed.get<std::string>()).second && duplicate.empty())
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
   try {
-    header = json::parse(base + 8, base + 8 + n);
+    header = json::parse(base + 8, base + 8 + n, no_duplicates);
+    if (!duplicate.empty()) fail(path, "duplicate tensor name '" + duplicate + "' in the header");
   } catch (const json::exception& e) {
     fail(path, std::string("header is not valid JSON: ") + e.what());
   }
@@ -131,7 +149,9 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
       if (!s.is_number_unsigned())
         fail(path, where + "shape entries must be non-negative integers");
       uint64_t d = s.get<uint64_t>();
-      if (d != 0 && numel > UINT64_MAX / d) fail(path, where + "shape overflows");
+      // Sizes and element counts must fit int64 (the tensor's index type).
+      if (d > uint64_t(INT64_MAX) || (d != 0 && numel > uint64_t(INT64_MAX) / d))
+        fail(path, where + "shape overflows");
       numel *= d;
       e.shape.push_back(int64_t(d));
     }
@@ -145,6 +165,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     if (e.end > data_size)
       fail(path, detail::str_cat(where, "data_offsets [", e.begin, ", ", e.end,
                                  ") out of bounds of the ", data_size, "-byte data buffer"));
+    if (numel > UINT64_MAX / dtype_size(e.dtype))
+      fail(path, where + "shape " + shape_str(e.shape) + " overflows its byte size");
     uint64_t want = numel * dtype_size(e.dtype);
     if (e.end - e.begin != want)
       fail(path, detail::str_cat(where, "shape ", shape_str(e.shape), " of ", dt, " needs ", want,

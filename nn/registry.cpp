@@ -72,6 +72,47 @@ std::vector<int64_t> parse_list(const std::string& key, std::string v) {
   return out;
 }
 
+// Every size-like option bounded (an InputError names it), so a typo cannot ask for a model that
+// exhausts memory or one whose feature maps shrink to nothing.
+void validate(const ModelConfig& c) {
+  auto bad = [&](const std::string& key, const std::string& msg) {
+    throw InputError("model." + key + ": " + msg + " (model " + c.name + ")");
+  };
+  auto range = [&](const std::string& key, double v, double lo, double hi) {
+    if (!(v >= lo && v <= hi))
+      bad(key, "value " + std::to_string(v) + " out of range [" + std::to_string(lo) + ", " +
+                   std::to_string(hi) + "]");
+  };
+  range("img_size", double(c.img_size), 1, 4096);
+  range("in_chans", double(c.in_chans), 1, 64);
+  range("num_classes", double(c.num_classes), 1, 100000);
+  range("drop_path", c.drop_path, 0, 0.99);
+  if (c.layer_scale) range("layer_scale", *c.layer_scale, 0, 10);
+  const bool vit = c.name.rfind("vit_", 0) == 0;
+  if (vit) {
+    range("patch_size", double(c.patch_size), 1, double(c.img_size));
+    if (c.img_size % c.patch_size != 0)
+      bad("img_size", std::to_string(c.img_size) + " is not a multiple of patch_size " +
+                          std::to_string(c.patch_size));
+    if (c.embed_dim) range("embed_dim", double(*c.embed_dim), 1, 16384);
+    if (c.depth) range("depth", double(*c.depth), 1, 1000);
+    if (c.num_heads) range("num_heads", double(*c.num_heads), 1, 1024);
+    if (c.mlp_ratio) range("mlp_ratio", *c.mlp_ratio, 0.01, 64);
+    if (c.conv_mlp) bad("conv_mlp", "a ConvNeXt option");
+  } else {
+    // Stem (stride 4) and three 2x downsamples: below 32 px the last stage would be empty.
+    range("img_size", double(c.img_size), 32, 4096);
+    for (const auto* list : {&c.depths, &c.dims}) {
+      if (!*list) continue;
+      const bool depths = list == &c.depths;
+      if ((*list)->size() != 4)
+        bad(depths ? "depths" : "dims", "expected 4 entries (one per stage)");
+      for (int64_t v : **list)
+        range(depths ? "depths" : "dims", double(v), 1, depths ? 1000 : 16384);
+    }
+  }
+}
+
 }  // namespace
 
 const std::vector<std::string>& model_names() {
@@ -99,10 +140,7 @@ ModelPtr create_model(const ModelConfig& c) {
     for (const auto& n : r.names) known += (known.empty() ? "" : ", ") + n;
     throw InputError("model.name: unknown model '" + c.name + "' (known: " + known + ")");
   }
-  SCION_CHECK(c.img_size > 0 && c.in_chans > 0 && c.num_classes > 0 && c.patch_size > 0, "model ",
-              c.name, ": img_size, patch_size, in_chans and num_classes must be positive");
-  SCION_CHECK(c.drop_path >= 0 && c.drop_path < 1,
-              "model.drop_path: expected a value in [0, 1), got ", c.drop_path);
+  validate(c);
   return it->second(c);
 }
 

@@ -4,6 +4,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -20,6 +21,12 @@ class Reader {
       : node_(node), path_(std::move(path)), source_(std::move(source)) {
     if (node_ && !node_.IsNull() && !node_.IsMap())
       fail(path_.empty() ? "config" : path_, "expected a mapping");
+    if (node_ && node_.IsMap()) {  // yaml-cpp keeps both entries of a repeated key; first wins
+      std::set<std::string> seen;
+      for (auto it = node_.begin(); it != node_.end(); ++it)
+        if (!seen.insert(it->first.as<std::string>()).second)
+          fail(key(it->first.as<std::string>()), "duplicate key");
+    }
   }
   [[noreturn]] void fail(const std::string& key, const std::string& msg) const {
     throw InputError(source_ + ": " + key + ": " + msg);
@@ -42,7 +49,7 @@ class Reader {
   }
   void num(const std::string& k, double& out, double lo, double hi) {
     read(k, out, "a number");
-    if (out < lo || out > hi) fail(key(k), range_msg(out, lo, hi));
+    if (!(out >= lo && out <= hi)) fail(key(k), range_msg(out, lo, hi));  // NaN fails too
   }
   void integer(const std::string& k, int64_t& out, int64_t lo, int64_t hi) {
     read(k, out, "an integer");
@@ -87,6 +94,8 @@ void apply_override(YAML::Node& root, const std::string& text, const std::string
   if (eq == std::string::npos || eq == 0)
     throw InputError(source + ": --set " + text + ": expected key.path=value");
   std::string path = text.substr(0, eq), value = text.substr(eq + 1);
+  if (value.find_first_not_of(" \t") == std::string::npos)
+    throw InputError(source + ": --set " + text + ": empty value (write the value after '=')");
   std::vector<std::string> parts;
   std::stringstream ss(path);
   std::string p;
@@ -212,6 +221,10 @@ Config from_node(const YAML::Node& root, const std::string& source) {
       } catch (const YAML::Exception&) {
       }
       if (v.size() != 3) d.fail(d.key(k), "expected a list of 3 numbers");
+      for (float x : v)
+        if (!std::isfinite(x) || (std::string(k) == "std" && !(x > 0)))
+          d.fail(d.key(k), std::string("expected 3 finite numbers") +
+                               (std::string(k) == "std" ? ", each > 0" : ""));
       auto& dst = std::string(k) == "mean" ? c.data.mean : c.data.std;
       std::copy(v.begin(), v.end(), dst.begin());
     }
@@ -260,7 +273,7 @@ Config from_node(const YAML::Node& root, const std::string& source) {
         b = betas.as<std::vector<double>>();
       } catch (const YAML::Exception&) {
       }
-      if (b.size() != 2 || b[0] < 0 || b[0] >= 1 || b[1] < 0 || b[1] >= 1)
+      if (b.size() != 2 || !(b[0] >= 0 && b[0] < 1) || !(b[1] >= 0 && b[1] < 1))
         o.fail(o.key("betas"), "expected two numbers in [0, 1), like [0.9, 0.999]");
       tc.optimizer.betas = {b[0], b[1]};
     }

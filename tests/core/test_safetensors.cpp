@@ -161,6 +161,28 @@ TEST_CASE("malformed safetensors files are rejected with a clear error", "[safet
   SECTION("missing fields") {
     expect_bad(write_raw("fields.safetensors", R"({"a":{"dtype":"F32"}})", 0), "data_offsets");
   }
+  SECTION("byte sizes that overflow to 0 (2^63 bf16, 2^62 f32 elements)") {
+    std::string h = R"({"a":{"dtype":"BF16","shape":[9223372036854775808],"data_offsets":[0,0]}})";
+    expect_bad(write_raw("overflow_bf16.safetensors", h, 0), "overflow");
+    h = R"({"a":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}})";
+    expect_bad(write_raw("overflow_f32.safetensors", h, 0), "overflow");
+    h = R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})";
+    expect_bad(write_raw("overflow_2d.safetensors", h, 0), "overflow");
+  }
+  SECTION("duplicate tensor names") {
+    std::string h = "{" + ok_entry + "," + ok_entry + "}";
+    expect_bad(write_raw("dup.safetensors", h, 8), "duplicate tensor name 'a'");
+  }
+  SECTION("a NUL-padded header") {
+    std::string h = "{" + ok_entry + "}" + std::string(6, '\0');
+    expect_bad(write_raw("nul.safetensors", h, 8), "NUL");
+  }
+  SECTION("a FIFO is not read (it would block), nor a folder") {
+    std::string p = temp_dir() + "/fifo.safetensors";
+    REQUIRE(mkfifo(p.c_str(), 0600) == 0);
+    expect_bad(p, "not a regular file");
+    expect_bad(temp_dir(), "not a regular file");
+  }
   SECTION("metadata values must be strings") {
     std::string h = R"({"__metadata__":{"epoch":3},)" + ok_entry + "}";
     expect_bad(write_raw("meta.safetensors", h, 8), "__metadata__");

@@ -146,3 +146,17 @@ TEST_CASE("DropPath drops whole samples and keeps the expectation", "[nn]") {
   }
   CHECK(std::fabs(double(dropped) / 20000.0 - 0.25) < 0.015);
 }
+
+TEST_CASE("size-like model options are bounded with input errors naming the key", "[nn]") {
+  CHECK_THROWS_AS(make("convnext_femto", {{"depths", "[1000000, 1, 1, 1]"}}), InputError);
+  CHECK_THROWS_WITH(make("convnext_femto", {{"depths", "[1000000, 1, 1, 1]"}}),
+                    Catch::Contains("model.depths"));
+  CHECK_THROWS_WITH(make("convnext_femto", {{"dims", "[48, 96]"}}), Catch::Contains("4 entries"));
+  for (const char* img : {"1", "8", "30"})
+    CHECK_THROWS_WITH(make("convnext_femto", {{"img_size", img}}),
+                      Catch::Contains("model.img_size"));
+  CHECK_NOTHROW(make("convnext_atto", {{"img_size", "32"}, {"num_classes", "10"}}));
+  CHECK_THROWS_WITH(make("vit_tiny", {{"depth", "100000"}}), Catch::Contains("model.depth"));
+  CHECK_THROWS_WITH(make("vit_tiny", {{"embed_dim", "1000000"}}),
+                    Catch::Contains("model.embed_dim"));
+}

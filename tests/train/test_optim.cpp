@@ -134,6 +134,18 @@ TEST_CASE("config errors name the file and the key path", "[train][config]") {
     CHECK_THROWS_WITH(load_config(path, sets), Catch::Contains(path) && Catch::Contains(fragment));
   };
   bad("unknown", std::string(kMinimal) + "train: {epochz: 3}\n", "train.epochz: unknown key");
+  // NaN passes no range check; std must be positive; an empty --set value is no default.
+  for (const char* key : {"train.optimizer.lr", "train.ema.decay", "train.clip_grad",
+                          "data.augment.label_smoothing", "train.optimizer.eps"})
+    bad("nan", kMinimal, key, {std::string(key) + "=.nan"});
+  bad("betas_nan", kMinimal, "train.optimizer.betas", {"train.optimizer.betas=[.nan, 0.9]"});
+  bad("mean_nan", kMinimal, "data.mean", {"data.mean=[.nan, 0, 0]"});
+  bad("std_zero", kMinimal, "data.std", {"data.std=[0.2, 0, 0.2]"});
+  bad("empty_set", kMinimal, "model.name=: empty value", {"model.name="});
+  bad("duplicate", std::string(kMinimal) + "train: {epochs: 3}\ntrain: {epochs: 5}\n",
+      "train: duplicate key");
+  bad("duplicate_inner", std::string(kMinimal) + "model: {name: vit_tiny, name: convnext_femto}\n",
+      "model.name: duplicate key");
   bad("type", std::string(kMinimal) + "train: {epochs: many}\n",
       "train.epochs: expected an integer");
   bad("range", std::string(kMinimal) + "train: {optimizer: {lr: -1}}\n",
