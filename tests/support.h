@@ -104,6 +104,13 @@ inline std::string temp_dir() {
   return d;
 }
 
+// This test process's own scratch folder (one mkdtemp per process; ctest runs each test case in
+// its own process), for paths that several steps of a test share.
+inline const std::string& tmp() {
+  static const std::string dir = temp_dir();
+  return dir;
+}
+
 // Fixtures written by tests/golden/make_golden.py.
 inline const SafetensorsFile& golden_ops() {
   static SafetensorsFile f =

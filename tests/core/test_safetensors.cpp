@@ -14,12 +14,7 @@ using namespace scion;
 namespace {
 
 std::string temp_dir() {
-  static std::string dir = [] {
-    char tmpl[] = "/tmp/scion_test_XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    return std::string(tmpl);
-  }();
-  return dir;
+  return test::tmp();
 }
 
 // Writes an 8-byte length, the header text (as given) and `data_bytes` zero bytes.

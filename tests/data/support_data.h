@@ -16,4 +16,14 @@ inline bool exists(const std::string& p) {
   return stat(p.c_str(), &st) == 0;
 }
 
+// Data-dependent tests fail when their data is missing (CI always has it): a test that passes
+// without running would be worse than none.
+#define SCION_REQUIRE_DATA(path)                                               \
+  do {                                                                         \
+    if (!::scion::test::exists(path))                                          \
+      FAIL("test data missing: " << (path)                                     \
+                                 << " (../shared/data beside the repository, " \
+                                    "or Debian's dataset-fashion-mnist)");     \
+  } while (0)
+
 }  // namespace scion::test

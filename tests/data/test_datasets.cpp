@@ -31,7 +31,7 @@ std::string write_cifar100(const std::string& dir, const std::string& file, int 
 }  // namespace
 
 TEST_CASE("CIFAR-100 official binary format: labels, coarse labels, pixels", "[data]") {
-  std::string root = "/tmp/scion_cifar100";
+  std::string root = test::tmp() + "/scion_cifar100";
   mkdir(root.c_str(), 0755);
   write_cifar100(root + "/cifar-100-binary", "train.bin", 30);
   write_cifar100(root + "/cifar-100-binary", "test.bin", 10);
@@ -48,18 +48,14 @@ TEST_CASE("CIFAR-100 official binary format: labels, coarse labels, pixels", "[d
   CHECK(int(s.image.at(0, 5, 1)) == ((3 + 50 + 5) & 0xff));
   CHECK(int(s.image.at(0, 5, 2)) == ((3 + 100 + 5) & 0xff));
   CHECK(open_dataset("cifar100", root, "val")->size() == 10);  // val = test for CIFAR
-  write_cifar100("/tmp/scion_cifar100_bad", "train.bin", 2, 17);
-  CHECK_THROWS_WITH(open_dataset("cifar100", "/tmp/scion_cifar100_bad", "train"),
+  write_cifar100(test::tmp() + "/scion_cifar100_bad", "train.bin", 2, 17);
+  CHECK_THROWS_WITH(open_dataset("cifar100", test::tmp() + "/scion_cifar100_bad", "train"),
                     Catch::Contains("train.bin") && Catch::Contains("whole number of 3074-byte"));
 }
 
 TEST_CASE("image folders: CIFAR-10 JPEG from ../shared/data", "[data][shared]") {
   std::string root = test::shared_data("cifar10-jpg");
-  if (!test::exists(root)) {
-    WARN("../shared/data not present; skipping");
-    CHECK(true);
-    return;
-  }
+  SCION_REQUIRE_DATA(root);
   DatasetPtr train = open_dataset("image_folder", root, "train");
   DatasetPtr test_set = open_dataset("image_folder", root, "test");
   CHECK(train->size() == 50000);
@@ -87,11 +83,7 @@ TEST_CASE("image folders: CIFAR-10 JPEG from ../shared/data", "[data][shared]") 
 
 TEST_CASE("Tiny ImageNet subset: counts and validation labels", "[data][shared]") {
   std::string root = test::shared_data("tiny-imagenet-200-subset");
-  if (!test::exists(root)) {
-    WARN("../shared/data not present; skipping");
-    CHECK(true);
-    return;
-  }
+  SCION_REQUIRE_DATA(root);
   DatasetPtr train = open_dataset("tiny_imagenet", root, "train");
   DatasetPtr val = open_dataset("tiny_imagenet", root, "val");
   CHECK(train->num_classes() == 200);
@@ -113,11 +105,7 @@ TEST_CASE("Tiny ImageNet subset: counts and validation labels", "[data][shared]"
 
 TEST_CASE("Fashion-MNIST through the dataset interface", "[data]") {
   std::string root = "/usr/share/datasets/fashion-mnist";
-  if (!test::exists(root)) {
-    WARN("dataset-fashion-mnist not installed; skipping");
-    CHECK(true);
-    return;
-  }
+  SCION_REQUIRE_DATA(root);
   DatasetPtr train = open_dataset("fashion_mnist", root, "train");
   CHECK(train->size() == 60000);
   Sample s = train->get(0);
@@ -132,10 +120,10 @@ TEST_CASE("bad data input gets clear errors", "[data]") {
                     Catch::Contains("unknown dataset"));
   CHECK_THROWS_WITH(open_dataset("image_folder", "/tmp", "holdout"),
                     Catch::Contains("train, val or test"));
-  std::string root = "/tmp/scion_folder";
+  std::string root = test::tmp() + "/scion_folder";
   mkdir(root.c_str(), 0755);
   CHECK_THROWS_WITH(open_dataset("image_folder", root, "val"),
-                    Catch::Contains("/tmp/scion_folder/val"));
+                    Catch::Contains(test::tmp() + "/scion_folder/val"));
   mkdir((root + "/train").c_str(), 0755);
   mkdir((root + "/train/empty_class").c_str(), 0755);
   CHECK_THROWS_WITH(open_dataset("image_folder", root, "train"), Catch::Contains("empty_class"));
@@ -152,8 +140,8 @@ TEST_CASE("bad data input gets clear errors", "[data]") {
 }
 
 TEST_CASE("CIFAR-10 official binary format: five training batches and the test batch", "[data]") {
-  std::string dir = "/tmp/scion_cifar10/cifar-10-batches-bin";
-  system("mkdir -p /tmp/scion_cifar10/cifar-10-batches-bin");
+  std::string dir = test::tmp() + "/scion_cifar10/cifar-10-batches-bin";
+  system(("mkdir -p " + test::tmp() + "/scion_cifar10/cifar-10-batches-bin").c_str());
   auto write = [&](const std::string& file, int records, int first) {
     std::ofstream f(dir + "/" + file, std::ios::binary);
     for (int r = 0; r < records; ++r) {
@@ -163,11 +151,12 @@ TEST_CASE("CIFAR-10 official binary format: five training batches and the test b
   };
   for (int b = 1; b <= 5; ++b) write("data_batch_" + std::to_string(b) + ".bin", 4, 4 * (b - 1));
   write("test_batch.bin", 3, 100);
-  DatasetPtr train = open_dataset("cifar10", "/tmp/scion_cifar10", "train");
+  DatasetPtr train = open_dataset("cifar10", test::tmp() + "/scion_cifar10", "train");
   CHECK(train->size() == 20);
   CHECK(train->num_classes() == 10);
   CHECK(train->label(13) == 3);
   CHECK(int(train->get(13).image.at(0, 1, 2)) == ((13 + 2048 + 1) & 0xff));  // B plane, pixel 1
-  CHECK(open_dataset("cifar10", "/tmp/scion_cifar10/cifar-10-batches-bin", "test")->size() == 3);
+  CHECK(open_dataset("cifar10", test::tmp() + "/scion_cifar10/cifar-10-batches-bin", "test")
+            ->size() == 3);
   CHECK_THROWS_WITH(cifar100_coarse_label(*train, 0), Catch::Contains("cifar100"));
 }

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "data/idx.h"
+#include "tests/data/support_data.h"
 #include "tests/support.h"
 
 using namespace scion;
@@ -11,7 +12,7 @@ using namespace scion;
 namespace {
 
 std::string write_file(const std::string& name, const std::vector<unsigned char>& bytes) {
-  std::string p = "/tmp/scion_idx_" + name;
+  std::string p = test::tmp() + "/scion_idx_" + name;
   std::ofstream f(p, std::ios::binary);
   f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
   return p;
@@ -41,12 +42,7 @@ TEST_CASE("IDX: wrong magic, truncated data and trailing bytes are errors naming
 
 TEST_CASE("IDX: Fashion-MNIST from the Debian package", "[data][idx]") {
   const std::string root = "/usr/share/datasets/fashion-mnist";
-  struct stat st;
-  if (stat(root.c_str(), &st) != 0) {
-    WARN("dataset-fashion-mnist not installed; skipping");
-    CHECK(true);
-    return;
-  }
+  SCION_REQUIRE_DATA(root);
   auto test = data::load_mnist(root, "test");
   CHECK(test.images.shape() == Shape{10000, 28, 28});
   CHECK(test.labels.shape() == Shape{10000});

@@ -30,11 +30,7 @@ TEST_CASE("bicubic and bilinear resize match PIL within 1/255 on real images", "
   auto cases = nlohmann::json::parse(f.metadata().at("cases"));
   for (size_t i = 0; i < cases.size(); ++i) {
     std::string path = test::shared_data(cases[i]["path"].get<std::string>());
-    if (!test::exists(path)) {
-      WARN("../shared/data not present; skipping");
-      CHECK(true);
-      return;
-    }
+    SCION_REQUIRE_DATA(path);
     Image src = load_image(path);
     int h = cases[i]["height"], w = cases[i]["width"];
     for (std::string mode : {"bicubic", "bilinear"}) {
@@ -165,11 +161,7 @@ TEST_CASE("Mixup/CutMix: soft targets sum to one and mix the reversed batch", "[
 TEST_CASE("ImageNet photos through RandomResizedCrop (with JPEG DCT scaling) and eval resize",
           "[data][shared]") {
   std::string root = test::shared_data("imagenet-sample");
-  if (!test::exists(root)) {
-    WARN("../shared/data not present; skipping");
-    CHECK(true);
-    return;
-  }
+  SCION_REQUIRE_DATA(root);
   PipelineConfig train_cfg;
   train_cfg.img_size = 224;
   train_cfg.randaugment = "rand-m9-mstd0.5-inc1";
@@ -208,7 +200,7 @@ TEST_CASE("ImageNet photos through RandomResizedCrop (with JPEG DCT scaling) and
 }
 
 TEST_CASE("DataLoader: batches identical for any worker count, keyed by seed and epoch", "[data]") {
-  std::string root = "/tmp/scion_cifar100_loader";
+  std::string root = test::tmp() + "/scion_cifar100_loader";
   mkdir(root.c_str(), 0755);
   {
     std::ofstream f(root + "/train.bin", std::ios::binary);

@@ -80,7 +80,7 @@ TEST_CASE("checkpoint initialization loads by key and skips a head of another cl
   nn::ModelPtr src = vit();
   Generator g(2);
   trunc_normal_init(*src, g);
-  src->save("/tmp/scion_ckpt_init.safetensors");
+  src->save(test::tmp() + "/scion_ckpt_init.safetensors");
   nn::ModelConfig c;
   c.name = "vit_tiny";
   c.depth = 2;
@@ -89,7 +89,7 @@ TEST_CASE("checkpoint initialization loads by key and skips a head of another cl
   nn::ModelPtr dst = nn::create_model(c);
   InitConfig ic;
   ic.type = "checkpoint";
-  ic.checkpoint = "/tmp/scion_ckpt_init.safetensors";
+  ic.checkpoint = test::tmp() + "/scion_ckpt_init.safetensors";
   initialize(*dst, ic, g, "test");
   CHECK(dst->find("blocks.1.attn.proj.weight").to_vector() ==
         src->find("blocks.1.attn.proj.weight").to_vector());

@@ -8,6 +8,7 @@
 
 #include "init/initializers.h"
 #include "init/net2net.h"
+#include "tests/data/support_data.h"
 #include "tests/support.h"
 
 using namespace scion;
@@ -135,33 +136,31 @@ TEST_CASE("Net2Net with a non-integer width multiple is approximate; the deviati
 
 TEST_CASE("scion grow then scion eval gives the source model's loss", "[init][net2net][programs]") {
   std::string root = std::string(SCION_SOURCE_DIR) + "/../shared/data/cifar10-jpg";
-  std::ifstream probe(root + "/test/cat/0000.jpg");
-  if (!probe.good()) {
-    WARN("../shared/data not present; skipping");
-    CHECK(true);
-    return;
-  }
+  SCION_REQUIRE_DATA(root + "/test/cat/0000.jpg");
   nn::ModelPtr small = make(
       "vit_tiny", {{"img_size", "32"}, {"patch_size", "4"}, {"num_classes", "10"}, {"depth", "2"}});
   randomize(*small, 7);
-  small->save("/tmp/scion_grow_src.safetensors");
+  small->save(test::tmp() + "/scion_grow_src.safetensors");
   std::string bin = std::string(SCION_BINARY_DIR) + "/scion";
   std::string sets = " --set model.img_size=32 --set model.patch_size=4 --set model.num_classes=10";
-  std::string grow =
-      bin + " grow --from /tmp/scion_grow_src.safetensors --from-model vit_tiny --model vit_small" +
-      sets + " --set model.depth=3 --out /tmp/scion_grown.safetensors > /dev/null";
+  std::string grow = bin + " grow --from " + test::tmp() +
+                     "/scion_grow_src.safetensors --from-model vit_tiny --model vit_small" + sets +
+                     " --set model.depth=3 --out " + test::tmp() +
+                     "/scion_grown.safetensors > /dev/null";
   REQUIRE(std::system(grow.c_str()) == 0);
   auto eval_loss = [&](const std::string& model, const std::string& w) {
-    std::string cmd = bin + " eval --model " + model + sets + " --weights " + w +
-                      " --data image_folder --root " + root +
-                      " --split test --limit 200 --crop-pct 1.0 > /tmp/scion_eval.out";
+    std::string cmd =
+        bin + " eval --model " + model + sets + " --weights " + w + " --data image_folder --root " +
+        root + " --split test --limit 200 --crop-pct 1.0 > " + test::tmp() + "/scion_eval.out";
     REQUIRE(std::system(cmd.c_str()) == 0);
-    std::ifstream in("/tmp/scion_eval.out");
+    std::ifstream in(test::tmp() + "/scion_eval.out");
     std::string line, last;
     while (std::getline(in, line)) last = line;
     return nlohmann::json::parse(last)["loss"].get<double>();
   };
-  double before = eval_loss("vit_tiny --set model.depth=2", "/tmp/scion_grow_src.safetensors");
-  double after = eval_loss("vit_small --set model.depth=3", "/tmp/scion_grown.safetensors");
+  double before =
+      eval_loss("vit_tiny --set model.depth=2", test::tmp() + "/scion_grow_src.safetensors");
+  double after =
+      eval_loss("vit_small --set model.depth=3", test::tmp() + "/scion_grown.safetensors");
   CHECK(after == Approx(before).epsilon(1e-5));
 }

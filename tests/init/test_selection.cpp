@@ -156,7 +156,8 @@ TEST_CASE("scion select writes complete student weights that load strictly", "[i
             {{"img_size", "32"}, {"patch_size", "4"}, {"num_classes", "10"}, {"depth", "4"}});
   Generator g(9);
   trunc_normal_init(*teacher, g);
-  std::string tpath = "/tmp/scion_teacher.safetensors", spath = "/tmp/scion_student.safetensors";
+  std::string tpath = test::tmp() + "/scion_teacher.safetensors",
+              spath = test::tmp() + "/scion_student.safetensors";
   teacher->save(tpath);
   std::string cmd = std::string(SCION_BINARY_DIR) + "/scion select --teacher " + tpath +
                     " --model vit_tiny --set model.img_size=32 --set model.patch_size=4 --set "
@@ -169,7 +170,8 @@ TEST_CASE("scion select writes complete student weights that load strictly", "[i
   student->load(spath, /*strict=*/true);
   CHECK(student->find("norm.weight").numel() == 192);
   std::string bad = std::string(SCION_BINARY_DIR) + "/scion select --teacher " + tpath +
-                    " --model convnext_femto --out /tmp/x.safetensors > /dev/null 2>&1";
+                    " --model convnext_femto --out " + test::tmp() +
+                    "/x.safetensors > /dev/null 2>&1";
   CHECK(WEXITSTATUS(std::system(bad.c_str())) == 2);
 }
 

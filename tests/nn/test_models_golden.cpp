@@ -222,7 +222,7 @@ TEST_CASE("timm-saved weights load strictly; scion saves exactly timm's keys and
     SafetensorsFile io = SafetensorsFile::open(fixture(std::string(c.stem) + "_io"));
     Tensor ref = io.get("logits");
     CHECK_CLOSE(model->forward(io.get("input")), ref, 1e-5 * max_abs(ref), 0.0);
-    std::string out = "/tmp/scion_roundtrip_" + std::string(c.stem) + ".safetensors";
+    std::string out = test::tmp() + "/scion_roundtrip_" + std::string(c.stem) + ".safetensors";
     model->save(out);
     SafetensorsFile timm_file = SafetensorsFile::open(path), ours = SafetensorsFile::open(out);
     std::set<std::string> a(timm_file.names().begin(), timm_file.names().end());

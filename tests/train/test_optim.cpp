@@ -44,7 +44,7 @@ void check_optimizer(const std::string& name, const OptimizerConfig& oc,
 }
 
 std::string write_config(const std::string& name, const std::string& text) {
-  std::string path = "/tmp/scion_cfg_" + name + ".yaml";
+  std::string path = test::tmp() + "/scion_cfg_" + name + ".yaml";
   std::ofstream(path) << text;
   return path;
 }
@@ -210,10 +210,10 @@ TEST_CASE("every shipped config parses", "[train][config]") {
   }
   // A missing timm teacher is an error that says where to download it (exit status 2).
   std::string cmd = std::string(SCION_BINARY_DIR) + "/train --config " + SCION_SOURCE_DIR +
-                    "/configs/vit_t_cifar100_wsel.yaml --output-dir /tmp/scion_wsel_missing > "
-                    "/tmp/scion_wsel.log 2>&1";
+                    "/configs/vit_t_cifar100_wsel.yaml --output-dir " + test::tmp() +
+                    "/scion_wsel_missing > " + test::tmp() + "/scion_wsel.log 2>&1";
   CHECK(WEXITSTATUS(std::system(cmd.c_str())) == 2);
-  std::ifstream in("/tmp/scion_wsel.log");
+  std::ifstream in(test::tmp() + "/scion_wsel.log");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK(text.find("huggingface.co/timm/vit_small_patch16_224.augreg_in21k") != std::string::npos);
 }

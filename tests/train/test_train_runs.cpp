@@ -43,7 +43,7 @@ train:
 std::string config_file() {
   std::string text = kConfig;
   text.replace(text.find("ROOT"), 4, test::shared_data("cifar10-jpg"));
-  std::string path = "/tmp/scion_train_test.yaml";
+  std::string path = test::tmp() + "/scion_train_test.yaml";
   std::ofstream(path) << text;
   return path;
 }
@@ -73,7 +73,7 @@ int wait_status(pid_t pid) {
 }
 
 int run(const std::vector<std::string>& args,
-        const std::string& log = "/tmp/scion_train_test.log") {
+        const std::string& log = test::tmp() + "/scion_train_test.log") {
   return wait_status(spawn(args, log));
 }
 
@@ -102,50 +102,46 @@ void strip_timing(std::vector<json>& ms) {
 }
 
 bool have_data() {
-  if (test::exists(test::shared_data("cifar10-jpg"))) return true;
-  WARN("../shared/data not present; skipping");
-  return false;
+  SCION_REQUIRE_DATA(test::shared_data("cifar10-jpg"));
+  return true;
 }
 
 }  // namespace
 
 TEST_CASE("train: a short real run learns, and a SIGKILLed run resumes to the same metrics",
           "[train][runs]") {
-  if (!have_data()) {
-    CHECK(true);
-    return;
-  }
+  REQUIRE(have_data());
   std::string cfg = config_file();
-  system("rm -rf /tmp/scion_run_a /tmp/scion_run_b");
-  REQUIRE(run({"--config", cfg, "--output-dir", "/tmp/scion_run_a"}) == 0);
-  std::vector<json> a = metrics("/tmp/scion_run_a");
+  REQUIRE(run({"--config", cfg, "--output-dir", test::tmp() + "/scion_run_a"}) == 0);
+  std::vector<json> a = metrics(test::tmp() + "/scion_run_a");
   REQUIRE(a.size() == 3);
   CHECK(a[2]["train_loss"].get<double>() < a[0]["train_loss"].get<double>());
   CHECK(a[2]["val_loss"].get<double>() < a[0]["val_loss"].get<double>());
   CHECK(a[0].contains("ema_val_acc1"));
   for (const char* f : {"config.yaml", "last.safetensors", "best.safetensors", "summary.json"})
-    CHECK(test::exists(std::string("/tmp/scion_run_a/") + f));
-  json summary = json::parse(std::ifstream("/tmp/scion_run_a/summary.json"));
+    CHECK(test::exists(std::string(test::tmp() + "/scion_run_a/") + f));
+  json summary = json::parse(std::ifstream(test::tmp() + "/scion_run_a/summary.json"));
   CHECK(summary["epochs"] == 3);
   // best.safetensors holds model weights only, with timm keys.
-  SafetensorsFile best = SafetensorsFile::open("/tmp/scion_run_a/best.safetensors");
+  SafetensorsFile best = SafetensorsFile::open(test::tmp() + "/scion_run_a/best.safetensors");
   CHECK(best.contains("blocks.1.attn.qkv.weight"));
   CHECK_FALSE(best.contains("optim.head.weight.exp_avg"));
 
   // Run B: killed (SIGKILL) as soon as epoch 1 is recorded, then restarted (auto-resume).
-  pid_t pid =
-      spawn({"--config", cfg, "--output-dir", "/tmp/scion_run_b"}, "/tmp/scion_train_b.log");
+  pid_t pid = spawn({"--config", cfg, "--output-dir", test::tmp() + "/scion_run_b"},
+                    test::tmp() + "/scion_train_b.log");
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (count_lines("/tmp/scion_run_b/metrics.jsonl") < 1 &&
+  while (count_lines(test::tmp() + "/scion_run_b/metrics.jsonl") < 1 &&
          std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   kill(pid, SIGKILL);
   wait_status(pid);
-  SafetensorsFile ck = SafetensorsFile::open("/tmp/scion_run_b/last.safetensors");  // complete
+  SafetensorsFile ck =
+      SafetensorsFile::open(test::tmp() + "/scion_run_b/last.safetensors");  // complete
   CHECK(ck.metadata().at("epoch") == "1");
-  REQUIRE(run({"--config", cfg, "--output-dir", "/tmp/scion_run_b"}, "/tmp/scion_train_b2.log") ==
-          0);
-  std::vector<json> b = metrics("/tmp/scion_run_b");
+  REQUIRE(run({"--config", cfg, "--output-dir", test::tmp() + "/scion_run_b"},
+              test::tmp() + "/scion_train_b2.log") == 0);
+  std::vector<json> b = metrics(test::tmp() + "/scion_run_b");
   strip_timing(a);
   strip_timing(b);
   REQUIRE(b.size() == 3);
@@ -157,12 +153,8 @@ TEST_CASE("train: a short real run learns, and a SIGKILLed run resumes to the sa
 
 TEST_CASE("train: SIGTERM mid-epoch saves a checkpoint and the resumed run matches",
           "[train][runs]") {
-  if (!have_data()) {
-    CHECK(true);
-    return;
-  }
+  REQUIRE(have_data());
   std::string cfg = config_file();
-  system("rm -rf /tmp/scion_run_c /tmp/scion_run_d");
   std::vector<std::string> two = {"--config",       cfg,     "--set",
                                   "train.epochs=2", "--set", "train.ema.decay=0"};
   auto with_dir = [&](const std::string& d) {
@@ -171,12 +163,12 @@ TEST_CASE("train: SIGTERM mid-epoch saves a checkpoint and the resumed run match
     v.push_back(d);
     return v;
   };
-  REQUIRE(run(with_dir("/tmp/scion_run_c")) == 0);
-  pid_t pid = spawn(with_dir("/tmp/scion_run_d"), "/tmp/scion_train_d.log");
+  REQUIRE(run(with_dir(test::tmp() + "/scion_run_c")) == 0);
+  pid_t pid = spawn(with_dir(test::tmp() + "/scion_run_d"), test::tmp() + "/scion_train_d.log");
   // Wait for the first progress line of epoch 2 (non-terminal output), then ask it to stop.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (std::chrono::steady_clock::now() < deadline) {
-    std::ifstream in("/tmp/scion_train_d.log");
+    std::ifstream in(test::tmp() + "/scion_train_d.log");
     if (!in.good()) continue;
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (text.find("epoch 2/2 step 5/") != std::string::npos) break;
@@ -184,11 +176,12 @@ TEST_CASE("train: SIGTERM mid-epoch saves a checkpoint and the resumed run match
   }
   kill(pid, SIGTERM);
   CHECK(wait_status(pid) == 0);
-  SafetensorsFile ck = SafetensorsFile::open("/tmp/scion_run_d/last.safetensors");
+  SafetensorsFile ck = SafetensorsFile::open(test::tmp() + "/scion_run_d/last.safetensors");
   CHECK(ck.metadata().at("epoch") == "1");
   CHECK(std::stoi(ck.metadata().at("batch_in_epoch")) > 0);
-  REQUIRE(run(with_dir("/tmp/scion_run_d")) == 0);
-  std::vector<json> c = metrics("/tmp/scion_run_c"), d = metrics("/tmp/scion_run_d");
+  REQUIRE(run(with_dir(test::tmp() + "/scion_run_d")) == 0);
+  std::vector<json> c = metrics(test::tmp() + "/scion_run_c"),
+                    d = metrics(test::tmp() + "/scion_run_d");
   strip_timing(c);
   strip_timing(d);
   REQUIRE(d.size() == 2);
@@ -200,10 +193,10 @@ TEST_CASE("train: a non-finite loss stops with status 1 and names no checkpoint 
   REQUIRE(have_data());
   std::string dir = test::temp_dir();
   // An absurd learning rate from the first step: the loss turns non-finite in epoch 1.
-  int status = run({"--config", config_file(), "--set", "train.epochs=2", "--set",
-                    "train.optimizer.lr=1e30", "--set", "train.schedule.type=constant",
-                    "--output-dir", dir + "/run"},
-                   dir + "/log.txt");
+  int status =
+      run({"--config", config_file(), "--set", "train.epochs=2", "--set", "train.optimizer.lr=1e30",
+           "--set", "train.schedule.type=constant", "--output-dir", dir + "/run"},
+          dir + "/log.txt");
   CHECK(status == 1);
   std::ifstream in(dir + "/log.txt");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -214,27 +207,25 @@ TEST_CASE("train: a non-finite loss stops with status 1 and names no checkpoint 
 }
 
 TEST_CASE("train: bad config and missing data exit 2 with the file or key named", "[train][runs]") {
-  std::string path = "/tmp/scion_bad_train.yaml";
+  std::string path = test::tmp() + "/scion_bad_train.yaml";
   std::ofstream(path) << "data: {dataset: cifar100, root: /nonexistent/cifar100}\n";
-  CHECK(run({"--config", path, "--output-dir", "/tmp/scion_run_f"}, "/tmp/scion_train_f.log") == 2);
-  std::ifstream in("/tmp/scion_train_f.log");
+  CHECK(run({"--config", path, "--output-dir", test::tmp() + "/scion_run_f"},
+            test::tmp() + "/scion_train_f.log") == 2);
+  std::ifstream in(test::tmp() + "/scion_train_f.log");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK(text.find("/nonexistent/cifar100") != std::string::npos);
   CHECK(text.find("download.sh") != std::string::npos);
-  CHECK(run({"--config", path, "--set", "train.epochz=1"}, "/tmp/scion_train_g.log") == 2);
-  CHECK(run({"--config", "/nonexistent.yaml"}, "/tmp/scion_train_h.log") == 2);
+  CHECK(run({"--config", path, "--set", "train.epochz=1"}, test::tmp() + "/scion_train_g.log") ==
+        2);
+  CHECK(run({"--config", "/nonexistent.yaml"}, test::tmp() + "/scion_train_h.log") == 2);
 }
 
 TEST_CASE("train: knowledge distillation from a trained teacher", "[train][runs]") {
-  if (!have_data()) {
-    CHECK(true);
-    return;
-  }
+  REQUIRE(have_data());
   std::string cfg = config_file();
-  system("rm -rf /tmp/scion_run_t /tmp/scion_run_s /tmp/scion_run_n");
   // Teacher: the test model trained for 2 epochs; then a student distilled from it and one not.
-  REQUIRE(run({"--config", cfg, "--set", "train.epochs=2", "--output-dir", "/tmp/scion_run_t"}) ==
-          0);
+  REQUIRE(run({"--config", cfg, "--set", "train.epochs=2", "--output-dir",
+               test::tmp() + "/scion_run_t"}) == 0);
   std::vector<std::string> student = {
       "--config",         cfg, "--set", "train.epochs=1", "--set", "model.depth=1", "--set",
       "train.ema.decay=0"};
@@ -245,22 +236,24 @@ TEST_CASE("train: knowledge distillation from a trained teacher", "[train][runs]
     v.push_back(dir);
     return v;
   };
-  REQUIRE(run(with({"--set", "train.distill.teacher=/tmp/scion_run_t/best.safetensors", "--set",
-                    "train.distill.model=vit_tiny", "--set", "train.distill.alpha=0.7", "--set",
-                    "train.distill.temperature=2"},
-                   "/tmp/scion_run_s"),
-              "/tmp/scion_train_s.log") == 0);
-  REQUIRE(run(with({}, "/tmp/scion_run_n"), "/tmp/scion_train_n.log") == 0);
-  std::vector<json> s = metrics("/tmp/scion_run_s"), n = metrics("/tmp/scion_run_n");
+  REQUIRE(
+      run(with({"--set", "train.distill.teacher=" + test::tmp() + "/scion_run_t/best.safetensors",
+                "--set", "train.distill.model=vit_tiny", "--set", "train.distill.alpha=0.7",
+                "--set", "train.distill.temperature=2"},
+               test::tmp() + "/scion_run_s"),
+          test::tmp() + "/scion_train_s.log") == 0);
+  REQUIRE(run(with({}, test::tmp() + "/scion_run_n"), test::tmp() + "/scion_train_n.log") == 0);
+  std::vector<json> s = metrics(test::tmp() + "/scion_run_s"),
+                    n = metrics(test::tmp() + "/scion_run_n");
   REQUIRE(s.size() == 1);
   REQUIRE(n.size() == 1);
   CHECK(std::isfinite(s[0]["train_loss"].get<double>()));
   CHECK(s[0]["train_loss"] != n[0]["train_loss"]);  // the distillation term changes the objective
   // A teacher of the wrong architecture is named in a clear error (exit status 2).
-  CHECK(run(with({"--set", "train.distill.teacher=/tmp/scion_run_t/best.safetensors", "--set",
-                  "train.distill.model=vit_small"},
-                 "/tmp/scion_run_x"),
-            "/tmp/scion_train_x.log") == 2);
+  CHECK(run(with({"--set", "train.distill.teacher=" + test::tmp() + "/scion_run_t/best.safetensors",
+                  "--set", "train.distill.model=vit_small"},
+                 test::tmp() + "/scion_run_x"),
+            test::tmp() + "/scion_train_x.log") == 2);
 }
 
 TEST_CASE("scion eval on a run's best.safetensors reproduces the run's logged validation numbers",
