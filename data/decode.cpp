@@ -46,13 +46,22 @@ tjhandle decompressor() {
   throw InputError(msg);
 }
 
-Image decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name, int min_w,
-                  int min_h) {
+void check_pixels(int64_t w, int64_t h, int64_t max_pixels, const std::string& name) {
+  if (w * h > max_pixels)
+    throw InputError(detail::str_cat(name, ": an image of ", w, " x ", h, " pixels exceeds the ",
+                                     max_pixels,
+                                     "-pixel limit (data.max_image_pixels); not decoded (a "
+                                     "decompression bomb?)"));
+}
+
+Image decode_jpeg(const std::vector<uint8_t>& bytes, const std::string& name, int min_w, int min_h,
+                  int64_t max_pixels) {
   tjhandle tj = decompressor();
   int w = 0, h = 0, subsamp = 0, colorspace = 0;
   if (tjDecompressHeader3(tj, bytes.data(), (unsigned long)bytes.size(), &w, &h, &subsamp,
                           &colorspace) != 0)
     fail_and_reset(name + ": corrupt JPEG header (" + tjGetErrorStr2(tj) + ")");
+  check_pixels(w, h, max_pixels, name);
   // Smallest scale num/denom whose output still covers the requested size.
   int nf = 0;
   tjscalingfactor* factors = tjGetScalingFactors(&nf);
@@ -113,10 +122,13 @@ void image_size(const std::vector<uint8_t>& bytes, const std::string& name, int&
     throw InputError(name + ": not a readable image (" + stbi_failure_reason() + ")");
 }
 
-Image decode_image(const std::vector<uint8_t>& bytes, const std::string& name, int min_w,
-                   int min_h) {
-  if (is_jpeg(bytes)) return decode_jpeg(bytes, name, min_w, min_h);
+Image decode_image(const std::vector<uint8_t>& bytes, const std::string& name, int min_w, int min_h,
+                   int64_t max_pixels) {
+  if (is_jpeg(bytes)) return decode_jpeg(bytes, name, min_w, min_h, max_pixels);
   int w, h, comp;
+  if (!stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &comp))
+    throw InputError(name + ": corrupt or unsupported image (" + stbi_failure_reason() + ")");
+  check_pixels(w, h, max_pixels, name);
   std::unique_ptr<uint8_t, void (*)(void*)> p(
       stbi_load_from_memory(bytes.data(), int(bytes.size()), &w, &h, &comp, 3), stbi_image_free);
   if (!p) throw InputError(name + ": corrupt or unsupported image (" + stbi_failure_reason() + ")");

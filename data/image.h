@@ -21,11 +21,17 @@ struct Image {
   uint8_t at(int y, int x, int c) const { return pixels[(size_t(y) * width + x) * channels + c]; }
 };
 
+// The largest image decoded by default, in pixels: PIL's DecompressionBombError threshold
+// (2 x Image.MAX_IMAGE_PIXELS), far above ImageNet's largest photos (under 40 Mpx). Checked from the
+// header before any pixel is decoded, so a small file claiming a huge image costs nothing.
+constexpr int64_t kDefaultMaxImagePixels = 178956970;
+
 // Decodes JPEG (libjpeg-turbo) or PNG/BMP/GIF/... (stb_image) bytes to RGB. `min_width` and
 // `min_height`, when given, let a JPEG decode at the smallest DCT scale (1/8 .. 1) that keeps at
-// least that size (much faster for large photos resized down). Errors name `name`.
+// least that size (much faster for large photos resized down). An image of more than `max_pixels`
+// pixels is an InputError. Errors name `name`.
 Image decode_image(const std::vector<uint8_t>& bytes, const std::string& name, int min_width = 0,
-                   int min_height = 0);
+                   int min_height = 0, int64_t max_pixels = kDefaultMaxImagePixels);
 // Width and height without decoding the pixels (JPEG header, or stb_image's info).
 void image_size(const std::vector<uint8_t>& bytes, const std::string& name, int& width,
                 int& height);

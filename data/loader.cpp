@@ -58,7 +58,7 @@ Image Pipeline::augment(const Sample& s, Generator& gen) const {
     if (encoded) {
       int min_w = int(std::ceil(double(w) * size / box.width)),
           min_h = int(std::ceil(double(h) * size / box.height));
-      img = decode_image(s.encoded, s.name, min_w, min_h);
+      img = decode_image(s.encoded, s.name, min_w, min_h, cfg_.max_image_pixels);
       if (img.width != w || img.height != h) {
         double sx = double(img.width) / w, sy = double(img.height) / h;
         box = {int(box.top * sy), int(box.left * sx),
@@ -73,7 +73,7 @@ Image Pipeline::augment(const Sample& s, Generator& gen) const {
     img =
         resize(crop(img, box.top, box.left, box.height, box.width), size, size, cfg_.interpolation);
   } else if (cfg_.train) {
-    img = encoded ? decode_image(s.encoded, s.name) : s.image;
+    img = encoded ? decode_image(s.encoded, s.name, 0, 0, cfg_.max_image_pixels) : s.image;
     if (img.height != size || img.width != size) img = resize(img, size, size, cfg_.interpolation);
     if (cfg_.train_crop == "random_crop" && cfg_.padding > 0) {
       int top = int(gen.next_uniform() * (2 * cfg_.padding + 1)),
@@ -87,7 +87,7 @@ Image Pipeline::augment(const Sample& s, Generator& gen) const {
     if (encoded) image_size(s.encoded, s.name, w, h);
     int rw = w <= h ? scaled : int(double(scaled) * w / h),
         rh = w <= h ? int(double(scaled) * h / w) : scaled;
-    img = encoded ? decode_image(s.encoded, s.name, rw, rh) : s.image;
+    img = encoded ? decode_image(s.encoded, s.name, rw, rh, cfg_.max_image_pixels) : s.image;
     img = resize(img, rh, rw, cfg_.interpolation);
     img = crop(img, int(std::lround((rh - size) / 2.0)), int(std::lround((rw - size) / 2.0)), size,
                size);

@@ -36,6 +36,7 @@ struct PipelineConfig {
   Interp interpolation = Interp::bicubic;
   double crop_pct = 0.875;  // eval: resize to img_size / crop_pct, center crop
   std::array<float, 3> mean = kImagenetMean, std = kImagenetStd;
+  int64_t max_image_pixels = kDefaultMaxImagePixels;  // larger images are input errors
 };
 
 // One sample -> normalized (C, H, W) floats. Thread-safe (const).

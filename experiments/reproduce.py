@@ -63,6 +63,7 @@ PREREQ_KINDS = {"train": {"set", "quick", "seed"},
                 "select": {"teacher", "model", "set", "layers", "elements", "seed", "head_norm"},
                 "grow": {"from", "from_model", "model", "set", "noise", "seed"}}
 REF = re.compile(r"\$\{([A-Za-z0-9_.\-]+)\}")
+BIN = os.path.join(ROOT, "build", "bin")  # the scion programs (--bin)
 
 
 class SpecError(Exception):
@@ -162,6 +163,9 @@ class Job:
         self.command = None
         self.arm = self.seed = None
 
+    def same_config(self):
+        return normalized_config(os.path.join(self.folder, "config.yaml")) == self.config_text
+
     @property
     def product(self):
         return os.path.join(self.folder, "best.safetensors" if self.kind == "train"
@@ -170,9 +174,19 @@ class Job:
     def done(self):
         if self.kind == "train":
             return (os.path.exists(os.path.join(self.folder, "summary.json"))
-                    and read(os.path.join(self.folder, "config.yaml")) == self.config_text)
+                    and self.same_config())
         meta = read_json(os.path.join(self.folder, "run.json"))
         return os.path.exists(self.product) and meta and meta.get("command") == self.command
+
+
+def normalized_config(path):
+    """A run's config.yaml as the current `train` resolves it (keys added since it was written take
+    their defaults), or None when absent or no longer valid."""
+    if not os.path.exists(path):
+        return None
+    r = subprocess.run([os.path.join(BIN, "train"), "--config", path, "--print-config"],
+                       capture_output=True, text=True, cwd=ROOT)
+    return r.stdout if r.returncode == 0 else None
 
 
 def read(path):
@@ -343,7 +357,7 @@ def reuse_finished(job, root):
         for cand in [os.path.join(runs, a, f"seed{job.seed}") for a in arms]:
             if os.path.abspath(cand) == os.path.abspath(job.folder):
                 continue
-            text = read(os.path.join(cand, "config.yaml"))
+            text = normalized_config(os.path.join(cand, "config.yaml"))
             if text is None or without_output_dir(text) != want or \
                     not os.path.exists(os.path.join(cand, "summary.json")):
                 continue
@@ -370,7 +384,7 @@ def run_jobs(jobs, rev, results_root):
         if job.done():
             continue
         stale = job.kind == "train" and os.path.exists(os.path.join(job.folder, "config.yaml")) \
-            and read(os.path.join(job.folder, "config.yaml")) != job.config_text
+            and not job.same_config()
         if stale:
             moved = f"{job.folder}.stale-{datetime.datetime.now():%Y%m%d-%H%M%S}"
             os.rename(job.folder, moved)
@@ -704,6 +718,8 @@ def main():
         args.prereq_dir = (inside_root(args.prereq_dir) if args.prereq_dir
                            else os.path.join("runs", "repro", "_prereq" + suffix))
         args.bin = os.path.abspath(args.bin)
+        global BIN
+        BIN = args.bin
         os.chdir(ROOT)
         args.scratch = os.path.join(args.out, ".configs")
         for b in ("train", "scion"):

@@ -209,6 +209,7 @@ Config from_node(const YAML::Node& root, const std::string& source) {
     d.choice("val_split", c.data.val_split, {"train", "val", "test"});
     d.integer("train_subset", c.data.train_subset, 0, INT64_MAX);
     d.integer("val_subset", c.data.val_subset, 0, INT64_MAX);
+    d.integer("max_image_pixels", c.data.max_image_pixels, 1, int64_t(1) << 40);
     int64_t workers = c.data.workers;
     d.integer("workers", workers, 0, 64);
     c.data.workers = int(workers);
@@ -384,6 +385,8 @@ std::string to_yaml(const Config& c) {
   e << YAML::Key << "train_subset" << YAML::Value << d.train_subset << YAML::Key << "val_subset"
     << YAML::Value << d.val_subset;
   e << YAML::Key << "workers" << YAML::Value << d.workers;
+  if (d.max_image_pixels != data::kDefaultMaxImagePixels)
+    e << YAML::Key << "max_image_pixels" << YAML::Value << d.max_image_pixels;
   e << YAML::Key << "mean" << YAML::Value;
   list(d.mean);
   e << YAML::Key << "std" << YAML::Value;

@@ -33,6 +33,7 @@ struct DataConfig {
   int workers = 2;
   AugmentConfig augment;
   std::array<float, 3> mean = data::kImagenetMean, std = data::kImagenetStd;
+  int64_t max_image_pixels = data::kDefaultMaxImagePixels;  // decompression-bomb guard
 };
 
 struct OptimizerConfig {

@@ -59,6 +59,7 @@ data::PipelineConfig base_pipeline(const Config& cfg) {
   p.crop_pct = cfg.data.augment.crop_pct;
   p.mean = cfg.data.mean;
   p.std = cfg.data.std;
+  p.max_image_pixels = cfg.data.max_image_pixels;
   return p;
 }
 

@@ -3,6 +3,7 @@
 // the same output, RandAugment spec parsing, RandomErasing, Mixup/CutMix targets, ImageNet photos
 // through RandomResizedCrop, and the DataLoader's determinism across worker counts.
 #include <dirent.h>
+#include <zlib.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -254,4 +255,36 @@ TEST_CASE("DataLoader: batches identical for any worker count, keyed by seed and
   Batch b;
   REQUIRE(dl.next(b));
   CHECK(b.index == 4);
+}
+
+TEST_CASE("decompression bombs: images over the pixel limit are refused from their header",
+          "[data]") {
+  // A PNG header (signature + IHDR with its CRC) claiming 18000 x 18000, no pixel data.
+  std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n', 0, 0, 0, 13};
+  std::vector<uint8_t> ihdr = {'I', 'H',  'D',  'R', 0, 0, 0x46, 0x50, 0,
+                               0,   0x46, 0x50, 8,   2, 0, 0,    0};
+  png.insert(png.end(), ihdr.begin(), ihdr.end());
+  uint32_t crc = uint32_t(crc32(0, ihdr.data(), uInt(ihdr.size())));
+  for (int i = 3; i >= 0; --i) png.push_back(uint8_t(crc >> (8 * i)));
+  CHECK_THROWS_WITH(decode_image(png, "bomb.png"), Catch::Contains("bomb.png") &&
+                                                       Catch::Contains("18000 x 18000") &&
+                                                       Catch::Contains("max_image_pixels"));
+  // A real CIFAR-10 JPEG whose frame header is patched to claim 65500 x 65500.
+  std::string path = test::shared_data("cifar10-jpg/test/cat/0000.jpg");
+  SCION_REQUIRE_DATA(path);
+  std::vector<uint8_t> jpg = read_file(path);
+  CHECK_NOTHROW(decode_image(jpg, "ok.jpg"));
+  bool patched = false;
+  for (size_t i = 0; i + 8 < jpg.size() && !patched; ++i)
+    if (jpg[i] == 0xFF && (jpg[i + 1] == 0xC0 || jpg[i + 1] == 0xC2)) {  // SOF0 / SOF2
+      jpg[i + 5] = jpg[i + 7] = 0xFF;
+      jpg[i + 6] = jpg[i + 8] = 0xDC;  // 65500
+      patched = true;
+    }
+  REQUIRE(patched);
+  CHECK_THROWS_WITH(decode_image(jpg, "bomb.jpg"),
+                    Catch::Contains("bomb.jpg") && Catch::Contains("65500 x 65500"));
+  // The limit is configurable: a lower one refuses the 32 x 32 original.
+  CHECK_THROWS_WITH(decode_image(read_file(path), "small.jpg", 0, 0, 1000),
+                    Catch::Contains("1000-pixel limit"));
 }
