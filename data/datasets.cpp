@@ -51,6 +51,11 @@ void check_split(const std::string& split) {
               "data split must be train, val or test, got '", split, "'");
 }
 
+size_t file_size(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  return size_t(in.tellg());
+}
+
 // CIFAR binary: records of [coarse label,] label, 3072 bytes (R plane, G plane, B plane of 32x32).
 class CifarDataset : public Dataset {
  public:
@@ -71,9 +76,14 @@ class CifarDataset : public Dataset {
     }
     n_ = int64_t(data_.size() / record);
     record_ = record;
-    for (int64_t i = 0; i < n_; ++i)
-      SCION_CHECK(label(i) < num_classes(), files[0], "...: label ", label(i), " of record ", i,
-                  " out of range for ", num_classes(), " classes");
+    int64_t first = 0;  // index of the first record of the current file
+    for (const std::string& f : files) {
+      int64_t count = int64_t(file_size(f) / record);
+      for (int64_t i = first; i < first + count; ++i)
+        SCION_CHECK(label(i) < num_classes(), f, ": label ", label(i), " of record ", i - first,
+                    " out of range for ", num_classes(), " classes");
+      first += count;
+    }
   }
   int64_t size() const override { return n_; }
   int64_t num_classes() const override { return cifar100_ ? 100 : 10; }
@@ -203,7 +213,10 @@ DatasetPtr open_tiny_imagenet(const std::string& root, const std::string& split)
   while (std::getline(wn, line)) {
     std::string id = line.substr(0, line.find_first_of(" \t\r"));
     if (id.empty()) continue;
-    index.emplace(id, int64_t(wnids.size()));
+    SCION_CHECK(index.emplace(id, int64_t(wnids.size())).second, root, "/wnids.txt: class '", id,
+                "' listed twice");
+    SCION_CHECK(id.find('/') == std::string::npos && id != ".." && id != ".", root,
+                "/wnids.txt: class '", id, "' is not a folder name");
     wnids.push_back(id);
   }
   SCION_CHECK(!wnids.empty(), root, "/wnids.txt: empty");
@@ -229,6 +242,10 @@ DatasetPtr open_tiny_imagenet(const std::string& root, const std::string& split)
       std::istringstream ss(line);
       std::string file, wnid;
       ss >> file >> wnid;
+      // Only a plain file name inside val/images: never a path out of the data root.
+      SCION_CHECK(
+          !file.empty() && file.find('/') == std::string::npos && file != ".." && file != ".", ann,
+          ":", line_no, ": '", file, "' is not a file name in val/images");
       auto it = index.find(wnid);
       SCION_CHECK(it != index.end(), ann, ":", line_no, ": class '", wnid, "' is not in wnids.txt");
       files.push_back(root + "/val/images/" + file);

@@ -67,10 +67,16 @@ MnistSplit load_mnist(const std::string& root, const std::string& split) {
     SCION_CHECK(exists(plain), root, ": missing ", stem.substr(1), "[.gz] for split ", split);
     return plain;
   };
-  MnistSplit s{read_idx(pick("-images-idx3-ubyte")), read_idx(pick("-labels-idx1-ubyte"))};
+  const std::string labels_path = pick("-labels-idx1-ubyte");
+  MnistSplit s{read_idx(pick("-images-idx3-ubyte")), read_idx(labels_path)};
   SCION_CHECK(s.images.dim() == 3 && s.labels.dim() == 1 && s.images.size(0) == s.labels.size(0),
               root, ": ", split, " images ", shape_str(s.images.shape()), " and labels ",
               shape_str(s.labels.shape()), " do not match");
+  SCION_CHECK(s.labels.dtype() == DType::u8, labels_path, ": labels must be unsigned bytes");
+  const uint8_t* l = s.labels.data<uint8_t>();
+  for (int64_t i = 0; i < s.labels.size(0); ++i)
+    SCION_CHECK(l[i] < 10, labels_path, ": label ", int(l[i]), " of item ", i,
+                " out of range for 10 classes");
   return s;
 }
 

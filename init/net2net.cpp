@@ -258,8 +258,11 @@ void grow_from_file(nn::Model& big, const std::string& path, const std::string& 
     c.dims = arch.dims;
   }
   SafetensorsFile f = SafetensorsFile::open(weights_file(path));
-  if (f.metadata().count("scion_model"))
-    c = nn::parse_model_config(f.metadata().at("scion_model"));  // exact heads
+  if (f.metadata().count("scion_model")) try {
+      c = nn::parse_model_config(f.metadata().at("scion_model"));  // exact heads
+    } catch (const std::exception& e) {
+      throw InputError(path + ": metadata scion_model: " + e.what());
+    }
   c.conv_mlp = false;  // growth works on Linear-form fc weights; either file form loads
   nn::ModelPtr small = nn::create_model(c);
   small->load_state_dict(src, true, path);

@@ -2,6 +2,7 @@
 // consumed; any key left over is reported as unknown, with the list of keys that section knows.
 #include "train/config.h"
 
+#include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
@@ -181,6 +182,7 @@ Config from_node(const YAML::Node& root, const std::string& source) {
   r.integer("threads", threads, 0, 1024);
   c.threads = int(threads);
   r.str("output_dir", c.output_dir);
+  if (c.output_dir.empty()) r.fail("output_dir", "empty (name the folder for the run's outputs)");
   read_model(r.sub("model"), c.model);
   {
     Reader i = r.sub("init");
@@ -322,6 +324,9 @@ Config parse_config(const std::string& text, const std::string& source,
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    throw InputError(path + ": not a regular file (a YAML config was expected)");
   std::ifstream in(path);
   if (!in.good()) throw InputError(path + ": cannot open config file");
   std::stringstream ss;

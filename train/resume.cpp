@@ -6,9 +6,11 @@
 #include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <ctime>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/safetensors.h"
@@ -78,6 +80,85 @@ void check_resumable(const Config& cfg, const std::string& last_path) {
                      "\nTo start a new run, give another --output-dir, or pass --restart to move "
                      "the old run's files aside (into " +
                      cfg.output_dir + "/replaced-<time>/) and start afresh.");
+}
+
+CheckpointState read_checkpoint_state(const SafetensorsFile& ck, const std::string& path,
+                                      int64_t batches_per_epoch, int64_t steps_per_epoch) {
+  const auto& meta = ck.metadata();
+  auto bad = [&](const std::string& field, const std::string& msg) -> InputError {
+    return InputError(path + ": checkpoint metadata '" + field + "': " + msg);
+  };
+  auto text = [&](const char* k) -> const std::string& {
+    auto it = meta.find(k);
+    if (it == meta.end()) throw bad(k, "missing");
+    return it->second;
+  };
+  auto integer = [&](const char* k, int64_t lo, int64_t hi) {
+    const std::string& t = text(k);
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(t, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != t.size()) throw bad(k, "expected an integer, got '" + t + "'");
+    if (v < lo || v > hi)
+      throw bad(k, "value " + t + " out of range [" + std::to_string(lo) + ", " +
+                       std::to_string(hi) + "]");
+    return int64_t(v);
+  };
+  auto number = [&](const char* k, double lo, double hi) {
+    const std::string& t = text(k);
+    size_t used = 0;
+    double v = NAN;
+    try {
+      v = std::stod(t, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != t.size() || !(v >= lo && v <= hi))
+      throw bad(k, "expected a number in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                       "], got '" + t + "'");
+    return v;
+  };
+  CheckpointState s;
+  s.epoch = integer("epoch", 0, 1000000);
+  s.batch_in_epoch = integer("batch_in_epoch", 0, batches_per_epoch - 1);
+  s.step = integer("step", 0, (s.epoch + 1) * steps_per_epoch);
+  s.rng_offset = uint64_t(integer("rng_offset", 0, INT64_MAX));
+  s.best_val_acc1 = number("best_val_acc1", -1.0, 100.0);
+  s.wall_seconds = number("wall_seconds", 0.0, 1e12);
+  nlohmann::json history;
+  try {
+    history = nlohmann::json::parse(text("metrics"));
+  } catch (const nlohmann::json::exception&) {
+    throw bad("metrics", "not valid JSON");
+  }
+  if (!history.is_array() || int64_t(history.size()) != s.epoch)
+    throw bad("metrics", "expected a list of " + std::to_string(s.epoch) + " epoch records");
+  for (const auto& line : history)
+    for (const char* f : {"epoch", "step", "lr", "train_loss", "val_loss", "val_acc1", "val_acc5"})
+      if (!line.is_object() || !line.contains(f) || !line[f].is_number())
+        throw bad("metrics", std::string("every epoch record needs a number '") + f + "'");
+  s.metrics = history.dump();
+  if (s.batch_in_epoch > 0) {
+    nlohmann::json part;
+    try {
+      part = nlohmann::json::parse(text("partial_epoch"));
+    } catch (const nlohmann::json::exception&) {
+      throw bad("partial_epoch", "not valid JSON");
+    }
+    for (const char* f : {"loss_sum", "loss_count", "images", "seconds"})
+      if (!part.is_object() || !part.contains(f) || !part[f].is_number() ||
+          !(part[f].get<double>() >= 0))
+        throw bad("partial_epoch", std::string("needs a non-negative number '") + f + "'");
+    s.partial_loss_sum = part["loss_sum"].get<double>();
+    s.partial_loss_count = part["loss_count"].get<int64_t>();
+    s.partial_images = part["images"].get<int64_t>();
+    s.partial_seconds = part["seconds"].get<double>();
+  }
+  return s;
 }
 
 std::string move_run_aside(const std::string& output_dir) {

@@ -27,6 +27,7 @@
 #include "core/scion.h"
 #include "init/initializers.h"
 #include "init/net2net.h"
+#include "init/pretrained.h"
 #include "init/weight_selection.h"
 #include "nn/model.h"
 #include "train/trainer.h"
@@ -85,6 +86,22 @@ nn::ModelConfig model_config(const std::string& name, const std::vector<std::str
   return c;
 }
 
+// An output weights path: a file name, not an existing folder.
+void check_out(const std::string& out) {
+  if (init::is_directory(out))
+    throw InputError("--out " + out + ": is a folder; give a file name such as " + out +
+                     "/weights.safetensors");
+}
+
+// A weights file's "scion_model" metadata as a model config; errors name the file.
+nn::ModelConfig model_from_metadata(const std::string& path, const std::string& text) {
+  try {
+    return nn::parse_model_config(text);
+  } catch (const std::exception& e) {
+    throw InputError(path + ": metadata scion_model: " + e.what());
+  }
+}
+
 struct SelectArgs {
   std::string teacher, model, out, layers = "first", elements = "uniform";
   std::vector<std::string> sets;
@@ -93,6 +110,7 @@ struct SelectArgs {
 };
 
 int cmd_select(const SelectArgs& a) {
+  check_out(a.out);
   nn::ModelPtr student = nn::create_model(model_config(a.model, a.sets));
   init::InitConfig ic;
   ic.type = "weight_selection";
@@ -122,6 +140,7 @@ struct InitArgs {
 // A freshly initialized model, untrained: e.g. the control teacher of weight selection (selection
 // from it separates what a trained teacher knows from the scale of its initialization).
 int cmd_init(const InitArgs& a) {
+  check_out(a.out);
   nn::ModelPtr model = nn::create_model(model_config(a.model, a.sets));
   init::InitConfig ic;
   ic.type = a.init;
@@ -142,6 +161,7 @@ struct GrowArgs {
 };
 
 int cmd_grow(const GrowArgs& a) {
+  check_out(a.out);
   // The source architecture comes from its file; --set options (image size, classes) apply to both.
   nn::ModelPtr big = nn::create_model(model_config(a.model, a.sets));
   Generator gen(a.seed, 0x494E4954);
@@ -182,7 +202,7 @@ train::Config eval_config(const EvalArgs& a, std::string& origin) {
   origin = "defaults";
   SafetensorsFile w = SafetensorsFile::open(a.weights);
   const auto& meta = w.metadata();
-  if (meta.count("scion_model")) cfg.model = nn::parse_model_config(meta.at("scion_model"));
+  if (meta.count("scion_model")) cfg.model = model_from_metadata(a.weights, meta.at("scion_model"));
   if (meta.count("scion_data")) {
     train::apply_eval_metadata(cfg, meta.at("scion_data"), a.weights);
     origin = "the weights' metadata";

@@ -30,7 +30,11 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   try {
-    if (!output_dir.empty()) sets.push_back("output_dir=" + output_dir);
+    if (app.count("--output-dir")) {
+      if (output_dir.empty())
+        throw scion::InputError("--output-dir: empty (name the folder for the run's outputs)");
+      sets.push_back("output_dir=" + output_dir);
+    }
     scion::train::Config cfg = scion::train::load_config(config_path, sets);
     if (print_config) {
       std::fputs(scion::train::to_yaml(cfg).c_str(), stdout);

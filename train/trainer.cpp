@@ -228,7 +228,11 @@ int run_training(const Config& cfg, bool resume) {
     SafetensorsFile tf = SafetensorsFile::open(cfg.train.distill.teacher);
     nn::ModelConfig tc = cfg.model;
     if (tf.metadata().count("scion_model")) {
-      tc = nn::parse_model_config(tf.metadata().at("scion_model"));
+      try {
+        tc = nn::parse_model_config(tf.metadata().at("scion_model"));
+      } catch (const std::exception& e) {
+        throw InputError(cfg.train.distill.teacher + ": metadata scion_model: " + e.what());
+      }
       SCION_CHECK(tc.name == cfg.train.distill.model, cfg.source, ": train.distill.model is '",
                   cfg.train.distill.model, "' but ", cfg.train.distill.teacher, " holds a ",
                   tc.name);
@@ -266,12 +270,8 @@ int run_training(const Config& cfg, bool resume) {
     for (const auto& n : ck.names())
       if (n.rfind("model.", 0) == 0) ms.emplace_back(n.substr(6), ck.get(n));
     model->load_state_dict(ms, true, last_path);
-    const auto& meta = ck.metadata();
-    auto meta_int = [&](const char* k) {
-      SCION_CHECK(meta.count(k), last_path, ": checkpoint metadata lacks '", k, "'");
-      return std::stoll(meta.at(k));
-    };
-    opt.load_state(ck, meta_int("step"));
+    CheckpointState st = read_checkpoint_state(ck, last_path, batches, steps_per_epoch);
+    opt.load_state(ck, st.step);
     if (ema) {
       NamedTensors es;
       for (const auto& n : ck.names())
@@ -284,19 +284,16 @@ int run_training(const Config& cfg, bool resume) {
         t.copy_(it->second);
       }
     }
-    start_epoch = meta_int("epoch");
-    skip_batches = meta_int("batch_in_epoch");
-    default_generator().set_offset(uint64_t(meta_int("rng_offset")));
-    best_acc1 = std::stod(meta.at("best_val_acc1"));
-    wall_before = std::stod(meta.at("wall_seconds"));
-    history = json::parse(meta.at("metrics"));
-    if (skip_batches > 0 && meta.count("partial_epoch")) {
-      json part = json::parse(meta.at("partial_epoch"));
-      resume_loss_sum = part["loss_sum"];
-      resume_loss_count = part["loss_count"];
-      resume_images = part["images"];
-      resume_seconds = part["seconds"];
-    }
+    start_epoch = st.epoch;
+    skip_batches = st.batch_in_epoch;
+    default_generator().set_offset(st.rng_offset);
+    best_acc1 = st.best_val_acc1;
+    wall_before = st.wall_seconds;
+    history = json::parse(st.metrics);
+    resume_loss_sum = st.partial_loss_sum;
+    resume_loss_count = st.partial_loss_count;
+    resume_images = st.partial_images;
+    resume_seconds = st.partial_seconds;
     std::string text;
     for (const auto& line : history) text += line.dump() + "\n";
     write_text_atomic(metrics_path, text);

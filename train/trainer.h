@@ -12,6 +12,7 @@
 
 #include <string>
 
+#include "core/safetensors.h"
 #include "data/loader.h"
 #include "nn/model.h"
 #include "train/config.h"
@@ -44,6 +45,20 @@ void apply_eval_metadata(Config& cfg, const std::string& json_text, const std::s
 // Throws an InputError listing the differing keys when `cfg` may not resume `last_path` (a
 // different run: see train/resume.cpp for the keys that may change on resume).
 void check_resumable(const Config& cfg, const std::string& last_path);
+// The training state a checkpoint's metadata records, every field checked (an InputError names
+// the file and the field): epoch, batch_in_epoch (< batches_per_epoch), optimizer step, RNG
+// offset, best top-1, wall time, the metrics history (one record per finished epoch) and the
+// running sums of an interrupted epoch.
+struct CheckpointState {
+  int64_t epoch = 0, batch_in_epoch = 0, step = 0;
+  uint64_t rng_offset = 0;
+  double best_val_acc1 = -1, wall_seconds = 0;
+  std::string metrics;  // JSON array of the epoch records
+  double partial_loss_sum = 0, partial_seconds = 0;
+  int64_t partial_loss_count = 0, partial_images = 0;
+};
+CheckpointState read_checkpoint_state(const SafetensorsFile& checkpoint, const std::string& path,
+                                      int64_t batches_per_epoch, int64_t steps_per_epoch);
 // Moves a run's outputs in `output_dir` into output_dir/replaced-<time>/; returns that folder
 // ("" when there was nothing to move).
 std::string move_run_aside(const std::string& output_dir);

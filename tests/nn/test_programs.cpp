@@ -79,3 +79,28 @@ TEST_CASE("scion eval prints loss/acc1/acc5/images as its last line", "[programs
   CHECK(bad.output.find("roundtrip_vit.safetensors") != std::string::npos);
   CHECK(bad.output.find("shape mismatches") != std::string::npos);
 }
+
+TEST_CASE("careless arguments: --out a folder, --config a folder, an empty --output-dir",
+          "[programs]") {
+  std::string dir = test::temp_dir();
+  std::string weights = std::string(SCION_GOLDEN_DIR) + "/models/roundtrip_vit.safetensors";
+  Run sel = run("select --teacher " + weights +
+                " --model vit_tiny --set model.img_size=32 --set model.patch_size=4 --set "
+                "model.depth=2 --set model.embed_dim=32 --set model.num_heads=2 --out " +
+                dir);
+  CHECK(sel.status == 2);
+  CHECK(sel.output.find("is a folder") != std::string::npos);
+  std::string train = std::string(SCION_BINARY_DIR) + "/train ";
+  CHECK(WEXITSTATUS(
+            std::system((train + "--config " + dir + " > " + dir + "/a.log 2>&1").c_str())) == 2);
+  std::ifstream a(dir + "/a.log");
+  std::string text((std::istreambuf_iterator<char>(a)), std::istreambuf_iterator<char>());
+  CHECK(text.find("not a regular file") != std::string::npos);
+  std::ofstream(dir + "/c.yaml") << "data: {dataset: cifar10, root: /tmp}\n";
+  CHECK(WEXITSTATUS(std::system(
+            (train + "--config " + dir + "/c.yaml --output-dir '' > " + dir + "/b.log 2>&1")
+                .c_str())) == 2);
+  std::ifstream b(dir + "/b.log");
+  std::string text_b((std::istreambuf_iterator<char>(b)), std::istreambuf_iterator<char>());
+  CHECK(text_b.find("--output-dir: empty") != std::string::npos);
+}

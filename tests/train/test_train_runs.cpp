@@ -361,3 +361,52 @@ TEST_CASE("train: a different config never resumes silently; --restart moves the
   CHECK(metrics(out).size() == 1);
   CHECK(std::system(("ls -d " + out + "/replaced-*/metrics.jsonl > /dev/null").c_str()) == 0);
 }
+
+TEST_CASE("train: tampered checkpoint metadata is an input error naming the file and field",
+          "[train][runs]") {
+  REQUIRE(have_data());
+  std::string dir = test::temp_dir(), out = dir + "/run";
+  std::vector<std::string> args = {"--config",     config_file(),
+                                   "--set",        "train.epochs=2",
+                                   "--set",        "train.ema.decay=0",
+                                   "--set",        "data.train_subset=320",
+                                   "--output-dir", out};
+  REQUIRE(run({"--config", config_file(), "--set", "train.epochs=1", "--set", "train.ema.decay=0",
+               "--set", "data.train_subset=320", "--output-dir", out},
+              dir + "/a.log") == 0);
+  const std::string last = out + "/last.safetensors";
+  std::map<std::string, std::string> good;
+  NamedTensors tensors;
+  {
+    SafetensorsFile f = SafetensorsFile::open(last);
+    good = f.metadata();
+    for (const auto& n : f.names()) tensors.emplace_back(n, f.get(n).clone());
+  }
+  struct Case {
+    const char* field;
+    const char* value;  // nullptr: remove the field
+    const char* expect;
+  };
+  for (const Case& c :
+       {Case{"epoch", "-5", "out of range"}, Case{"epoch", "one", "integer"},
+        Case{"batch_in_epoch", "1000000", "out of range"},
+        Case{"best_val_acc1", nullptr, "missing"}, Case{"metrics", "{not json", "not valid JSON"},
+        Case{"metrics", "[]", "epoch records"}, Case{"wall_seconds", "nan", "expected a number"}}) {
+    INFO(c.field << " = " << (c.value ? c.value : "(removed)"));
+    auto meta = good;
+    if (c.value)
+      meta[c.field] = c.value;
+    else
+      meta.erase(c.field);
+    save_safetensors(last, tensors, meta);
+    CHECK(run(args, dir + "/b.log") == 2);
+    std::ifstream in(dir + "/b.log");
+    std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(log.find(last) != std::string::npos);
+    CHECK(log.find(std::string("'") + c.field + "'") != std::string::npos);
+    CHECK(log.find(c.expect) != std::string::npos);
+  }
+  save_safetensors(last, tensors, good);  // intact again: it resumes
+  CHECK(run(args, dir + "/c.log") == 0);
+  CHECK(metrics(out).size() == 2);
+}
