@@ -21,6 +21,7 @@
 #include "core/ops.h"
 #include "core/safetensors.h"
 #include "init/initializers.h"
+#include "train/distill.h"
 #include "train/optim.h"
 
 namespace scion::train {
@@ -73,19 +74,6 @@ data::DatasetPtr open_split(const Config& cfg, const std::string& split, int64_t
 }
 
 // Hard labels with label smoothing, or soft targets (Mixup/CutMix) when given.
-// Knowledge distillation (Hinton et al.): (1 - alpha) * task loss + alpha * T^2 * KL(p_t || p_s)
-// with p = softmax(logits / T); the teacher runs in eval mode without gradients.
-Tensor distillation_loss(const Tensor& task, const Tensor& student_logits,
-                         const Tensor& teacher_logits, const DistillConfig& d) {
-  const double t = d.temperature;
-  Tensor pt = softmax(teacher_logits.detach().to(DType::f32) * (1.0 / t), 1);
-  Tensor s = student_logits.to(DType::f32) * (1.0 / t);
-  // KL(pt || ps) = CE(s, pt) - H(pt); H(pt) has no gradient but keeps the logged value a true KL.
-  double entropy = -sum(pt * log(maximum(pt, scalar_tensor(1e-30)))).item() / double(pt.size(0));
-  Tensor kl = cross_entropy(s, pt) - entropy;
-  return task * (1.0 - d.alpha) + kl * (d.alpha * t * t);
-}
-
 Tensor classification_loss(const Tensor& logits, const data::Batch& b, double smoothing) {
   if (b.targets.defined()) return cross_entropy(logits, b.targets);
   return cross_entropy(logits, b.labels, smoothing);
