@@ -379,7 +379,7 @@ def run_jobs(jobs, rev, results_root):
     todo = [j for j in jobs if not j.done()]
     n = len(jobs)
     print(f"{n} steps: {n - len(todo)} already done, {len(todo)} to run", flush=True)
-    walls = []
+    walls = {}  # kind of step ("arm" runs, "prerequisite" steps) -> wall times of this invocation
     for i, job in enumerate(jobs, 1):
         if job.done():
             continue
@@ -396,15 +396,19 @@ def run_jobs(jobs, rev, results_root):
                       flush=True)
                 continue
         os.makedirs(job.folder, exist_ok=True)
-        left = len([j for j in jobs[i - 1:] if not j.done()])
-        eta = f", ETA for the rest {fmt_duration(sum(walls) / len(walls) * left)}" if walls else ""
+        # ETA: each remaining step costs the mean wall time of finished steps of its kind (arm
+        # runs and prerequisites differ by far); unknown kinds are not counted.
+        rest = [j for j in jobs[i - 1:] if not j.done()]
+        eta_s = sum(sum(walls[k]) / len(walls[k]) for k in
+                    ("arm" if j.arm else "prerequisite" for j in rest) if walls.get(k))
+        eta = f", ETA for the rest {fmt_duration(eta_s)}" if eta_s else ""
         resumed = " (resuming)" if os.path.exists(os.path.join(job.folder, "last.safetensors")) else ""
         print(f"[{i}/{n}] {job.key}{resumed}{eta}", flush=True)
         start = time.time()
         with open(os.path.join(job.folder, "log.txt"), "a") as log:
             r = subprocess.run(job.command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         wall = time.time() - start
-        walls.append(wall)
+        walls.setdefault("arm" if job.arm else "prerequisite", []).append(wall)
         meta = {"step": job.key, "command": job.command, "git_revision": rev,
                 "wall_seconds": round(wall, 1), "exit_status": r.returncode,
                 "finished": datetime.datetime.now().isoformat(timespec="seconds")}
