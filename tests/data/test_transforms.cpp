@@ -69,7 +69,7 @@ TEST_CASE("flip is exact and crops stay in bounds", "[data]") {
   CHECK(c.at(1, 0, 0) == img.at(0, 2, 0));
 }
 
-TEST_CASE("the same seed gives the same augmentation; values are normalized floats", "[data]") {
+TEST_CASE("the same seed gives the same augmentation, values are normalized floats", "[data]") {
   PipelineConfig pc;
   pc.img_size = 32;
   pc.randaugment = "rand-m9-mstd0.5-inc1";
@@ -114,7 +114,7 @@ TEST_CASE("RandAugment parses timm's spec strings", "[data]") {
   CHECK(rot.pixels == test_image(16, 16, 2).pixels);  // a zero rotation is the identity
 }
 
-TEST_CASE("RandomErasing fills one box with noise; probability 0 changes nothing", "[data]") {
+TEST_CASE("RandomErasing fills one box with noise, probability 0 changes nothing", "[data]") {
   std::vector<float> x(3 * 20 * 20, 5.0f);
   Generator g(1);
   random_erasing(x.data(), 3, 20, 20, 0.0, g);

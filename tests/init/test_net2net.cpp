@@ -120,7 +120,7 @@ TEST_CASE("Net2Net preserves the function: convnext_femto -> dims x2 and -> deep
   CHECK(d2 < 1e-5);
 }
 
-TEST_CASE("Net2Net with a non-integer width multiple is approximate; the deviation is measured",
+TEST_CASE("Net2Net with a non-integer width multiple is approximate, the deviation is measured",
           "[init][net2net]") {
   std::vector<std::pair<std::string, std::string>> base = {{"img_size", "32"},
                                                            {"num_classes", "10"}};

@@ -58,7 +58,7 @@ TEST_CASE("uniform element indices equal the official formula", "[init]") {
   CHECK(element_indices("consecutive", 10, 4, g) == std::vector<int64_t>{0, 1, 2, 3});
 }
 
-TEST_CASE("random selection is consistent per size pair; random-inconsistent is not", "[init]") {
+TEST_CASE("random selection is consistent per size pair, random-inconsistent is not", "[init]") {
   Generator g(5);
   std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>> cache;
   auto a = element_indices("random", 384, 192, g, &cache),

@@ -158,7 +158,7 @@ TEST_CASE("convnext_base matches timm: logits, loss, every gradient, bf16 logits
   check_model("convnext_base");
 }
 
-TEST_CASE("timm conv_mlp ConvNeXt weights ((4C, C, 1, 1) fc) load into either form; saved as used",
+TEST_CASE("timm conv_mlp ConvNeXt weights ((4C, C, 1, 1) fc) load into either form, saved as used",
           "[nn][golden]") {
   const std::string path = fixture("roundtrip_convnext_convmlp");
   SafetensorsFile timm_file = SafetensorsFile::open(path);
@@ -193,7 +193,7 @@ TEST_CASE("timm conv_mlp ConvNeXt weights ((4C, C, 1, 1) fc) load into either fo
   }
 }
 
-TEST_CASE("timm-saved weights load strictly; scion saves exactly timm's keys and shapes",
+TEST_CASE("timm-saved weights load strictly, scion saves exactly timm's keys and shapes",
           "[nn][golden]") {
   struct Case {
     const char* stem;

@@ -110,7 +110,7 @@ TEST_CASE("load_state_dict reports every problem in one error", "[nn]") {
   CHECK(bias.to_vector()[5] == 2.0);
 }
 
-TEST_CASE("train/eval propagates; Dropout and DropPath are identity in eval", "[nn]") {
+TEST_CASE("train/eval propagates, Dropout and DropPath are identity in eval", "[nn]") {
   auto m = make("vit_tiny",
                 {{"img_size", "32"}, {"patch_size", "4"}, {"drop_path", "0.5"}, {"depth", "2"}});
   auto vit = std::dynamic_pointer_cast<nn::VisionTransformer>(m);

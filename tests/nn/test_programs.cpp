@@ -39,7 +39,7 @@ TEST_CASE("scion models lists every model with its parameter count", "[programs]
   CHECK(r.output.find("28589128") != std::string::npos);
 }
 
-TEST_CASE("scion inspect summarizes a file; bad input exits 2 naming the file", "[programs]") {
+TEST_CASE("scion inspect summarizes a file, bad input exits 2 naming the file", "[programs]") {
   std::string path = std::string(SCION_GOLDEN_DIR) + "/models/roundtrip_vit.safetensors";
   Run r = run("inspect " + path);
   CHECK(r.status == 0);

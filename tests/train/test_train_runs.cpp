@@ -325,7 +325,7 @@ TEST_CASE("train: a diverged run (NaN logits) is a failed evaluation, never a 10
   CHECK(log.find("acc1 100") == std::string::npos);
 }
 
-TEST_CASE("train: a different config never resumes silently; --restart moves the old run aside",
+TEST_CASE("train: a different config never resumes silently, and --restart moves the old run aside",
           "[train][runs]") {
   REQUIRE(have_data());
   std::string dir = test::temp_dir(), out = dir + "/run";
