@@ -73,9 +73,8 @@ int cmd_inspect(const std::string& path) {
   return 0;
 }
 
-nn::ModelConfig model_config(const std::string& name, const std::vector<std::string>& sets) {
-  nn::ModelConfig c;
-  c.name = name;
+// Applies --set model.key=value options.
+void apply_model_sets(nn::ModelConfig& c, const std::vector<std::string>& sets) {
   for (const std::string& s : sets) {
     auto eq = s.find('=');
     std::string key = s.substr(0, eq);
@@ -83,6 +82,12 @@ nn::ModelConfig model_config(const std::string& name, const std::vector<std::str
                 ": expected model.key=value");
     nn::set_model_option(c, key.substr(6), s.substr(eq + 1));
   }
+}
+
+nn::ModelConfig model_config(const std::string& name, const std::vector<std::string>& sets) {
+  nn::ModelConfig c;
+  c.name = name;
+  apply_model_sets(c, sets);
   return c;
 }
 
@@ -212,13 +217,7 @@ train::Config eval_config(const EvalArgs& a, std::string& origin) {
     origin = a.config;
   }
   if (!a.model.empty()) cfg.model.name = a.model;
-  for (const std::string& s : a.sets) {
-    auto eq = s.find('=');
-    std::string key = s.substr(0, eq);
-    SCION_CHECK(eq != std::string::npos && key.rfind("model.", 0) == 0, "--set ", s,
-                ": expected model.key=value");
-    nn::set_model_option(cfg.model, key.substr(6), s.substr(eq + 1));
-  }
+  apply_model_sets(cfg.model, a.sets);
   if (a.model.empty() && a.config.empty() && !meta.count("scion_model"))
     throw InputError(a.weights +
                      ": no scion_model metadata (not written by scion); name the "

@@ -126,6 +126,17 @@ void check_model(const std::string& stem) {
   CHECK(c.ok());
 }
 
+// The small convnext_atto of the round-trip fixtures (make_golden_models.py make_roundtrip).
+nn::ModelConfig roundtrip_convnext_config() {
+  nn::ModelConfig c;
+  c.name = "convnext_atto";
+  c.img_size = 32;
+  c.num_classes = 10;
+  c.depths = std::vector<int64_t>{1, 1, 2, 1};
+  c.dims = std::vector<int64_t>{16, 32, 64, 128};
+  return c;
+}
+
 }  // namespace
 
 TEST_CASE("vit_tiny matches timm: logits, loss, every gradient, bf16 logits",
@@ -168,12 +179,7 @@ TEST_CASE("timm conv_mlp ConvNeXt weights ((4C, C, 1, 1) fc) load into either fo
   std::string dir = test::temp_dir();
   for (bool conv_mlp : {false, true}) {
     INFO("conv_mlp " << conv_mlp);
-    nn::ModelConfig c;
-    c.name = "convnext_atto";
-    c.img_size = 32;
-    c.num_classes = 10;
-    c.depths = std::vector<int64_t>{1, 1, 2, 1};
-    c.dims = std::vector<int64_t>{16, 32, 64, 128};
+    nn::ModelConfig c = roundtrip_convnext_config();
     c.conv_mlp = conv_mlp;
     nn::ModelPtr model = nn::create_model(c);
     model->load(path, /*strict=*/true);
@@ -207,12 +213,7 @@ TEST_CASE("timm-saved weights load strictly, scion saves exactly timm's keys and
   vit.depth = 2;
   vit.embed_dim = 64;
   vit.num_heads = 2;
-  nn::ModelConfig cnx;
-  cnx.name = "convnext_atto";
-  cnx.img_size = 32;
-  cnx.num_classes = 10;
-  cnx.depths = std::vector<int64_t>{1, 1, 2, 1};
-  cnx.dims = std::vector<int64_t>{16, 32, 64, 128};
+  nn::ModelConfig cnx = roundtrip_convnext_config();
   for (const Case& c : {Case{"roundtrip_vit", vit}, Case{"roundtrip_convnext", cnx}}) {
     INFO(c.stem);
     std::string path = fixture(c.stem);
