@@ -8,7 +8,12 @@ PACKAGES := cmake g++ make libdnnl-dev libyaml-cpp-dev libstb-dev catch2 nlohman
             python3 python3-yaml python3-matplotlib
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all deps configure build test demo bench clean format
+FUZZ_SECONDS ?= 600
+ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1:strict_string_checks=1
+UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+FUZZ_PACKAGES := clang-14 libclang-rt-14-dev libomp-14-dev
+
+.PHONY: all deps deps-fuzz configure build test demo bench fuzz sanitize clean format
 
 all: build
 
@@ -21,6 +26,10 @@ deps:
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
 	fi
 
+# clang for libFuzzer (make fuzz), installed only when fuzzing.
+deps-fuzz: deps
+	@$(MAKE) --no-print-directory deps PACKAGES="$(FUZZ_PACKAGES)"
+
 configure: deps
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
 
@@ -32,6 +41,22 @@ test: build
 
 demo: build
 	$(BUILD_DIR)/bin/quickstart --data /usr/share/datasets/fashion-mnist --out runs/quickstart
+
+# Every libFuzzer target (tests/fuzz) for FUZZ_SECONDS each, two at a time, from seed corpora of
+# the real data files; report in build-fuzz/fuzz/report.md, exit 1 on any finding.
+fuzz: deps-fuzz
+	cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DSCION_FUZZ=ON -DSCION_CUDA=OFF
+	cmake --build build-fuzz -j$(JOBS) --target fuzz_all
+	python3 tests/fuzz/make_corpus.py build-fuzz/fuzz/seeds
+	python3 tests/fuzz/run_fuzzers.py build-fuzz --seconds $(FUZZ_SECONDS) --jobs $(JOBS)
+
+# The whole test suite built with AddressSanitizer + UndefinedBehaviorSanitizer; any report fails.
+sanitize: deps
+	cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSCION_SANITIZE=ON -DSCION_CUDA=OFF
+	cmake --build build-sanitize -j$(JOBS)
+	cd build-sanitize && ASAN_OPTIONS=$(ASAN_OPTIONS) UBSAN_OPTIONS=$(UBSAN_OPTIONS) \
+	  ctest --output-on-failure -j$(JOBS)
 
 bench: build
 	python3 experiments/bench/run_ops.py --scion $(BUILD_DIR)/bin/bench_ops

@@ -3,6 +3,7 @@
 // truncated files raise InputError naming the file.
 #include <turbojpeg.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 
@@ -108,6 +109,23 @@ std::vector<uint8_t> read_file(const std::string& path) {
   return bytes;
 }
 
+namespace {
+
+// stb_image's header reader, with what it leaves unchecked: a buffer it can address (int sizes)
+// and a non-empty image (a PNM header may announce 0 x 0).
+void stb_size(const std::vector<uint8_t>& bytes, const std::string& name, int& w, int& h) {
+  int comp = 0;
+  if (bytes.size() > size_t(INT32_MAX))
+    throw InputError(name + ": image file larger than 2 GiB");
+  if (!stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &comp))
+    throw InputError(name + ": corrupt or unsupported image (" + stbi_failure_reason() + ")");
+  if (w <= 0 || h <= 0)
+    throw InputError(detail::str_cat(name, ": the header announces an empty image (", w, " x ", h,
+                                     ")"));
+}
+
+}  // namespace
+
 void image_size(const std::vector<uint8_t>& bytes, const std::string& name, int& width,
                 int& height) {
   if (is_jpeg(bytes)) {
@@ -115,19 +133,18 @@ void image_size(const std::vector<uint8_t>& bytes, const std::string& name, int&
     if (tjDecompressHeader3(decompressor(), bytes.data(), (unsigned long)bytes.size(), &width,
                             &height, &subsamp, &colorspace) != 0)
       fail_and_reset(name + ": corrupt JPEG header");
+    if (width <= 0 || height <= 0)
+      throw InputError(detail::str_cat(name, ": the JPEG header announces an empty image"));
     return;
   }
-  int comp;
-  if (!stbi_info_from_memory(bytes.data(), int(bytes.size()), &width, &height, &comp))
-    throw InputError(name + ": not a readable image (" + stbi_failure_reason() + ")");
+  stb_size(bytes, name, width, height);
 }
 
 Image decode_image(const std::vector<uint8_t>& bytes, const std::string& name, int min_w, int min_h,
                    int64_t max_pixels) {
   if (is_jpeg(bytes)) return decode_jpeg(bytes, name, min_w, min_h, max_pixels);
-  int w, h, comp;
-  if (!stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &comp))
-    throw InputError(name + ": corrupt or unsupported image (" + stbi_failure_reason() + ")");
+  int w = 0, h = 0, comp = 0;
+  stb_size(bytes, name, w, h);
   check_pixels(w, h, max_pixels, name);
   std::unique_ptr<uint8_t, void (*)(void*)> p(
       stbi_load_from_memory(bytes.data(), int(bytes.size()), &w, &h, &comp, 3), stbi_image_free);

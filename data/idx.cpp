@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include <algorithm>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -37,17 +39,27 @@ Tensor read_idx(const std::string& path) {
   SCION_CHECK(gzread(f.get(), dims_raw.data(), unsigned(dims_raw.size())) == int(dims_raw.size()),
               path, ": truncated IDX header");
   Shape shape;
-  for (int i = 0; i < nd; ++i) shape.push_back(int64_t(be32(&dims_raw[size_t(4 * i)])));
-  Tensor t = empty(shape, DType::u8);
-  int64_t n = t.numel(), got = 0;
-  auto* p = static_cast<unsigned char*>(t.raw_data());
-  while (got < n) {
-    int chunk = int(std::min<int64_t>(n - got, 1 << 30));
-    int r = gzread(f.get(), p + got, unsigned(chunk));
-    SCION_CHECK(r > 0, path, ": truncated IDX data: header ", shape_str(shape), " needs ", n,
-                " bytes, file has ", got);
-    got += r;
+  int64_t n = 1, span = 1;  // span: the product with empty dims counted as 1 (the strides)
+  for (int i = 0; i < nd; ++i) {
+    shape.push_back(int64_t(be32(&dims_raw[size_t(4 * i)])));
+    n *= shape.back();
+    SCION_CHECK(!__builtin_mul_overflow(span, std::max<int64_t>(shape.back(), 1), &span), path,
+                ": IDX header ", shape_str(shape), " announces more bytes than fit in 64 bits");
   }
+  // Read in chunks and grow with what arrives, so a small file announcing a huge tensor fails as
+  // truncated without first allocating what it announces.
+  std::vector<unsigned char> bytes;
+  while (int64_t(bytes.size()) < n) {
+    size_t at = bytes.size();
+    size_t chunk = size_t(std::min<int64_t>(n - int64_t(at), 1 << 26));
+    bytes.resize(at + chunk);
+    int r = gzread(f.get(), bytes.data() + at, unsigned(chunk));
+    SCION_CHECK(r > 0, path, ": truncated IDX data: header ", shape_str(shape), " needs ", n,
+                " bytes, file has ", at);
+    bytes.resize(at + size_t(r));
+  }
+  Tensor t = empty(shape, DType::u8);
+  if (n > 0) std::memcpy(t.raw_data(), bytes.data(), size_t(n));
   unsigned char extra;
   SCION_CHECK(gzread(f.get(), &extra, 1) == 0, path, ": trailing bytes after the ", n,
               " bytes announced by the header ", shape_str(shape));

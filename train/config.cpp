@@ -262,6 +262,7 @@ Config from_node(const YAML::Node& root, const std::string& source) {
     t.choice("precision", tc.precision, {"f32", "bf16"});
     t.num("clip_grad", tc.clip_grad, 0, 1e9);
     t.integer("log_interval", tc.log_interval, 1, 1 << 30);
+    t.num("progress_seconds", tc.progress_seconds, 0.0, 86400.0);
     Reader o = t.sub("optimizer");
     o.choice("type", tc.optimizer.type, {"adamw", "sgd"});
     o.num("lr", tc.optimizer.lr, 0, 1e30);
@@ -319,8 +320,16 @@ Config parse_config(const std::string& text, const std::string& source,
     throw InputError(source + ": invalid YAML: " + e.what());
   }
   if (!root || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
-  for (const auto& o : overrides) apply_override(root, o, source);
-  return from_node(root, source);
+  if (!root.IsMap())
+    throw InputError(source + ": expected a mapping of sections (seed, model, data, train, ...) "
+                              "at the top level, got a " +
+                     (root.IsSequence() ? std::string("list") : std::string("single value")));
+  try {
+    for (const auto& o : overrides) apply_override(root, o, source);
+    return from_node(root, source);
+  } catch (const YAML::Exception& e) {  // any shape the checks above did not foresee
+    throw InputError(source + ": " + e.what());
+  }
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
@@ -448,6 +457,7 @@ std::string to_yaml(const Config& c) {
     << t.distill.alpha;
   e << YAML::Key << "temperature" << YAML::Value << t.distill.temperature << YAML::EndMap;
   e << YAML::Key << "log_interval" << YAML::Value << t.log_interval;
+  e << YAML::Key << "progress_seconds" << YAML::Value << t.progress_seconds;
   e << YAML::EndMap << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
 }

@@ -65,6 +65,7 @@ struct TrainConfig {
   double ema_decay = 0.0, clip_grad = 0.0;
   DistillConfig distill;
   int64_t log_interval = 50;
+  double progress_seconds = 15;  // off a terminal: a progress line at least this often
 };
 
 struct Config {

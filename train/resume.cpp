@@ -41,7 +41,7 @@ std::map<std::string, std::string> flatten(const std::string& yaml_text) {
 
 bool may_change(const std::string& key) {
   return key == "output_dir" || key == "threads" || key == "data.workers" || key == "data.root" ||
-         key == "train.log_interval";
+         key == "train.log_interval" || key == "train.progress_seconds";
 }
 
 }  // namespace

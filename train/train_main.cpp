@@ -1,7 +1,8 @@
 // The `train` program: train --config FILE.yaml [--set key.path=value ...] [--output-dir DIR]
-// [--resume | --restart] [--print-config]. Exit status: 0 success (also after a clean stop on SIGINT/SIGTERM), 2
-// usage/config/input error (the message names the file, key or flag), 1 runtime failure (e.g. a
-// non-finite loss).
+// [--resume | --restart] [--print-config]. Exit status: 0 success, 2 usage/config/input error (the
+// message names the file, key or flag), 1 runtime failure (e.g. a non-finite loss), 130 / 143 after
+// a clean stop on SIGINT / SIGTERM (checkpoint saved; rerun to resume), as a shell reports a
+// process that a signal ended.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 

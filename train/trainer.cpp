@@ -36,6 +36,19 @@ extern "C" void on_signal(int sig) {
   g_signal = sig;
 }
 
+// "1h02m", "3m05s", "42s".
+std::string duration_str(double seconds) {
+  long s = long(std::max(0.0, seconds) + 0.5);
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, s / 60 % 60);
+  else if (s >= 60)
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lds", s);
+  return buf;
+}
+
 bool file_exists(const std::string& p) {
   struct stat st;
   return stat(p.c_str(), &st) == 0;
@@ -145,6 +158,10 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int6
   r.acc1 = 100.0 * top1 / double(r.images);
   r.acc5 = 100.0 * top5 / double(r.images);
   return r;
+}
+
+int interrupted() {
+  return g_signal;
 }
 
 int run_training(const Config& cfg, bool resume) {
@@ -265,11 +282,12 @@ int run_training(const Config& cfg, bool resume) {
       for (const auto& n : ck.names())
         if (n.rfind("ema.", 0) == 0) es.emplace_back(n.substr(4), ck.get(n));
       NoGradGuard ng;
-      for (auto& [name, t] : ema->state()) {
+      for (auto& entry : ema->state()) {
+        const std::string& name = entry.first;
         auto it =
             std::find_if(es.begin(), es.end(), [&](const auto& e) { return e.first == name; });
         SCION_CHECK(it != es.end(), last_path, ": checkpoint has no EMA tensor ema.", name);
-        t.copy_(it->second);
+        entry.second.copy_(it->second);
       }
     }
     start_epoch = st.epoch;
@@ -333,6 +351,7 @@ int run_training(const Config& cfg, bool resume) {
   std::fflush(stdout);
   double final_acc1 = history.empty() ? 0.0 : history.back().value("val_acc1", 0.0);
   double total_images = 0, total_train_seconds = 0;
+  auto last_progress = Clock::now();
   for (int64_t epoch = start_epoch; epoch < cfg.train.epochs; ++epoch) {
     model->train();
     train_loader.start_epoch(epoch, epoch == start_epoch ? skip_batches : 0);
@@ -378,20 +397,25 @@ int run_training(const Config& cfg, bool resume) {
       opt.step(lr);
       for (auto& p : model->parameters()) p.zero_grad();
       if (ema) ema->update(*model);
-      double secs = seconds_before + std::chrono::duration<double>(Clock::now() - t0).count();
+      const auto now = Clock::now();
+      double secs = seconds_before + std::chrono::duration<double>(now - t0).count();
       int64_t step_in_epoch = bi / accum;
-      if (tty) {
-        std::printf("\r[epoch %lld/%lld] %lld/%lld  loss %.4f  lr %.3g  %.0f img/s   ",
-                    (long long)epoch + 1, (long long)cfg.train.epochs, (long long)step_in_epoch,
-                    (long long)steps_per_epoch, loss_sum / double(loss_count), lr,
-                    double(images) / secs);
+      // Progress: on a terminal one line rewritten after every step; otherwise a plain line every
+      // train.progress_seconds and every train.log_interval steps. The ETA assumes this epoch's
+      // pace for the rest of the run (evaluation not counted).
+      const bool periodic = std::chrono::duration<double>(now - last_progress).count() >=
+                            cfg.train.progress_seconds;
+      if (tty || periodic || step_in_epoch % cfg.train.log_interval == 0) {
+        int64_t left = (steps_per_epoch - step_in_epoch) +
+                       (cfg.train.epochs - epoch - 1) * steps_per_epoch;
+        std::printf("%sepoch %lld/%lld step %lld/%lld loss %.4f lr %.3g %.0f img/s ETA %s%s",
+                    tty ? "\r" : "", (long long)epoch + 1, (long long)cfg.train.epochs,
+                    (long long)step_in_epoch, (long long)steps_per_epoch,
+                    loss_sum / double(loss_count), lr, double(images) / secs,
+                    duration_str(secs / double(step_in_epoch) * double(left)).c_str(),
+                    tty ? "   " : "\n");
         std::fflush(stdout);
-      } else if (step_in_epoch % cfg.train.log_interval == 0) {
-        std::printf("epoch %lld/%lld step %lld/%lld loss %.4f lr %.3g %.0f img/s\n",
-                    (long long)epoch + 1, (long long)cfg.train.epochs, (long long)step_in_epoch,
-                    (long long)steps_per_epoch, loss_sum / double(loss_count), lr,
-                    double(images) / secs);
-        std::fflush(stdout);
+        last_progress = now;
       }
       if (g_signal != 0) {
         double wall = wall_before + std::chrono::duration<double>(Clock::now() - run_start).count();
@@ -399,7 +423,8 @@ int run_training(const Config& cfg, bool resume) {
         std::printf(
             "\ntrain: signal %d received; saved %s at epoch %lld, batch %lld; rerun to resume\n",
             int(g_signal), last_path.c_str(), (long long)epoch + 1, (long long)bi);
-        return 0;
+        std::fflush(stdout);
+        return 128 + g_signal;  // as a shell reports a process ended by that signal
       }
     }
     double epoch_seconds =

@@ -63,9 +63,13 @@ CheckpointState read_checkpoint_state(const SafetensorsFile& checkpoint, const s
 // ("" when there was nothing to move).
 std::string move_run_aside(const std::string& output_dir);
 
-// Runs (or resumes) a training run; returns the process exit status (0 ok, 1 failure).
+// Runs (or resumes) a training run; returns the process exit status: 0 done, 1 failure, 128 + the
+// signal number when SIGINT/SIGTERM stopped it (after saving last.safetensors, so a rerun resumes).
 // InputError escapes for the caller to report with status 2.
 int run_training(const Config& cfg, bool resume);
+// The signal (SIGINT/SIGTERM) received since the first run_training installed its handler, or 0:
+// a program running several stages stops between them instead of starting the next.
+int interrupted();
 
 // Writes `text` to `path` atomically (temporary file, fsync, rename).
 void write_text_atomic(const std::string& path, const std::string& text);

@@ -2,7 +2,11 @@
 // Debian's dataset-fashion-mnist). It trains a small ViT teacher, initializes a smaller ViT student
 // from it by weight selection, trains that student and a randomly initialized twin with the same
 // recipe on a small class-balanced subset, and prints both students' test accuracy per epoch.
+// Ctrl-C (or SIGTERM) stops it after the running stage saved its checkpoint (exit 130 / 143);
+// the same command then continues where it stopped: finished stages are kept, the interrupted one
+// resumes, and the table is the one an uninterrupted run prints.
 //   quickstart [--data DIR] [--out DIR] [--teacher-epochs 5] [--student-epochs 6] [--subset 6000]
+//              [--teacher-subset 20000] [--val-subset 0]
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>
@@ -15,7 +19,7 @@ using namespace scion;
 
 namespace {
 
-train::Config base_config(const std::string& data, const std::string& out) {
+train::Config base_config(const std::string& data, const std::string& out, int64_t val_subset) {
   train::Config c;
   c.source = "quickstart";
   c.seed = 0;
@@ -26,6 +30,7 @@ train::Config base_config(const std::string& data, const std::string& out) {
   c.model.in_chans = 1;
   c.model.num_classes = 10;
   c.data.dataset = "fashion_mnist";
+  c.data.val_subset = val_subset;
   c.data.root = data;
   c.data.mean = {0.2860f, 0.2860f, 0.2860f};
   c.data.std = {0.3530f, 0.3530f, 0.3530f};
@@ -40,7 +45,6 @@ train::Config base_config(const std::string& data, const std::string& out) {
   c.train.schedule.min_lr = 1e-5;
   c.train.precision = "bf16";
   c.train.clip_grad = 1.0;
-  c.train.log_interval = 1000000;  // epoch lines only
   return c;
 }
 
@@ -53,18 +57,52 @@ std::vector<nlohmann::json> read_metrics(const std::string& dir) {
   return out;
 }
 
-int run(train::Config c) {
-  std::string cmd = "rm -rf '" + c.output_dir + "'";  // always a fresh run, never a resume
-  if (std::system(cmd.c_str()) != 0) throw Error("cannot clear " + c.output_dir);
-  return train::run_training(c, false);
-}
+bool exists(const std::string& path) { return std::ifstream(path).good(); }
+
+// One stage of the demo: a training run in its own folder. A finished stage is kept (its
+// summary.json is written last); an interrupted one resumes from its last.safetensors; a stage
+// whose settings changed, or that depends on a stage trained again in this invocation, starts over
+// with the old outputs moved aside. Returns the stage's exit status (128 + signal when stopped).
+struct Stages {
+  bool upstream_changed = false;  // an earlier stage trained in this invocation
+
+  int run(const train::Config& c, const char* title, bool depends_on_upstream) {
+    std::printf("== %s\n", title);
+    std::fflush(stdout);
+    const std::string last = c.output_dir + "/last.safetensors";
+    bool start_over = depends_on_upstream && upstream_changed;
+    if (!start_over && exists(last)) {
+      try {
+        train::check_resumable(c, last);
+      } catch (const InputError& e) {
+        std::printf("(settings differ from the earlier run in %s; starting this stage over)\n",
+                    c.output_dir.c_str());
+        start_over = true;
+      }
+    }
+    if (start_over) {
+      train::move_run_aside(c.output_dir);
+    } else if (exists(c.output_dir + "/summary.json")) {
+      std::printf("(done earlier: kept %s)\n", c.output_dir.c_str());
+      return 0;
+    } else if (exists(last)) {
+      std::printf("(continuing the interrupted run in %s)\n", c.output_dir.c_str());
+    }
+    upstream_changed = true;
+    std::fflush(stdout);
+    int status = train::run_training(c, false);  // resumes when last.safetensors is there
+    if (status == 0 && train::interrupted() != 0) status = 128 + train::interrupted();
+    return status;
+  }
+};
 
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"scion quickstart: weight selection vs random init on Fashion-MNIST"};
   std::string data = "/usr/share/datasets/fashion-mnist", out = "runs/quickstart";
-  int64_t teacher_epochs = 5, student_epochs = 6, subset = 6000, teacher_subset = 20000;
+  int64_t teacher_epochs = 5, student_epochs = 6, subset = 6000, teacher_subset = 20000,
+          val_subset = 0;
   app.add_option("--data", data, "Fashion-MNIST IDX folder");
   app.add_option("--out", out, "output folder");
   app.add_option("--teacher-epochs", teacher_epochs)->check(CLI::PositiveNumber);
@@ -73,6 +111,8 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--teacher-subset", teacher_subset, "training images for the teacher")
       ->check(CLI::PositiveNumber);
+  app.add_option("--val-subset", val_subset, "test images to evaluate on (0: all 10,000)")
+      ->check(CLI::NonNegativeNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -80,17 +120,30 @@ int main(int argc, char** argv) {
   }
   try {
     // Teacher: ViT with embed 192, depth 6 (3 heads), patch 4 on 28 px (49 tokens).
-    train::Config teacher = base_config(data, out + "/teacher");
+    train::Config teacher = base_config(data, out + "/teacher", val_subset);
     teacher.model.embed_dim = 192;
     teacher.model.depth = 6;
     teacher.model.num_heads = 3;
     teacher.data.train_subset = teacher_subset;
     teacher.train.epochs = teacher_epochs;
-    std::printf("== 1/3 teacher: ViT 192 x 6 blocks, %lld epochs on %lld images\n",
-                (long long)teacher_epochs, (long long)teacher_subset);
-    if (run(teacher) != 0) return 1;
+    Stages stages;
+    // Stops the demo after a failed or interrupted stage, saying how to go on.
+    auto stop = [&](int status, const char* stage) {
+      if (status > 128)
+        std::printf(
+            "\nquickstart: interrupted during %s; its progress is saved. Run the same command "
+            "(make demo) again to continue where it stopped.\n",
+            stage);
+      else
+        std::fprintf(stderr, "quickstart: %s failed (exit status %d)\n", stage, status);
+      return status;
+    };
+    char title[160];
+    std::snprintf(title, sizeof title, "1/3 teacher: ViT 192 x 6 blocks, %lld epochs on %lld images",
+                  (long long)teacher_epochs, (long long)teacher_subset);
+    if (int st = stages.run(teacher, title, false)) return stop(st, "stage 1/3 (teacher)");
     // Students: embed 96, depth 3 (3 heads of 32), same recipe, on a small subset.
-    train::Config student = base_config(data, "");
+    train::Config student = base_config(data, "", val_subset);
     student.model.embed_dim = 96;
     student.model.depth = 3;
     student.model.num_heads = 3;
@@ -101,11 +154,13 @@ int main(int argc, char** argv) {
     wsel.init.type = "weight_selection";
     wsel.init.teacher = out + "/teacher/best.safetensors";
     random.output_dir = out + "/student_random";
-    std::printf(
-        "== 2/3 student (96 x 3 blocks) initialized by weight selection from the teacher\n");
-    if (run(wsel) != 0) return 1;
-    std::printf("== 3/3 the same student from random (timm trunc-normal) initialization\n");
-    if (run(random) != 0) return 1;
+    if (int st = stages.run(
+            wsel, "2/3 student (96 x 3 blocks) initialized by weight selection from the teacher",
+            true))
+      return stop(st, "stage 2/3 (weight-selection student)");
+    if (int st = stages.run(
+            random, "3/3 the same student from random (timm trunc-normal) initialization", true))
+      return stop(st, "stage 3/3 (random-init student)");
     auto a = read_metrics(random.output_dir), b = read_metrics(wsel.output_dir);
     std::printf(
         "\nFashion-MNIST test top-1 of a ViT student (embed 96, 3 blocks) trained on %lld "
@@ -115,9 +170,9 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < a.size() && i < b.size(); ++i)
       std::printf("| %zu | %.2f%% | %.2f%% |\n", i + 1, a[i]["val_acc1"].get<double>(),
                   b[i]["val_acc1"].get<double>());
-    std::printf("\n(teacher: %.2f%% after %lld epochs)\n",
-                read_metrics(teacher.output_dir).back()["val_acc1"].get<double>(),
-                (long long)teacher_epochs);
+    nlohmann::json t = read_metrics(teacher.output_dir).back();
+    std::printf("\n(teacher: %.2f%% after %lld epochs)\n", t["val_acc1"].get<double>(),
+                (long long)t["epoch"].get<int64_t>());
   } catch (const InputError& e) {
     std::fprintf(stderr, "quickstart: error: %s\n", e.what());
     return 2;

@@ -1,6 +1,6 @@
 // The train program on real data (a CIFAR-10 JPEG subset from ../shared/data, a 2-block ViT):
 // the loss falls; a run killed with SIGKILL after epoch 1 and resumed writes the same metrics as an
-// uninterrupted run (timing fields aside); SIGTERM mid-epoch saves, exits 0 and resumes exactly;
+// uninterrupted run (timing fields aside); SIGTERM mid-epoch saves, exits 143 and resumes exactly;
 // a non-finite loss stops with status 1 and keeps the last good checkpoint; a checkpoint read
 // after a kill is always complete.
 #include <signal.h>
@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "tests/data/support_data.h"
+#include "tests/process.h"
 #include "tests/support.h"
 
 using namespace scion;
@@ -49,28 +50,10 @@ std::string config_file() {
 }
 
 pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
-  std::remove(log.c_str());  // a stale log from an earlier run must not be mistaken for this one's
-  pid_t pid = fork();
-  if (pid == 0) {
-    FILE* f = std::freopen(log.c_str(), "w", stdout);
-    (void)f;
-    dup2(fileno(stdout), 2);
-    std::vector<char*> argv;
-    std::string bin = std::string(SCION_BINARY_DIR) + "/train";
-    argv.push_back(const_cast<char*>(bin.c_str()));
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(bin.c_str(), argv.data());
-    _exit(127);
-  }
-  return pid;
+  return test::spawn_program("train", args, log);
 }
 
-int wait_status(pid_t pid) {
-  int st = 0;
-  waitpid(pid, &st, 0);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
+using test::wait_status;
 
 int run(const std::vector<std::string>& args,
         const std::string& log = test::tmp() + "/scion_train_test.log") {
@@ -166,16 +149,9 @@ TEST_CASE("train: SIGTERM mid-epoch saves a checkpoint and the resumed run match
   REQUIRE(run(with_dir(test::tmp() + "/scion_run_c")) == 0);
   pid_t pid = spawn(with_dir(test::tmp() + "/scion_run_d"), test::tmp() + "/scion_train_d.log");
   // Wait for the first progress line of epoch 2 (non-terminal output), then ask it to stop.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::ifstream in(test::tmp() + "/scion_train_d.log");
-    if (!in.good()) continue;
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (text.find("epoch 2/2 step 5/") != std::string::npos) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  REQUIRE(test::wait_for_text(test::tmp() + "/scion_train_d.log", "epoch 2/2 step 5/", 120));
   kill(pid, SIGTERM);
-  CHECK(wait_status(pid) == 0);
+  CHECK(wait_status(pid) == 128 + SIGTERM);
   SafetensorsFile ck = SafetensorsFile::open(test::tmp() + "/scion_run_d/last.safetensors");
   CHECK(ck.metadata().at("epoch") == "1");
   CHECK(std::stoi(ck.metadata().at("batch_in_epoch")) > 0);
@@ -186,6 +162,24 @@ TEST_CASE("train: SIGTERM mid-epoch saves a checkpoint and the resumed run match
   strip_timing(d);
   REQUIRE(d.size() == 2);
   CHECK(c == d);
+}
+
+TEST_CASE("train: off a terminal, progress lines with an ETA come every train.progress_seconds",
+          "[train][runs]") {
+  REQUIRE(have_data());
+  std::string dir = test::temp_dir();
+  // log_interval out of reach: every line below comes from the time-based progress.
+  REQUIRE(run({"--config", config_file(), "--set", "train.epochs=1", "--set",
+               "train.log_interval=1000000", "--set", "train.progress_seconds=0", "--output-dir",
+               dir + "/run"},
+              dir + "/log.txt") == 0);
+  std::string text = test::read_text(dir + "/log.txt");
+  INFO(text);
+  // 1280 images in batches of 64: a line after each of the 20 steps, none rewritten in place.
+  for (int step = 1; step <= 20; ++step)
+    CHECK(text.find("epoch 1/1 step " + std::to_string(step) + "/20 ") != std::string::npos);
+  CHECK(text.find(" ETA ") != std::string::npos);
+  CHECK(text.find('\r') == std::string::npos);
 }
 
 TEST_CASE("train: a non-finite loss stops with status 1 and names no checkpoint it did not write",

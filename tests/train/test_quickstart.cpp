@@ -1,0 +1,86 @@
+// The quickstart (`make demo`) as a user meets it, at a tiny size: Ctrl-C (SIGINT) in stage 1 or
+// stage 2 stops the demo after saving, with status 130 and a line saying how to go on; the next
+// stage never starts; running the same command again continues and prints exactly the table of an
+// uninterrupted run.
+#include <signal.h>
+
+#include "tests/data/support_data.h"
+#include "tests/process.h"
+#include "tests/support.h"
+
+using namespace scion;
+
+namespace {
+
+const std::string kFashion = "/usr/share/datasets/fashion-mnist";
+
+std::vector<std::string> args(const std::string& out) {
+  return {"--data",          kFashion, "--out",     out,   "--teacher-epochs", "2",
+          "--teacher-subset", "1024",  "--student-epochs", "2", "--subset", "512",
+          "--val-subset",     "500"};
+}
+
+// The result lines: the per-epoch table and the teacher's line.
+std::string table(const std::string& log) {
+  std::string text = test::read_text(log), out;
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(at, end - at);
+    if (line.rfind("| ", 0) == 0 || line.rfind("(teacher:", 0) == 0) out += line + "\n";
+    at = end + 1;
+  }
+  return out;
+}
+
+// Waits until stage `stage` has started training (its "training ..." line, printed once the
+// signal handler is in place), so the interruption lands inside that stage's run.
+bool wait_for_stage_training(const std::string& log, int stage, double seconds) {
+  const std::string marker = "== " + std::to_string(stage) + "/3";
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::string text = test::read_text(log);
+    size_t at = text.find(marker);
+    if (at != std::string::npos && text.find("\ntraining ", at) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("quickstart: interrupted in stage 1 or 2, a rerun continues to the uninterrupted table",
+          "[train][runs][quickstart]") {
+  SCION_REQUIRE_DATA(kFashion);
+  const std::string dir = test::temp_dir();
+  REQUIRE(test::wait_status(test::spawn_program("quickstart", args(dir + "/plain"),
+                                                dir + "/plain.log")) == 0);
+  const std::string expected = table(dir + "/plain.log");
+  INFO(test::read_text(dir + "/plain.log"));
+  REQUIRE(expected.find("| 2 |") != std::string::npos);
+  REQUIRE(expected.find("(teacher:") != std::string::npos);
+
+  for (int stage : {1, 2}) {
+    const std::string out = dir + "/stage" + std::to_string(stage);
+    const std::string log = out + "-interrupted.log", rerun = out + "-rerun.log";
+    pid_t pid = test::spawn_program("quickstart", args(out), log);
+    REQUIRE(wait_for_stage_training(log, stage, 300));
+    kill(pid, SIGINT);
+    CHECK(test::wait_status(pid) == 128 + SIGINT);
+    std::string text = test::read_text(log);
+    INFO("interrupted run's output:\n" << text);
+    CHECK(text.find("interrupted during stage " + std::to_string(stage) + "/3") !=
+          std::string::npos);
+    CHECK(text.find("again to continue") != std::string::npos);
+    CHECK(text.find("== " + std::to_string(stage + 1) + "/3") == std::string::npos);
+    CHECK(table(log).empty());
+
+    REQUIRE(test::wait_status(test::spawn_program("quickstart", args(out), rerun)) == 0);
+    std::string again = test::read_text(rerun);
+    INFO("rerun's output:\n" << again);
+    CHECK(again.find("continuing the interrupted run") != std::string::npos);
+    if (stage == 2) CHECK(again.find("done earlier") != std::string::npos);
+    CHECK(table(rerun) == expected);
+  }
+}
