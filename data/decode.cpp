@@ -1,5 +1,5 @@
 // Image decoding: JPEG through TurboJPEG (DCT-domain downscaling when a minimum size is given;
-// grayscale and CMYK are converted to RGB), everything else through stb_image. Corrupt or
+// grayscale and CMYK are converted to RGB), PNG through stb_image (data/stb_image.cpp). Corrupt or
 // truncated files raise InputError naming the file.
 #include <turbojpeg.h>
 
@@ -10,10 +10,9 @@
 #include "core/error.h"
 #include "data/image.h"
 
-#define STB_IMAGE_IMPLEMENTATION
 #define STBI_NO_STDIO
 #define STBI_FAILURE_USERMSG
-#include <stb/stb_image.h>
+#include <stb/stb_image.h>  // implementation in data/stb_image.cpp
 
 namespace scion::data {
 
@@ -118,7 +117,8 @@ void stb_size(const std::vector<uint8_t>& bytes, const std::string& name, int& w
   if (bytes.size() > size_t(INT32_MAX))
     throw InputError(name + ": image file larger than 2 GiB");
   if (!stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &comp))
-    throw InputError(name + ": corrupt or unsupported image (" + stbi_failure_reason() + ")");
+    throw InputError(name + ": corrupt or unsupported image (" + stbi_failure_reason() +
+                     "; JPEG and PNG are read)");
   if (w <= 0 || h <= 0)
     throw InputError(detail::str_cat(name, ": the header announces an empty image (", w, " x ", h,
                                      ")"));

@@ -42,9 +42,9 @@ Tensor read_idx(const std::string& path) {
   int64_t n = 1, span = 1;  // span: the product with empty dims counted as 1 (the strides)
   for (int i = 0; i < nd; ++i) {
     shape.push_back(int64_t(be32(&dims_raw[size_t(4 * i)])));
-    n *= shape.back();
     SCION_CHECK(!__builtin_mul_overflow(span, std::max<int64_t>(shape.back(), 1), &span), path,
                 ": IDX header ", shape_str(shape), " announces more bytes than fit in 64 bits");
+    n *= shape.back();  // n <= span
   }
   // Read in chunks and grow with what arrives, so a small file announcing a huge tensor fails as
   // truncated without first allocating what it announces.

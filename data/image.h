@@ -26,13 +26,13 @@ struct Image {
 // header before any pixel is decoded, so a small file claiming a huge image costs nothing.
 constexpr int64_t kDefaultMaxImagePixels = 178956970;
 
-// Decodes JPEG (libjpeg-turbo) or PNG/BMP/GIF/... (stb_image) bytes to RGB. `min_width` and
-// `min_height`, when given, let a JPEG decode at the smallest DCT scale (1/8 .. 1) that keeps at
-// least that size (much faster for large photos resized down). An image of more than `max_pixels`
-// pixels is an InputError. Errors name `name`.
+// Decodes JPEG (libjpeg-turbo) or PNG (stb_image) bytes to RGB; another format is an InputError.
+// `min_width` and `min_height`, when given, let a JPEG decode at the smallest DCT scale (1/8 .. 1)
+// that keeps at least that size (much faster for large photos resized down). An image of more than
+// `max_pixels` pixels is an InputError. Errors name `name`.
 Image decode_image(const std::vector<uint8_t>& bytes, const std::string& name, int min_width = 0,
                    int min_height = 0, int64_t max_pixels = kDefaultMaxImagePixels);
-// Width and height without decoding the pixels (JPEG header, or stb_image's info).
+// Width and height without decoding the pixels (the JPEG or PNG header).
 void image_size(const std::vector<uint8_t>& bytes, const std::string& name, int& width,
                 int& height);
 std::vector<uint8_t> read_file(const std::string& path);

@@ -33,7 +33,7 @@ void idx(const uint8_t* data, size_t size);
 // Tiny ImageNet: wnids.txt up to the first NUL, val/val_annotations.txt after it; every label must
 // be a class index.
 void tiny_imagenet(const uint8_t* data, size_t size);
-// Image decoding (JPEG through libjpeg-turbo, PNG/BMP/GIF/... through stb_image), full size and
+// Image decoding (JPEG through libjpeg-turbo, PNG through stb_image), full size and
 // at a reduced JPEG scale; the decoded size must agree with the header's.
 void image(const uint8_t* data, size_t size);
 
