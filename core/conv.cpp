@@ -5,8 +5,7 @@
 // is a plain sum of dy over (N, H, W).
 #include "core/autocast.h"
 #include "core/autograd.h"
-#include "core/cpu/kernels.h"
-#include "core/cpu/onednn.h"
+#include "core/backend.h"
 #include "core/ops.h"
 
 namespace scion {
@@ -29,13 +28,6 @@ Tensor to_channels_last(const Tensor& t) {
 Tensor empty_like_layout(const Shape& s, DType dt, bool channels_last) {
   if (!channels_last) return empty(s, dt);
   return empty({s[0], s[2], s[3], s[1]}, dt).permute({0, 3, 1, 2});
-}
-
-// A copy of t in another dtype with the same memory format.
-Tensor convert_keep_layout(const Tensor& t, DType dt, bool channels_last) {
-  Tensor out = empty_like_layout(t.shape(), dt, channels_last);
-  out.copy_(t);
-  return out;
 }
 
 }  // namespace
@@ -69,7 +61,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in,
                 shape_str(b.shape()));
   // NHWC when the input is, unless it is also plain contiguous (C == 1 or H == W == 1).
   bool cl = x.dtype() != DType::f64 && is_channels_last(x) && !x.is_contiguous();
-  cpu::ConvShape cs{opt.stride.first,
+  ConvShape cs{opt.stride.first,
                     opt.stride.second,
                     opt.padding.first,
                     opt.padding.second,
@@ -82,58 +74,21 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in,
   SCION_CHECK(oh > 0 && ow > 0, "conv2d: input ", shape_str(x.shape()), " is smaller than kernel ",
               kh, "x", kw, " (after padding and dilation)");
   Tensor xc = cl ? x.detach() : x.detach().contiguous(), wc = w.detach().contiguous();
-  // oneDNN 2.6's bf16 depthwise kernels are 2-3x slower than its f32 ones here, so bf16 depthwise
-  // convolutions run the f32 kernels on widened copies (exact) and round the results once.
-  bool bf16_depthwise = x.dtype() == DType::bf16 && groups == c && c == o;
+  Backend& be = backend_for("conv2d", {&x, &w, &b});
   Tensor y = empty_like_layout({n, o, oh, ow}, x.dtype(), cl);
-  if (x.dtype() == DType::f64) {
-    cpu::conv2d_reference(xc, wc, y, cs);
-    if (b.defined()) y.add_(b.detach().reshape({1, o, 1, 1}));
-  } else if (bf16_depthwise) {
-    Tensor y32 = empty_like_layout(y.shape(), DType::f32, cl);
-    cpu::conv2d_forward(convert_keep_layout(xc, DType::f32, cl), wc.to(DType::f32),
-                        b.defined() ? b.detach().to(DType::f32).contiguous() : Tensor(), y32, cs);
-    y.copy_(y32);
-  } else {
-    // oneDNN takes an f32 bias for bf16 convolutions.
-    Tensor bias = b.defined() ? b.detach().to(DType::f32).contiguous() : Tensor();
-    if (x.dtype() == DType::f32 || !b.defined()) {
-      cpu::conv2d_forward(xc, wc, bias, y, cs);
-    } else {
-      cpu::conv2d_forward(xc, wc, Tensor(), y, cs);
-      y.add_(b.detach().reshape({1, o, 1, 1}));
-    }
-  }
+  be.conv2d_forward(xc, wc, b.defined() ? b.detach() : Tensor(), y, cs);
   if (any_requires_grad({&x, &w, &b})) {
     bool nx = x.requires_grad(), nw = w.requires_grad(), nb = b.defined() && b.requires_grad();
-    record(y, "conv2d", {x, w, b}, [=](const Tensor& gy) {
+    record(y, "conv2d", {x, w, b}, [=, &be](const Tensor& gy) {
       Tensor g = cl ? to_channels_last(gy) : gy.contiguous();
       Tensor gx, gw, gb;
       if (nx) {
         gx = empty_like_layout(xc.shape(), xc.dtype(), cl);
-        if (xc.dtype() == DType::f64) {
-          cpu::conv2d_backward_data_reference(g, wc, gx, cs);
-        } else if (bf16_depthwise) {
-          Tensor gx32 = empty_like_layout(xc.shape(), DType::f32, cl);
-          cpu::conv2d_backward_data(convert_keep_layout(g, DType::f32, cl), wc.to(DType::f32), gx32,
-                                    cs);
-          gx.copy_(gx32);
-        } else {
-          cpu::conv2d_backward_data(g, wc, gx, cs);
-        }
+        be.conv2d_backward_data(g, wc, gx, cs);
       }
       if (nw) {
         gw = empty(wc.shape(), wc.dtype());
-        if (xc.dtype() == DType::f64) {
-          cpu::conv2d_backward_weights_reference(xc, g, gw, cs);
-        } else if (bf16_depthwise) {
-          Tensor gw32 = empty(wc.shape(), DType::f32);
-          cpu::conv2d_backward_weights(convert_keep_layout(xc, DType::f32, cl),
-                                       convert_keep_layout(g, DType::f32, cl), gw32, Tensor(), cs);
-          gw.copy_(gw32);
-        } else {
-          cpu::conv2d_backward_weights(xc, g, gw, Tensor(), cs);
-        }
+        be.conv2d_backward_weights(xc, g, gw, cs);
       }
       if (nb) gb = sum(g, {0, 2, 3});
       return std::vector<Tensor>{gx, gw, gb};

@@ -4,13 +4,10 @@
 #include <cmath>
 
 #include "core/autograd.h"
-#include "core/cpu/kernels.h"
+#include "core/backend.h"
 #include "core/ops.h"
 
 namespace scion {
-
-using cpu::BinaryOp;
-using cpu::UnaryOp;
 
 namespace {
 
@@ -42,7 +39,7 @@ DType promote(const Tensor& a, const Tensor& b) {
 
 Tensor run_binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   DType t = promote(a, b);
-  return cpu::binary(op, a.to(t).detach(), b.to(t).detach());
+  return backend_for("binary op", {&a, &b}).binary(op, a.to(t).detach(), b.to(t).detach());
 }
 
 std::vector<Tensor> grads2(const Tensor& ga, const Shape& sa, const Tensor& gb, const Shape& sb) {
@@ -54,7 +51,7 @@ template <class F>
 Tensor binary_op(BinaryOp op, const char* name, const Tensor& a, const Tensor& b, F fn) {
   DType t = promote(a, b);
   Tensor ac = a.to(t), bc = b.to(t);
-  Tensor out = cpu::binary(op, ac.detach(), bc.detach());
+  Tensor out = backend_for(name, {&a, &b}).binary(op, ac.detach(), bc.detach());
   if (any_requires_grad({&ac, &bc})) {
     Tensor ad = ac.detach(), bd = bc.detach();
     bool need_a = ac.requires_grad(), need_b = bc.requires_grad();
@@ -68,7 +65,7 @@ Tensor binary_op(BinaryOp op, const char* name, const Tensor& a, const Tensor& b
 
 template <class F>
 Tensor unary_op(UnaryOp op, const char* name, const Tensor& x, F fn) {
-  Tensor out = cpu::unary(op, x);
+  Tensor out = backend_for(name, {&x}).unary(op, x);
   if (any_requires_grad({&x})) {
     Tensor xd = x.detach(), yd = out.detach();
     record(out, name, {x}, [=](const Tensor& g) { return std::vector<Tensor>{fn(g, xd, yd)}; });
@@ -186,13 +183,14 @@ Tensor ge(const Tensor& a, const Tensor& b) {
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   DType t = promote(a, b);
   Tensor ac = a.to(t), bc = b.to(t);
-  Tensor out = cpu::where(cond, ac.detach(), bc.detach());
+  Backend& be = backend_for("where", {&cond, &a, &b});
+  Tensor out = be.where(cond, ac.detach(), bc.detach());
   if (any_requires_grad({&ac, &bc})) {
     Tensor c = cond.detach();
     Shape sa = ac.shape(), sb = bc.shape();
-    record(out, "where", {ac, bc}, [c, sa, sb](const Tensor& g) {
+    record(out, "where", {ac, bc}, [c, sa, sb, &be](const Tensor& g) {
       Tensor zero = scalar_like(0.0, g);
-      return grads2(cpu::where(c, g, zero), sa, cpu::where(c, zero, g), sb);
+      return grads2(be.where(c, g, zero), sa, be.where(c, zero, g), sb);
     });
   }
   return out;
@@ -238,7 +236,8 @@ Tensor erf(const Tensor& x) {
 
 Tensor relu(const Tensor& x) {
   return unary_op(UnaryOp::relu, "relu", x, [](const Tensor& g, const Tensor& x, auto&) {
-    return cpu::where(gt(x, scalar_like(0.0, x)), g, scalar_like(0.0, g));
+    return backend_for("relu backward", {&g, &x})
+        .where(gt(x, scalar_like(0.0, x)), g, scalar_like(0.0, g));
   });
 }
 
@@ -254,7 +253,7 @@ Tensor gelu(const Tensor& x, const std::string& approximate) {
   bool tanh_form = approximate == "tanh";
   return unary_op(tanh_form ? UnaryOp::gelu_tanh : UnaryOp::gelu_erf, "gelu", x,
                   [tanh_form](const Tensor& g, const Tensor& x, auto&) {
-                    return cpu::gelu_backward(g, x, tanh_form);
+                    return backend_for("gelu backward", {&g, &x}).gelu_backward(g, x, tanh_form);
                   });
 }
 

@@ -3,8 +3,7 @@
 // oneDNN broadcasts it without a copy, and transposed operands go in by their strides.
 #include "core/autocast.h"
 #include "core/autograd.h"
-#include "core/cpu/kernels.h"
-#include "core/cpu/onednn.h"
+#include "core/backend.h"
 #include "core/ops.h"
 
 namespace scion {
@@ -49,10 +48,7 @@ Tensor mm(const Tensor& a, const Tensor& b) {
   if (k == 0) return zeros(out_shape, a.dtype());
   Tensor a3 = as_batched(a, batch, bn), b3 = as_batched(b, batch, bn);
   Tensor out = empty({bn, m, n}, a.dtype());
-  if (a.dtype() == DType::f64)
-    cpu::matmul_reference(a3, b3, out);
-  else
-    cpu::matmul(a3, b3, Tensor(), out);
+  backend_for("matmul", {&a, &b}).matmul(a3, b3, Tensor(), out);
   return out.reshape(out_shape);
 }
 
@@ -111,14 +107,9 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
   int64_t m = x2.size(0);
   Tensor y = empty({m, out_f}, x.dtype());
   Tensor wd = w.detach(), bd = b.defined() ? b.detach() : Tensor();
-  if (m > 0) {
-    if (x.dtype() == DType::f64) {
-      cpu::matmul_reference(x2.unsqueeze(0), wd.t().unsqueeze(0), y.unsqueeze(0));
-      if (bd.defined()) y.add_(bd);
-    } else {
-      cpu::matmul(x2, wd.t(), bd.defined() ? bd.reshape({1, out_f}) : Tensor(), y);
-    }
-  }
+  if (m > 0)
+    backend_for("linear", {&x, &w, &b})
+        .matmul(x2, wd.t(), bd.defined() ? bd.reshape({1, out_f}) : Tensor(), y);
   Shape out_shape = x.shape();
   out_shape.back() = out_f;
   Tensor out = y.reshape(out_shape);

@@ -1,10 +1,7 @@
-// layer_norm, softmax and log_softmax with their gradients. softmax/log_softmax run on oneDNN for
-// f32/bf16 (any axis of a contiguous tensor) and on reference loops over the last dim for f64.
+// layer_norm, softmax and log_softmax with their gradients (kernels: the inputs' backend).
 #include "core/autocast.h"
 #include "core/autograd.h"
-#include "core/cpu/fast_kernels.h"
-#include "core/cpu/kernels.h"
-#include "core/cpu/onednn.h"
+#include "core/backend.h"
 #include "core/ops.h"
 
 namespace scion {
@@ -32,13 +29,14 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
   Tensor wd = weight.defined() ? weight.detach().contiguous() : Tensor();
   Tensor bd = bias.defined() ? bias.detach().contiguous() : Tensor();
   Tensor y, mu, rstd;
-  cpu::layer_norm_forward(xc, wd, bd, eps, d, y, mu, rstd);
+  Backend& be = backend_for("layer_norm", {&x, &weight, &bias});
+  be.layer_norm_forward(xc, wd, bd, eps, d, y, mu, rstd);
   if (any_requires_grad({&x, &weight, &bias})) {
     bool nw = weight.defined() && weight.requires_grad(),
          nb = bias.defined() && bias.requires_grad();
-    record(y, "layer_norm", {x, weight, bias}, [=](const Tensor& g) {
+    record(y, "layer_norm", {x, weight, bias}, [=, &be](const Tensor& g) {
       Tensor dx, dw, db;
-      cpu::layer_norm_backward(g.contiguous(), xc, wd, mu, rstd, d, dx, dw, db);
+      be.layer_norm_backward(g.contiguous(), xc, wd, mu, rstd, d, dx, dw, db);
       return std::vector<Tensor>{dx, nw ? dw : Tensor(), nb ? db : Tensor()};
     });
   }
@@ -57,40 +55,17 @@ Tensor softmax_impl(const Tensor& x_in, int64_t dim, bool log) {
   SCION_CHECK(is_floating(x.dtype()), op, ": expected a floating tensor, got ",
               dtype_name(x.dtype()));
   Tensor xv = x.dim() == 0 ? x.reshape({1}) : x;
-  bool onednn = cpu::dnnl_supports(x.dtype());
-  // Plain softmax over the last dim runs on the AVX-512 kernel (faster than oneDNN 2.6 on short
-  // rows).
-  bool fast = !log && onednn && dim == std::max<int64_t>(x.dim(), 1) - 1;
-  // oneDNN takes any axis; the reference loops want it last.
-  int64_t last = xv.dim() - 1;
-  Tensor xc = onednn ? xv.detach().contiguous() : xv.detach().transpose(dim, last).contiguous();
+  Backend& be = backend_for(op, {&x});
+  Tensor xc = xv.detach().contiguous();
   Tensor y = empty(xc.shape(), xc.dtype());
-  if (xc.numel() > 0) {
-    if (fast)
-      cpu::softmax_lastdim_forward(xc, y);
-    else if (onednn)
-      cpu::softmax_forward(log, int(dim), xc, y);
-    else
-      cpu::softmax_reference(log, xc, y);
-  }
-  Tensor out = onednn ? y : y.transpose(dim, last);
-  out = out.reshape(x.shape());
+  be.softmax_forward(log, dim, xc, y);
+  Tensor out = y.reshape(x.shape());
   if (any_requires_grad({&x})) {
     Shape in_shape = x.shape();
-    record(out, op, {x}, [=](const Tensor& g) {
-      Tensor gv = g.reshape(xv.shape());
-      Tensor gc = onednn ? gv.contiguous() : gv.transpose(dim, last).contiguous();
+    record(out, op, {x}, [=, &be](const Tensor& g) {
       Tensor dx = empty(y.shape(), y.dtype());
-      if (y.numel() > 0) {
-        if (fast)
-          cpu::softmax_lastdim_backward(y, gc, dx);
-        else if (onednn)
-          cpu::softmax_backward(log, int(dim), y, gc, dx);
-        else
-          cpu::softmax_backward_reference(log, y, gc, dx);
-      }
-      Tensor r = onednn ? dx : dx.transpose(dim, last);
-      return std::vector<Tensor>{r.reshape(in_shape)};
+      be.softmax_backward(log, dim, y, g.reshape(xv.shape()).contiguous(), dx);
+      return std::vector<Tensor>{dx.reshape(in_shape)};
     });
   }
   return out;

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "core/autograd.h"
-#include "core/cpu/kernels.h"
+#include "core/backend.h"
 #include "core/ops.h"
 
 namespace scion {
@@ -39,7 +39,7 @@ Tensor unsqueeze_reduced(const Tensor& g, const Shape& dims, int64_t ndim, bool 
 
 Tensor sum(const Tensor& x, const Shape& dims_in, bool keepdim) {
   Shape dims = normalize_dims(dims_in, x.dim(), "sum");
-  Tensor out = cpu::reduce_sum(x, dims, keepdim);
+  Tensor out = backend_for("sum", {&x}).reduce_sum(x, dims, keepdim);
   if (any_requires_grad({&x})) {
     Shape in_shape = x.shape();
     int64_t nd = x.dim();
@@ -76,7 +76,7 @@ MaxResult max(const Tensor& x, int64_t dim, bool keepdim) {
   Shape d = normalize_dims({dim}, x.dim(), "max");
   MaxResult r;
   Tensor xv = x.dim() == 0 ? x.reshape({1}) : x;
-  cpu::reduce_max(xv, d[0], keepdim, r.values, r.indices);
+  backend_for("max", {&x}).reduce_max(xv, d[0], keepdim, r.values, r.indices);
   if (any_requires_grad({&x})) {
     Tensor idx = unsqueeze_reduced(r.indices, d, xv.dim(), keepdim);
     Shape in_shape = x.shape();

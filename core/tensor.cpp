@@ -10,8 +10,7 @@
 #include <sstream>
 
 #include "core/autograd.h"
-#include "core/cpu/loops.h"
-#include "core/cpu/vec_math.h"
+#include "core/backend.h"
 #include "core/ops.h"
 
 namespace scion {
@@ -108,50 +107,6 @@ bool view_strides(const Shape& shape, const Shape& strides, const Shape& new_sha
     }
   }
   return view_d == -1;
-}
-
-// f32 <-> bf16 conversion of dense tensors with equal strides (memory order is element order) on
-// AVX-512; autocast casts and the bf16 kernels lean on it.
-bool fast_convert(const Tensor& dst, const Tensor& src) {
-#ifdef SCION_AVX512
-  bool pair = (dst.dtype() == DType::f32 && src.dtype() == DType::bf16) ||
-              (dst.dtype() == DType::bf16 && src.dtype() == DType::f32);
-  if (!pair || dst.shape() != src.shape() || dst.strides() != src.strides() || !is_dense(dst))
-    return false;
-  int64_t n = dst.numel();
-  cpu::parallel_for(0, n, 65536, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; i += 16) {
-      __mmask16 m = cpu::vec::tail_mask(e - i);
-      if (src.dtype() == DType::f32)
-        cpu::vec::store(static_cast<BFloat16*>(dst.raw_data()) + i,
-                        cpu::vec::load(static_cast<const float*>(src.raw_data()) + i, m), m);
-      else
-        cpu::vec::store(static_cast<float*>(dst.raw_data()) + i,
-                        cpu::vec::load(static_cast<const BFloat16*>(src.raw_data()) + i, m), m);
-    }
-  });
-  return true;
-#else
-  return false;
-#endif
-}
-
-template <class D, class S>
-void convert_loop(const Tensor& dst, const Tensor& src) {
-  cpu::Operands<2> ops{{static_cast<char*>(dst.raw_data()), static_cast<char*>(src.raw_data())},
-                       {cpu::broadcast_byte_strides(dst, dst.shape()),
-                        cpu::broadcast_byte_strides(src, dst.shape())}};
-  cpu::for_each_strided<2>(dst.shape(), ops, [](std::array<char*, 2> p, int64_t n, auto st) {
-    D* d = reinterpret_cast<D*>(p[0]);
-    const S* s = reinterpret_cast<const S*>(p[1]);
-    if (st[0] == sizeof(D) && st[1] == sizeof(S)) {
-      for (int64_t i = 0; i < n; ++i) d[i] = D(acc_t<S>(s[i]));
-    } else {
-      for (int64_t i = 0; i < n; ++i)
-        *reinterpret_cast<D*>(p[0] + i * st[0]) =
-            D(acc_t<S>(*reinterpret_cast<const S*>(p[1] + i * st[1])));
-    }
-  });
 }
 
 }  // namespace
@@ -404,67 +359,26 @@ Tensor& Tensor::copy_(const Tensor& src) {
     SCION_CHECK(a == b || a == 1, "copy_: cannot broadcast ", shape_str(src.shape()), " to ",
                 shape_str(shape()));
   }
-  if (fast_convert(*this, s)) return *this;
-  dispatch_all(dtype(), [&](auto dtag) {
-    dispatch_all(s.dtype(),
-                 [&](auto stag) { convert_loop<decltype(dtag), decltype(stag)>(*this, s); });
-  });
+  backend_for("copy_", {this, &s}).copy(*this, s);
   return *this;
 }
 
 Tensor& Tensor::fill_(double value) {
-  dispatch_all(dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    T v = T(acc_t<T>(value));
-    cpu::Operands<1> ops{{static_cast<char*>(raw_data())},
-                         {cpu::broadcast_byte_strides(*this, shape())}};
-    cpu::for_each_strided<1>(shape(), ops, [v](std::array<char*, 1> p, int64_t n, auto st) {
-      for (int64_t i = 0; i < n; ++i) *reinterpret_cast<T*>(p[0] + i * st[0]) = v;
-    });
-  });
+  backend(device()).fill(*this, value);
   return *this;
 }
 
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
   NoGradGuard ng;
+  SCION_CHECK(is_floating(dtype()), "add_: expected a floating tensor, got ", dtype_name(dtype()));
   Tensor o = other.dtype() == dtype() ? other : other.to(dtype());
-  dispatch_floating(dtype(), "add_", [&](auto tag) {
-    using T = decltype(tag);
-    using A = acc_t<T>;
-    A a = A(alpha);
-    cpu::Operands<2> ops{
-        {static_cast<char*>(raw_data()), static_cast<char*>(o.raw_data())},
-        {cpu::broadcast_byte_strides(*this, shape()), cpu::broadcast_byte_strides(o, shape())}};
-    cpu::for_each_strided<2>(shape(), ops, [a](std::array<char*, 2> p, int64_t n, auto st) {
-      if (st[0] == sizeof(T) && st[1] == sizeof(T)) {
-        T* d = reinterpret_cast<T*>(p[0]);
-        const T* s = reinterpret_cast<const T*>(p[1]);
-        for (int64_t i = 0; i < n; ++i) d[i] = T(A(d[i]) + a * A(s[i]));
-      } else {
-        for (int64_t i = 0; i < n; ++i) {
-          T* d = reinterpret_cast<T*>(p[0] + i * st[0]);
-          *d = T(A(*d) + a * A(*reinterpret_cast<const T*>(p[1] + i * st[1])));
-        }
-      }
-    });
-  });
+  backend_for("add_", {this, &o}).add_scaled(*this, o, alpha);
   return *this;
 }
 
 Tensor& Tensor::mul_(double value) {
-  dispatch_floating(dtype(), "mul_", [&](auto tag) {
-    using T = decltype(tag);
-    using A = acc_t<T>;
-    A v = A(value);
-    cpu::Operands<1> ops{{static_cast<char*>(raw_data())},
-                         {cpu::broadcast_byte_strides(*this, shape())}};
-    cpu::for_each_strided<1>(shape(), ops, [v](std::array<char*, 1> p, int64_t n, auto st) {
-      for (int64_t i = 0; i < n; ++i) {
-        T* d = reinterpret_cast<T*>(p[0] + i * st[0]);
-        *d = T(A(*d) * v);
-      }
-    });
-  });
+  SCION_CHECK(is_floating(dtype()), "mul_: expected a floating tensor, got ", dtype_name(dtype()));
+  backend(device()).scale(*this, value);
   return *this;
 }
 

@@ -2,12 +2,20 @@
 // for f64 reference paths), each computing in acc_t<T> and writing a fresh output tensor.
 #pragma once
 
-#include "core/tensor.h"
+#include "core/backend.h"
 
 namespace scion::cpu {
 
-enum class BinaryOp { add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge };
-enum class UnaryOp { neg, exp, log, sqrt, rsqrt, tanh, erf, relu, sigmoid, gelu_erf, gelu_tanh };
+using scion::BinaryOp;
+using scion::ConvShape;
+using scion::UnaryOp;
+
+// dst = src broadcast to dst's shape, converting the dtype; fill; dst += alpha * src (broadcast);
+// dst *= value. dst may be any strided view.
+void copy(const Tensor& dst, const Tensor& src);
+void fill(const Tensor& dst, double value);
+void add_scaled(const Tensor& dst, const Tensor& src, double alpha);
+void scale(const Tensor& dst, double value);
 
 // out = op(a, b) broadcast to `shape`; a and b share dtype `compute`; comparisons yield bool.
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
@@ -32,7 +40,6 @@ void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, con
 void matmul_reference(const Tensor& a, const Tensor& b, const Tensor& out);  // (B,M,K)@(B,K,N)
 void softmax_reference(bool log, const Tensor& x, const Tensor& y);          // last dim
 void softmax_backward_reference(bool log, const Tensor& y, const Tensor& dy, const Tensor& dx);
-struct ConvShape;
 void conv2d_reference(const Tensor& x, const Tensor& w, const Tensor& y, const ConvShape& cs);
 void conv2d_backward_data_reference(const Tensor& dy, const Tensor& w, const Tensor& dx,
                                     const ConvShape& cs);

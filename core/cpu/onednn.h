@@ -7,7 +7,7 @@
 
 #include <dnnl.hpp>
 
-#include "core/tensor.h"
+#include "core/backend.h"
 
 namespace scion::cpu {
 
@@ -34,10 +34,7 @@ void softmax_forward(bool log, int axis, const Tensor& src, const Tensor& dst);
 void softmax_backward(bool log, int axis, const Tensor& dst, const Tensor& diff_dst,
                       const Tensor& diff_src);
 
-struct ConvShape {
-  int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
-  bool channels_last;  // activations (x, y and their gradients) are NHWC in memory, else NCHW
-};
+using scion::ConvShape;
 // Activations contiguous in NCHW or NHWC (ConvShape::channels_last), weights contiguous OIHW.
 // oneDNN picks its layouts and we reorder around the call, except that depthwise convolutions of
 // NHWC tensors run in NHWC (oneDNN 2.6's brdgmm forward and JIT backward kernels), so an NHWC

@@ -1,0 +1,34 @@
+// The backend registry: one backend per device type, looked up by the ops.
+#include "core/backend.h"
+
+#include "core/error.h"
+
+namespace scion {
+
+namespace cpu {
+Backend& backend();  // core/cpu/backend.cpp
+}
+
+Backend& backend(Device device) {
+  switch (device.type) {
+    case DeviceType::cpu:
+      return cpu::backend();
+    default:
+      throw Error("no backend for device " + device.str() + " in this build");
+  }
+}
+
+Backend& backend_for(const char* op, std::initializer_list<const Tensor*> inputs) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : inputs) {
+    if (t == nullptr || !t->defined()) continue;
+    if (first == nullptr)
+      first = t;
+    else if (t->device() != first->device())
+      throw InputError(std::string(op) + ": inputs on different devices (" +
+                       first->device().str() + " and " + t->device().str() + ")");
+  }
+  return backend(first ? first->device() : Device{});
+}
+
+}  // namespace scion

@@ -1,0 +1,84 @@
+// Backends: the kernels of one device behind one interface. An op in core/ keeps its shape checks
+// and its gradient, finds the backend of its inputs' device (backend_for, which rejects inputs on
+// different devices) and calls the kernel; nothing outside core/<device>/ includes a device's
+// kernels. A backend allocates every output itself (on its device) unless the caller passes one.
+//
+// Adding an op: declare it in core/ops.h, write the op with its gradient in core/<topic>.cpp, add
+// its kernel here and in each backend (core/cpu/backend.cpp, core/reference/backend.cpp), and
+// test it (tests/core/: golden, gradient check, backend-ops grid).
+#pragma once
+
+#include <initializer_list>
+
+#include "core/tensor.h"
+
+namespace scion {
+
+enum class BinaryOp { add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge };
+enum class UnaryOp { neg, exp, log, sqrt, rsqrt, tanh, erf, relu, sigmoid, gelu_erf, gelu_tanh };
+
+// Convolution geometry shared by the conv2d kernels.
+struct ConvShape {
+  int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
+  bool channels_last;  // activations (x, y and their gradients) are NHWC in memory, else NCHW
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // Memory: dst = src broadcast to dst's shape with dtype conversion; fill; dst += alpha * src;
+  // dst *= value (dst any strided view, floating for the last two).
+  virtual void copy(const Tensor& dst, const Tensor& src) = 0;
+  virtual void fill(const Tensor& dst, double value) = 0;
+  virtual void add_scaled(const Tensor& dst, const Tensor& src, double alpha) = 0;
+  virtual void scale(const Tensor& dst, double value) = 0;
+
+  // Elementwise: out = op(a, b) broadcast to a common shape; a and b share a dtype; comparisons
+  // give bool. gelu_backward: d gelu(x)/dx * g.
+  virtual Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) = 0;
+  virtual Tensor unary(UnaryOp op, const Tensor& x) = 0;
+  virtual Tensor gelu_backward(const Tensor& g, const Tensor& x, bool tanh_form) = 0;
+  virtual Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) = 0;
+
+  // Reductions: sum over `dims` (all when empty); max along one dim with first indices.
+  virtual Tensor reduce_sum(const Tensor& x, const Shape& dims, bool keepdim) = 0;
+  virtual void reduce_max(const Tensor& x, int64_t dim, bool keepdim, Tensor& values,
+                          Tensor& indices) = 0;
+
+  // out (B, M, N) = a (B|1, M, K) @ b (B|1, K, N) (+ bias (1, N)); 2-d operands allowed (then all
+  // are 2-d); a and b may be transposed views; out is contiguous and allocated by the caller.
+  virtual void matmul(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& out) = 0;
+
+  // conv2d with activations contiguous NCHW or NHWC (ConvShape::channels_last), weights OIHW
+  // contiguous; outputs allocated by the caller in the activation layout; bias may be undefined.
+  virtual void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
+                              const ConvShape& cs) = 0;
+  virtual void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx,
+                                    const ConvShape& cs) = 0;
+  virtual void conv2d_backward_weights(const Tensor& x, const Tensor& dy, const Tensor& dw,
+                                       const ConvShape& cs) = 0;
+
+  // Layer norm over the last `d` elements of each row of contiguous x; mean and rstd per row.
+  virtual void layer_norm_forward(const Tensor& x, const Tensor& w, const Tensor& b, double eps,
+                                  int64_t d, Tensor& y, Tensor& mean, Tensor& rstd) = 0;
+  virtual void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& w,
+                                   const Tensor& mean, const Tensor& rstd, int64_t d, Tensor& dx,
+                                   Tensor& dw, Tensor& db) = 0;
+
+  // Softmax / log-softmax along `dim` of contiguous x into y (allocated by the caller), and the
+  // gradient from y.
+  virtual void softmax_forward(bool log, int64_t dim, const Tensor& x, const Tensor& y) = 0;
+  virtual void softmax_backward(bool log, int64_t dim, const Tensor& y, const Tensor& dy,
+                                const Tensor& dx) = 0;
+};
+
+// The backend of a device (an Error for a device this build has no backend for).
+Backend& backend(Device device);
+
+// The backend of the inputs' common device; `op` names the op when defined inputs sit on
+// different devices (an InputError naming both).
+Backend& backend_for(const char* op, std::initializer_list<const Tensor*> inputs);
+
+}  // namespace scion

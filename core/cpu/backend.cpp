@@ -1,0 +1,168 @@
+// The CPU backend: oneDNN for matmul, convolution and softmax in f32/bf16, hand-vectorized AVX-512
+// kernels where they beat it, and plain f64 loops (core/cpu/reference.cpp) for f64. The choices of
+// which kernel runs for which dtype and layout live here, not in the ops.
+#include "core/backend.h"
+
+#include "core/cpu/fast_kernels.h"
+#include "core/cpu/kernels.h"
+#include "core/cpu/onednn.h"
+
+namespace scion {
+
+namespace {
+
+// t (N, C, H, W) as an f32 copy in the same memory format.
+Tensor widen_keep_layout(const Tensor& t, bool channels_last) {
+  if (!channels_last) return t.to(DType::f32).contiguous();
+  Tensor out = empty({t.size(0), t.size(2), t.size(3), t.size(1)}, DType::f32).permute({0, 3, 1, 2});
+  out.copy_(t);
+  return out;
+}
+
+Tensor empty_keep_layout(const Tensor& like, DType dt, bool channels_last) {
+  const Shape& s = like.shape();
+  if (!channels_last || s.size() != 4) return empty(s, dt);
+  return empty({s[0], s[2], s[3], s[1]}, dt).permute({0, 3, 1, 2});
+}
+
+// oneDNN 2.6's bf16 depthwise kernels are 2-3x slower than its f32 ones here, so bf16 depthwise
+// convolutions run the f32 kernels on widened copies (exact) and round the results once.
+bool bf16_depthwise(const Tensor& w, const ConvShape& cs, DType dt) {
+  return dt == DType::bf16 && cs.groups == w.size(0) && w.size(1) == 1;
+}
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+
+  void copy(const Tensor& dst, const Tensor& src) override { cpu::copy(dst, src); }
+  void fill(const Tensor& dst, double value) override { cpu::fill(dst, value); }
+  void add_scaled(const Tensor& dst, const Tensor& src, double alpha) override {
+    cpu::add_scaled(dst, src, alpha);
+  }
+  void scale(const Tensor& dst, double value) override { cpu::scale(dst, value); }
+
+  Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) override {
+    return cpu::binary(op, a, b);
+  }
+  Tensor unary(UnaryOp op, const Tensor& x) override { return cpu::unary(op, x); }
+  Tensor gelu_backward(const Tensor& g, const Tensor& x, bool tanh_form) override {
+    return cpu::gelu_backward(g, x, tanh_form);
+  }
+  Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) override {
+    return cpu::where(cond, a, b);
+  }
+  Tensor reduce_sum(const Tensor& x, const Shape& dims, bool keepdim) override {
+    return cpu::reduce_sum(x, dims, keepdim);
+  }
+  void reduce_max(const Tensor& x, int64_t dim, bool keepdim, Tensor& values,
+                  Tensor& indices) override {
+    cpu::reduce_max(x, dim, keepdim, values, indices);
+  }
+
+  void matmul(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& out) override {
+    if (a.dtype() != DType::f64) return cpu::matmul(a, b, bias, out);
+    if (a.dim() == 2)
+      cpu::matmul_reference(a.unsqueeze(0), b.unsqueeze(0), out.unsqueeze(0));
+    else
+      cpu::matmul_reference(a, b, out);
+    if (bias.defined()) Tensor(out).add_(bias);
+  }
+
+  void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
+                      const ConvShape& cs) override {
+    const int64_t o = w.size(0);
+    if (x.dtype() == DType::f64) {
+      cpu::conv2d_reference(x, w, y, cs);
+      if (b.defined()) Tensor(y).add_(b.reshape({1, o, 1, 1}));
+    } else if (bf16_depthwise(w, cs, x.dtype())) {
+      Tensor y32 = empty_keep_layout(y, DType::f32, cs.channels_last);
+      cpu::conv2d_forward(widen_keep_layout(x, cs.channels_last), w.to(DType::f32),
+                          b.defined() ? b.to(DType::f32).contiguous() : Tensor(), y32, cs);
+      Tensor(y).copy_(y32);
+    } else if (x.dtype() == DType::f32 || !b.defined()) {
+      cpu::conv2d_forward(x, w, b.defined() ? b.contiguous() : Tensor(), y, cs);
+    } else {  // bf16 with a bias: oneDNN wants an f32 bias; adding it after rounds once more
+      cpu::conv2d_forward(x, w, Tensor(), y, cs);
+      Tensor(y).add_(b.reshape({1, o, 1, 1}));
+    }
+  }
+  void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx,
+                            const ConvShape& cs) override {
+    if (dy.dtype() == DType::f64) {
+      cpu::conv2d_backward_data_reference(dy, w, dx, cs);
+    } else if (bf16_depthwise(w, cs, dy.dtype())) {
+      Tensor dx32 = empty_keep_layout(dx, DType::f32, cs.channels_last);
+      cpu::conv2d_backward_data(widen_keep_layout(dy, cs.channels_last), w.to(DType::f32), dx32,
+                                cs);
+      Tensor(dx).copy_(dx32);
+    } else {
+      cpu::conv2d_backward_data(dy, w, dx, cs);
+    }
+  }
+  void conv2d_backward_weights(const Tensor& x, const Tensor& dy, const Tensor& dw,
+                               const ConvShape& cs) override {
+    if (x.dtype() == DType::f64) {
+      cpu::conv2d_backward_weights_reference(x, dy, dw, cs);
+    } else if (bf16_depthwise(dw, cs, x.dtype())) {
+      Tensor dw32 = empty(dw.shape(), DType::f32);
+      cpu::conv2d_backward_weights(widen_keep_layout(x, cs.channels_last),
+                                   widen_keep_layout(dy, cs.channels_last), dw32, Tensor(), cs);
+      Tensor(dw).copy_(dw32);
+    } else {
+      cpu::conv2d_backward_weights(x, dy, dw, Tensor(), cs);
+    }
+  }
+
+  void layer_norm_forward(const Tensor& x, const Tensor& w, const Tensor& b, double eps, int64_t d,
+                          Tensor& y, Tensor& mean, Tensor& rstd) override {
+    cpu::layer_norm_forward(x, w, b, eps, d, y, mean, rstd);
+  }
+  void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean,
+                           const Tensor& rstd, int64_t d, Tensor& dx, Tensor& dw,
+                           Tensor& db) override {
+    cpu::layer_norm_backward(dy, x, w, mean, rstd, d, dx, dw, db);
+  }
+
+  // Plain softmax over the last dim runs on the AVX-512 kernel (faster than oneDNN 2.6 on short
+  // rows), other f32/bf16 cases on oneDNN (any axis), f64 on reference loops over the last dim.
+  void softmax_forward(bool log, int64_t dim, const Tensor& x, const Tensor& y) override {
+    if (x.numel() == 0) return;
+    if (x.dtype() == DType::f64) {
+      int64_t last = x.dim() - 1;
+      Tensor yt = empty(x.transpose(dim, last).shape(), x.dtype());
+      cpu::softmax_reference(log, x.transpose(dim, last).contiguous(), yt);
+      Tensor(y).copy_(yt.transpose(dim, last));
+    } else if (!log && dim == x.dim() - 1) {
+      cpu::softmax_lastdim_forward(x, y);
+    } else {
+      cpu::softmax_forward(log, int(dim), x, y);
+    }
+  }
+  void softmax_backward(bool log, int64_t dim, const Tensor& y, const Tensor& dy,
+                        const Tensor& dx) override {
+    if (y.numel() == 0) return;
+    if (y.dtype() == DType::f64) {
+      int64_t last = y.dim() - 1;
+      Tensor dxt = empty(y.transpose(dim, last).shape(), y.dtype());
+      cpu::softmax_backward_reference(log, y.transpose(dim, last).contiguous(),
+                                      dy.transpose(dim, last).contiguous(), dxt);
+      Tensor(dx).copy_(dxt.transpose(dim, last));
+    } else if (!log && dim == y.dim() - 1) {
+      cpu::softmax_lastdim_backward(y, dy, dx);
+    } else {
+      cpu::softmax_backward(log, int(dim), y, dy, dx);
+    }
+  }
+};
+
+}  // namespace
+
+namespace cpu {
+Backend& backend() {
+  static CpuBackend b;
+  return b;
+}
+}  // namespace cpu
+
+}  // namespace scion
