@@ -9,7 +9,9 @@
 #pragma once
 
 #include <initializer_list>
+#include <vector>
 
+#include "core/rng.h"
 #include "core/tensor.h"
 
 namespace scion {
@@ -35,12 +37,26 @@ class Backend {
   virtual void add_scaled(const Tensor& dst, const Tensor& src, double alpha) = 0;
   virtual void scale(const Tensor& dst, double value) = 0;
 
+  // Random fill of a contiguous floating tensor (see RandomFill in core/rng.h).
+  virtual void random_fill(const Tensor& t, const RandomFill& r) = 0;
+
   // Elementwise: out = op(a, b) broadcast to a common shape; a and b share a dtype; comparisons
   // give bool. gelu_backward: d gelu(x)/dx * g.
   virtual Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) = 0;
   virtual Tensor unary(UnaryOp op, const Tensor& x) = 0;
   virtual Tensor gelu_backward(const Tensor& g, const Tensor& x, bool tanh_form) = 0;
   virtual Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) = 0;
+
+  // Indexing along `dim`: out[..., j, ...] = src[..., idx[j], ...] (out_shape given) and its
+  // adjoint index_add into zeros of out_shape (repeated indices sum); gather: out[p] = src[p with
+  // p[dim] = index[p]] (index i64 contiguous, same ndim, in range) and its adjoint scatter_add.
+  virtual Tensor index_select(const Tensor& src, int64_t dim, const std::vector<int64_t>& idx,
+                              const Shape& out_shape) = 0;
+  virtual Tensor index_add(const Tensor& src, int64_t dim, const std::vector<int64_t>& idx,
+                           const Shape& out_shape) = 0;
+  virtual Tensor gather(const Tensor& src, int64_t dim, const Tensor& index) = 0;
+  virtual Tensor scatter_add(const Tensor& src, int64_t dim, const Tensor& index,
+                             const Shape& out_shape) = 0;
 
   // Reductions: sum over `dims` (all when empty); max along one dim with first indices.
   virtual Tensor reduce_sum(const Tensor& x, const Shape& dims, bool keepdim) = 0;

@@ -1,7 +1,7 @@
 // index_select and gather, and their adjoints (index_add and scatter_add into zeros), which sum
 // gradients when an index repeats.
 #include "core/autograd.h"
-#include "core/cpu/parallel.h"
+#include "core/backend.h"
 #include "core/ops.h"
 
 namespace scion {
@@ -26,80 +26,6 @@ std::vector<int64_t> index_values(const Tensor& index, int64_t bound, const char
   return v;
 }
 
-// (outer, size, inner) view of a contiguous tensor around dim.
-void split_dims(const Shape& s, int64_t dim, int64_t& outer, int64_t& inner) {
-  outer = 1;
-  inner = 1;
-  for (int64_t d = 0; d < dim; ++d) outer *= s[d];
-  for (int64_t d = dim + 1; d < int64_t(s.size()); ++d) inner *= s[d];
-}
-
-// dst[o, idx[j], i] (+)= src[o, j, i]   or   dst[o, j, i] = src[o, idx[j], i]
-template <bool kScatter>
-Tensor index_copy(const Tensor& src, int64_t dim, const std::vector<int64_t>& idx,
-                  const Shape& out_shape) {
-  Tensor s = src.contiguous();
-  Tensor out = kScatter ? zeros(out_shape, src.dtype()) : empty(out_shape, src.dtype());
-  int64_t outer, inner;
-  split_dims(out_shape, dim, outer, inner);
-  int64_t src_n = s.shape()[dim], out_n = out_shape[dim];
-  dispatch_all(src.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* sp = s.data<T>();
-    T* op = out.data<T>();
-    cpu::parallel_for(0, outer, 1, [&](int64_t o0, int64_t o1) {
-      for (int64_t o = o0; o < o1; ++o)
-        for (size_t j = 0; j < idx.size(); ++j) {
-          if constexpr (kScatter) {
-            const T* a = sp + (o * src_n + int64_t(j)) * inner;
-            T* b = op + (o * out_n + idx[j]) * inner;
-            for (int64_t i = 0; i < inner; ++i) b[i] = T(acc_t<T>(b[i]) + acc_t<T>(a[i]));
-          } else {
-            const T* a = sp + (o * src_n + idx[j]) * inner;
-            T* b = op + (o * out_n + int64_t(j)) * inner;
-            for (int64_t i = 0; i < inner; ++i) b[i] = a[i];
-          }
-        }
-    });
-  });
-  return out;
-}
-
-// gather (kScatter false): out[p] = x[p with p[dim] = index[p]]; scatter_add is its adjoint.
-template <bool kScatter>
-Tensor gather_scatter(const Tensor& src, int64_t dim, const Tensor& index, const Shape& out_shape) {
-  Tensor s = src.contiguous();
-  Tensor ix = index.to(DType::i64).contiguous();
-  Tensor out = kScatter ? zeros(out_shape, src.dtype()) : empty(index.shape(), src.dtype());
-  const Shape& is = index.shape();
-  const Shape& big = kScatter ? out_shape : src.shape();  // the tensor indexed along dim
-  Shape big_strides = contiguous_strides(big);
-  int64_t nd = int64_t(is.size()), n = index.numel();
-  const int64_t* ip = ix.data<int64_t>();
-  for (int64_t k = 0; k < n; ++k)
-    SCION_CHECK(ip[k] >= 0 && ip[k] < big[dim], "gather: index ", ip[k], " out of range for size ",
-                big[dim], " of dim ", dim);
-  dispatch_all(src.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* sp = s.data<T>();
-    T* op = out.data<T>();
-    std::vector<int64_t> pos(size_t(nd), 0);
-    for (int64_t k = 0; k < n; ++k) {
-      int64_t off = 0;
-      for (int64_t d = 0; d < nd; ++d) off += (d == dim ? ip[k] : pos[d]) * big_strides[d];
-      if constexpr (kScatter)
-        op[off] = T(acc_t<T>(op[off]) + acc_t<T>(sp[k]));
-      else
-        op[k] = sp[off];
-      for (int64_t d = nd - 1; d >= 0; --d) {
-        if (++pos[d] < is[d]) break;
-        pos[d] = 0;
-      }
-    }
-  });
-  return out;
-}
-
 }  // namespace
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
@@ -109,10 +35,11 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   std::vector<int64_t> idx = index_values(index, x.shape()[dim], "index_select");
   Shape out_shape = x.shape();
   out_shape[dim] = int64_t(idx.size());
-  Tensor out = index_copy<false>(x.detach(), dim, idx, out_shape);
+  Backend& be = backend_for("index_select", {&x});
+  Tensor out = be.index_select(x.detach(), dim, idx, out_shape);
   Shape in_shape = x.shape();
-  record(out, "index_select", {x}, [=](const Tensor& g) {
-    return std::vector<Tensor>{index_copy<true>(g, dim, idx, in_shape)};
+  record(out, "index_select", {x}, [=, &be](const Tensor& g) {
+    return std::vector<Tensor>{be.index_add(g, dim, idx, in_shape)};
   });
   return out;
 }
@@ -125,11 +52,15 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
     SCION_CHECK(d == dim || index.shape()[d] <= x.shape()[d], "gather: index shape ",
                 shape_str(index.shape()), " exceeds input shape ", shape_str(x.shape()), " at dim ",
                 d);
-  Tensor out = gather_scatter<false>(x.detach(), dim, index, {});
-  Tensor ix = index.detach();
+  Backend& be = backend_for("gather", {&x, &index});
+  Tensor ix = index.detach().to(DType::i64).contiguous();
+  for (double v : ix.to_vector())
+    SCION_CHECK(v >= 0 && v < double(x.shape()[dim]), "gather: index ", int64_t(v),
+                " out of range for size ", x.shape()[dim], " of dim ", dim);
+  Tensor out = be.gather(x.detach(), dim, ix);
   Shape in_shape = x.shape();
-  record(out, "gather", {x}, [=](const Tensor& g) {
-    return std::vector<Tensor>{gather_scatter<true>(g, dim, ix, in_shape)};
+  record(out, "gather", {x}, [=, &be](const Tensor& g) {
+    return std::vector<Tensor>{be.scatter_add(g, dim, ix, in_shape)};
   });
   return out;
 }

@@ -84,25 +84,8 @@ MaxResult max(const Tensor& x, int64_t dim, bool keepdim) {
     record(r.values, "max", {x}, [=](const Tensor& g) {
       Tensor gk = unsqueeze_reduced(g, {dd}, nd, keepdim);
       // Each row's gradient goes to its argmax (the adjoint of picking one index).
-      Tensor out = zeros(xv.shape(), g.dtype());
-      Tensor gc = gk.contiguous();
-      Tensor ic = idx.contiguous();
-      dispatch_floating(g.dtype(), "max backward", [&](auto tag) {
-        using T = decltype(tag);
-        const T* gp = gc.data<T>();
-        const int64_t* ip = ic.data<int64_t>();
-        T* op = out.data<T>();
-        const Shape& s = xv.shape();
-        int64_t inner = 1;
-        for (int64_t k = dd + 1; k < nd; ++k) inner *= s[k];
-        int64_t outer = 1;
-        for (int64_t k = 0; k < dd; ++k) outer *= s[k];
-        for (int64_t o = 0; o < outer; ++o)
-          for (int64_t i = 0; i < inner; ++i) {
-            int64_t src = o * inner + i;
-            op[(o * s[dd] + ip[src]) * inner + i] = gp[src];
-          }
-      });
+      Tensor out = backend_for("max backward", {&gk})
+                       .scatter_add(gk.contiguous(), dd, idx.contiguous(), xv.shape());
       return std::vector<Tensor>{out.reshape(in_shape)};
     });
   }

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "core/cpu/parallel.h"
+#include "core/backend.h"
 
 namespace scion {
 
@@ -71,21 +71,16 @@ double erfinv(double y) {
   return x;
 }
 
-// Fills every element i of a contiguous tensor with sample(words of counter base+i).
-template <class F>
-void fill_by_counter(Tensor& t, Generator& gen, F sample) {
+// Draws n counters for a contiguous floating tensor and lets its backend fill it.
+void fill_random(Tensor& t, Generator& gen, RandomFill r) {
   SCION_CHECK(t.is_contiguous(), "random fill: tensor must be contiguous, got strides ",
               shape_str(t.strides()));
-  int64_t n = t.numel();
-  uint64_t base = gen.advance(uint64_t(n));
-  uint64_t key = gen.seed(), hi = gen.stream();
-  dispatch_floating(t.dtype(), "random fill", [&](auto tag) {
-    using T = decltype(tag);
-    T* p = t.data<T>();
-    cpu::parallel_for(0, n, 4096, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) p[i] = T(sample(philox4x32(key, base + uint64_t(i), hi)));
-    });
-  });
+  SCION_CHECK(is_floating(t.dtype()), "random fill: expected a floating tensor, got ",
+              dtype_name(t.dtype()));
+  r.counter = gen.advance(uint64_t(t.numel()));
+  r.key = gen.seed();
+  r.stream = gen.stream();
+  backend(t.device()).random_fill(t, r);
 }
 
 }  // namespace
@@ -119,18 +114,40 @@ void manual_seed(uint64_t seed) {
   default_generator() = Generator(seed);
 }
 
+double RandomFill::sample(const std::array<uint32_t, 4>& w) const {
+  switch (kind) {
+    case RandomKind::uniform:
+      return p0 + (p1 - p0) * u32_to_unit(w[0], w[1]);
+    case RandomKind::normal: {
+      double u1 = 1.0 - u32_to_unit(w[0], w[1]), u2 = u32_to_unit(w[2], w[3]);
+      return p0 + p1 * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+    }
+    case RandomKind::trunc_normal: {  // p0 mean, p1 std, [p2, p3] bounds; lo/hi in cdf_lo/cdf_hi
+      double u = cdf_lo + (cdf_hi - cdf_lo) * u32_to_unit(w[0], w[1]);
+      double x = p0 + p1 * std::sqrt(2.0) * erfinv(u);
+      return std::min(std::max(x, p2), p3);
+    }
+    case RandomKind::bernoulli:
+      return u32_to_unit(w[0], w[1]) < p0 ? 1.0 : 0.0;
+  }
+  return 0.0;
+}
+
 Tensor& uniform_(Tensor& t, double low, double high, Generator& gen) {
-  fill_by_counter(t, gen, [&](const std::array<uint32_t, 4>& w) {
-    return low + (high - low) * u32_to_unit(w[0], w[1]);
-  });
+  RandomFill r;
+  r.kind = RandomKind::uniform;
+  r.p0 = low;
+  r.p1 = high;
+  fill_random(t, gen, r);
   return t;
 }
 
 Tensor& normal_(Tensor& t, double mean, double std, Generator& gen) {
-  fill_by_counter(t, gen, [&](const std::array<uint32_t, 4>& w) {
-    double u1 = 1.0 - u32_to_unit(w[0], w[1]), u2 = u32_to_unit(w[2], w[3]);
-    return mean + std * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
-  });
+  RandomFill r;
+  r.kind = RandomKind::normal;
+  r.p0 = mean;
+  r.p1 = std;
+  fill_random(t, gen, r);
   return t;
 }
 
@@ -138,19 +155,24 @@ Tensor& trunc_normal_(Tensor& t, double mean, double std, double a, double b, Ge
   SCION_CHECK(std > 0 && a < b, "trunc_normal_: need std > 0 and a < b, got std=", std, " a=", a,
               " b=", b);
   auto cdf = [](double x) { return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))); };
-  double lo = 2.0 * cdf((a - mean) / std) - 1.0, hi = 2.0 * cdf((b - mean) / std) - 1.0;
-  fill_by_counter(t, gen, [&](const std::array<uint32_t, 4>& w) {
-    double u = lo + (hi - lo) * u32_to_unit(w[0], w[1]);
-    double x = mean + std * std::sqrt(2.0) * erfinv(u);
-    return std::min(std::max(x, a), b);
-  });
+  RandomFill r;
+  r.kind = RandomKind::trunc_normal;
+  r.p0 = mean;
+  r.p1 = std;
+  r.p2 = a;
+  r.p3 = b;
+  r.cdf_lo = 2.0 * cdf((a - mean) / std) - 1.0;
+  r.cdf_hi = 2.0 * cdf((b - mean) / std) - 1.0;
+  fill_random(t, gen, r);
   return t;
 }
 
 Tensor bernoulli(const Shape& shape, double p, DType dtype, Generator& gen) {
   Tensor t = empty(shape, dtype);
-  fill_by_counter(t, gen,
-                  [&](const std::array<uint32_t, 4>& w) { return u32_to_unit(w[0], w[1]) < p; });
+  RandomFill r;
+  r.kind = RandomKind::bernoulli;
+  r.p0 = p;
+  fill_random(t, gen, r);
   return t;
 }
 

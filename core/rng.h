@@ -41,6 +41,18 @@ class Generator {
   uint64_t offset_ = 0;
 };
 
+// One random fill for a backend: element i gets sample(philox4x32(key, counter + i, stream)), so a
+// fill gives the same numbers on every backend and thread count.
+enum class RandomKind { uniform, normal, trunc_normal, bernoulli };
+struct RandomFill {
+  RandomKind kind = RandomKind::uniform;
+  double p0 = 0, p1 = 1, p2 = 0, p3 = 0;  // uniform: low, high; normal: mean, std;
+                                          // trunc_normal: mean, std, a, b; bernoulli: p
+  double cdf_lo = 0, cdf_hi = 0;          // trunc_normal: the bounds' positions in erf space
+  uint64_t key = 0, counter = 0, stream = 0;
+  double sample(const std::array<uint32_t, 4>& words) const;
+};
+
 // The process-wide generator, seeded by manual_seed (0 until then).
 Generator& default_generator();
 void manual_seed(uint64_t seed);

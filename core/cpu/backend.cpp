@@ -42,6 +42,8 @@ class CpuBackend final : public Backend {
   }
   void scale(const Tensor& dst, double value) override { cpu::scale(dst, value); }
 
+  void random_fill(const Tensor& t, const RandomFill& r) override { cpu::random_fill(t, r); }
+
   Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) override {
     return cpu::binary(op, a, b);
   }
@@ -51,6 +53,21 @@ class CpuBackend final : public Backend {
   }
   Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) override {
     return cpu::where(cond, a, b);
+  }
+  Tensor index_select(const Tensor& src, int64_t dim, const std::vector<int64_t>& idx,
+                      const Shape& out_shape) override {
+    return cpu::index_select(src, dim, idx, out_shape);
+  }
+  Tensor index_add(const Tensor& src, int64_t dim, const std::vector<int64_t>& idx,
+                   const Shape& out_shape) override {
+    return cpu::index_add(src, dim, idx, out_shape);
+  }
+  Tensor gather(const Tensor& src, int64_t dim, const Tensor& index) override {
+    return cpu::gather(src, dim, index);
+  }
+  Tensor scatter_add(const Tensor& src, int64_t dim, const Tensor& index,
+                     const Shape& out_shape) override {
+    return cpu::scatter_add(src, dim, index, out_shape);
   }
   Tensor reduce_sum(const Tensor& x, const Shape& dims, bool keepdim) override {
     return cpu::reduce_sum(x, dims, keepdim);

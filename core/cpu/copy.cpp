@@ -1,4 +1,4 @@
-// Copies, dtype conversion, fill and in-place scaling on the CPU: strided loops over broadcast
+// Copies, dtype conversion, fills (constant and random) and in-place scaling on the CPU: strided loops over broadcast
 // byte strides (core/cpu/loops.h), with an AVX-512 path for dense f32 <-> bf16 conversion.
 #include "core/cpu/kernels.h"
 #include "core/cpu/loops.h"
@@ -92,6 +92,18 @@ void add_scaled(const Tensor& dst, const Tensor& src, double alpha) {
           *d = T(A(*d) + a * A(*reinterpret_cast<const T*>(p[1] + i * st[1])));
         }
       }
+    });
+  });
+}
+
+void random_fill(const Tensor& t, const RandomFill& r) {
+  int64_t n = t.numel();
+  dispatch_floating(t.dtype(), "random fill", [&](auto tag) {
+    using T = decltype(tag);
+    T* p = t.data<T>();
+    parallel_for(0, n, 4096, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        p[i] = T(r.sample(philox4x32(r.key, r.counter + uint64_t(i), r.stream)));
     });
   });
 }

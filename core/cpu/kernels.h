@@ -2,6 +2,8 @@
 // for f64 reference paths), each computing in acc_t<T> and writing a fresh output tensor.
 #pragma once
 
+#include <vector>
+
 #include "core/backend.h"
 
 namespace scion::cpu {
@@ -17,12 +19,25 @@ void fill(const Tensor& dst, double value);
 void add_scaled(const Tensor& dst, const Tensor& src, double alpha);
 void scale(const Tensor& dst, double value);
 
+// Element i of contiguous floating t = r.sample(philox4x32(r.key, r.counter + i, r.stream)).
+void random_fill(const Tensor& t, const RandomFill& r);
+
 // out = op(a, b) broadcast to `shape`; a and b share dtype `compute`; comparisons yield bool.
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
 Tensor unary(UnaryOp op, const Tensor& x);
 // d gelu(x)/dx * g.
 Tensor gelu_backward(const Tensor& g, const Tensor& x, bool tanh_form);
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+
+// Along `dim`: out[..., j, ...] = src[..., idx[j], ...] (out_shape given), and its adjoint
+// index_add into zeros of out_shape (repeated indices sum); gather: out[p] = src[p with p[dim] =
+// index[p]] (index i64, same ndim), and its adjoint scatter_add into zeros of out_shape.
+Tensor index_select(const Tensor& src, int64_t dim, const std::vector<int64_t>& idx,
+                    const Shape& out_shape);
+Tensor index_add(const Tensor& src, int64_t dim, const std::vector<int64_t>& idx,
+                 const Shape& out_shape);
+Tensor gather(const Tensor& src, int64_t dim, const Tensor& index);
+Tensor scatter_add(const Tensor& src, int64_t dim, const Tensor& index, const Shape& out_shape);
 
 // Sum over `dims` (all when empty): column sums in place when the reduced dims lead a contiguous
 // tensor, otherwise the kept dims are permuted first and each row is summed in f64.
