@@ -1,12 +1,20 @@
 // The backend registry: one backend per device type, looked up by the ops.
 #include "core/backend.h"
 
+#include "core/cpu/parallel.h"
 #include "core/error.h"
 
 namespace scion {
 
 namespace cpu {
 Backend& backend();  // core/cpu/backend.cpp
+}
+
+void set_num_threads(int n) {
+  cpu::set_num_threads(n);
+}
+int num_threads() {
+  return cpu::num_threads();
 }
 
 Backend& backend(Device device) {

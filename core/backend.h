@@ -97,4 +97,8 @@ Backend& backend(Device device);
 // different devices (an InputError naming both).
 Backend& backend_for(const char* op, std::initializer_list<const Tensor*> inputs);
 
+// Threads for the CPU kernels (0 = all cores); set by `threads:` in a config or `--threads`.
+void set_num_threads(int n);
+int num_threads();
+
 }  // namespace scion

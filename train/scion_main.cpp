@@ -23,7 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/cpu/parallel.h"
+#include "core/backend.h"
 #include "core/scion.h"
 #include "init/initializers.h"
 #include "init/net2net.h"
@@ -235,7 +235,7 @@ train::Config eval_config(const EvalArgs& a, std::string& origin) {
 }
 
 int cmd_eval(const EvalArgs& a) {
-  cpu::set_num_threads(a.threads);
+  set_num_threads(a.threads);
   std::string origin;
   train::Config cfg = eval_config(a, origin);
   nn::ModelPtr model = nn::create_model(cfg.model);

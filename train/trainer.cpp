@@ -17,7 +17,7 @@
 #include "core/atomic_file.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
-#include "core/cpu/parallel.h"
+#include "core/backend.h"
 #include "core/ops.h"
 #include "core/safetensors.h"
 #include "init/initializers.h"
@@ -168,7 +168,7 @@ int run_training(const Config& cfg, bool resume) {
   SCION_CHECK(
       cfg.device == "cpu", cfg.source, ": device: '", cfg.device,
       "' is not available in this build (the CUDA backend is not implemented yet); use cpu");
-  cpu::set_num_threads(cfg.threads);
+  set_num_threads(cfg.threads);
   make_dirs(cfg.output_dir);
   const std::string last_path = cfg.output_dir + "/last.safetensors";
   const std::string best_path = cfg.output_dir + "/best.safetensors";

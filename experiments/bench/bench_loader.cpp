@@ -8,7 +8,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "core/cpu/parallel.h"
+#include "core/backend.h"
 #include "data/loader.h"
 
 using namespace scion;
@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   try {
-    cpu::set_num_threads(1);
+    set_num_threads(1);
     PipelineConfig pc;
     MixupConfig mc;
     DatasetPtr ds;

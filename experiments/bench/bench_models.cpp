@@ -8,7 +8,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "core/cpu/parallel.h"
+#include "core/backend.h"
 #include "core/scion.h"
 #include "nn/model.h"
 
@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   try {
-    cpu::set_num_threads(threads);
+    set_num_threads(threads);
     for (const std::string& s : sets) {
       auto eq = s.find('=');
       SCION_CHECK(eq != std::string::npos, "--set ", s, ": expected key=value");

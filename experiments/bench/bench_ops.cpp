@@ -10,7 +10,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "core/cpu/parallel.h"
+#include "core/backend.h"
 #include "core/scion.h"
 
 using namespace scion;
@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   try {
-    cpu::set_num_threads(threads);
+    set_num_threads(threads);
     std::ifstream in(cases_path);
     SCION_CHECK(in.good(), cases_path, ": cannot open");
     json cases = json::parse(in);

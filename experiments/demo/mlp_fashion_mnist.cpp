@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "core/cpu/parallel.h"
+#include "core/backend.h"
 #include "core/scion.h"
 #include "data/idx.h"
 
@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   try {
-    cpu::set_num_threads(threads);
+    set_num_threads(threads);
     auto train = data::load_mnist(root, "train");
     auto test = data::load_mnist(root, "test");
     Tensor xtr = prepare(train.images), ytr = train.labels.to(DType::i64);

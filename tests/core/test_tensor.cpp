@@ -2,7 +2,7 @@
 // copies, dtype conversion (bf16 rounding), the caching allocator and the counter-based RNG.
 #include <cstring>
 
-#include "core/cpu/parallel.h"
+#include "core/backend.h"
 #include "tests/support.h"
 
 using namespace scion;
@@ -102,11 +102,11 @@ TEST_CASE("in-place helpers", "[tensor]") {
 
 TEST_CASE("RNG is counter-based: same seed, same numbers, on any thread count", "[tensor][rng]") {
   auto draw = [](int threads) {
-    cpu::set_num_threads(threads);
+    set_num_threads(threads);
     Generator g(42);
     Tensor u = rand({100000}, DType::f32, g);
     Tensor n = randn({100000}, DType::f32, g);
-    cpu::set_num_threads(0);
+    set_num_threads(0);
     return std::make_pair(u.to_vector(), n.to_vector());
   };
   auto one = draw(1), two = draw(2);
