@@ -33,8 +33,8 @@ Backend& backend_for(const char* op, std::initializer_list<const Tensor*> inputs
     if (first == nullptr)
       first = t;
     else if (t->device() != first->device())
-      throw InputError(std::string(op) + ": inputs on different devices (" +
-                       first->device().str() + " and " + t->device().str() + ")");
+      throw InputError(std::string(op) + ": inputs on different devices (" + first->device().str() +
+                       " and " + t->device().str() + ")");
   }
   return backend(first ? first->device() : Device{});
 }

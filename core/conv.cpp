@@ -62,13 +62,13 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in,
   // NHWC when the input is, unless it is also plain contiguous (C == 1 or H == W == 1).
   bool cl = x.dtype() != DType::f64 && is_channels_last(x) && !x.is_contiguous();
   ConvShape cs{opt.stride.first,
-                    opt.stride.second,
-                    opt.padding.first,
-                    opt.padding.second,
-                    opt.dilation.first,
-                    opt.dilation.second,
-                    groups,
-                    cl};
+               opt.stride.second,
+               opt.padding.first,
+               opt.padding.second,
+               opt.dilation.first,
+               opt.dilation.second,
+               groups,
+               cl};
   int64_t oh = (h + 2 * cs.pad_h - cs.dil_h * (kh - 1) - 1) / cs.stride_h + 1;
   int64_t ow = (wd + 2 * cs.pad_w - cs.dil_w * (kw - 1) - 1) / cs.stride_w + 1;
   SCION_CHECK(oh > 0 && ow > 0, "conv2d: input ", shape_str(x.shape()), " is smaller than kernel ",

@@ -114,14 +114,13 @@ namespace {
 // and a non-empty image (a PNM header may announce 0 x 0).
 void stb_size(const std::vector<uint8_t>& bytes, const std::string& name, int& w, int& h) {
   int comp = 0;
-  if (bytes.size() > size_t(INT32_MAX))
-    throw InputError(name + ": image file larger than 2 GiB");
+  if (bytes.size() > size_t(INT32_MAX)) throw InputError(name + ": image file larger than 2 GiB");
   if (!stbi_info_from_memory(bytes.data(), int(bytes.size()), &w, &h, &comp))
     throw InputError(name + ": corrupt or unsupported image (" + stbi_failure_reason() +
                      "; JPEG and PNG are read)");
   if (w <= 0 || h <= 0)
-    throw InputError(detail::str_cat(name, ": the header announces an empty image (", w, " x ", h,
-                                     ")"));
+    throw InputError(
+        detail::str_cat(name, ": the header announces an empty image (", w, " x ", h, ")"));
 }
 
 }  // namespace

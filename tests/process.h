@@ -24,7 +24,7 @@ inline std::string read_text(const std::string& path) {
 inline pid_t spawn_program(const std::string& program, const std::vector<std::string>& args,
                            const std::string& log) {
   std::remove(log.c_str());  // a stale log from an earlier run must not be mistaken for this one's
-  std::fflush(nullptr);  // or the child would write the parent's buffered output again
+  std::fflush(nullptr);      // or the child would write the parent's buffered output again
   pid_t pid = fork();
   if (pid == 0) {
     FILE* f = std::freopen(log.c_str(), "w", stdout);

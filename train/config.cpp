@@ -321,8 +321,9 @@ Config parse_config(const std::string& text, const std::string& source,
   }
   if (!root || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
   if (!root.IsMap())
-    throw InputError(source + ": expected a mapping of sections (seed, model, data, train, ...) "
-                              "at the top level, got a " +
+    throw InputError(source +
+                     ": expected a mapping of sections (seed, model, data, train, ...) "
+                     "at the top level, got a " +
                      (root.IsSequence() ? std::string("list") : std::string("single value")));
   try {
     for (const auto& o : overrides) apply_override(root, o, source);

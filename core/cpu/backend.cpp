@@ -11,18 +11,11 @@ namespace scion {
 
 namespace {
 
-// t (N, C, H, W) as an f32 copy in the same memory format.
-Tensor widen_keep_layout(const Tensor& t, bool channels_last) {
-  if (!channels_last) return t.to(DType::f32).contiguous();
-  Tensor out = empty({t.size(0), t.size(2), t.size(3), t.size(1)}, DType::f32).permute({0, 3, 1, 2});
+// An f32 copy of t in the same memory format (NCHW or NHWC).
+Tensor widen(const Tensor& t) {
+  Tensor out = empty_like(t, DType::f32);
   out.copy_(t);
   return out;
-}
-
-Tensor empty_keep_layout(const Tensor& like, DType dt, bool channels_last) {
-  const Shape& s = like.shape();
-  if (!channels_last || s.size() != 4) return empty(s, dt);
-  return empty({s[0], s[2], s[3], s[1]}, dt).permute({0, 3, 1, 2});
 }
 
 // oneDNN 2.6's bf16 depthwise kernels are 2-3x slower than its f32 ones here, so bf16 depthwise
@@ -93,8 +86,8 @@ class CpuBackend final : public Backend {
       cpu::conv2d_reference(x, w, y, cs);
       if (b.defined()) Tensor(y).add_(b.reshape({1, o, 1, 1}));
     } else if (bf16_depthwise(w, cs, x.dtype())) {
-      Tensor y32 = empty_keep_layout(y, DType::f32, cs.channels_last);
-      cpu::conv2d_forward(widen_keep_layout(x, cs.channels_last), w.to(DType::f32),
+      Tensor y32 = empty_like(y, DType::f32);
+      cpu::conv2d_forward(widen(x), w.to(DType::f32),
                           b.defined() ? b.to(DType::f32).contiguous() : Tensor(), y32, cs);
       Tensor(y).copy_(y32);
     } else if (x.dtype() == DType::f32 || !b.defined()) {
@@ -109,9 +102,8 @@ class CpuBackend final : public Backend {
     if (dy.dtype() == DType::f64) {
       cpu::conv2d_backward_data_reference(dy, w, dx, cs);
     } else if (bf16_depthwise(w, cs, dy.dtype())) {
-      Tensor dx32 = empty_keep_layout(dx, DType::f32, cs.channels_last);
-      cpu::conv2d_backward_data(widen_keep_layout(dy, cs.channels_last), w.to(DType::f32), dx32,
-                                cs);
+      Tensor dx32 = empty_like(dx, DType::f32);
+      cpu::conv2d_backward_data(widen(dy), w.to(DType::f32), dx32, cs);
       Tensor(dx).copy_(dx32);
     } else {
       cpu::conv2d_backward_data(dy, w, dx, cs);
@@ -123,8 +115,7 @@ class CpuBackend final : public Backend {
       cpu::conv2d_backward_weights_reference(x, dy, dw, cs);
     } else if (bf16_depthwise(dw, cs, x.dtype())) {
       Tensor dw32 = empty(dw.shape(), DType::f32);
-      cpu::conv2d_backward_weights(widen_keep_layout(x, cs.channels_last),
-                                   widen_keep_layout(dy, cs.channels_last), dw32, Tensor(), cs);
+      cpu::conv2d_backward_weights(widen(x), widen(dy), dw32, Tensor(), cs);
       Tensor(dw).copy_(dw32);
     } else {
       cpu::conv2d_backward_weights(x, dy, dw, Tensor(), cs);

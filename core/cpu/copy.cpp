@@ -1,5 +1,6 @@
-// Copies, dtype conversion, fills (constant and random) and in-place scaling on the CPU: strided loops over broadcast
-// byte strides (core/cpu/loops.h), with an AVX-512 path for dense f32 <-> bf16 conversion.
+// Copies, dtype conversion, fills (constant and random) and in-place scaling on the CPU: strided
+// loops over broadcast byte strides (core/cpu/loops.h), with an AVX-512 path for dense
+// f32 <-> bf16 conversion.
 #include "core/cpu/kernels.h"
 #include "core/cpu/loops.h"
 #include "core/cpu/vec_math.h"
@@ -22,10 +23,10 @@ bool fast_convert(const Tensor& dst, const Tensor& src) {
       __mmask16 m = vec::tail_mask(e - i);
       if (src.dtype() == DType::f32)
         vec::store(static_cast<BFloat16*>(dst.raw_data()) + i,
-                        vec::load(static_cast<const float*>(src.raw_data()) + i, m), m);
+                   vec::load(static_cast<const float*>(src.raw_data()) + i, m), m);
       else
         vec::store(static_cast<float*>(dst.raw_data()) + i,
-                        vec::load(static_cast<const BFloat16*>(src.raw_data()) + i, m), m);
+                   vec::load(static_cast<const BFloat16*>(src.raw_data()) + i, m), m);
     }
   });
   return true;
@@ -36,9 +37,9 @@ bool fast_convert(const Tensor& dst, const Tensor& src) {
 
 template <class D, class S>
 void convert_loop(const Tensor& dst, const Tensor& src) {
-  Operands<2> ops{{static_cast<char*>(dst.raw_data()), static_cast<char*>(src.raw_data())},
-                       {broadcast_byte_strides(dst, dst.shape()),
-                        broadcast_byte_strides(src, dst.shape())}};
+  Operands<2> ops{
+      {static_cast<char*>(dst.raw_data()), static_cast<char*>(src.raw_data())},
+      {broadcast_byte_strides(dst, dst.shape()), broadcast_byte_strides(src, dst.shape())}};
   for_each_strided<2>(dst.shape(), ops, [](std::array<char*, 2> p, int64_t n, auto st) {
     D* d = reinterpret_cast<D*>(p[0]);
     const S* s = reinterpret_cast<const S*>(p[1]);
@@ -66,7 +67,8 @@ void fill(const Tensor& dst, double value) {
   dispatch_all(dst.dtype(), [&](auto tag) {
     using T = decltype(tag);
     T v = T(acc_t<T>(value));
-    Operands<1> ops{{static_cast<char*>(dst.raw_data())}, {broadcast_byte_strides(dst, dst.shape())}};
+    Operands<1> ops{{static_cast<char*>(dst.raw_data())},
+                    {broadcast_byte_strides(dst, dst.shape())}};
     for_each_strided<1>(dst.shape(), ops, [v](std::array<char*, 1> p, int64_t n, auto st) {
       for (int64_t i = 0; i < n; ++i) *reinterpret_cast<T*>(p[0] + i * st[0]) = v;
     });
@@ -113,7 +115,8 @@ void scale(const Tensor& dst, double value) {
     using T = decltype(tag);
     using A = acc_t<T>;
     A v = A(value);
-    Operands<1> ops{{static_cast<char*>(dst.raw_data())}, {broadcast_byte_strides(dst, dst.shape())}};
+    Operands<1> ops{{static_cast<char*>(dst.raw_data())},
+                    {broadcast_byte_strides(dst, dst.shape())}};
     for_each_strided<1>(dst.shape(), ops, [v](std::array<char*, 1> p, int64_t n, auto st) {
       for (int64_t i = 0; i < n; ++i) {
         T* d = reinterpret_cast<T*>(p[0] + i * st[0]);

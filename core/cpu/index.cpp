@@ -50,13 +50,12 @@ Tensor index_copy(const Tensor& src, int64_t dim, const std::vector<int64_t>& id
 template <bool kScatter>
 Tensor gather_scatter(const Tensor& src, int64_t dim, const Tensor& index, const Shape& out_shape) {
   Tensor s = src.contiguous();
-  Tensor ix = index.to(DType::i64).contiguous();
   Tensor out = kScatter ? zeros(out_shape, src.dtype()) : empty(index.shape(), src.dtype());
   const Shape& is = index.shape();
   const Shape& big = kScatter ? out_shape : src.shape();  // the tensor indexed along dim
   Shape big_strides = contiguous_strides(big);
   int64_t nd = int64_t(is.size()), n = index.numel();
-  const int64_t* ip = ix.data<int64_t>();
+  const int64_t* ip = index.data<int64_t>();  // i64 and contiguous (the ops' contract)
   dispatch_all(src.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* sp = s.data<T>();

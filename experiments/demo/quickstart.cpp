@@ -57,7 +57,9 @@ std::vector<nlohmann::json> read_metrics(const std::string& dir) {
   return out;
 }
 
-bool exists(const std::string& path) { return std::ifstream(path).good(); }
+bool exists(const std::string& path) {
+  return std::ifstream(path).good();
+}
 
 // One stage of the demo: a training run in its own folder. A finished stage is kept (its
 // summary.json is written last); an interrupted one resumes from its last.safetensors; a stage
@@ -139,7 +141,8 @@ int main(int argc, char** argv) {
       return status;
     };
     char title[160];
-    std::snprintf(title, sizeof title, "1/3 teacher: ViT 192 x 6 blocks, %lld epochs on %lld images",
+    std::snprintf(title, sizeof title,
+                  "1/3 teacher: ViT 192 x 6 blocks, %lld epochs on %lld images",
                   (long long)teacher_epochs, (long long)teacher_subset);
     if (int st = stages.run(teacher, title, false)) return stop(st, "stage 1/3 (teacher)");
     // Students: embed 96, depth 3 (3 heads of 32), same recipe, on a small subset.

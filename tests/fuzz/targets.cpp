@@ -19,8 +19,8 @@ namespace scion::fuzz {
 namespace {
 
 // A failed property: a bug, never the input's fault; escapes like any non-InputError exception.
-#define FUZZ_EXPECT(cond, what)                                                      \
-  do {                                                                               \
+#define FUZZ_EXPECT(cond, what)                                                        \
+  do {                                                                                 \
     if (!(cond)) throw std::logic_error(std::string("fuzz property failed: ") + what); \
   } while (0)
 
@@ -32,7 +32,10 @@ const std::string& scratch() {
     if (d == nullptr) throw std::runtime_error("mkdtemp failed");
     std::string path = d;
     static std::string to_remove = path;
-    atexit([] { std::error_code ec; std::filesystem::remove_all(to_remove, ec); });
+    atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(to_remove, ec);
+    });
     return path;
   }();
   return dir;
@@ -103,7 +106,8 @@ void config(const uint8_t* data, size_t size) {
     train::Config c = train::parse_config(yaml, "fuzz.yaml", overrides);
     std::string text = train::to_yaml(c);
     std::string again = train::to_yaml(train::parse_config(text, "round trip"));
-    FUZZ_EXPECT(again == text, "to_yaml round trip changed the config:\n" + text + "\n---\n" + again);
+    FUZZ_EXPECT(again == text,
+                "to_yaml round trip changed the config:\n" + text + "\n---\n" + again);
   });
 }
 
@@ -111,8 +115,7 @@ void cifar(const uint8_t* data, size_t size) {
   const std::string root10 = scratch() + "/cifar10", root100 = scratch() + "/cifar100";
   write(root10 + "/cifar-10-batches-bin/test_batch.bin", data, size);
   write(root100 + "/test.bin", data, size);
-  for (const auto& kind_root :
-       {std::pair{"cifar10", root10}, std::pair{"cifar100", root100}}) {
+  for (const auto& kind_root : {std::pair{"cifar10", root10}, std::pair{"cifar100", root100}}) {
     expect_input_error_or_success([&] {
       const auto& [kind, root] = kind_root;
       data::DatasetPtr d = data::open_dataset(kind, root, "val");
@@ -158,7 +161,8 @@ void image(const uint8_t* data, size_t size) {
   expect_input_error_or_success([&] {
     int w = 0, h = 0;
     data::image_size(bytes, "fuzz image", w, h);
-    FUZZ_EXPECT(w > 0 && h > 0, "image_size returned " + std::to_string(w) + "x" + std::to_string(h));
+    FUZZ_EXPECT(w > 0 && h > 0,
+                "image_size returned " + std::to_string(w) + "x" + std::to_string(h));
     data::Image full = data::decode_image(bytes, "fuzz image", 0, 0, max_pixels);
     FUZZ_EXPECT(full.width == w && full.height == h && full.channels == 3 &&
                     full.pixels.size() == size_t(w) * h * 3,
@@ -173,8 +177,8 @@ void image(const uint8_t* data, size_t size) {
 
 const std::vector<NamedTarget>& targets() {
   static const std::vector<NamedTarget> all = {
-      {"safetensors", safetensors}, {"config", config}, {"cifar", cifar},
-      {"idx", idx},                 {"tiny_imagenet", tiny_imagenet}, {"image", image}};
+      {"safetensors", safetensors},     {"config", config}, {"cifar", cifar}, {"idx", idx},
+      {"tiny_imagenet", tiny_imagenet}, {"image", image}};
   return all;
 }
 

@@ -15,9 +15,20 @@ namespace {
 const std::string kFashion = "/usr/share/datasets/fashion-mnist";
 
 std::vector<std::string> args(const std::string& out) {
-  return {"--data",          kFashion, "--out",     out,   "--teacher-epochs", "2",
-          "--teacher-subset", "1024",  "--student-epochs", "2", "--subset", "512",
-          "--val-subset",     "500"};
+  return {"--data",
+          kFashion,
+          "--out",
+          out,
+          "--teacher-epochs",
+          "2",
+          "--teacher-subset",
+          "1024",
+          "--student-epochs",
+          "2",
+          "--subset",
+          "512",
+          "--val-subset",
+          "500"};
 }
 
 // The result lines: the per-epoch table and the teacher's line.
@@ -54,8 +65,8 @@ TEST_CASE("quickstart: interrupted in stage 1 or 2, a rerun continues to the uni
           "[train][runs][quickstart]") {
   SCION_REQUIRE_DATA(kFashion);
   const std::string dir = test::temp_dir();
-  REQUIRE(test::wait_status(test::spawn_program("quickstart", args(dir + "/plain"),
-                                                dir + "/plain.log")) == 0);
+  REQUIRE(test::wait_status(
+              test::spawn_program("quickstart", args(dir + "/plain"), dir + "/plain.log")) == 0);
   const std::string expected = table(dir + "/plain.log");
   INFO(test::read_text(dir + "/plain.log"));
   REQUIRE(expected.find("| 2 |") != std::string::npos);
