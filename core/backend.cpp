@@ -9,6 +9,13 @@ namespace scion {
 namespace cpu {
 Backend& backend();  // core/cpu/backend.cpp
 }
+namespace reference {
+Backend& backend();  // core/reference/backend.cpp
+}
+
+Backend& reference_backend() {
+  return reference::backend();
+}
 
 void set_num_threads(int n) {
   cpu::set_num_threads(n);
@@ -21,6 +28,8 @@ Backend& backend(Device device) {
   switch (device.type) {
     case DeviceType::cpu:
       return cpu::backend();
+    case DeviceType::reference:
+      return reference::backend();
     default:
       throw Error("no backend for device " + device.str() + " in this build");
   }

@@ -5,7 +5,7 @@
 //
 // Adding an op: declare it in core/ops.h, write the op with its gradient in core/<topic>.cpp, add
 // its kernel here and in each backend (core/cpu/backend.cpp, core/reference/backend.cpp), and
-// test it (tests/core/: golden, gradient check, backend-ops grid).
+// test it (tests/core/: golden, gradient check, a line in test_backend_ops.cpp).
 #pragma once
 
 #include <initializer_list>
@@ -19,6 +19,15 @@ namespace scion {
 enum class BinaryOp { add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge };
 enum class UnaryOp { neg, exp, log, sqrt, rsqrt, tanh, erf, relu, sigmoid, gelu_erf, gelu_tanh };
 
+// One AdamW (torch.optim.AdamW) or SGD (torch.optim.SGD, coupled weight decay) update.
+struct OptimStep {
+  double lr = 0, weight_decay = 0;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // AdamW
+  int64_t step = 1;                               // AdamW bias correction: 1-based step count
+  double momentum = 0;                            // SGD
+  bool nesterov = false;                          // SGD
+};
+
 // Convolution geometry shared by the conv2d kernels.
 struct ConvShape {
   int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
@@ -30,8 +39,13 @@ class Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
 
+  // Storage for this device's memory (Storage calls these; sizes in bytes).
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void release(void* p, size_t bytes) = 0;
+
   // Memory: dst = src broadcast to dst's shape with dtype conversion; fill; dst += alpha * src;
-  // dst *= value (dst any strided view, floating for the last two).
+  // dst *= value (dst any strided view, floating for the last two). copy also moves data between
+  // this device and the CPU (one of dst, src on this device, the other on cpu).
   virtual void copy(const Tensor& dst, const Tensor& src) = 0;
   virtual void fill(const Tensor& dst, double value) = 0;
   virtual void add_scaled(const Tensor& dst, const Tensor& src, double alpha) = 0;
@@ -88,10 +102,25 @@ class Backend {
   virtual void softmax_forward(bool log, int64_t dim, const Tensor& x, const Tensor& y) = 0;
   virtual void softmax_backward(bool log, int64_t dim, const Tensor& y, const Tensor& dy,
                                 const Tensor& dx) = 0;
+
+  // Cross-entropy of contiguous logits (N, C) against a target distribution q (N, C), both of one
+  // floating dtype: lp = log_softmax(logits) (allocated by the caller) and the mean loss
+  // -1/N sum q * lp as a scalar tensor of that dtype.
+  virtual Tensor cross_entropy(const Tensor& logits, const Tensor& q, const Tensor& lp) = 0;
+
+  // Optimizer updates on contiguous f32 parameters, in place: AdamW (m, v: its moments) and SGD
+  // (m: the momentum buffer; `step` 1 starts it as torch does). g is contiguous f32.
+  virtual void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
+                          const OptimStep& s) = 0;
+  virtual void sgd_step(const Tensor& p, const Tensor& g, const Tensor& m, const OptimStep& s) = 0;
+  // sum x^2 over a contiguous f32 tensor, accumulated in f64 (gradient-norm clipping).
+  virtual double sum_squares(const Tensor& x) = 0;
 };
 
-// The backend of a device (an Error for a device this build has no backend for).
+// The backend of a device (an Error for a device this build has no backend for); the reference
+// backend is also reachable by name for the CPU backend's f64 kernels.
 Backend& backend(Device device);
+Backend& reference_backend();
 
 // The backend of the inputs' common device; `op` names the op when defined inputs sit on
 // different devices (an InputError naming both).

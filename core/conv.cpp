@@ -25,9 +25,9 @@ Tensor to_channels_last(const Tensor& t) {
   return t.permute({0, 2, 3, 1}).contiguous().permute({0, 3, 1, 2});
 }
 
-Tensor empty_like_layout(const Shape& s, DType dt, bool channels_last) {
-  if (!channels_last) return empty(s, dt);
-  return empty({s[0], s[2], s[3], s[1]}, dt).permute({0, 3, 1, 2});
+Tensor empty_like_layout(const Shape& s, DType dt, bool channels_last, Device dev) {
+  if (!channels_last) return empty(s, dt, dev);
+  return empty({s[0], s[2], s[3], s[1]}, dt, dev).permute({0, 3, 1, 2});
 }
 
 }  // namespace
@@ -75,7 +75,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in,
               kh, "x", kw, " (after padding and dilation)");
   Tensor xc = cl ? x.detach() : x.detach().contiguous(), wc = w.detach().contiguous();
   Backend& be = backend_for("conv2d", {&x, &w, &b});
-  Tensor y = empty_like_layout({n, o, oh, ow}, x.dtype(), cl);
+  Tensor y = empty_like_layout({n, o, oh, ow}, x.dtype(), cl, x.device());
   be.conv2d_forward(xc, wc, b.defined() ? b.detach() : Tensor(), y, cs);
   if (any_requires_grad({&x, &w, &b})) {
     bool nx = x.requires_grad(), nw = w.requires_grad(), nb = b.defined() && b.requires_grad();
@@ -83,11 +83,11 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in,
       Tensor g = cl ? to_channels_last(gy) : gy.contiguous();
       Tensor gx, gw, gb;
       if (nx) {
-        gx = empty_like_layout(xc.shape(), xc.dtype(), cl);
+        gx = empty_like_layout(xc.shape(), xc.dtype(), cl, xc.device());
         be.conv2d_backward_data(g, wc, gx, cs);
       }
       if (nw) {
-        gw = empty(wc.shape(), wc.dtype());
+        gw = empty(wc.shape(), wc.dtype(), wc.device());
         be.conv2d_backward_weights(xc, g, gw, cs);
       }
       if (nb) gb = sum(g, {0, 2, 3});

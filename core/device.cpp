@@ -1,5 +1,9 @@
-// Device names and the one place where the CUDA backend is registered.
+// Device names, parsing and availability.
 #include "core/device.h"
+
+#include <cctype>
+
+#include "core/error.h"
 
 namespace scion {
 
@@ -17,7 +21,38 @@ int cuda_device_count() {
 #endif
 
 std::string Device::str() const {
-  return type == DeviceType::cpu ? "cpu" : "cuda:" + std::to_string(index);
+  switch (type) {
+    case DeviceType::cpu:
+      return "cpu";
+    case DeviceType::reference:
+      return "reference";
+    case DeviceType::cuda:
+      break;
+  }
+  return "cuda:" + std::to_string(index);
+}
+
+Device parse_device(const std::string& name, const std::string& what) {
+  if (name == "cpu") return Device{DeviceType::cpu, 0};
+  if (name == "reference") return Device{DeviceType::reference, 0};
+  if (name == "cuda") return Device{DeviceType::cuda, 0};
+  if (name.rfind("cuda:", 0) == 0 && name.size() > 5 && name.size() <= 8) {
+    bool digits = true;
+    for (size_t i = 5; i < name.size(); ++i)
+      digits = digits && std::isdigit((unsigned char)name[i]);
+    if (digits) return Device{DeviceType::cuda, std::stoi(name.substr(5))};
+  }
+  throw InputError(what + ": unknown device '" + name +
+                   "' (expected cpu, cuda, cuda:N or reference)");
+}
+
+void check_device_available(Device device, const std::string& what) {
+  if (device.type != DeviceType::cuda) return;
+  // The CUDA kernels (core/cuda/) are not written yet: only the runtime query is built.
+  throw InputError(what + ": device '" + device.str() +
+                   "' is not available: this build has no CUDA backend yet (" +
+                   std::to_string(cuda_device_count()) +
+                   " GPU(s) visible); use cpu, or reference for the plain f64 kernels");
 }
 
 }  // namespace scion

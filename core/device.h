@@ -1,26 +1,38 @@
-// Where a tensor's storage lives. Only the CPU backend exists in this build of the core; `cuda`
-// is reserved for core/cuda/ and reported as unavailable when no GPU or no CUDA build is present.
+// Where a tensor's storage lives, and the backend that runs its kernels (core/backend.h).
+//   cpu        host memory, the optimized kernels of core/cpu/
+//   reference  host memory, the plain f64 kernels of core/reference/: a second backend that checks
+//              the first op by op (tests/core/test_backend_ops.cpp) and a slow debugging device
+//   cuda:N     GPU N, the kernels of core/cuda/ (issue 14; a clear error until that backend exists)
 #pragma once
 
 #include <string>
 
 namespace scion {
 
-enum class DeviceType { cpu, cuda };
+enum class DeviceType { cpu, cuda, reference };
 
 struct Device {
   DeviceType type = DeviceType::cpu;
   int index = 0;
   bool operator==(const Device& o) const { return type == o.type && index == o.index; }
   bool operator!=(const Device& o) const { return !(*this == o); }
-  std::string str() const;
+  std::string str() const;  // "cpu", "cuda:0", "reference"
+  // Host memory: the CPU can read and write it directly (cpu and reference).
+  bool is_host() const { return type != DeviceType::cuda; }
 };
 
 inline Device cpu_device() {
   return Device{};
 }
 
+// "cpu", "reference", "cuda" (= cuda:0) or "cuda:N"; an InputError naming `what` otherwise.
+Device parse_device(const std::string& name, const std::string& what = "device");
+
 // Number of usable CUDA devices: 0 in a CPU-only build or on a machine without a GPU.
 int cuda_device_count();
+
+// An InputError naming `what` when this build or machine cannot run `device` (cuda without its
+// backend or without a GPU).
+void check_device_available(Device device, const std::string& what = "device");
 
 }  // namespace scion

@@ -74,7 +74,7 @@ Tensor unary_op(UnaryOp op, const char* name, const Tensor& x, F fn) {
 }
 
 Tensor scalar_like(double v, const Tensor& t) {
-  return scalar_tensor(v, is_floating(t.dtype()) ? t.dtype() : DType::f32);
+  return scalar_tensor(v, is_floating(t.dtype()) ? t.dtype() : DType::f32, t.device());
 }
 
 using Pair = std::pair<Tensor, Tensor>;

@@ -27,7 +27,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
                   " outside dim ", dim);
     shape[dim] += x.shape()[dim];
   }
-  Tensor out = empty(shape, first.dtype());
+  Tensor out = empty(shape, first.dtype(), first.device());
   Shape sizes;
   {
     NoGradGuard ng;

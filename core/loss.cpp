@@ -7,39 +7,37 @@
 
 #include "core/autocast.h"
 #include "core/autograd.h"
+#include "core/backend.h"
 #include "core/ops.h"
 
 namespace scion {
 
 namespace {
 
-// q as a dense (N, C) tensor in dtype dt.
-Tensor target_distribution(const Tensor& target, int64_t n, int64_t c, double s, DType dt) {
-  Tensor q;
+// q as a dense (N, C) tensor in dtype dt on the logits' device: the soft target, or the one-hot of
+// the class indices (scattered by the backend), mixed with the uniform distribution when s > 0.
+Tensor target_distribution(const Tensor& target, int64_t n, int64_t c, double s, DType dt,
+                           Device device) {
+  NoGradGuard ng;
   if (is_floating(target.dtype())) {
     SCION_CHECK(target.shape() == Shape({n, c}), "cross_entropy: soft target must be (", n, ", ", c,
                 "), got ", shape_str(target.shape()));
-    q = target.detach().to(DType::f64).contiguous().clone();
-    if (s > 0) {
-      double* p = q.data<double>();
-      for (int64_t i = 0; i < n * c; ++i) p[i] = (1 - s) * p[i] + s / double(c);
-    }
-  } else {
-    SCION_CHECK(target.dim() == 1 && target.size(0) == n,
-                "cross_entropy: class-index target must "
-                "be (",
-                n, "), got ", shape_str(target.shape()));
-    std::vector<double> labels = target.to_vector();
-    q = full({n, c}, s / double(c), DType::f64);
-    double* p = q.data<double>();
-    for (int64_t i = 0; i < n; ++i) {
-      int64_t y = int64_t(labels[size_t(i)]);
-      SCION_CHECK(y >= 0 && y < c, "cross_entropy: target ", y, " at row ", i, " out of range for ",
-                  c, " classes");
-      p[i * c + y] += 1.0 - s;
-    }
+    Tensor q = target.to(device).to(dt).contiguous();
+    return s > 0 ? q * (1 - s) + s / double(c) : q;
   }
-  return q.to(dt);
+  SCION_CHECK(target.dim() == 1 && target.size(0) == n,
+              "cross_entropy: class-index target must be (", n, "), got ",
+              shape_str(target.shape()));
+  Tensor labels = target.to(device).to(DType::i64).contiguous();
+  if (n > 0) {
+    Tensor l = labels.to(DType::f64);
+    double lo = -max(neg(l)).item(), hi = max(l).item();
+    SCION_CHECK(lo >= 0 && hi < double(c), "cross_entropy: target ",
+                lo < 0 ? int64_t(lo) : int64_t(hi), " out of range for ", c, " classes");
+  }
+  Tensor on = full({n, 1}, 1.0 - s, dt, device);
+  Tensor q = backend(device).scatter_add(on, 1, labels.view({n, 1}), {n, c});
+  return s > 0 ? q + s / double(c) : q;
 }
 
 }  // namespace
@@ -49,24 +47,16 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target, double label
   SCION_CHECK(logits.dim() == 2, "cross_entropy: logits must be (N, C), got ",
               shape_str(logits.shape()));
   SCION_CHECK(label_smoothing >= 0 && label_smoothing <= 1,
-              "cross_entropy: label_smoothing must "
-              "be in [0, 1], got ",
-              label_smoothing);
+              "cross_entropy: label_smoothing must be in [0, 1], got ", label_smoothing);
   int64_t n = logits.size(0), c = logits.size(1);
   SCION_CHECK(n > 0, "cross_entropy: empty batch");
   // Losses are computed in f32 at least (f64 stays f64), as autocast does for bf16 logits.
   DType dt = logits.dtype() == DType::f64 ? DType::f64 : DType::f32;
-  Tensor lp;
-  {
-    NoGradGuard ng;
-    lp = log_softmax(logits.detach().to(dt), 1);
-  }
-  Tensor q = target_distribution(target, n, c, label_smoothing, dt);
-  Tensor loss;
-  {
-    NoGradGuard ng;
-    loss = sum(mul(q, lp)) * (-1.0 / double(n));
-  }
+  Backend& be = backend_for("cross_entropy", {&logits});
+  Tensor q = target_distribution(target, n, c, label_smoothing, dt, logits.device());
+  Tensor x = logits.detach().to(dt).contiguous();
+  Tensor lp = empty({n, c}, dt, logits.device());
+  Tensor loss = be.cross_entropy(x, q, lp);
   // Soft targets get a gradient too (d loss / d q = -(1 - s) log p / N), as in torch.
   Tensor soft = is_floating(target.dtype()) ? target : Tensor();
   if (any_requires_grad({&logits, &soft})) {
@@ -88,7 +78,8 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   SCION_CHECK(p >= 0 && p <= 1, "dropout: p must be in [0, 1], got ", p);
   if (!training || p == 0) return x;
   if (p == 1) return x * 0.0;
-  Tensor mask = bernoulli(x.shape(), 1.0 - p, is_floating(x.dtype()) ? x.dtype() : DType::f32, gen);
+  Tensor mask = bernoulli(x.shape(), 1.0 - p, is_floating(x.dtype()) ? x.dtype() : DType::f32, gen,
+                          x.device());
   return x * (mask * (1.0 / (1.0 - p)));
 }
 

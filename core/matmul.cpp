@@ -44,10 +44,10 @@ Tensor mm(const Tensor& a, const Tensor& b) {
   Shape out_shape = batch;
   out_shape.push_back(m);
   out_shape.push_back(n);
-  if (bn * m * n == 0) return zeros(out_shape, a.dtype());
-  if (k == 0) return zeros(out_shape, a.dtype());
+  if (bn * m * n == 0) return zeros(out_shape, a.dtype(), a.device());
+  if (k == 0) return zeros(out_shape, a.dtype(), a.device());
   Tensor a3 = as_batched(a, batch, bn), b3 = as_batched(b, batch, bn);
-  Tensor out = empty({bn, m, n}, a.dtype());
+  Tensor out = empty({bn, m, n}, a.dtype(), a.device());
   backend_for("matmul", {&a, &b}).matmul(a3, b3, Tensor(), out);
   return out.reshape(out_shape);
 }
@@ -105,7 +105,7 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
   Tensor x2 = x.detach().reshape({-1, in});
   if (x2.strides()[1] != 1 && x2.strides()[0] != 1) x2 = x2.contiguous();
   int64_t m = x2.size(0);
-  Tensor y = empty({m, out_f}, x.dtype());
+  Tensor y = empty({m, out_f}, x.dtype(), x.device());
   Tensor wd = w.detach(), bd = b.defined() ? b.detach() : Tensor();
   if (m > 0)
     backend_for("linear", {&x, &w, &b})

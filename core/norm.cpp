@@ -57,13 +57,13 @@ Tensor softmax_impl(const Tensor& x_in, int64_t dim, bool log) {
   Tensor xv = x.dim() == 0 ? x.reshape({1}) : x;
   Backend& be = backend_for(op, {&x});
   Tensor xc = xv.detach().contiguous();
-  Tensor y = empty(xc.shape(), xc.dtype());
+  Tensor y = empty(xc.shape(), xc.dtype(), xc.device());
   be.softmax_forward(log, dim, xc, y);
   Tensor out = y.reshape(x.shape());
   if (any_requires_grad({&x})) {
     Shape in_shape = x.shape();
     record(out, op, {x}, [=, &be](const Tensor& g) {
-      Tensor dx = empty(y.shape(), y.dtype());
+      Tensor dx = empty(y.shape(), y.dtype(), y.device());
       be.softmax_backward(log, dim, y, g.reshape(xv.shape()).contiguous(), dx);
       return std::vector<Tensor>{dx.reshape(in_shape)};
     });

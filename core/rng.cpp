@@ -167,8 +167,8 @@ Tensor& trunc_normal_(Tensor& t, double mean, double std, double a, double b, Ge
   return t;
 }
 
-Tensor bernoulli(const Shape& shape, double p, DType dtype, Generator& gen) {
-  Tensor t = empty(shape, dtype);
+Tensor bernoulli(const Shape& shape, double p, DType dtype, Generator& gen, Device device) {
+  Tensor t = empty(shape, dtype, device);
   RandomFill r;
   r.kind = RandomKind::bernoulli;
   r.p0 = p;

@@ -63,8 +63,9 @@ Tensor& normal_(Tensor& t, double mean, double std, Generator& gen = default_gen
 // Normal(mean, std) truncated to [a, b] by inverse-CDF sampling, as timm's trunc_normal_.
 Tensor& trunc_normal_(Tensor& t, double mean, double std, double a, double b,
                       Generator& gen = default_generator());
-// A tensor of 0/1 (dtype) with P(1) = p.
-Tensor bernoulli(const Shape& shape, double p, DType dtype, Generator& gen = default_generator());
+// A tensor of 0/1 (dtype) with P(1) = p, on `device`.
+Tensor bernoulli(const Shape& shape, double p, DType dtype, Generator& gen = default_generator(),
+                 Device device = Device{});
 // A random permutation of 0..n-1 (i64), Fisher-Yates.
 Tensor randperm(int64_t n, Generator& gen = default_generator());
 Tensor randn(const Shape& shape, DType dtype = DType::f32, Generator& gen = default_generator());

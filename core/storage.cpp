@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/backend.h"
 #include "core/error.h"
 
 namespace scion {
@@ -117,16 +118,14 @@ size_t CachingAllocator::live_bytes() const {
 
 Storage::Storage(size_t bytes, Device device)
     : data_(nullptr), bytes_(bytes), device_(device), owned_(true) {
-  SCION_ASSERT(device.type == DeviceType::cpu, "this build allocates CPU storage only, asked for ",
-               device.str());
-  data_ = CachingAllocator::cpu().allocate(bytes);
+  data_ = backend(device).allocate(bytes);
 }
 
 Storage::Storage(void* data, size_t bytes, Device device, std::shared_ptr<void> owner)
     : data_(data), bytes_(bytes), device_(device), owned_(false), owner_(std::move(owner)) {}
 
 Storage::~Storage() {
-  if (owned_) CachingAllocator::cpu().release(data_, bytes_);
+  if (owned_) backend(device_).release(data_, bytes_);
 }
 
 }  // namespace scion

@@ -128,6 +128,7 @@ bool Tensor::is_contiguous() const {
 double Tensor::item() const {
   SCION_CHECK(numel() == 1, "item(): expected a one-element tensor, got shape ",
               shape_str(shape()));
+  if (!device().is_host()) return cpu().item();
   return dispatch_all(dtype(), [&](auto tag) {
     using T = decltype(tag);
     return double(acc_t<T>(*static_cast<const T*>(raw_data())));
@@ -135,7 +136,8 @@ double Tensor::item() const {
 }
 
 std::vector<double> Tensor::to_vector() const {
-  Tensor c = contiguous();
+  NoGradGuard ng;
+  Tensor c = device().is_host() ? contiguous() : cpu().contiguous();
   std::vector<double> v(size_t(c.numel()));
   dispatch_all(dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -161,7 +163,7 @@ void Tensor::backward(const Tensor& grad) const {
   } else {
     SCION_CHECK(numel() == 1, "backward() without a gradient needs a one-element tensor, got ",
                 shape_str(shape()));
-    run_backward(*this, ones(shape(), dtype()));
+    run_backward(*this, ones(shape(), dtype(), device()));
   }
 }
 
@@ -229,8 +231,9 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   Tensor out = make_view(*this, sh, st, offset() + start * strides()[d]);
   Shape in_shape = shape();
   DType dt = dtype();
-  record(out, "slice", {*this}, [in_shape, dt, d, start, end, step](const Tensor& g) {
-    Tensor z = zeros(in_shape, dt);
+  Device dev = device();
+  record(out, "slice", {*this}, [in_shape, dt, dev, d, start, end, step](const Tensor& g) {
+    Tensor z = zeros(in_shape, dt, dev);
     z.slice(d, start, end, step).copy_(g);
     return std::vector<Tensor>{z};
   });
@@ -326,7 +329,7 @@ Tensor copy_into(const Tensor& t, Tensor out, const char* name) {
 
 Tensor Tensor::contiguous() const {
   if (is_contiguous()) return *this;
-  return copy_into(*this, empty(shape(), dtype()), "contiguous");
+  return copy_into(*this, empty(shape(), dtype(), device()), "contiguous");
 }
 
 // Like torch's clone(): a dense tensor keeps its memory format.
@@ -348,6 +351,28 @@ Tensor Tensor::to(DType dt) const {
   return out;
 }
 
+Tensor Tensor::to(Device dev) const {
+  if (dev == device()) return *this;
+  Tensor out = empty_like_on(*this, dtype(), dev);
+  {
+    NoGradGuard ng;
+    out.copy_(*this);
+  }
+  Device src = device();
+  record(out, "to", {*this}, [src](const Tensor& g) { return std::vector<Tensor>{g.to(src)}; });
+  return out;
+}
+
+void Tensor::set_data(const Tensor& src) {
+  SCION_CHECK(src.shape() == shape(), "set_data: shape ", shape_str(src.shape()),
+              " for a tensor of ", shape_str(shape()));
+  impl_->storage = src.impl_->storage;
+  impl_->strides = src.impl_->strides;
+  impl_->offset = src.impl_->offset;
+  impl_->dtype = src.impl_->dtype;
+  if (impl_->grad) impl_->grad.reset();
+}
+
 Tensor& Tensor::copy_(const Tensor& src) {
   SCION_CHECK(!requires_grad() || !grad_enabled(),
               "copy_ into a tensor that requires grad while grad mode is on");
@@ -359,7 +384,15 @@ Tensor& Tensor::copy_(const Tensor& src) {
     SCION_CHECK(a == b || a == 1, "copy_: cannot broadcast ", shape_str(src.shape()), " to ",
                 shape_str(shape()));
   }
-  backend_for("copy_", {this, &s}).copy(*this, s);
+  if (s.device() == device()) {
+    backend(device()).copy(*this, s);
+  } else if (s.device().type == DeviceType::cpu) {  // a transfer: the non-CPU backend moves it
+    backend(device()).copy(*this, s);
+  } else if (device().type == DeviceType::cpu) {
+    backend(s.device()).copy(*this, s);
+  } else {  // between two non-CPU devices: through the CPU
+    copy_(s.cpu());
+  }
   return *this;
 }
 
@@ -396,19 +429,19 @@ Tensor empty(const Shape& shape, DType dtype, Device device) {
   return Tensor(impl);
 }
 
-Tensor full(const Shape& shape, double value, DType dtype) {
-  Tensor t = empty(shape, dtype);
+Tensor full(const Shape& shape, double value, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
   t.fill_(value);
   return t;
 }
-Tensor zeros(const Shape& shape, DType dtype) {
-  return full(shape, 0.0, dtype);
+Tensor zeros(const Shape& shape, DType dtype, Device device) {
+  return full(shape, 0.0, dtype, device);
 }
-Tensor ones(const Shape& shape, DType dtype) {
-  return full(shape, 1.0, dtype);
+Tensor ones(const Shape& shape, DType dtype, Device device) {
+  return full(shape, 1.0, dtype, device);
 }
-Tensor scalar_tensor(double value, DType dtype) {
-  return full({}, value, dtype);
+Tensor scalar_tensor(double value, DType dtype, Device device) {
+  return full({}, value, dtype, device);
 }
 bool is_dense(const Tensor& t) {
   std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size)
@@ -424,9 +457,13 @@ bool is_dense(const Tensor& t) {
 }
 
 Tensor empty_like(const Tensor& t, DType dtype) {
-  if (t.is_contiguous() || !is_dense(t)) return empty(t.shape(), dtype);
+  return empty_like_on(t, dtype, t.device());
+}
+
+Tensor empty_like_on(const Tensor& t, DType dtype, Device device) {
+  if (t.is_contiguous() || !is_dense(t)) return empty(t.shape(), dtype, device);
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(size_t(t.numel()) * dtype_size(dtype), Device{});
+  impl->storage = std::make_shared<Storage>(size_t(t.numel()) * dtype_size(dtype), device);
   impl->shape = t.shape();
   impl->strides = t.strides();
   impl->dtype = dtype;
@@ -463,11 +500,12 @@ Tensor from_blob(void* data, const Shape& shape, DType dtype, std::shared_ptr<vo
   return Tensor(impl);
 }
 
-Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype) {
+Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype,
+                   Device device) {
   SCION_CHECK(int64_t(values.size()) == shape_numel(shape), "from_vector: ", values.size(),
               " values for shape ", shape_str(shape));
   Tensor src = from_blob(const_cast<double*>(values.data()), shape, DType::f64);
-  Tensor t = empty(shape, dtype);
+  Tensor t = empty(shape, dtype, device);
   t.copy_(src);
   return t;
 }

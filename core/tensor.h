@@ -102,6 +102,12 @@ class Tensor {
   Tensor contiguous() const;
   Tensor clone() const;
   Tensor to(DType dtype) const;
+  // A copy on `device` (this tensor when already there); gradients flow back to this device.
+  Tensor to(Device device) const;
+  Tensor cpu() const { return to(cpu_device()); }
+  // Points this tensor (and every handle sharing it) at src's data, keeping autograd fields, as
+  // torch's `t.data = src`; shapes must match. Used to move parameters between devices.
+  void set_data(const Tensor& src);
 
   // In-place writes, not recorded by autograd (for optimizers, initializers, accumulators).
   Tensor& copy_(const Tensor& src);  // broadcasts and converts dtype
@@ -117,15 +123,17 @@ class Tensor {
 
 // Creation. Shapes are row-major contiguous; memory is uninitialized for empty().
 Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device{});
-Tensor zeros(const Shape& shape, DType dtype = DType::f32);
-Tensor ones(const Shape& shape, DType dtype = DType::f32);
-Tensor full(const Shape& shape, double value, DType dtype = DType::f32);
-Tensor scalar_tensor(double value, DType dtype = DType::f32);
+Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = Device{});
+Tensor ones(const Shape& shape, DType dtype = DType::f32, Device device = Device{});
+Tensor full(const Shape& shape, double value, DType dtype = DType::f32, Device device = Device{});
+Tensor scalar_tensor(double value, DType dtype = DType::f32, Device device = Device{});
 Tensor arange(double start, double end, double step = 1.0, DType dtype = DType::i64);
-// Like torch's empty_like(preserve_format): a dense tensor (e.g. channels-last) keeps its strides,
-// anything else gets contiguous ones.
+// Like torch's empty_like(preserve_format): on t's device; a dense tensor (e.g. channels-last)
+// keeps its strides, anything else gets contiguous ones.
 Tensor empty_like(const Tensor& t, DType dtype);
 Tensor empty_like(const Tensor& t);
+// The same on another device.
+Tensor empty_like_on(const Tensor& t, DType dtype, Device device);
 // True when t's elements fill one gap-free block of memory in some dimension order (contiguous,
 // or a permutation of a contiguous tensor such as a channels-last view).
 bool is_dense(const Tensor& t);
@@ -134,7 +142,8 @@ Tensor zeros_like(const Tensor& t);
 Tensor from_blob(void* data, const Shape& shape, DType dtype,
                  std::shared_ptr<void> owner = nullptr);
 // Copies values (converted to dtype) into a new tensor of the given shape.
-Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype = DType::f32);
+Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype = DType::f32,
+                   Device device = Device{});
 // A view with explicit strides over t's storage (no autograd); used by kernels and tests.
 Tensor as_strided(const Tensor& t, const Shape& shape, const Shape& strides, int64_t offset);
 

@@ -1,11 +1,11 @@
-// Optimizer updates (fused loops over f32 parameters), gradient clipping, schedules and EMA.
+// Optimizer updates (one fused backend kernel per parameter), gradient clipping, schedules, EMA.
 #include "train/optim.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "core/autograd.h"
-#include "core/cpu/parallel.h"
+#include "core/backend.h"
 
 namespace scion::train {
 
@@ -21,51 +21,33 @@ Optimizer::Optimizer(const nn::Module& model, const OptimizerConfig& cfg,
     SCION_CHECK(p.dtype() == DType::f32 && p.is_contiguous(), "optimizer: parameter ", name,
                 " must be contiguous f32 (master weights)");
     bool decay = p.dim() > 1 && std::find(no_decay.begin(), no_decay.end(), name) == no_decay.end();
-    ParamState s{name, p, decay ? cfg.weight_decay : 0.0, zeros(p.shape()), Tensor()};
-    if (cfg.type == "adamw") s.buf2 = zeros(p.shape());
+    ParamState s{name, p, decay ? cfg.weight_decay : 0.0, zeros(p.shape(), DType::f32, p.device()),
+                 Tensor()};
+    if (cfg.type == "adamw") s.buf2 = zeros(p.shape(), DType::f32, p.device());
     params_.push_back(std::move(s));
   }
 }
 
 void Optimizer::step(double lr) {
   ++step_;
-  const double b1 = cfg_.betas[0], b2 = cfg_.betas[1];
-  const double bc1 = 1.0 - std::pow(b1, double(step_)), bc2 = 1.0 - std::pow(b2, double(step_));
+  OptimStep os;
+  os.lr = lr;
+  os.beta1 = cfg_.betas[0];
+  os.beta2 = cfg_.betas[1];
+  os.eps = cfg_.eps;
+  os.step = step_;
+  os.momentum = cfg_.momentum;
+  os.nesterov = cfg_.nesterov;
   for (ParamState& s : params_) {
     Tensor g = s.param.grad();
     if (!g.defined()) continue;
     Tensor gc = g.dtype() == DType::f32 ? g.contiguous() : g.to(DType::f32).contiguous();
-    float* p = s.param.data<float>();
-    const float* gp = gc.data<float>();
-    float* m = s.buf1.data<float>();
-    const int64_t n = s.param.numel();
-    if (cfg_.type == "adamw") {
-      float* v = s.buf2.data<float>();
-      const float decay = float(1.0 - lr * s.weight_decay), fb1 = float(b1), fb2 = float(b2);
-      const float step_size = float(lr / bc1), inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2)),
-                  eps = float(cfg_.eps);
-      cpu::parallel_for(0, n, 1 << 14, [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i) {
-          float gi = gp[i];
-          m[i] = fb1 * m[i] + (1.0f - fb1) * gi;
-          v[i] = fb2 * v[i] + (1.0f - fb2) * gi * gi;
-          p[i] = p[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + eps);
-        }
-      });
-    } else {
-      const float wd = float(s.weight_decay), mu = float(cfg_.momentum), flr = float(lr);
-      const bool first = step_ == 1, nesterov = cfg_.nesterov;
-      cpu::parallel_for(0, n, 1 << 14, [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i) {
-          float d = gp[i] + wd * p[i];
-          if (mu != 0.0f) {
-            m[i] = first ? d : mu * m[i] + d;
-            d = nesterov ? d + mu * m[i] : m[i];
-          }
-          p[i] -= flr * d;
-        }
-      });
-    }
+    os.weight_decay = s.weight_decay;
+    Backend& be = backend_for("optimizer step", {&s.param, &gc, &s.buf1});
+    if (cfg_.type == "adamw")
+      be.adamw_step(s.param, gc, s.buf1, s.buf2, os);
+    else
+      be.sgd_step(s.param, gc, s.buf1, os);
   }
 }
 
@@ -95,22 +77,13 @@ void Optimizer::load_state(const SafetensorsFile& f, int64_t steps) {
 }
 
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
-  // Sum of squares over every gradient, accumulated in f64 per thread chunk (fixed order).
+  // Sum of squares over every gradient, accumulated in f64 (in a fixed order per tensor).
   double total = 0;
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
     Tensor gc = g.dtype() == DType::f32 && g.is_contiguous() ? g : g.to(DType::f32).contiguous();
-    const float* gp = gc.data<float>();
-    const int64_t n = gc.numel();
-    int nt = cpu::num_threads();
-    std::vector<double> part(static_cast<size_t>(nt), 0.0);
-    cpu::parallel_for(0, n, 1 << 15, [&](int64_t lo, int64_t hi) {
-      double s = 0;
-      for (int64_t i = lo; i < hi; ++i) s += double(gp[i]) * double(gp[i]);
-      part[size_t(omp_in_parallel() ? omp_get_thread_num() : 0)] = s;
-    });
-    for (double v : part) total += v;
+    total += backend(gc.device()).sum_squares(gc);
   }
   double norm = std::sqrt(total);
   if (max_norm > 0 && norm > max_norm) {

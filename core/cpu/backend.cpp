@@ -1,11 +1,13 @@
 // The CPU backend: oneDNN for matmul, convolution and softmax in f32/bf16, hand-vectorized AVX-512
-// kernels where they beat it, and plain f64 loops (core/cpu/reference.cpp) for f64. The choices of
-// which kernel runs for which dtype and layout live here, not in the ops.
+// kernels where they beat it, and the reference backend's plain loops for f64 matmul, convolution
+// and softmax (oneDNN has no f64). The choices of which kernel runs for which dtype and layout
+// live here, not in the ops.
 #include "core/backend.h"
 
 #include "core/cpu/fast_kernels.h"
 #include "core/cpu/kernels.h"
 #include "core/cpu/onednn.h"
+#include "core/ops.h"
 
 namespace scion {
 
@@ -27,6 +29,9 @@ bool bf16_depthwise(const Tensor& w, const ConvShape& cs, DType dt) {
 class CpuBackend final : public Backend {
  public:
   const char* name() const override { return "cpu"; }
+
+  void* allocate(size_t bytes) override { return CachingAllocator::cpu().allocate(bytes); }
+  void release(void* p, size_t bytes) override { CachingAllocator::cpu().release(p, bytes); }
 
   void copy(const Tensor& dst, const Tensor& src) override { cpu::copy(dst, src); }
   void fill(const Tensor& dst, double value) override { cpu::fill(dst, value); }
@@ -71,20 +76,15 @@ class CpuBackend final : public Backend {
   }
 
   void matmul(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& out) override {
-    if (a.dtype() != DType::f64) return cpu::matmul(a, b, bias, out);
-    if (a.dim() == 2)
-      cpu::matmul_reference(a.unsqueeze(0), b.unsqueeze(0), out.unsqueeze(0));
-    else
-      cpu::matmul_reference(a, b, out);
-    if (bias.defined()) Tensor(out).add_(bias);
+    if (a.dtype() == DType::f64) return reference_backend().matmul(a, b, bias, out);
+    cpu::matmul(a, b, bias, out);
   }
 
   void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
                       const ConvShape& cs) override {
     const int64_t o = w.size(0);
     if (x.dtype() == DType::f64) {
-      cpu::conv2d_reference(x, w, y, cs);
-      if (b.defined()) Tensor(y).add_(b.reshape({1, o, 1, 1}));
+      reference_backend().conv2d_forward(x, w, b, y, cs);
     } else if (bf16_depthwise(w, cs, x.dtype())) {
       Tensor y32 = empty_like(y, DType::f32);
       cpu::conv2d_forward(widen(x), w.to(DType::f32),
@@ -100,7 +100,7 @@ class CpuBackend final : public Backend {
   void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx,
                             const ConvShape& cs) override {
     if (dy.dtype() == DType::f64) {
-      cpu::conv2d_backward_data_reference(dy, w, dx, cs);
+      reference_backend().conv2d_backward_data(dy, w, dx, cs);
     } else if (bf16_depthwise(w, cs, dy.dtype())) {
       Tensor dx32 = empty_like(dx, DType::f32);
       cpu::conv2d_backward_data(widen(dy), w.to(DType::f32), dx32, cs);
@@ -112,7 +112,7 @@ class CpuBackend final : public Backend {
   void conv2d_backward_weights(const Tensor& x, const Tensor& dy, const Tensor& dw,
                                const ConvShape& cs) override {
     if (x.dtype() == DType::f64) {
-      cpu::conv2d_backward_weights_reference(x, dy, dw, cs);
+      reference_backend().conv2d_backward_weights(x, dy, dw, cs);
     } else if (bf16_depthwise(dw, cs, x.dtype())) {
       Tensor dw32 = empty(dw.shape(), DType::f32);
       cpu::conv2d_backward_weights(widen(x), widen(dy), dw32, Tensor(), cs);
@@ -137,10 +137,7 @@ class CpuBackend final : public Backend {
   void softmax_forward(bool log, int64_t dim, const Tensor& x, const Tensor& y) override {
     if (x.numel() == 0) return;
     if (x.dtype() == DType::f64) {
-      int64_t last = x.dim() - 1;
-      Tensor yt = empty(x.transpose(dim, last).shape(), x.dtype());
-      cpu::softmax_reference(log, x.transpose(dim, last).contiguous(), yt);
-      Tensor(y).copy_(yt.transpose(dim, last));
+      reference_backend().softmax_forward(log, dim, x, y);
     } else if (!log && dim == x.dim() - 1) {
       cpu::softmax_lastdim_forward(x, y);
     } else {
@@ -151,17 +148,29 @@ class CpuBackend final : public Backend {
                         const Tensor& dx) override {
     if (y.numel() == 0) return;
     if (y.dtype() == DType::f64) {
-      int64_t last = y.dim() - 1;
-      Tensor dxt = empty(y.transpose(dim, last).shape(), y.dtype());
-      cpu::softmax_backward_reference(log, y.transpose(dim, last).contiguous(),
-                                      dy.transpose(dim, last).contiguous(), dxt);
-      Tensor(dx).copy_(dxt.transpose(dim, last));
+      reference_backend().softmax_backward(log, dim, y, dy, dx);
     } else if (!log && dim == y.dim() - 1) {
       cpu::softmax_lastdim_backward(y, dy, dx);
     } else {
       cpu::softmax_backward(log, int(dim), y, dy, dx);
     }
   }
+
+  // log_softmax on the kernels above, then the mean of -q * lp.
+  Tensor cross_entropy(const Tensor& logits, const Tensor& q, const Tensor& lp) override {
+    softmax_forward(true, 1, logits, lp);
+    return cpu::reduce_sum(cpu::binary(BinaryOp::mul, q, lp), {}, false) *
+           (-1.0 / double(logits.size(0)));
+  }
+
+  void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
+                  const OptimStep& s) override {
+    cpu::adamw_step(p, g, m, v, s);
+  }
+  void sgd_step(const Tensor& p, const Tensor& g, const Tensor& m, const OptimStep& s) override {
+    cpu::sgd_step(p, g, m, s);
+  }
+  double sum_squares(const Tensor& x) override { return cpu::sum_squares(x); }
 };
 
 }  // namespace

@@ -51,14 +51,10 @@ void layer_norm_forward(const Tensor& x, const Tensor& w, const Tensor& b, doubl
 void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean,
                          const Tensor& rstd, int64_t d, Tensor& dx, Tensor& dw, Tensor& db);
 
-// Reference (f64) kernels for ops oneDNN runs in f32/bf16.
-void matmul_reference(const Tensor& a, const Tensor& b, const Tensor& out);  // (B,M,K)@(B,K,N)
-void softmax_reference(bool log, const Tensor& x, const Tensor& y);          // last dim
-void softmax_backward_reference(bool log, const Tensor& y, const Tensor& dy, const Tensor& dx);
-void conv2d_reference(const Tensor& x, const Tensor& w, const Tensor& y, const ConvShape& cs);
-void conv2d_backward_data_reference(const Tensor& dy, const Tensor& w, const Tensor& dx,
-                                    const ConvShape& cs);
-void conv2d_backward_weights_reference(const Tensor& x, const Tensor& dy, const Tensor& dw,
-                                       const ConvShape& cs);
+// Optimizer updates and the squared norm (core/cpu/optim.cpp); see Backend.
+void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
+                const OptimStep& s);
+void sgd_step(const Tensor& p, const Tensor& g, const Tensor& m, const OptimStep& s);
+double sum_squares(const Tensor& x);
 
 }  // namespace scion::cpu
