@@ -49,7 +49,7 @@ Device parse_device(const std::string& name, const std::string& what) {
 void check_device_available(Device device, const std::string& what) {
   if (device.type != DeviceType::cuda) return;
   // The CUDA kernels (core/cuda/) are not written yet: only the runtime query is built.
-  throw InputError(what + ": device '" + device.str() +
+  throw InputError(what + ": '" + device.str() +
                    "' is not available: this build has no CUDA backend yet (" +
                    std::to_string(cuda_device_count()) +
                    " GPU(s) visible); use cpu, or reference for the plain f64 kernels");

@@ -16,14 +16,16 @@ void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor&
   float* vp = v.data<float>();
   const double bc1 = 1.0 - std::pow(s.beta1, double(s.step)),
                bc2 = 1.0 - std::pow(s.beta2, double(s.step));
-  const float decay = float(1.0 - s.lr * s.weight_decay), b1 = float(s.beta1), b2 = float(s.beta2);
+  // 1 - beta in f64 as torch does (in f32, 1 - 0.999f loses 1e-5 of its value).
+  const float decay = float(1.0 - s.lr * s.weight_decay), b1 = float(s.beta1), b2 = float(s.beta2),
+              one_b1 = float(1.0 - s.beta1), one_b2 = float(1.0 - s.beta2);
   const float step_size = float(s.lr / bc1), inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2)),
               eps = float(s.eps);
   parallel_for(0, p.numel(), 1 << 14, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       const float gi = gp[i];
-      mp[i] = b1 * mp[i] + (1.0f - b1) * gi;
-      vp[i] = b2 * vp[i] + (1.0f - b2) * gi * gi;
+      mp[i] = b1 * mp[i] + one_b1 * gi;
+      vp[i] = b2 * vp[i] + one_b2 * gi * gi;
       pp[i] = pp[i] * decay - step_size * mp[i] / (std::sqrt(vp[i]) * inv_sqrt_bc2 + eps);
     }
   });

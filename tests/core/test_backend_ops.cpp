@@ -1,0 +1,444 @@
+// Backend ops: every op of core/ops.h, forward and backward, run on the `cpu` backend and on the
+// independent `reference` backend (plain f64 loops) over a grid of shapes, strides (transposed,
+// stepped, expanded views), broadcasts, dtypes (f32, bf16, f64) and memory formats (NCHW and
+// channels-last convolutions), and compared output by output and gradient by gradient, as ggml's
+// test-backend-ops does. A CUDA backend will be compared against cpu by the same cases.
+//
+// Tolerances are relative to the scale of each compared tensor: |a - b| <= tol * (max|b| + |b|),
+// tol = 2e-5 (f32: f32 accumulation against f64), 2^-6 (bf16: a couple of bf16 roundings in
+// different places of a chain) and 1e-12 (f64). A wrong stride, broadcast or layout gives O(1)
+// errors.
+#include <fstream>
+#include <regex>
+#include <set>
+
+#include "core/backend.h"
+#include "tests/support.h"
+
+using namespace scion;
+using scion::test::rand_f64;
+
+namespace {
+
+using Ins = std::vector<Tensor>;
+using Outs = std::vector<Tensor>;
+
+// One input: f64 values in [lo, hi) drawn with `seed`, and a view applied on the device (the
+// leaf is the tensor before the view, so gradients flow back through it).
+struct Input {
+  Shape shape;
+  double lo = -1, hi = 1;
+  std::function<Tensor(const Tensor&)> view;  // identity when empty
+  bool grad = true;
+  bool integral = false;  // i64 values (indices, labels) in [lo, hi), no gradient
+};
+
+struct Case {
+  std::string op;  // the name in core/ops.h (coverage), and a variant for messages
+  std::string variant;
+  std::vector<Input> inputs;
+  std::function<Outs(const Ins&)> f;
+  bool f64_only_grad = false;  // backward compared in f64 only (ops with data-dependent branches)
+};
+
+Input in(Shape s, double lo = -1, double hi = 1) {
+  Input i;
+  i.shape = std::move(s);
+  i.lo = lo;
+  i.hi = hi;
+  return i;
+}
+Input viewed(Shape s, std::function<Tensor(const Tensor&)> v, double lo = -1, double hi = 1) {
+  Input i = in(std::move(s), lo, hi);
+  i.view = std::move(v);
+  return i;
+}
+Input indices(Shape s, int64_t n) {
+  Input i = in(std::move(s), 0, double(n));
+  i.grad = false;
+  i.integral = true;
+  return i;
+}
+Input constant(Shape s, double lo = -1, double hi = 1) {
+  Input i = in(std::move(s), lo, hi);
+  i.grad = false;
+  return i;
+}
+
+Tensor transposed(const Tensor& t) {
+  return t.transpose(0, 1);
+}
+Tensor stepped(const Tensor& t) {  // every other element along dim 0
+  return t.slice(0, 0, t.size(0), 2);
+}
+Tensor channels_last(const Tensor& t) {  // NCHW values, NHWC memory
+  return t.permute({0, 2, 3, 1}).contiguous().permute({0, 3, 1, 2});
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> c;
+  auto add_case = [&](std::string op, std::string variant, std::vector<Input> ins,
+                      std::function<Outs(const Ins&)> f) {
+    c.push_back(Case{std::move(op), std::move(variant), std::move(ins), std::move(f)});
+  };
+  using BinFn = Tensor (*)(const Tensor&, const Tensor&);
+  // Elementwise binary ops: same shape, broadcast, transposed and stepped operands.
+  for (auto [name, op] :
+       std::vector<std::pair<std::string, BinFn>>{{"add", add}, {"sub", sub}, {"mul", mul}}) {
+    add_case(name, "same shape", {in({3, 5}), in({3, 5})},
+             [op = op](const Ins& x) { return Outs{op(x[0], x[1])}; });
+    add_case(name, "broadcast", {in({2, 1, 5}), in({4, 5})},
+             [op = op](const Ins& x) { return Outs{op(x[0], x[1])}; });
+    add_case(name, "strided", {viewed({5, 3}, transposed), viewed({6, 5}, stepped)},
+             [op = op](const Ins& x) { return Outs{op(x[0], x[1])}; });
+  }
+  add_case("div", "broadcast", {in({2, 1, 5}), in({4, 5}, 0.5, 2)},
+           [](const Ins& x) { return Outs{div(x[0], x[1])}; });
+  add_case("pow", "tensor exponent", {in({3, 4}, 0.5, 2), in({4}, -1.5, 1.5)},
+           [](const Ins& x) { return Outs{pow(x[0], x[1])}; });
+  add_case("pow", "scalar exponent", {viewed({4, 3}, transposed, 0.5, 2)},
+           [](const Ins& x) { return Outs{pow(x[0], 2.5)}; });
+  add_case("maximum", "broadcast", {in({3, 4}), in({4})},
+           [](const Ins& x) { return Outs{maximum(x[0], x[1])}; });
+  add_case("minimum", "strided", {in({3, 4}), viewed({4, 3}, transposed)},
+           [](const Ins& x) { return Outs{minimum(x[0], x[1])}; });
+  add_case("where", "broadcast", {in({3, 4}), in({4})}, [](const Ins& x) {
+    return Outs{where(gt(x[0], scalar_tensor(0.0, x[0].dtype(), x[0].device())), x[0], x[1])};
+  });
+  for (auto [name, op] : std::vector<std::pair<std::string, BinFn>>{
+           {"eq", eq}, {"ne", ne}, {"lt", lt}, {"le", le}, {"gt", gt}, {"ge", ge}}) {
+    add_case(name, "broadcast", {constant({3, 4}), constant({4})}, [op = op](const Ins& x) {
+      Tensor a = x[0];
+      return Outs{op(a, x[1]), op(a, a.select(1, 2).unsqueeze(1))};  // includes equal elements
+    });
+  }
+  add_case("operator", "tensor-scalar arithmetic", {in({3, 4}, 0.5, 1.5)},
+           [](const Ins& x) { return Outs{(2.0 - x[0] * 3.0) / 1.5 + 1.0 / x[0] - (-x[0])}; });
+
+  using UnFn = Tensor (*)(const Tensor&);
+  for (auto [name, op] : std::vector<std::pair<std::string, UnFn>>{
+           {"neg", neg}, {"exp", exp}, {"tanh", tanh}, {"erf", erf}, {"sigmoid", sigmoid}}) {
+    add_case(name, "contiguous", {in({4, 6}, -2, 2)},
+             [op = op](const Ins& x) { return Outs{op(x[0])}; });
+    add_case(name, "transposed", {viewed({6, 4}, transposed, -2, 2)},
+             [op = op](const Ins& x) { return Outs{op(x[0])}; });
+  }
+  for (auto [name, op] :
+       std::vector<std::pair<std::string, UnFn>>{{"log", log}, {"sqrt", sqrt}, {"rsqrt", rsqrt}})
+    add_case(name, "stepped", {viewed({6, 4}, stepped, 0.3, 2)},
+             [op = op](const Ins& x) { return Outs{op(x[0])}; });
+  add_case("relu", "strided", {in({5, 4})}, [](const Ins& x) { return Outs{relu(x[0].t())}; });
+  add_case("gelu", "exact", {in({3, 70}, -3, 3)}, [](const Ins& x) { return Outs{gelu(x[0])}; });
+  add_case("gelu", "tanh, transposed", {viewed({70, 3}, transposed, -3, 3)},
+           [](const Ins& x) { return Outs{gelu(x[0], "tanh")}; });
+
+  // Reductions.
+  add_case("sum", "all, dims, keepdim",
+           {viewed({4, 3, 5},
+                   [](const Tensor& t) {
+                     return t.permute({2, 0, 1});
+                   })},
+           [](const Ins& x) {
+             return Outs{sum(x[0]), sum(x[0], {0, 2}), sum(x[0], {1}, true), sum(x[0], {-1})};
+           });
+  add_case("mean", "dims", {in({4, 3, 5})}, [](const Ins& x) {
+    return Outs{mean(x[0], {1}), mean(x[0])};
+  });
+  add_case("var", "corrections", {in({4, 6})}, [](const Ins& x) {
+    return Outs{var(x[0], {1}), var(x[0], {0}, 0, true)};
+  });
+  add_case("max", "along a dim, and over all", {in({4, 7})}, [](const Ins& x) {
+    MaxResult m = max(x[0], 1), k = max(x[0].t(), 1, true);
+    return Outs{m.values, m.indices, k.values, k.indices, max(x[0])};
+  });
+  add_case("argmax", "dims", {constant({5, 6})}, [](const Ins& x) {
+    return Outs{argmax(x[0], 0), argmax(x[0], 1, true)};
+  });
+  add_case("sum_to", "broadcast dims", {in({2, 3, 4})}, [](const Ins& x) {
+    return Outs{sum_to(x[0], {3, 1}), sum_to(x[0], {1, 4})};
+  });
+
+  // Joining, splitting, indexing.
+  add_case("cat", "mixed strides", {in({2, 3}), viewed({3, 4}, transposed)}, [](const Ins& x) {
+    return Outs{cat({x[0], x[1]}, 0), cat({x[0].t(), x[1].t()}, 1)};
+  });
+  add_case("split", "sizes", {in({7, 3})}, [](const Ins& x) {
+    Outs a = split(x[0], 3, 0), b = split(x[0], Shape{1, 2}, 1);
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  });
+  add_case("chunk", "uneven", {in({3, 7})}, [](const Ins& x) { return chunk(x[0], 3, 1); });
+  add_case("index_select", "repeated indices", {in({5, 4}), indices({7}, 5)}, [](const Ins& x) {
+    return Outs{index_select(x[0], 0, x[1]), index_select(x[0].t(), 1, x[1])};
+  });
+  add_case("gather", "along dim 1", {in({4, 5}), indices({4, 3}, 5)},
+           [](const Ins& x) { return Outs{gather(x[0], 1, x[1])}; });
+
+  // Linear algebra.
+  add_case("matmul", "2-d", {in({5, 7}), in({7, 3})},
+           [](const Ins& x) { return Outs{matmul(x[0], x[1])}; });
+  add_case("matmul", "transposed operands",
+           {viewed({7, 5}, transposed), viewed({3, 7}, transposed)},
+           [](const Ins& x) { return Outs{matmul(x[0], x[1])}; });
+  add_case("matmul", "batched broadcast", {in({2, 1, 4, 6}), in({3, 6, 5})},
+           [](const Ins& x) { return Outs{matmul(x[0], x[1])}; });
+  add_case("matmul", "1-d operands", {in({6}), in({6, 4}), in({4})}, [](const Ins& x) {
+    return Outs{matmul(x[0], x[1]), matmul(x[1], x[2]), matmul(x[0], x[0])};
+  });
+  add_case("linear", "3-d input, bias", {in({2, 3, 8}), in({5, 8}), in({5})}, [](const Ins& x) {
+    return Outs{linear(x[0], x[1], x[2]), linear(x[0].select(0, 1), x[1])};
+  });
+
+  struct Conv {
+    std::string variant;
+    Shape x, w;
+    Conv2dOptions opt;
+    bool bias, nhwc;
+  };
+  for (const Conv& cv : std::vector<Conv>{
+           {"3x3, bias", {2, 3, 7, 6}, {4, 3, 3, 3}, {{1, 1}, {1, 1}, {1, 1}, 1}, true, false},
+           {"stride 2, dilation 2",
+            {1, 2, 9, 9},
+            {3, 2, 3, 3},
+            {{2, 2}, {2, 1}, {2, 2}, 1},
+            false,
+            false},
+           {"groups 2, channels-last",
+            {2, 4, 6, 5},
+            {6, 2, 3, 3},
+            {{1, 1}, {1, 1}, {1, 1}, 2},
+            true,
+            true},
+           {"depthwise 7x7, channels-last",
+            {2, 6, 8, 8},
+            {6, 1, 7, 7},
+            {{1, 1}, {3, 3}, {1, 1}, 6},
+            true,
+            true},
+           {"patchify 4x4 stride 4",
+            {2, 3, 8, 8},
+            {5, 3, 4, 4},
+            {{4, 4}, {0, 0}, {1, 1}, 1},
+            true,
+            false}}) {
+    std::vector<Input> ins{cv.nhwc ? viewed(cv.x, channels_last) : in(cv.x), in(cv.w, -0.5, 0.5)};
+    if (cv.bias) ins.push_back(in({cv.w[0]}));
+    add_case("conv2d", cv.variant, ins, [cv](const Ins& x) {
+      return Outs{conv2d(x[0], x[1], cv.bias ? x[2] : Tensor(), cv.opt)};
+    });
+  }
+
+  // Normalization, softmax, losses.
+  add_case("layer_norm", "affine", {in({3, 4, 10}, -2, 2), in({10}), in({10})}, [](const Ins& x) {
+    return Outs{layer_norm(x[0], {10}, x[1], x[2]), layer_norm(x[0], {4, 10})};
+  });
+  add_case("layer_norm", "channels-last view", {viewed({2, 6, 3, 3}, channels_last)},
+           [](const Ins& x) {
+             return Outs{layer_norm(x[0].permute({0, 2, 3, 1}), {6})};
+           });
+  add_case("softmax", "last and middle dims", {in({3, 5, 4}, -3, 3)}, [](const Ins& x) {
+    return Outs{softmax(x[0], -1), softmax(x[0], 1)};
+  });
+  add_case("log_softmax", "last and first dims", {viewed({5, 3}, transposed, -3, 3)},
+           [](const Ins& x) {
+             return Outs{log_softmax(x[0], 1), log_softmax(x[0], 0)};
+           });
+  add_case("cross_entropy", "class indices, smoothing", {in({6, 5}, -3, 3), indices({6}, 5)},
+           [](const Ins& x) {
+             return Outs{cross_entropy(x[0], x[1]), cross_entropy(x[0], x[1], 0.1)};
+           });
+  add_case("cross_entropy", "soft targets", {in({4, 7}, -3, 3), in({4, 7}, 0, 1)},
+           [](const Ins& x) {
+             Tensor q = x[1] / sum(x[1], {1}, true);
+             return Outs{cross_entropy(x[0], q, 0.2)};
+           });
+  add_case("dropout", "training", {in({8, 16})}, [](const Ins& x) {
+    Generator g(7);
+    return Outs{dropout(x[0], 0.3, true, g), dropout(x[0], 0.3, false, g)};
+  });
+  return c;
+}
+
+double tolerance(DType dt) {
+  switch (dt) {
+    case DType::bf16:
+      return 1.0 / 64;
+    case DType::f64:
+      return 1e-12;
+    default:
+      return 2e-5;
+  }
+}
+
+// |a - b| <= tol * (max|b| + |b|), exactly equal for non-floating tensors.
+void check_close(const Tensor& a, const Tensor& b, double tol, const std::string& what) {
+  INFO(what << ": " << a.str() << " on " << a.device().str() << " vs " << b.str() << " on "
+            << b.device().str());
+  REQUIRE(a.shape() == b.shape());
+  REQUIRE(a.dtype() == b.dtype());
+  std::vector<double> x = a.to_vector(), y = b.to_vector();
+  if (!is_floating(a.dtype())) {
+    CHECK(x == y);
+    return;
+  }
+  double scale = 0, worst = 0, at = 0;
+  for (double v : y) scale = std::max(scale, std::fabs(v));
+  int64_t worst_i = -1;
+  for (size_t i = 0; i < x.size(); ++i) {
+    double excess = std::fabs(x[i] - y[i]) - tol * (scale + std::fabs(y[i]));
+    if (std::isnan(x[i]) != std::isnan(y[i])) excess = INFINITY;
+    if (excess > worst) worst = excess, worst_i = int64_t(i), at = x[i] - y[i];
+  }
+  INFO("worst element " << worst_i << " off by " << at << " (scale " << scale << ")");
+  CHECK(worst <= 0);
+}
+
+struct Run {
+  Outs outputs;
+  Outs grads;  // one per input (undefined where none)
+};
+
+Run run(const Case& cs, DType dt, Device dev) {
+  Ins leaves, args;
+  uint64_t seed = 100;
+  for (const Input& i : cs.inputs) {
+    Tensor master = rand_f64(i.shape, seed++, i.lo, i.hi);
+    Tensor leaf;
+    if (i.integral) {
+      leaf = master.to(DType::i64).to(dev);
+    } else {
+      leaf = master.to(dt).to(dev);
+      if (i.grad) leaf.requires_grad_();
+    }
+    leaves.push_back(leaf);
+    args.push_back(i.view ? i.view(leaf) : leaf);
+  }
+  Run r;
+  r.outputs = cs.f(args);
+  Tensor loss;
+  uint64_t rseed = 900;
+  for (const Tensor& y : r.outputs) {
+    if (!y.requires_grad()) continue;
+    Tensor w = rand_f64(y.shape(), rseed++, 0.5, 1.5).to(y.dtype()).to(dev);
+    Tensor term = sum(y * w).to(DType::f64);
+    loss = loss.defined() ? loss + term : term;
+  }
+  if (loss.defined()) loss.backward();
+  for (const Tensor& l : leaves) r.grads.push_back(l.requires_grad() ? l.grad() : Tensor());
+  return r;
+}
+
+void compare_backends(Device dev, Device ref_dev) {
+  const Device cpu = cpu_device();
+  for (DType dt : {DType::f32, DType::bf16, DType::f64}) {
+    for (const Case& cs : cases()) {
+      INFO(cs.op << " (" << cs.variant << "), " << dtype_name(dt));
+      Run a = run(cs, dt, dev), b = run(cs, dt, ref_dev);
+      REQUIRE(a.outputs.size() == b.outputs.size());
+      for (size_t k = 0; k < a.outputs.size(); ++k) {
+        CHECK(a.outputs[k].device() == dev);
+        check_close(a.outputs[k].to(cpu), b.outputs[k].to(cpu), tolerance(dt),
+                    "output " + std::to_string(k));
+      }
+      for (size_t k = 0; k < a.grads.size(); ++k) {
+        REQUIRE(a.grads[k].defined() == b.grads[k].defined());
+        if (!a.grads[k].defined()) continue;
+        check_close(a.grads[k].to(cpu), b.grads[k].to(cpu), tolerance(dt),
+                    "gradient of input " + std::to_string(k));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("backend ops: cpu matches reference, forward and backward", "[backend]") {
+  compare_backends(cpu_device(), Device{DeviceType::reference, 0});
+}
+
+TEST_CASE("backend ops: every op in core/ops.h has a case", "[backend]") {
+  std::ifstream f(std::string(SCION_GOLDEN_DIR) + "/../../core/ops.h");
+  REQUIRE(f.good());
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::regex decl(R"((?:^|\n)(?:Tensor|MaxResult|std::vector<Tensor>) (\w+)\()");
+  std::set<std::string> declared, covered;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), decl); it != std::sregex_iterator();
+       ++it)
+    declared.insert((*it)[1]);
+  for (const Case& cs : cases()) covered.insert(cs.op);
+  REQUIRE(declared.size() > 40);
+  for (const std::string& op : declared) {
+    INFO("op " << op << " is declared in core/ops.h");
+    CHECK(covered.count(op) == 1);
+  }
+}
+
+TEST_CASE("backend ops: the remaining kernels (fills, random fills, optimizer steps)",
+          "[backend]") {
+  const Device ref{DeviceType::reference, 0};
+  for (DType dt : {DType::f32, DType::bf16}) {
+    INFO(dtype_name(dt));
+    for (int kind = 0; kind < 4; ++kind) {
+      Tensor a = empty({257}, dt), b = empty({257}, dt, ref);
+      Generator ga(11), gb(11);
+      if (kind == 0) uniform_(a, -2, 3, ga), uniform_(b, -2, 3, gb);
+      if (kind == 1) normal_(a, 1, 2, ga), normal_(b, 1, 2, gb);
+      if (kind == 2) trunc_normal_(a, 0, 1, -2, 2, ga), trunc_normal_(b, 0, 1, -2, 2, gb);
+      if (kind == 3) a = bernoulli({257}, 0.3, dt, ga), b = bernoulli({257}, 0.3, dt, gb, ref);
+      check_close(a, b.cpu(), 1e-7, "random fill " + std::to_string(kind));
+    }
+    Tensor x = rand_f64({6, 5}, 3).to(dt), y = x.to(ref);
+    x.t().fill_(0.5), y.t().fill_(0.5);
+    check_close(x, y.cpu(), 0, "fill_");
+    Tensor s = rand_f64({5}, 4).to(dt);
+    x.add_(s, -2.0), y.add_(s.to(ref), -2.0);
+    x.slice(0, 0, 6, 2).mul_(3.0), y.slice(0, 0, 6, 2).mul_(3.0);
+    check_close(x, y.cpu(), tolerance(dt), "add_ and mul_");
+  }
+  for (bool adamw : {true, false}) {
+    INFO((adamw ? "adamw" : "sgd"));
+    OptimStep st;
+    st.lr = 0.01;
+    st.weight_decay = 0.05;
+    st.momentum = 0.9;
+    st.nesterov = !adamw;
+    Tensor p = rand_f64({1000}, 5).to(DType::f32), g = rand_f64({1000}, 6).to(DType::f32);
+    Tensor m = rand_f64({1000}, 7, -0.1, 0.1).to(DType::f32),
+           v = rand_f64({1000}, 8, 0, 0.01).to(DType::f32);
+    Tensor pr = p.to(ref), gr = g.to(ref), mr = m.to(ref), vr = v.to(ref);
+    for (int64_t k = 1; k <= 3; ++k) {
+      st.step = k;
+      if (adamw)
+        backend(p.device()).adamw_step(p, g, m, v, st), backend(ref).adamw_step(pr, gr, mr, vr, st);
+      else
+        backend(p.device()).sgd_step(p, g, m, st), backend(ref).sgd_step(pr, gr, mr, st);
+    }
+    check_close(p, pr.cpu(), 1e-6, "parameters");
+    check_close(m, mr.cpu(), 1e-6, "first moment / momentum");
+    if (adamw) check_close(v, vr.cpu(), 1e-6, "second moment");
+    CHECK(backend(g.device()).sum_squares(g) ==
+          Approx(backend(ref).sum_squares(gr)).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("devices: transfers carry gradients, mixing devices is an error naming both",
+          "[backend]") {
+  const Device ref{DeviceType::reference, 0};
+  Tensor x = rand_f64({3, 4}, 1).requires_grad_();
+  Tensor y = (x.to(ref) * 2.0).t();
+  CHECK(y.device() == ref);
+  CHECK(y.cpu().device() == cpu_device());
+  sum(y.cpu() * y.cpu()).backward();
+  CHECK(scion::test::compare(x.grad(), x.detach() * 8.0, 1e-12, 0).ok());
+  CHECK(x.grad().device() == cpu_device());
+  try {
+    add(x, x.to(ref));
+    FAIL("expected an error");
+  } catch (const InputError& e) {
+    CHECK(std::string(e.what()) == "add: inputs on different devices (cpu and reference)");
+  }
+  CHECK_THROWS_WITH(parse_device("tpu"), Catch::Contains("unknown device 'tpu'"));
+  CHECK(parse_device("cuda:1") == Device{DeviceType::cuda, 1});
+  CHECK_THROWS_WITH(check_device_available(parse_device("cuda"), "config.yaml: device"),
+                    Catch::Contains("config.yaml: device: 'cuda:0' is not available"));
+}
