@@ -228,7 +228,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
     SCION_CHECK(!name.empty() && name != "__metadata__", path, ": invalid tensor name '", name,
                 "'");
     SCION_CHECK(!header.contains(name), path, ": duplicate tensor name '", name, "'");
-    Tensor c = t.detach().contiguous();
+    Tensor c = t.detach().cpu().contiguous();  // tensors on any device are written from the CPU
     uint64_t bytes = uint64_t(c.numel()) * dtype_size(c.dtype());
     header[name] = {{"dtype", safetensors_dtype_name(c.dtype())},
                     {"shape", c.shape()},

@@ -55,7 +55,7 @@ Tensor DropPath::forward(const Tensor& x) {
   Shape mask_shape(size_t(x.dim()), 1);
   mask_shape[0] = x.size(0);
   DType dt = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
-  Tensor mask = bernoulli(mask_shape, keep, dt);
+  Tensor mask = bernoulli(mask_shape, keep, dt, default_generator(), x.device());
   return x * (mask * (1.0 / keep));
 }
 

@@ -74,6 +74,19 @@ Tensor Module::find(const std::string& dotted_name) const {
   throw InputError("model has no parameter or buffer named '" + dotted_name + "'");
 }
 
+void Module::to(Device device) {
+  NoGradGuard ng;
+  for (auto& [name, t] : state_dict()) {
+    Tensor moved = t.detach().to(device);
+    Tensor(t).set_data(moved);
+  }
+}
+
+Device Module::device() const {
+  NamedTensors s = state_dict();
+  return s.empty() ? cpu_device() : s.front().second.device();
+}
+
 void Module::train(bool on) {
   training_ = on;
   for (auto& [name, child] : children_) child->train(on);

@@ -44,6 +44,12 @@ class Module {
   // A parameter or buffer by dotted name; an error naming it when absent.
   Tensor find(const std::string& dotted_name) const;
 
+  // Moves every parameter and buffer to `device` in place (torch's module.to(device)): handles
+  // held elsewhere see the move; gradients are dropped.
+  void to(Device device);
+  // The device of the first parameter or buffer (cpu for a module without any).
+  Device device() const;
+
   // Training mode switches Dropout/DropPath on; it propagates to every descendant.
   void train(bool on = true);
   void eval() { train(false); }

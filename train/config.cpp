@@ -5,11 +5,15 @@
 #include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
+#include "core/device.h"
 #include "core/error.h"
 
 namespace scion::train {
@@ -122,190 +126,275 @@ void apply_override(YAML::Node& root, const std::string& text, const std::string
   chain.back()[parts.back()] = value_node;
 }
 
-void read_model(Reader r, nn::ModelConfig& m) {
-  r.str("name", m.name);
-  r.integer("img_size", m.img_size, 1, 4096);
-  r.integer("patch_size", m.patch_size, 1, 1024);
-  r.integer("in_chans", m.in_chans, 1, 64);
-  r.integer("num_classes", m.num_classes, 1, 100000);
-  r.num("drop_path", m.drop_path, 0.0, 0.99);
-  auto opt_int = [&](const char* k, std::optional<int64_t>& out) {
-    if (r.get(k) && !r.get(k).IsNull()) {
-      int64_t v = 0;
-      r.integer(k, v, 1, 100000);
-      out = v;
-    }
-  };
-  auto opt_list = [&](const char* k, std::optional<std::vector<int64_t>>& out) {
-    YAML::Node n = r.get(k);
-    if (!n || n.IsNull()) return;
-    try {
-      out = n.as<std::vector<int64_t>>();
-    } catch (const YAML::Exception&) {
-      r.fail(r.key(k), "expected a list of integers like [2, 2, 6, 2]");
-    }
-  };
-  if (r.get("layer_scale") && !r.get("layer_scale").IsNull()) {
-    double v = 0;
-    r.num("layer_scale", v, 0.0, 10.0);
-    m.layer_scale = v;
-  }
-  opt_int("embed_dim", m.embed_dim);
-  opt_int("depth", m.depth);
-  opt_int("num_heads", m.num_heads);
-  if (r.get("mlp_ratio") && !r.get("mlp_ratio").IsNull()) {
-    double v = 4;
-    r.num("mlp_ratio", v, 0.01, 64);
-    m.mlp_ratio = v;
-  }
-  opt_list("depths", m.depths);
-  opt_list("dims", m.dims);
-  r.boolean("conv_mlp", m.conv_mlp);
-  bool known = false;
-  for (const auto& n : nn::model_names()) known |= n == m.name;
-  if (!known) {
-    std::string list;
-    for (const auto& n : nn::model_names()) list += (list.empty() ? "" : ", ") + n;
-    r.fail(r.key("name"), "unknown model '" + m.name + "' (known: " + list + ")");
-  }
-  r.finish();
+// ---- the keys, spelled once ----------------------------------------------------------------------
+// visit() walks every key of a Config in the order to_yaml writes them, with its checks (ranges,
+// choices). V is ConfigReader (YAML -> Config, unknown keys rejected) or ConfigWriter (Config ->
+// YAML); adding a key is one line here and its field in config.h.
+
+template <class V>
+void visit_model(V& v, nn::ModelConfig& m) {
+  v.text("name", m.name);
+  v.integer("img_size", m.img_size, 1, 4096);
+  v.integer("patch_size", m.patch_size, 1, 1024);
+  v.integer("in_chans", m.in_chans, 1, 64);
+  v.integer("num_classes", m.num_classes, 1, 100000);
+  v.number("drop_path", m.drop_path, 0.0, 0.99);
+  v.optional("layer_scale", m.layer_scale, 0.0, 10.0);
+  v.optional("embed_dim", m.embed_dim, 1, 100000);
+  v.optional("depth", m.depth, 1, 100000);
+  v.optional("num_heads", m.num_heads, 1, 100000);
+  v.optional("mlp_ratio", m.mlp_ratio, 0.01, 64.0);
+  v.optional_list("depths", m.depths);
+  v.optional_list("dims", m.dims);
+  v.flag("conv_mlp", m.conv_mlp);
 }
+
+template <class V>
+void visit_init(V& v, InitConfig& i) {
+  v.choice("type", i.type,
+           {"trunc_normal", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
+            "weight_selection", "net2net", "checkpoint"});
+  v.text("teacher", i.teacher);
+  v.text("teacher_model", i.teacher_model);
+  v.choice("layers", i.layers, {"first", "uniform", "last"});
+  v.choice("elements", i.elements, {"uniform", "consecutive", "random", "random-inconsistent"});
+  v.text("checkpoint", i.checkpoint);
+  v.number("noise", i.noise, 0.0, 10.0);
+  v.choice("mode", i.mode, {"fan_in", "fan_out"});
+  v.number("gain", i.gain, 0.0, 100.0);
+  v.flag("head", i.head);
+  v.flag("head_norm", i.head_norm);
+}
+
+template <class V>
+void visit_augment(V& v, AugmentConfig& a) {
+  v.text("randaugment", a.randaugment);
+  v.number("mixup", a.mixup, 0, 100);
+  v.number("cutmix", a.cutmix, 0, 100);
+  v.number("mixup_prob", a.mixup_prob, 0, 1);
+  v.number("switch_prob", a.switch_prob, 0, 1);
+  v.number("label_smoothing", a.label_smoothing, 0, 1);
+  v.number("reprob", a.reprob, 0, 1);
+  v.number("color_jitter", a.color_jitter, 0, 1);
+  v.choice("interpolation", a.interpolation, {"bicubic", "bilinear", "nearest"});
+  v.choice("crop", a.crop, {"rrc", "random_crop", "resize"});
+  v.number("scale_min", a.scale_min, 0.0, 1.0);
+  v.number("crop_pct", a.crop_pct, 0.05, 1.0);
+  v.number("hflip", a.hflip, 0, 1);
+  v.integer("padding", a.padding, 0, 512);
+}
+
+template <class V>
+void visit_data(V& v, DataConfig& d) {
+  const std::vector<std::string> splits{"train", "val", "test"};
+  v.choice("dataset", d.dataset,
+           {"cifar10", "cifar100", "image_folder", "tiny_imagenet", "fashion_mnist", "mnist"});
+  v.text("root", d.root);
+  v.choice("train_split", d.train_split, splits);
+  v.choice("val_split", d.val_split, splits);
+  v.integer("train_subset", d.train_subset, 0, INT64_MAX);
+  v.integer("val_subset", d.val_subset, 0, INT64_MAX);
+  v.integer("workers", d.workers, 0, 64);
+  v.integer("max_image_pixels", d.max_image_pixels, 1, int64_t(1) << 40);
+  v.triple("mean", d.mean, false);
+  v.triple("std", d.std, true);
+  v.section("augment", [&](auto& s) { visit_augment(s, d.augment); });
+}
+
+template <class V>
+void visit_train(V& v, TrainConfig& t) {
+  v.integer("epochs", t.epochs, 1, 100000);
+  v.integer("batch_size", t.batch_size, 1, 1 << 20);
+  v.integer("accum_steps", t.accum_steps, 1, 4096);
+  v.section("optimizer", [&](auto& s) {
+    s.choice("type", t.optimizer.type, {"adamw", "sgd"});
+    s.number("lr", t.optimizer.lr, 0, 1e30);
+    s.number("weight_decay", t.optimizer.weight_decay, 0, 10);
+    s.betas("betas", t.optimizer.betas);
+    s.number("eps", t.optimizer.eps, 0, 1);
+    s.number("momentum", t.optimizer.momentum, 0, 1);
+    s.flag("nesterov", t.optimizer.nesterov);
+  });
+  v.section("schedule", [&](auto& s) {
+    s.choice("type", t.schedule.type, {"cosine", "step", "constant"});
+    s.number("warmup_epochs", t.schedule.warmup_epochs, 0, 1e6);
+    s.number("min_lr", t.schedule.min_lr, 0, 100);
+    s.number("warmup_lr", t.schedule.warmup_lr, 0, 100);
+    s.number("decay_epochs", t.schedule.decay_epochs, 1e-9, 1e6);
+    s.number("decay_rate", t.schedule.decay_rate, 0, 1);
+  });
+  v.choice("precision", t.precision, {"f32", "bf16"});
+  v.section("ema", [&](auto& s) { s.number("decay", t.ema_decay, 0, 1); });
+  v.number("clip_grad", t.clip_grad, 0, 1e9);
+  v.section("distill", [&](auto& s) {
+    s.nullable_text("teacher", t.distill.teacher);
+    s.text("model", t.distill.model);
+    s.number("alpha", t.distill.alpha, 0, 1);
+    s.number("temperature", t.distill.temperature, 1e-3, 1e3);
+  });
+  v.integer("log_interval", t.log_interval, 1, 1 << 30);
+  v.number("progress_seconds", t.progress_seconds, 0.0, 86400.0);
+}
+
+template <class V>
+void visit(V& v, Config& c) {
+  v.integer("seed", c.seed, 0, INT64_MAX);
+  v.text("device", c.device);
+  v.integer("threads", c.threads, 0, 1024);
+  v.text("output_dir", c.output_dir);
+  v.section("model", [&](auto& s) { visit_model(s, c.model); });
+  v.section("init", [&](auto& s) { visit_init(s, c.init); });
+  v.section("data", [&](auto& s) { visit_data(s, c.data); });
+  v.section("train", [&](auto& s) { visit_train(s, c.train); });
+}
+
+// YAML -> fields, each checked; a section's unknown keys are reported when it ends.
+class ConfigReader {
+ public:
+  explicit ConfigReader(Reader r) : r_(std::move(r)) {}
+  template <class Int>
+  void integer(const char* k, Int& out, int64_t lo, int64_t hi) {
+    int64_t v = int64_t(out);
+    r_.integer(k, v, lo, hi);
+    out = Int(v);
+  }
+  void number(const char* k, double& out, double lo, double hi) { r_.num(k, out, lo, hi); }
+  void text(const char* k, std::string& out) { r_.str(k, out); }
+  void nullable_text(const char* k, std::string& out) {
+    YAML::Node n = r_.get(k);
+    if (n && !n.IsNull()) r_.str(k, out);
+  }
+  void choice(const char* k, std::string& out, const std::vector<std::string>& allowed) {
+    r_.choice(k, out, allowed);
+  }
+  void flag(const char* k, bool& out) { r_.boolean(k, out); }
+  void optional(const char* k, std::optional<int64_t>& out, int64_t lo, int64_t hi) {
+    if (!present(k)) return;
+    int64_t v = 0;
+    r_.integer(k, v, lo, hi);
+    out = v;
+  }
+  void optional(const char* k, std::optional<double>& out, double lo, double hi) {
+    if (!present(k)) return;
+    double v = 0;
+    r_.num(k, v, lo, hi);
+    out = v;
+  }
+  void optional_list(const char* k, std::optional<std::vector<int64_t>>& out) {
+    if (!present(k)) return;
+    try {
+      out = r_.get(k).as<std::vector<int64_t>>();
+    } catch (const YAML::Exception&) {
+      r_.fail(r_.key(k), "expected a list of integers like [2, 2, 6, 2]");
+    }
+  }
+  void triple(const char* k, std::array<float, 3>& out, bool positive) {
+    if (!present(k)) return;
+    std::vector<float> v;
+    try {
+      v = r_.get(k).as<std::vector<float>>();
+    } catch (const YAML::Exception&) {
+    }
+    if (v.size() != 3) r_.fail(r_.key(k), "expected a list of 3 numbers");
+    for (float x : v)
+      if (!std::isfinite(x) || (positive && !(x > 0)))
+        r_.fail(r_.key(k),
+                std::string("expected 3 finite numbers") + (positive ? ", each > 0" : ""));
+    std::copy(v.begin(), v.end(), out.begin());
+  }
+  void betas(const char* k, std::array<double, 2>& out) {
+    if (!present(k)) return;
+    std::vector<double> b;
+    try {
+      b = r_.get(k).as<std::vector<double>>();
+    } catch (const YAML::Exception&) {
+    }
+    if (b.size() != 2 || !(b[0] >= 0 && b[0] < 1) || !(b[1] >= 0 && b[1] < 1))
+      r_.fail(r_.key(k), "expected two numbers in [0, 1), like [0.9, 0.999]");
+    out = {b[0], b[1]};
+  }
+  template <class F>
+  void section(const char* k, F f) {
+    ConfigReader sub(r_.sub(k));
+    f(sub);
+    sub.r_.finish();
+  }
+  Reader& reader() { return r_; }
+
+ private:
+  bool present(const char* k) {
+    YAML::Node n = r_.get(k);
+    return n && !n.IsNull();
+  }
+  Reader r_;
+};
+
+// Fields -> YAML, in visit order; unset optionals are left out.
+class ConfigWriter {
+ public:
+  explicit ConfigWriter(YAML::Emitter& e) : e_(e) {}
+  template <class Int>
+  void integer(const char* k, const Int& v, int64_t, int64_t) {
+    e_ << YAML::Key << k << YAML::Value << v;
+  }
+  void number(const char* k, double v, double, double) { e_ << YAML::Key << k << YAML::Value << v; }
+  void text(const char* k, const std::string& v) { e_ << YAML::Key << k << YAML::Value << v; }
+  void nullable_text(const char* k, const std::string& v) {
+    e_ << YAML::Key << k << YAML::Value;
+    if (v.empty())
+      e_ << YAML::Null;
+    else
+      e_ << v;
+  }
+  void choice(const char* k, const std::string& v, const std::vector<std::string>&) { text(k, v); }
+  void flag(const char* k, bool v) { e_ << YAML::Key << k << YAML::Value << v; }
+  template <class T, class B>
+  void optional(const char* k, const std::optional<T>& v, B, B) {
+    if (v) e_ << YAML::Key << k << YAML::Value << *v;
+  }
+  void optional_list(const char* k, const std::optional<std::vector<int64_t>>& v) {
+    if (v) list(k, *v);
+  }
+  void triple(const char* k, const std::array<float, 3>& v, bool) { list(k, v); }
+  void betas(const char* k, const std::array<double, 2>& v) { list(k, v); }
+  template <class F>
+  void section(const char* k, F f) {
+    e_ << YAML::Key << k << YAML::Value << YAML::BeginMap;
+    f(*this);
+    e_ << YAML::EndMap;
+  }
+
+ private:
+  template <class L>
+  void list(const char* k, const L& v) {
+    e_ << YAML::Key << k << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (auto x : v) e_ << x;
+    e_ << YAML::EndSeq;
+  }
+  YAML::Emitter& e_;
+};
 
 Config from_node(const YAML::Node& root, const std::string& source) {
   Config c;
   c.source = source;
-  Reader r(root, "", source);
-  int64_t seed = 0, threads = 0;
-  r.integer("seed", seed, 0, INT64_MAX);
-  c.seed = uint64_t(seed);
-  r.choice("device", c.device, {"cpu", "cuda"});
-  r.integer("threads", threads, 0, 1024);
-  c.threads = int(threads);
-  r.str("output_dir", c.output_dir);
-  if (c.output_dir.empty()) r.fail("output_dir", "empty (name the folder for the run's outputs)");
-  read_model(r.sub("model"), c.model);
-  {
-    Reader i = r.sub("init");
-    i.choice("type", c.init.type,
-             {"trunc_normal", "xavier_uniform", "xavier_normal", "kaiming_uniform",
-              "kaiming_normal", "weight_selection", "net2net", "checkpoint"});
-    i.str("teacher", c.init.teacher);
-    i.str("teacher_model", c.init.teacher_model);
-    i.choice("layers", c.init.layers, {"first", "uniform", "last"});
-    i.choice("elements", c.init.elements,
-             {"uniform", "consecutive", "random", "random-inconsistent"});
-    i.str("checkpoint", c.init.checkpoint);
-    i.num("noise", c.init.noise, 0.0, 10.0);
-    i.choice("mode", c.init.mode, {"fan_in", "fan_out"});
-    i.num("gain", c.init.gain, 0.0, 100.0);
-    i.boolean("head", c.init.head);
-    i.boolean("head_norm", c.init.head_norm);
-    i.finish();
+  ConfigReader r(Reader(root, "", source));
+  visit(r, c);
+  r.reader().finish();
+  auto fail = [&](const std::string& key, const std::string& msg) {
+    throw InputError(source + ": " + key + ": " + msg);
+  };
+  parse_device(c.device, source + ": device");  // cpu, reference, cuda or cuda:N
+  if (c.output_dir.empty()) fail("output_dir", "empty (name the folder for the run's outputs)");
+  const std::vector<std::string> models = nn::model_names();
+  if (std::find(models.begin(), models.end(), c.model.name) == models.end()) {
+    std::string list;
+    for (const auto& n : models) list += (list.empty() ? "" : ", ") + n;
+    fail("model.name", "unknown model '" + c.model.name + "' (known: " + list + ")");
   }
-  {
-    Reader d = r.sub("data");
-    d.choice("dataset", c.data.dataset,
-             {"cifar10", "cifar100", "image_folder", "tiny_imagenet", "fashion_mnist", "mnist"});
-    d.str("root", c.data.root);
-    d.choice("train_split", c.data.train_split, {"train", "val", "test"});
-    d.choice("val_split", c.data.val_split, {"train", "val", "test"});
-    d.integer("train_subset", c.data.train_subset, 0, INT64_MAX);
-    d.integer("val_subset", c.data.val_subset, 0, INT64_MAX);
-    d.integer("max_image_pixels", c.data.max_image_pixels, 1, int64_t(1) << 40);
-    int64_t workers = c.data.workers;
-    d.integer("workers", workers, 0, 64);
-    c.data.workers = int(workers);
-    for (const char* k : {"mean", "std"}) {
-      YAML::Node n = d.get(k);
-      if (!n || n.IsNull()) continue;
-      std::vector<float> v;
-      try {
-        v = n.as<std::vector<float>>();
-      } catch (const YAML::Exception&) {
-      }
-      if (v.size() != 3) d.fail(d.key(k), "expected a list of 3 numbers");
-      for (float x : v)
-        if (!std::isfinite(x) || (std::string(k) == "std" && !(x > 0)))
-          d.fail(d.key(k), std::string("expected 3 finite numbers") +
-                               (std::string(k) == "std" ? ", each > 0" : ""));
-      auto& dst = std::string(k) == "mean" ? c.data.mean : c.data.std;
-      std::copy(v.begin(), v.end(), dst.begin());
-    }
-    Reader a = d.sub("augment");
-    AugmentConfig& g = c.data.augment;
-    a.str("randaugment", g.randaugment);
-    a.num("mixup", g.mixup, 0, 100);
-    a.num("cutmix", g.cutmix, 0, 100);
-    a.num("mixup_prob", g.mixup_prob, 0, 1);
-    a.num("switch_prob", g.switch_prob, 0, 1);
-    a.num("label_smoothing", g.label_smoothing, 0, 1);
-    a.num("reprob", g.reprob, 0, 1);
-    a.num("color_jitter", g.color_jitter, 0, 1);
-    a.choice("interpolation", g.interpolation, {"bicubic", "bilinear", "nearest"});
-    a.choice("crop", g.crop, {"rrc", "random_crop", "resize"});
-    a.num("scale_min", g.scale_min, 0.0, 1.0);
-    a.num("crop_pct", g.crop_pct, 0.05, 1.0);
-    a.num("hflip", g.hflip, 0, 1);
-    int64_t pad = g.padding;
-    a.integer("padding", pad, 0, 512);
-    g.padding = int(pad);
-    a.finish();
-    d.finish();
-    if (c.data.root.empty()) d.fail("data.root", "missing: the folder of the data set");
-  }
-  {
-    Reader t = r.sub("train");
-    TrainConfig& tc = c.train;
-    t.integer("epochs", tc.epochs, 1, 100000);
-    t.integer("batch_size", tc.batch_size, 1, 1 << 20);
-    t.integer("accum_steps", tc.accum_steps, 1, 4096);
-    t.choice("precision", tc.precision, {"f32", "bf16"});
-    t.num("clip_grad", tc.clip_grad, 0, 1e9);
-    t.integer("log_interval", tc.log_interval, 1, 1 << 30);
-    t.num("progress_seconds", tc.progress_seconds, 0.0, 86400.0);
-    Reader o = t.sub("optimizer");
-    o.choice("type", tc.optimizer.type, {"adamw", "sgd"});
-    o.num("lr", tc.optimizer.lr, 0, 1e30);
-    o.num("weight_decay", tc.optimizer.weight_decay, 0, 10);
-    o.num("eps", tc.optimizer.eps, 0, 1);
-    o.num("momentum", tc.optimizer.momentum, 0, 1);
-    o.boolean("nesterov", tc.optimizer.nesterov);
-    YAML::Node betas = o.get("betas");
-    if (betas && !betas.IsNull()) {
-      std::vector<double> b;
-      try {
-        b = betas.as<std::vector<double>>();
-      } catch (const YAML::Exception&) {
-      }
-      if (b.size() != 2 || !(b[0] >= 0 && b[0] < 1) || !(b[1] >= 0 && b[1] < 1))
-        o.fail(o.key("betas"), "expected two numbers in [0, 1), like [0.9, 0.999]");
-      tc.optimizer.betas = {b[0], b[1]};
-    }
-    o.finish();
-    Reader s = t.sub("schedule");
-    s.choice("type", tc.schedule.type, {"cosine", "step", "constant"});
-    s.num("warmup_epochs", tc.schedule.warmup_epochs, 0, 1e6);
-    s.num("min_lr", tc.schedule.min_lr, 0, 100);
-    s.num("warmup_lr", tc.schedule.warmup_lr, 0, 100);
-    s.num("decay_epochs", tc.schedule.decay_epochs, 1e-9, 1e6);
-    s.num("decay_rate", tc.schedule.decay_rate, 0, 1);
-    s.finish();
-    Reader e = t.sub("ema");
-    e.num("decay", tc.ema_decay, 0, 1);
-    e.finish();
-    Reader k = t.sub("distill");
-    YAML::Node teacher = k.get("teacher");
-    if (teacher && !teacher.IsNull()) k.str("teacher", tc.distill.teacher);
-    k.str("model", tc.distill.model);
-    k.num("alpha", tc.distill.alpha, 0, 1);
-    k.num("temperature", tc.distill.temperature, 1e-3, 1e3);
-    k.finish();
-    t.finish();
-  }
-  r.finish();
+  if (c.data.root.empty()) fail("data.root", "missing: the folder of the data set");
   if (c.data.augment.mixup > 0 || c.data.augment.cutmix > 0)
     if (c.train.batch_size % 2 != 0)
-      throw InputError(source + ": train.batch_size: Mixup/CutMix need an even batch size");
+      fail("train.batch_size", "Mixup/CutMix need an even batch size");
   return c;
 }
 
@@ -346,120 +435,10 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 
 std::string to_yaml(const Config& c) {
   YAML::Emitter e;
-  auto list = [&](const auto& v) {
-    e << YAML::Flow << YAML::BeginSeq;
-    for (auto x : v) e << x;
-    e << YAML::EndSeq;
-  };
+  ConfigWriter w(e);
   e << YAML::BeginMap;
-  e << YAML::Key << "seed" << YAML::Value << c.seed;
-  e << YAML::Key << "device" << YAML::Value << c.device;
-  e << YAML::Key << "threads" << YAML::Value << c.threads;
-  e << YAML::Key << "output_dir" << YAML::Value << c.output_dir;
-  e << YAML::Key << "model" << YAML::Value << YAML::BeginMap;
-  const nn::ModelConfig& m = c.model;
-  e << YAML::Key << "name" << YAML::Value << m.name << YAML::Key << "img_size" << YAML::Value
-    << m.img_size;
-  e << YAML::Key << "patch_size" << YAML::Value << m.patch_size << YAML::Key << "in_chans"
-    << YAML::Value << m.in_chans;
-  e << YAML::Key << "num_classes" << YAML::Value << m.num_classes << YAML::Key << "drop_path"
-    << YAML::Value << m.drop_path;
-  if (m.layer_scale) e << YAML::Key << "layer_scale" << YAML::Value << *m.layer_scale;
-  if (m.embed_dim) e << YAML::Key << "embed_dim" << YAML::Value << *m.embed_dim;
-  if (m.depth) e << YAML::Key << "depth" << YAML::Value << *m.depth;
-  if (m.num_heads) e << YAML::Key << "num_heads" << YAML::Value << *m.num_heads;
-  if (m.mlp_ratio) e << YAML::Key << "mlp_ratio" << YAML::Value << *m.mlp_ratio;
-  if (m.depths) {
-    e << YAML::Key << "depths" << YAML::Value;
-    list(*m.depths);
-  }
-  if (m.dims) {
-    e << YAML::Key << "dims" << YAML::Value;
-    list(*m.dims);
-  }
-  if (m.conv_mlp) e << YAML::Key << "conv_mlp" << YAML::Value << true;
+  visit(w, const_cast<Config&>(c));  // the writer only reads
   e << YAML::EndMap;
-  e << YAML::Key << "init" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "type" << YAML::Value << c.init.type << YAML::Key << "teacher" << YAML::Value
-    << c.init.teacher;
-  e << YAML::Key << "teacher_model" << YAML::Value << c.init.teacher_model;
-  e << YAML::Key << "layers" << YAML::Value << c.init.layers << YAML::Key << "elements"
-    << YAML::Value << c.init.elements;
-  e << YAML::Key << "checkpoint" << YAML::Value << c.init.checkpoint << YAML::Key << "noise"
-    << YAML::Value << c.init.noise;
-  e << YAML::Key << "mode" << YAML::Value << c.init.mode << YAML::Key << "gain" << YAML::Value
-    << c.init.gain;
-  e << YAML::Key << "head" << YAML::Value << c.init.head << YAML::Key << "head_norm" << YAML::Value
-    << c.init.head_norm << YAML::EndMap;
-  const DataConfig& d = c.data;
-  e << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "dataset" << YAML::Value << d.dataset << YAML::Key << "root" << YAML::Value
-    << d.root;
-  e << YAML::Key << "train_split" << YAML::Value << d.train_split << YAML::Key << "val_split"
-    << YAML::Value << d.val_split;
-  e << YAML::Key << "train_subset" << YAML::Value << d.train_subset << YAML::Key << "val_subset"
-    << YAML::Value << d.val_subset;
-  e << YAML::Key << "workers" << YAML::Value << d.workers;
-  if (d.max_image_pixels != data::kDefaultMaxImagePixels)
-    e << YAML::Key << "max_image_pixels" << YAML::Value << d.max_image_pixels;
-  e << YAML::Key << "mean" << YAML::Value;
-  list(d.mean);
-  e << YAML::Key << "std" << YAML::Value;
-  list(d.std);
-  const AugmentConfig& a = d.augment;
-  e << YAML::Key << "augment" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "randaugment" << YAML::Value << a.randaugment << YAML::Key << "mixup"
-    << YAML::Value << a.mixup;
-  e << YAML::Key << "cutmix" << YAML::Value << a.cutmix << YAML::Key << "mixup_prob" << YAML::Value
-    << a.mixup_prob;
-  e << YAML::Key << "switch_prob" << YAML::Value << a.switch_prob;
-  e << YAML::Key << "label_smoothing" << YAML::Value << a.label_smoothing << YAML::Key << "reprob"
-    << YAML::Value << a.reprob;
-  e << YAML::Key << "color_jitter" << YAML::Value << a.color_jitter << YAML::Key << "interpolation"
-    << YAML::Value << a.interpolation;
-  e << YAML::Key << "crop" << YAML::Value << a.crop << YAML::Key << "scale_min" << YAML::Value
-    << a.scale_min;
-  e << YAML::Key << "crop_pct" << YAML::Value << a.crop_pct << YAML::Key << "hflip" << YAML::Value
-    << a.hflip;
-  e << YAML::Key << "padding" << YAML::Value << a.padding << YAML::EndMap << YAML::EndMap;
-  const TrainConfig& t = c.train;
-  e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "epochs" << YAML::Value << t.epochs << YAML::Key << "batch_size" << YAML::Value
-    << t.batch_size;
-  e << YAML::Key << "accum_steps" << YAML::Value << t.accum_steps;
-  e << YAML::Key << "optimizer" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "type" << YAML::Value << t.optimizer.type << YAML::Key << "lr" << YAML::Value
-    << t.optimizer.lr;
-  e << YAML::Key << "weight_decay" << YAML::Value << t.optimizer.weight_decay;
-  e << YAML::Key << "betas" << YAML::Value;
-  list(t.optimizer.betas);
-  e << YAML::Key << "eps" << YAML::Value << t.optimizer.eps << YAML::Key << "momentum"
-    << YAML::Value << t.optimizer.momentum;
-  e << YAML::Key << "nesterov" << YAML::Value << t.optimizer.nesterov << YAML::EndMap;
-  e << YAML::Key << "schedule" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "type" << YAML::Value << t.schedule.type << YAML::Key << "warmup_epochs"
-    << YAML::Value << t.schedule.warmup_epochs;
-  e << YAML::Key << "min_lr" << YAML::Value << t.schedule.min_lr << YAML::Key << "warmup_lr"
-    << YAML::Value << t.schedule.warmup_lr;
-  e << YAML::Key << "decay_epochs" << YAML::Value << t.schedule.decay_epochs << YAML::Key
-    << "decay_rate" << YAML::Value << t.schedule.decay_rate;
-  e << YAML::EndMap;
-  e << YAML::Key << "precision" << YAML::Value << t.precision;
-  e << YAML::Key << "ema" << YAML::Value << YAML::BeginMap << YAML::Key << "decay" << YAML::Value
-    << t.ema_decay << YAML::EndMap;
-  e << YAML::Key << "clip_grad" << YAML::Value << t.clip_grad;
-  e << YAML::Key << "distill" << YAML::Value << YAML::BeginMap;
-  e << YAML::Key << "teacher" << YAML::Value;
-  if (t.distill.teacher.empty())
-    e << YAML::Null;
-  else
-    e << t.distill.teacher;
-  e << YAML::Key << "model" << YAML::Value << t.distill.model << YAML::Key << "alpha" << YAML::Value
-    << t.distill.alpha;
-  e << YAML::Key << "temperature" << YAML::Value << t.distill.temperature << YAML::EndMap;
-  e << YAML::Key << "log_interval" << YAML::Value << t.log_interval;
-  e << YAML::Key << "progress_seconds" << YAML::Value << t.progress_seconds;
-  e << YAML::EndMap << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
 }
 

@@ -184,7 +184,7 @@ int cmd_grow(const GrowArgs& a) {
 }
 
 struct EvalArgs {
-  std::string config, model, weights, dataset, root, split, precision, interpolation;
+  std::string config, model, weights, dataset, root, split, precision, interpolation, device;
   std::vector<std::string> sets;
   int64_t limit = 0, batch = 0;
   double crop_pct = 0;
@@ -229,6 +229,7 @@ train::Config eval_config(const EvalArgs& a, std::string& origin) {
   if (!a.interpolation.empty()) cfg.data.augment.interpolation = a.interpolation;
   if (a.crop_pct > 0) cfg.data.augment.crop_pct = a.crop_pct;
   if (a.batch > 0) cfg.train.batch_size = a.batch;
+  if (!a.device.empty()) cfg.device = a.device;
   if (a.config.empty() && (a.dataset.empty() || a.root.empty()))
     throw InputError("scion eval: --data and --root are required without --config");
   return cfg;
@@ -238,8 +239,11 @@ int cmd_eval(const EvalArgs& a) {
   set_num_threads(a.threads);
   std::string origin;
   train::Config cfg = eval_config(a, origin);
+  const Device device = parse_device(cfg.device, "scion eval: --device");
+  check_device_available(device, "scion eval: --device");
   nn::ModelPtr model = nn::create_model(cfg.model);
   model->load(a.weights, /*strict=*/true);
+  model->to(device);
   const std::string& split = cfg.data.val_split;
   data::DatasetPtr ds = data::open_dataset(cfg.data.dataset, cfg.data.root, split);
   if (cfg.data.val_subset > 0)  // a config's validation subset, drawn as train draws it
@@ -250,12 +254,12 @@ int cmd_eval(const EvalArgs& a) {
   const data::PipelineConfig pipe = train::eval_pipeline(cfg);
   std::fprintf(stderr,
                "scion eval: %s on %s %s split; resize %s to %lld px / crop_pct %.4g then center "
-               "crop, mean %s, std %s, %s, batch %lld (settings from %s; flags override)\n",
+               "crop, mean %s, std %s, %s, batch %lld, %s (settings from %s; flags override)\n",
                cfg.model.name.c_str(), cfg.data.root.c_str(), split.c_str(),
                cfg.data.augment.interpolation.c_str(), (long long)cfg.model.img_size,
                cfg.data.augment.crop_pct, triple_str(cfg.data.mean).c_str(),
                triple_str(cfg.data.std).c_str(), cfg.train.precision.c_str(),
-               (long long)cfg.train.batch_size, origin.c_str());
+               (long long)cfg.train.batch_size, device.str().c_str(), origin.c_str());
   data::LoaderOptions o;
   o.batch_size = cfg.train.batch_size;
   o.shuffle = false;
@@ -352,6 +356,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.05, 1.0));
   eval->add_option("--batch", ea.batch, "batch size")->check(CLI::PositiveNumber);
   eval->add_option("--threads", ea.threads, "threads (0 = all cores)")->check(CLI::Range(0, 1024));
+  eval->add_option("--device", ea.device,
+                   "cpu (default, or the config's device), reference (plain f64 kernels), cuda:N");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

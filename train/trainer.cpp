@@ -86,12 +86,6 @@ data::DatasetPtr open_split(const Config& cfg, const std::string& split, int64_t
   return subset > 0 ? data::balanced_subset(ds, subset, seed) : ds;
 }
 
-// Hard labels with label smoothing, or soft targets (Mixup/CutMix) when given.
-Tensor classification_loss(const Tensor& logits, const data::Batch& b, double smoothing) {
-  if (b.targets.defined()) return cross_entropy(logits, b.targets);
-  return cross_entropy(logits, b.labels, smoothing);
-}
-
 }  // namespace
 
 void write_text_atomic(const std::string& path, const std::string& text) {
@@ -123,6 +117,7 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int6
   NoGradGuard ng;
   bool was_training = model.is_training();
   model.eval();
+  const Device device = model.device();
   EvalResult r;
   double loss_sum = 0, top1 = 0, top5 = 0;
   loader.start_epoch(0);
@@ -137,11 +132,12 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int6
     Tensor logits;
     {
       AutocastGuard ac(bf16);
-      logits = model.forward(x);
+      logits = model.forward(x.to(device));
     }
-    logits = logits.to(DType::f32).contiguous();
+    logits = logits.to(DType::f32);
     int64_t n = x.size(0), k = logits.size(1);
-    loss_sum += cross_entropy(logits, y).item() * double(n);
+    loss_sum += cross_entropy(logits, y.to(device)).item() * double(n);
+    logits = logits.cpu().contiguous();
     const float* lp = logits.data<float>();
     const int64_t* yp = y.data<int64_t>();
     for (int64_t i = 0; i < n; ++i) {
@@ -164,18 +160,24 @@ int interrupted() {
   return g_signal;
 }
 
-int run_training(const Config& cfg, bool resume) {
-  SCION_CHECK(
-      cfg.device == "cpu", cfg.source, ": device: '", cfg.device,
-      "' is not available in this build (the CUDA backend is not implemented yet); use cpu");
-  set_num_threads(cfg.threads);
+namespace {
+
+// ---- building a run: output folder, model, data, teacher ----------------------------------------
+
+struct Paths {
+  std::string last, best, metrics, summary;
+  explicit Paths(const std::string& dir)
+      : last(dir + "/last.safetensors"),
+        best(dir + "/best.safetensors"),
+        metrics(dir + "/metrics.jsonl"),
+        summary(dir + "/summary.json") {}
+};
+
+// Creates the output folder, checks a resume before touching anything, removes temporary files a
+// kill during an atomic write left behind, and writes config.yaml.
+void prepare_output(const Config& cfg, const Paths& paths, bool resume) {
   make_dirs(cfg.output_dir);
-  const std::string last_path = cfg.output_dir + "/last.safetensors";
-  const std::string best_path = cfg.output_dir + "/best.safetensors";
-  const std::string metrics_path = cfg.output_dir + "/metrics.jsonl";
-  resume = resume || file_exists(last_path);
-  if (resume && file_exists(last_path)) check_resumable(cfg, last_path);  // before touching files
-  // A kill during an atomic write leaves only its temporary file behind; remove such leftovers.
+  if (resume && file_exists(paths.last)) check_resumable(cfg, paths.last);
   for (const char* stem :
        {"last.safetensors", "best.safetensors", "metrics.jsonl", "summary.json", "config.yaml"}) {
     std::string prefix = std::string(stem) + ".tmp.";
@@ -187,16 +189,28 @@ int run_training(const Config& cfg, bool resume) {
     }
   }
   write_text_atomic(cfg.output_dir + "/config.yaml", to_yaml(cfg));
+}
 
-  // Model, optimizer, EMA.
+// The model, initialized on the CPU (init/ reads teacher files there), then moved to `device`;
+// seeds the default generator.
+nn::ModelPtr build_model(const Config& cfg, Device device) {
   nn::ModelPtr model = nn::create_model(cfg.model);
   Generator init_gen(cfg.seed, 0x494E4954);
   init::initialize(*model, cfg.init, init_gen, cfg.source);
-  manual_seed(cfg.seed);  // dropout and drop path
-  // Data.
-  data::DatasetPtr train_ds =
-      open_split(cfg, cfg.data.train_split, cfg.data.train_subset, cfg.seed);
-  data::DatasetPtr val_ds = open_split(cfg, cfg.data.val_split, cfg.data.val_subset, cfg.seed + 1);
+  model->to(device);
+  manual_seed(cfg.seed);  // the default generator: dropout and drop path
+  return model;
+}
+
+struct Data {
+  data::DatasetPtr train_ds, val_ds;
+  std::unique_ptr<data::DataLoader> train, val;
+};
+
+Data build_data(const Config& cfg) {
+  Data d;
+  d.train_ds = open_split(cfg, cfg.data.train_split, cfg.data.train_subset, cfg.seed);
+  d.val_ds = open_split(cfg, cfg.data.val_split, cfg.data.val_subset, cfg.seed + 1);
   data::PipelineConfig tp = base_pipeline(cfg);
   const AugmentConfig& a = cfg.data.augment;
   tp.train_crop = a.crop;
@@ -216,276 +230,364 @@ int run_training(const Config& cfg, bool resume) {
   to.batch_size = cfg.train.batch_size;
   to.workers = cfg.data.workers;
   to.seed = cfg.seed;
-  data::DataLoader train_loader(train_ds, data::Pipeline(tp), to, mc);
+  d.train = std::make_unique<data::DataLoader>(d.train_ds, data::Pipeline(tp), to, mc);
   data::LoaderOptions vo = to;
   vo.shuffle = false;
   vo.drop_last = false;
-  data::DataLoader val_loader(val_ds, data::Pipeline(eval_pipeline(cfg)), vo);
+  d.val = std::make_unique<data::DataLoader>(d.val_ds, data::Pipeline(eval_pipeline(cfg)), vo);
+  return d;
+}
 
-  Optimizer opt(*model, cfg.train.optimizer, no_weight_decay_names(*model));
-  std::unique_ptr<Ema> ema =
-      cfg.train.ema_decay > 0 ? std::make_unique<Ema>(*model, cfg.train.ema_decay) : nullptr;
-  nn::ModelPtr ema_model = ema ? nn::create_model(cfg.model) : nullptr;
-  nn::ModelPtr distill_teacher;
-  if (!cfg.train.distill.teacher.empty()) {
-    // A teacher saved by scion carries its config; a timm file is the named model at the student's
-    // image size, channels and class count.
-    SafetensorsFile tf = SafetensorsFile::open(cfg.train.distill.teacher);
-    nn::ModelConfig tc = cfg.model;
-    if (tf.metadata().count("scion_model")) {
-      try {
-        tc = nn::parse_model_config(tf.metadata().at("scion_model"));
-      } catch (const std::exception& e) {
-        throw InputError(cfg.train.distill.teacher + ": metadata scion_model: " + e.what());
-      }
-      SCION_CHECK(tc.name == cfg.train.distill.model, cfg.source, ": train.distill.model is '",
-                  cfg.train.distill.model, "' but ", cfg.train.distill.teacher, " holds a ",
-                  tc.name);
-    } else {
-      tc.name = cfg.train.distill.model;
-      tc.embed_dim.reset();
-      tc.depth.reset();
-      tc.num_heads.reset();
-      tc.mlp_ratio.reset();
-      tc.depths.reset();
-      tc.dims.reset();
+// The distillation teacher, in eval mode on `device`. A teacher saved by scion carries its config;
+// a timm file is the named model at the student's image size, channels and class count.
+nn::ModelPtr load_teacher(const Config& cfg, Device device) {
+  const DistillConfig& k = cfg.train.distill;
+  SafetensorsFile tf = SafetensorsFile::open(k.teacher);
+  nn::ModelConfig tc = cfg.model;
+  if (tf.metadata().count("scion_model")) {
+    try {
+      tc = nn::parse_model_config(tf.metadata().at("scion_model"));
+    } catch (const std::exception& e) {
+      throw InputError(k.teacher + ": metadata scion_model: " + e.what());
     }
-    tc.drop_path = 0.0;
-    distill_teacher = nn::create_model(tc);
-    distill_teacher->load(cfg.train.distill.teacher, /*strict=*/true);
-    distill_teacher->eval();
+    SCION_CHECK(tc.name == k.model, cfg.source, ": train.distill.model is '", k.model, "' but ",
+                k.teacher, " holds a ", tc.name);
+  } else {
+    tc.name = k.model;
+    tc.embed_dim.reset();
+    tc.depth.reset();
+    tc.num_heads.reset();
+    tc.mlp_ratio.reset();
+    tc.depths.reset();
+    tc.dims.reset();
   }
+  tc.drop_path = 0.0;
+  nn::ModelPtr teacher = nn::create_model(tc);
+  teacher->load(k.teacher, /*strict=*/true);
+  teacher->to(device);
+  teacher->eval();
+  return teacher;
+}
 
-  const int64_t accum = cfg.train.accum_steps;
-  const int64_t batches = train_loader.num_batches();
-  SCION_CHECK(batches >= accum, cfg.source, ": train.accum_steps ", accum, " exceeds the ", batches,
-              " batches of an epoch");
-  const int64_t steps_per_epoch = batches / accum;
-  int64_t start_epoch = 0, skip_batches = 0;
+// ---- the run ------------------------------------------------------------------------------------
+
+// Where the loop is: the epoch and batch, the running sums of the current epoch, the history.
+struct Progress {
+  int64_t epoch = 0, batch = 0;  // the next batch to run
+  double loss_sum = 0, seconds = 0;
+  int64_t loss_count = 0, images = 0;
   double best_acc1 = -1, wall_before = 0;
   json history = json::array();
-  // Running sums of an epoch interrupted by a signal, so the resumed epoch reports the same mean.
-  double resume_loss_sum = 0;
-  int64_t resume_loss_count = 0, resume_images = 0;
-  double resume_seconds = 0;
-  if (resume) {
-    SCION_CHECK(file_exists(last_path), last_path, ": --resume given but there is no checkpoint");
-    SafetensorsFile ck = SafetensorsFile::open(last_path);
-    NamedTensors ms;
-    for (const auto& n : ck.names())
-      if (n.rfind("model.", 0) == 0) ms.emplace_back(n.substr(6), ck.get(n));
-    model->load_state_dict(ms, true, last_path);
-    CheckpointState st = read_checkpoint_state(ck, last_path, batches, steps_per_epoch);
-    opt.load_state(ck, st.step);
-    if (ema) {
-      NamedTensors es;
-      for (const auto& n : ck.names())
-        if (n.rfind("ema.", 0) == 0) es.emplace_back(n.substr(4), ck.get(n));
-      NoGradGuard ng;
-      for (auto& entry : ema->state()) {
-        const std::string& name = entry.first;
-        auto it =
-            std::find_if(es.begin(), es.end(), [&](const auto& e) { return e.first == name; });
-        SCION_CHECK(it != es.end(), last_path, ": checkpoint has no EMA tensor ema.", name);
-        entry.second.copy_(it->second);
-      }
+};
+
+class Trainer {
+ public:
+  Trainer(const Config& cfg, Device device)
+      : cfg_(cfg),
+        paths_(cfg.output_dir),
+        device_(device),
+        model_(build_model(cfg, device)),
+        data_(build_data(cfg)),
+        opt_(*model_, cfg.train.optimizer, no_weight_decay_names(*model_)),
+        bf16_(cfg.train.precision == "bf16"),
+        accum_(cfg.train.accum_steps),
+        batches_(data_.train->num_batches()) {
+    SCION_CHECK(batches_ >= accum_, cfg.source, ": train.accum_steps ", accum_, " exceeds the ",
+                batches_, " batches of an epoch");
+    steps_per_epoch_ = batches_ / accum_;
+    if (cfg.train.ema_decay > 0) {
+      ema_ = std::make_unique<Ema>(*model_, cfg.train.ema_decay);
+      ema_model_ = nn::create_model(cfg.model);
+      ema_model_->to(device);
     }
-    start_epoch = st.epoch;
-    skip_batches = st.batch_in_epoch;
-    default_generator().set_offset(st.rng_offset);
-    best_acc1 = st.best_val_acc1;
-    wall_before = st.wall_seconds;
-    history = json::parse(st.metrics);
-    resume_loss_sum = st.partial_loss_sum;
-    resume_loss_count = st.partial_loss_count;
-    resume_images = st.partial_images;
-    resume_seconds = st.partial_seconds;
-    std::string text;
-    for (const auto& line : history) text += line.dump() + "\n";
-    write_text_atomic(metrics_path, text);
-    std::printf("resuming %s at epoch %lld, batch %lld (optimizer step %lld)\n", last_path.c_str(),
-                (long long)start_epoch + 1, (long long)skip_batches, (long long)opt.steps());
+    if (!cfg.train.distill.teacher.empty()) teacher_ = load_teacher(cfg, device);
   }
 
-  auto save_checkpoint = [&](int64_t epoch, int64_t batch_in_epoch, double wall,
-                             double part_loss_sum, int64_t part_loss_count, int64_t part_images,
-                             double part_seconds) {
-    NamedTensors ts;
-    for (auto& [n, t] : model->state_dict()) ts.emplace_back("model." + n, t);
-    for (auto& nt : opt.state()) ts.push_back(nt);
-    if (ema)
-      for (auto& [n, t] : ema->state()) ts.emplace_back("ema." + n, t);
-    std::map<std::string, std::string> meta{
-        {"format", "pt"},
-        {"epoch", std::to_string(epoch)},
-        {"batch_in_epoch", std::to_string(batch_in_epoch)},
-        {"step", std::to_string(opt.steps())},
-        {"rng_seed", std::to_string(cfg.seed)},
-        {"rng_offset", std::to_string(default_generator().offset())},
-        {"best_val_acc1", std::to_string(best_acc1)},
-        {"wall_seconds", std::to_string(wall)},
-        {"metrics", history.dump()},
-        {"partial_epoch", json{{"loss_sum", part_loss_sum},
-                               {"loss_count", part_loss_count},
-                               {"images", part_images},
-                               {"seconds", part_seconds}}
-                              .dump()},
-        {"config", to_yaml(cfg)}};
-    save_safetensors(last_path, ts, meta);
-  };
+  void restore();
+  int run();
 
+ private:
+  Tensor step_loss(const data::Batch& b);
+  void optimizer_step();
+  int train_epoch(int64_t epoch);
+  int finish_epoch(int64_t epoch);
+  void save_checkpoint(int64_t epoch, int64_t batch, double epoch_seconds);
+  void print_progress(int64_t epoch, int64_t step_in_epoch, double secs, double lr);
+  double wall() const {
+    return progress_.wall_before + std::chrono::duration<double>(Clock::now() - start_).count();
+  }
   // Where the last good state is, when there is one.
-  auto last_good_note = [&]() -> std::string {
-    return file_exists(last_path) ? " The last good checkpoint is kept at " + last_path
-                                  : " No checkpoint was written (the first epoch did not finish).";
-  };
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
-  const bool tty = isatty(fileno(stdout));
-  const bool bf16 = cfg.train.precision == "bf16";
-  const auto run_start = Clock::now();
-  std::printf(
-      "training %s (%lld parameters) on %s: %lld images/epoch, %lld steps/epoch, %lld epochs\n",
-      cfg.model.name.c_str(), (long long)model->num_parameters(), cfg.data.dataset.c_str(),
-      (long long)train_ds->size(), (long long)steps_per_epoch, (long long)cfg.train.epochs);
-  std::fflush(stdout);
-  double final_acc1 = history.empty() ? 0.0 : history.back().value("val_acc1", 0.0);
-  double total_images = 0, total_train_seconds = 0;
-  auto last_progress = Clock::now();
-  for (int64_t epoch = start_epoch; epoch < cfg.train.epochs; ++epoch) {
-    model->train();
-    train_loader.start_epoch(epoch, epoch == start_epoch ? skip_batches : 0);
-    const bool resumed_epoch = epoch == start_epoch && skip_batches > 0;
-    const auto t0 = Clock::now();
-    const double seconds_before = resumed_epoch ? resume_seconds : 0.0;
-    double loss_sum = resumed_epoch ? resume_loss_sum : 0.0, lr = 0;
-    int64_t loss_count = resumed_epoch ? resume_loss_count : 0,
-            images = resumed_epoch ? resume_images : 0;
-    data::Batch b;
-    int64_t bi = epoch == start_epoch ? skip_batches : 0;
-    for (auto& p : model->parameters()) p.zero_grad();
-    while (train_loader.next(b)) {
-      Tensor loss;
-      {
-        AutocastGuard ac(bf16);
-        Tensor logits = model->forward(b.images);
-        loss = classification_loss(logits, b, a.label_smoothing);
-        if (distill_teacher) {
-          Tensor teacher_logits;
-          {
-            NoGradGuard ng;
-            teacher_logits = distill_teacher->forward(b.images);
-          }
-          loss = distillation_loss(loss, logits, teacher_logits, cfg.train.distill);
-        }
-      }
-      double lv = loss.item();
-      if (!std::isfinite(lv)) {
-        std::fprintf(stderr,
-                     "\ntrain: non-finite loss (%g) at epoch %lld, batch %lld; stopping.%s\n", lv,
-                     (long long)epoch + 1, (long long)bi, last_good_note().c_str());
-        return 1;
-      }
-      (accum > 1 ? loss * (1.0 / double(accum)) : loss).backward();
-      loss_sum += lv;
-      ++loss_count;
-      images += b.images.size(0);
-      ++bi;
-      if (bi % accum != 0) continue;
-      if (cfg.train.clip_grad > 0) clip_grad_norm(model->parameters(), cfg.train.clip_grad);
-      lr = learning_rate(cfg.train, opt.steps(), steps_per_epoch);
-      opt.step(lr);
-      for (auto& p : model->parameters()) p.zero_grad();
-      if (ema) ema->update(*model);
-      const auto now = Clock::now();
-      double secs = seconds_before + std::chrono::duration<double>(now - t0).count();
-      int64_t step_in_epoch = bi / accum;
-      // Progress: on a terminal one line rewritten after every step; otherwise a plain line every
-      // train.progress_seconds and every train.log_interval steps. The ETA assumes this epoch's
-      // pace for the rest of the run (evaluation not counted).
-      const bool periodic = std::chrono::duration<double>(now - last_progress).count() >=
-                            cfg.train.progress_seconds;
-      if (tty || periodic || step_in_epoch % cfg.train.log_interval == 0) {
-        int64_t left = (steps_per_epoch - step_in_epoch) +
-                       (cfg.train.epochs - epoch - 1) * steps_per_epoch;
-        std::printf("%sepoch %lld/%lld step %lld/%lld loss %.4f lr %.3g %.0f img/s ETA %s%s",
-                    tty ? "\r" : "", (long long)epoch + 1, (long long)cfg.train.epochs,
-                    (long long)step_in_epoch, (long long)steps_per_epoch,
-                    loss_sum / double(loss_count), lr, double(images) / secs,
-                    duration_str(secs / double(step_in_epoch) * double(left)).c_str(),
-                    tty ? "   " : "\n");
-        std::fflush(stdout);
-        last_progress = now;
-      }
-      if (g_signal != 0) {
-        double wall = wall_before + std::chrono::duration<double>(Clock::now() - run_start).count();
-        save_checkpoint(epoch, bi, wall, loss_sum, loss_count, images, secs);
-        std::printf(
-            "\ntrain: signal %d received; saved %s at epoch %lld, batch %lld; rerun to resume\n",
-            int(g_signal), last_path.c_str(), (long long)epoch + 1, (long long)bi);
-        std::fflush(stdout);
-        return 128 + g_signal;  // as a shell reports a process ended by that signal
-      }
+  std::string last_good_note() const {
+    return file_exists(paths_.last)
+               ? " The last good checkpoint is kept at " + paths_.last
+               : " No checkpoint was written (the first epoch did not finish).";
+  }
+
+  const Config& cfg_;
+  const Paths paths_;
+  const Device device_;
+  nn::ModelPtr model_;
+  Data data_;
+  Optimizer opt_;
+  std::unique_ptr<Ema> ema_;
+  nn::ModelPtr ema_model_, teacher_;
+  const bool bf16_;
+  const int64_t accum_, batches_;
+  int64_t steps_per_epoch_ = 0;
+  Progress progress_;
+  Clock::time_point start_ = Clock::now(), last_progress_ = Clock::now();
+  double total_images_ = 0, total_train_seconds_ = 0, lr_ = 0;
+};
+
+// Loads last.safetensors: weights, optimizer and EMA state, position, RNG offset, history.
+void Trainer::restore() {
+  SCION_CHECK(file_exists(paths_.last), paths_.last, ": --resume given but there is no checkpoint");
+  SafetensorsFile ck = SafetensorsFile::open(paths_.last);
+  NamedTensors ms, es;
+  for (const auto& n : ck.names()) {
+    if (n.rfind("model.", 0) == 0) ms.emplace_back(n.substr(6), ck.get(n));
+    if (n.rfind("ema.", 0) == 0) es.emplace_back(n.substr(4), ck.get(n));
+  }
+  model_->load_state_dict(ms, true, paths_.last);
+  CheckpointState st = read_checkpoint_state(ck, paths_.last, batches_, steps_per_epoch_);
+  opt_.load_state(ck, st.step);
+  if (ema_) {
+    NoGradGuard ng;
+    for (auto& [name, t] : ema_->state()) {
+      auto it = std::find_if(es.begin(), es.end(), [&](const auto& e) { return e.first == name; });
+      SCION_CHECK(it != es.end(), paths_.last, ": checkpoint has no EMA tensor ema.", name);
+      t.copy_(it->second);
     }
-    double epoch_seconds =
-        seconds_before + std::chrono::duration<double>(Clock::now() - t0).count();
-    total_images += double(images);
-    total_train_seconds += epoch_seconds;
-    EvalResult ev = evaluate(*model, val_loader, bf16);
-    if (!std::isfinite(ev.loss)) {  // a failed evaluation: never a best checkpoint or a summary
-      std::fprintf(stderr,
-                   "\ntrain: non-finite validation loss (%g) after epoch %lld; stopping.%s\n",
-                   ev.loss, (long long)epoch + 1, last_good_note().c_str());
+  }
+  default_generator().set_offset(st.rng_offset);
+  Progress& p = progress_;
+  p.epoch = st.epoch;
+  p.batch = st.batch_in_epoch;
+  p.best_acc1 = st.best_val_acc1;
+  p.wall_before = st.wall_seconds;
+  p.history = json::parse(st.metrics);
+  p.loss_sum = st.partial_loss_sum;
+  p.loss_count = st.partial_loss_count;
+  p.images = st.partial_images;
+  p.seconds = st.partial_seconds;
+  std::string text;
+  for (const auto& line : p.history) text += line.dump() + "\n";
+  write_text_atomic(paths_.metrics, text);
+  std::printf("resuming %s at epoch %lld, batch %lld (optimizer step %lld)\n", paths_.last.c_str(),
+              (long long)p.epoch + 1, (long long)p.batch, (long long)opt_.steps());
+}
+
+// The loss of one batch: classification, plus distillation from the teacher when on.
+Tensor Trainer::step_loss(const data::Batch& b) {
+  AutocastGuard ac(bf16_);
+  Tensor images = b.images.to(device_);
+  Tensor logits = model_->forward(images);
+  Tensor loss =
+      b.targets.defined()
+          ? cross_entropy(logits, b.targets.to(device_))  // Mixup/CutMix soft targets
+          : cross_entropy(logits, b.labels.to(device_), cfg_.data.augment.label_smoothing);
+  if (teacher_) {
+    Tensor teacher_logits;
+    {
+      NoGradGuard ng;
+      teacher_logits = teacher_->forward(images);
+    }
+    loss = distillation_loss(loss, logits, teacher_logits, cfg_.train.distill);
+  }
+  return loss;
+}
+
+// Clip, schedule, step, zero the gradients, update the EMA.
+void Trainer::optimizer_step() {
+  if (cfg_.train.clip_grad > 0) clip_grad_norm(model_->parameters(), cfg_.train.clip_grad);
+  lr_ = learning_rate(cfg_.train, opt_.steps(), steps_per_epoch_);
+  opt_.step(lr_);
+  for (auto& p : model_->parameters()) p.zero_grad();
+  if (ema_) ema_->update(*model_);
+}
+
+// On a terminal one line rewritten after every step; otherwise a plain line every
+// train.progress_seconds and every train.log_interval steps. The ETA assumes this epoch's pace
+// for the rest of the run (evaluation not counted).
+void Trainer::print_progress(int64_t epoch, int64_t step_in_epoch, double secs, double lr) {
+  static const bool tty = isatty(fileno(stdout));
+  const auto now = Clock::now();
+  const bool periodic =
+      std::chrono::duration<double>(now - last_progress_).count() >= cfg_.train.progress_seconds;
+  if (!tty && !periodic && step_in_epoch % cfg_.train.log_interval != 0) return;
+  const Progress& p = progress_;
+  int64_t left =
+      (steps_per_epoch_ - step_in_epoch) + (cfg_.train.epochs - epoch - 1) * steps_per_epoch_;
+  std::printf(
+      "%sepoch %lld/%lld step %lld/%lld loss %.4f lr %.3g %.0f img/s ETA %s%s", tty ? "\r" : "",
+      (long long)epoch + 1, (long long)cfg_.train.epochs, (long long)step_in_epoch,
+      (long long)steps_per_epoch_, p.loss_sum / double(p.loss_count), lr, double(p.images) / secs,
+      duration_str(secs / double(step_in_epoch) * double(left)).c_str(), tty ? "   " : "\n");
+  std::fflush(stdout);
+  last_progress_ = now;
+}
+
+// One epoch of optimizer steps from progress_.batch on. Returns 0, or an exit status: 1 for a
+// non-finite loss, 128 + signal after saving when SIGINT/SIGTERM arrived.
+int Trainer::train_epoch(int64_t epoch) {
+  Progress& p = progress_;
+  model_->train();
+  data_.train->start_epoch(epoch, p.batch);
+  const auto t0 = Clock::now();
+  const double seconds_before = p.seconds;
+  for (auto& t : model_->parameters()) t.zero_grad();
+  data::Batch b;
+  while (data_.train->next(b)) {
+    Tensor loss = step_loss(b);
+    double lv = loss.item();
+    if (!std::isfinite(lv)) {
+      std::fprintf(stderr, "\ntrain: non-finite loss (%g) at epoch %lld, batch %lld; stopping.%s\n",
+                   lv, (long long)epoch + 1, (long long)p.batch, last_good_note().c_str());
       return 1;
     }
-    json line{{"epoch", epoch + 1},
-              {"step", opt.steps()},
-              {"lr", lr},
-              {"train_loss", loss_count ? loss_sum / double(loss_count) : 0.0},
-              {"val_loss", ev.loss},
-              {"val_acc1", ev.acc1},
-              {"val_acc5", ev.acc5},
-              {"epoch_seconds", epoch_seconds},
-              {"images_per_second", double(images) / epoch_seconds}};
-    if (ema) {
-      ema_model->load_state_dict(ema->state(), true, "EMA state");
-      EvalResult ee = evaluate(*ema_model, val_loader, bf16);
-      line["ema_val_loss"] = ee.loss;
-      line["ema_val_acc1"] = ee.acc1;
-      line["ema_val_acc5"] = ee.acc5;
+    (accum_ > 1 ? loss * (1.0 / double(accum_)) : loss).backward();
+    p.loss_sum += lv;
+    ++p.loss_count;
+    p.images += b.images.size(0);
+    ++p.batch;
+    if (p.batch % accum_ != 0) continue;
+    optimizer_step();
+    p.seconds = seconds_before + std::chrono::duration<double>(Clock::now() - t0).count();
+    print_progress(epoch, p.batch / accum_, p.seconds, lr_);
+    if (g_signal != 0) {
+      save_checkpoint(epoch, p.batch, p.seconds);
+      std::printf(
+          "\ntrain: signal %d received; saved %s at epoch %lld, batch %lld; rerun to resume\n",
+          int(g_signal), paths_.last.c_str(), (long long)epoch + 1, (long long)p.batch);
+      std::fflush(stdout);
+      return 128 + g_signal;  // as a shell reports a process ended by that signal
     }
-    history.push_back(line);
-    final_acc1 = ev.acc1;
-    if (ev.acc1 > best_acc1) {
-      best_acc1 = ev.acc1;
-      model->save(best_path, {{"epoch", std::to_string(epoch + 1)},
-                              {"val_acc1", std::to_string(ev.acc1)},
-                              {"scion_data", eval_metadata(cfg)}});
-    }
-    double wall = wall_before + std::chrono::duration<double>(Clock::now() - run_start).count();
-    save_checkpoint(epoch + 1, 0, wall, 0, 0, 0, 0);
-    std::string text;
-    for (const auto& l : history) text += l.dump() + "\n";
-    write_text_atomic(metrics_path, text);
-    std::printf(
-        "%sepoch %lld/%lld  train loss %.4f  val loss %.4f  acc1 %.2f  acc5 %.2f  (%.1f s, %.0f "
-        "img/s)\n",
-        tty ? "\r" : "", (long long)epoch + 1, (long long)cfg.train.epochs,
-        line["train_loss"].get<double>(), ev.loss, ev.acc1, ev.acc5, epoch_seconds,
-        double(images) / epoch_seconds);
-    std::fflush(stdout);
   }
-  double wall = wall_before + std::chrono::duration<double>(Clock::now() - run_start).count();
-  json summary{
-      {"best_val_acc1", best_acc1},
-      {"final_val_acc1", final_acc1},
-      {"epochs", cfg.train.epochs},
-      {"wall_seconds", wall},
-      {"images_per_second", total_train_seconds > 0 ? total_images / total_train_seconds : 0.0}};
-  write_text_atomic(cfg.output_dir + "/summary.json", summary.dump(2) + "\n");
-  std::printf("done: best val acc1 %.2f, final %.2f; outputs in %s\n", best_acc1, final_acc1,
-              cfg.output_dir.c_str());
+  p.seconds = seconds_before + std::chrono::duration<double>(Clock::now() - t0).count();
   return 0;
+}
+
+// Evaluate (and the EMA weights), append the metrics line, save best and last; resets the epoch's
+// running sums. Returns 1 when validation failed, else 0.
+int Trainer::finish_epoch(int64_t epoch) {
+  Progress& p = progress_;
+  total_images_ += double(p.images);
+  total_train_seconds_ += p.seconds;
+  EvalResult ev = evaluate(*model_, *data_.val, bf16_);
+  if (!std::isfinite(ev.loss)) {  // a failed evaluation: never a best checkpoint or a summary
+    std::fprintf(stderr, "\ntrain: non-finite validation loss (%g) after epoch %lld; stopping.%s\n",
+                 ev.loss, (long long)epoch + 1, last_good_note().c_str());
+    return 1;
+  }
+  json line{{"epoch", epoch + 1},
+            {"step", opt_.steps()},
+            {"lr", lr_},
+            {"train_loss", p.loss_count ? p.loss_sum / double(p.loss_count) : 0.0},
+            {"val_loss", ev.loss},
+            {"val_acc1", ev.acc1},
+            {"val_acc5", ev.acc5},
+            {"epoch_seconds", p.seconds},
+            {"images_per_second", double(p.images) / p.seconds}};
+  if (ema_) {
+    ema_model_->load_state_dict(ema_->state(), true, "EMA state");
+    EvalResult ee = evaluate(*ema_model_, *data_.val, bf16_);
+    line["ema_val_loss"] = ee.loss;
+    line["ema_val_acc1"] = ee.acc1;
+    line["ema_val_acc5"] = ee.acc5;
+  }
+  p.history.push_back(line);
+  if (ev.acc1 > p.best_acc1) {
+    p.best_acc1 = ev.acc1;
+    model_->save(paths_.best, {{"epoch", std::to_string(epoch + 1)},
+                               {"val_acc1", std::to_string(ev.acc1)},
+                               {"scion_data", eval_metadata(cfg_)}});
+  }
+  const double images = double(p.images), seconds = p.seconds;
+  p.loss_sum = p.seconds = 0;
+  p.loss_count = p.images = p.batch = 0;
+  save_checkpoint(epoch + 1, 0, 0);
+  std::string text;
+  for (const auto& l : p.history) text += l.dump() + "\n";
+  write_text_atomic(paths_.metrics, text);
+  static const bool tty = isatty(fileno(stdout));
+  std::printf(
+      "%sepoch %lld/%lld  train loss %.4f  val loss %.4f  acc1 %.2f  acc5 %.2f  (%.1f s, %.0f "
+      "img/s)\n",
+      tty ? "\r" : "", (long long)epoch + 1, (long long)cfg_.train.epochs,
+      line["train_loss"].get<double>(), ev.loss, ev.acc1, ev.acc5, seconds, images / seconds);
+  std::fflush(stdout);
+  return 0;
+}
+
+// last.safetensors: model, optimizer and EMA state, and in its metadata the position (epoch,
+// batch), RNG offset, best top-1, wall time, history and the running sums of a partial epoch.
+void Trainer::save_checkpoint(int64_t epoch, int64_t batch, double epoch_seconds) {
+  const Progress& p = progress_;
+  NamedTensors ts;
+  for (auto& [n, t] : model_->state_dict()) ts.emplace_back("model." + n, t);
+  for (auto& nt : opt_.state()) ts.push_back(nt);
+  if (ema_)
+    for (auto& [n, t] : ema_->state()) ts.emplace_back("ema." + n, t);
+  std::map<std::string, std::string> meta{
+      {"format", "pt"},
+      {"epoch", std::to_string(epoch)},
+      {"batch_in_epoch", std::to_string(batch)},
+      {"step", std::to_string(opt_.steps())},
+      {"rng_seed", std::to_string(cfg_.seed)},
+      {"rng_offset", std::to_string(default_generator().offset())},
+      {"best_val_acc1", std::to_string(p.best_acc1)},
+      {"wall_seconds", std::to_string(wall())},
+      {"metrics", p.history.dump()},
+      {"partial_epoch", json{{"loss_sum", batch ? p.loss_sum : 0.0},
+                             {"loss_count", batch ? p.loss_count : 0},
+                             {"images", batch ? p.images : 0},
+                             {"seconds", batch ? epoch_seconds : 0.0}}
+                            .dump()},
+      {"config", to_yaml(cfg_)}};
+  save_safetensors(paths_.last, ts, meta);
+}
+
+int Trainer::run() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  start_ = Clock::now();
+  std::printf(
+      "training %s (%lld parameters) on %s: %lld images/epoch, %lld steps/epoch, %lld epochs\n",
+      cfg_.model.name.c_str(), (long long)model_->num_parameters(), cfg_.data.dataset.c_str(),
+      (long long)data_.train_ds->size(), (long long)steps_per_epoch_, (long long)cfg_.train.epochs);
+  std::fflush(stdout);
+  for (int64_t epoch = progress_.epoch; epoch < cfg_.train.epochs; ++epoch) {
+    if (int status = train_epoch(epoch)) return status;
+    if (int status = finish_epoch(epoch)) return status;
+  }
+  const json& h = progress_.history;
+  const double final_acc1 = h.empty() ? 0.0 : h.back().value("val_acc1", 0.0);
+  json summary{
+      {"best_val_acc1", progress_.best_acc1},
+      {"final_val_acc1", final_acc1},
+      {"epochs", cfg_.train.epochs},
+      {"wall_seconds", wall()},
+      {"images_per_second", total_train_seconds_ > 0 ? total_images_ / total_train_seconds_ : 0.0}};
+  write_text_atomic(paths_.summary, summary.dump(2) + "\n");
+  std::printf("done: best val acc1 %.2f, final %.2f; outputs in %s\n", progress_.best_acc1,
+              final_acc1, cfg_.output_dir.c_str());
+  return 0;
+}
+
+}  // namespace
+
+// The run as a PyTorch user writes it: output folder, model (built, initialized, moved to the
+// device), data, optimizer/EMA/teacher, resume, then per epoch train and evaluate + checkpoint.
+int run_training(const Config& cfg, bool resume) {
+  const Device device = parse_device(cfg.device, cfg.source + ": device");
+  check_device_available(device, cfg.source + ": device");
+  set_num_threads(cfg.threads);
+  const Paths paths(cfg.output_dir);
+  resume = resume || file_exists(paths.last);
+  prepare_output(cfg, paths, resume);
+  Trainer trainer(cfg, device);
+  if (resume) trainer.restore();
+  return trainer.run();
 }
 
 }  // namespace scion::train
