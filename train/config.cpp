@@ -337,7 +337,15 @@ class ConfigWriter {
   void integer(const char* k, const Int& v, int64_t, int64_t) {
     e_ << YAML::Key << k << YAML::Value << v;
   }
-  void number(const char* k, double v, double, double) { e_ << YAML::Key << k << YAML::Value << v; }
+  // yaml-cpp writes 1e-08, which YAML 1.1 readers (PyYAML) take for a string: write 1.0e-08.
+  void number(const char* k, double v, double, double) {
+    YAML::Emitter t;
+    t << v;
+    std::string text = t.c_str();
+    size_t e = text.find_first_of("eE");
+    if (e != std::string::npos && text.find('.') == std::string::npos) text.insert(e, ".0");
+    e_ << YAML::Key << k << YAML::Value << text;
+  }
   void text(const char* k, const std::string& v) { e_ << YAML::Key << k << YAML::Value << v; }
   void nullable_text(const char* k, const std::string& v) {
     e_ << YAML::Key << k << YAML::Value;

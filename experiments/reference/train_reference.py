@@ -63,6 +63,21 @@ def lr_at(step, total, warmup, base, min_lr, warmup_lr=0.0):
     return min_lr + 0.5 * (base - min_lr) * (1 + math.cos(math.pi * i / n))
 
 
+def numbers(node):
+    """YAML 1.1 (PyYAML) reads 1e-08 as a string; configs written by older scion builds have such
+    values: convert strings that are numbers."""
+    if isinstance(node, dict):
+        return {k: numbers(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [numbers(v) for v in node]
+    if isinstance(node, str):
+        try:
+            return float(node)
+        except ValueError:
+            return node
+    return node
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True)
@@ -72,7 +87,7 @@ def main():
     ap.add_argument("--init-weights", help="start from these weights (safetensors, timm keys)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = yaml.safe_load(open(args.config))
+    cfg = numbers(yaml.safe_load(open(args.config)))
     m, d, t = cfg["model"], cfg["data"], cfg["train"]
     aug = d.get("augment", {})
     assert d["dataset"] in ("image_folder", "tiny_imagenet") and aug.get("crop") == "random_crop", \

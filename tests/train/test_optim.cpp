@@ -2,6 +2,7 @@
 // errors naming the file and key path.
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 
 #include "tests/support.h"
 #include "train/config.h"
@@ -123,6 +124,10 @@ TEST_CASE("config: defaults, overrides and round trip", "[train][config]") {
   CHECK((*c.model.dims)[3] == 64);
   Config again = parse_config(to_yaml(c), "roundtrip");
   CHECK(to_yaml(again) == to_yaml(c));
+  // Exponents carry a decimal point, so YAML 1.1 readers (PyYAML) read numbers, not strings.
+  const std::string text = to_yaml(c);
+  CHECK(text.find("eps: 1.0e-08") != std::string::npos);
+  CHECK_FALSE(std::regex_search(text, std::regex(R"(: -?[0-9]+[eE][-+]?[0-9])")));
 }
 
 TEST_CASE("config errors name the file and the key path", "[train][config]") {
