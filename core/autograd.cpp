@@ -97,10 +97,16 @@ void run_backward(const Tensor& root, const Tensor& grad) {
   SCION_CHECK(grad.shape() == root.shape(), "backward(): gradient shape ", shape_str(grad.shape()),
               " does not match the tensor's shape ", shape_str(root.shape()));
   NoGradGuard no_grad;
+  auto run_hook = [](const std::shared_ptr<TensorImpl>& leaf) {
+    if (leaf->post_accumulate_hook) (*leaf->post_accumulate_hook)(Tensor(leaf));
+  };
   if (!root.grad_fn()) {
     accumulate_leaf(root.impl_ptr(), grad.clone());
+    run_hook(root.impl_ptr());
     return;
   }
+  // Leaves with a post-accumulate hook: how many edges of the reachable graph end in each.
+  std::unordered_map<TensorImpl*, int> leaf_pending;
   // Count, for each node, how many edges point at it from nodes reachable from the root.
   std::unordered_map<Node*, int> pending;
   std::vector<Node*> stack{root.grad_fn().get()};
@@ -109,6 +115,7 @@ void run_backward(const Tensor& root, const Tensor& grad) {
     Node* n = stack.back();
     stack.pop_back();
     for (const Edge& e : n->edges()) {
+      if (e.leaf && e.leaf->post_accumulate_hook) ++leaf_pending[e.leaf.get()];
       if (!e.fn) continue;
       auto it = pending.find(e.fn.get());
       if (it == pending.end()) {
@@ -139,6 +146,7 @@ void run_backward(const Tensor& root, const Tensor& grad) {
       Tensor gi = std::move(in_grads[i]);
       if (e.leaf) {
         if (gi.defined()) accumulate_leaf(e.leaf, std::move(gi));
+        if (e.leaf->post_accumulate_hook && --leaf_pending[e.leaf.get()] == 0) run_hook(e.leaf);
         continue;
       }
       if (!e.fn) continue;

@@ -167,6 +167,13 @@ void Tensor::backward(const Tensor& grad) const {
   }
 }
 
+void Tensor::register_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook) {
+  SCION_CHECK(is_leaf() && requires_grad(),
+              "register_post_accumulate_grad_hook: needs a leaf that requires grad");
+  impl_->post_accumulate_hook =
+      hook ? std::make_shared<std::function<void(const Tensor&)>>(std::move(hook)) : nullptr;
+}
+
 Tensor Tensor::detach() const {
   return make_view(*this, shape(), strides(), offset());
 }
@@ -384,15 +391,14 @@ Tensor& Tensor::copy_(const Tensor& src) {
     SCION_CHECK(a == b || a == 1, "copy_: cannot broadcast ", shape_str(src.shape()), " to ",
                 shape_str(shape()));
   }
-  if (s.device() == device()) {
+  // Within a device, or a transfer to/from the CPU, which the other device's backend makes;
+  // between two non-CPU devices the data goes through the CPU.
+  if (s.device() == device() || s.device().type == DeviceType::cpu)
     backend(device()).copy(*this, s);
-  } else if (s.device().type == DeviceType::cpu) {  // a transfer: the non-CPU backend moves it
-    backend(device()).copy(*this, s);
-  } else if (device().type == DeviceType::cpu) {
+  else if (device().type == DeviceType::cpu)
     backend(s.device()).copy(*this, s);
-  } else {  // between two non-CPU devices: through the CPU
+  else
     copy_(s.cpu());
-  }
   return *this;
 }
 

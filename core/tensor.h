@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -33,6 +34,8 @@ struct TensorImpl {
   bool requires_grad = false;
   std::shared_ptr<TensorImpl> grad;  // accumulated gradient of a leaf
   std::shared_ptr<Node> grad_fn;     // the node that produced this tensor (null for leaves)
+  // A leaf's hook, run by backward() once every gradient of that pass has reached .grad.
+  std::shared_ptr<std::function<void(const Tensor&)>> post_accumulate_hook;
 };
 
 std::string shape_str(const Shape& s);  // "(2, 3)"
@@ -82,6 +85,11 @@ class Tensor {
   void zero_grad() { impl_->grad.reset(); }
   // Back-propagates from this tensor; `grad` defaults to 1 for a one-element tensor.
   void backward(const Tensor& grad = Tensor()) const;
+  // Runs `hook(leaf)` in each backward() that reaches this leaf, as soon as the last of that pass's
+  // gradient contributions has been accumulated into .grad (torch's
+  // register_post_accumulate_grad_hook): data-parallel training starts reducing a gradient bucket
+  // while the rest of backward still runs. One hook per leaf; an empty function removes it.
+  void register_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook);
   // The same data with no history and requires_grad false.
   Tensor detach() const;
 

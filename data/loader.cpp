@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/ops.h"
 
 namespace scion::data {
 
@@ -129,10 +130,10 @@ double sample_beta(double a, double b, Generator& gen) {
   return x / (x + y);
 }
 
-Tensor mixup_batch(Tensor& images, const Tensor& labels, int64_t classes, const MixupConfig& cfg,
+Tensor mixup_pairs(Tensor& images, const Tensor& labels, const Tensor& partner_images,
+                   const Tensor& partner_labels, int64_t classes, const MixupConfig& cfg,
                    Generator& gen) {
   const int64_t n = images.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
-  SCION_CHECK(n % 2 == 0, "Mixup/CutMix needs an even batch size, got ", n);
   double lam = 1.0;
   bool cutmix = false;
   if (gen.next_uniform() < cfg.prob) {
@@ -148,9 +149,9 @@ Tensor mixup_batch(Tensor& images, const Tensor& labels, int64_t classes, const 
     }
   }
   float* x = images.data<float>();
+  const float* px = partner_images.data<float>();
   const int64_t plane = h * w, img = c * plane;
   if (lam < 1.0) {
-    std::vector<float> copy(x, x + n * img);  // the batch in its original order
     if (cutmix) {
       // timm's rand_bbox + correct_lam: a box of area (1 - lam) centred uniformly, clipped.
       double ratio = std::sqrt(1.0 - lam);
@@ -163,27 +164,34 @@ Tensor mixup_batch(Tensor& images, const Tensor& labels, int64_t classes, const 
       for (int64_t i = 0; i < n; ++i)
         for (int64_t k = 0; k < c; ++k)
           for (int64_t y = yl; y < yh; ++y)
-            std::memcpy(x + i * img + k * plane + y * w + xl,
-                        copy.data() + (n - 1 - i) * img + k * plane + y * w + xl,
+            std::memcpy(x + i * img + k * plane + y * w + xl, px + i * img + k * plane + y * w + xl,
                         size_t(xh - xl) * sizeof(float));
       lam = 1.0 - double((yh - yl) * (xh - xl)) / double(h * w);
     } else {
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < img; ++j)
-          x[i * img + j] = float(lam * copy[size_t(i * img + j)] +
-                                 (1.0 - lam) * copy[size_t((n - 1 - i) * img + j)]);
+      for (int64_t i = 0; i < n * img; ++i) x[i] = float(lam * x[i] + (1.0 - lam) * px[i]);
     }
   }
   double off = cfg.label_smoothing / double(classes), on = 1.0 - cfg.label_smoothing + off;
   Tensor targets = full({n, classes}, 0.0, DType::f32);
   float* t = targets.data<float>();
   const int64_t* y = labels.data<int64_t>();
+  const int64_t* py = partner_labels.data<int64_t>();
   for (int64_t i = 0; i < n; ++i)
     for (int64_t k = 0; k < classes; ++k) {
-      double a = k == y[i] ? on : off, b = k == y[n - 1 - i] ? on : off;
+      double a = k == y[i] ? on : off, b = k == py[i] ? on : off;
       t[i * classes + k] = float(lam * a + (1.0 - lam) * b);
     }
   return targets;
+}
+
+Tensor mixup_batch(Tensor& images, const Tensor& labels, int64_t classes, const MixupConfig& cfg,
+                   Generator& gen) {
+  const int64_t n = images.size(0);
+  SCION_CHECK(n % 2 == 0, "Mixup/CutMix needs an even batch size, got ", n);
+  Tensor order = arange(double(n - 1), -1.0, -1.0);  // the batch reversed
+  Tensor partner = index_select(images, 0, order).contiguous(),
+         partner_labels = index_select(labels, 0, order).contiguous();
+  return mixup_pairs(images, labels, partner, partner_labels, classes, cfg, gen);
 }
 
 DataLoader::DataLoader(DatasetPtr dataset, Pipeline pipeline, LoaderOptions options,
@@ -193,6 +201,8 @@ DataLoader::DataLoader(DatasetPtr dataset, Pipeline pipeline, LoaderOptions opti
   SCION_CHECK(opt_.workers >= 0 && opt_.prefetch > 0,
               "loader: workers >= 0 and prefetch > 0 required");
   SCION_CHECK(dataset_->size() > 0, "loader: empty dataset");
+  SCION_CHECK(opt_.shards >= 1 && opt_.shard >= 0 && opt_.shard < opt_.shards, "loader: shard ",
+              opt_.shard, " of ", opt_.shards, " is not a valid shard");
   SCION_CHECK(!opt_.drop_last || dataset_->size() >= opt_.batch_size, "loader: dataset of ",
               dataset_->size(), " images is smaller than one batch of ", opt_.batch_size);
 }
@@ -206,28 +216,44 @@ int64_t DataLoader::num_batches() const {
   return opt_.drop_last ? n / opt_.batch_size : (n + opt_.batch_size - 1) / opt_.batch_size;
 }
 
-Batch DataLoader::build(int64_t b) const {
+void DataLoader::load(int64_t lo, int64_t hi, Tensor& images, Tensor& labels) const {
   const PipelineConfig& pc = pipeline_.config();
-  int64_t start = b * opt_.batch_size,
-          n = std::min(opt_.batch_size, int64_t(order_.size()) - start);
-  Batch batch;
-  batch.index = b;
-  batch.images = empty({n, pc.channels, pc.img_size, pc.img_size});
-  batch.labels = empty({n}, DType::i64);
-  float* x = batch.images.data<float>();
-  int64_t* y = batch.labels.data<int64_t>();
+  images = empty({hi - lo, pc.channels, pc.img_size, pc.img_size});
+  labels = empty({hi - lo}, DType::i64);
+  float* x = images.data<float>();
+  int64_t* y = labels.data<int64_t>();
   const int64_t per = int64_t(pc.channels) * pc.img_size * pc.img_size;
   Generator epoch_gen(opt_.seed, kSampleStream + uint64_t(epoch_));
-  for (int64_t i = 0; i < n; ++i) {
-    int64_t pos = start + i;
+  for (int64_t pos = lo; pos < hi; ++pos) {
     Sample s = dataset_->get(order_[size_t(pos)]);
     Generator gen = epoch_gen.fork(uint64_t(pos));
-    pipeline_(s, gen, x + i * per);
-    y[i] = s.label;
+    pipeline_(s, gen, x + (pos - lo) * per);
+    y[pos - lo] = s.label;
   }
-  if (mixup_.enabled() && pc.train) {
+}
+
+Batch DataLoader::build(int64_t b) const {
+  const int64_t start = b * opt_.batch_size,
+                n = std::min(opt_.batch_size, int64_t(order_.size()) - start);
+  // This shard's slice of the global batch: positions [lo, hi) of the epoch order.
+  const int64_t lo = start + n * opt_.shard / opt_.shards,
+                hi = start + n * (opt_.shard + 1) / opt_.shards;
+  Batch batch;
+  batch.index = b;
+  load(lo, hi, batch.images, batch.labels);
+  if (mixup_.enabled() && pipeline_.config().train) {
+    SCION_CHECK(n % 2 == 0, "Mixup/CutMix needs an even batch size, got ", n);
     Generator gen = Generator(opt_.seed, kMixStream + uint64_t(epoch_)).fork(uint64_t(b));
-    batch.targets = mixup_batch(batch.images, batch.labels, dataset_->num_classes(), mixup_, gen);
+    // Sample p is mixed with its mirror in the global batch, 2 start + n - 1 - p; with several
+    // shards the mirrors of this slice sit in another one and are built here too.
+    const int64_t mlo = 2 * start + n - hi, mhi = 2 * start + n - lo;
+    Tensor mirror_images = batch.images, mirror_labels = batch.labels;
+    if (mlo != lo) load(mlo, mhi, mirror_images, mirror_labels);
+    Tensor reversed = arange(double(hi - lo - 1), -1.0, -1.0);
+    Tensor partner = index_select(mirror_images, 0, reversed).contiguous(),
+           partner_labels = index_select(mirror_labels, 0, reversed).contiguous();
+    batch.targets = mixup_pairs(batch.images, batch.labels, partner, partner_labels,
+                                dataset_->num_classes(), mixup_, gen);
   }
   return batch;
 }

@@ -65,6 +65,11 @@ struct MixupConfig {
 // pastes a box and corrects lam to the box's area.
 Tensor mixup_batch(Tensor& images, const Tensor& labels, int64_t classes, const MixupConfig& cfg,
                    Generator& gen);
+// The same with explicit partners: image i is mixed with partner_images[i] (a copy: images is
+// modified in place). A shard of a data-parallel batch mixes its slice with the mirrored slice.
+Tensor mixup_pairs(Tensor& images, const Tensor& labels, const Tensor& partner_images,
+                   const Tensor& partner_labels, int64_t classes, const MixupConfig& cfg,
+                   Generator& gen);
 // Gamma(alpha, 1) and Beta(a, a) draws (Marsaglia-Tsang).
 double sample_gamma(double alpha, Generator& gen);
 double sample_beta(double a, double b, Generator& gen);
@@ -76,6 +81,10 @@ struct LoaderOptions {
   int workers = 2;
   int prefetch = 4;  // batches built ahead of the consumer
   uint64_t seed = 0;
+  // Data-parallel sharding: batch_size is the global batch; this loader returns its shard's
+  // contiguous slice of each (shard k of `shards` gets positions [n k / shards, n (k+1) / shards)),
+  // built with the same per-position randomness, so the shards together hold the one-process batch.
+  int shard = 0, shards = 1;
 };
 
 struct Batch {
@@ -104,6 +113,8 @@ class DataLoader {
  private:
   void stop();
   void worker();
+  // Samples at epoch positions [lo, hi), augmented, into new (hi - lo, C, H, W) / (hi - lo) tensors.
+  void load(int64_t lo, int64_t hi, Tensor& images, Tensor& labels) const;
   DatasetPtr dataset_;
   Pipeline pipeline_;
   LoaderOptions opt_;

@@ -103,3 +103,32 @@ TEST_CASE("dropout: identity in eval, zeroes about p and keeps the expectation i
   for (double e : v) CHECK((e == 0.0 || std::fabs(e - 1.0 / 0.75) < 1e-6));
   CHECK(std::fabs(mean(y).item() - 1.0) < 0.01);
 }
+
+TEST_CASE("post-accumulate-grad hooks run once per backward, after the leaf's last gradient",
+          "[autograd]") {
+  Tensor w = from_vector({1, 2, 3}, {3}).requires_grad_();  // used twice: two contributions
+  Tensor b = from_vector({0.5}, {1}).requires_grad_();
+  Tensor unused = ones({2}).requires_grad_();
+  std::vector<std::string> order;
+  std::vector<double> seen;
+  w.register_post_accumulate_grad_hook([&](const Tensor& t) {
+    order.push_back("w");
+    seen = t.grad().to_vector();  // the whole gradient is there when the hook runs
+  });
+  b.register_post_accumulate_grad_hook([&](const Tensor&) { order.push_back("b"); });
+  unused.register_post_accumulate_grad_hook([&](const Tensor&) { order.push_back("unused"); });
+  Tensor y = sum(w * w) + sum(w * b) * 3.0;  // dy/dw = 2w + 3b, dy/db = 3 sum(w)
+  y.backward();
+  REQUIRE(order.size() == 2);
+  CHECK(std::count(order.begin(), order.end(), "w") == 1);
+  CHECK(std::count(order.begin(), order.end(), "b") == 1);
+  CHECK(seen == std::vector<double>{3.5, 5.5, 7.5});
+  // A second pass accumulates and runs the hooks again; removing one stops it.
+  b.register_post_accumulate_grad_hook(nullptr);
+  order.clear();
+  (sum(w * w) + sum(w * b) * 3.0).backward();
+  CHECK(order == std::vector<std::string>{"w"});
+  CHECK(seen == std::vector<double>{7, 11, 15});
+  CHECK_THROWS_WITH((w * 2.0).register_post_accumulate_grad_hook([](const Tensor&) {}),
+                    Catch::Contains("needs a leaf"));
+}

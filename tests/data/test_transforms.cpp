@@ -257,6 +257,78 @@ TEST_CASE("DataLoader: batches identical for any worker count, keyed by seed and
   CHECK(b.index == 4);
 }
 
+TEST_CASE("DataLoader shards: the slices of N shards are the one-process batch, Mixup included",
+          "[data]") {
+  std::string root = test::tmp() + "/scion_cifar100_shards";
+  mkdir(root.c_str(), 0755);
+  {
+    std::ofstream f(root + "/train.bin", std::ios::binary);
+    for (int r = 0; r < 45; ++r) {
+      f.put(char(r % 20));
+      f.put(char(r % 100));
+      for (int p = 0; p < 3072; ++p) f.put(char((r * 37 + p * 3) & 0xff));
+    }
+  }
+  DatasetPtr ds = open_dataset("cifar100", root, "train");
+  PipelineConfig pc;
+  pc.img_size = 32;
+  pc.train_crop = "random_crop";
+  MixupConfig mc;
+  mc.mixup_alpha = 0.8;
+  mc.cutmix_alpha = 1.0;
+  // One pass of an epoch: every batch's images, labels and targets (concatenated over shards).
+  auto epoch = [&](int shards, bool train) {
+    std::vector<std::vector<Batch>> per_shard(static_cast<size_t>(shards));
+    for (int k = 0; k < shards; ++k) {
+      LoaderOptions o;
+      o.batch_size = 12;
+      o.seed = 3;
+      o.shard = k;
+      o.shards = shards;
+      o.shuffle = train;
+      o.drop_last = train;
+      PipelineConfig p = pc;
+      p.train = train;
+      DataLoader dl(ds, Pipeline(p), o, mc);
+      dl.start_epoch(2);
+      Batch b;
+      while (dl.next(b)) per_shard[size_t(k)].push_back(b);
+    }
+    std::vector<Batch> whole;
+    for (size_t i = 0; i < per_shard[0].size(); ++i) {
+      std::vector<Tensor> im, lb, tg;
+      for (auto& s : per_shard) {
+        REQUIRE(s.size() == per_shard[0].size());
+        im.push_back(s[i].images);
+        lb.push_back(s[i].labels);
+        if (s[i].targets.defined()) tg.push_back(s[i].targets);
+      }
+      Batch b;
+      b.images = cat(im, 0);
+      b.labels = cat(lb, 0);
+      if (!tg.empty()) b.targets = cat(tg, 0);
+      whole.push_back(b);
+    }
+    return whole;
+  };
+  for (bool train : {true, false}) {
+    INFO((train ? "training (Mixup/CutMix, drop_last)" : "evaluation (last batch partial)"));
+    std::vector<Batch> one = epoch(1, train);
+    for (int shards : {2, 3}) {
+      INFO(shards << " shards");
+      std::vector<Batch> many = epoch(shards, train);
+      REQUIRE(many.size() == one.size());
+      CHECK(one.size() == (train ? 3u : 4u));
+      for (size_t i = 0; i < one.size(); ++i) {
+        CHECK(many[i].images.to_vector() == one[i].images.to_vector());
+        CHECK(many[i].labels.to_vector() == one[i].labels.to_vector());
+        REQUIRE(many[i].targets.defined() == train);
+        if (train) CHECK(many[i].targets.to_vector() == one[i].targets.to_vector());
+      }
+    }
+  }
+}
+
 TEST_CASE("decompression bombs: images over the pixel limit are refused from their header",
           "[data]") {
   // A PNG header (signature + IHDR with its CRC) claiming 18000 x 18000, no pixel data.
