@@ -132,7 +132,7 @@ def main():
         train_ds = torch.utils.data.Subset(train_ds, sorted(idx))
     bs = t["batch_size"]
     train_dl = torch.utils.data.DataLoader(train_ds, batch_size=bs, shuffle=True, drop_last=True,
-                                           num_workers=d.get("workers", 2), persistent_workers=True)
+                                           num_workers=d.get("workers", 2), persistent_workers=d.get("workers", 2) > 0)
     val_dl = torch.utils.data.DataLoader(val_ds, batch_size=bs, shuffle=False, num_workers=d.get("workers", 2))
     o, s = t["optimizer"], t["schedule"]
     opt = create_optimizer_v2(model, "adamw", lr=o["lr"], weight_decay=o["weight_decay"],
@@ -142,10 +142,23 @@ def main():
     total, warmup = t["epochs"] * steps_per_epoch, round(s.get("warmup_epochs", 0) * steps_per_epoch)
     bf16 = t.get("precision", "f32") == "bf16"
     smoothing = aug.get("label_smoothing", 0.0)
-    step = 0
+    step, first_epoch = 0, 0
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    # Resumable: a checkpoint beside --out after every epoch (weights, optimizer, step, RNG state);
+    # a rerun continues from it and keeps the metrics lines of the finished epochs.
+    ckpt, lines = args.out + ".ckpt.pt", []
+    if os.path.exists(ckpt) and os.path.exists(args.out):
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, first_epoch = state["step"], state["epoch"]
+        torch.set_rng_state(state["rng"])
+        lines = open(args.out).read().splitlines()[:first_epoch]
+        print(f"resuming {args.out} after epoch {first_epoch}", flush=True)
     with open(args.out, "w") as out:
-        for epoch in range(epochs):
+        for line in lines:
+            out.write(line + "\n")
+        for epoch in range(first_epoch, epochs):
             model.train()
             t0, loss_sum, n = time.time(), 0.0, 0
             for x, y in train_dl:
@@ -179,6 +192,9 @@ def main():
                     "images_per_second": n * bs / secs}
             out.write(json.dumps(line) + "\n")
             out.flush()
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                        "epoch": epoch + 1, "rng": torch.get_rng_state()}, ckpt + ".tmp")
+            os.replace(ckpt + ".tmp", ckpt)
             print(json.dumps(line), flush=True)
 
 
