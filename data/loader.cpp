@@ -130,6 +130,13 @@ double sample_beta(double a, double b, Generator& gen) {
   return x / (x + y);
 }
 
+namespace {
+// A copy of t with its rows (dim 0) in reverse order: the Mixup partners of a batch.
+Tensor reversed_rows(const Tensor& t) {
+  return index_select(t, 0, arange(double(t.size(0) - 1), -1.0, -1.0)).contiguous();
+}
+}  // namespace
+
 Tensor mixup_pairs(Tensor& images, const Tensor& labels, const Tensor& partner_images,
                    const Tensor& partner_labels, int64_t classes, const MixupConfig& cfg,
                    Generator& gen) {
@@ -188,10 +195,8 @@ Tensor mixup_batch(Tensor& images, const Tensor& labels, int64_t classes, const 
                    Generator& gen) {
   const int64_t n = images.size(0);
   SCION_CHECK(n % 2 == 0, "Mixup/CutMix needs an even batch size, got ", n);
-  Tensor order = arange(double(n - 1), -1.0, -1.0);  // the batch reversed
-  Tensor partner = index_select(images, 0, order).contiguous(),
-         partner_labels = index_select(labels, 0, order).contiguous();
-  return mixup_pairs(images, labels, partner, partner_labels, classes, cfg, gen);
+  return mixup_pairs(images, labels, reversed_rows(images), reversed_rows(labels), classes, cfg,
+                     gen);
 }
 
 DataLoader::DataLoader(DatasetPtr dataset, Pipeline pipeline, LoaderOptions options,
@@ -249,11 +254,8 @@ Batch DataLoader::build(int64_t b) const {
     const int64_t mlo = 2 * start + n - hi, mhi = 2 * start + n - lo;
     Tensor mirror_images = batch.images, mirror_labels = batch.labels;
     if (mlo != lo) load(mlo, mhi, mirror_images, mirror_labels);
-    Tensor reversed = arange(double(hi - lo - 1), -1.0, -1.0);
-    Tensor partner = index_select(mirror_images, 0, reversed).contiguous(),
-           partner_labels = index_select(mirror_labels, 0, reversed).contiguous();
-    batch.targets = mixup_pairs(batch.images, batch.labels, partner, partner_labels,
-                                dataset_->num_classes(), mixup_, gen);
+    batch.targets = mixup_pairs(batch.images, batch.labels, reversed_rows(mirror_images),
+                                reversed_rows(mirror_labels), dataset_->num_classes(), mixup_, gen);
   }
   return batch;
 }

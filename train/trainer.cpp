@@ -332,6 +332,7 @@ class Trainer {
   std::unique_ptr<Ema> ema_;
   nn::ModelPtr ema_model_, teacher_;
   const bool bf16_;
+  const bool tty_ = isatty(fileno(stdout));  // progress: one line rewritten in place
   const int64_t accum_, batches_;
   int64_t steps_per_epoch_ = 0;
   Progress progress_;
@@ -410,19 +411,18 @@ void Trainer::optimizer_step() {
 // train.progress_seconds and every train.log_interval steps. The ETA assumes this epoch's pace
 // for the rest of the run (evaluation not counted).
 void Trainer::print_progress(int64_t epoch, int64_t step_in_epoch, double secs, double lr) {
-  static const bool tty = isatty(fileno(stdout));
   const auto now = Clock::now();
   const bool periodic =
       std::chrono::duration<double>(now - last_progress_).count() >= cfg_.train.progress_seconds;
-  if (!tty && !periodic && step_in_epoch % cfg_.train.log_interval != 0) return;
+  if (!tty_ && !periodic && step_in_epoch % cfg_.train.log_interval != 0) return;
   const Progress& p = progress_;
   int64_t left =
       (steps_per_epoch_ - step_in_epoch) + (cfg_.train.epochs - epoch - 1) * steps_per_epoch_;
   std::printf(
-      "%sepoch %lld/%lld step %lld/%lld loss %.4f lr %.3g %.0f img/s ETA %s%s", tty ? "\r" : "",
+      "%sepoch %lld/%lld step %lld/%lld loss %.4f lr %.3g %.0f img/s ETA %s%s", tty_ ? "\r" : "",
       (long long)epoch + 1, (long long)cfg_.train.epochs, (long long)step_in_epoch,
       (long long)steps_per_epoch_, p.loss_sum / double(p.loss_count), lr, double(p.images) / secs,
-      duration_str(secs / double(step_in_epoch) * double(left)).c_str(), tty ? "   " : "\n");
+      duration_str(secs / double(step_in_epoch) * double(left)).c_str(), tty_ ? "   " : "\n");
   std::fflush(stdout);
   last_progress_ = now;
 }
@@ -509,11 +509,10 @@ int Trainer::finish_epoch(int64_t epoch) {
   std::string text;
   for (const auto& l : p.history) text += l.dump() + "\n";
   write_text_atomic(paths_.metrics, text);
-  static const bool tty = isatty(fileno(stdout));
   std::printf(
       "%sepoch %lld/%lld  train loss %.4f  val loss %.4f  acc1 %.2f  acc5 %.2f  (%.1f s, %.0f "
       "img/s)\n",
-      tty ? "\r" : "", (long long)epoch + 1, (long long)cfg_.train.epochs,
+      tty_ ? "\r" : "", (long long)epoch + 1, (long long)cfg_.train.epochs,
       line["train_loss"].get<double>(), ev.loss, ev.acc1, ev.acc5, seconds, images / seconds);
   std::fflush(stdout);
   return 0;

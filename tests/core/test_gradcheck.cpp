@@ -197,3 +197,14 @@ TEST_CASE("gradcheck: indexing, joining, views, conversion", "[gradcheck]") {
   CHECK(gradcheck([](const Ins& in) { return in[0].to(DType::f32).to(DType::f64); },
                   {input({4}, 98)}, 1e-2) < 1e-4);
 }
+
+TEST_CASE("gradcheck: device transfers (to(Device), cpu()) and ops on the reference device",
+          "[gradcheck]") {
+  const Device ref{DeviceType::reference, 0};
+  CHECK(gradcheck(
+            [&](const Ins& in) {
+              Tensor a = in[0].to(ref), b = in[1].to(ref);
+              return sum(gelu(a) * b.t(), {1}).cpu();
+            },
+            {input({3, 4}, 41, -2, 2), input({4, 3}, 42)}) < kTol);
+}
