@@ -5,12 +5,14 @@ JOBS ?= 2
 CMAKE_FLAGS ?=
 PACKAGES := cmake g++ make libdnnl-dev libyaml-cpp-dev libstb-dev catch2 nlohmann-json3-dev \
             libturbojpeg0-dev libjpeg62-turbo-dev libcli11-dev zlib1g-dev dataset-fashion-mnist \
+            libopenmpi-dev openmpi-bin \
             python3 python3-yaml python3-matplotlib
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 FUZZ_SECONDS ?= 600
 ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1:strict_string_checks=1
 UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/dist/lsan.supp:print_suppressions=0
 FUZZ_PACKAGES := clang-14 libclang-rt-14-dev libomp-14-dev
 
 .PHONY: all deps deps-fuzz configure build test demo bench fuzz sanitize clean format
@@ -55,7 +57,7 @@ fuzz: deps-fuzz
 sanitize: deps
 	cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSCION_SANITIZE=ON -DSCION_CUDA=OFF
 	cmake --build build-sanitize -j$(JOBS)
-	cd build-sanitize && ASAN_OPTIONS=$(ASAN_OPTIONS) UBSAN_OPTIONS=$(UBSAN_OPTIONS) \
+	cd build-sanitize && ASAN_OPTIONS=$(ASAN_OPTIONS) UBSAN_OPTIONS=$(UBSAN_OPTIONS) LSAN_OPTIONS=$(LSAN_OPTIONS) \
 	  ctest --output-on-failure -j$(JOBS)
 
 bench: build

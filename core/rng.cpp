@@ -72,18 +72,35 @@ double erfinv(double y) {
 }
 
 // Draws n counters for a contiguous floating tensor and lets its backend fill it.
+thread_local BatchShard t_shard;
+
 void fill_random(Tensor& t, Generator& gen, RandomFill r) {
   SCION_CHECK(t.is_contiguous(), "random fill: tensor must be contiguous, got strides ",
               shape_str(t.strides()));
   SCION_CHECK(is_floating(t.dtype()), "random fill: expected a floating tensor, got ",
               dtype_name(t.dtype()));
-  r.counter = gen.advance(uint64_t(t.numel()));
+  const BatchShard& s = t_shard;
+  if (s.global_rows > 0 && t.dim() >= 1 && t.size(0) == s.rows && s.rows > 0) {
+    // Row-major: the shard's rows are one contiguous run of the global draw's counters.
+    const uint64_t per_row = uint64_t(t.numel() / s.rows);
+    r.counter = gen.advance(uint64_t(s.global_rows) * per_row) + uint64_t(s.first_row) * per_row;
+  } else {
+    r.counter = gen.advance(uint64_t(t.numel()));
+  }
   r.key = gen.seed();
   r.stream = gen.stream();
   backend(t.device()).random_fill(t, r);
 }
 
 }  // namespace
+
+BatchShardGuard::BatchShardGuard(BatchShard shard) : previous_(t_shard) {
+  t_shard = shard;
+}
+
+BatchShardGuard::~BatchShardGuard() {
+  t_shard = previous_;
+}
 
 Generator Generator::fork(uint64_t key) const {
   auto w = philox4x32(seed_ ^ 0x5851F42D4C957F2Dull, key, stream_ + 0x9E3779B97F4A7C15ull);

@@ -53,6 +53,25 @@ struct RandomFill {
   double sample(const std::array<uint32_t, 4>& words) const;
 };
 
+// Data-parallel training: one rank runs rows [first_row, first_row + rows) of a global batch of
+// global_rows. While a BatchShardGuard is alive on a thread, a random fill there whose leading
+// dimension is `rows` (a dropout or drop-path mask over the batch) draws as for the whole global
+// batch and keeps this shard's rows, so every sample gets the mask the one-process run gives it
+// and the generator advances as there.
+struct BatchShard {
+  int64_t global_rows = 0, first_row = 0, rows = 0;
+};
+class BatchShardGuard {
+ public:
+  explicit BatchShardGuard(BatchShard shard);
+  ~BatchShardGuard();
+  BatchShardGuard(const BatchShardGuard&) = delete;
+  BatchShardGuard& operator=(const BatchShardGuard&) = delete;
+
+ private:
+  BatchShard previous_;
+};
+
 // The process-wide generator, seeded by manual_seed (0 until then).
 Generator& default_generator();
 void manual_seed(uint64_t seed);

@@ -20,9 +20,9 @@ inline std::string read_text(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-// Starts build/bin/<program> with `args`, output to `log` (replaced).
-inline pid_t spawn_program(const std::string& program, const std::vector<std::string>& args,
-                           const std::string& log) {
+// Starts the executable at `path` with `args`, output to `log` (replaced).
+inline pid_t spawn_executable(const std::string& path, const std::vector<std::string>& args,
+                              const std::string& log) {
   std::remove(log.c_str());  // a stale log from an earlier run must not be mistaken for this one's
   std::fflush(nullptr);      // or the child would write the parent's buffered output again
   pid_t pid = fork();
@@ -31,14 +31,19 @@ inline pid_t spawn_program(const std::string& program, const std::vector<std::st
     (void)f;
     dup2(fileno(stdout), 2);
     std::vector<char*> argv;
-    std::string bin = std::string(SCION_BINARY_DIR) + "/" + program;
-    argv.push_back(const_cast<char*>(bin.c_str()));
+    argv.push_back(const_cast<char*>(path.c_str()));
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
-    execv(bin.c_str(), argv.data());
+    execv(path.c_str(), argv.data());
     _exit(127);
   }
   return pid;
+}
+
+// Starts build/bin/<program> with `args`, output to `log` (replaced).
+inline pid_t spawn_program(const std::string& program, const std::vector<std::string>& args,
+                           const std::string& log) {
+  return spawn_executable(std::string(SCION_BINARY_DIR) + "/" + program, args, log);
 }
 
 // The exit status, or 128 + the signal that ended the process.

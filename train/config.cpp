@@ -246,6 +246,11 @@ void visit(V& v, Config& c) {
   v.section("init", [&](auto& s) { visit_init(s, c.init); });
   v.section("data", [&](auto& s) { visit_data(s, c.data); });
   v.section("train", [&](auto& s) { visit_train(s, c.train); });
+  v.section("dist", [&](auto& s) {
+    s.number("bucket_mb", c.dist.bucket_mb, 0.001, 4096);
+    s.choice("compress", c.dist.compress, {"none", "bf16"});
+    s.number("timeout_seconds", c.dist.timeout_seconds, 1, 1e6);
+  });
 }
 
 // YAML -> fields, each checked; a section's unknown keys are reported when it ends.

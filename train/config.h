@@ -68,6 +68,15 @@ struct TrainConfig {
   double progress_seconds = 15;  // off a terminal: a progress line at least this often
 };
 
+// Data-parallel training (mpirun -np N train; train/dist.h): gradient buckets of about bucket_mb
+// (torch DDP's bucket_cap_mb), reduced in f32 or compressed to bf16, and a deadline for every
+// collective so a dead rank ends the job instead of hanging it.
+struct DistConfig {
+  double bucket_mb = 4.0;
+  std::string compress = "none";  // none | bf16
+  double timeout_seconds = 600;
+};
+
 struct Config {
   std::string source = "<defaults>";  // the file it came from, for messages
   uint64_t seed = 0;
@@ -78,6 +87,7 @@ struct Config {
   InitConfig init;
   DataConfig data;
   TrainConfig train;
+  DistConfig dist;
 };
 
 // Loads `path` and applies overrides ("train.epochs=3"); throws InputError on any problem.

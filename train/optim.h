@@ -35,6 +35,7 @@ class Optimizer {
   // State for checkpoints: "optim.<param>.exp_avg", ... and the step count in `meta`.
   NamedTensors state() const;
   void load_state(const SafetensorsFile& f, int64_t steps);
+  void set_steps(int64_t steps) { step_ = steps; }  // a data-parallel rank taking rank 0's state
   const std::vector<ParamState>& params() const { return params_; }
 
  private:

@@ -1,6 +1,7 @@
 // Resume safety: a run continues from output_dir/last.safetensors only when the new resolved
 // config equals the checkpoint's, except keys that may change on resume (where the data lives,
-// how many threads and loader workers run, the output folder, the log interval, and train.epochs
+// how many threads and loader workers run, the output folder, the log interval, how data-parallel
+// ranks communicate (the process count is not in the config at all), and train.epochs
 // extended past the checkpoint). Otherwise the user is told which keys differ and how to start
 // fresh; nothing in the folder is touched before this decision.
 #include <sys/stat.h>
@@ -41,10 +42,26 @@ std::map<std::string, std::string> flatten(const std::string& yaml_text) {
 
 bool may_change(const std::string& key) {
   return key == "output_dir" || key == "threads" || key == "data.workers" || key == "data.root" ||
-         key == "train.log_interval" || key == "train.progress_seconds";
+         key == "train.log_interval" || key == "train.progress_seconds" ||
+         key.rfind("dist.", 0) == 0;
 }
 
 }  // namespace
+
+std::string config_differences(const Config& a, const Config& b,
+                               const std::function<bool(const std::string&)>& allowed) {
+  auto fa = flatten(to_yaml(a)), fb = flatten(to_yaml(b));
+  std::string diffs;
+  for (const auto& [k, v] : fb) {
+    auto it = fa.find(k);
+    std::string was = it == fa.end() ? "(absent)" : it->second;
+    if (was == v || may_change(k) || (allowed && allowed(k))) continue;
+    diffs += "\n  " + k + ": " + was + " -> " + v;
+  }
+  for (const auto& [k, v] : fa)
+    if (!fb.count(k) && !may_change(k)) diffs += "\n  " + k + ": " + v + " -> (absent)";
+  return diffs;
+}
 
 void check_resumable(const Config& cfg, const std::string& last_path) {
   SafetensorsFile ck = SafetensorsFile::open(last_path);
@@ -54,26 +71,18 @@ void check_resumable(const Config& cfg, const std::string& last_path) {
                      ": checkpoint metadata lacks 'config'; cannot check that it is "
                      "the same run");
   Config old = parse_config(meta.at("config"), last_path + " (metadata config)");
-  auto a = flatten(to_yaml(old)), b = flatten(to_yaml(cfg));
-  std::string diffs;
-  for (const auto& [k, v] : b) {
-    auto it = a.find(k);
-    std::string was = it == a.end() ? "(absent)" : it->second;
-    if (was == v || may_change(k)) continue;
-    if (k == "train.epochs" && it != a.end()) {
-      // Extending (or shortening to no less than what was run) is allowed.
-      int64_t done = 0;
-      try {
-        done = std::stoll(meta.count("epoch") ? meta.at("epoch") : "0");
-      } catch (const std::exception&) {
-        throw InputError(last_path + ": checkpoint metadata 'epoch': not an integer");
-      }
-      if (cfg.train.epochs >= done) continue;
+  // train.epochs may be extended (or shortened to no less than what was run).
+  auto epochs_ok = [&](const std::string& k) {
+    if (k != "train.epochs") return false;
+    int64_t done = 0;
+    try {
+      done = std::stoll(meta.count("epoch") ? meta.at("epoch") : "0");
+    } catch (const std::exception&) {
+      throw InputError(last_path + ": checkpoint metadata 'epoch': not an integer");
     }
-    diffs += "\n  " + k + ": " + was + " -> " + v;
-  }
-  for (const auto& [k, v] : a)
-    if (!b.count(k) && !may_change(k)) diffs += "\n  " + k + ": " + v + " -> (absent)";
+    return cfg.train.epochs >= done;
+  };
+  const std::string diffs = config_differences(old, cfg, epochs_ok);
   if (!diffs.empty())
     throw InputError(cfg.output_dir + " holds a different run (" + last_path +
                      "); its config differs in:" + diffs +

@@ -2,12 +2,14 @@
 // [--resume | --restart] [--print-config]. Exit status: 0 success, 2 usage/config/input error (the
 // message names the file, key or flag), 1 runtime failure (e.g. a non-finite loss), 130 / 143 after
 // a clean stop on SIGINT / SIGTERM (checkpoint saved; rerun to resume), as a shell reports a
-// process that a signal ended.
+// process that a signal ended. Under `mpirun -np N` it trains data-parallel (train/dist.h); an
+// error on one rank ends every rank, reported once.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
 #include "core/error.h"
 #include "train/config.h"
+#include "train/dist.h"
 #include "train/trainer.h"
 
 int main(int argc, char** argv) {
@@ -48,6 +50,8 @@ int main(int argc, char** argv) {
         std::printf("train: the earlier run's files are now in %s\n", moved.c_str());
     }
     return scion::train::run_training(cfg, resume);
+  } catch (const scion::train::dist::PeerFailed& e) {
+    return e.exit_status;  // another rank of an mpirun job reported the error
   } catch (const scion::InputError& e) {
     std::fprintf(stderr, "train: error: %s\n", e.what());
     return 2;

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "core/atomic_file.h"
 #include "core/autocast.h"
@@ -113,7 +114,8 @@ int64_t topk_rank(const float* row, int64_t k, int64_t y) {
   return higher;
 }
 
-EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int64_t limit) {
+EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int64_t limit,
+                    dist::Communicator* comm) {
   NoGradGuard ng;
   bool was_training = model.is_training();
   model.eval();
@@ -124,6 +126,7 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int6
   data::Batch b;
   while ((limit <= 0 || r.images < limit) && loader.next(b)) {
     Tensor x = b.images, y = b.labels;
+    if (x.size(0) == 0) continue;  // a shard of a final batch smaller than the rank count
     if (limit > 0 && r.images + x.size(0) > limit) {
       int64_t keep = limit - r.images;
       x = x.narrow(0, 0, keep).contiguous();
@@ -149,6 +152,14 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int6
     r.images += n;
   }
   model.train(was_training);
+  if (comm && comm->size() > 1) {  // each rank evaluated its shard of every batch
+    std::vector<double> sums{loss_sum, top1, top5, double(r.images)};
+    dist::allreduce_sum(*comm, sums, "evaluation sums");
+    loss_sum = sums[0];
+    top1 = sums[1];
+    top5 = sums[2];
+    r.images = int64_t(sums[3]);
+  }
   SCION_CHECK(r.images > 0, "evaluation: no images");
   r.loss = loss_sum / double(r.images);
   r.acc1 = 100.0 * top1 / double(r.images);
@@ -207,7 +218,8 @@ struct Data {
   std::unique_ptr<data::DataLoader> train, val;
 };
 
-Data build_data(const Config& cfg) {
+// Each rank's loaders return its shard of every global batch (train.batch_size is global).
+Data build_data(const Config& cfg, const dist::Communicator& comm) {
   Data d;
   d.train_ds = open_split(cfg, cfg.data.train_split, cfg.data.train_subset, cfg.seed);
   d.val_ds = open_split(cfg, cfg.data.val_split, cfg.data.val_subset, cfg.seed + 1);
@@ -230,6 +242,8 @@ Data build_data(const Config& cfg) {
   to.batch_size = cfg.train.batch_size;
   to.workers = cfg.data.workers;
   to.seed = cfg.seed;
+  to.shard = comm.rank();
+  to.shards = comm.size();
   d.train = std::make_unique<data::DataLoader>(d.train_ds, data::Pipeline(tp), to, mc);
   data::LoaderOptions vo = to;
   vo.shuffle = false;
@@ -269,6 +283,23 @@ nn::ModelPtr load_teacher(const Config& cfg, Device device) {
   return teacher;
 }
 
+// Every rank must run the same config (a different file or --set on one rank is an error
+// naming the keys), apart from what may differ per machine (data.root, threads, workers, ...).
+void check_same_config(dist::Communicator& comm, const Config& cfg) {
+  if (comm.size() == 1) return;
+  std::vector<std::string> all = comm.allgather(to_yaml(cfg), "comparing configs");
+  for (int r = 1; r < comm.size(); ++r) {
+    if (all[size_t(r)] == all[0]) continue;
+    const std::string diffs = config_differences(
+        parse_config(all[0], "rank 0's config"), parse_config(all[size_t(r)], "rank config"));
+    if (diffs.empty()) continue;
+    const std::string msg = "the ranks were given different configs; rank " + std::to_string(r) +
+                            " differs from rank 0 in:" + diffs;
+    if (comm.is_root()) throw InputError(msg);
+    throw dist::PeerFailed(0, 2, msg);
+  }
+}
+
 // ---- the run ------------------------------------------------------------------------------------
 
 // Where the loop is: the epoch and batch, the running sums of the current epoch, the history.
@@ -282,12 +313,14 @@ struct Progress {
 
 class Trainer {
  public:
-  Trainer(const Config& cfg, Device device)
+  Trainer(const Config& cfg, Device device, dist::Communicator& comm)
       : cfg_(cfg),
         paths_(cfg.output_dir),
         device_(device),
+        comm_(comm),
+        root_(comm.is_root()),
         model_(build_model(cfg, device)),
-        data_(build_data(cfg)),
+        data_(build_data(cfg, comm)),
         opt_(*model_, cfg.train.optimizer, no_weight_decay_names(*model_)),
         bf16_(cfg.train.precision == "bf16"),
         accum_(cfg.train.accum_steps),
@@ -301,17 +334,25 @@ class Trainer {
       ema_model_->to(device);
     }
     if (!cfg.train.distill.teacher.empty()) teacher_ = load_teacher(cfg, device);
+    if (comm.size() > 1)
+      reducer_ = std::make_unique<dist::GradReducer>(comm, model_->named_parameters(),
+                                                     cfg.dist.bucket_mb, cfg.dist.compress == "bf16");
   }
 
   void restore();
+  // Data-parallel ranks start from rank 0's state: weights, optimizer and EMA state, position.
+  void sync_from_root();
   int run();
 
  private:
   Tensor step_loss(const data::Batch& b);
   void optimizer_step();
   int train_epoch(int64_t epoch);
+  int nonfinite_loss(double loss, int64_t epoch) const;
   int finish_epoch(int64_t epoch);
   void save_checkpoint(int64_t epoch, int64_t batch, double epoch_seconds);
+  // Everything that must be identical on every rank: weights, buffers, optimizer and EMA state.
+  NamedTensors replicated_state() const;
   void print_progress(int64_t epoch, int64_t step_in_epoch, double secs, double lr);
   double wall() const {
     return progress_.wall_before + std::chrono::duration<double>(Clock::now() - start_).count();
@@ -326,18 +367,24 @@ class Trainer {
   const Config& cfg_;
   const Paths paths_;
   const Device device_;
+  dist::Communicator& comm_;
+  const bool root_;  // rank 0 prints and writes every output
   nn::ModelPtr model_;
   Data data_;
   Optimizer opt_;
   std::unique_ptr<Ema> ema_;
   nn::ModelPtr ema_model_, teacher_;
+  std::unique_ptr<dist::GradReducer> reducer_;
   const bool bf16_;
-  const bool tty_ = isatty(fileno(stdout));  // progress: one line rewritten in place
+  // Progress as one line rewritten in place on a terminal (not under mpirun, whose ranks write
+  // to a pseudo-terminal even when the job's output goes to a file).
+  const bool tty_ = isatty(fileno(stdout)) && !dist::launched_by_mpi();
   const int64_t accum_, batches_;
   int64_t steps_per_epoch_ = 0;
   Progress progress_;
+  int stop_signal_ = 0;  // a signal some rank received: stop at this optimizer step
   Clock::time_point start_ = Clock::now(), last_progress_ = Clock::now();
-  double total_images_ = 0, total_train_seconds_ = 0, lr_ = 0;
+  double total_images_ = 0, total_train_seconds_ = 0, lr_ = 0, wait_before_ = 0;
 };
 
 // Loads last.safetensors: weights, optimizer and EMA state, position, RNG offset, history.
@@ -378,9 +425,55 @@ void Trainer::restore() {
               (long long)p.epoch + 1, (long long)p.batch, (long long)opt_.steps());
 }
 
+NamedTensors Trainer::replicated_state() const {
+  NamedTensors ts;
+  for (auto& [n, t] : model_->state_dict()) ts.emplace_back("model." + n, t);
+  for (auto& nt : opt_.state()) ts.push_back(nt);
+  if (ema_)
+    for (auto& [n, t] : ema_->state()) ts.emplace_back("ema." + n, t);
+  return ts;
+}
+
+void Trainer::sync_from_root() {
+  if (comm_.size() == 1) return;
+  Progress& p = progress_;
+  std::string state;
+  if (root_)
+    state = json{{"epoch", p.epoch},
+                 {"batch", p.batch},
+                 {"step", opt_.steps()},
+                 {"rng_offset", default_generator().offset()},
+                 {"best_acc1", p.best_acc1},
+                 {"wall_before", p.wall_before},
+                 {"history", p.history},
+                 {"loss_sum", p.loss_sum},
+                 {"loss_count", p.loss_count},
+                 {"images", p.images},
+                 {"seconds", p.seconds}}
+                .dump();
+  dist::broadcast_string(comm_, state, 0, "training position");
+  if (!root_) {
+    json j = json::parse(state);
+    p.epoch = j["epoch"];
+    p.batch = j["batch"];
+    opt_.set_steps(j["step"]);
+    default_generator().set_offset(j["rng_offset"]);
+    p.best_acc1 = j["best_acc1"];
+    p.wall_before = j["wall_before"];
+    p.history = j["history"];
+    p.loss_sum = j["loss_sum"];
+    p.loss_count = j["loss_count"];
+    p.images = j["images"];
+    p.seconds = j["seconds"];
+  }
+  for (auto& [name, t] : replicated_state()) comm_.broadcast(t, 0, name);
+}
+
 // The loss of one batch: classification, plus distillation from the teacher when on.
 Tensor Trainer::step_loss(const data::Batch& b) {
   AutocastGuard ac(bf16_);
+  const int64_t rows = b.images.size(0), global = rows * comm_.size();
+  BatchShardGuard shard({global, rows * comm_.rank(), rows});  // dropout/drop-path masks
   Tensor images = b.images.to(device_);
   Tensor logits = model_->forward(images);
   Tensor loss =
@@ -414,7 +507,7 @@ void Trainer::print_progress(int64_t epoch, int64_t step_in_epoch, double secs, 
   const auto now = Clock::now();
   const bool periodic =
       std::chrono::duration<double>(now - last_progress_).count() >= cfg_.train.progress_seconds;
-  if (!tty_ && !periodic && step_in_epoch % cfg_.train.log_interval != 0) return;
+  if (!root_ || (!tty_ && !periodic && step_in_epoch % cfg_.train.log_interval != 0)) return;
   const Progress& p = progress_;
   int64_t left =
       (steps_per_epoch_ - step_in_epoch) + (cfg_.train.epochs - epoch - 1) * steps_per_epoch_;
@@ -425,6 +518,14 @@ void Trainer::print_progress(int64_t epoch, int64_t step_in_epoch, double secs, 
       duration_str(secs / double(step_in_epoch) * double(left)).c_str(), tty_ ? "   " : "\n");
   std::fflush(stdout);
   last_progress_ = now;
+}
+
+// Reports a non-finite training loss (rank 0); the exit status 1.
+int Trainer::nonfinite_loss(double loss, int64_t epoch) const {
+  if (root_)
+    std::fprintf(stderr, "\ntrain: non-finite loss (%g) at epoch %lld, batch %lld; stopping.%s\n",
+                 loss, (long long)epoch + 1, (long long)progress_.batch, last_good_note().c_str());
+  return 1;
 }
 
 // One epoch of optimizer steps from progress_.batch on. Returns 0, or an exit status: 1 for a
@@ -438,29 +539,38 @@ int Trainer::train_epoch(int64_t epoch) {
   for (auto& t : model_->parameters()) t.zero_grad();
   data::Batch b;
   while (data_.train->next(b)) {
+    const bool step_now = (p.batch + 1) % accum_ == 0;
+    if (reducer_) reducer_->prepare(step_now);  // gradients are averaged before a step only
     Tensor loss = step_loss(b);
     double lv = loss.item();
-    if (!std::isfinite(lv)) {
-      std::fprintf(stderr, "\ntrain: non-finite loss (%g) at epoch %lld, batch %lld; stopping.%s\n",
-                   lv, (long long)epoch + 1, (long long)p.batch, last_good_note().c_str());
-      return 1;
-    }
+    if (!std::isfinite(lv) && comm_.size() == 1) return nonfinite_loss(lv, epoch);
     (accum_ > 1 ? loss * (1.0 / double(accum_)) : loss).backward();
+    if (reducer_) reducer_->finish();
+    // The global batch's mean loss, and whether any rank was asked to stop (so all stop at the
+    // same optimizer step).
+    const double share = 1.0 / double(comm_.size());  // equal shards
+    std::vector<double> shared{lv * share, g_signal != 0 ? 1.0 : 0.0, double(int(g_signal))};
+    dist::allreduce_sum(comm_, shared, "step loss");
+    lv = shared[0];
+    if (shared[1] > 0) stop_signal_ = int(std::lround(shared[2] / shared[1]));
+    if (!std::isfinite(lv)) return nonfinite_loss(lv, epoch);
     p.loss_sum += lv;
     ++p.loss_count;
-    p.images += b.images.size(0);
+    p.images += b.images.size(0) * comm_.size();
     ++p.batch;
-    if (p.batch % accum_ != 0) continue;
+    if (!step_now) continue;
     optimizer_step();
     p.seconds = seconds_before + std::chrono::duration<double>(Clock::now() - t0).count();
     print_progress(epoch, p.batch / accum_, p.seconds, lr_);
-    if (g_signal != 0) {
-      save_checkpoint(epoch, p.batch, p.seconds);
-      std::printf(
-          "\ntrain: signal %d received; saved %s at epoch %lld, batch %lld; rerun to resume\n",
-          int(g_signal), paths_.last.c_str(), (long long)epoch + 1, (long long)p.batch);
-      std::fflush(stdout);
-      return 128 + g_signal;  // as a shell reports a process ended by that signal
+    if (stop_signal_ != 0) {
+      if (root_) {
+        save_checkpoint(epoch, p.batch, p.seconds);
+        std::printf(
+            "\ntrain: signal %d received; saved %s at epoch %lld, batch %lld; rerun to resume\n",
+            stop_signal_, paths_.last.c_str(), (long long)epoch + 1, (long long)p.batch);
+        std::fflush(stdout);
+      }
+      return 128 + stop_signal_;  // as a shell reports a process ended by that signal
     }
   }
   p.seconds = seconds_before + std::chrono::duration<double>(Clock::now() - t0).count();
@@ -473,9 +583,9 @@ int Trainer::finish_epoch(int64_t epoch) {
   Progress& p = progress_;
   total_images_ += double(p.images);
   total_train_seconds_ += p.seconds;
-  EvalResult ev = evaluate(*model_, *data_.val, bf16_);
+  EvalResult ev = evaluate(*model_, *data_.val, bf16_, 0, &comm_);
   if (!std::isfinite(ev.loss)) {  // a failed evaluation: never a best checkpoint or a summary
-    std::fprintf(stderr, "\ntrain: non-finite validation loss (%g) after epoch %lld; stopping.%s\n",
+    if (root_) std::fprintf(stderr, "\ntrain: non-finite validation loss (%g) after epoch %lld; stopping.%s\n",
                  ev.loss, (long long)epoch + 1, last_good_note().c_str());
     return 1;
   }
@@ -490,21 +600,27 @@ int Trainer::finish_epoch(int64_t epoch) {
             {"images_per_second", double(p.images) / p.seconds}};
   if (ema_) {
     ema_model_->load_state_dict(ema_->state(), true, "EMA state");
-    EvalResult ee = evaluate(*ema_model_, *data_.val, bf16_);
+    EvalResult ee = evaluate(*ema_model_, *data_.val, bf16_, 0, &comm_);
     line["ema_val_loss"] = ee.loss;
     line["ema_val_acc1"] = ee.acc1;
     line["ema_val_acc5"] = ee.acc5;
   }
+  if (reducer_) line["allreduce_wait_seconds"] = reducer_->seconds_waiting() - wait_before_;
+  wait_before_ = reducer_ ? reducer_->seconds_waiting() : 0.0;
+  dist::check_identical(comm_, replicated_state(),
+                        "end of epoch " + std::to_string(epoch + 1) + " state check");
   p.history.push_back(line);
   if (ev.acc1 > p.best_acc1) {
     p.best_acc1 = ev.acc1;
-    model_->save(paths_.best, {{"epoch", std::to_string(epoch + 1)},
+    if (root_)
+      model_->save(paths_.best, {{"epoch", std::to_string(epoch + 1)},
                                {"val_acc1", std::to_string(ev.acc1)},
                                {"scion_data", eval_metadata(cfg_)}});
   }
   const double images = double(p.images), seconds = p.seconds;
   p.loss_sum = p.seconds = 0;
   p.loss_count = p.images = p.batch = 0;
+  if (!root_) return 0;
   save_checkpoint(epoch + 1, 0, 0);
   std::string text;
   for (const auto& l : p.history) text += l.dump() + "\n";
@@ -522,11 +638,7 @@ int Trainer::finish_epoch(int64_t epoch) {
 // batch), RNG offset, best top-1, wall time, history and the running sums of a partial epoch.
 void Trainer::save_checkpoint(int64_t epoch, int64_t batch, double epoch_seconds) {
   const Progress& p = progress_;
-  NamedTensors ts;
-  for (auto& [n, t] : model_->state_dict()) ts.emplace_back("model." + n, t);
-  for (auto& nt : opt_.state()) ts.push_back(nt);
-  if (ema_)
-    for (auto& [n, t] : ema_->state()) ts.emplace_back("ema." + n, t);
+  NamedTensors ts = replicated_state();
   std::map<std::string, std::string> meta{
       {"format", "pt"},
       {"epoch", std::to_string(epoch)},
@@ -550,11 +662,20 @@ int Trainer::run() {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   start_ = Clock::now();
-  std::printf(
-      "training %s (%lld parameters) on %s: %lld images/epoch, %lld steps/epoch, %lld epochs\n",
-      cfg_.model.name.c_str(), (long long)model_->num_parameters(), cfg_.data.dataset.c_str(),
-      (long long)data_.train_ds->size(), (long long)steps_per_epoch_, (long long)cfg_.train.epochs);
-  std::fflush(stdout);
+  if (root_) {
+    std::printf(
+        "training %s (%lld parameters) on %s: %lld images/epoch, %lld steps/epoch, %lld epochs\n",
+        cfg_.model.name.c_str(), (long long)model_->num_parameters(), cfg_.data.dataset.c_str(),
+        (long long)data_.train_ds->size(), (long long)steps_per_epoch_,
+        (long long)cfg_.train.epochs);
+    if (comm_.size() > 1)
+      std::printf("data-parallel over %d %s processes (%d thread%s each): %lld images per process "
+                  "per step, gradients in %zu buckets%s\n",
+                  comm_.size(), comm_.backend().c_str(), num_threads(), num_threads() > 1 ? "s" : "",
+                  (long long)(cfg_.train.batch_size / comm_.size()), reducer_->num_buckets(),
+                  cfg_.dist.compress == "bf16" ? " (bf16)" : "");
+    std::fflush(stdout);
+  }
   for (int64_t epoch = progress_.epoch; epoch < cfg_.train.epochs; ++epoch) {
     if (int status = train_epoch(epoch)) return status;
     if (int status = finish_epoch(epoch)) return status;
@@ -567,6 +688,7 @@ int Trainer::run() {
       {"epochs", cfg_.train.epochs},
       {"wall_seconds", wall()},
       {"images_per_second", total_train_seconds_ > 0 ? total_images_ / total_train_seconds_ : 0.0}};
+  if (!root_) return 0;
   write_text_atomic(paths_.summary, summary.dump(2) + "\n");
   std::printf("done: best val acc1 %.2f, final %.2f; outputs in %s\n", progress_.best_acc1,
               final_acc1, cfg_.output_dir.c_str());
@@ -577,16 +699,52 @@ int Trainer::run() {
 
 // The run as a PyTorch user writes it: output folder, model (built, initialized, moved to the
 // device), data, optimizer/EMA/teacher, resume, then per epoch train and evaluate + checkpoint.
+// Under mpirun every rank runs this; rank 0 owns the output folder, the others take its state.
 int run_training(const Config& cfg, bool resume) {
+  std::unique_ptr<dist::Communicator> comm = dist::connect(cfg.dist.timeout_seconds);
+  dist::Communicator& c = *comm;
   const Device device = parse_device(cfg.device, cfg.source + ": device");
-  check_device_available(device, cfg.source + ": device");
-  set_num_threads(cfg.threads);
+  dist::agree(c, "checking the config", [&] {
+    check_device_available(device, cfg.source + ": device");
+    SCION_CHECK(cfg.train.batch_size % c.size() == 0, cfg.source, ": train.batch_size ",
+                cfg.train.batch_size, " does not split evenly over ", c.size(),
+                " processes (it is the global batch; use a multiple of ", c.size(), ")");
+  });
+  check_same_config(c, cfg);
+  // threads: 0 means all cores, shared among the ranks on this machine.
+  int threads = cfg.threads;
+  if (threads == 0 && c.local_size() > 1)
+    threads = std::max(1, int(std::thread::hardware_concurrency()) / c.local_size());
+  set_num_threads(threads);
   const Paths paths(cfg.output_dir);
-  resume = resume || file_exists(paths.last);
-  prepare_output(cfg, paths, resume);
-  Trainer trainer(cfg, device);
-  if (resume) trainer.restore();
-  return trainer.run();
+  dist::agree(c, "preparing the output folder", [&] {
+    if (!c.is_root()) return;
+    resume = resume || file_exists(paths.last);
+    prepare_output(cfg, paths, resume);
+  });
+  std::unique_ptr<Trainer> trainer;
+  dist::agree(c, "building the run", [&] {
+    trainer = std::make_unique<Trainer>(cfg, device, c);
+    if (resume && c.is_root()) trainer->restore();
+  });
+  try {
+    trainer->sync_from_root();
+    return trainer->run();
+  } catch (const dist::TimeoutError& e) {
+    const std::string note =
+        file_exists(paths.last) ? " The last good checkpoint is " + paths.last + "." : "";
+    std::fprintf(stderr, "\ntrain: %s; ending the job.%s\n", e.what(), note.c_str());
+    c.abort(1);
+  } catch (const dist::PeerFailed&) {
+    throw;  // every rank knows (an agreed failure); each ends normally
+  } catch (const std::exception& e) {
+    if (c.size() == 1) throw;
+    // One rank failed alone: the others would wait for it in their next collective, so end
+    // the whole job now (the outputs are written atomically: nothing is left half-written).
+    std::fprintf(stderr, "\ntrain: rank %d: error: %s; ending the job\n", c.rank(), e.what());
+    c.abort(dynamic_cast<const InputError*>(&e) ? 2 : 1);
+  }
+  return 1;
 }
 
 }  // namespace scion::train

@@ -10,12 +10,14 @@
 // metrics.jsonl is rewritten from the checkpoint's history, so it always matches last.safetensors.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "core/safetensors.h"
 #include "data/loader.h"
 #include "nn/model.h"
 #include "train/config.h"
+#include "train/dist.h"
 
 namespace scion::train {
 
@@ -30,8 +32,10 @@ struct EvalResult {
 int64_t topk_rank(const float* row, int64_t k, int64_t y);
 
 // Mean cross-entropy, top-1 and top-5 accuracy (in %) of `model` over the loader's epoch 0,
-// stopping after `limit` images when limit > 0.
-EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int64_t limit = 0);
+// stopping after `limit` images when limit > 0. With a communicator of several ranks, each rank's
+// loader holds its shard of every batch and the sums are reduced over the ranks (no limit then).
+EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int64_t limit = 0,
+                    dist::Communicator* comm = nullptr);
 
 // Builds the evaluation pipeline of a config (resize + center crop, normalization).
 data::PipelineConfig eval_pipeline(const Config& cfg);
@@ -45,6 +49,10 @@ void apply_eval_metadata(Config& cfg, const std::string& json_text, const std::s
 // Throws an InputError listing the differing keys when `cfg` may not resume `last_path` (a
 // different run: see train/resume.cpp for the keys that may change on resume).
 void check_resumable(const Config& cfg, const std::string& last_path);
+// The keys in which two resolved configs differ, one "\n  key: a -> b" line each, leaving out the
+// keys that may change on resume (data.root, threads, ...) and those `allowed` accepts.
+std::string config_differences(const Config& a, const Config& b,
+                               const std::function<bool(const std::string&)>& allowed = {});
 // The training state a checkpoint's metadata records, every field checked (an InputError names
 // the file and the field): epoch, batch_in_epoch (< batches_per_epoch), optimizer step, RNG
 // offset, best top-1, wall time, the metrics history (one record per finished epoch) and the
