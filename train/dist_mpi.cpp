@@ -55,6 +55,9 @@ class MpiWork : public Work {
   std::shared_ptr<Pending> p_;
 };
 
+// Collectives at least this large synchronize before their transfer (see MpiCommunicator::run).
+constexpr int64_t kBulkBytes = 64 * 1024;
+
 class MpiCommunicator : public Communicator {
  public:
   explicit MpiCommunicator(double timeout_seconds) : timeout_(timeout_seconds) {
@@ -106,17 +109,24 @@ class MpiCommunicator : public Communicator {
         break;
       default: throw Error(what + ": allreduce_sum of a " + dtype_name(t.dtype()) + " tensor");
     }
-    return submit("allreduce (" + what + ")", [this, t, type, op](MPI_Request* r) {
-      return MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), int(t.numel()), type, op, comm_, r);
-    });
+    return submit(
+        "allreduce (" + what + ")",
+        [this, t, type, op](MPI_Request* r) {
+          return MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), int(t.numel()), type, op, comm_, r);
+        },
+        t.numel() * int64_t(dtype_size(t.dtype())));
   }
 
   void broadcast(Tensor t, int root, const std::string& what) override {
     check_host(t, what);
     const int bytes = int(t.numel() * int64_t(dtype_size(t.dtype())));
-    submit("broadcast (" + what + ")", [this, t, root, bytes](MPI_Request* r) {
-      return MPI_Ibcast(t.raw_data(), bytes, MPI_BYTE, root, comm_, r);
-    })->wait();
+    submit(
+        "broadcast (" + what + ")",
+        [this, t, root, bytes](MPI_Request* r) {
+          return MPI_Ibcast(t.raw_data(), bytes, MPI_BYTE, root, comm_, r);
+        },
+        bytes)
+        ->wait();
   }
 
   std::vector<std::string> allgather(const std::string& bytes, const std::string& what) override {
@@ -152,6 +162,8 @@ class MpiCommunicator : public Communicator {
     std::string what;
     Start start;
     std::shared_ptr<Pending> pending;
+    bool bulk = false;  // large enough to synchronize first (see run)
+    std::chrono::steady_clock::time_point deadline;
   };
 
   static void check_host(const Tensor& t, const std::string& what) {
@@ -160,11 +172,11 @@ class MpiCommunicator : public Communicator {
     SCION_ASSERT(t.is_contiguous(), what, ": collectives take contiguous tensors");
   }
 
-  WorkPtr submit(std::string what, Start start) {
+  WorkPtr submit(std::string what, Start start, int64_t bytes = 0) {
     auto p = std::make_shared<Pending>();
     {
       std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(Op{std::move(what), std::move(start), p});
+      queue_.push_back(Op{std::move(what), std::move(start), p, bytes >= kBulkBytes, {}});
     }
     cv_.notify_one();
     return std::make_shared<MpiWork>(p);
@@ -198,6 +210,9 @@ class MpiCommunicator : public Communicator {
         op = std::move(queue_.front());
         queue_.pop_front();
       }
+      op.deadline = std::chrono::steady_clock::now() +
+                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                        std::chrono::duration<double>(timeout_));
       if (failed_) {  // after a failure nothing more can complete
         finish(*op.pending, failure_, failure_timed_out_);
         continue;
@@ -206,32 +221,20 @@ class MpiCommunicator : public Communicator {
     }
   }
 
+  // A large collective first waits, gently, until every rank has reached it (a nonblocking
+  // barrier polled with short sleeps: while a peer is still computing, this thread leaves the
+  // cores to the compute threads); then its transfer is polled without pause, because MPI moves
+  // data only inside MPI calls (shared memory fragment by fragment) and every pause would stall it.
   void run(Op& op) {
-    MPI_Request req = MPI_REQUEST_NULL;
-    int rc = op.start(&req);
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
-    int done = 0;
-    auto nap = std::chrono::microseconds(2);
-    while (rc == MPI_SUCCESS) {
-      rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
-      if (rc != MPI_SUCCESS || done) break;
-      if (std::chrono::steady_clock::now() > deadline) {
-        fail(op, "rank " + std::to_string(rank_) + ": " + op.what + " did not complete within " +
-                     std::to_string(int(timeout_)) +
-                     " s (dist.timeout_seconds): another rank died, stopped responding or "
-                     "issued different collectives",
-             true);
-        return;
-      }
-      if (stopping_) {
-        fail(op, "rank " + std::to_string(rank_) + ": " + op.what + " abandoned at shutdown",
-             false);
-        return;
-      }
-      std::this_thread::sleep_for(nap);
-      nap = std::min(nap * 2, std::chrono::microseconds(200));
+    int rc = MPI_SUCCESS;
+    if (op.bulk) {
+      MPI_Request ready = MPI_REQUEST_NULL;
+      rc = MPI_Ibarrier(comm_, &ready);
+      if (rc == MPI_SUCCESS && !poll(op, ready, /*gentle=*/true, rc)) return;
     }
+    MPI_Request req = MPI_REQUEST_NULL;
+    if (rc == MPI_SUCCESS) rc = op.start(&req);
+    if (rc == MPI_SUCCESS && !poll(op, req, /*gentle=*/!op.bulk, rc)) return;
     if (rc != MPI_SUCCESS) {
       char msg[MPI_MAX_ERROR_STRING];
       int len = 0;
@@ -242,6 +245,35 @@ class MpiCommunicator : public Communicator {
       return;
     }
     finish(*op.pending, "", false);
+  }
+
+  // Tests `req` until it completes (true; rc holds an MPI error, if any) or the op's deadline
+  // passes or shutdown begins (false, the op failed). Gentle polling sleeps between tests.
+  bool poll(Op& op, MPI_Request& req, bool gentle, int& rc) {
+    int done = 0;
+    auto nap = std::chrono::microseconds(2);
+    for (uint64_t i = 0;; ++i) {
+      rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+      if (rc != MPI_SUCCESS || done) return true;
+      if (!gentle && i % 256 != 0) continue;  // look at the clock now and then
+      if (std::chrono::steady_clock::now() > op.deadline) {
+        fail(op, "rank " + std::to_string(rank_) + ": " + op.what + " did not complete within " +
+                     std::to_string(int(timeout_)) +
+                     " s (dist.timeout_seconds): another rank died, stopped responding or "
+                     "issued different collectives",
+             true);
+        return false;
+      }
+      if (stopping_) {
+        fail(op, "rank " + std::to_string(rank_) + ": " + op.what + " abandoned at shutdown",
+             false);
+        return false;
+      }
+      if (gentle) {
+        std::this_thread::sleep_for(nap);
+        nap = std::min(nap * 2, std::chrono::microseconds(100));
+      }
+    }
   }
 
   void fail(Op& op, const std::string& message, bool timed_out) {

@@ -161,7 +161,7 @@ TEST_CASE("dist: a killed rank ends the job, the checkpoint stays intact and res
           "[dist][runs]") {
   const std::string out = test::tmp() + "/scion_dist_kill", log = out + ".log";
   pid_t job = spawn_job(2, {"--config", config_file(), "--output-dir", out, "--restart"}, log);
-  REQUIRE(test::wait_for_text(log, "epoch 1/3  train loss", 120));
+  REQUIRE(test::wait_for_text(log, "epoch 1/3  train loss", 300));
   pid_t victim = rank_pid(1, out);
   REQUIRE(victim > 0);
   kill(victim, SIGKILL);
@@ -189,7 +189,7 @@ TEST_CASE("dist: a rank that stops responding ends the job after dist.timeout_se
                         {"--config", config_file(), "--output-dir", out, "--restart", "--set",
                          "dist.timeout_seconds=3"},
                         log);
-  REQUIRE(test::wait_for_text(log, "epoch 1/3  train loss", 120));
+  REQUIRE(test::wait_for_text(log, "epoch 1/3  train loss", 300));
   pid_t victim = rank_pid(1, out);
   REQUIRE(victim > 0);
   kill(victim, SIGSTOP);
