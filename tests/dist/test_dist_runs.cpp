@@ -53,10 +53,11 @@ std::string config_file() {
   return path;
 }
 
-// mpirun with the flags CI needs (root, more ranks than cores, no cross-process single copy).
+// mpirun with the flags CI needs (root, more ranks than cores; no core binding and no
+// cross-process single copy, which containers often forbid).
 std::vector<std::string> mpirun_args(int np) {
-  return {"--oversubscribe", "--allow-run-as-root", "--mca", "btl_vader_single_copy_mechanism",
-          "none", "-np", std::to_string(np)};
+  return {"--oversubscribe", "--allow-run-as-root", "--bind-to", "none", "--mca",
+          "btl_vader_single_copy_mechanism", "none", "-np", std::to_string(np)};
 }
 
 pid_t spawn_job(int np, const std::vector<std::string>& train_args, const std::string& log) {
