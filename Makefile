@@ -12,7 +12,6 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FUZZ_SECONDS ?= 600
 ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1:strict_string_checks=1
 UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
-LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/dist/lsan.supp:print_suppressions=0
 FUZZ_PACKAGES := clang-14 libclang-rt-14-dev libomp-14-dev
 
 .PHONY: all deps deps-fuzz configure build test demo bench fuzz sanitize clean format
@@ -57,7 +56,7 @@ fuzz: deps-fuzz
 sanitize: deps
 	cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSCION_SANITIZE=ON -DSCION_CUDA=OFF
 	cmake --build build-sanitize -j$(JOBS)
-	cd build-sanitize && ASAN_OPTIONS=$(ASAN_OPTIONS) UBSAN_OPTIONS=$(UBSAN_OPTIONS) LSAN_OPTIONS=$(LSAN_OPTIONS) \
+	cd build-sanitize && ASAN_OPTIONS=$(ASAN_OPTIONS) UBSAN_OPTIONS=$(UBSAN_OPTIONS) \
 	  ctest --output-on-failure -j$(JOBS)
 
 bench: build
