@@ -24,7 +24,9 @@ class SingleCommunicator : public Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   int local_size() const override { return 1; }
-  WorkPtr allreduce_sum(Tensor, const std::string&) override { return std::make_shared<DoneWork>(); }
+  WorkPtr allreduce_sum(Tensor, const std::string&) override {
+    return std::make_shared<DoneWork>();
+  }
   void broadcast(Tensor, int, const std::string&) override {}
   std::vector<std::string> allgather(const std::string& bytes, const std::string&) override {
     return {bytes};
@@ -70,16 +72,15 @@ std::unique_ptr<Communicator> connect(double timeout_seconds) {
 
 void broadcast_string(Communicator& comm, std::string& s, int root, const std::string& what) {
   if (comm.size() == 1) return;
-  Tensor n = full({1}, double(s.size()), DType::f64);
+  Tensor n = empty({1}, DType::i64);
+  n.data<int64_t>()[0] = int64_t(s.size());
   comm.broadcast(n, root, what + " (length)");
-  s.resize(size_t(n.item()));
+  s.resize(size_t(n.data<int64_t>()[0]));
   if (s.empty()) return;
-  // Bytes travel as f64 values (one per byte): exact, and every backend sums/broadcasts f64.
-  Tensor t = empty({int64_t(s.size())}, DType::f64);
-  double* p = t.data<double>();
-  for (size_t i = 0; i < s.size(); ++i) p[i] = double(static_cast<unsigned char>(s[i]));
-  comm.broadcast(t, root, what);
-  for (size_t i = 0; i < s.size(); ++i) s[i] = char(static_cast<unsigned char>(p[i]));
+  Tensor bytes = empty({int64_t(s.size())}, DType::u8);
+  std::memcpy(bytes.raw_data(), s.data(), s.size());
+  comm.broadcast(bytes, root, what);
+  std::memcpy(s.data(), bytes.raw_data(), s.size());
 }
 
 void allreduce_sum(Communicator& comm, std::vector<double>& values, const std::string& what) {
@@ -113,9 +114,9 @@ void agree(Communicator& comm, const std::string& what, const std::function<void
     // ranks, or ranks that did not fail) stop quietly with its status.
     if (error && all[size_t(r)] == status && r == comm.rank()) std::rethrow_exception(error);
     if (error && all[size_t(r)] != status) continue;  // look for the first rank with my message
-    throw PeerFailed(r, all[size_t(r)][0] == '2' ? 2 : 1,
-                     "rank " + std::to_string(r) + " failed (" + what + "): " +
-                         all[size_t(r)].substr(1));
+    throw PeerFailed(
+        r, all[size_t(r)][0] == '2' ? 2 : 1,
+        "rank " + std::to_string(r) + " failed (" + what + "): " + all[size_t(r)].substr(1));
   }
   if (error) std::rethrow_exception(error);  // unreachable: a failing rank finds its own entry
 }
@@ -188,12 +189,14 @@ GradReducer::GradReducer(Communicator& comm,
     b.offsets.push_back(b.numel);
     b.numel += p.numel();
   }
-  for (Bucket& b : buckets_)
-    b.flat = empty({b.numel}, bf16_ ? DType::bf16 : DType::f32, params_[b.params[0]].second.device());
+  for (Bucket& b : buckets_) {
+    b.name = "gradient bucket " + std::to_string(&b - buckets_.data());
+    b.flat =
+        empty({b.numel}, bf16_ ? DType::bf16 : DType::f32, params_[b.params[0]].second.device());
+  }
   for (size_t k = 0; k < params_.size(); ++k)
-    params_[k].second.register_post_accumulate_grad_hook([this, k](const Tensor&) {
-      on_grad_ready(k);
-    });
+    params_[k].second.register_post_accumulate_grad_hook(
+        [this, k](const Tensor&) { on_grad_ready(k); });
 }
 
 GradReducer::~GradReducer() {
@@ -233,7 +236,7 @@ void GradReducer::launch(Bucket& b) {
     else
       slot.fill_(0.0);
   }
-  b.work = comm_.allreduce_sum(b.flat, "gradient bucket " + std::to_string(&b - buckets_.data()));
+  b.work = comm_.allreduce_sum(b.flat, b.name);
 }
 
 void GradReducer::finish() {

@@ -121,7 +121,8 @@ class GradReducer {
     std::vector<int64_t> offsets;
     int64_t numel = 0;
     size_t pending = 0;
-    Tensor flat;  // f32 (or bf16) buffer on the parameters' device
+    Tensor flat;       // f32 (or bf16) buffer on the parameters' device
+    std::string name;  // "gradient bucket k", for messages
     WorkPtr work;
   };
   void on_grad_ready(size_t param);

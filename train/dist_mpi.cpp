@@ -101,13 +101,17 @@ class MpiCommunicator : public Communicator {
     MPI_Datatype type = MPI_FLOAT;
     MPI_Op op = MPI_SUM;
     switch (t.dtype()) {
-      case DType::f32: break;
-      case DType::f64: type = MPI_DOUBLE; break;
+      case DType::f32:
+        break;
+      case DType::f64:
+        type = MPI_DOUBLE;
+        break;
       case DType::bf16:
         type = MPI_UINT16_T;
         op = bf16_op_;
         break;
-      default: throw Error(what + ": allreduce_sum of a " + dtype_name(t.dtype()) + " tensor");
+      default:
+        throw Error(what + ": allreduce_sum of a " + dtype_name(t.dtype()) + " tensor");
     }
     return submit(
         "allreduce (" + what + ")",
@@ -136,7 +140,8 @@ class MpiCommunicator : public Communicator {
       return MPI_Iallgather(&mine, 1, MPI_INT, sizes.data(), 1, MPI_INT, comm_, r);
     })->wait();
     std::vector<int> displs(size_t(size_), 0);
-    for (int i = 1; i < size_; ++i) displs[size_t(i)] = displs[size_t(i - 1)] + sizes[size_t(i - 1)];
+    for (int i = 1; i < size_; ++i)
+      displs[size_t(i)] = displs[size_t(i - 1)] + sizes[size_t(i - 1)];
     std::string all(size_t(displs.back() + sizes.back()), '\0');
     submit("allgather (" + what + ")", [&](MPI_Request* r) {
       return MPI_Iallgatherv(bytes.data(), mine, MPI_CHAR, all.data(), sizes.data(), displs.data(),
@@ -239,8 +244,9 @@ class MpiCommunicator : public Communicator {
       char msg[MPI_MAX_ERROR_STRING];
       int len = 0;
       MPI_Error_string(rc, msg, &len);
-      fail(op, "rank " + std::to_string(rank_) + ": " + op.what + " failed: " +
-                   std::string(msg, size_t(len)),
+      fail(op,
+           "rank " + std::to_string(rank_) + ": " + op.what +
+               " failed: " + std::string(msg, size_t(len)),
            false);
       return;
     }
@@ -257,10 +263,11 @@ class MpiCommunicator : public Communicator {
       if (rc != MPI_SUCCESS || done) return true;
       if (!gentle && i % 256 != 0) continue;  // look at the clock now and then
       if (std::chrono::steady_clock::now() > op.deadline) {
-        fail(op, "rank " + std::to_string(rank_) + ": " + op.what + " did not complete within " +
-                     std::to_string(int(timeout_)) +
-                     " s (dist.timeout_seconds): another rank died, stopped responding or "
-                     "issued different collectives",
+        fail(op,
+             "rank " + std::to_string(rank_) + ": " + op.what + " did not complete within " +
+                 std::to_string(int(timeout_)) +
+                 " s (dist.timeout_seconds): another rank died, stopped responding or "
+                 "issued different collectives",
              true);
         return false;
       }

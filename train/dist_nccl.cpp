@@ -21,8 +21,8 @@ namespace scion::train::dist {
 namespace {
 
 void check_cuda(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw Error(std::string("NCCL communicator: ") + what + ": " +
-                                    cudaGetErrorString(e));
+  if (e != cudaSuccess)
+    throw Error(std::string("NCCL communicator: ") + what + ": " + cudaGetErrorString(e));
 }
 
 void check_nccl(ncclResult_t r, const char* what) {
@@ -32,10 +32,14 @@ void check_nccl(ncclResult_t r, const char* what) {
 
 ncclDataType_t nccl_type(DType t, const std::string& what) {
   switch (t) {
-    case DType::f32: return ncclFloat32;
-    case DType::f64: return ncclFloat64;
-    case DType::bf16: return ncclBfloat16;
-    default: throw Error(what + ": allreduce_sum of a " + dtype_name(t) + " tensor");
+    case DType::f32:
+      return ncclFloat32;
+    case DType::f64:
+      return ncclFloat64;
+    case DType::bf16:
+      return ncclBfloat16;
+    default:
+      throw Error(what + ": allreduce_sum of a " + dtype_name(t) + " tensor");
   }
 }
 
@@ -125,8 +129,8 @@ class NcclCommunicator : public Communicator {
       if (async != ncclSuccess && async != ncclInProgress) {
         ncclCommAbort(comm_);
         aborted_ = true;
-        throw Error("rank " + std::to_string(rank()) + ": " + what + " failed: " +
-                    ncclGetErrorString(async));
+        throw Error("rank " + std::to_string(rank()) + ": " + what +
+                    " failed: " + ncclGetErrorString(async));
       }
       if (std::chrono::steady_clock::now() > deadline) {
         ncclCommAbort(comm_);
@@ -149,7 +153,8 @@ class NcclCommunicator : public Communicator {
       if (std::chrono::steady_clock::now() > deadline) {
         ncclCommAbort(comm_);
         aborted_ = true;
-        throw TimeoutError(what + " did not complete within " + std::to_string(int(timeout_)) + " s");
+        throw TimeoutError(what + " did not complete within " + std::to_string(int(timeout_)) +
+                           " s");
       }
       std::this_thread::sleep_for(std::chrono::microseconds(100));
     }

@@ -290,8 +290,8 @@ void check_same_config(dist::Communicator& comm, const Config& cfg) {
   std::vector<std::string> all = comm.allgather(to_yaml(cfg), "comparing configs");
   for (int r = 1; r < comm.size(); ++r) {
     if (all[size_t(r)] == all[0]) continue;
-    const std::string diffs = config_differences(
-        parse_config(all[0], "rank 0's config"), parse_config(all[size_t(r)], "rank config"));
+    const std::string diffs = config_differences(parse_config(all[0], "rank 0's config"),
+                                                 parse_config(all[size_t(r)], "rank config"));
     if (diffs.empty()) continue;
     const std::string msg = "the ranks were given different configs; rank " + std::to_string(r) +
                             " differs from rank 0 in:" + diffs;
@@ -335,8 +335,8 @@ class Trainer {
     }
     if (!cfg.train.distill.teacher.empty()) teacher_ = load_teacher(cfg, device);
     if (comm.size() > 1)
-      reducer_ = std::make_unique<dist::GradReducer>(comm, model_->named_parameters(),
-                                                     cfg.dist.bucket_mb, cfg.dist.compress == "bf16");
+      reducer_ = std::make_unique<dist::GradReducer>(
+          comm, model_->named_parameters(), cfg.dist.bucket_mb, cfg.dist.compress == "bf16");
   }
 
   void restore();
@@ -439,16 +439,11 @@ void Trainer::sync_from_root() {
   Progress& p = progress_;
   std::string state;
   if (root_)
-    state = json{{"epoch", p.epoch},
-                 {"batch", p.batch},
-                 {"step", opt_.steps()},
-                 {"rng_offset", default_generator().offset()},
-                 {"best_acc1", p.best_acc1},
-                 {"wall_before", p.wall_before},
-                 {"history", p.history},
-                 {"loss_sum", p.loss_sum},
-                 {"loss_count", p.loss_count},
-                 {"images", p.images},
+    state = json{{"epoch", p.epoch},           {"batch", p.batch},
+                 {"step", opt_.steps()},       {"rng_offset", default_generator().offset()},
+                 {"best_acc1", p.best_acc1},   {"wall_before", p.wall_before},
+                 {"history", p.history},       {"loss_sum", p.loss_sum},
+                 {"loss_count", p.loss_count}, {"images", p.images},
                  {"seconds", p.seconds}}
                 .dump();
   dist::broadcast_string(comm_, state, 0, "training position");
@@ -585,8 +580,10 @@ int Trainer::finish_epoch(int64_t epoch) {
   total_train_seconds_ += p.seconds;
   EvalResult ev = evaluate(*model_, *data_.val, bf16_, 0, &comm_);
   if (!std::isfinite(ev.loss)) {  // a failed evaluation: never a best checkpoint or a summary
-    if (root_) std::fprintf(stderr, "\ntrain: non-finite validation loss (%g) after epoch %lld; stopping.%s\n",
-                 ev.loss, (long long)epoch + 1, last_good_note().c_str());
+    if (root_)
+      std::fprintf(stderr,
+                   "\ntrain: non-finite validation loss (%g) after epoch %lld; stopping.%s\n",
+                   ev.loss, (long long)epoch + 1, last_good_note().c_str());
     return 1;
   }
   json line{{"epoch", epoch + 1},
@@ -614,8 +611,8 @@ int Trainer::finish_epoch(int64_t epoch) {
     p.best_acc1 = ev.acc1;
     if (root_)
       model_->save(paths_.best, {{"epoch", std::to_string(epoch + 1)},
-                               {"val_acc1", std::to_string(ev.acc1)},
-                               {"scion_data", eval_metadata(cfg_)}});
+                                 {"val_acc1", std::to_string(ev.acc1)},
+                                 {"scion_data", eval_metadata(cfg_)}});
   }
   const double images = double(p.images), seconds = p.seconds;
   p.loss_sum = p.seconds = 0;
@@ -669,11 +666,12 @@ int Trainer::run() {
         (long long)data_.train_ds->size(), (long long)steps_per_epoch_,
         (long long)cfg_.train.epochs);
     if (comm_.size() > 1)
-      std::printf("data-parallel over %d %s processes (%d thread%s each): %lld images per process "
-                  "per step, gradients in %zu buckets%s\n",
-                  comm_.size(), comm_.backend().c_str(), num_threads(), num_threads() > 1 ? "s" : "",
-                  (long long)(cfg_.train.batch_size / comm_.size()), reducer_->num_buckets(),
-                  cfg_.dist.compress == "bf16" ? " (bf16)" : "");
+      std::printf(
+          "data-parallel over %d %s processes (%d thread%s each): %lld images per process "
+          "per step, gradients in %zu buckets%s\n",
+          comm_.size(), comm_.backend().c_str(), num_threads(), num_threads() > 1 ? "s" : "",
+          (long long)(cfg_.train.batch_size / comm_.size()), reducer_->num_buckets(),
+          cfg_.dist.compress == "bf16" ? " (bf16)" : "");
     std::fflush(stdout);
   }
   for (int64_t epoch = progress_.epoch; epoch < cfg_.train.epochs; ++epoch) {

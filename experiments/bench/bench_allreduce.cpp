@@ -19,8 +19,9 @@ int main(int argc, char** argv) {
   if (sizes.empty()) sizes = {262144, 1048576, 5242880};
   const int n = comm->size();
   if (comm->is_root())
-    std::printf("| floats | MB (f32) | f32 ms | f32 bus GB/s | bf16 ms | bf16 bus GB/s |\n"
-                "|---|---|---|---|---|---|\n");
+    std::printf(
+        "| floats | MB (f32) | f32 ms | f32 bus GB/s | bf16 ms | bf16 bus GB/s |\n"
+        "|---|---|---|---|---|---|\n");
   for (int64_t numel : sizes) {
     double ms[2] = {0, 0};
     for (int k = 0; k < 2; ++k) {
@@ -29,8 +30,9 @@ int main(int argc, char** argv) {
       const int reps = 20;
       const auto t0 = std::chrono::steady_clock::now();
       for (int r = 0; r < reps; ++r) comm->allreduce_sum(t, "timed")->wait();
-      ms[k] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                  .count() / reps;
+      ms[k] =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
+          reps;
     }
     const double bytes = double(numel) * 4, bus = 2.0 * (n - 1) / n;
     if (comm->is_root())

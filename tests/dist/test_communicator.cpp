@@ -109,7 +109,8 @@ TEST_CASE("dist: agree turns one rank's failure into the same outcome on every r
 
 TEST_CASE("dist: the state check passes identical ranks and names the tensor that differs",
           "[dist]") {
-  NamedTensors state{{"model.a", full({64}, 1.5)}, {"model.b", full({3, 3}, -2.0)},
+  NamedTensors state{{"model.a", full({64}, 1.5)},
+                     {"model.b", full({3, 3}, -2.0)},
                      {"optim.b.exp_avg", full({3, 3}, 0.25)}};
   CHECK_NOTHROW(dist::check_identical(world(), state, "epoch check"));
   if (world().rank() == 1) state[1].second.data<float>()[4] = std::nextafter(-2.0f, 0.0f);

@@ -58,9 +58,17 @@ std::string config_file() {
 // under `make sanitize` (Open MPI's components leave allocations LeakSanitizer cannot attribute;
 // ASan and UBSan stay on).
 std::vector<std::string> mpirun_args(int np) {
-  return {"--oversubscribe", "--allow-run-as-root", "--bind-to", "none", "--mca",
-          "btl_vader_single_copy_mechanism", "none", "-x", "LSAN_OPTIONS=detect_leaks=0",
-          "-np", std::to_string(np)};
+  return {"--oversubscribe",
+          "--allow-run-as-root",
+          "--bind-to",
+          "none",
+          "--mca",
+          "btl_vader_single_copy_mechanism",
+          "none",
+          "-x",
+          "LSAN_OPTIONS=detect_leaks=0",
+          "-np",
+          std::to_string(np)};
 }
 
 pid_t spawn_job(int np, const std::vector<std::string>& train_args, const std::string& log) {
@@ -76,15 +84,6 @@ int run_job(int np, const std::vector<std::string>& train_args, const std::strin
 
 int run_single(const std::vector<std::string>& args, const std::string& log) {
   return test::wait_status(test::spawn_program("train", args, log));
-}
-
-std::vector<json> metrics(const std::string& dir) {
-  std::vector<json> out;
-  std::ifstream in(dir + "/metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(json::parse(line));
-  return out;
 }
 
 // The pid of rank `rank` of the job writing to `output_dir` (its environment names the rank).
@@ -134,7 +133,7 @@ const std::vector<json>& reference_metrics() {
     const std::string out = test::tmp() + "/scion_dist_ref";
     REQUIRE(run_single({"--config", config_file(), "--output-dir", out, "--restart"},
                        out + ".log") == 0);
-    return metrics(out);
+    return test::read_metrics(out);
   }();
   return m;
 }
@@ -154,15 +153,16 @@ TEST_CASE("dist: mpirun -np 2 train writes the one-process run's metrics", "[dis
        at = text.find("epoch 3/3  train loss", at + 1))
     ++lines;
   CHECK(lines == 1);
-  std::vector<json> m = metrics(out);
+  std::vector<json> m = test::read_metrics(out);
   check_same_training(reference_metrics(), m);
   for (const json& line : m) CHECK(line["allreduce_wait_seconds"].get<double>() >= 0);
   SafetensorsFile best = SafetensorsFile::open(out + "/best.safetensors");
   CHECK(best.metadata().count("scion_data") == 1);
 }
 
-TEST_CASE("dist: a killed rank ends the job, the checkpoint stays intact and resumes on one process",
-          "[dist][runs]") {
+TEST_CASE(
+    "dist: a killed rank ends the job, the checkpoint stays intact and resumes on one process",
+    "[dist][runs]") {
   const std::string out = test::tmp() + "/scion_dist_kill", log = out + ".log";
   pid_t job = spawn_job(2, {"--config", config_file(), "--output-dir", out, "--restart"}, log);
   REQUIRE(test::wait_for_text(log, "epoch 1/3  train loss", 300));
@@ -183,7 +183,7 @@ TEST_CASE("dist: a killed rank ends the job, the checkpoint stays intact and res
   CHECK(epoch < 3);
   REQUIRE(run_single({"--config", config_file(), "--output-dir", out}, out + ".resume.log") == 0);
   CHECK(test::read_text(out + ".resume.log").find("resuming") != std::string::npos);
-  check_same_training(reference_metrics(), metrics(out));
+  check_same_training(reference_metrics(), test::read_metrics(out));
 }
 
 TEST_CASE("dist: a rank that stops responding ends the job after dist.timeout_seconds",
@@ -199,7 +199,8 @@ TEST_CASE("dist: a rank that stops responding ends the job after dist.timeout_se
   kill(victim, SIGSTOP);
   const auto t0 = std::chrono::steady_clock::now();
   const int status = test::wait_status(job);
-  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   kill(victim, SIGKILL);  // in case the launcher left it behind
   const std::string text = test::read_text(log);
   INFO(text);

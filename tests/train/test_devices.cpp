@@ -45,11 +45,9 @@ int train(const std::string& dir, const std::string& device) {
 }
 
 json last_metrics(const std::string& run) {
-  std::ifstream in(run + "/metrics.jsonl");
-  std::string line, last;
-  while (std::getline(in, line))
-    if (!line.empty()) last = line;
-  return json::parse(last);
+  std::vector<json> m = test::read_metrics(run);
+  REQUIRE(!m.empty());
+  return m.back();
 }
 
 }  // namespace

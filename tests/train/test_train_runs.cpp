@@ -60,15 +60,6 @@ int run(const std::vector<std::string>& args,
   return wait_status(spawn(args, log));
 }
 
-std::vector<json> metrics(const std::string& dir) {
-  std::vector<json> out;
-  std::ifstream in(dir + "/metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(json::parse(line));
-  return out;
-}
-
 size_t count_lines(const std::string& path) {
   std::ifstream in(path);
   size_t n = 0;
@@ -96,7 +87,7 @@ TEST_CASE("train: a short real run learns, and a SIGKILLed run resumes to the sa
   REQUIRE(have_data());
   std::string cfg = config_file();
   REQUIRE(run({"--config", cfg, "--output-dir", test::tmp() + "/scion_run_a"}) == 0);
-  std::vector<json> a = metrics(test::tmp() + "/scion_run_a");
+  std::vector<json> a = test::read_metrics(test::tmp() + "/scion_run_a");
   REQUIRE(a.size() == 3);
   CHECK(a[2]["train_loss"].get<double>() < a[0]["train_loss"].get<double>());
   CHECK(a[2]["val_loss"].get<double>() < a[0]["val_loss"].get<double>());
@@ -124,7 +115,7 @@ TEST_CASE("train: a short real run learns, and a SIGKILLed run resumes to the sa
   CHECK(ck.metadata().at("epoch") == "1");
   REQUIRE(run({"--config", cfg, "--output-dir", test::tmp() + "/scion_run_b"},
               test::tmp() + "/scion_train_b2.log") == 0);
-  std::vector<json> b = metrics(test::tmp() + "/scion_run_b");
+  std::vector<json> b = test::read_metrics(test::tmp() + "/scion_run_b");
   strip_timing(a);
   strip_timing(b);
   REQUIRE(b.size() == 3);
@@ -156,8 +147,8 @@ TEST_CASE("train: SIGTERM mid-epoch saves a checkpoint and the resumed run match
   CHECK(ck.metadata().at("epoch") == "1");
   CHECK(std::stoi(ck.metadata().at("batch_in_epoch")) > 0);
   REQUIRE(run(with_dir(test::tmp() + "/scion_run_d")) == 0);
-  std::vector<json> c = metrics(test::tmp() + "/scion_run_c"),
-                    d = metrics(test::tmp() + "/scion_run_d");
+  std::vector<json> c = test::read_metrics(test::tmp() + "/scion_run_c"),
+                    d = test::read_metrics(test::tmp() + "/scion_run_d");
   strip_timing(c);
   strip_timing(d);
   REQUIRE(d.size() == 2);
@@ -237,8 +228,8 @@ TEST_CASE("train: knowledge distillation from a trained teacher", "[train][runs]
                test::tmp() + "/scion_run_s"),
           test::tmp() + "/scion_train_s.log") == 0);
   REQUIRE(run(with({}, test::tmp() + "/scion_run_n"), test::tmp() + "/scion_train_n.log") == 0);
-  std::vector<json> s = metrics(test::tmp() + "/scion_run_s"),
-                    n = metrics(test::tmp() + "/scion_run_n");
+  std::vector<json> s = test::read_metrics(test::tmp() + "/scion_run_s"),
+                    n = test::read_metrics(test::tmp() + "/scion_run_n");
   REQUIRE(s.size() == 1);
   REQUIRE(n.size() == 1);
   CHECK(std::isfinite(s[0]["train_loss"].get<double>()));
@@ -275,7 +266,7 @@ train:
 )";
   REQUIRE(run({"--config", dir + "/c.yaml", "--output-dir", dir + "/run"}, dir + "/train.log") ==
           0);
-  json logged = metrics(dir + "/run")[0];
+  json logged = test::read_metrics(dir + "/run")[0];
   std::string cmd = std::string(SCION_BINARY_DIR) + "/scion eval --weights " + dir +
                     "/run/best.safetensors --data image_folder --root " + root +
                     " --split test > " + dir + "/eval.log 2>&1";
@@ -345,14 +336,14 @@ TEST_CASE("train: a different config never resumes silently, and --restart moves
   std::ifstream c1(out + "/config.yaml");
   std::string config_after((std::istreambuf_iterator<char>(c1)), std::istreambuf_iterator<char>());
   CHECK(config_after == config_before);
-  CHECK(metrics(out).size() == 1);
+  CHECK(test::read_metrics(out).size() == 1);
   // Keys that may change on resume: more epochs, threads, workers.
   CHECK(run(with({"--set", "train.epochs=2", "--set", "threads=1", "--set", "data.workers=1"}),
             dir + "/c.log") == 0);
-  CHECK(metrics(out).size() == 2);
+  CHECK(test::read_metrics(out).size() == 2);
   // --restart: the old run is kept in replaced-<time>/, the new one starts at epoch 1.
   CHECK(run(with({"--set", "train.optimizer.lr=0.01", "--restart"}), dir + "/d.log") == 0);
-  CHECK(metrics(out).size() == 1);
+  CHECK(test::read_metrics(out).size() == 1);
   CHECK(std::system(("ls -d " + out + "/replaced-*/metrics.jsonl > /dev/null").c_str()) == 0);
 }
 
@@ -402,5 +393,5 @@ TEST_CASE("train: tampered checkpoint metadata is an input error naming the file
   }
   save_safetensors(last, tensors, good);  // intact again: it resumes
   CHECK(run(args, dir + "/c.log") == 0);
-  CHECK(metrics(out).size() == 2);
+  CHECK(test::read_metrics(out).size() == 2);
 }
