@@ -23,6 +23,9 @@ void set_num_threads(int n) {
 int num_threads() {
   return cpu::num_threads();
 }
+void adapt_threads() {
+  cpu::adapt_threads();
+}
 
 Backend& backend(Device device) {
   switch (device.type) {

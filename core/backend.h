@@ -126,8 +126,11 @@ Backend& reference_backend();
 // different devices (an InputError naming both).
 Backend& backend_for(const char* op, std::initializer_list<const Tensor*> inputs);
 
-// Threads for the CPU kernels (0 = all cores); set by `threads:` in a config or `--threads`.
+// Threads for the CPU kernels; set by `threads:` in a config or `--threads`. 0 = all cores this
+// process may run on, fewer while other processes keep some busy: adapt_threads(), called between
+// batches, re-reads the load (core/cpu/parallel.h). A count > 0 is used as given.
 void set_num_threads(int n);
 int num_threads();
+void adapt_threads();
 
 }  // namespace scion

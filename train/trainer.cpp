@@ -125,6 +125,7 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int6
   loader.start_epoch(0);
   data::Batch b;
   while ((limit <= 0 || r.images < limit) && loader.next(b)) {
+    adapt_threads();  // between batches: use the cores other jobs leave free
     Tensor x = b.images, y = b.labels;
     if (x.size(0) == 0) continue;  // a shard of a final batch smaller than the rank count
     if (limit > 0 && r.images + x.size(0) > limit) {
@@ -534,6 +535,7 @@ int Trainer::train_epoch(int64_t epoch) {
   for (auto& t : model_->parameters()) t.zero_grad();
   data::Batch b;
   while (data_.train->next(b)) {
+    adapt_threads();  // between batches: use the cores other jobs leave free
     const bool step_now = (p.batch + 1) % accum_ == 0;
     if (reducer_) reducer_->prepare(step_now);  // gradients are averaged before a step only
     Tensor loss = step_loss(b);
@@ -578,7 +580,9 @@ int Trainer::finish_epoch(int64_t epoch) {
   Progress& p = progress_;
   total_images_ += double(p.images);
   total_train_seconds_ += p.seconds;
+  const auto eval_start = Clock::now();
   EvalResult ev = evaluate(*model_, *data_.val, bf16_, 0, &comm_);
+  const double val_seconds = std::chrono::duration<double>(Clock::now() - eval_start).count();
   if (!std::isfinite(ev.loss)) {  // a failed evaluation: never a best checkpoint or a summary
     if (root_)
       std::fprintf(stderr,
@@ -594,7 +598,8 @@ int Trainer::finish_epoch(int64_t epoch) {
             {"val_acc1", ev.acc1},
             {"val_acc5", ev.acc5},
             {"epoch_seconds", p.seconds},
-            {"images_per_second", double(p.images) / p.seconds}};
+            {"images_per_second", double(p.images) / p.seconds},
+            {"val_seconds", val_seconds}};
   if (ema_) {
     ema_model_->load_state_dict(ema_->state(), true, "EMA state");
     EvalResult ee = evaluate(*ema_model_, *data_.val, bf16_, 0, &comm_);

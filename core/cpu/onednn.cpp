@@ -7,6 +7,8 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "core/cpu/parallel.h"
+
 namespace scion::cpu {
 
 using dnnl::memory;
@@ -67,7 +69,9 @@ template <class PD, class P>
 class PdCache {
  public:
   template <class Make>
-  std::pair<PD, dnnl::primitive> get(const std::string& key, const Make& make) {
+  std::pair<PD, dnnl::primitive> get(const std::string& shape_key, const Make& make) {
+    // A primitive splits its work for the thread count it was made for (see adapt_threads).
+    const std::string key = std::to_string(num_threads()) + "t" + shape_key;
     std::lock_guard<std::mutex> lock(mu_);
     auto it = map_.find(key);
     if (it != map_.end()) return it->second;

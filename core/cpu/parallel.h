@@ -1,6 +1,13 @@
 // OpenMP helpers. oneDNN (Debian's build) runs on the same OpenMP runtime, so set_num_threads
 // governs both. parallel_for splits [begin, end) into one contiguous chunk per thread, so the
 // result of any chunked computation is independent of scheduling.
+//
+// Threads that share their cores with another busy process wait at every barrier for a partner the
+// scheduler has parked (a whole time slice, each of hundreds of parallel regions per batch), so a
+// job beside another one slows far more than the cores it lost. With set_num_threads(0) ("all
+// cores") the count therefore follows the load: adapt_threads(), called by the trainer between
+// batches, reads how much CPU time other processes took on our cores and uses only the cores they
+// leave free (at least one). An explicit count is never changed.
 #pragma once
 
 #include <omp.h>
@@ -13,9 +20,24 @@ namespace scion::cpu {
 inline int num_threads() {
   return omp_get_max_threads();
 }
-inline void set_num_threads(int n) {
-  omp_set_num_threads(n > 0 ? n : omp_get_num_procs());
-}
+
+// n > 0: exactly n threads; 0: the cores this process may run on, fewer while other processes
+// keep some of them busy (see adapt_threads).
+void set_num_threads(int n);
+
+// Whether the thread count follows the load (set_num_threads(0), and SCION_ADAPTIVE_THREADS is not
+// 0 in the environment).
+bool adaptive_threads();
+
+// Re-reads the load at most every half second and sets the thread count to the cores other
+// processes leave free. Call it only between operations (a kernel sizes per-thread buffers from
+// num_threads() before its parallel_for), from the thread that called set_num_threads.
+void adapt_threads();
+
+// The decision, apart from measuring: `others` is the CPU time other processes used on our cores
+// over the window, in cores (0.0 to `cores`); returns the thread count to use, from 1 to `max`.
+// A core counts as free when less than 0.35 of it was taken (stray system work is not a job).
+int threads_for_load(double others, int cores, int max);
 
 // Calls f(chunk_begin, chunk_end) on each thread; runs inline when the range is below `grain`.
 template <class F>

@@ -1,5 +1,6 @@
-// Model throughput: forward+backward images/s of a model at a batch size and precision, with
-// weights filled by N(0, 0.02) (values do not change the speed). One JSON line per case.
+// Model throughput: forward+backward images/s of a model at a batch size and precision (with
+// --step, a full training step: forward, backward and an AdamW update with timm's weight-decay
+// groups), weights filled by N(0, 0.02) (values do not change the speed). One JSON line per case.
 // experiments/bench/run_models.py runs the same cases in PyTorch/timm and prints ratios.
 //   bench_models --model vit_tiny --set img_size=32 --set patch_size=4 --batch 64 --precision bf16
 #include <CLI/CLI.hpp>
@@ -11,6 +12,7 @@
 #include "core/backend.h"
 #include "core/scion.h"
 #include "nn/model.h"
+#include "train/optim.h"
 
 using namespace scion;
 
@@ -21,6 +23,7 @@ int main(int argc, char** argv) {
   int64_t batch = 64;
   int threads = 0, steps = 10, warmup = 3;
   std::string precision = "f32";
+  bool step = false;
   app.add_option("--model", cfg.name, "registered model name")->required();
   app.add_option("--set", sets, "model option key=value");
   app.add_option("--batch", batch, "batch size");
@@ -28,6 +31,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "threads (0 = all cores)");
   app.add_option("--steps", steps, "timed steps");
   app.add_option("--warmup", warmup, "untimed steps first");
+  app.add_flag("--step", step, "time the AdamW update too");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -47,6 +51,10 @@ int main(int argc, char** argv) {
       for (auto& [name, p] : model->named_parameters()) normal_(p, 0.0, 0.02, gen);
     }
     model->train();
+    std::unique_ptr<train::Optimizer> opt;
+    if (step)
+      opt = std::make_unique<train::Optimizer>(*model, train::OptimizerConfig{},
+                                               train::no_weight_decay_names(*model));
     Tensor x = randn({batch, cfg.in_chans, cfg.img_size, cfg.img_size}, DType::f32, gen);
     Tensor y = randperm(batch, gen);
     y = from_vector(
@@ -66,6 +74,7 @@ int main(int argc, char** argv) {
         loss = cross_entropy(model->forward(x), y);
       }
       loss.backward();
+      if (opt) opt->step(1e-3);
       if (i >= warmup)
         ms.push_back(
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
@@ -73,9 +82,13 @@ int main(int argc, char** argv) {
     }
     std::sort(ms.begin(), ms.end());
     double med = ms[ms.size() / 2];
-    nlohmann::json r{{"model", cfg.name},      {"batch", batch},
-                     {"precision", precision}, {"img_size", cfg.img_size},
-                     {"step_ms", med},         {"images_per_second", double(batch) * 1000.0 / med}};
+    nlohmann::json r{{"model", cfg.name},
+                     {"batch", batch},
+                     {"precision", precision},
+                     {"img_size", cfg.img_size},
+                     {"step", step},
+                     {"step_ms", med},
+                     {"images_per_second", double(batch) * 1000.0 / med}};
     std::cout << r.dump() << std::endl;
   } catch (const InputError& e) {
     std::cerr << "error: " << e.what() << "\n";

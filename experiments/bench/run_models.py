@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
-"""Model throughput, scion vs PyTorch/timm on this machine, in one run.
+"""Model throughput, scion vs the fastest PyTorch/timm variant on this machine, in one run.
 
-Forward+backward (cross-entropy loss) images/s for each case, f32 and bf16 (torch.autocast on the
-CPU, scion's AutocastGuard), same thread count, same batch; prints a Markdown table with the ratio
-scion / torch (> 1: scion is faster).
+Per case and precision (f32; bf16 = torch.autocast on the CPU / scion's AutocastGuard), images/s of
+  - fwd+bwd: forward, cross-entropy, backward;
+  - step:    the same plus an AdamW update (torch: fused=True where this torch has it, else foreach;
+             scion: train::Optimizer with timm's weight-decay groups);
+for scion and for torch eager, torch channels-last (ConvNeXt) and torch.compile (inductor). The
+ratio is scion over the *fastest* torch variant of that row. Every row also shows the fraction of
+this machine's peak that scion reaches: model GFLOP/s (timm's forward FLOPs counted by
+torch.utils.flop_counter, x3 for forward+backward) over the oneDNN GEMM peak of that precision
+measured by bench_peak in the same run; the header names the CPU, its ISA and the peaks.
 
     python3 experiments/bench/run_models.py [--threads 2] [--steps 10] [--out FILE.md]
 """
@@ -16,68 +22,122 @@ import time
 import timm
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
-CASES = [  # (scion model, timm model, timm kwargs, img_size, batch, scion --set options)
-    ("vit_tiny", "vit_tiny_patch16_224", dict(img_size=32, patch_size=4, num_classes=10), 32, 64,
+CASES = [  # (label, scion model, timm model, timm kwargs, img_size, batch, scion --set options)
+    ("ViT-T 32px/p4", "vit_tiny", "vit_tiny_patch16_224",
+     dict(img_size=32, patch_size=4, num_classes=10), 32, 64,
      ["img_size=32", "patch_size=4", "num_classes=10"]),
-    ("vit_tiny", "vit_tiny_patch16_224", dict(img_size=32, patch_size=4, num_classes=10), 32, 128,
-     ["img_size=32", "patch_size=4", "num_classes=10"]),
-    ("vit_tiny", "vit_tiny_patch16_224", dict(num_classes=100), 224, 64, ["num_classes=100"]),
-    ("convnext_femto", "convnext_femto", dict(conv_mlp=False, num_classes=10), 32, 128,
-     ["img_size=32", "num_classes=10"]),
-    ("convnext_femto", "convnext_femto", dict(conv_mlp=False, num_classes=100), 224, 64,
+    ("ViT-T 224px/p16", "vit_tiny", "vit_tiny_patch16_224", dict(num_classes=100), 224, 64,
      ["num_classes=100"]),
+    ("ConvNeXt-F 32px", "convnext_femto", "convnext_femto", dict(conv_mlp=False, num_classes=10), 32,
+     128, ["img_size=32", "num_classes=10"]),
+    ("ConvNeXt-F 224px", "convnext_femto", "convnext_femto", dict(conv_mlp=False, num_classes=100),
+     224, 64, ["num_classes=100"]),
 ]
 
 
-def torch_images_per_second(name, kwargs, img, batch, precision, steps, warmup):
-    model = timm.create_model(name, **kwargs)
-    model.train()
+def adamw(params):
+    try:
+        return torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05, foreach=True)
+
+
+def forward_flops(name, kwargs, img):
+    model = timm.create_model(name, **kwargs).eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.randn(1, 3, img, img))
+    return counter.get_total_flops()
+
+
+def torch_ips(name, kwargs, img, batch, precision, variant, step, steps, warmup):
+    """Images/s of one torch variant (eager | channels_last | compile), median of `steps`."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, **kwargs).train()
     x = torch.randn(batch, 3, img, img)
     y = torch.randint(0, kwargs["num_classes"], (batch,))
+    if variant == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = adamw(model.parameters()) if step else None
+    run = torch.compile(model) if variant == "compile" else model
     times = []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
         model.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = F.cross_entropy(model(x), y)
+            loss = F.cross_entropy(run(x), y)
         loss.backward()
+        if opt:
+            opt.step()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     times.sort()
     return batch / times[len(times) // 2]
 
 
+def scion_ips(args, model, batch, precision, sets, step):
+    cmd = [args.scion, "--model", model, "--batch", str(batch), "--precision", precision,
+           "--threads", str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    for s in sets:
+        cmd += ["--set", s]
+    if step:
+        cmd.append("--step")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"bench_models failed: {proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])["images_per_second"]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scion", default="build/bin/bench_models")
+    ap.add_argument("--peak", default="build/bin/bench_peak")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--cases", nargs="*", default=None, help="labels to run (default: all)")
+    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to build)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     assert "MKL" in torch.__config__.show(), "torch without MKL/oneDNN: ratios meaningless"
 
+    peak = json.loads(subprocess.run([args.peak, "--threads", str(args.threads)], check=True,
+                                     capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    print(json.dumps(peak), flush=True)
     rows = []
-    for ours, theirs, kwargs, img, batch, sets in CASES:
+    for label, ours, theirs, kwargs, img, batch, sets in CASES:
+        if args.cases and label not in args.cases:
+            continue
+        gflop_per_image = 3 * forward_flops(theirs, kwargs, img) * 1e-9
+        variants = ["eager"] + (["channels_last"] if "convnext" in theirs else []) + \
+            ([] if args.no_compile else ["compile"])
         for precision in ["f32", "bf16"]:
-            cmd = [args.scion, "--model", ours, "--batch", str(batch), "--precision", precision,
-                   "--threads", str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup)]
-            for s in sets:
-                cmd += ["--set", s]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                sys.exit(f"bench_models failed: {proc.stderr}")
-            s = json.loads(proc.stdout.strip().splitlines()[-1])["images_per_second"]
-            t = torch_images_per_second(theirs, kwargs, img, batch, precision, args.steps, args.warmup)
-            label = f"{ours} {img}px" + (f"/p{kwargs.get('patch_size', 16)}" if "vit" in ours else "")
-            rows.append(f"| {label} | {batch} | {precision} | {s:.1f} | {t:.1f} | **{s / t:.2f}** |")
-            print(rows[-1], flush=True)
-    table = (f"torch {torch.__version__} + timm {timm.__version__}, {args.threads} threads, "
-             f"forward+backward images/s (median of {args.steps} steps), ratio = scion / torch\n\n"
-             "| model | batch | precision | scion img/s | torch img/s | ratio |\n|---|---|---|---|---|---|\n"
-             + "\n".join(rows))
+            for step in [False, True]:
+                s = scion_ips(args, ours, batch, precision, sets, step)
+                t = {v: torch_ips(theirs, kwargs, img, batch, precision, v, step, args.steps,
+                                  args.warmup) for v in variants}
+                best = max(t, key=t.get)
+                frac = s * gflop_per_image / peak[f"gemm_{precision}_gflops"]
+                rows.append(
+                    f"| {label} | {batch} | {precision} | {'step' if step else 'fwd+bwd'} | {s:.1f} | "
+                    + " | ".join(f"{t[v]:.1f}" if v in t else "-" for v in
+                                 ["eager", "channels_last", "compile"])
+                    + f" | {best} | **{s / t[best]:.2f}** | {100 * frac:.0f}% |")
+                print(rows[-1], flush=True)
+    header = (f"{peak['cpu']} (oneDNN ISA {peak['onednn_isa']}, AMX: {'yes' if peak['amx'] else 'no'}, "
+              f"AVX512-BF16: {'yes' if peak['avx512_bf16'] else 'no'}), {args.threads} threads; "
+              f"torch {torch.__version__} + timm {timm.__version__}; median of {args.steps} steps.\n"
+              f"Peak ({args.threads} threads): oneDNN GEMM {peak['gemm_size']}^3 "
+              f"f32 {peak['gemm_f32_gflops']:.0f} GFLOP/s, bf16 {peak['gemm_bf16_gflops']:.0f} GFLOP/s; "
+              f"triad {peak['triad_gbs']:.1f} GB/s. ratio = scion / fastest torch variant; "
+              "peak = scion's model GFLOP/s / GEMM peak of the precision.\n\n")
+    table = (header + "| model | batch | precision | timed | scion img/s | torch eager | channels-last "
+             "| torch.compile | fastest | ratio | scion % of peak |\n"
+             "|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
     print()
     print(table)
     if args.out:

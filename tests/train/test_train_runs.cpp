@@ -72,6 +72,7 @@ void strip_timing(std::vector<json>& ms) {
   for (auto& m : ms) {
     m.erase("epoch_seconds");
     m.erase("images_per_second");
+    m.erase("val_seconds");
   }
 }
 
