@@ -15,9 +15,14 @@ measured by bench_peak in the same run; the header names the CPU, its ISA and th
 """
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
+
+# Inductor compiles in this process: no pool of compile workers left to steal time from the
+# measurements that follow.
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 
 import timm
 import torch

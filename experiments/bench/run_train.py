@@ -17,6 +17,14 @@ CASES = [("ViT-T 32px/p4", "configs/mini/vit_tiny_cifar10.yaml"),
          ("ConvNeXt-F 32px", "configs/mini/convnext_femto_cifar10.yaml")]
 
 
+def cpu_model():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
 def run(cmd):
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(p.pid, 0)
@@ -51,7 +59,8 @@ def main():
             rows.append(f"| {label} | {precision} | {ours:.0f} | {theirs:.0f} | **{ours / theirs:.2f}** | "
                         f"{rss_s:.0f} | {rss_t:.0f} |")
             print(rows[-1], flush=True)
-    table = ("training images/s over one epoch of a CIFAR-10 subset, data loading included, 2 threads; "
+    table = (f"{cpu_model()}; training images/s over one epoch of a CIFAR-10 subset, data loading "
+             "included, 2 threads; "
              "ratio = scion / PyTorch\n\n| model | precision | scion img/s | PyTorch img/s | ratio | "
              "scion peak RSS MiB | PyTorch peak RSS MiB |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows))
     print()
