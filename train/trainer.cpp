@@ -714,9 +714,12 @@ int run_training(const Config& cfg, bool resume) {
                 " processes (it is the global batch; use a multiple of ", c.size(), ")");
   });
   check_same_config(c, cfg);
-  // threads: 0 means all cores, shared among the ranks on this machine.
+  // threads: 0 means all cores, following the load (core/cpu/parallel.h). Data-parallel ranks
+  // keep a fixed count instead, the cores shared among the ranks on this machine: a rank that
+  // adapted to its machine's load would add its per-thread partial sums (the clipping norm) in
+  // another order than the others, and the replicas would drift apart.
   int threads = cfg.threads;
-  if (threads == 0 && c.local_size() > 1)
+  if (threads == 0 && c.size() > 1)
     threads = std::max(1, int(std::thread::hardware_concurrency()) / c.local_size());
   set_num_threads(threads);
   const Paths paths(cfg.output_dir);

@@ -19,10 +19,12 @@ using namespace scion;
 
 namespace {
 
-train::Config base_config(const std::string& data, const std::string& out, int64_t val_subset) {
+train::Config base_config(const std::string& data, const std::string& out, int64_t val_subset,
+                          int threads) {
   train::Config c;
   c.source = "quickstart";
   c.seed = 0;
+  c.threads = threads;
   c.output_dir = out;
   c.model.name = "vit_tiny";
   c.model.img_size = 28;
@@ -105,6 +107,7 @@ int main(int argc, char** argv) {
   std::string data = "/usr/share/datasets/fashion-mnist", out = "runs/quickstart";
   int64_t teacher_epochs = 5, student_epochs = 6, subset = 6000, teacher_subset = 20000,
           val_subset = 0;
+  int threads = 0;
   app.add_option("--data", data, "Fashion-MNIST IDX folder");
   app.add_option("--out", out, "output folder");
   app.add_option("--teacher-epochs", teacher_epochs)->check(CLI::PositiveNumber);
@@ -115,6 +118,8 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--val-subset", val_subset, "test images to evaluate on (0: all 10,000)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", threads, "threads (0: the cores other jobs leave free)")
+      ->check(CLI::Range(0, 1024));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -122,7 +127,7 @@ int main(int argc, char** argv) {
   }
   try {
     // Teacher: ViT with embed 192, depth 6 (3 heads), patch 4 on 28 px (49 tokens).
-    train::Config teacher = base_config(data, out + "/teacher", val_subset);
+    train::Config teacher = base_config(data, out + "/teacher", val_subset, threads);
     teacher.model.embed_dim = 192;
     teacher.model.depth = 6;
     teacher.model.num_heads = 3;
@@ -146,7 +151,7 @@ int main(int argc, char** argv) {
                   (long long)teacher_epochs, (long long)teacher_subset);
     if (int st = stages.run(teacher, title, false)) return stop(st, "stage 1/3 (teacher)");
     // Students: embed 96, depth 3 (3 heads of 32), same recipe, on a small subset.
-    train::Config student = base_config(data, "", val_subset);
+    train::Config student = base_config(data, "", val_subset, threads);
     student.model.embed_dim = 96;
     student.model.depth = 3;
     student.model.num_heads = 3;
