@@ -309,7 +309,11 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Ten
     // convolutions of NHWC f32 tensors; see depthwise.cpp.
     std::string impl = pd.impl_info_str();
     bool fallback = impl.find("gemm") != std::string::npos || impl.find("ref") != std::string::npos;
-    if (fallback && cs.channels_last && x.dtype() == DType::f32 && cs.groups == x.size(1) &&
+    // On 1x1 maps NCHW and NHWC are the same memory; such tensors are contiguous, so they come
+    // here as NCHW (ConvNeXt's last stage at 32 px input).
+    bool nhwc_memory =
+        cs.channels_last || (x.size(2) * x.size(3) == 1 && y.size(2) * y.size(3) == 1);
+    if (fallback && nhwc_memory && x.dtype() == DType::f32 && cs.groups == x.size(1) &&
         cs.groups == y.size(1)) {
       depthwise_nhwc_forward(x, w, b, y, cs);
       return;
