@@ -16,22 +16,15 @@ cores, proportional sharing is a 2x slowdown.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+from machine import cpu_model
+
 CONFIG = "configs/mini/convnext_half_tinyimagenet.yaml"
-
-
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def train_cmd(args, out, epochs):

@@ -13,16 +13,10 @@ import subprocess
 import sys
 import tempfile
 
+from machine import cpu_model
+
 CASES = [("ViT-T 32px/p4", "configs/mini/vit_tiny_cifar10.yaml"),
          ("ConvNeXt-F 32px", "configs/mini/convnext_femto_cifar10.yaml")]
-
-
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def run(cmd):
