@@ -101,10 +101,11 @@ int main(int argc, char** argv) {
   CLI::App app{"scion: this machine's GEMM and memory-bandwidth peak"};
   int threads = 2, reps = 5;
   int64_t size = 2048, stream_mb = 768;
-  app.add_option("--threads", threads, "threads (0 = all cores)");
-  app.add_option("--size", size, "GEMM size (square)");
-  app.add_option("--reps", reps, "timed repetitions (best is kept)");
-  app.add_option("--stream-mb", stream_mb, "total size of the three triad arrays, MB");
+  app.add_option("--threads", threads, "threads (0 = all cores)")->check(CLI::Range(0, 1024));
+  app.add_option("--size", size, "GEMM size (square)")->check(CLI::PositiveNumber);
+  app.add_option("--reps", reps, "timed repetitions (best is kept)")->check(CLI::PositiveNumber);
+  app.add_option("--stream-mb", stream_mb, "total size of the three triad arrays, MB")
+      ->check(CLI::PositiveNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -17,11 +17,12 @@ Standard library only. Run it on an otherwise idle machine.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
+
+from machine import cpu_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -32,17 +33,6 @@ MODELS = [  # (model, --set options, batch, precision)
     ("convnext_femto", ["img_size=32", "num_classes=10"], 128, "f32"),
     ("convnext_femto", ["img_size=32", "num_classes=10"], 128, "bf16"),
 ]
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def json_lines(cmd):

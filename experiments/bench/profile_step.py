@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Where one training step's time goes: `perf record` (cpu-clock sampling, so it works without
 hardware counters) over bench_models, with oneDNN's JIT kernels named through its perf map
-(DNNL_JIT_PROFILE=1), grouped into parts: GEMM/convolution kernels, scion's own kernels by name,
+(DNNL_JIT_PROFILE=2), grouped into parts: GEMM/convolution kernels, scion's own kernels by name,
 OpenMP barriers and spinning, memory copies, allocation and the kernel (page faults). The GEMM
 part is also set against this machine's peak: the model's FLOPs per step (as run_models.py counts
 them) over the time in GEMM/convolution kernels.
 
     python3 experiments/bench/profile_step.py --model vit_tiny --set img_size=32 --set patch_size=4 \
-        --set num_classes=10 --batch 64 --precision bf16 [--gflop-per-image 3.3] [--peak 418]
+        --set num_classes=10 --batch 64 --precision bf16 [--gflop-per-image 2.19] [--peak 418]
 """
 import argparse
 import collections
@@ -16,7 +16,6 @@ import re
 import subprocess
 import sys
 import tempfile
-
 
 
 def part_of(dso, sym):

@@ -15,15 +15,10 @@ import subprocess
 import sys
 import tempfile
 
+from machine import cpu_model
+
 CONFIG = "configs/mini/convnext_femto_cifar10.yaml"
 MPIRUN = ["mpirun", "--oversubscribe", "--allow-run-as-root"]  # as root here; Open MPI's defaults
-
-
-def cpu_model():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def train(procs, threads, subset, extra, out):
