@@ -103,6 +103,17 @@ class Backend {
   virtual void softmax_backward(bool log, int64_t dim, const Tensor& y, const Tensor& dy,
                                 const Tensor& dx) = 0;
 
+  // Multi-head attention on the packed projection qkv (B, N, 3, H, d) contiguous, as timm's
+  // Attention lays it out: out (B, N, H, d) = softmax(scale q k^T) v for each batch element and
+  // head, and lse (B, H, N) the log-sum-exp of each row of scale q k^T (f64 for f64 inputs, else
+  // f32); both allocated by the caller. The backward writes dqkv (qkv's shape) from dout
+  // (contiguous), recomputing the probabilities from lse.
+  virtual void attention_forward(const Tensor& qkv, int64_t heads, double scale, const Tensor& out,
+                                 const Tensor& lse) = 0;
+  virtual void attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& dout,
+                                  const Tensor& lse, int64_t heads, double scale,
+                                  const Tensor& dqkv) = 0;
+
   // Cross-entropy of contiguous logits (N, C) against a target distribution q (N, C), both of one
   // floating dtype: lp = log_softmax(logits) (allocated by the caller) and the mean loss
   // -1/N sum q * lp as a scalar tensor of that dtype.

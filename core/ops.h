@@ -110,6 +110,11 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
                   const Tensor& bias = Tensor(), double eps = 1e-5);
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);
+// Multi-head self-attention on a packed projection, fused: qkv (B, N, 3 * C) laid out as
+// (B, N, 3, num_heads, C / num_heads) like timm's Attention.qkv output; returns (B, N, C), each
+// head's softmax(scale q k^T) v with the heads side by side (timm's F.scaled_dot_product_attention
+// path followed by transpose(1, 2).reshape(B, N, C)). No N x N matrix is kept for the backward.
+Tensor attention(const Tensor& qkv, int64_t num_heads, double scale);
 // Mean cross-entropy of logits (N, C). target: i64 class indices (N) with optional label
 // smoothing (torch's: (1 - s) * onehot + s / C), or floating probabilities (N, C) (soft targets).
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_smoothing = 0.0);

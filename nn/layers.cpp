@@ -88,12 +88,16 @@ Attention::Attention(int64_t dim, int64_t heads, bool qkv_bias, double adrop, do
 }
 
 Tensor Attention::forward(const Tensor& x) {
-  // x: (B, N, C) -> qkv: (B, N, 3, H, hd) -> (3, B, H, N, hd)
   int64_t b = x.size(0), n = x.size(1), c = x.size(2);
-  Tensor qkv_out = qkv->forward(x).reshape({b, n, 3, num_heads, head_dim}).permute({2, 0, 3, 1, 4});
-  Tensor q = qkv_out.select(0, 0), k = qkv_out.select(0, 1), v = qkv_out.select(0, 2);
-  Tensor attn = softmax(matmul(q * scale, k.transpose(-2, -1)), -1);  // (B, H, N, N)
-  attn = attn_drop->forward(attn);
+  Tensor qkv_out = qkv->forward(x);  // (B, N, 3 * C) = (B, N, 3, H, hd)
+  // Without attention dropout (timm's default, and always in evaluation) the fused op, as timm's
+  // fused_attn path; with it, the same math step by step so that the dropout mask applies to the
+  // probabilities.
+  if (!(is_training() && attn_drop->p > 0))
+    return proj_drop->forward(proj->forward(attention(qkv_out, num_heads, scale)));
+  Tensor t = qkv_out.reshape({b, n, 3, num_heads, head_dim}).permute({2, 0, 3, 1, 4});
+  Tensor q = t.select(0, 0), k = t.select(0, 1), v = t.select(0, 2);
+  Tensor attn = attn_drop->forward(softmax(matmul(q * scale, k.transpose(-2, -1)), -1));
   Tensor y = matmul(attn, v).transpose(1, 2).reshape({b, n, c});  // (B, N, C)
   return proj_drop->forward(proj->forward(y));
 }

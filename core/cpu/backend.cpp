@@ -156,6 +156,22 @@ class CpuBackend final : public Backend {
     }
   }
 
+  void attention_forward(const Tensor& qkv, int64_t heads, double scale, const Tensor& out,
+                         const Tensor& lse) override {
+    if (qkv.numel() == 0) return;
+    if (qkv.dtype() == DType::f64)
+      return reference_backend().attention_forward(qkv, heads, scale, out, lse);
+    cpu::attention_forward(qkv, heads, scale, out, lse);
+  }
+  void attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& dout,
+                          const Tensor& lse, int64_t heads, double scale,
+                          const Tensor& dqkv) override {
+    if (qkv.numel() == 0) return;
+    if (qkv.dtype() == DType::f64)
+      return reference_backend().attention_backward(qkv, out, dout, lse, heads, scale, dqkv);
+    cpu::attention_backward(qkv, out, dout, lse, heads, scale, dqkv);
+  }
+
   // log_softmax on the kernels above, then the mean of -q * lp.
   Tensor cross_entropy(const Tensor& logits, const Tensor& q, const Tensor& lp) override {
     softmax_forward(true, 1, logits, lp);

@@ -72,6 +72,20 @@ Tensor make(const Shape& shape, DType dt, const Tensor& like, const Values& v) {
   return out;
 }
 
+// Positions in the logical order of attention's packed qkv (B, N, 3, H, d) and of its output
+// (B, N, H, d).
+struct Qkv {
+  int64_t b, n, c, d;
+  Qkv(const Tensor& qkv, int64_t heads)
+      : b(qkv.size(0)), n(qkv.size(1)), c(qkv.size(2) / 3), d(qkv.size(2) / 3 / heads) {}
+  size_t at(int64_t bi, int64_t i, int64_t which, int64_t h, int64_t e) const {
+    return size_t(((bi * n + i) * 3 + which) * c + h * d + e);
+  }
+  size_t out(int64_t bi, int64_t i, int64_t h, int64_t e) const {
+    return size_t((bi * n + i) * c + h * d + e);
+  }
+};
+
 // Logical row-major index <-> coordinates.
 Shape unravel(int64_t i, const Shape& shape) {
   Shape c(shape.size());
@@ -472,6 +486,69 @@ class ReferenceBackend final : public Backend {
           out[e(j)] = log ? gv[e(j)] - std::exp(yv[e(j)]) * s : yv[e(j)] * (gv[e(j)] - s);
       }
     write(dx, out);
+  }
+
+  // Attention straight from its definition, one (batch, head) at a time:
+  // P = softmax(scale Q K^T), O = P V; dS = P o (dP - rowsum(dO o O)) with dP = dO V^T.
+  void attention_forward(const Tensor& qkv, int64_t heads, double scale, const Tensor& out,
+                         const Tensor& lse) override {
+    const Qkv g(qkv, heads);
+    Values x = read(qkv), o(size_t(g.b * g.n * g.c)), l(size_t(g.b * heads * g.n)), p(size_t(g.n));
+    for (int64_t bi = 0; bi < g.b; ++bi)
+      for (int64_t h = 0; h < heads; ++h)
+        for (int64_t i = 0; i < g.n; ++i) {
+          double mx = -std::numeric_limits<double>::infinity(), s = 0;
+          for (int64_t j = 0; j < g.n; ++j) {
+            double dot = 0;
+            for (int64_t e = 0; e < g.d; ++e)
+              dot += x[g.at(bi, i, 0, h, e)] * x[g.at(bi, j, 1, h, e)];
+            p[size_t(j)] = scale * dot;
+            mx = std::max(mx, p[size_t(j)]);
+          }
+          for (int64_t j = 0; j < g.n; ++j) s += std::exp(p[size_t(j)] - mx);
+          l[size_t((bi * heads + h) * g.n + i)] = mx + std::log(s);
+          for (int64_t e = 0; e < g.d; ++e) {
+            double acc = 0;
+            for (int64_t j = 0; j < g.n; ++j)
+              acc += std::exp(p[size_t(j)] - mx) / s * x[g.at(bi, j, 2, h, e)];
+            o[g.out(bi, i, h, e)] = acc;
+          }
+        }
+    write(out, o);
+    write(lse, l);
+  }
+  void attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& dout,
+                          const Tensor& lse, int64_t heads, double scale,
+                          const Tensor& dqkv) override {
+    const Qkv g(qkv, heads);
+    const int64_t n = g.n;
+    Values x = read(qkv), ov = read(out), gv = read(dout), l = read(lse), dx(x.size(), 0.0);
+    Values p(size_t(n * n)), ds(size_t(n * n));
+    for (int64_t bi = 0; bi < g.b; ++bi)
+      for (int64_t h = 0; h < heads; ++h) {
+        for (int64_t i = 0; i < n; ++i) {
+          double row = 0;  // rowsum(dO o O)
+          for (int64_t e = 0; e < g.d; ++e) row += gv[g.out(bi, i, h, e)] * ov[g.out(bi, i, h, e)];
+          for (int64_t j = 0; j < n; ++j) {
+            double qk = 0, dp = 0;
+            for (int64_t e = 0; e < g.d; ++e) {
+              qk += x[g.at(bi, i, 0, h, e)] * x[g.at(bi, j, 1, h, e)];
+              dp += gv[g.out(bi, i, h, e)] * x[g.at(bi, j, 2, h, e)];
+            }
+            p[size_t(i * n + j)] = std::exp(scale * qk - l[size_t((bi * heads + h) * n + i)]);
+            ds[size_t(i * n + j)] = p[size_t(i * n + j)] * (dp - row);
+          }
+        }
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < n; ++j)
+            for (int64_t e = 0; e < g.d; ++e) {
+              double pij = p[size_t(i * n + j)], dsij = ds[size_t(i * n + j)];
+              dx[g.at(bi, i, 0, h, e)] += scale * dsij * x[g.at(bi, j, 1, h, e)];
+              dx[g.at(bi, j, 1, h, e)] += scale * dsij * x[g.at(bi, i, 0, h, e)];
+              dx[g.at(bi, j, 2, h, e)] += pij * gv[g.out(bi, i, h, e)];
+            }
+      }
+    write(dqkv, dx);
   }
 
   Tensor cross_entropy(const Tensor& logits, const Tensor& q, const Tensor& lp) override {

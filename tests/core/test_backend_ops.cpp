@@ -245,6 +245,12 @@ std::vector<Case> cases() {
   add_case("softmax", "last and middle dims", {in({3, 5, 4}, -3, 3)}, [](const Ins& x) {
     return Outs{softmax(x[0], -1), softmax(x[0], 1)};
   });
+  auto tokens_strided = [](const Tensor& t) {
+    return t.transpose(1, 2).contiguous().transpose(1, 2);
+  };
+  add_case("attention", "2 heads of 6, 19 tokens, strided",
+           {viewed({2, 19, 36}, tokens_strided, -2, 2)},
+           [](const Ins& x) { return Outs{attention(x[0], 2, 0.4)}; });
   add_case("log_softmax", "last and first dims", {viewed({5, 3}, transposed, -3, 3)},
            [](const Ins& x) {
              return Outs{log_softmax(x[0], 1), log_softmax(x[0], 0)};

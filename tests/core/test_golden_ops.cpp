@@ -156,7 +156,7 @@ TEST_CASE("golden: conv2d", "[golden]") {
   check_golden("conv2d_patch4", conv(patch, true));
 }
 
-TEST_CASE("golden: layer_norm, softmax, cross_entropy", "[golden]") {
+TEST_CASE("golden: layer_norm, softmax, attention, cross_entropy", "[golden]") {
   check_golden("layer_norm", [](const std::vector<Tensor>& in) {
     return layer_norm(in[0], {8}, in[1], in[2], 1e-6);
   });
@@ -178,6 +178,11 @@ TEST_CASE("golden: layer_norm, softmax, cross_entropy", "[golden]") {
   check_golden(
       "softmax_bf16", [](const std::vector<Tensor>& in) { return softmax(in[0], -1); }, kBf16,
       kBf16);
+  auto attn = [](const std::vector<Tensor>& in) {
+    return attention(in[0], 2, 1 / std::sqrt(12.0));
+  };
+  check_golden("attention", attn);
+  check_golden("attention_bf16", attn, kBf16, kBf16);
   check_golden("cross_entropy",
                [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1]); });
   check_golden("cross_entropy_smooth",

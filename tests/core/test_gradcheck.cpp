@@ -140,6 +140,8 @@ TEST_CASE("gradcheck: layer_norm, softmax, losses, dropout", "[gradcheck]") {
             },
             {input({2, 2, 3}, 73)}) < kTol);
   CHECK(gradcheck([](const Ins& in) { return softmax(in[0], -1); }, {input({3, 5}, 74)}) < kTol);
+  CHECK(gradcheck([](const Ins& in) { return attention(in[0], 2, 0.7); }, {input({2, 5, 12}, 79)}) <
+        kTol);
   CHECK(gradcheck([](const Ins& in) { return softmax(in[0], 0); }, {input({3, 5}, 75)}) < kTol);
   CHECK(gradcheck([](const Ins& in) { return log_softmax(in[0], 1); }, {input({2, 4, 3}, 76)}) <
         kTol);

@@ -151,5 +151,18 @@ case("views", lambda t, w: (t.permute(2, 0, 1).reshape(4, 6)[1:3, ::2].unsqueeze
      r(2, 3, 4), r(2, 3))
 case("to_bf16", lambda t: t.to(torch.bfloat16), r(64) * 3.7)
 
+
+
+# Fused attention: timm's Attention core on the packed qkv projection (B, N, 3 * C), 2 heads of 12;
+# 37 tokens leave tails in every tile dimension of scion's kernels.
+def attention(qkv, heads):
+    b, n, c3 = qkv.shape
+    q, k, v = qkv.reshape(b, n, 3, heads, c3 // (3 * heads)).permute(2, 0, 3, 1, 4).unbind(0)
+    return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c3 // 3)
+
+
+case("attention", lambda t: attention(t, 2), r(2, 37, 72))
+case("attention_bf16", lambda t: attention(t, 2), r(2, 37, 72, dtype=torch.bfloat16))
+
 save_file(tensors, OUT)
 print(f"wrote {len(tensors)} tensors to {OUT} ({os.path.getsize(OUT)} bytes)")

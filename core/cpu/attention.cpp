@@ -1,0 +1,472 @@
+// Fused multi-head attention on the packed qkv projection (timm's Attention core; torch's
+// F.scaled_dot_product_attention without mask or dropout), flash-style: one task per (batch,
+// head), its N x N scores only in a per-thread buffer; the backward recomputes the probabilities
+// from the saved log-sum-exp of each row instead of keeping them between the passes.
+//   S = scale Q K^T   P = softmax(S), lse = log sum exp S   O = P V
+//   dV = P^T dO   dP = dO V^T   dS = P o (dP - rowsum(dO o O))   dQ = scale dS K   dK = scale dS^T Q
+// Two engines for the tile products. bf16 inputs on a CPU with AVX512-BF16 (asked at run time, so
+// one binary serves every x86-64) use a bf16 dot-product micro-kernel (vdpbf16ps, f32
+// accumulation; P and dS are rounded to bf16 for their products, as autocast's matmuls do). Any
+// other case converts the tiles to f32 and multiplies them with oneDNN's sgemm (single-threaded
+// inside the parallel loop).
+#include <dnnl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/cpu/fast_kernels.h"
+#include "core/cpu/parallel.h"
+#include "core/cpu/vec_math.h"
+#include "core/error.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define SCION_BF16_KERNEL 1
+#define SCION_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#endif
+
+namespace scion::cpu {
+
+namespace {
+
+int64_t round_up(int64_t x, int64_t m) {
+  return (x + m - 1) / m * m;
+}
+
+// Where one head's rows live: row i of q, k, v at qkv + i * row (+ h*d, + C + h*d, + 2C + h*d) of
+// batch element b; out and dout rows at stride C.
+struct Heads {
+  int64_t batch, n, heads, d;
+  int64_t c() const { return heads * d; }
+  int64_t row() const { return 3 * heads * d; }
+  int64_t qkv_offset(int64_t task, int which) const {  // task = b * heads + h
+    return (task / heads) * n * row() + which * c() + (task % heads) * d;
+  }
+  int64_t out_offset(int64_t task) const { return (task / heads) * n * c() + (task % heads) * d; }
+};
+
+// Row softmax of s (n x n, row stride ld) in place, and lse[i] = log sum_j exp s[i][j].
+void softmax_rows(float* s, int64_t n, int64_t ld, float* lse) {
+  for (int64_t i = 0; i < n; ++i) {
+    float* r = s + i * ld;
+    float mx = -std::numeric_limits<float>::infinity(), sum = 0;
+    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, r[j]);
+#ifdef SCION_AVX512
+    __m512 acc = _mm512_setzero_ps(), vm = _mm512_set1_ps(mx);
+    for (int64_t j = 0; j < n; j += 16) {
+      __mmask16 m = vec::tail_mask(n - j);
+      __m512 e = vec::exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, r + j), vm));
+      acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(m, e));
+      _mm512_mask_storeu_ps(r + j, m, e);
+    }
+    sum = _mm512_reduce_add_ps(acc);
+#else
+    for (int64_t j = 0; j < n; ++j) sum += r[j] = std::exp(r[j] - mx);
+#endif
+    float inv = 1.0f / sum;
+    for (int64_t j = 0; j < n; ++j) r[j] *= inv;
+    lse[i] = mx + std::log(sum);
+  }
+}
+
+// P = exp(S - lse) row by row, in place (the forward's probabilities, recomputed).
+void probabilities(float* s, int64_t n, int64_t ld, const float* lse) {
+  for (int64_t i = 0; i < n; ++i) {
+    float* r = s + i * ld;
+#ifdef SCION_AVX512
+    __m512 l = _mm512_set1_ps(lse[i]);
+    for (int64_t j = 0; j < n; j += 16) {
+      __mmask16 m = vec::tail_mask(n - j);
+      _mm512_mask_storeu_ps(r + j, m,
+                            vec::exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, r + j), l)));
+    }
+#else
+    for (int64_t j = 0; j < n; ++j) r[j] = std::exp(r[j] - lse[i]);
+#endif
+  }
+}
+
+// dS = P o (dP - D), D_i = sum_c dO[i][c] O[i][c]; dp (n x n, ld) is overwritten with dS.
+void score_gradient(const float* p, float* dp, int64_t n, int64_t ld, const float* d_row) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) dp[i * ld + j] = p[i * ld + j] * (dp[i * ld + j] - d_row[i]);
+}
+
+template <class T>
+void row_dots(const T* a, const T* b, int64_t stride, int64_t n, int64_t d, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    float s = 0;
+    for (int64_t c = 0; c < d; ++c) s += float(a[i * stride + c]) * float(b[i * stride + c]);
+    out[i] = s;
+  }
+}
+
+// ---- f32 engine: tiles converted to f32, products on oneDNN's sgemm ----------------------------
+
+// c (m x n, ldc) = alpha op(a) op(b), row-major.
+void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc) {
+  dnnl_status_t st =
+      dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, 0.0f, c, ldc);
+  SCION_CHECK(st == dnnl_success, "attention: oneDNN sgemm failed with status ", int(st));
+}
+
+template <class T>
+void load_rows(const T* src, int64_t stride, int64_t n, int64_t d, float* dst) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < d; ++c) dst[i * d + c] = float(src[i * stride + c]);
+}
+
+template <class T>
+void store_rows(const float* src, int64_t n, int64_t d, T* dst, int64_t stride) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < d; ++c) dst[i * stride + c] = T(src[i * d + c]);
+}
+
+template <class T>
+void forward_f32(const T* qkv, T* out, float* lse, const Heads& g, double scale) {
+  const int64_t n = g.n, d = g.d;
+  parallel_for(0, g.batch * g.heads, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> q(n * d), k(n * d), v(n * d), o(n * d), s(n * n);
+    for (int64_t t = t0; t < t1; ++t) {
+      load_rows(qkv + g.qkv_offset(t, 0), g.row(), n, d, q.data());
+      load_rows(qkv + g.qkv_offset(t, 1), g.row(), n, d, k.data());
+      load_rows(qkv + g.qkv_offset(t, 2), g.row(), n, d, v.data());
+      sgemm(false, true, n, n, d, float(scale), q.data(), d, k.data(), d, s.data(), n);
+      softmax_rows(s.data(), n, n, lse + t * n);
+      sgemm(false, false, n, d, n, 1.0f, s.data(), n, v.data(), d, o.data(), d);
+      store_rows(o.data(), n, d, out + g.out_offset(t), g.c());
+    }
+  });
+}
+
+template <class T>
+void backward_f32(const T* qkv, const T* out, const T* dout, const float* lse, T* dqkv,
+                  const Heads& g, double scale) {
+  const int64_t n = g.n, d = g.d;
+  const float sc = float(scale);
+  parallel_for(0, g.batch * g.heads, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> q(n * d), k(n * d), v(n * d), go(n * d), r(n * d), p(n * n), dp(n * n),
+        dd(n);
+    for (int64_t t = t0; t < t1; ++t) {
+      load_rows(qkv + g.qkv_offset(t, 0), g.row(), n, d, q.data());
+      load_rows(qkv + g.qkv_offset(t, 1), g.row(), n, d, k.data());
+      load_rows(qkv + g.qkv_offset(t, 2), g.row(), n, d, v.data());
+      load_rows(dout + g.out_offset(t), g.c(), n, d, go.data());
+      row_dots(dout + g.out_offset(t), out + g.out_offset(t), g.c(), n, d, dd.data());
+      sgemm(false, true, n, n, d, sc, q.data(), d, k.data(), d, p.data(), n);
+      probabilities(p.data(), n, n, lse + t * n);
+      sgemm(true, false, n, d, n, 1.0f, p.data(), n, go.data(), d, r.data(), d);  // dV
+      store_rows(r.data(), n, d, dqkv + g.qkv_offset(t, 2), g.row());
+      sgemm(false, true, n, n, d, 1.0f, go.data(), d, v.data(), d, dp.data(), n);  // dP
+      score_gradient(p.data(), dp.data(), n, n, dd.data());
+      sgemm(false, false, n, d, n, sc, dp.data(), n, k.data(), d, r.data(), d);  // dQ
+      store_rows(r.data(), n, d, dqkv + g.qkv_offset(t, 0), g.row());
+      sgemm(true, false, n, d, n, sc, dp.data(), n, q.data(), d, r.data(), d);  // dK
+      store_rows(r.data(), n, d, dqkv + g.qkv_offset(t, 1), g.row());
+    }
+  });
+}
+
+// ---- bf16 engine: vdpbf16ps micro-kernel -------------------------------------------------------
+// A product C (m x n) = alpha A B takes A as bf16 rows (the reduction dim k contiguous, padded to
+// even with zeros) and B packed as 32-bit words holding pairs of consecutive reduction rows:
+// Bw[kk][j] = (B[2kk][j], B[2kk+1][j]), zero past n up to a multiple of 16 columns.
+#ifdef SCION_BF16_KERNEL
+
+using u16 = uint16_t;
+using u32 = uint32_t;
+
+inline __mmask16 mask16(int64_t n) {  // the first min(n, 16) lanes
+  return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << std::max<int64_t>(n, 0)) - 1);
+}
+
+template <int MR, int NV>
+SCION_BF16_TARGET void micro_kernel(const u16* a, int64_t lda, const u32* b, int64_t ldb,
+                                    int64_t k2, float* c, int64_t ldc, float alpha,
+                                    __mmask16 last) {
+  __m512 acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  for (int64_t kk = 0; kk < k2; ++kk) {
+    __m512bh bv[NV];
+    for (int v = 0; v < NV; ++v)
+      bv[v] = (__m512bh)_mm512_loadu_si512(static_cast<const void*>(b + kk * ldb + 16 * v));
+    for (int r = 0; r < MR; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, a + r * lda + 2 * kk, 4);
+      __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, bv[v]);
+    }
+  }
+  const __m512 al = _mm512_set1_ps(alpha);
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v)
+      _mm512_mask_storeu_ps(c + r * ldc + 16 * v, v == NV - 1 ? last : __mmask16(0xffff),
+                            _mm512_mul_ps(acc[r][v], al));
+}
+
+using MicroKernel = void (*)(const u16*, int64_t, const u32*, int64_t, int64_t, float*, int64_t,
+                             float, __mmask16);
+
+template <int MR>
+constexpr MicroKernel kRow[4] = {micro_kernel<MR, 1>, micro_kernel<MR, 2>, micro_kernel<MR, 3>,
+                                 micro_kernel<MR, 4>};
+constexpr const MicroKernel* kKernels[4] = {kRow<1>, kRow<2>, kRow<3>, kRow<4>};
+
+// c (m x n, ldc) = alpha a b: a bf16 rows (lda elements, 2*k2 of them used), b packed (ldb words).
+SCION_BF16_TARGET void gemm_bf16(int64_t m, int64_t n, int64_t k2, float alpha, const u16* a,
+                                 int64_t lda, const u32* b, int64_t ldb, float* c, int64_t ldc) {
+  for (int64_t j0 = 0; j0 < n; j0 += 64) {
+    const int64_t nv = std::min<int64_t>(4, (n - j0 + 15) / 16);
+    const __mmask16 last = mask16(n - j0 - 16 * (nv - 1));
+    for (int64_t i0 = 0; i0 < m; i0 += 4) {
+      const int64_t mr = std::min<int64_t>(4, m - i0);
+      kKernels[mr - 1][nv - 1](a + i0 * lda, lda, b + j0, ldb, k2, c + i0 * ldc + j0, ldc, alpha,
+                               last);
+    }
+  }
+}
+
+SCION_BF16_TARGET inline __m512i bf16_bits(const float* p,
+                                           __mmask16 m) {  // 16 values, 32-bit lanes
+  return _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, p)));
+}
+SCION_BF16_TARGET inline __m512i bf16_bits(const u16* p, __mmask16 m) {
+  return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
+}
+SCION_BF16_TARGET inline __m512 widen(const BFloat16* p, __mmask16 m) {  // 16 bf16 as f32
+  return _mm512_castsi512_ps(_mm512_slli_epi32(bf16_bits(reinterpret_cast<const u16*>(p), m), 16));
+}
+
+// Bw (ceil(rows/2) x round_up(cols, 16) words, ldw) from rows of src (f32 rounded, or bf16).
+template <class S>
+SCION_BF16_TARGET void pack_row_pairs(const S* src, int64_t ld, int64_t rows, int64_t cols, u32* w,
+                                      int64_t ldw) {
+  for (int64_t kk = 0; kk < (rows + 1) / 2; ++kk) {
+    const S* r0 = src + 2 * kk * ld;
+    const bool odd = 2 * kk + 1 == rows;
+    for (int64_t j = 0; j < ldw; j += 16) {
+      __mmask16 m = j < cols ? mask16(cols - j) : 0;
+      __m512i lo = bf16_bits(r0 + j, m);
+      __m512i hi = odd ? _mm512_setzero_si512() : bf16_bits(r0 + ld + j, m);
+      _mm512_storeu_si512(static_cast<void*>(w + kk * ldw + j),
+                          _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+    }
+  }
+}
+
+// Bw (d/2 x round_up(n, 16) words, ldw) = pairs along each row of src (n rows of d bf16, d even):
+// the packed form of src^T.
+void pack_transposed(const u16* src, int64_t ld, int64_t n, int64_t d, u32* w, int64_t ldw) {
+  for (int64_t kk = 0; kk < d / 2; ++kk) std::fill(w + kk * ldw + n, w + (kk + 1) * ldw, 0u);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t kk = 0; kk < d / 2; ++kk) std::memcpy(w + kk * ldw + j, src + j * ld + 2 * kk, 4);
+}
+
+// dst (d x kp bf16, zero past n) = src^T for src n rows of d bf16.
+void transpose_bf16(const u16* src, int64_t ld, int64_t n, int64_t d, u16* dst, int64_t kp) {
+  for (int64_t c = 0; c < d; ++c) {
+    for (int64_t i = 0; i < n; ++i) dst[c * kp + i] = src[i * ld + c];
+    for (int64_t i = n; i < kp; ++i) dst[c * kp + i] = 0;
+  }
+}
+
+// dst (m x kp bf16, zero past k) = src (m x k f32, ld) rounded.
+SCION_BF16_TARGET void round_rows(const float* src, int64_t ld, int64_t m, int64_t k, u16* dst,
+                                  int64_t kp) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < kp; j += 16) {
+      __mmask16 msk = j < k ? mask16(k - j) : 0;
+      __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(msk, src + i * ld + j));
+      _mm256_mask_storeu_epi16(dst + i * kp + j, mask16(kp - j), v);
+    }
+}
+
+// dst rows (stride) = src rows (n x d, ld) rounded to bf16.
+SCION_BF16_TARGET void store_bf16(const float* src, int64_t ld, int64_t n, int64_t d, BFloat16* dst,
+                                  int64_t stride) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < d; c += 16) {
+      __mmask16 m = mask16(d - c);
+      __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i * ld + c));
+      _mm256_mask_storeu_epi16(dst + i * stride + c, m, v);
+    }
+}
+
+// dst rows i (stride) = column i of src (d x n, ld), rounded; tmp holds n x d floats.
+SCION_BF16_TARGET void store_bf16_transposed(const float* src, int64_t ld, int64_t n, int64_t d,
+                                             BFloat16* dst, int64_t stride, float* tmp) {
+  for (int64_t c = 0; c < d; ++c)
+    for (int64_t i = 0; i < n; ++i) tmp[i * d + c] = src[c * ld + i];
+  store_bf16(tmp, d, n, d, dst, stride);
+}
+
+// out[i] = sum_c a[i][c] b[i][c] over rows of bf16 (stride).
+SCION_BF16_TARGET void row_dots_bf16(const BFloat16* a, const BFloat16* b, int64_t stride,
+                                     int64_t n, int64_t d, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t c = 0; c < d; c += 16) {
+      __mmask16 m = mask16(d - c);
+      acc = _mm512_fmadd_ps(widen(a + i * stride + c, m), widen(b + i * stride + c, m), acc);
+    }
+    out[i] = _mm512_reduce_add_ps(acc);
+  }
+}
+
+const u16* bits(const BFloat16* p) {
+  return reinterpret_cast<const u16*>(p);
+}
+
+// Per-thread buffers of one (batch, head) tile; np: n rounded up to 16 (score columns), kp: n
+// rounded up to 2 (reduction over tokens), dp: d rounded up to 16.
+struct Bf16Tile {
+  int64_t n, d, np, kp, dp;
+  std::vector<float> s, ds, r, t;  // scores/probabilities, dP/dS (n x np), products, transposes
+  std::vector<u16> rows, tr;       // bf16 rows (n x kp), a transposed operand (d x kp)
+  std::vector<u32> w, w2;          // packed B operands
+  Bf16Tile(int64_t n_, int64_t d_)
+      : n(n_),
+        d(d_),
+        np(round_up(n_, 16)),
+        kp(round_up(n_, 2)),
+        dp(round_up(d_, 16)),
+        s(size_t(n * np)),
+        ds(size_t(n * np)),
+        r(size_t(std::max(n, d) * std::max(np, dp))),
+        t(size_t(n * d)),
+        rows(size_t(n * kp)),
+        tr(size_t(d * kp)),
+        w(size_t(std::max(d / 2 * np, kp / 2 * std::max(np, dp)))),
+        w2(w.size()) {}
+};
+
+SCION_BF16_TARGET void forward_bf16(const BFloat16* qkv, BFloat16* out, float* lse, const Heads& g,
+                                    double scale) {
+  const int64_t n = g.n, d = g.d;
+  parallel_for(0, g.batch * g.heads, 1, [&](int64_t t0, int64_t t1) {
+    Bf16Tile b(n, d);
+    for (int64_t t = t0; t < t1; ++t) {
+      const u16* q = bits(qkv + g.qkv_offset(t, 0));
+      pack_transposed(bits(qkv + g.qkv_offset(t, 1)), g.row(), n, d, b.w.data(), b.np);
+      gemm_bf16(n, n, d / 2, float(scale), q, g.row(), b.w.data(), b.np, b.s.data(), b.np);
+      softmax_rows(b.s.data(), n, b.np, lse + t * n);
+      round_rows(b.s.data(), b.np, n, n, b.rows.data(), b.kp);
+      pack_row_pairs(bits(qkv + g.qkv_offset(t, 2)), g.row(), n, d, b.w.data(), b.dp);
+      gemm_bf16(n, d, b.kp / 2, 1.0f, b.rows.data(), b.kp, b.w.data(), b.dp, b.r.data(), d);
+      store_bf16(b.r.data(), d, n, d, out + g.out_offset(t), g.c());
+    }
+  });
+}
+
+SCION_BF16_TARGET void backward_bf16(const BFloat16* qkv, const BFloat16* out, const BFloat16* dout,
+                                     const float* lse, BFloat16* dqkv, const Heads& g,
+                                     double scale) {
+  const int64_t n = g.n, d = g.d;
+  const float sc = float(scale);
+  parallel_for(0, g.batch * g.heads, 1, [&](int64_t t0, int64_t t1) {
+    Bf16Tile b(n, d);
+    std::vector<float> dd(static_cast<size_t>(n));
+    for (int64_t t = t0; t < t1; ++t) {
+      const u16 *q = bits(qkv + g.qkv_offset(t, 0)), *k = bits(qkv + g.qkv_offset(t, 1)),
+                *v = bits(qkv + g.qkv_offset(t, 2)), *go = bits(dout + g.out_offset(t));
+      row_dots_bf16(dout + g.out_offset(t), out + g.out_offset(t), g.c(), n, d, dd.data());
+      // P, recomputed.
+      pack_transposed(k, g.row(), n, d, b.w.data(), b.np);
+      gemm_bf16(n, n, d / 2, sc, q, g.row(), b.w.data(), b.np, b.s.data(), b.np);
+      probabilities(b.s.data(), n, b.np, lse + t * n);
+      // dV^T = dO^T P (d x n), stored transposed.
+      transpose_bf16(go, g.c(), n, d, b.tr.data(), b.kp);
+      pack_row_pairs(b.s.data(), b.np, n, n, b.w.data(), b.np);
+      gemm_bf16(d, n, b.kp / 2, 1.0f, b.tr.data(), b.kp, b.w.data(), b.np, b.r.data(), b.np);
+      store_bf16_transposed(b.r.data(), b.np, n, d, dqkv + g.qkv_offset(t, 2), g.row(), b.t.data());
+      // dP = dO V^T, then dS.
+      pack_transposed(v, g.row(), n, d, b.w.data(), b.np);
+      gemm_bf16(n, n, d / 2, 1.0f, go, g.c(), b.w.data(), b.np, b.ds.data(), b.np);
+      score_gradient(b.s.data(), b.ds.data(), n, b.np, dd.data());
+      // dQ = scale dS K.
+      round_rows(b.ds.data(), b.np, n, n, b.rows.data(), b.kp);
+      pack_row_pairs(k, g.row(), n, d, b.w2.data(), b.dp);
+      gemm_bf16(n, d, b.kp / 2, sc, b.rows.data(), b.kp, b.w2.data(), b.dp, b.r.data(), d);
+      store_bf16(b.r.data(), d, n, d, dqkv + g.qkv_offset(t, 0), g.row());
+      // dK^T = scale Q^T dS (d x n), stored transposed.
+      transpose_bf16(q, g.row(), n, d, b.tr.data(), b.kp);
+      pack_row_pairs(b.ds.data(), b.np, n, n, b.w.data(), b.np);
+      gemm_bf16(d, n, b.kp / 2, sc, b.tr.data(), b.kp, b.w.data(), b.np, b.r.data(), b.np);
+      store_bf16_transposed(b.r.data(), b.np, n, d, dqkv + g.qkv_offset(t, 1), g.row(), b.t.data());
+    }
+  });
+}
+
+#endif  // SCION_BF16_KERNEL
+
+// The bf16 micro-kernel runs for bf16 inputs with an even head dim on CPUs with AVX512-BF16, unless
+// SCION_ATTENTION_BF16_KERNEL=0 asks for the f32 engine (tests compare the two on one machine).
+bool use_bf16_kernel(DType dt, int64_t d) {
+#ifdef SCION_BF16_KERNEL
+  static const bool cpu_has = __builtin_cpu_supports("avx512bf16");
+  const char* env = std::getenv("SCION_ATTENTION_BF16_KERNEL");
+  return dt == DType::bf16 && d % 2 == 0 && cpu_has && !(env && std::string(env) == "0");
+#else
+  return false;
+#endif
+}
+
+Heads heads_of(const Tensor& qkv, int64_t heads) {
+  return {qkv.size(0), qkv.size(1), heads, qkv.size(2) / (3 * heads)};
+}
+
+}  // namespace
+
+bool attention_bf16_kernel_available() {
+#ifdef SCION_BF16_KERNEL
+  return __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
+void attention_forward(const Tensor& qkv, int64_t heads, double scale, const Tensor& out,
+                       const Tensor& lse) {
+  const Heads g = heads_of(qkv, heads);
+  float* l = lse.data<float>();
+  if (qkv.dtype() == DType::f32) {
+    forward_f32(qkv.data<float>(), out.data<float>(), l, g, scale);
+    return;
+  }
+#ifdef SCION_BF16_KERNEL
+  if (use_bf16_kernel(qkv.dtype(), g.d)) {
+    forward_bf16(qkv.data<BFloat16>(), out.data<BFloat16>(), l, g, scale);
+    return;
+  }
+#endif
+  forward_f32(qkv.data<BFloat16>(), out.data<BFloat16>(), l, g, scale);
+}
+
+void attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& dout, const Tensor& lse,
+                        int64_t heads, double scale, const Tensor& dqkv) {
+  const Heads g = heads_of(qkv, heads);
+  const float* l = lse.data<float>();
+  if (qkv.dtype() == DType::f32) {
+    backward_f32(qkv.data<float>(), out.data<float>(), dout.data<float>(), l, dqkv.data<float>(), g,
+                 scale);
+    return;
+  }
+#ifdef SCION_BF16_KERNEL
+  if (use_bf16_kernel(qkv.dtype(), g.d)) {
+    backward_bf16(qkv.data<BFloat16>(), out.data<BFloat16>(), dout.data<BFloat16>(), l,
+                  dqkv.data<BFloat16>(), g, scale);
+    return;
+  }
+#endif
+  backward_f32(qkv.data<BFloat16>(), out.data<BFloat16>(), dout.data<BFloat16>(), l,
+               dqkv.data<BFloat16>(), g, scale);
+}
+
+}  // namespace scion::cpu
