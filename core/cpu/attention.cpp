@@ -182,6 +182,8 @@ void backward_f32(const T* qkv, const T* out, const T* dout, const float* lse, T
 using u16 = uint16_t;
 using u32 = uint32_t;
 
+// This engine's helpers carry the AVX-512 target attribute themselves, so they cannot use
+// vec_math.h's tail_mask/load, which exist only in builds compiled for AVX-512.
 inline __mmask16 mask16(int64_t n) {  // the first min(n, 16) lanes
   return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << std::max<int64_t>(n, 0)) - 1);
 }
@@ -233,6 +235,10 @@ SCION_BF16_TARGET void gemm_bf16(int64_t m, int64_t n, int64_t k2, float alpha, 
   }
 }
 
+const u16* bits(const BFloat16* p) {
+  return reinterpret_cast<const u16*>(p);
+}
+
 SCION_BF16_TARGET inline __m512i bf16_bits(const float* p,
                                            __mmask16 m) {  // 16 values, 32-bit lanes
   return _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, p)));
@@ -241,7 +247,7 @@ SCION_BF16_TARGET inline __m512i bf16_bits(const u16* p, __mmask16 m) {
   return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
 }
 SCION_BF16_TARGET inline __m512 widen(const BFloat16* p, __mmask16 m) {  // 16 bf16 as f32
-  return _mm512_castsi512_ps(_mm512_slli_epi32(bf16_bits(reinterpret_cast<const u16*>(p), m), 16));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(bf16_bits(bits(p), m), 16));
 }
 
 // Bw (ceil(rows/2) x round_up(cols, 16) words, ldw) from rows of src (f32 rounded, or bf16).
@@ -318,10 +324,6 @@ SCION_BF16_TARGET void row_dots_bf16(const BFloat16* a, const BFloat16* b, int64
     }
     out[i] = _mm512_reduce_add_ps(acc);
   }
-}
-
-const u16* bits(const BFloat16* p) {
-  return reinterpret_cast<const u16*>(p);
 }
 
 // Per-thread buffers of one (batch, head) tile; np: n rounded up to 16 (score columns), kp: n
@@ -409,13 +411,9 @@ SCION_BF16_TARGET void backward_bf16(const BFloat16* qkv, const BFloat16* out, c
 // The bf16 micro-kernel runs for bf16 inputs with an even head dim on CPUs with AVX512-BF16, unless
 // SCION_ATTENTION_BF16_KERNEL=0 asks for the f32 engine (tests compare the two on one machine).
 bool use_bf16_kernel(DType dt, int64_t d) {
-#ifdef SCION_BF16_KERNEL
-  static const bool cpu_has = __builtin_cpu_supports("avx512bf16");
+  static const bool cpu_has = attention_bf16_kernel_available();
   const char* env = std::getenv("SCION_ATTENTION_BF16_KERNEL");
   return dt == DType::bf16 && d % 2 == 0 && cpu_has && !(env && std::string(env) == "0");
-#else
-  return false;
-#endif
 }
 
 Heads heads_of(const Tensor& qkv, int64_t heads) {
