@@ -1,9 +1,20 @@
-// Direct depthwise convolution forward on NHWC f32 tensors, vectorized over channels (contiguous
-// in NHWC). oneDNN 2.6 has no JIT depthwise kernel when the image is smaller than the kernel
-// reach (ConvNeXt's 7x7 on 2x2 and 1x1 maps at 32 px input) and falls back to im2col + gemm,
-// which is ~50x slower there; this loop touches only the taps that land inside the image.
-//   y[n, oy, ox, c] = b[c] + sum_{ky, kx} x[n, oy*s - p + ky*d, ox*s - p + kx*d, c] * w[c, 0, ky,
-//   kx]
+// Direct depthwise convolutions on NHWC f32 tensors, vectorized over channels (contiguous in NHWC).
+//
+// Forward: oneDNN 2.6 has no JIT depthwise kernel when the image is smaller than the kernel reach
+// (ConvNeXt's 7x7 on 2x2 and 1x1 maps at 32 px input) and falls back to im2col + gemm, which is
+// ~50x slower there; this loop touches only the taps that land inside the image.
+//   y[n, oy, ox, c] = b[c] + sum_{ky, kx} x[n, oy*s - p + ky*d, ox*s - p + kx*d, c] * w[c, 0, ky, kx]
+//
+// Backward weights: oneDNN 2.6 runs NHWC depthwise weight gradients on its generic convolution
+// kernel (jit_avx512_common_conv_bwd_weights_kernel_f32), 16% of a ConvNeXt-F training step at
+// both 32 and 224 px in the profile of experiments/bench/results/profile.md, at ~15 GFLOP/s.
+//   dw[c, 0, ky, kx] = sum_{n, oy, ox} dy[n, oy, ox, c] * x[n, oy*s - p + ky*d, ox*s - p + kx*d, c]
+// Here one task owns 16 channels of a fixed group of images: for each (image, output row, kernel
+// row) it keeps the KW taps' 16-channel sums in vector registers across the output row, reading
+// each dy pixel once and the input row from L1. The groups' partial sums are added in group order,
+// so the result does not depend on the thread count.
+#include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "core/cpu/onednn.h"
@@ -43,6 +54,114 @@ void depthwise_nhwc_forward(const Tensor& x, const Tensor& w, const Tensor& b, c
         }
       }
     }
+  });
+}
+
+namespace {
+
+// 16 floats; the compiler maps it onto one AVX-512 register (two AVX2, four SSE ones elsewhere).
+typedef float v16 __attribute__((vector_size(64)));
+constexpr int64_t kLanes = 16;
+
+inline v16 load16(const float* p) {
+  v16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline void store16(float* p, v16 v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+struct DwGeom {
+  int64_t c, w, ow, kw;
+  const ConvShape& cs;
+};
+
+// acc[kx][0:16] += sum_ox dy_row[ox, 0:16] * x_row[ox*s - p + kx*d, 0:16] (rows start at the
+// task's first channel; pixels are `c` floats apart). KW taps held in registers across the row.
+template <int KW>
+void row_taps16(const float* dy_row, const float* x_row, const DwGeom& g, float* acc) {
+  v16 a[KW];
+  for (int k = 0; k < KW; ++k) a[k] = load16(acc + k * kLanes);
+  for (int64_t ox = 0; ox < g.ow; ++ox) {
+    const v16 d = load16(dy_row + ox * g.c);
+    const int64_t ix0 = ox * g.cs.stride_w - g.cs.pad_w;
+#pragma GCC unroll 16
+    for (int k = 0; k < KW; ++k) {
+      const int64_t ix = ix0 + k * g.cs.dil_w;
+      if (ix >= 0 && ix < g.w) a[k] += d * load16(x_row + ix * g.c);
+    }
+  }
+  for (int k = 0; k < KW; ++k) store16(acc + k * kLanes, a[k]);
+}
+
+// The same for any kernel width and `lanes` <= 16 channels (the channel tail), sums in memory.
+void row_taps_any(const float* dy_row, const float* x_row, const DwGeom& g, int64_t lanes,
+                  float* acc) {
+  for (int64_t ox = 0; ox < g.ow; ++ox) {
+    const float* d = dy_row + ox * g.c;
+    for (int64_t k = 0; k < g.kw; ++k) {
+      const int64_t ix = ox * g.cs.stride_w - g.cs.pad_w + k * g.cs.dil_w;
+      if (ix < 0 || ix >= g.w) continue;
+      const float* xv = x_row + ix * g.c;
+      float* a = acc + k * kLanes;
+#pragma omp simd
+      for (int64_t l = 0; l < lanes; ++l) a[l] += d[l] * xv[l];
+    }
+  }
+}
+
+}  // namespace
+
+void depthwise_nhwc_backward_weights(const Tensor& x, const Tensor& dy, const Tensor& dw,
+                                     const ConvShape& cs) {
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), wd = x.size(3);
+  const int64_t kh = dw.size(2), kw = dw.size(3), oh = dy.size(2), ow = dy.size(3);
+  const float* xp = x.data<float>();   // (N, H, W, C) memory
+  const float* gp = dy.data<float>();  // (N, OH, OW, C) memory
+  const DwGeom g{c, wd, ow, kw, cs};
+  const int64_t taps = kh * kw, blocks = (c + kLanes - 1) / kLanes;
+  // Images per group: enough work per task to amortize it, a fixed split so sums are reproducible.
+  const int64_t per_group = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, oh * ow)),
+                groups = (n + per_group - 1) / per_group;
+  // partial[group][tap][c]
+  std::vector<float> partial(static_cast<size_t>(groups * taps * c), 0.0f);
+  parallel_for(0, groups * blocks, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> acc(static_cast<size_t>(taps * kLanes));
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t grp = t / blocks, c0 = (t % blocks) * kLanes, lanes = std::min(kLanes, c - c0);
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t img = grp * per_group; img < std::min(n, (grp + 1) * per_group); ++img) {
+        for (int64_t oy = 0; oy < oh; ++oy) {
+          const float* dy_row = gp + ((img * oh + oy) * ow) * c + c0;
+          for (int64_t ky = 0; ky < kh; ++ky) {
+            const int64_t iy = oy * cs.stride_h - cs.pad_h + ky * cs.dil_h;
+            if (iy < 0 || iy >= h) continue;
+            const float* x_row = xp + ((img * h + iy) * wd) * c + c0;
+            float* a = acc.data() + ky * kw * kLanes;
+            if (lanes == kLanes && kw == 7)
+              row_taps16<7>(dy_row, x_row, g, a);
+            else if (lanes == kLanes && kw == 3)
+              row_taps16<3>(dy_row, x_row, g, a);
+            else
+              row_taps_any(dy_row, x_row, g, lanes, a);
+          }
+        }
+      }
+      float* out = partial.data() + grp * taps * c + c0;
+      for (int64_t k = 0; k < taps; ++k)
+        std::memcpy(out + k * c, acc.data() + k * kLanes, size_t(lanes) * sizeof(float));
+    }
+  });
+  float* dwp = dw.data<float>();  // (C, 1, KH, KW)
+  parallel_for(0, c, 64, [&](int64_t c_begin, int64_t c_end) {
+    for (int64_t ch = c_begin; ch < c_end; ++ch)
+      for (int64_t k = 0; k < taps; ++k) {
+        float s = 0.0f;
+        for (int64_t grp = 0; grp < groups; ++grp) s += partial[size_t((grp * taps + k) * c + ch)];
+        dwp[ch * taps + k] = s;
+      }
   });
 }
 

@@ -297,6 +297,20 @@ dnnl::memory out_mem(const memory::desc& want, const dnnl::memory& user) {
 
 void depthwise_nhwc_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
                             const ConvShape& cs);
+void depthwise_nhwc_backward_weights(const Tensor& x, const Tensor& dy, const Tensor& dw,
+                                     const ConvShape& cs);
+
+namespace {
+
+// A depthwise convolution of f32 tensors whose memory is NHWC: cs.channels_last, or 1x1 maps
+// (contiguous NCHW is then the same memory).
+bool nhwc_f32_depthwise(const Tensor& x, const Tensor& w, const Tensor& y, const ConvShape& cs) {
+  bool nhwc_memory = cs.channels_last || (x.size(2) * x.size(3) == 1 && y.size(2) * y.size(3) == 1);
+  return nhwc_memory && x.dtype() == DType::f32 && cs.groups == x.size(1) &&
+         cs.groups == y.size(1) && w.size(1) == 1;
+}
+
+}  // namespace
 
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
                     const ConvShape& cs) {
@@ -311,10 +325,7 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Ten
     bool fallback = impl.find("gemm") != std::string::npos || impl.find("ref") != std::string::npos;
     // On 1x1 maps NCHW and NHWC are the same memory; such tensors are contiguous, so they come
     // here as NCHW (ConvNeXt's last stage at 32 px input).
-    bool nhwc_memory =
-        cs.channels_last || (x.size(2) * x.size(3) == 1 && y.size(2) * y.size(3) == 1);
-    if (fallback && nhwc_memory && x.dtype() == DType::f32 && cs.groups == x.size(1) &&
-        cs.groups == y.size(1)) {
+    if (fallback && nhwc_f32_depthwise(x, w, y, cs)) {
       depthwise_nhwc_forward(x, w, b, y, cs);
       return;
     }
@@ -358,6 +369,12 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx,
 
 void conv2d_backward_weights(const Tensor& x, const Tensor& dy, const Tensor& dw, const Tensor& db,
                              const ConvShape& cs) {
+  // NHWC depthwise weight gradients run scion's direct loop (depthwise.cpp): oneDNN 2.6 has only
+  // its generic kernel for them, several times slower.
+  if (!db.defined() && nhwc_f32_depthwise(x, dw, dy, cs)) {
+    depthwise_nhwc_backward_weights(x, dy, dw, cs);
+    return;
+  }
   std::string key = conv_key(x, dw, cs, db.defined());
   checked("convolution_backward_weights", key, [&] {
     ConvDescs d = conv_descs(x, dw, db.defined(), dy, cs, /*nhwc_depthwise=*/true);

@@ -1,6 +1,7 @@
-// Reduction kernels. sum: when the reduced dims are the trailing (or leading) dims of a contiguous
-// tensor it reduces rows (or columns) in place; otherwise the kept dims are permuted to the front
-// and made contiguous first. Row sums of f32 accumulate in f64 so long reductions stay accurate.
+// Reduction kernels. sum: when the reduced dims are the trailing dims of a contiguous tensor it
+// reduces rows in place, when they come first in memory (leading dims, or N, H, W of a
+// channels-last tensor) it sums columns in place; otherwise the kept dims are permuted to the
+// front and made contiguous first. Sums of f32 accumulate in f64 so long reductions stay accurate.
 #include <algorithm>
 #include <numeric>
 
@@ -36,27 +37,46 @@ Tensor reduce_sum(const Tensor& x_in, const Shape& dims, bool keepdim) {
     if (!red[d]) perm.push_back(d), outer *= x_in.shape()[d];
   for (int64_t d = 0; d < nd; ++d)
     if (red[d]) perm.push_back(d), inner *= x_in.shape()[d];
-  // Leading reduced dims of a contiguous tensor: column sums, no copy.
-  int64_t lead = 0;
-  while (lead < nd && red[lead]) ++lead;
-  bool leading_only =
-      lead > 0 && std::all_of(red.begin() + lead, red.end(), [](bool r) { return !r; });
+  // Reduced dims first, then kept dims (each in order): when x is dense in that order, the sums
+  // are column sums over its memory, no copy. Leading dims of a contiguous tensor are; so is a
+  // channels-last (N, C, H, W) tensor summed over N, H and W (a convolution's bias gradient).
+  Shape red_first;
+  for (int64_t d = 0; d < nd; ++d)
+    if (red[d]) red_first.push_back(d);
+  for (int64_t d = 0; d < nd; ++d)
+    if (!red[d]) red_first.push_back(d);
+  const bool columns = inner > 1 && outer > 1 && x_in.permute(red_first).is_contiguous();
   Tensor out = empty(out_shape, x_in.dtype());
   dispatch_floating(x_in.dtype(), "sum", [&](auto tag) {
     using T = decltype(tag);
     using A = acc_t<T>;
     T* o = out.data<T>();
-    if (leading_only && x_in.is_contiguous() && inner > 1) {
+    if (columns) {
+      // Tasks of (row chunk, block of up to 256 columns) sum in f64 into per-chunk partials,
+      // added in chunk order: the split depends on the shape only, never on the thread count.
       const T* p = x_in.data<T>();
-      int64_t rows = inner, cols = outer;
-      parallel_for(0, cols, 1024, [&](int64_t c0, int64_t c1) {
-        std::vector<A> acc(size_t(c1 - c0), A(0));
-        for (int64_t r = 0; r < rows; ++r) {
-          const T* row = p + r * cols;
-          for (int64_t c = c0; c < c1; ++c) acc[c - c0] += A(row[c]);
+      const int64_t rows = inner, cols = outer, block = 256;
+      const int64_t chunks =
+          cols >= 4096 ? 1 : std::min<int64_t>({rows, 64, (rows * cols + 65535) / 65536});
+      const int64_t chunk_rows = (rows + chunks - 1) / chunks, blocks = (cols + block - 1) / block;
+      std::vector<double> partial(size_t(chunks * cols));
+      parallel_for(0, chunks * blocks, 1, [&](int64_t t0, int64_t t1) {
+        double acc[256];
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t k = t / blocks, c0 = (t % blocks) * block, c1 = std::min(cols, c0 + block);
+          std::fill(acc, acc + (c1 - c0), 0.0);
+          for (int64_t r = k * chunk_rows; r < std::min(rows, (k + 1) * chunk_rows); ++r) {
+            const T* row = p + r * cols + c0;
+            for (int64_t c = 0; c < c1 - c0; ++c) acc[c] += double(A(row[c]));
+          }
+          std::copy(acc, acc + (c1 - c0), partial.begin() + k * cols + c0);
         }
-        for (int64_t c = c0; c < c1; ++c) o[c] = T(acc[c - c0]);
       });
+      for (int64_t c = 0; c < cols; ++c) {
+        double s = 0;
+        for (int64_t k = 0; k < chunks; ++k) s += partial[size_t(k * cols + c)];
+        o[c] = T(A(s));
+      }
       return;
     }
     Tensor xc = x_in.permute(perm).contiguous();

@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 
 import timm
@@ -154,10 +155,14 @@ def main():
         step, first_epoch = state["step"], state["epoch"]
         torch.set_rng_state(state["rng"])
         lines = open(args.out).read().splitlines()[:first_epoch]
+        if len(lines) != first_epoch:
+            sys.exit(f"{args.out}: {len(lines)} metrics lines but {ckpt} is after epoch {first_epoch}; "
+                     "delete the checkpoint to start over")
         print(f"resuming {args.out} after epoch {first_epoch}", flush=True)
     with open(args.out, "w") as out:
         for line in lines:
             out.write(line + "\n")
+        out.flush()  # the finished epochs' lines must survive a kill during the next epoch
         for epoch in range(first_epoch, epochs):
             model.train()
             t0, loss_sum, n = time.time(), 0.0, 0

@@ -141,6 +141,15 @@ std::vector<Case> cases() {
            [](const Ins& x) {
              return Outs{sum(x[0]), sum(x[0], {0, 2}), sum(x[0], {1}, true), sum(x[0], {-1})};
            });
+  // Column sums in place: several row chunks and 256-column blocks (with tails), a channels-last
+  // tensor over N, H, W, and a wide one (one chunk, many blocks).
+  add_case("sum", "leading dims, in place", {in({300, 600}), in({3, 5000})}, [](const Ins& x) {
+    return Outs{sum(x[0], {0}), sum(x[1], {0}, true)};
+  });
+  add_case("sum", "channels-last over N, H, W", {viewed({4, 20, 30, 30}, channels_last)},
+           [](const Ins& x) {
+             return Outs{sum(x[0], {0, 2, 3}), sum(x[0], {0, 2, 3}, true)};
+           });
   add_case("mean", "dims", {in({4, 3, 5})}, [](const Ins& x) {
     return Outs{mean(x[0], {1}), mean(x[0])};
   });
@@ -214,6 +223,20 @@ std::vector<Case> cases() {
             {6, 1, 7, 7},
             {{1, 1}, {3, 3}, {1, 1}, 6},
             true,
+            true},
+           // 40 channels: two full 16-channel blocks of the direct weight-gradient loop and a tail;
+           // 48x48 maps: images split into several groups of partial sums.
+           {"depthwise 7x7, channels-last, 40 channels, 48x48",
+            {3, 40, 48, 48},
+            {40, 1, 7, 7},
+            {{1, 1}, {3, 3}, {1, 1}, 40},
+            true,
+            true},
+           {"depthwise 3x3 stride 2 dilation 2, channels-last, 32 channels",
+            {2, 32, 9, 8},
+            {32, 1, 3, 3},
+            {{2, 2}, {1, 2}, {2, 2}, 32},
+            false,
             true},
            {"depthwise 7x7 on a 1x1 map (NCHW and NHWC alike)",
             {3, 6, 1, 1},
