@@ -303,7 +303,7 @@ void depthwise_nhwc_backward_weights(const Tensor& x, const Tensor& dy, const Te
 namespace {
 
 // A depthwise convolution of f32 tensors whose memory is NHWC: cs.channels_last, or 1x1 maps
-// (contiguous NCHW is then the same memory).
+// (contiguous NCHW is then the same memory; ConvNeXt's last stage at 32 px input comes so).
 bool nhwc_f32_depthwise(const Tensor& x, const Tensor& w, const Tensor& y, const ConvShape& cs) {
   bool nhwc_memory = cs.channels_last || (x.size(2) * x.size(3) == 1 && y.size(2) * y.size(3) == 1);
   return nhwc_memory && x.dtype() == DType::f32 && cs.groups == x.size(1) &&
@@ -323,8 +323,6 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Ten
     // convolutions of NHWC f32 tensors; see depthwise.cpp.
     std::string impl = pd.impl_info_str();
     bool fallback = impl.find("gemm") != std::string::npos || impl.find("ref") != std::string::npos;
-    // On 1x1 maps NCHW and NHWC are the same memory; such tensors are contiguous, so they come
-    // here as NCHW (ConvNeXt's last stage at 32 px input).
     if (fallback && nhwc_f32_depthwise(x, w, y, cs)) {
       depthwise_nhwc_forward(x, w, b, y, cs);
       return;

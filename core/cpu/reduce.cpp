@@ -55,13 +55,14 @@ Tensor reduce_sum(const Tensor& x_in, const Shape& dims, bool keepdim) {
       // Tasks of (row chunk, block of up to 256 columns) sum in f64 into per-chunk partials,
       // added in chunk order: the split depends on the shape only, never on the thread count.
       const T* p = x_in.data<T>();
-      const int64_t rows = inner, cols = outer, block = 256;
+      constexpr int64_t block = 256;
+      const int64_t rows = inner, cols = outer;
       const int64_t chunks =
           cols >= 4096 ? 1 : std::min<int64_t>({rows, 64, (rows * cols + 65535) / 65536});
       const int64_t chunk_rows = (rows + chunks - 1) / chunks, blocks = (cols + block - 1) / block;
       std::vector<double> partial(size_t(chunks * cols));
       parallel_for(0, chunks * blocks, 1, [&](int64_t t0, int64_t t1) {
-        double acc[256];
+        double acc[block];
         for (int64_t t = t0; t < t1; ++t) {
           const int64_t k = t / blocks, c0 = (t % blocks) * block, c1 = std::min(cols, c0 + block);
           std::fill(acc, acc + (c1 - c0), 0.0);
