@@ -12,6 +12,8 @@ DIR/runs/<arm>/seed<k>/; prerequisites live in runs/repro/_prereq/<name>/ so spe
 Runs go one at a time, in dependency order, with all cores. A run whose summary.json exists for the
 identical resolved config is skipped; an interrupted one resumes (train resumes from
 last.safetensors); one whose config changed is moved aside to <folder>.stale-<time> and rerun.
+Each run's run.json records its command, wall time, the checkout's git revision and the revision
+the programs were built from (`train --version`; they differ with --bin pointing elsewhere).
 Everything a spec names (config keys, prerequisites, cycles) is checked before anything runs.
 
 What tricky parts there are: configs are validated and resolved by `train --print-config` itself
@@ -337,6 +339,18 @@ def git_revision():
     return rev + ("+dirty" if dirty else "")
 
 
+def bin_revision(bin_dir):
+    """The source revision the programs in bin_dir were built from (`train --version`), or
+    "unknown" for a build that predates the flag."""
+    try:
+        r = subprocess.run([os.path.join(bin_dir, "train"), "--version"], capture_output=True,
+                           text=True, timeout=60)
+    except OSError:
+        return "unknown"
+    words = r.stdout.split()
+    return words[-1] if r.returncode == 0 and "revision" in words else "unknown"
+
+
 def fmt_duration(s):
     s = int(s)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
@@ -375,7 +389,8 @@ def reuse_finished(job, root):
     return None
 
 
-def run_jobs(jobs, rev, results_root):
+def run_jobs(jobs, revisions, results_root):
+    """Runs the steps not done yet; revisions: (source checkout, the binaries' build) for run.json."""
     todo = [j for j in jobs if not j.done()]
     n = len(jobs)
     print(f"{n} steps: {n - len(todo)} already done, {len(todo)} to run", flush=True)
@@ -409,7 +424,8 @@ def run_jobs(jobs, rev, results_root):
             r = subprocess.run(job.command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         wall = time.time() - start
         walls.setdefault("arm" if job.arm else "prerequisite", []).append(wall)
-        meta = {"step": job.key, "command": job.command, "git_revision": rev,
+        meta = {"step": job.key, "command": job.command, "git_revision": revisions[0],
+                "bin_revision": revisions[1],
                 "wall_seconds": round(wall, 1), "exit_status": r.returncode,
                 "finished": datetime.datetime.now().isoformat(timespec="seconds")}
         with open(os.path.join(job.folder, "run.json"), "w") as f:
@@ -760,7 +776,7 @@ def main():
     with open(os.path.join(args.out, "harness.json"), "w") as f:
         json.dump({"spec": os.path.relpath(spec["_path"], ROOT), "quick": args.quick,
                    "prereq_dir": args.prereq_dir, "data_roots": args.data_root}, f, indent=1)
-    ok = run_jobs(jobs, git_revision(), os.path.dirname(args.out) or ".")
+    ok = run_jobs(jobs, (git_revision(), bin_revision(args.bin)), os.path.dirname(args.out) or ".")
     report(spec, args.out, args.quick)
     return 0 if ok else 1
 

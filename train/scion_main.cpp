@@ -16,6 +16,7 @@
 //              settings from the weights' metadata (model, preprocessing, precision), then
 //              --config, then flags; prints them, then a JSON line last:
 //              {"loss":..,"acc1":..,"acc5":..,"images":..}
+//   scion --version               the source revision of this build (train/version.h)
 // Exit status: 0 success, 2 usage or input error (the message names the file or flag), 1 failure.
 #include <CLI/CLI.hpp>
 #include <cmath>
@@ -31,6 +32,7 @@
 #include "init/weight_selection.h"
 #include "nn/model.h"
 #include "train/trainer.h"
+#include "train/version.h"
 
 using namespace scion;
 
@@ -286,6 +288,8 @@ int cmd_eval(const EvalArgs& a) {
 
 int main(int argc, char** argv) {
   CLI::App app{"scion: models and weight files"};
+  app.set_version_flag("--version",
+                       std::string("scion, source revision ") + scion::build_revision());
   app.require_subcommand(1);
   auto* models = app.add_subcommand("models", "list registered models with parameter counts");
   std::string path;

@@ -1,9 +1,10 @@
 // The `train` program: train --config FILE.yaml [--set key.path=value ...] [--output-dir DIR]
-// [--resume | --restart] [--print-config]. Exit status: 0 success, 2 usage/config/input error (the
-// message names the file, key or flag), 1 runtime failure (e.g. a non-finite loss), 130 / 143 after
-// a clean stop on SIGINT / SIGTERM (checkpoint saved; rerun to resume), as a shell reports a
-// process that a signal ended. Under `mpirun -np N` it trains data-parallel (train/dist.h); an
-// error on one rank ends every rank, reported once.
+// [--resume | --restart] [--print-config]; `train --version` prints the build's source revision.
+// Exit status: 0 success, 2 usage/config/input error (the message names the file, key or flag), 1
+// runtime failure (e.g. a non-finite loss), 130 / 143 after a clean stop on SIGINT / SIGTERM
+// (checkpoint saved; rerun to resume), as a shell reports a process that a signal ended. Under
+// `mpirun -np N` it trains data-parallel (train/dist.h); an error on one rank ends every rank,
+// reported once.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
@@ -11,12 +12,15 @@
 #include "train/config.h"
 #include "train/dist.h"
 #include "train/trainer.h"
+#include "train/version.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"scion train: train a model from a YAML config"};
   std::string config_path, output_dir;
   std::vector<std::string> sets;
   bool resume = false, print_config = false, restart = false;
+  app.set_version_flag("--version",
+                       std::string("scion train, source revision ") + scion::build_revision());
   app.add_option("--config", config_path, "YAML config file")->required();
   app.add_option("--set", sets, "override a config key: key.path=value (repeatable)");
   app.add_option("--output-dir", output_dir, "output folder (overrides output_dir)");

@@ -8,6 +8,7 @@ config key, missing prerequisite, cycle) with exit status 2 before anything runs
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,10 @@ def main():
     md = open(os.path.join(out, "results.md")).read()
     check("| weight selection | 0,1 |" in md and "Δ final vs baseline" in md, "results.md table")
     run_json = json.load(open(os.path.join(out, "runs", "wsel", "seed1", "run.json")))
+    built = subprocess.run([os.path.join(binary, "train"), "--version"], capture_output=True,
+                           text=True).stdout.split()[-1]
+    check(re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|unknown", run_json["bin_revision"]) and
+          run_json["bin_revision"] == built, "run.json records the revision the binaries were built from")
     check(run_json["exit_status"] == 0 and run_json["git_revision"] and
           run_json["wall_seconds"] >= 0 and run_json["command"][0].endswith("train"),
           "run.json records command, git revision and wall time")
