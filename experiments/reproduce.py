@@ -345,7 +345,7 @@ def bin_revision(bin_dir):
     try:
         r = subprocess.run([os.path.join(bin_dir, "train"), "--version"], capture_output=True,
                            text=True, timeout=60)
-    except OSError:
+    except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     words = r.stdout.split()
     return words[-1] if r.returncode == 0 and "revision" in words else "unknown"
