@@ -389,8 +389,8 @@ def reuse_finished(job, root):
     return None
 
 
-def run_jobs(jobs, revisions, results_root):
-    """Runs the steps not done yet; revisions: (source checkout, the binaries' build) for run.json."""
+def run_jobs(jobs, provenance, results_root):
+    """Runs the steps not done yet; provenance: the revisions every run.json records."""
     todo = [j for j in jobs if not j.done()]
     n = len(jobs)
     print(f"{n} steps: {n - len(todo)} already done, {len(todo)} to run", flush=True)
@@ -424,9 +424,7 @@ def run_jobs(jobs, revisions, results_root):
             r = subprocess.run(job.command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         wall = time.time() - start
         walls.setdefault("arm" if job.arm else "prerequisite", []).append(wall)
-        meta = {"step": job.key, "command": job.command, "git_revision": revisions[0],
-                "bin_revision": revisions[1],
-                "wall_seconds": round(wall, 1), "exit_status": r.returncode,
+        meta = {"step": job.key, "command": job.command, **provenance, "wall_seconds": round(wall, 1), "exit_status": r.returncode,
                 "finished": datetime.datetime.now().isoformat(timespec="seconds")}
         with open(os.path.join(job.folder, "run.json"), "w") as f:
             json.dump(meta, f, indent=1)
@@ -776,7 +774,8 @@ def main():
     with open(os.path.join(args.out, "harness.json"), "w") as f:
         json.dump({"spec": os.path.relpath(spec["_path"], ROOT), "quick": args.quick,
                    "prereq_dir": args.prereq_dir, "data_roots": args.data_root}, f, indent=1)
-    ok = run_jobs(jobs, (git_revision(), bin_revision(args.bin)), os.path.dirname(args.out) or ".")
+    provenance = {"git_revision": git_revision(), "bin_revision": bin_revision(args.bin)}
+    ok = run_jobs(jobs, provenance, os.path.dirname(args.out) or ".")
     report(spec, args.out, args.quick)
     return 0 if ok else 1
 
