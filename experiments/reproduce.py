@@ -424,7 +424,8 @@ def run_jobs(jobs, provenance, results_root):
             r = subprocess.run(job.command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         wall = time.time() - start
         walls.setdefault("arm" if job.arm else "prerequisite", []).append(wall)
-        meta = {"step": job.key, "command": job.command, **provenance, "wall_seconds": round(wall, 1), "exit_status": r.returncode,
+        meta = {"step": job.key, "command": job.command, **provenance,
+                "wall_seconds": round(wall, 1), "exit_status": r.returncode,
                 "finished": datetime.datetime.now().isoformat(timespec="seconds")}
         with open(os.path.join(job.folder, "run.json"), "w") as f:
             json.dump(meta, f, indent=1)
