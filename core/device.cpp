@@ -10,13 +10,29 @@ namespace scion {
 #ifdef SCION_CUDA
 namespace cuda {
 int device_count();
-}
+std::string device_description(int index);
+}  // namespace cuda
 int cuda_device_count() {
   return cuda::device_count();
+}
+std::vector<std::string> cuda_devices() {
+  std::vector<std::string> out;
+  for (int i = 0; i < cuda::device_count(); ++i)
+    out.push_back("cuda:" + std::to_string(i) + " " + cuda::device_description(i));
+  return out;
+}
+bool cuda_built() {
+  return true;
 }
 #else
 int cuda_device_count() {
   return 0;
+}
+std::vector<std::string> cuda_devices() {
+  return {};
+}
+bool cuda_built() {
+  return false;
 }
 #endif
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace scion {
 
@@ -30,6 +31,9 @@ Device parse_device(const std::string& name, const std::string& what = "device")
 
 // Number of usable CUDA devices: 0 in a CPU-only build or on a machine without a GPU.
 int cuda_device_count();
+// Whether this build has the CUDA backend, and its devices ("cuda:0 NVIDIA H200, sm_90, 139 GiB").
+bool cuda_built();
+std::vector<std::string> cuda_devices();
 
 // An InputError naming `what` when this build or machine cannot run `device` (cuda without its
 // backend or without a GPU).

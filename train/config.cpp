@@ -12,7 +12,9 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <tuple>
 
+#include "core/cpu/isa.h"
 #include "core/device.h"
 #include "core/error.h"
 
@@ -223,7 +225,7 @@ void visit_train(V& v, TrainConfig& t) {
     s.number("decay_epochs", t.schedule.decay_epochs, 1e-9, 1e6);
     s.number("decay_rate", t.schedule.decay_rate, 0, 1);
   });
-  v.choice("precision", t.precision, {"f32", "bf16"});
+  v.choice("precision", t.precision, {"f32", "bf16", "auto"});
   v.section("ema", [&](auto& s) { s.number("decay", t.ema_decay, 0, 1); });
   v.number("clip_grad", t.clip_grad, 0, 1e9);
   v.section("distill", [&](auto& s) {
@@ -397,6 +399,8 @@ Config from_node(const YAML::Node& root, const std::string& source) {
     throw InputError(source + ": " + key + ": " + msg);
   };
   parse_device(c.device, source + ": device");  // cpu, reference, cuda or cuda:N
+  if (c.train.precision == "auto")
+    std::tie(c.train.precision, c.train.precision_choice) = auto_precision(c.device);
   if (c.output_dir.empty()) fail("output_dir", "empty (name the folder for the run's outputs)");
   const std::vector<std::string> models = nn::model_names();
   if (std::find(models.begin(), models.end(), c.model.name) == models.end()) {
@@ -412,6 +416,17 @@ Config from_node(const YAML::Node& root, const std::string& source) {
 }
 
 }  // namespace
+
+std::pair<std::string, std::string> auto_precision(const std::string& device) {
+  if (device.rfind("cuda", 0) == 0) return {"bf16", "auto: bf16 on CUDA devices"};
+  if (device == "reference") return {"f32", "auto: f32 on the reference backend"};
+  const std::string where = std::string("scion kernels ") + cpu::isa_name(cpu::active_isa()) +
+                            ", oneDNN " + cpu::onednn_isa_name();
+  if (cpu::native_bf16())
+    return {"bf16", "auto: this CPU has native bf16 dot products (" + where + ")"};
+  return {"f32", "auto: this CPU has no native bf16 dot products (" + where +
+                     "); bf16 would run through f32 kernels"};
+}
 
 Config parse_config(const std::string& text, const std::string& source,
                     const std::vector<std::string>& overrides) {

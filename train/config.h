@@ -6,6 +6,7 @@
 
 #include <array>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "data/loader.h"
@@ -61,7 +62,10 @@ struct TrainConfig {
   int64_t epochs = 1, batch_size = 64, accum_steps = 1;
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
+  // f32 | bf16 | auto. parse_config resolves auto (bf16 where the device has native bf16 dot
+  // products, else f32) and keeps why in precision_choice ("" when not auto; not written back).
   std::string precision = "f32";
+  std::string precision_choice;
   double ema_decay = 0.0, clip_grad = 0.0;
   DistillConfig distill;
   int64_t log_interval = 50;
@@ -95,6 +99,9 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 // Parses YAML text (the resolved config stored in checkpoints); `source` names it in errors.
 Config parse_config(const std::string& yaml_text, const std::string& source,
                     const std::vector<std::string>& overrides = {});
+// What `precision: auto` resolves to on `device` (cpu, reference, cuda[:N]), and a line saying why.
+std::pair<std::string, std::string> auto_precision(const std::string& device);
+
 // The resolved config as YAML (every key, defaults included); parse_config(to_yaml(c)) == c.
 std::string to_yaml(const Config& c);
 

@@ -1,4 +1,6 @@
 // The `scion` program: tools around models and weight files (DESIGN.md "Programs").
+//   scion info                    the CPU, its features, the ISA caps, the path each kernel family
+//                                 takes here, and CUDA devices
 //   scion models                  registered models with parameter counts (1000 classes, 224 px)
 //   scion inspect FILE.safetensors  per tensor: name, dtype, shape, count, mean, std
 //   scion select --teacher T.safetensors --model NAME [--set model.key=value ...]
@@ -25,6 +27,10 @@
 #include <nlohmann/json.hpp>
 
 #include "core/backend.h"
+#include "core/cpu/info.h"
+#include "core/cpu/isa.h"
+#include "core/cpu/parallel.h"
+#include "core/device.h"
 #include "core/scion.h"
 #include "init/initializers.h"
 #include "init/net2net.h"
@@ -232,6 +238,8 @@ train::Config eval_config(const EvalArgs& a, std::string& origin) {
   if (a.crop_pct > 0) cfg.data.augment.crop_pct = a.crop_pct;
   if (a.batch > 0) cfg.train.batch_size = a.batch;
   if (!a.device.empty()) cfg.device = a.device;
+  if (cfg.train.precision == "auto")
+    std::tie(cfg.train.precision, cfg.train.precision_choice) = train::auto_precision(cfg.device);
   if (a.config.empty() && (a.dataset.empty() || a.root.empty()))
     throw InputError("scion eval: --data and --root are required without --config");
   return cfg;
@@ -284,6 +292,43 @@ int cmd_eval(const EvalArgs& a) {
   return 0;
 }
 
+// `scion info`: what this machine offers and which kernels scion runs on it (DESIGN.md "CPUs and
+// portability"); the caps tests read it to check that SCION_MAX_ISA / ONEDNN_MAX_CPU_ISA took.
+int cmd_info() {
+  using namespace scion::cpu;
+  auto env = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v && *v ? std::string(name) + "=" + v : std::string("none");
+  };
+  std::string features;
+  for (const auto& f : cpu_features()) features += (features.empty() ? "" : " ") + f;
+  std::printf("scion %s, %s build\n", scion::build_revision(),
+              portable_build() ? "portable (baseline x86-64, kernels per ISA)"
+                               : "native (-march=native: this CPU's kind only)");
+  std::printf("CPU: %s, %d threads\n", cpu_model().c_str(), scion::cpu::num_threads());
+  std::printf("features: %s\n", features.c_str());
+  std::printf("CPU ISA level: %s; cap: %s; scion kernels: %s\n", isa_name(cpu_isa()),
+              env("SCION_MAX_ISA").c_str(), isa_name(std::min(active_isa(), Isa::avx512)));
+  std::printf("oneDNN %s ISA: %s (cap: %s); bf16 primitives: %s\n", onednn_version().c_str(),
+              onednn_isa_name().c_str(),
+              env("ONEDNN_MAX_CPU_ISA") != "none" ? env("ONEDNN_MAX_CPU_ISA").c_str()
+              : env("SCION_MAX_ISA") != "none"    ? "from SCION_MAX_ISA"
+                                                  : "none",
+              onednn_has_bf16() ? "yes" : "no (bf16 runs through f32 kernels)");
+  auto [prec, why] = train::auto_precision("cpu");
+  std::printf("precision auto: %s (%s)\n", prec.c_str(), why.c_str());
+  std::printf("kernel paths:\n");
+  for (const auto& [family, path] : kernel_paths())
+    std::printf("  %-31s %s\n", family.c_str(), path.c_str());
+  std::vector<std::string> gpus = cuda_devices();
+  if (!cuda_built())
+    std::printf("CUDA: not in this build\n");
+  else if (gpus.empty())
+    std::printf("CUDA: built, no device found\n");
+  for (const auto& g : gpus) std::printf("CUDA: %s\n", g.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -291,6 +336,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version",
                        std::string("scion, source revision ") + scion::build_revision());
   app.require_subcommand(1);
+  auto* info = app.add_subcommand(
+      "info", "the CPU, its features, the ISA caps, each kernel family's path here, CUDA devices");
   auto* models = app.add_subcommand("models", "list registered models with parameter counts");
   std::string path;
   auto* inspect = app.add_subcommand("inspect", "summarize the tensors of a safetensors file");
@@ -353,7 +400,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"train", "val", "test"}));
   eval->add_option("--limit", ea.limit, "evaluate the first N images only")
       ->check(CLI::NonNegativeNumber);
-  eval->add_option("--precision", ea.precision, "f32|bf16")->check(CLI::IsMember({"f32", "bf16"}));
+  eval->add_option("--precision", ea.precision, "f32|bf16|auto (bf16 where native)")
+      ->check(CLI::IsMember({"f32", "bf16", "auto"}));
   eval->add_option("--interpolation", ea.interpolation, "bicubic|bilinear|nearest")
       ->check(CLI::IsMember({"bicubic", "bilinear", "nearest"}));
   eval->add_option("--crop-pct", ea.crop_pct, "eval resize: img_size / crop_pct, then center crop")
@@ -368,6 +416,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   try {
+    if (*info) return cmd_info();
     if (*models) return cmd_models();
     if (*inspect) return cmd_inspect(path);
     if (*eval) return cmd_eval(ea);

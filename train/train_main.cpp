@@ -47,6 +47,9 @@ int main(int argc, char** argv) {
       std::fputs(scion::train::to_yaml(cfg).c_str(), stdout);
       return 0;
     }
+    if (!cfg.train.precision_choice.empty())
+      std::printf("train: precision %s (%s)\n", cfg.train.precision.c_str(),
+                  cfg.train.precision_choice.c_str());
     if (restart) {
       if (resume) throw scion::InputError("--restart and --resume contradict each other");
       std::string moved = scion::train::move_run_aside(cfg.output_dir);

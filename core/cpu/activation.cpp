@@ -1,62 +1,45 @@
-// Fast f32/bf16 kernels for gelu (exact, erf form) and last-dim softmax, on AVX-512 with masked
-// tails, computing in f32 and rounding bf16 results once. See vec_math.h for the math.
-//   gelu(x)  = x * Phi(x)            gelu'(x) = Phi(x) + x * phi(x),  phi(x) = exp(-x^2/2)/sqrt(2
-//   pi) softmax: y = exp(x - max) / sum  dx = y * (dy - sum(dy * y))
+// Fast f32/bf16 kernels for gelu (exact, erf form) and last-dim softmax, written once on vec.h's
+// vector (16, 8 or 1 lanes per ISA build) with masked tails, computing in f32 and rounding bf16
+// results once.
+//   gelu(x)  = x * Phi(x)            gelu'(x) = Phi(x) + x * phi(x),  phi(x) = exp(-x^2/2)/sqrt(2 pi)
+//   softmax: y = exp(x - max) / sum  dx = y * (dy - sum(dy * y))
+#include <cmath>
 #include <vector>
 
-#include "core/cpu/fast_kernels.h"
+#include "core/cpu/kernels.h"
 #include "core/cpu/parallel.h"
-#include "core/cpu/vec_math.h"
+// clang-format off
+#include "core/cpu/isa_begin.h"
+#include "core/cpu/vec.h"
+// clang-format on
 
-namespace scion::cpu {
+namespace scion::cpu::SCION_ISA_NS {
 
 namespace {
 
-#ifdef SCION_AVX512
-using vec::load;
-using vec::store;
-using vec::tail_mask;
-#endif
+using namespace vec;
 
 constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
 
 template <class T>
 void gelu_fwd(const T* x, T* y, int64_t n) {
   parallel_for(0, n, 16384, [&](int64_t b, int64_t e) {
-#ifdef SCION_AVX512
-    for (int64_t i = b; i < e; i += 16) {
-      __mmask16 m = tail_mask(e - i);
-      __m512 v = load(x + i, m);
-      store(y + i, _mm512_mul_ps(v, vec::normal_cdf512(v)), m);
+    for (int64_t i = b; i < e; i += kLanes) {
+      V v = load(x + i, e - i);
+      store(y + i, v * normal_cdf(v), e - i);
     }
-#else
-    for (int64_t i = b; i < e; ++i) {
-      float v = float(x[i]);
-      y[i] = T(v * vec::normal_cdf(v));
-    }
-#endif
   });
 }
 
 template <class T>
 void gelu_bwd(const T* g, const T* x, T* dx, int64_t n) {
   parallel_for(0, n, 16384, [&](int64_t b, int64_t e) {
-#ifdef SCION_AVX512
-    const __m512 minus_half = _mm512_set1_ps(-0.5f), k = _mm512_set1_ps(kInvSqrt2Pi);
-    for (int64_t i = b; i < e; i += 16) {
-      __mmask16 m = tail_mask(e - i);
-      __m512 v = load(x + i, m), gv = load(g + i, m);
-      __m512 pdf = _mm512_mul_ps(vec::exp512(_mm512_mul_ps(minus_half, _mm512_mul_ps(v, v))), k);
-      __m512 d = _mm512_fmadd_ps(v, pdf, vec::normal_cdf512(v));
-      store(dx + i, _mm512_mul_ps(gv, d), m);
+    const V minus_half = set1(-0.5f), k = set1(kInvSqrt2Pi);
+    for (int64_t i = b; i < e; i += kLanes) {
+      V v = load(x + i, e - i), gv = load(g + i, e - i);
+      V pdf = vec::exp(minus_half * v * v) * k;
+      store(dx + i, gv * fmadd(v, pdf, normal_cdf(v)), e - i);
     }
-#else
-    for (int64_t i = b; i < e; ++i) {
-      float v = float(x[i]);
-      float d = vec::normal_cdf(v) + v * std::exp(-0.5f * v * v) * kInvSqrt2Pi;
-      dx[i] = T(float(g[i]) * d);
-    }
-#endif
   });
 }
 
@@ -64,34 +47,22 @@ template <class T>
 void softmax_fwd(const T* x, T* y, int64_t rows, int64_t d) {
   parallel_for(0, rows, std::max<int64_t>(1, 4096 / d), [&](int64_t r0, int64_t r1) {
     std::vector<float> e(static_cast<size_t>(d));
+    const V minus_inf = set1(-INFINITY);
     for (int64_t r = r0; r < r1; ++r) {
       const T* xr = x + r * d;
       T* yr = y + r * d;
-#ifdef SCION_AVX512
-      __m512 mx = _mm512_set1_ps(-INFINITY);
-      for (int64_t i = 0; i < d; i += 16) {
-        __mmask16 m = tail_mask(d - i);
-        mx = _mm512_mask_max_ps(mx, m, mx, load(xr + i, m));
+      V mx = minus_inf;
+      for (int64_t i = 0; i < d; i += kLanes)
+        mx = max(mx, select(d - i, load(xr + i, d - i), minus_inf));
+      const V vmax = set1(reduce_max(mx));
+      V acc = zero();
+      for (int64_t i = 0; i < d; i += kLanes) {
+        V ev = keep(vec::exp(load(xr + i, d - i) - vmax), d - i);
+        acc = acc + ev;
+        store(e.data() + i, ev, d - i);
       }
-      __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-      __m512 acc = _mm512_setzero_ps();
-      for (int64_t i = 0; i < d; i += 16) {
-        __mmask16 m = tail_mask(d - i);
-        __m512 ev = vec::exp512(_mm512_sub_ps(load(xr + i, m), vmax));
-        acc = _mm512_mask_add_ps(acc, m, acc, ev);
-        _mm512_mask_storeu_ps(e.data() + i, m, ev);
-      }
-      __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(acc));
-      for (int64_t i = 0; i < d; i += 16) {
-        __mmask16 m = tail_mask(d - i);
-        store(yr + i, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, e.data() + i), inv), m);
-      }
-#else
-      float mx = float(xr[0]), s = 0;
-      for (int64_t i = 1; i < d; ++i) mx = std::max(mx, float(xr[i]));
-      for (int64_t i = 0; i < d; ++i) s += e[i] = std::exp(float(xr[i]) - mx);
-      for (int64_t i = 0; i < d; ++i) yr[i] = T(e[i] / s);
-#endif
+      const V inv = set1(1.0f / reduce_add(acc));
+      for (int64_t i = 0; i < d; i += kLanes) store(yr + i, load(e.data() + i, d - i) * inv, d - i);
     }
   });
 }
@@ -103,22 +74,12 @@ void softmax_bwd(const T* y, const T* dy, T* dx, int64_t rows, int64_t d) {
       const T* yr = y + r * d;
       const T* gr = dy + r * d;
       T* dr = dx + r * d;
-#ifdef SCION_AVX512
-      __m512 acc = _mm512_setzero_ps();
-      for (int64_t i = 0; i < d; i += 16) {
-        __mmask16 m = tail_mask(d - i);
-        acc = _mm512_fmadd_ps(load(yr + i, m), load(gr + i, m), acc);
-      }
-      __m512 dot = _mm512_set1_ps(_mm512_reduce_add_ps(acc));
-      for (int64_t i = 0; i < d; i += 16) {
-        __mmask16 m = tail_mask(d - i);
-        store(dr + i, _mm512_mul_ps(load(yr + i, m), _mm512_sub_ps(load(gr + i, m), dot)), m);
-      }
-#else
-      float dot = 0;
-      for (int64_t i = 0; i < d; ++i) dot += float(yr[i]) * float(gr[i]);
-      for (int64_t i = 0; i < d; ++i) dr[i] = T(float(yr[i]) * (float(gr[i]) - dot));
-#endif
+      V acc = zero();
+      for (int64_t i = 0; i < d; i += kLanes)
+        acc = fmadd(load(yr + i, d - i), load(gr + i, d - i), acc);
+      const V dot = set1(reduce_add(acc));
+      for (int64_t i = 0; i < d; i += kLanes)
+        store(dr + i, load(yr + i, d - i) * (load(gr + i, d - i) - dot), d - i);
     }
   });
 }
@@ -134,10 +95,6 @@ void dispatch_f32_bf16(DType t, const F& f) {
 }
 
 }  // namespace
-
-bool fast_kernel_applies(const Tensor& t) {
-  return (t.dtype() == DType::f32 || t.dtype() == DType::bf16) && t.is_contiguous();
-}
 
 void gelu_erf_forward(const Tensor& x, const Tensor& y) {
   dispatch_f32_bf16(x.dtype(), [&](auto tag) {
@@ -169,4 +126,6 @@ void softmax_lastdim_backward(const Tensor& y, const Tensor& dy, const Tensor& d
   });
 }
 
-}  // namespace scion::cpu
+}  // namespace scion::cpu::SCION_ISA_NS
+
+#include "core/cpu/isa_end.h"

@@ -4,11 +4,11 @@
 // from the saved log-sum-exp of each row instead of keeping them between the passes.
 //   S = scale Q K^T   P = softmax(S), lse = log sum exp S   O = P V
 //   dV = P^T dO   dP = dO V^T   dS = P o (dP - rowsum(dO o O))   dQ = scale dS K   dK = scale dS^T Q
-// Two engines for the tile products. bf16 inputs on a CPU with AVX512-BF16 (asked at run time, so
-// one binary serves every x86-64) use a bf16 dot-product micro-kernel (vdpbf16ps, f32
+// Two engines for the tile products. bf16 inputs on a CPU with AVX512-BF16 (asked at run time, in
+// the AVX-512 build of this file) use a bf16 dot-product micro-kernel (vdpbf16ps, f32
 // accumulation; P and dS are rounded to bf16 for their products, as autocast's matmuls do). Any
 // other case converts the tiles to f32 and multiplies them with oneDNN's sgemm (single-threaded
-// inside the parallel loop).
+// inside the parallel loop); the row softmax runs on vec.h's vectors in every build.
 #include <dnnl.h>
 
 #include <algorithm>
@@ -19,24 +19,24 @@
 #include <string>
 #include <vector>
 
-#include "core/cpu/fast_kernels.h"
+#include "core/cpu/kernels.h"
 #include "core/cpu/parallel.h"
-#include "core/cpu/vec_math.h"
 #include "core/error.h"
 
-#if defined(__x86_64__)
-#include <immintrin.h>
+// clang-format off
+#include "core/cpu/isa_begin.h"
+#include "core/cpu/vec.h"
+// clang-format on
+
+#if SCION_KERNEL_ISA == 2
 #define SCION_BF16_KERNEL 1
-#define SCION_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#define SCION_BF16_TARGET \
+  __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 #endif
 
-namespace scion::cpu {
+namespace scion::cpu::SCION_ISA_NS {
 
 namespace {
-
-int64_t round_up(int64_t x, int64_t m) {
-  return (x + m - 1) / m * m;
-}
 
 // Where one head's rows live: row i of q, k, v at qkv + i * row (+ h*d, + C + h*d, + 2C + h*d) of
 // batch element b; out and dout rows at stride C.
@@ -52,23 +52,18 @@ struct Heads {
 
 // Row softmax of s (n x n, row stride ld) in place, and lse[i] = log sum_j exp s[i][j].
 void softmax_rows(float* s, int64_t n, int64_t ld, float* lse) {
+  using namespace vec;
   for (int64_t i = 0; i < n; ++i) {
     float* r = s + i * ld;
-    float mx = -std::numeric_limits<float>::infinity(), sum = 0;
+    float mx = -std::numeric_limits<float>::infinity();
     for (int64_t j = 0; j < n; ++j) mx = std::max(mx, r[j]);
-#ifdef SCION_AVX512
-    __m512 acc = _mm512_setzero_ps(), vm = _mm512_set1_ps(mx);
-    for (int64_t j = 0; j < n; j += 16) {
-      __mmask16 m = vec::tail_mask(n - j);
-      __m512 e = vec::exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, r + j), vm));
-      acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(m, e));
-      _mm512_mask_storeu_ps(r + j, m, e);
+    V acc = zero(), vm = set1(mx);
+    for (int64_t j = 0; j < n; j += kLanes) {
+      V e = keep(vec::exp(load(r + j, n - j) - vm), n - j);
+      acc = acc + e;
+      store(r + j, e, n - j);
     }
-    sum = _mm512_reduce_add_ps(acc);
-#else
-    for (int64_t j = 0; j < n; ++j) sum += r[j] = std::exp(r[j] - mx);
-#endif
-    float inv = 1.0f / sum;
+    const float sum = reduce_add(acc), inv = 1.0f / sum;
     for (int64_t j = 0; j < n; ++j) r[j] *= inv;
     lse[i] = mx + std::log(sum);
   }
@@ -76,18 +71,11 @@ void softmax_rows(float* s, int64_t n, int64_t ld, float* lse) {
 
 // P = exp(S - lse) row by row, in place (the forward's probabilities, recomputed).
 void probabilities(float* s, int64_t n, int64_t ld, const float* lse) {
+  using namespace vec;
   for (int64_t i = 0; i < n; ++i) {
     float* r = s + i * ld;
-#ifdef SCION_AVX512
-    __m512 l = _mm512_set1_ps(lse[i]);
-    for (int64_t j = 0; j < n; j += 16) {
-      __mmask16 m = vec::tail_mask(n - j);
-      _mm512_mask_storeu_ps(r + j, m,
-                            vec::exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, r + j), l)));
-    }
-#else
-    for (int64_t j = 0; j < n; ++j) r[j] = std::exp(r[j] - lse[i]);
-#endif
+    const V l = set1(lse[i]);
+    for (int64_t j = 0; j < n; j += kLanes) store(r + j, vec::exp(load(r + j, n - j) - l), n - j);
   }
 }
 
@@ -179,11 +167,15 @@ void backward_f32(const T* qkv, const T* out, const T* dout, const float* lse, T
 // Bw[kk][j] = (B[2kk][j], B[2kk+1][j]), zero past n up to a multiple of 16 columns.
 #ifdef SCION_BF16_KERNEL
 
+int64_t round_up(int64_t x, int64_t m) {
+  return (x + m - 1) / m * m;
+}
+
 using u16 = uint16_t;
 using u32 = uint32_t;
 
-// This engine's helpers carry the AVX-512 target attribute themselves, so they cannot use
-// vec_math.h's tail_mask/load, which exist only in builds compiled for AVX-512.
+// This engine's helpers carry the AVX512-BF16 target themselves (a CPU may have AVX-512 without
+// it), so they have their own mask and load helpers rather than vec.h's.
 inline __mmask16 mask16(int64_t n) {  // the first min(n, 16) lanes
   return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << std::max<int64_t>(n, 0)) - 1);
 }
@@ -406,29 +398,22 @@ SCION_BF16_TARGET void backward_bf16(const BFloat16* qkv, const BFloat16* out, c
   });
 }
 
-#endif  // SCION_BF16_KERNEL
-
-// The bf16 micro-kernel runs for bf16 inputs with an even head dim on CPUs with AVX512-BF16, unless
-// SCION_ATTENTION_BF16_KERNEL=0 asks for the f32 engine (tests compare the two on one machine).
+// The bf16 micro-kernel runs for bf16 inputs with an even head dim on CPUs with AVX512-BF16 (and
+// SCION_MAX_ISA at avx512_bf16 or above), unless SCION_ATTENTION_BF16_KERNEL=0 asks for the f32
+// engine (tests compare the two on one machine).
 bool use_bf16_kernel(DType dt, int64_t d) {
   static const bool cpu_has = attention_bf16_kernel_available();
   const char* env = std::getenv("SCION_ATTENTION_BF16_KERNEL");
   return dt == DType::bf16 && d % 2 == 0 && cpu_has && !(env && std::string(env) == "0");
 }
 
+#endif  // SCION_BF16_KERNEL
+
 Heads heads_of(const Tensor& qkv, int64_t heads) {
   return {qkv.size(0), qkv.size(1), heads, qkv.size(2) / (3 * heads)};
 }
 
 }  // namespace
-
-bool attention_bf16_kernel_available() {
-#ifdef SCION_BF16_KERNEL
-  return __builtin_cpu_supports("avx512bf16");
-#else
-  return false;
-#endif
-}
 
 void attention_forward(const Tensor& qkv, int64_t heads, double scale, const Tensor& out,
                        const Tensor& lse) {
@@ -467,4 +452,6 @@ void attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& dout
                dqkv.data<BFloat16>(), g, scale);
 }
 
-}  // namespace scion::cpu
+}  // namespace scion::cpu::SCION_ISA_NS
+
+#include "core/cpu/isa_end.h"

@@ -1,10 +1,14 @@
-// The CPU backend: oneDNN for matmul, convolution and softmax in f32/bf16, hand-vectorized AVX-512
-// kernels where they beat it, and the reference backend's plain loops for f64 matmul, convolution
-// and softmax (oneDNN has no f64). The choices of which kernel runs for which dtype and layout
-// live here, not in the ops.
+// The CPU backend: oneDNN for matmul, convolution and softmax in f32/bf16, hand-vectorized kernels
+// (per ISA, core/cpu/dispatch.cpp) where they beat it, and the reference backend's plain loops for
+// f64 matmul, convolution and softmax (oneDNN has no f64). The choices of which kernel runs for
+// which dtype and layout live here, not in the ops.
+// bf16 below AVX-512: oneDNN 2.6 has no bf16 primitives there (nor under ONEDNN_MAX_CPU_ISA=AVX2),
+// so bf16 matmuls, convolutions and softmaxes run the f32 primitives on widened copies (exact) and
+// round the result to bf16 once: the numbers of a native bf16 primitive (bf16 operands, f32
+// accumulation, one rounding), up to summation order, as PyTorch's autocast gives on AVX2 CPUs.
 #include "core/backend.h"
 
-#include "core/cpu/fast_kernels.h"
+#include "core/cpu/isa.h"
 #include "core/cpu/kernels.h"
 #include "core/cpu/onednn.h"
 #include "core/ops.h"
@@ -20,10 +24,15 @@ Tensor widen(const Tensor& t) {
   return out;
 }
 
-// oneDNN 2.6's bf16 depthwise kernels are 2-3x slower than its f32 ones here, so bf16 depthwise
-// convolutions run the f32 kernels on widened copies (exact) and round the results once.
-bool bf16_depthwise(const Tensor& w, const ConvShape& cs, DType dt) {
-  return dt == DType::bf16 && cs.groups == w.size(0) && w.size(1) == 1;
+// Whether a bf16 op runs on oneDNN's f32 primitives (see the top of the file).
+bool bf16_via_f32(DType dt) {
+  return dt == DType::bf16 && !cpu::onednn_has_bf16();
+}
+
+// A convolution that runs on widened copies: any bf16 one without oneDNN bf16, and bf16 depthwise
+// ones everywhere (oneDNN 2.6's bf16 depthwise kernels are 2-3x slower than its f32 ones).
+bool conv_via_f32(const Tensor& w, const ConvShape& cs, DType dt) {
+  return bf16_via_f32(dt) || (dt == DType::bf16 && cs.groups == w.size(0) && w.size(1) == 1);
 }
 
 class CpuBackend final : public Backend {
@@ -77,6 +86,12 @@ class CpuBackend final : public Backend {
 
   void matmul(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& out) override {
     if (a.dtype() == DType::f64) return reference_backend().matmul(a, b, bias, out);
+    if (bf16_via_f32(a.dtype())) {
+      Tensor out32 = empty_like(out, DType::f32);
+      cpu::matmul(widen(a), widen(b), bias.defined() ? widen(bias) : Tensor(), out32);
+      Tensor(out).copy_(out32);
+      return;
+    }
     cpu::matmul(a, b, bias, out);
   }
 
@@ -85,7 +100,7 @@ class CpuBackend final : public Backend {
     const int64_t o = w.size(0);
     if (x.dtype() == DType::f64) {
       reference_backend().conv2d_forward(x, w, b, y, cs);
-    } else if (bf16_depthwise(w, cs, x.dtype())) {
+    } else if (conv_via_f32(w, cs, x.dtype())) {
       Tensor y32 = empty_like(y, DType::f32);
       cpu::conv2d_forward(widen(x), w.to(DType::f32),
                           b.defined() ? b.to(DType::f32).contiguous() : Tensor(), y32, cs);
@@ -101,7 +116,7 @@ class CpuBackend final : public Backend {
                             const ConvShape& cs) override {
     if (dy.dtype() == DType::f64) {
       reference_backend().conv2d_backward_data(dy, w, dx, cs);
-    } else if (bf16_depthwise(w, cs, dy.dtype())) {
+    } else if (conv_via_f32(w, cs, dy.dtype())) {
       Tensor dx32 = empty_like(dx, DType::f32);
       cpu::conv2d_backward_data(widen(dy), w.to(DType::f32), dx32, cs);
       Tensor(dx).copy_(dx32);
@@ -113,7 +128,7 @@ class CpuBackend final : public Backend {
                                const ConvShape& cs) override {
     if (x.dtype() == DType::f64) {
       reference_backend().conv2d_backward_weights(x, dy, dw, cs);
-    } else if (bf16_depthwise(dw, cs, x.dtype())) {
+    } else if (conv_via_f32(dw, cs, x.dtype())) {
       Tensor dw32 = empty(dw.shape(), DType::f32);
       cpu::conv2d_backward_weights(widen(x), widen(dy), dw32, Tensor(), cs);
       Tensor(dw).copy_(dw32);
@@ -132,14 +147,18 @@ class CpuBackend final : public Backend {
     cpu::layer_norm_backward(dy, x, w, mean, rstd, d, dx, dw, db);
   }
 
-  // Plain softmax over the last dim runs on the AVX-512 kernel (faster than oneDNN 2.6 on short
-  // rows), other f32/bf16 cases on oneDNN (any axis), f64 on reference loops over the last dim.
+  // Plain softmax over the last dim runs on scion's kernel (faster than oneDNN 2.6 on short rows),
+  // other f32/bf16 cases on oneDNN (any axis), f64 on reference loops over the last dim.
   void softmax_forward(bool log, int64_t dim, const Tensor& x, const Tensor& y) override {
     if (x.numel() == 0) return;
     if (x.dtype() == DType::f64) {
       reference_backend().softmax_forward(log, dim, x, y);
     } else if (!log && dim == x.dim() - 1) {
       cpu::softmax_lastdim_forward(x, y);
+    } else if (bf16_via_f32(x.dtype())) {
+      Tensor y32 = empty_like(y, DType::f32);
+      cpu::softmax_forward(log, int(dim), widen(x), y32);
+      Tensor(y).copy_(y32);
     } else {
       cpu::softmax_forward(log, int(dim), x, y);
     }
@@ -151,6 +170,10 @@ class CpuBackend final : public Backend {
       reference_backend().softmax_backward(log, dim, y, dy, dx);
     } else if (!log && dim == y.dim() - 1) {
       cpu::softmax_lastdim_backward(y, dy, dx);
+    } else if (bf16_via_f32(y.dtype())) {
+      Tensor dx32 = empty_like(dx, DType::f32);
+      cpu::softmax_backward(log, int(dim), widen(y), widen(dy), dx32);
+      Tensor(dx).copy_(dx32);
     } else {
       cpu::softmax_backward(log, int(dim), y, dy, dx);
     }

@@ -1,38 +1,36 @@
 // Copies, dtype conversion, fills (constant and random) and in-place scaling on the CPU: strided
-// loops over broadcast byte strides (core/cpu/loops.h), with an AVX-512 path for dense
+// loops over broadcast byte strides (core/cpu/loops.h), with a vectorized path for dense
 // f32 <-> bf16 conversion.
 #include "core/cpu/kernels.h"
 #include "core/cpu/loops.h"
-#include "core/cpu/vec_math.h"
+// clang-format off
+#include "core/cpu/isa_begin.h"
+#include "core/cpu/vec.h"
+// clang-format on
 
-namespace scion::cpu {
+namespace scion::cpu::SCION_ISA_NS {
 
 namespace {
 
-// f32 <-> bf16 conversion of dense tensors with equal strides (memory order is element order) on
-// AVX-512; autocast casts and the bf16 kernels lean on it.
+// f32 <-> bf16 conversion of dense tensors with equal strides (memory order is element order);
+// autocast casts and the bf16 kernels lean on it.
 bool fast_convert(const Tensor& dst, const Tensor& src) {
-#ifdef SCION_AVX512
   bool pair = (dst.dtype() == DType::f32 && src.dtype() == DType::bf16) ||
               (dst.dtype() == DType::bf16 && src.dtype() == DType::f32);
-  if (!pair || dst.shape() != src.shape() || dst.strides() != src.strides() || !is_dense(dst))
+  if (vec::kLanes == 1 || !pair || dst.shape() != src.shape() || dst.strides() != src.strides() ||
+      !is_dense(dst))
     return false;
-  int64_t n = dst.numel();
-  parallel_for(0, n, 65536, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; i += 16) {
-      __mmask16 m = vec::tail_mask(e - i);
+  parallel_for(0, dst.numel(), 65536, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i += vec::kLanes) {
       if (src.dtype() == DType::f32)
         vec::store(static_cast<BFloat16*>(dst.raw_data()) + i,
-                   vec::load(static_cast<const float*>(src.raw_data()) + i, m), m);
+                   vec::load(static_cast<const float*>(src.raw_data()) + i, e - i), e - i);
       else
         vec::store(static_cast<float*>(dst.raw_data()) + i,
-                   vec::load(static_cast<const BFloat16*>(src.raw_data()) + i, m), m);
+                   vec::load(static_cast<const BFloat16*>(src.raw_data()) + i, e - i), e - i);
     }
   });
   return true;
-#else
-  return false;
-#endif
 }
 
 template <class D, class S>
@@ -126,4 +124,6 @@ void scale(const Tensor& dst, double value) {
   });
 }
 
-}  // namespace scion::cpu
+}  // namespace scion::cpu::SCION_ISA_NS
+
+#include "core/cpu/isa_end.h"

@@ -17,10 +17,14 @@
 #include <cstring>
 #include <vector>
 
-#include "core/cpu/onednn.h"
+#include "core/cpu/kernels.h"
 #include "core/cpu/parallel.h"
 
-namespace scion::cpu {
+// clang-format off
+#include "core/cpu/isa_begin.h"
+// clang-format on
+
+namespace scion::cpu::SCION_ISA_NS {
 
 void depthwise_nhwc_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
                             const ConvShape& cs) {
@@ -165,4 +169,6 @@ void depthwise_nhwc_backward_weights(const Tensor& x, const Tensor& dy, const Te
   });
 }
 
-}  // namespace scion::cpu
+}  // namespace scion::cpu::SCION_ISA_NS
+
+#include "core/cpu/isa_end.h"

@@ -5,13 +5,16 @@
 // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), matching torch's approximate="tanh".
 #include <cmath>
 
-#include "core/cpu/fast_kernels.h"
 #include "core/cpu/kernels.h"
 #include "core/cpu/loops.h"
 #include "core/cpu/onednn.h"
 #include "core/ops.h"
 
-namespace scion::cpu {
+// clang-format off
+#include "core/cpu/isa_begin.h"
+// clang-format on
+
+namespace scion::cpu::SCION_ISA_NS {
 
 namespace {
 
@@ -316,4 +319,6 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   return out;
 }
 
-}  // namespace scion::cpu
+}  // namespace scion::cpu::SCION_ISA_NS
+
+#include "core/cpu/isa_end.h"

@@ -4,47 +4,46 @@
 // Backward, with xhat = (x - mean) * rstd and dxhat = dy * w:
 //   dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),  dw = sum dy*xhat,  db = sum dy
 // dw/db are summed per thread into private buffers, then added in thread order (fixed for a given
-// thread count). f32/bf16 rows run on AVX-512 (masked tails); f64 and non-AVX-512 builds on loops.
+// thread count). f32/bf16 rows run on vec.h's vectors (masked tails); f64 rows on plain loops.
 #include <cmath>
 #include <vector>
 
 #include "core/cpu/kernels.h"
 #include "core/cpu/parallel.h"
-#include "core/cpu/vec_math.h"
+// clang-format off
+#include "core/cpu/isa_begin.h"
+#include "core/cpu/vec.h"
+// clang-format on
 
-namespace scion::cpu {
+namespace scion::cpu::SCION_ISA_NS {
 
 namespace {
 
 template <class T, class A>
 void forward_row(const T* x, const T* w, const T* b, T* y, int64_t d, A eps, A& mu_out, A& rs_out) {
-#ifdef SCION_AVX512
   if constexpr (!std::is_same_v<T, double>) {
     using namespace vec;
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < d; i += 16) acc = _mm512_add_ps(acc, load(x + i, tail_mask(d - i)));
-    float mu = _mm512_reduce_add_ps(acc) / float(d);
-    __m512 vmu = _mm512_set1_ps(mu);
-    acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < d; i += 16) {
-      __mmask16 m = tail_mask(d - i);
-      __m512 c = _mm512_maskz_sub_ps(m, load(x + i, m), vmu);
-      acc = _mm512_fmadd_ps(c, c, acc);
+    V acc = zero();
+    for (int64_t i = 0; i < d; i += kLanes) acc = acc + load(x + i, d - i);
+    const float mu = reduce_add(acc) / float(d);
+    const V vmu = set1(mu);
+    acc = zero();
+    for (int64_t i = 0; i < d; i += kLanes) {
+      V c = keep(load(x + i, d - i) - vmu, d - i);
+      acc = fmadd(c, c, acc);
     }
-    float rs = 1.0f / std::sqrt(_mm512_reduce_add_ps(acc) / float(d) + eps);
-    __m512 vrs = _mm512_set1_ps(rs);
-    for (int64_t i = 0; i < d; i += 16) {
-      __mmask16 m = tail_mask(d - i);
-      __m512 h = _mm512_mul_ps(_mm512_sub_ps(load(x + i, m), vmu), vrs);
-      if (w) h = _mm512_mul_ps(h, load(w + i, m));
-      if (b) h = _mm512_add_ps(h, load(b + i, m));
-      store(y + i, h, m);
+    const float rs = 1.0f / std::sqrt(reduce_add(acc) / float(d) + eps);
+    const V vrs = set1(rs);
+    for (int64_t i = 0; i < d; i += kLanes) {
+      V h = (load(x + i, d - i) - vmu) * vrs;
+      if (w) h = h * load(w + i, d - i);
+      if (b) h = h + load(b + i, d - i);
+      store(y + i, h, d - i);
     }
     mu_out = mu;
     rs_out = rs;
     return;
   }
-#endif
   A s = 0;
   for (int64_t i = 0; i < d; ++i) s += A(x[i]);
   A mu = s / A(d), v = 0;
@@ -63,34 +62,30 @@ void forward_row(const T* x, const T* w, const T* b, T* y, int64_t d, A eps, A& 
 // One row of the backward pass; adds this row's dw/db terms into pw/pb (length d, f32 or f64).
 template <class T, class A>
 void backward_row(const T* x, const T* g, const T* w, T* dx, int64_t d, A mu, A rs, A* pw, A* pb) {
-#ifdef SCION_AVX512
   if constexpr (!std::is_same_v<T, double>) {
     using namespace vec;
-    __m512 vmu = _mm512_set1_ps(mu), vrs = _mm512_set1_ps(rs);
-    __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps();
-    for (int64_t i = 0; i < d; i += 16) {
-      __mmask16 m = tail_mask(d - i);
-      __m512 h = _mm512_mul_ps(_mm512_maskz_sub_ps(m, load(x + i, m), vmu), vrs);
-      __m512 gv = load(g + i, m);
-      __m512 gw = w ? _mm512_mul_ps(gv, load(w + i, m)) : gv;
-      s1 = _mm512_add_ps(s1, gw);
-      s2 = _mm512_fmadd_ps(gw, h, s2);
-      _mm512_mask_storeu_ps(pw + i, m, _mm512_fmadd_ps(gv, h, _mm512_maskz_loadu_ps(m, pw + i)));
-      _mm512_mask_storeu_ps(pb + i, m, _mm512_add_ps(gv, _mm512_maskz_loadu_ps(m, pb + i)));
+    const V vmu = set1(mu), vrs = set1(rs);
+    V s1 = zero(), s2 = zero();
+    for (int64_t i = 0; i < d; i += kLanes) {
+      const int64_t n = d - i;
+      V h = keep(load(x + i, n) - vmu, n) * vrs;
+      V gv = load(g + i, n);
+      V gw = w ? gv * load(w + i, n) : gv;
+      s1 = s1 + gw;
+      s2 = fmadd(gw, h, s2);
+      store(pw + i, fmadd(gv, h, load(pw + i, n)), n);
+      store(pb + i, gv + load(pb + i, n), n);
     }
-    __m512 m1 = _mm512_set1_ps(_mm512_reduce_add_ps(s1) / float(d));
-    __m512 m2 = _mm512_set1_ps(_mm512_reduce_add_ps(s2) / float(d));
-    for (int64_t i = 0; i < d; i += 16) {
-      __mmask16 m = tail_mask(d - i);
-      __m512 h = _mm512_mul_ps(_mm512_sub_ps(load(x + i, m), vmu), vrs);
-      __m512 gv = load(g + i, m);
-      __m512 gw = w ? _mm512_mul_ps(gv, load(w + i, m)) : gv;
-      __m512 t = _mm512_fnmadd_ps(h, m2, _mm512_sub_ps(gw, m1));
-      store(dx + i, _mm512_mul_ps(t, vrs), m);
+    const V m1 = set1(reduce_add(s1) / float(d)), m2 = set1(reduce_add(s2) / float(d));
+    for (int64_t i = 0; i < d; i += kLanes) {
+      const int64_t n = d - i;
+      V h = (load(x + i, n) - vmu) * vrs;
+      V gv = load(g + i, n);
+      V gw = w ? gv * load(w + i, n) : gv;
+      store(dx + i, fnmadd(h, m2, gw - m1) * vrs, n);
     }
     return;
   }
-#endif
   A s1 = 0, s2 = 0;
   for (int64_t i = 0; i < d; ++i) {
     A h = (A(x[i]) - mu) * rs, gv = A(g[i]);
@@ -178,4 +173,6 @@ void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, con
   }
 }
 
-}  // namespace scion::cpu
+}  // namespace scion::cpu::SCION_ISA_NS
+
+#include "core/cpu/isa_end.h"

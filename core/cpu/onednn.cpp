@@ -7,6 +7,8 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "core/cpu/isa.h"
+#include "core/cpu/kernels.h"
 #include "core/cpu/parallel.h"
 
 namespace scion::cpu {
@@ -15,7 +17,10 @@ using dnnl::memory;
 using tag = dnnl::memory::format_tag;
 
 dnnl::engine& engine() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  static dnnl::engine e = [] {
+    configure_onednn();  // SCION_MAX_ISA's cap, before oneDNN generates any code
+    return dnnl::engine(dnnl::engine::kind::cpu, 0);
+  }();
   return e;
 }
 
@@ -41,7 +46,7 @@ memory::data_type dnnl_dtype(DType t) {
 }
 
 bool dnnl_supports(DType t) {
-  return t == DType::f32 || t == DType::bf16;
+  return t == DType::f32 || (t == DType::bf16 && onednn_has_bf16());
 }
 
 memory::desc memory_desc(const Tensor& t) {
@@ -61,7 +66,7 @@ namespace {
 
 std::string key_of(const Tensor& t) {
   std::ostringstream o;
-  o << int(t.dtype()) << shape_str(t.shape()) << shape_str(t.strides());
+  o << dtype_name(t.dtype()) << shape_str(t.shape()) << "/" << shape_str(t.strides()) << ";";
   return o.str();
 }
 
@@ -87,14 +92,17 @@ class PdCache {
   std::unordered_map<std::string, std::pair<PD, dnnl::primitive>> map_;
 };
 
-// Runs f, turning oneDNN's exceptions into scion errors that say which primitive failed.
+// Runs f, turning oneDNN's exceptions into scion errors that name the primitive, its operands
+// (dtype, shape / strides) and what this CPU offers; the backend routes around what oneDNN lacks
+// (bf16 below AVX-512), so this is reached only by a case no path covers.
 template <class F>
 void checked(const char* what, const std::string& key, const F& f) {
   try {
     f();
   } catch (const dnnl::error& e) {
-    throw Error(detail::str_cat("oneDNN ", what, " failed (status ", int(e.status), ": ", e.what(),
-                                ") for ", key));
+    throw Error(detail::str_cat(what, ": no oneDNN kernel for ", key, " on this CPU (", cpu_model(),
+                                "; oneDNN ISA ", onednn_isa_name(), ", scion kernels ",
+                                isa_name(active_isa()), "): ", e.what()));
   }
 }
 
@@ -294,11 +302,6 @@ dnnl::memory out_mem(const memory::desc& want, const dnnl::memory& user) {
 }
 
 }  // namespace
-
-void depthwise_nhwc_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
-                            const ConvShape& cs);
-void depthwise_nhwc_backward_weights(const Tensor& x, const Tensor& dy, const Tensor& dw,
-                                     const ConvShape& cs);
 
 namespace {
 

@@ -14,7 +14,7 @@ namespace scion::cpu {
 dnnl::engine& engine();
 dnnl::stream& stream();
 dnnl::memory::data_type dnnl_dtype(DType t);
-bool dnnl_supports(DType t);  // f32 and bf16
+bool dnnl_supports(DType t);  // f32, and bf16 where oneDNN has bf16 primitives (isa.h)
 dnnl::memory::desc memory_desc(const Tensor& t);
 dnnl::memory make_memory(const Tensor& t);
 

@@ -6,7 +6,11 @@
 #include "core/cpu/kernels.h"
 #include "core/cpu/parallel.h"
 
-namespace scion::cpu {
+// clang-format off
+#include "core/cpu/isa_begin.h"
+// clang-format on
+
+namespace scion::cpu::SCION_ISA_NS {
 
 void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
                 const OptimStep& s) {
@@ -62,4 +66,6 @@ double sum_squares(const Tensor& x) {
   return total;
 }
 
-}  // namespace scion::cpu
+}  // namespace scion::cpu::SCION_ISA_NS
+
+#include "core/cpu/isa_end.h"

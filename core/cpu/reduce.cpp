@@ -8,7 +8,11 @@
 #include "core/cpu/kernels.h"
 #include "core/cpu/parallel.h"
 
-namespace scion::cpu {
+// clang-format off
+#include "core/cpu/isa_begin.h"
+// clang-format on
+
+namespace scion::cpu::SCION_ISA_NS {
 
 namespace {
 
@@ -133,4 +137,6 @@ void reduce_max(const Tensor& x, int64_t dim, bool keepdim, Tensor& values, Tens
   });
 }
 
-}  // namespace scion::cpu
+}  // namespace scion::cpu::SCION_ISA_NS
+
+#include "core/cpu/isa_end.h"

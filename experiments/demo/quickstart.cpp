@@ -6,11 +6,14 @@
 // the same command then continues where it stopped: finished stages are kept, the interrupted one
 // resumes, and the table is the one an uninterrupted run prints.
 //   quickstart [--data DIR] [--out DIR] [--teacher-epochs 5] [--student-epochs 6] [--subset 6000]
-//              [--teacher-subset 20000] [--val-subset 0]
+//              [--teacher-subset 20000] [--val-subset 0] [--precision auto]
+// precision auto: bf16 on CPUs with native bf16 dot products (AVX512-BF16, AMX), f32 elsewhere;
+// the demo prints what it chose.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "core/error.h"
 #include "train/trainer.h"
@@ -20,7 +23,7 @@ using namespace scion;
 namespace {
 
 train::Config base_config(const std::string& data, const std::string& out, int64_t val_subset,
-                          int threads) {
+                          int threads, const std::string& precision) {
   train::Config c;
   c.source = "quickstart";
   c.seed = 0;
@@ -45,7 +48,9 @@ train::Config base_config(const std::string& data, const std::string& out, int64
   c.train.optimizer.weight_decay = 0.05;
   c.train.schedule.warmup_epochs = 1;
   c.train.schedule.min_lr = 1e-5;
-  c.train.precision = "bf16";
+  c.train.precision = precision;
+  if (precision == "auto")  // bf16 where this CPU has native bf16 dot products, else f32
+    std::tie(c.train.precision, c.train.precision_choice) = train::auto_precision(c.device);
   c.train.clip_grad = 1.0;
   return c;
 }
@@ -108,6 +113,7 @@ int main(int argc, char** argv) {
   int64_t teacher_epochs = 5, student_epochs = 6, subset = 6000, teacher_subset = 20000,
           val_subset = 0;
   int threads = 0;
+  std::string precision = "auto";
   app.add_option("--data", data, "Fashion-MNIST IDX folder");
   app.add_option("--out", out, "output folder");
   app.add_option("--teacher-epochs", teacher_epochs)->check(CLI::PositiveNumber);
@@ -120,6 +126,8 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--threads", threads, "threads (0: the cores other jobs leave free)")
       ->check(CLI::Range(0, 1024));
+  app.add_option("--precision", precision, "f32|bf16|auto (bf16 where this CPU has it natively)")
+      ->check(CLI::IsMember({"f32", "bf16", "auto"}));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -127,7 +135,11 @@ int main(int argc, char** argv) {
   }
   try {
     // Teacher: ViT with embed 192, depth 6 (3 heads), patch 4 on 28 px (49 tokens).
-    train::Config teacher = base_config(data, out + "/teacher", val_subset, threads);
+    train::Config teacher = base_config(data, out + "/teacher", val_subset, threads, precision);
+    std::printf("quickstart: precision %s%s%s%s\n", teacher.train.precision.c_str(),
+                teacher.train.precision_choice.empty() ? "" : " (",
+                teacher.train.precision_choice.c_str(),
+                teacher.train.precision_choice.empty() ? "" : ")");
     teacher.model.embed_dim = 192;
     teacher.model.depth = 6;
     teacher.model.num_heads = 3;
@@ -151,7 +163,7 @@ int main(int argc, char** argv) {
                   (long long)teacher_epochs, (long long)teacher_subset);
     if (int st = stages.run(teacher, title, false)) return stop(st, "stage 1/3 (teacher)");
     // Students: embed 96, depth 3 (3 heads of 32), same recipe, on a small subset.
-    train::Config student = base_config(data, "", val_subset, threads);
+    train::Config student = base_config(data, "", val_subset, threads, precision);
     student.model.embed_dim = 96;
     student.model.depth = 3;
     student.model.num_heads = 3;

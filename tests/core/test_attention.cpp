@@ -6,7 +6,7 @@
 // this CPU has one and on the f32 engine (SCION_ATTENTION_BF16_KERNEL=0) everywhere.
 #include <cstdlib>
 
-#include "core/cpu/fast_kernels.h"
+#include "core/cpu/kernels.h"
 #include "tests/support.h"
 
 using namespace scion;

@@ -1,0 +1,217 @@
+// CPU feature detection (cpuid through GCC's __builtin_cpu_supports, which also checks that the
+// OS saves the wide registers), the SCION_MAX_ISA cap, and oneDNN's ISA. Compiled for the
+// baseline ISA like everything outside the per-ISA kernels.
+#include "core/cpu/isa.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <cstring>
+#include <dnnl.hpp>
+#include <mutex>
+
+#include "core/error.h"
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+namespace scion::cpu {
+
+namespace {
+
+constexpr const char* kNames[] = {"plain", "avx2", "avx512", "avx512_bf16", "amx"};
+
+#if defined(__x86_64__)
+struct Cpuid {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+};
+Cpuid cpuid(unsigned leaf, unsigned sub = 0) {
+  Cpuid r;
+  if (!__get_cpuid_count(leaf, sub, &r.a, &r.b, &r.c, &r.d)) return Cpuid{};
+  return r;
+}
+bool has_f16c() {
+  return cpuid(1).c >> 29 & 1;
+}
+// AMX-TILE and AMX-BF16 (leaf 7 EDX bits 24, 22) with the OS saving tile state (XCR0 bits 17-18).
+bool has_amx() {
+  Cpuid l7 = cpuid(7);
+  if (!(l7.d >> 24 & 1) || !(l7.d >> 22 & 1)) return false;
+  unsigned lo, hi;
+  __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (lo & (3u << 17)) == (3u << 17);
+}
+#endif
+
+Isa detect() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
+  bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  bool bf16 = avx512 && __builtin_cpu_supports("avx512bf16");
+  if (bf16 && has_amx()) return Isa::amx;
+  if (bf16) return Isa::avx512_bf16;
+  if (avx512) return Isa::avx512;
+  if (avx2) return Isa::avx2;
+#endif
+  return Isa::plain;
+}
+
+dnnl::cpu_isa onednn_cap_for(Isa isa) {
+  switch (isa) {
+    case Isa::plain:
+      return dnnl::cpu_isa::sse41;  // oneDNN's lowest level; it has no plain-C path for GEMMs
+    case Isa::avx2:
+      return dnnl::cpu_isa::avx2;
+    case Isa::avx512:
+      return dnnl::cpu_isa::avx512_core;
+    case Isa::avx512_bf16:
+      return dnnl::cpu_isa::avx512_core_bf16;
+    case Isa::amx:
+      break;
+  }
+  return dnnl::cpu_isa::all;
+}
+
+// oneDNN's ISAs are bit sets: a includes b when every bit of b is set in a.
+bool includes(dnnl::cpu_isa a, dnnl::cpu_isa b) {
+  return (unsigned(a) & unsigned(b)) == unsigned(b);
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  return kNames[int(isa)];
+}
+
+Isa parse_isa(const std::string& name, const std::string& what) {
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return char(std::tolower(c)); });
+  for (int i = 0; i <= int(Isa::amx); ++i)
+    if (lower == kNames[i]) return Isa(i);
+  throw InputError(detail::str_cat(what, ": unknown ISA '", name,
+                                   "', expected one of plain, avx2, avx512, avx512_bf16, amx"));
+}
+
+Isa cpu_isa() {
+  static const Isa isa = detect();
+  return isa;
+}
+
+Isa isa_cap() {
+  static const Isa cap = [] {
+    const char* env = std::getenv("SCION_MAX_ISA");
+    return env && *env ? parse_isa(env, "SCION_MAX_ISA") : Isa::amx;
+  }();
+  return cap;
+}
+
+Isa active_isa() {
+  return std::min(cpu_isa(), isa_cap());
+}
+
+bool portable_build() {
+#ifdef SCION_NATIVE_BUILD
+  return false;
+#else
+  return true;
+#endif
+}
+
+std::string onednn_version() {
+  const dnnl_version_t* v = dnnl_version();
+  return std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+}
+
+std::string cpu_model() {
+#if defined(__x86_64__)
+  if (cpuid(0x80000000).a >= 0x80000004) {
+    char brand[49] = {};
+    for (unsigned i = 0; i < 3; ++i) {
+      Cpuid r = cpuid(0x80000002 + i);
+      std::memcpy(brand + 16 * i, &r, 16);
+    }
+    std::string s(brand);
+    s.erase(0, s.find_first_not_of(' '));
+    s.erase(s.find_last_not_of(' ') + 1);
+    if (!s.empty()) return s;
+  }
+#endif
+  return "unknown CPU";
+}
+
+std::vector<std::string> cpu_features() {
+  std::vector<std::string> out;
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  auto add = [&](const char* name, bool has) {
+    if (has) out.push_back(name);
+  };
+  add("sse4.2", __builtin_cpu_supports("sse4.2"));
+  add("avx", __builtin_cpu_supports("avx"));
+  add("avx2", __builtin_cpu_supports("avx2"));
+  add("fma", __builtin_cpu_supports("fma"));
+  add("f16c", has_f16c());
+  add("avx512f", __builtin_cpu_supports("avx512f"));
+  add("avx512bw", __builtin_cpu_supports("avx512bw"));
+  add("avx512vl", __builtin_cpu_supports("avx512vl"));
+  add("avx512dq", __builtin_cpu_supports("avx512dq"));
+  add("avx512vnni", __builtin_cpu_supports("avx512vnni"));
+  add("avx512bf16", __builtin_cpu_supports("avx512bf16"));
+  add("amx-tile+bf16", has_amx());
+#endif
+  return out;
+}
+
+void configure_onednn() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const char* own = std::getenv("ONEDNN_MAX_CPU_ISA");
+    if (own && *own) return;  // oneDNN applies it itself
+    if (isa_cap() == Isa::amx) return;
+    dnnl::set_max_cpu_isa(onednn_cap_for(isa_cap()));
+  });
+}
+
+// The cap is applied before main too, since some oneDNN entry points (dnnl_sgemm) need no engine.
+// A bad SCION_MAX_ISA is reported by the first isa_cap() call in main, not here.
+const bool kOnednnConfiguredAtStart = [] {
+  try {
+    configure_onednn();
+  } catch (const Error&) {
+  }
+  return true;
+}();
+
+std::string onednn_isa_name() {
+  configure_onednn();
+  using I = dnnl::cpu_isa;
+  const std::pair<I, const char*> names[] = {{I::avx512_core_amx, "avx512_core_amx"},
+                                             {I::avx512_core_bf16, "avx512_core_bf16"},
+                                             {I::avx512_core_vnni, "avx512_core_vnni"},
+                                             {I::avx512_core, "avx512_core"},
+                                             {I::avx2_vnni, "avx2_vnni"},
+                                             {I::avx2, "avx2"},
+                                             {I::avx, "avx"},
+                                             {I::sse41, "sse41"}};
+  I isa = dnnl::get_effective_cpu_isa();
+  for (const auto& [level, name] : names)
+    if (includes(isa, level)) return name;
+  return "none (reference kernels only)";
+}
+
+bool onednn_has_bf16() {
+  configure_onednn();
+  return includes(dnnl::get_effective_cpu_isa(), dnnl::cpu_isa::avx512_core);
+}
+
+bool native_bf16() {
+  configure_onednn();
+  return active_isa() >= Isa::avx512_bf16 &&
+         includes(dnnl::get_effective_cpu_isa(), dnnl::cpu_isa::avx512_core_bf16);
+}
+
+}  // namespace scion::cpu

@@ -1,0 +1,53 @@
+// What this CPU can run, and which kernel path each part of scion takes on it.
+// One build runs on every x86-64 CPU: the hot kernels are compiled once per ISA level (plain,
+// AVX2+FMA, AVX-512; see isa_begin.h and dispatch.cpp) and the level is chosen once at run time
+// from the CPU's features, capped by the environment:
+//   SCION_MAX_ISA=plain|avx2|avx512|avx512_bf16|amx   caps scion's own kernels, and oneDNN's too
+//                                                      unless ONEDNN_MAX_CPU_ISA is set;
+//   ONEDNN_MAX_CPU_ISA=SSE41|AVX2|AVX512_CORE|...     caps oneDNN alone (oneDNN reads it itself).
+// Levels are ordered: each implies the ones below it. avx512 means F+BW+VL+DQ (Skylake-SP and
+// later); avx512_bf16 adds vdpbf16ps (Cooper Lake, Zen 4); amx adds AMX-TILE+BF16 (Sapphire
+// Rapids). Only oneDNN uses AMX; scion's own kernels top out at avx512 (+ the bf16 attention
+// engine at avx512_bf16).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace scion::cpu {
+
+enum class Isa { plain = 0, avx2 = 1, avx512 = 2, avx512_bf16 = 3, amx = 4 };
+
+const char* isa_name(Isa isa);
+// The level named by `name` (as above); throws InputError naming `what` for an unknown name.
+Isa parse_isa(const std::string& name, const std::string& what);
+
+// The CPU's own level (its features and the OS's support for their registers).
+Isa cpu_isa();
+// The cap from SCION_MAX_ISA (amx when unset), read once.
+Isa isa_cap();
+// min(cpu_isa(), isa_cap()): the level scion's kernels run at.
+Isa active_isa();
+
+// False for a SCION_NATIVE=ON build (-march=native: everything compiled for the build machine).
+bool portable_build();
+// "2.6.3"
+std::string onednn_version();
+
+// The CPU's brand string and the feature flags that matter here (avx2, fma, f16c, avx512f, ...).
+std::string cpu_model();
+std::vector<std::string> cpu_features();
+
+// Applies SCION_MAX_ISA to oneDNN (unless ONEDNN_MAX_CPU_ISA is set) before oneDNN's first use;
+// idempotent. Everything that calls oneDNN goes through engine() or calls this first.
+void configure_onednn();
+// oneDNN's effective ISA after its cap ("avx2", "avx512_core_bf16", ...).
+std::string onednn_isa_name();
+// Whether oneDNN has bf16 primitives here (avx512_core and up in oneDNN 2.6); below that scion
+// runs bf16 ops through f32 kernels on widened copies.
+bool onednn_has_bf16();
+// Whether bf16 dot products are native (avx512_bf16 or amx, for scion and oneDNN alike): what
+// `precision: auto` picks bf16 for.
+bool native_bf16();
+
+}  // namespace scion::cpu

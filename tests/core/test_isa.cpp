@@ -1,0 +1,209 @@
+// The per-ISA kernel builds (isa_plain, isa_avx2, isa_avx512) called directly, each one this CPU
+// can run, against f64 references: every path is tested on every machine that has it, whatever
+// SCION_MAX_ISA says (the capped reruns of the suite in CMakeLists.txt test the dispatch on top).
+// Tolerances as in test_fast_kernels.cpp (f32: 1e-6..1e-5 relative; the erf approximation's 4.2e-7
+// absolute); bf16 conversions must be bit-exact against BFloat16's round-to-nearest-even.
+// Also: SCION_MAX_ISA parsing, and that a cap in the environment took effect for scion and oneDNN.
+#include <cstdlib>
+#include <cstring>
+
+#include "core/cpu/isa.h"
+#include "core/cpu/kernels.h"
+#include "tests/support.h"
+
+using namespace scion;
+using cpu::Isa;
+
+namespace {
+
+// One build's kernels under test.
+struct Variant {
+  const char* name;
+  Isa isa;
+  decltype(&cpu::isa_plain::gelu_erf_forward) gelu_forward;
+  decltype(&cpu::isa_plain::gelu_erf_backward) gelu_backward;
+  decltype(&cpu::isa_plain::softmax_lastdim_forward) softmax_forward;
+  decltype(&cpu::isa_plain::softmax_lastdim_backward) softmax_backward;
+  decltype(&cpu::isa_plain::layer_norm_forward) layer_norm_forward;
+  decltype(&cpu::isa_plain::layer_norm_backward) layer_norm_backward;
+  decltype(&cpu::isa_plain::copy) copy;
+  decltype(&cpu::isa_plain::attention_forward) attention_forward;
+  decltype(&cpu::isa_plain::adamw_step) adamw_step;
+};
+
+#define SCION_VARIANT(ns, level)                                                     \
+  Variant {                                                                          \
+#ns, level, &cpu::ns::gelu_erf_forward, &cpu::ns::gelu_erf_backward,             \
+        &cpu::ns::softmax_lastdim_forward, &cpu::ns::softmax_lastdim_backward,       \
+        &cpu::ns::layer_norm_forward, &cpu::ns::layer_norm_backward, &cpu::ns::copy, \
+        &cpu::ns::attention_forward, &cpu::ns::adamw_step                            \
+  }
+
+// The builds this CPU can run (never capped: each is called directly).
+std::vector<Variant> runnable_variants() {
+  std::vector<Variant> all{SCION_VARIANT(isa_plain, Isa::plain), SCION_VARIANT(isa_avx2, Isa::avx2),
+                           SCION_VARIANT(isa_avx512, Isa::avx512)};
+  std::vector<Variant> out;
+  for (const auto& v : all)
+    if (v.isa <= cpu::cpu_isa()) out.push_back(v);
+  return out;
+}
+
+Tensor f64(const Tensor& t) {
+  return t.to(DType::f64);
+}
+
+}  // namespace
+
+TEST_CASE("isa: every kernel build this CPU runs is tested, the plain one always", "[isa]") {
+  auto variants = runnable_variants();
+  REQUIRE(!variants.empty());
+  CHECK(std::string(variants[0].name) == "isa_plain");
+  INFO("CPU " << cpu::cpu_model() << ", level " << cpu::isa_name(cpu::cpu_isa()));
+  CHECK(variants.size() == size_t(std::min(int(cpu::cpu_isa()), int(Isa::avx512)) + 1));
+}
+
+TEST_CASE("isa: gelu and its derivative in every build, f32 and bf16", "[isa][fast]") {
+  const int64_t n = 4001;  // odd: every build ends in a tail
+  Tensor x64 = arange(-10, 10.0025, 0.005, DType::f64).narrow(0, 0, n);
+  Tensor g64 = test::rand_f64({n}, 7, -2, 2);
+  Tensor cdf = 0.5 * (1.0 + erf(x64 * (1.0 / std::sqrt(2.0))));
+  Tensor ref = x64 * cdf;
+  Tensor dref = g64 * (cdf + x64 * exp(x64 * x64 * -0.5) * (1.0 / std::sqrt(2.0 * M_PI)));
+  for (const auto& v : runnable_variants()) {
+    INFO(v.name);
+    Tensor x = x64.to(DType::f32), g = g64.to(DType::f32), y = empty({n}), dx = empty({n});
+    v.gelu_forward(x, y);
+    v.gelu_backward(g, x, dx);
+    CHECK_CLOSE(f64(y), ref, 1e-6, 1e-6);
+    CHECK_CLOSE(f64(dx), dref, 4e-6, 2e-6);
+    // bf16: the same math on bf16-exact inputs, one rounding of the output (2^-8 relative).
+    Tensor xb = x64.to(DType::bf16), yb = empty({n}, DType::bf16);
+    v.gelu_forward(xb, yb);
+    Tensor xr = f64(xb), refb = xr * 0.5 * (1.0 + erf(xr * (1.0 / std::sqrt(2.0))));
+    CHECK_CLOSE(f64(yb), refb, 1e-6, 1.0 / 256);
+  }
+}
+
+TEST_CASE("isa: softmax and layer norm in every build, every tail, exp down to the denormals",
+          "[isa][fast]") {
+  for (const auto& v : runnable_variants()) {
+    for (int64_t d : {1, 7, 8, 9, 15, 16, 17, 65}) {
+      INFO(v.name << ", row length " << d);
+      Tensor x64 = test::rand_f64({5, d}, uint64_t(d), -3, 3), g64 = test::rand_f64({5, d}, 99);
+      Tensor x = x64.to(DType::f32), y = empty({5, d}), dx = empty({5, d});
+      v.softmax_forward(x, y);
+      Tensor yr = softmax(x64, -1);
+      CHECK_CLOSE(f64(y), yr, 1e-6, 1e-5);
+      v.softmax_backward(y, g64.to(DType::f32), dx);
+      Tensor dref = yr * (g64 - sum(yr * g64, {1}, true));
+      CHECK_CLOSE(f64(dx), dref, 1e-6, 1e-5);
+      Tensor w64 = test::rand_f64({d}, 1000 + uint64_t(d)), b64 = test::rand_f64({d}, 2000);
+      Tensor ln, mean, rstd, dxl, dw, db;
+      v.layer_norm_forward(x, w64.to(DType::f32), b64.to(DType::f32), 1e-6, d, ln, mean, rstd);
+      Tensor xr = x64.detach().requires_grad_(), wr = w64.detach().requires_grad_(),
+             br = b64.detach().requires_grad_();
+      Tensor lr = layer_norm(xr, {d}, wr, br, 1e-6);
+      CHECK_CLOSE(f64(ln), lr, 1e-5, 1e-5);
+      // A row of one: dx is 0 in exact arithmetic, but rstd = 1/sqrt(eps) = 1000 multiplies the
+      // rounding of w * dy (fused or not, as the compiler contracts it): no useful test of dx.
+      if (d == 1) continue;
+      lr.backward(g64);
+      v.layer_norm_backward(g64.to(DType::f32), x, w64.to(DType::f32), mean, rstd, d, dxl, dw, db);
+      CHECK_CLOSE(f64(dxl), xr.grad(), 1e-5, 1e-5);
+      CHECK_CLOSE(f64(dw), wr.grad(), 1e-5, 1e-5);
+      CHECK_CLOSE(f64(db), br.grad(), 1e-5, 1e-5);
+    }
+    // exp(-87) .. exp(-103): normal floats down to the smallest denormals (the AVX2 build scales
+    // by 2^k in two halves for these); past -103.9 the result is 0 or the smallest denormal.
+    INFO(v.name << ", extreme row");
+    Tensor row = from_vector({0, -20, -50, -87, -90, -95, -100, -103, -110}, {1, 9});
+    Tensor y = empty({1, 9});
+    v.softmax_forward(row, y);
+    CHECK_CLOSE(f64(y), softmax(f64(row), -1), 3e-45, 1e-5);
+  }
+}
+
+TEST_CASE("isa: f32 <-> bf16 conversion is bit-exact round-to-nearest-even in every build",
+          "[isa]") {
+  std::vector<uint32_t> bits{0x3f808000u, 0x3f818000u, 0x3f808001u, 0x3f807fffu, 0x7f7fffffu,
+                             0xff7fffffu, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u,
+                             0xffc12345u, 0x00000001u, 0x80008000u, 0x00018000u, 0x00000000u,
+                             0x80000000u, 0x3f800000u, 0xbf7fffffu};
+  for (int i = 0; i < 29; ++i) bits.push_back(0x40490fdbu + uint32_t(i) * 0x1234567u);
+  const int64_t n = int64_t(bits.size());  // 47: a tail in every build
+  std::vector<float> values(bits.size());
+  std::memcpy(values.data(), bits.data(), bits.size() * 4);
+  Tensor src = empty({n});  // bit patterns as they are (a double round trip would quiet NaNs)
+  std::memcpy(src.data<float>(), values.data(), values.size() * 4);
+  for (const auto& v : runnable_variants()) {
+    INFO(v.name);
+    Tensor b = empty({n}, DType::bf16), back = empty({n});
+    v.copy(b, src);
+    v.copy(back, b);
+    const BFloat16* bp = b.data<BFloat16>();
+    const float* fp = back.data<float>();
+    for (int64_t i = 0; i < n; ++i) {
+      INFO("f32 bits 0x" << std::hex << bits[size_t(i)]);
+      CHECK(bp[i].bits == BFloat16::round(values[size_t(i)]));
+      uint32_t wide;
+      std::memcpy(&wide, &fp[i], 4);
+      CHECK(wide == uint32_t(bp[i].bits) << 16);
+    }
+  }
+}
+
+TEST_CASE("isa: fused attention and AdamW in every build", "[isa][attention]") {
+  const int64_t b = 2, n = 17, heads = 2, d = 12;
+  const double scale = 1 / std::sqrt(double(d));
+  Tensor qkv64 = test::rand_f64({b, n, 3 * heads * d}, 3, -2, 2);
+  Tensor ref = attention(qkv64, heads, scale);
+  Tensor p0 = test::rand_f64({1000}, 11), g = test::rand_f64({1000}, 12);
+  OptimStep s;
+  s.lr = 1e-2;
+  s.beta1 = 0.9;
+  s.beta2 = 0.999;
+  s.eps = 1e-8;
+  s.weight_decay = 0.05;
+  s.step = 3;
+  // AdamW from the same state (m, v from two earlier steps' worth of g) in f64.
+  Tensor m0 = g * 0.19, v0 = g * g * 0.002;
+  Tensor m1 = m0 * 0.9 + g * 0.1, v1 = v0 * 0.999 + g * g * 0.001;
+  Tensor pref = p0 * (1 - 1e-2 * 0.05) - (m1 * (1e-2 / (1 - std::pow(0.9, 3)))) /
+                                             (sqrt(v1 * (1 / (1 - std::pow(0.999, 3)))) + 1e-8);
+  for (const auto& v : runnable_variants()) {
+    INFO(v.name);
+    Tensor out = empty({b, n, heads * d}), lse = empty({b * heads * n});
+    v.attention_forward(qkv64.to(DType::f32), heads, scale, out, lse);
+    CHECK_CLOSE(f64(out), ref, 1e-5, 1e-5);
+    Tensor p = p0.to(DType::f32), m = m0.to(DType::f32), vv = v0.to(DType::f32);
+    v.adamw_step(p, g.to(DType::f32), m, vv, s);
+    CHECK_CLOSE(f64(p), pref, 1e-6, 1e-5);
+  }
+}
+
+TEST_CASE("isa: SCION_MAX_ISA names a level, and a cap in the environment took effect", "[isa]") {
+  CHECK(cpu::parse_isa("AVX2", "x") == Isa::avx2);
+  CHECK(cpu::parse_isa("plain", "x") == Isa::plain);
+  CHECK(cpu::parse_isa("amx", "x") == Isa::amx);
+  CHECK_THROWS_WITH(cpu::parse_isa("sse9", "SCION_MAX_ISA"),
+                    Catch::Contains("SCION_MAX_ISA: unknown ISA 'sse9'") &&
+                        Catch::Contains("plain, avx2, avx512, avx512_bf16, amx"));
+  CHECK(cpu::active_isa() == std::min(cpu::cpu_isa(), cpu::isa_cap()));
+  const char* cap = std::getenv("SCION_MAX_ISA");
+  if (cap && *cap) {
+    Isa want = std::min(cpu::cpu_isa(), cpu::parse_isa(cap, "SCION_MAX_ISA"));
+    CHECK(cpu::active_isa() == want);
+    const char* own = std::getenv("ONEDNN_MAX_CPU_ISA");
+    INFO("oneDNN runs " << cpu::onednn_isa_name());
+    if (want == Isa::avx2 && (!own || std::string(own) == "AVX2"))
+      CHECK(cpu::onednn_isa_name() == "avx2");
+    if (want == Isa::plain && (!own || std::string(own) == "SSE41"))
+      CHECK(cpu::onednn_isa_name() == "sse41");
+    if (want < Isa::avx512) {
+      CHECK_FALSE(cpu::onednn_has_bf16());
+      CHECK_FALSE(cpu::native_bf16());
+      CHECK_FALSE(cpu::attention_bf16_kernel_available());
+    }
+  }
+}
