@@ -1,20 +1,20 @@
 // This machine's peak, as the model benchmarks' yardstick: GEMM GFLOP/s through oneDNN (f32 and
 // bf16, square sizes large enough to be compute-bound) and memory bandwidth (a STREAM-style triad
 // over arrays far larger than the caches), with the thread count the models run with. One JSON
-// line: the CPU model, the ISA oneDNN dispatches to, and the best of several repetitions.
+// line: the CPU model, the ISA oneDNN dispatches to and scion's kernel level (both under
+// SCION_MAX_ISA / ONEDNN_MAX_CPU_ISA), whether bf16 is native (else the bf16 GEMM is oneDNN's f32
+// one on widened copies, as the models run it), and the best of several repetitions.
 //   bench_peak [--threads 2] [--size 2048] [--reps 5]
-#include <dnnl.hpp>
-
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "core/backend.h"
+#include "core/cpu/isa.h"
 #include "core/cpu/parallel.h"
 #include "core/scion.h"
 
@@ -26,40 +26,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
-
-bool cpu_flag(const std::string& flag) {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("flags", 0) == 0)
-      return (line + " ").find(" " + flag + " ") != std::string::npos;
-  return false;
-}
-
-std::string onednn_isa() {
-  switch (dnnl::get_effective_cpu_isa()) {
-    case dnnl::cpu_isa::avx512_core_amx:
-      return "avx512_core_amx";
-    case dnnl::cpu_isa::avx512_core_bf16:
-      return "avx512_core_bf16";
-    case dnnl::cpu_isa::avx512_core_vnni:
-      return "avx512_core_vnni";
-    case dnnl::cpu_isa::avx512_core:
-      return "avx512_core";
-    case dnnl::cpu_isa::avx2:
-      return "avx2";
-    default:
-      return "other";
-  }
 }
 
 // Best GFLOP/s of an n x n x n matmul in `dt` over `reps` runs (one untimed run first).
@@ -111,16 +77,26 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  set_num_threads(threads);
-  nlohmann::json r{{"cpu", cpu_model()},
-                   {"amx", cpu_flag("amx_bf16")},
-                   {"avx512_bf16", cpu_flag("avx512_bf16")},
-                   {"onednn_isa", onednn_isa()},
-                   {"threads", num_threads()},
-                   {"gemm_size", size},
-                   {"gemm_f32_gflops", gemm_gflops(size, DType::f32, reps)},
-                   {"gemm_bf16_gflops", gemm_gflops(size, DType::bf16, reps)},
-                   {"triad_gbs", triad_gbs(stream_mb * 1000000 / 12, reps)}};
-  std::cout << r.dump() << std::endl;
+  try {
+    set_num_threads(threads);
+    nlohmann::json r{{"cpu", cpu::cpu_model()},
+                     {"cpu_isa", cpu::isa_name(cpu::cpu_isa())},
+                     {"scion_isa", cpu::isa_name(cpu::active_isa())},
+                     {"onednn_isa", cpu::onednn_isa_name()},
+                     {"bf16_native", cpu::native_bf16()},
+                     {"onednn_bf16", cpu::onednn_has_bf16()},
+                     {"threads", num_threads()},
+                     {"gemm_size", size},
+                     {"gemm_f32_gflops", gemm_gflops(size, DType::f32, reps)},
+                     {"gemm_bf16_gflops", gemm_gflops(size, DType::bf16, reps)},
+                     {"triad_gbs", triad_gbs(stream_mb * 1000000 / 12, reps)}};
+    std::cout << r.dump() << std::endl;
+  } catch (const InputError& e) {
+    std::cerr << "bench_peak: error: " << e.what() << std::endl;
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "bench_peak: error: " << e.what() << std::endl;
+    return 1;
+  }
   return 0;
 }

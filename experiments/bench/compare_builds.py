@@ -27,11 +27,11 @@ from machine import cpu_model
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
-MODELS = [  # (model, --set options, batch, precision)
-    ("vit_tiny", ["img_size=32", "patch_size=4", "num_classes=10"], 64, "f32"),
-    ("vit_tiny", ["img_size=32", "patch_size=4", "num_classes=10"], 64, "bf16"),
-    ("convnext_femto", ["img_size=32", "num_classes=10"], 128, "f32"),
-    ("convnext_femto", ["img_size=32", "num_classes=10"], 128, "bf16"),
+MODELS = [  # (label, model, --set options, batch): run_models.py's four cases
+    ("ViT-T 32 px", "vit_tiny", ["img_size=32", "patch_size=4", "num_classes=10"], 64),
+    ("ConvNeXt-F 32 px", "convnext_femto", ["img_size=32", "num_classes=10"], 128),
+    ("ViT-T 224 px", "vit_tiny", ["num_classes=100"], 64),
+    ("ConvNeXt-F 224 px", "convnext_femto", ["num_classes=100"], 64),
 ]
 
 
@@ -49,14 +49,19 @@ def bench_ops(bin_dir, threads, min_seconds):
     return {(r["op"], tuple(r["shape"]), r["dtype"]): (r["fwd_ms"], r["fwd_bwd_ms"]) for r in rows}
 
 
-def bench_models(bin_dir, threads, steps):
+def bench_models(bin_dir, threads, steps, cases):
+    """ms per step of each case, precision and timed part (fwd+bwd, or the step with AdamW)."""
     out = {}
-    for model, sets, batch, precision in MODELS:
-        cmd = [os.path.join(bin_dir, "bench_models"), "--model", model, "--batch", str(batch),
-               "--precision", precision, "--threads", str(threads), "--steps", str(steps)]
-        for s in sets:
-            cmd += ["--set", s]
-        out[(model, batch, precision)] = json_lines(cmd)[0]["step_ms"]
+    for label, model, sets, batch in MODELS[:cases]:
+        for precision in ("f32", "bf16"):
+            for step in (False, True):
+                cmd = [os.path.join(bin_dir, "bench_models"), "--model", model, "--batch",
+                       str(batch), "--precision", precision, "--threads", str(threads), "--steps",
+                       str(steps)] + (["--step"] if step else [])
+                for s in sets:
+                    cmd += ["--set", s]
+                out[(label, batch, precision, "step" if step else "fwd+bwd")] = \
+                    json_lines(cmd)[0]["step_ms"]
     return out
 
 
@@ -82,6 +87,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--min-seconds", type=float, default=0.3, help="bench_ops time per case")
     ap.add_argument("--steps", type=int, default=8, help="bench_models timed steps")
+    ap.add_argument("--cases", type=int, default=2,
+                    help="model cases: 2 = the 32 px ones, 4 = also the 224 px ones")
     ap.add_argument("--data", default=os.path.join(ROOT, "../shared/data/cifar10-jpg"))
     ap.add_argument("--out", help="also write the Markdown table here")
     a = ap.parse_args()
@@ -92,7 +99,7 @@ def main():
             d = getattr(a, side)
             print(f"round {i + 1}/{a.rounds}: {side}", file=sys.stderr, flush=True)
             runs[side].append({"ops": bench_ops(d, a.threads, a.min_seconds),
-                               "models": bench_models(d, a.threads, a.steps),
+                               "models": bench_models(d, a.threads, a.steps, a.cases),
                                "train": bench_train(d, a.threads, a.data)})
 
     def med(side, part, key, idx=None):
@@ -109,11 +116,11 @@ def main():
         bb, ab = med("before", "ops", key, 1), med("after", "ops", key, 1)
         lines.append(f"| {op} {'x'.join(map(str, shape))} | {dt} | {bf:.3f} | {af:.3f} | "
                      f"**{bf / af:.2f}** | {bb:.3f} | {ab:.3f} | **{bb / ab:.2f}** |")
-    lines += ["", "| model step (fwd+bwd) | batch | precision | before ms | after ms | ratio |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "| model | batch | precision | timed | before ms | after ms | ratio |",
+              "|---|---|---|---|---|---|---|"]
     for key in runs["after"][0]["models"]:
         b, af = med("before", "models", key), med("after", "models", key)
-        lines.append(f"| {key[0]} 32 px | {key[1]} | {key[2]} | {b:.1f} | {af:.1f} | "
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {b:.1f} | {af:.1f} | "
                      f"**{b / af:.2f}** |")
     b = statistics.median(r["train"] for r in runs["before"])
     af = statistics.median(r["train"] for r in runs["after"])

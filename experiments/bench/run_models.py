@@ -11,7 +11,12 @@ this machine's peak that scion reaches: model GFLOP/s (timm's forward FLOPs coun
 torch.utils.flop_counter, x3 for forward+backward) over the oneDNN GEMM peak of that precision
 measured by bench_peak in the same run; the header names the CPU, its ISA and the peaks.
 
-    python3 experiments/bench/run_models.py [--threads 2] [--steps 10] [--out FILE.md]
+--cap avx2 runs both sides as on an AVX2-only CPU (Zen 3, most laptops): scion through
+SCION_MAX_ISA=avx2 (its kernels and its oneDNN), torch through ATEN_CPU_CAPABILITY=avx2 (ATen's
+kernels and inductor's generated code), ONEDNN_MAX_CPU_ISA=AVX2 (torch's own oneDNN) and
+MKL_ENABLE_INSTRUCTIONS=AVX2; bf16 then has no native dot products on either side.
+
+    python3 experiments/bench/run_models.py [--threads 2] [--steps 10] [--cap avx2] [--out FILE.md]
 """
 import argparse
 import json
@@ -23,6 +28,13 @@ import time
 # Inductor compiles in this process: no pool of compile workers left to steal time from the
 # measurements that follow.
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+
+CAPS = {"avx2": {"SCION_MAX_ISA": "avx2", "ATEN_CPU_CAPABILITY": "avx2",
+                 "ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2",
+                 "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
+# The caps must be in the environment before torch loads (ATen and oneDNN read them once).
+if "--cap" in sys.argv[:-1]:
+    os.environ.update(CAPS[sys.argv[sys.argv.index("--cap") + 1]])
 
 import timm
 import torch
@@ -57,7 +69,7 @@ def forward_flops(name, kwargs, img):
     return counter.get_total_flops()
 
 
-def torch_ips(name, kwargs, img, batch, precision, variant, step, steps, warmup):
+def torch_ips(name, kwargs, img, batch, precision, variant, step, steps, warmup, budget):
     """Images/s of one torch variant (eager | channels_last | compile), median of `steps`."""
     torch.manual_seed(0)
     model = timm.create_model(name, **kwargs).train()
@@ -68,8 +80,8 @@ def torch_ips(name, kwargs, img, batch, precision, variant, step, steps, warmup)
         x = x.contiguous(memory_format=torch.channels_last)
     opt = adamw(model.parameters()) if step else None
     run = torch.compile(model) if variant == "compile" else model
-    times = []
-    for i in range(warmup + steps):
+    times, i = [], 0
+    while i < warmup + steps:
         t0 = time.perf_counter()
         model.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -77,8 +89,14 @@ def torch_ips(name, kwargs, img, batch, precision, variant, step, steps, warmup)
         loss.backward()
         if opt:
             opt.step()
+        dt = time.perf_counter() - t0
         if i >= warmup:
-            times.append(time.perf_counter() - t0)
+            times.append(dt)
+        elif i == warmup - 1 and dt * steps > budget:
+            # A very slow variant (torch's bf16 without native bf16 runs ATen's scalar GEMM): as
+            # many timed steps as the budget holds after the warm-up, at least two.
+            steps = max(2, int(budget / dt))
+        i += 1
     times.sort()
     return batch / times[len(times) // 2]
 
@@ -105,6 +123,12 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--cases", nargs="*", default=None, help="labels to run (default: all)")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to build)")
+    ap.add_argument("--timed", choices=["both", "fwd+bwd"], default="both",
+                    help="time the AdamW step rows too (both) or forward+backward only")
+    ap.add_argument("--budget", type=float, default=300,
+                    help="seconds a torch variant may take; slower ones time fewer steps (>= 2)")
+    ap.add_argument("--cap", choices=sorted(CAPS), default=None,
+                    help="run both sides as on a CPU with at most this ISA")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -121,10 +145,10 @@ def main():
         variants = ["eager"] + (["channels_last"] if "convnext" in theirs else []) + \
             ([] if args.no_compile else ["compile"])
         for precision in ["f32", "bf16"]:
-            for step in [False, True]:
+            for step in [False, True] if args.timed == "both" else [False]:
                 s = scion_ips(args, ours, batch, precision, sets, step)
                 t = {v: torch_ips(theirs, kwargs, img, batch, precision, v, step, args.steps,
-                                  args.warmup) for v in variants}
+                                  args.warmup, args.budget) for v in variants}
                 best = max(t, key=t.get)
                 frac = s * gflop_per_image / peak[f"gemm_{precision}_gflops"]
                 rows.append(
@@ -133,13 +157,18 @@ def main():
                                  ["eager", "channels_last", "compile"])
                     + f" | {best} | **{s / t[best]:.2f}** | {100 * frac:.0f}% |")
                 print(rows[-1], flush=True)
-    header = (f"{peak['cpu']} (oneDNN ISA {peak['onednn_isa']}, AMX: {'yes' if peak['amx'] else 'no'}, "
-              f"AVX512-BF16: {'yes' if peak['avx512_bf16'] else 'no'}), {args.threads} threads; "
+    cap = (f"capped to {args.cap} (" + ", ".join(f"{k}={v}" for k, v in CAPS[args.cap].items())
+           + "); " if args.cap else "no caps; ")
+    header = (f"{peak['cpu']} (CPU level {peak['cpu_isa']}; {cap}scion kernels "
+              f"{peak['scion_isa']}, scion's oneDNN {peak['onednn_isa']}, bf16 "
+              f"{'native' if peak['bf16_native'] else 'through f32 kernels'}; torch CPU capability "
+              f"{torch.backends.cpu.get_cpu_capability()}), {args.threads} threads; "
               f"torch {torch.__version__} + timm {timm.__version__}; median of {args.steps} steps.\n"
               f"Peak ({args.threads} threads): oneDNN GEMM {peak['gemm_size']}^3 "
               f"f32 {peak['gemm_f32_gflops']:.0f} GFLOP/s, bf16 {peak['gemm_bf16_gflops']:.0f} GFLOP/s; "
               f"triad {peak['triad_gbs']:.1f} GB/s. ratio = scion / fastest torch variant; "
-              "peak = scion's model GFLOP/s / GEMM peak of the precision.\n\n")
+              "peak = scion's model GFLOP/s / oneDNN GEMM peak of the precision under the same caps "
+              "(under the AVX2 cap: the practical AVX2 FMA peak).\n\n")
     table = (header + "| model | batch | precision | timed | scion img/s | torch eager | channels-last "
              "| torch.compile | fastest | ratio | scion % of peak |\n"
              "|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))

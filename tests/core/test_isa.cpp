@@ -9,6 +9,7 @@
 
 #include "core/cpu/isa.h"
 #include "core/cpu/kernels.h"
+#include "core/cpu/onednn.h"
 #include "tests/support.h"
 
 using namespace scion;
@@ -205,5 +206,25 @@ TEST_CASE("isa: SCION_MAX_ISA names a level, and a cap in the environment took e
       CHECK_FALSE(cpu::native_bf16());
       CHECK_FALSE(cpu::attention_bf16_kernel_available());
     }
+  }
+}
+
+TEST_CASE("isa: oneDNN without bf16 is routed around; asked directly, it names op, dtype and ISA",
+          "[isa]") {
+  Tensor a = test::rand_f64({4, 6}, 21).to(DType::bf16),
+         b = test::rand_f64({6, 5}, 22).to(DType::bf16);
+  // The op always works: native bf16 primitives, or f32 ones on widened copies.
+  Tensor ref = matmul(a.to(DType::f64), b.to(DType::f64));
+  CHECK_CLOSE(f64(matmul(a, b)), ref, 1e-6, 1.0 / 128);
+  Tensor out = empty({4, 5}, DType::bf16);
+  if (cpu::onednn_has_bf16()) {
+    cpu::matmul(a, b, Tensor(), out);
+    CHECK_CLOSE(f64(out), ref, 1e-6, 1.0 / 128);
+  } else {  // the wrapper itself, below the backend's routing: an error, not a oneDNN status
+    CHECK_THROWS_WITH(
+        cpu::matmul(a, b, Tensor(), out),
+        Catch::Contains("matmul: no oneDNN kernel for bf16(4, 6)") &&
+            Catch::Contains("oneDNN ISA " + cpu::onednn_isa_name()) &&
+            Catch::Contains("scion kernels " + std::string(cpu::isa_name(cpu::active_isa()))));
   }
 }
