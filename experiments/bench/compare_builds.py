@@ -90,6 +90,8 @@ def main():
     ap.add_argument("--cases", type=int, default=2,
                     help="model cases: 2 = the 32 px ones, 4 = also the 224 px ones")
     ap.add_argument("--data", default=os.path.join(ROOT, "../shared/data/cifar10-jpg"))
+    ap.add_argument("--parts", default="ops,models,train",
+                    help="comma-separated subset of ops, models, train")
     ap.add_argument("--out", help="also write the Markdown table here")
     a = ap.parse_args()
 
@@ -98,18 +100,21 @@ def main():
         for side in ("before", "after") if i % 2 == 0 else ("after", "before"):
             d = getattr(a, side)
             print(f"round {i + 1}/{a.rounds}: {side}", file=sys.stderr, flush=True)
-            runs[side].append({"ops": bench_ops(d, a.threads, a.min_seconds),
-                               "models": bench_models(d, a.threads, a.steps, a.cases),
-                               "train": bench_train(d, a.threads, a.data)})
+            parts = a.parts.split(",")
+            runs[side].append({
+                "ops": bench_ops(d, a.threads, a.min_seconds) if "ops" in parts else {},
+                "models": bench_models(d, a.threads, a.steps, a.cases) if "models" in parts else {},
+                "train": bench_train(d, a.threads, a.data) if "train" in parts else None})
 
     def med(side, part, key, idx=None):
         return statistics.median(r[part][key] if idx is None else r[part][key][idx]
                                  for r in runs[side])
 
     lines = [f"CPU: {cpu_model()}, {a.threads} threads, {a.rounds} rounds (builds alternated); "
-             "ratio = before time / after time (> 1: after is faster)", "",
-             "| case | dtype | before fwd ms | after fwd ms | fwd ratio | before fwd+bwd ms | "
-             "after fwd+bwd ms | fwd+bwd ratio |", "|---|---|---|---|---|---|---|---|"]
+             "ratio = before time / after time (> 1: after is faster)"]
+    if runs["after"][0]["ops"]:
+        lines += ["", "| case | dtype | before fwd ms | after fwd ms | fwd ratio | before fwd+bwd ms "
+                  "| after fwd+bwd ms | fwd+bwd ratio |", "|---|---|---|---|---|---|---|---|"]
     for key in runs["after"][0]["ops"]:
         op, shape, dt = key
         bf, af = med("before", "ops", key, 0), med("after", "ops", key, 0)
@@ -122,11 +127,12 @@ def main():
         b, af = med("before", "models", key), med("after", "models", key)
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {b:.1f} | {af:.1f} | "
                      f"**{b / af:.2f}** |")
-    b = statistics.median(r["train"] for r in runs["before"])
-    af = statistics.median(r["train"] for r in runs["after"])
-    lines += ["", "| train, 1 epoch of 2,560 CIFAR-10 images (vit_tiny mini recipe, bf16) | "
-              "before ms/image | after ms/image | ratio |", "|---|---|---|---|",
-              f"| data, forward, backward, AdamW step | {b:.3f} | {af:.3f} | **{b / af:.2f}** |"]
+    if runs["after"][0]["train"] is not None:
+        b = statistics.median(r["train"] for r in runs["before"])
+        af = statistics.median(r["train"] for r in runs["after"])
+        lines += ["", "| train, 1 epoch of 2,560 CIFAR-10 images (vit_tiny mini recipe, bf16) | "
+                  "before ms/image | after ms/image | ratio |", "|---|---|---|---|",
+                  f"| data, forward, backward, AdamW step | {b:.3f} | {af:.3f} | **{b / af:.2f}** |"]
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:
