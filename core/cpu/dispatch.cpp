@@ -109,17 +109,14 @@ void softmax_lastdim_backward(const Tensor& y, const Tensor& dy, const Tensor& d
   SCION_KERNEL(softmax_lastdim_backward);
   kernel(y, dy, dx);
 }
-// The f32 attention engine calls oneDNN's sgemm, which must see SCION_MAX_ISA's cap first.
 void attention_forward(const Tensor& qkv, int64_t heads, double scale, const Tensor& out,
                        const Tensor& lse) {
   SCION_KERNEL(attention_forward);
-  configure_onednn();
   kernel(qkv, heads, scale, out, lse);
 }
 void attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& dout, const Tensor& lse,
                         int64_t heads, double scale, const Tensor& dqkv) {
   SCION_KERNEL(attention_backward);
-  configure_onednn();
   kernel(qkv, out, dout, lse, heads, scale, dqkv);
 }
 void depthwise_nhwc_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,

@@ -203,15 +203,22 @@ std::string onednn_isa_name() {
   return "none (reference kernels only)";
 }
 
+// Both are fixed once oneDNN's cap is applied; the backend asks on every bf16 op.
 bool onednn_has_bf16() {
-  configure_onednn();
-  return includes(dnnl::get_effective_cpu_isa(), dnnl::cpu_isa::avx512_core);
+  static const bool has = [] {
+    configure_onednn();
+    return includes(dnnl::get_effective_cpu_isa(), dnnl::cpu_isa::avx512_core);
+  }();
+  return has;
 }
 
 bool native_bf16() {
-  configure_onednn();
-  return active_isa() >= Isa::avx512_bf16 &&
-         includes(dnnl::get_effective_cpu_isa(), dnnl::cpu_isa::avx512_core_bf16);
+  static const bool native = [] {
+    configure_onednn();
+    return active_isa() >= Isa::avx512_bf16 &&
+           includes(dnnl::get_effective_cpu_isa(), dnnl::cpu_isa::avx512_core_bf16);
+  }();
+  return native;
 }
 
 }  // namespace scion::cpu
