@@ -14,7 +14,7 @@ ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1:strict_string_checks=1
 UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 FUZZ_PACKAGES := clang-14 libclang-rt-14-dev libomp-14-dev
 
-.PHONY: all deps deps-fuzz configure build test demo bench fuzz sanitize clean format
+.PHONY: all deps deps-fuzz configure build test demo bench fuzz fuzz-spec sanitize clean format
 
 all: build
 
@@ -51,6 +51,15 @@ fuzz: deps-fuzz
 	cmake --build build-fuzz -j$(JOBS) --target fuzz_all
 	python3 tests/fuzz/make_corpus.py build-fuzz/fuzz/seeds
 	python3 tests/fuzz/run_fuzzers.py build-fuzz --seconds $(FUZZ_SECONDS) --jobs $(JOBS)
+	$(MAKE) --no-print-directory fuzz-spec
+
+# The reproduction harness's spec parser (tests/experiments/fuzz_spec.py) for FUZZ_SECONDS:
+# coverage-guided with atheris when the python3 on PATH has it (pip install atheris), else its
+# own random generator. Any finding is saved and fails the target.
+fuzz-spec: deps
+	if python3 -c "import atheris, yaml" 2>/dev/null; then \
+	  python3 tests/experiments/fuzz_spec.py --seconds $(FUZZ_SECONDS) --atheris; \
+	else /usr/bin/python3 tests/experiments/fuzz_spec.py --seconds $(FUZZ_SECONDS); fi
 
 # The whole test suite built with AddressSanitizer + UndefinedBehaviorSanitizer; any report fails.
 sanitize: deps

@@ -1,7 +1,7 @@
 // safetensors reading (mmap + validation) and atomic writing.
 #include "core/safetensors.h"
 
-#include "core/atomic_file.h"
+#include "core/files.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "data/idx.h"
@@ -19,6 +20,10 @@ namespace {
 bool is_dir(const std::string& p) {
   struct stat st;
   return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+bool exists(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0;
 }
 bool is_file(const std::string& p) {
   struct stat st;
@@ -62,6 +67,8 @@ class CifarDataset : public Dataset {
   CifarDataset(const std::vector<std::string>& files, bool cifar100) : cifar100_(cifar100) {
     const size_t record = cifar100 ? 3074 : 3073;
     for (const std::string& f : files) {
+      const std::string kind = special_file_kind(f);
+      SCION_CHECK(kind.empty(), f, ": is ", kind, "; expected a CIFAR binary file");
       std::ifstream in(f, std::ios::binary | std::ios::ate);
       SCION_CHECK(in.good(), f, ": cannot open CIFAR file");
       size_t bytes = size_t(in.tellg());
@@ -205,8 +212,8 @@ DatasetPtr open_image_folder(const std::string& root, const std::string& split) 
 }
 
 DatasetPtr open_tiny_imagenet(const std::string& root, const std::string& split) {
-  std::ifstream wn(root + "/wnids.txt");
-  SCION_CHECK(wn.good(), root, "/wnids.txt: not found (Tiny ImageNet root expected)");
+  SCION_CHECK(exists(root + "/wnids.txt"), root, "/wnids.txt: not found (Tiny ImageNet root expected)");
+  std::istringstream wn(read_text_file(root + "/wnids.txt", "Tiny ImageNet's class list"));
   std::vector<std::string> wnids;  // class index = line number, as the standard loaders
   std::map<std::string, int64_t> index;
   std::string line;
@@ -233,8 +240,8 @@ DatasetPtr open_tiny_imagenet(const std::string& root, const std::string& split)
     }
   } else if (split == "val") {
     std::string ann = root + "/val/val_annotations.txt";
-    std::ifstream in(ann);
-    SCION_CHECK(in.good(), ann, ": not found");
+    SCION_CHECK(exists(ann), ann, ": not found");
+    std::istringstream in(read_text_file(ann, "Tiny ImageNet's validation labels"));
     int64_t line_no = 0;
     while (std::getline(in, line)) {
       ++line_no;

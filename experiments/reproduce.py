@@ -24,14 +24,16 @@ re-runs itself under /usr/bin/python3.
 """
 import argparse
 import datetime
-import hashlib
+import fcntl
 import json
 import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 
@@ -49,31 +51,82 @@ def _ensure_modules():
                  "python3-matplotlib (make deps does)")
 
 
-_ensure_modules()
+if __name__ == "__main__":
+    _ensure_modules()
 import yaml  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from repro_spec import (NAME, PREREQ_KINDS, REF, SpecError, check_name,  # noqa: E402
+                        load_spec, load_yaml_file, planned_folders)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = {"cifar10": "../shared/data/cifar10-jpg",
                 "tiny_imagenet": "../shared/data/tiny-imagenet-200-subset",
                 "cifar100": "data/cifar-100-binary", "imagenet": "data/imagenet",
                 "fashion_mnist": "/usr/share/datasets/fashion-mnist"}
-SPEC_KEYS = {"name", "description", "tier", "data", "prerequisites", "base", "set", "quick",
-             "seeds", "quick_seeds", "baseline", "arms", "epochs_at", "claims"}
-ARM_KEYS = {"set", "seeds", "label", "needs"}
-PREREQ_KINDS = {"train": {"set", "quick", "seed"},
-                "init": {"model", "set", "init", "seed"},
-                "select": {"teacher", "model", "set", "layers", "elements", "seed", "head_norm"},
-                "grow": {"from", "from_model", "model", "set", "noise", "seed"}}
-REF = re.compile(r"\$\{([A-Za-z0-9_.\-]+)\}")
 BIN = os.path.join(ROOT, "build", "bin")  # the scion programs (--bin)
 
 
-class SpecError(Exception):
-    """A problem in the spec (or in a config it builds): reported before anything runs, exit 2."""
+# ---------------------------------------------------------------------------------------------
+# Files and folders
+
+
+def write_atomic(path, text):
+    """Writes `text` to a temporary file beside `path` and renames it over `path`: a crash
+    leaves the old file or the new one, never half of one."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class FolderLock:
+    """flock() on DIR/.lock for the life of the process (the kernel releases it however the
+    process ends), with this pid in the file, as scion's train does for its run folders: a second
+    harness on the same folder stops with exit 2 naming the holder."""
+
+    def __init__(self, folder, what):
+        self.path = os.path.join(folder, ".lock")
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = ""
+            for _ in range(100):  # the holder writes its pid right after locking
+                holder = os.pread(self.fd, 256, 0).decode(errors="replace").strip()
+                if holder:
+                    break
+                time.sleep(0.01)
+            os.close(self.fd)
+            pid, _, prog = holder.partition(" ")
+            who = f"{prog} (pid {pid})" if prog else (f"process {pid}" if pid else
+                                                      "another process")
+            raise SpecError(f"{folder}: the {what} is in use by {who}; two processes writing one "
+                            "folder would overwrite each other's files. Wait for it to end, or "
+                            "give another folder.")
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()} reproduce.py\n".encode(), 0)
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def unique_aside(folder, tag):
+    """A new name <folder>.<tag>-<time>[-N] that no file or folder has yet."""
+    stamp = f"{folder}.{tag}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    dest, n = stamp, 1
+    while os.path.lexists(dest):
+        n += 1
+        dest = f"{stamp}-{n}"
+    return dest
 
 
 # ---------------------------------------------------------------------------------------------
-# Spec loading and expansion
+# Spec expansion
 
 
 def set_path(tree, dotted, value):
@@ -112,56 +165,13 @@ def references(value):
     return set()
 
 
-def check_keys(mapping, allowed, where):
-    if not isinstance(mapping, dict):
-        raise SpecError(f"{where}: expected a mapping")
-    unknown = set(mapping) - set(allowed)
-    if unknown:
-        raise SpecError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
-                        f"(known: {', '.join(sorted(allowed))})")
-
-
-def load_spec(path):
-    try:
-        with open(path) as f:
-            spec = yaml.safe_load(f)
-    except OSError as e:
-        raise SpecError(f"{path}: cannot read ({e.strerror})")
-    except yaml.YAMLError as e:
-        raise SpecError(f"{path}: invalid YAML: {e}")
-    check_keys(spec, SPEC_KEYS, path)
-    spec.setdefault("name", os.path.splitext(os.path.basename(path))[0])
-    for k in ("base", "arms", "baseline"):
-        if k not in spec:
-            raise SpecError(f"{path}: {k}: missing")
-    if spec["baseline"] not in spec["arms"]:
-        raise SpecError(f"{path}: baseline: '{spec['baseline']}' is not an arm "
-                        f"(arms: {', '.join(spec['arms'])})")
-    if not isinstance(spec["arms"], dict) or not spec["arms"]:
-        raise SpecError(f"{path}: arms: expected a mapping of arm names to overrides")
-    for arm, a in spec["arms"].items():
-        check_keys(a or {}, ARM_KEYS, f"{path}: arms.{arm}")
-    for name, p in (spec.get("prerequisites") or {}).items():
-        p = p or {}
-        kinds = [k for k in PREREQ_KINDS if k in (p or {})]
-        if len(kinds) != 1:
-            raise SpecError(f"{path}: prerequisites.{name}: expected exactly one of "
-                            f"{', '.join(PREREQ_KINDS)}")
-        kind = kinds[0]
-        check_keys(p, {kind, "needs"} | ({"set", "quick", "seed"} if kind == "train" else set()),
-                   f"{path}: prerequisites.{name}")
-        if kind != "train":
-            check_keys(p[kind], PREREQ_KINDS[kind], f"{path}: prerequisites.{name}.{kind}")
-    spec["_path"] = os.path.abspath(path)
-    return spec
-
-
 class Job:
     """One step: a `train` run (prerequisite or arm/seed) or a `scion init/select/grow` step."""
 
     def __init__(self, key, kind, folder, needs):
         self.key, self.kind, self.folder, self.needs = key, kind, folder, set(needs)
         self.config_text = None  # resolved config (train jobs)
+        self.input_path = self.input_text = None  # the train config the command names
         self.command = None
         self.arm = self.seed = None
 
@@ -178,13 +188,14 @@ class Job:
             return (os.path.exists(os.path.join(self.folder, "summary.json"))
                     and self.same_config())
         meta = read_json(os.path.join(self.folder, "run.json"))
-        return os.path.exists(self.product) and meta and meta.get("command") == self.command
+        return os.path.exists(self.product) and isinstance(meta, dict) and \
+            meta.get("command") == self.command
 
 
 def normalized_config(path):
     """A run's config.yaml as the current `train` resolves it (keys added since it was written take
     their defaults), or None when absent or no longer valid."""
-    if not os.path.exists(path):
+    if not os.path.isfile(path):
         return None
     r = subprocess.run([os.path.join(BIN, "train"), "--config", path, "--print-config"],
                        capture_output=True, text=True, cwd=ROOT)
@@ -195,12 +206,12 @@ def read(path):
     try:
         with open(path) as f:
             return f.read()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
 
 
 def read_json(path):
-    text = read(path)
+    text = read(path) if os.path.isfile(path) else None
     try:
         return json.loads(text) if text else None
     except ValueError:
@@ -208,37 +219,54 @@ def read_json(path):
 
 
 def build_config(base_path, overrides, where):
-    try:
-        with open(base_path) as f:
-            cfg = yaml.safe_load(f) or {}
-    except OSError:
-        raise SpecError(f"{where}: base config {base_path} cannot be read")
+    cfg = load_yaml_file(base_path, "a train config (YAML)")
+    if cfg is None:
+        cfg = {}
+    if not isinstance(cfg, dict):
+        raise SpecError(f"{where}: base config {base_path}: expected a mapping of config sections, "
+                        f"got a {type(cfg).__name__}")
     for k, v in overrides.items():
         set_path(cfg, k, v)
     return cfg
 
 
-def resolve(binary_dir, cfg, folder, where):
-    """Writes the config to folder/input.yaml and returns train's resolved text (its checks)."""
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "input.yaml")
-    with open(path, "w") as f:
-        yaml.safe_dump(cfg, f, sort_keys=False)
-    r = subprocess.run([os.path.join(binary_dir, "train"), "--config", path, "--print-config"],
-                       capture_output=True, text=True, cwd=ROOT)
+def resolve(binary_dir, cfg, where):
+    """train's resolved text of a config (its own checks: unknown keys, types, ranges), and the
+    YAML the harness will give it. Checked from a temporary file: nothing is written under --out
+    before the whole spec passes."""
+    text = yaml.safe_dump(cfg, sort_keys=False)
+    with tempfile.TemporaryDirectory(prefix="scion_repro_") as tmp:
+        path = os.path.join(tmp, "input.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        r = subprocess.run([os.path.join(binary_dir, "train"), "--config", path, "--print-config"],
+                           capture_output=True, text=True, cwd=ROOT)
     if r.returncode != 0:
-        raise SpecError(f"{where}: {r.stderr.strip()}")
-    return path, r.stdout
+        raise SpecError(f"{where}: {r.stderr.strip().replace(path, 'its config')}")
+    for line in r.stderr.splitlines():  # train's warnings (e.g. warmup longer than training)
+        print(f"{where}: {line}", file=sys.stderr)
+    return text, r.stdout
+
+
+def check_scion_flags(cmd, where):
+    """`scion init/select/grow ... --check`: the program's own flag and model checks, run before
+    any prerequisite trains (nothing is read or written)."""
+    r = subprocess.run(cmd + ["--check"], capture_output=True, text=True, cwd=ROOT)
+    if r.returncode != 0:
+        msg = (r.stderr or r.stdout).strip().splitlines()
+        raise SpecError(f"{where}: {' '.join(msg[:3])}")
 
 
 def expand(spec, args):
-    """The spec as a list of Jobs in dependency order; raises SpecError on any problem."""
+    """The spec as a list of Jobs in dependency order; raises SpecError on any problem. Writes
+    nothing."""
     data = dict(DEFAULT_DATA)
     data.update(spec.get("data") or {})
     data.update(args.data_root)
     refs = {f"data.{k}": v for k, v in data.items()}
     prereqs = spec.get("prerequisites") or {}
     prereq_dir = args.prereq_dir
+    folders = planned_folders(spec, args.out, prereq_dir, args.quick)
     jobs = {}
     for name in prereqs:
         refs[name] = os.path.join(prereq_dir, name, "best.safetensors"
@@ -252,7 +280,7 @@ def expand(spec, args):
         for n in needs:
             if n not in prereqs:
                 raise SpecError(f"{where}: needs '{n}', which is not a prerequisite")
-        job = Job(name, kind, os.path.join(prereq_dir, name), needs)
+        job = Job(name, kind, folders[name], needs)
         if kind == "train":
             overrides = dict(substitute(p.get("set") or {}, refs, where))
             if args.quick:
@@ -261,8 +289,9 @@ def expand(spec, args):
             if "seed" in p:
                 overrides["seed"] = p["seed"]
             cfg = build_config(os.path.join(ROOT, p["train"]), overrides, where)
-            path, job.config_text = resolve(args.bin, cfg, os.path.join(args.scratch, name), where)
-            job.command = [os.path.join(args.bin, "train"), "--config", path]
+            job.input_text, job.config_text = resolve(args.bin, cfg, where)
+            job.input_path = os.path.join(args.scratch, name, "input.yaml")
+            job.command = [os.path.join(args.bin, "train"), "--config", job.input_path]
         else:
             q = substitute(p[kind], refs, where)
             cmd = [os.path.join(args.bin, "scion"), kind]
@@ -278,23 +307,22 @@ def expand(spec, args):
                 else:
                     cmd += [flag[k], str(v)]
             job.command = cmd + ["--out", job.product]
+            check_scion_flags(job.command, f"{where}.{kind}")
         jobs[name] = job
     # Arms.
     base = os.path.join(ROOT, spec["base"])
-    seeds = spec.get("seeds") or [0]
     for arm, a in spec["arms"].items():
         a = a or {}
-        arm_seeds = a.get("seeds") or seeds
-        if args.quick:
-            arm_seeds = (spec.get("quick_seeds") or arm_seeds)[:2]
         where = f"{spec['_path']}: arms.{arm}"
         needs = {r for r in references(a) | references(spec.get("set") or {})
                  if not r.startswith("data.")} | set(a.get("needs") or [])
         for n in needs:
             if n not in prereqs:
                 raise SpecError(f"{where}: needs '{n}', which is not a prerequisite")
-        for seed in arm_seeds:
-            folder = os.path.join(args.out, "runs", arm, f"seed{seed}")
+        for key, folder in folders.items():
+            if not key.startswith(arm + "/seed"):
+                continue
+            seed = int(key[len(arm) + 5:])
             overrides = dict(substitute(spec.get("set") or {}, refs, where))
             overrides.update(substitute(a.get("set") or {}, refs, where))
             if args.quick:
@@ -302,14 +330,21 @@ def expand(spec, args):
             overrides["seed"] = seed
             overrides["output_dir"] = folder
             cfg = build_config(base, overrides, where)
-            job = Job(f"{arm}/seed{seed}", "train", folder, needs)
+            job = Job(key, "train", folder, needs)
             job.arm, job.seed = arm, seed
-            path, job.config_text = resolve(args.bin, cfg,
-                                            os.path.join(args.scratch, "runs", arm, f"seed{seed}"),
-                                            where)
-            job.command = [os.path.join(args.bin, "train"), "--config", path]
+            job.input_text, job.config_text = resolve(args.bin, cfg, where)
+            job.input_path = os.path.join(args.scratch, "runs", arm, f"seed{seed}", "input.yaml")
+            job.command = [os.path.join(args.bin, "train"), "--config", job.input_path]
             jobs[job.key] = job
     return order(jobs, spec["_path"])
+
+
+def write_inputs(jobs):
+    """The train configs the jobs' commands name (under --out/.configs), once the spec passed."""
+    for job in jobs:
+        if job.input_path:
+            os.makedirs(os.path.dirname(job.input_path), exist_ok=True)
+            write_atomic(job.input_path, job.input_text)
 
 
 def order(jobs, where):
@@ -379,30 +414,51 @@ def reuse_finished(job, root):
             for f in ("metrics.jsonl", "summary.json", "best.safetensors", "log.txt"):
                 if os.path.exists(os.path.join(cand, f)):
                     shutil.copyfile(os.path.join(cand, f), os.path.join(job.folder, f))
-            meta = read_json(os.path.join(cand, "run.json")) or {}
+            meta = read_json(os.path.join(cand, "run.json"))
+            meta = meta if isinstance(meta, dict) else {}
             meta["reused_from"] = cand
-            with open(os.path.join(job.folder, "run.json"), "w") as f:
-                json.dump(meta, f, indent=1)
-            with open(os.path.join(job.folder, "config.yaml"), "w") as f:
-                f.write(job.config_text)
+            write_atomic(os.path.join(job.folder, "run.json"), json.dumps(meta, indent=1))
+            write_atomic(os.path.join(job.folder, "config.yaml"), job.config_text)
             return cand
     return None
 
 
+_child = None  # the running step's process
+_stop = 0  # the signal that asked the harness to stop
+
+
+def on_stop_signal(signum, frame):
+    """SIGTERM/SIGINT: passed on to the running step (train saves and exits), then run_jobs
+    stops with Stop."""
+    global _stop
+    _stop = signum
+    child = _child
+    if child is not None and child.poll() is None:
+        try:
+            child.send_signal(signum)
+        except OSError:
+            pass
+
+
 def run_jobs(jobs, provenance, results_root):
-    """Runs the steps not done yet; provenance: the revisions every run.json records."""
+    """Runs the steps not done yet; provenance: the revisions every run.json records. Raises Stop
+    when a signal asked the harness to stop."""
     todo = [j for j in jobs if not j.done()]
     n = len(jobs)
     print(f"{n} steps: {n - len(todo)} already done, {len(todo)} to run", flush=True)
     walls = {}  # kind of step ("arm" runs, "prerequisite" steps) -> wall times of this invocation
     for i, job in enumerate(jobs, 1):
+        if _stop:
+            raise Stop(_stop)
         if job.done():
             continue
         stale = job.kind == "train" and os.path.exists(os.path.join(job.folder, "config.yaml")) \
             and not job.same_config()
         if stale:
-            moved = f"{job.folder}.stale-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+            moved = unique_aside(job.folder, "stale")
+            lock = FolderLock(job.folder, "run folder")  # never move a folder a process uses
             os.rename(job.folder, moved)
+            lock.release()
             print(f"  {job.key}: its config changed; the old run is kept in {moved}", flush=True)
         if job.arm is not None and not os.path.exists(job.folder):
             source = reuse_finished(job, results_root)
@@ -420,18 +476,26 @@ def run_jobs(jobs, provenance, results_root):
         resumed = " (resuming)" if os.path.exists(os.path.join(job.folder, "last.safetensors")) else ""
         print(f"[{i}/{n}] {job.key}{resumed}{eta}", flush=True)
         start = time.time()
+        # train locks its run folder itself; a scion init/select/grow step's folder is locked here.
+        lock = FolderLock(job.folder, "step folder") if job.kind != "train" else None
+        global _child
         with open(os.path.join(job.folder, "log.txt"), "a") as log:
-            r = subprocess.run(job.command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+            _child = subprocess.Popen(job.command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+            returncode = _child.wait()
+            _child = None
+        if lock:
+            lock.release()
         wall = time.time() - start
         walls.setdefault("arm" if job.arm else "prerequisite", []).append(wall)
         meta = {"step": job.key, "command": job.command, **provenance,
-                "wall_seconds": round(wall, 1), "exit_status": r.returncode,
+                "wall_seconds": round(wall, 1), "exit_status": returncode,
                 "finished": datetime.datetime.now().isoformat(timespec="seconds")}
-        with open(os.path.join(job.folder, "run.json"), "w") as f:
-            json.dump(meta, f, indent=1)
-        if r.returncode != 0:
+        write_atomic(os.path.join(job.folder, "run.json"), json.dumps(meta, indent=1))
+        if _stop:
+            raise Stop(_stop)
+        if returncode != 0:
             tail = (read(os.path.join(job.folder, "log.txt")) or "").strip().splitlines()[-5:]
-            print(f"  {job.key} failed (exit {r.returncode}); log: {job.folder}/log.txt\n    "
+            print(f"  {job.key} failed (exit {returncode}); log: {job.folder}/log.txt\n    "
                   + "\n    ".join(tail), flush=True)
             return False
         summary = read_json(os.path.join(job.folder, "summary.json")) or {}
@@ -455,23 +519,58 @@ def mean_std(xs):
     return m, sd
 
 
-def load_runs(out):
-    """{arm: {seed: [metrics per epoch]}} for finished runs (summary.json present)."""
+def read_metrics(folder):
+    """A finished run's metrics.jsonl: one record per epoch with an integer epoch and a numeric
+    val_acc1. Missing, empty, truncated or malformed: a SpecError naming the file and line."""
+    path = os.path.join(folder, "metrics.jsonl")
+    beside = f"beside {os.path.join(folder, 'summary.json')}, which says the run finished"
+    if not os.path.isfile(path):
+        raise SpecError(f"{path}: missing {beside}")
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: cannot read ({e})")
+    records = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except ValueError:
+            raise SpecError(f"{path}:{n}: not a JSON record (a truncated or damaged file?)")
+        if not isinstance(r, dict):
+            raise SpecError(f"{path}:{n}: expected a JSON object per line")
+        for key, kind in (("epoch", int), ("val_acc1", (int, float))):
+            v = r.get(key)
+            if isinstance(v, bool) or not isinstance(v, kind) or \
+                    (key == "val_acc1" and not math.isfinite(v)):
+                raise SpecError(f"{path}:{n}: {key}: expected a {'number' if key != 'epoch' else 'whole number'}, got {json.dumps(v)}")
+        if r["epoch"] != len(records) + 1:
+            raise SpecError(f"{path}:{n}: epoch {r['epoch']} where epoch {len(records) + 1} "
+                            "was expected")
+        records.append(r)
+    if not records:
+        raise SpecError(f"{path}: empty {beside}")
+    return records
+
+
+def load_runs(spec, out):
+    """{arm: {seed: [metrics per epoch]}} for the spec's finished runs (summary.json present)."""
     runs = {}
-    root = os.path.join(out, "runs")
-    for arm in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-        for s in sorted(os.listdir(os.path.join(root, arm))):
+    for arm in spec["arms"]:
+        arm_dir = os.path.join(out, "runs", arm)
+        for s in sorted(os.listdir(arm_dir)) if os.path.isdir(arm_dir) else []:
             m = re.fullmatch(r"seed(\d+)", s)
-            folder = os.path.join(root, arm, s)
-            if not m or not os.path.exists(os.path.join(folder, "summary.json")):
+            folder = os.path.join(arm_dir, s)
+            if not m or not os.path.isfile(os.path.join(folder, "summary.json")):
                 continue
-            lines = (read(os.path.join(folder, "metrics.jsonl")) or "").splitlines()
-            runs.setdefault(arm, {})[int(m.group(1))] = [json.loads(x) for x in lines if x.strip()]
+            runs.setdefault(arm, {})[int(m.group(1))] = read_metrics(folder)
     return runs
 
 
 def aggregate(spec, out):
-    runs = load_runs(out)
+    runs = load_runs(spec, out)
     baseline = spec["baseline"]
     epochs_at = spec.get("epochs_at") or [5, 10]
     base_final = [r[-1]["val_acc1"] for r in runs.get(baseline, {}).values()]
@@ -521,13 +620,20 @@ def aggregate(spec, out):
 
 def prereq_results(spec, out):
     res = {}
-    prereq_dir = (read_json(os.path.join(out, "harness.json")) or {}).get("prereq_dir")
+    harness = read_json(os.path.join(out, "harness.json"))
+    prereq_dir = harness.get("prereq_dir") if isinstance(harness, dict) else None
+    if not isinstance(prereq_dir, str):
+        return res
     for name, p in (spec.get("prerequisites") or {}).items():
-        if "train" in p and prereq_dir:
-            s = read_json(os.path.join(prereq_dir, name, "summary.json"))
-            if s:
-                res[name] = {"final_val_acc1": s["final_val_acc1"],
-                             "best_val_acc1": s["best_val_acc1"], "epochs": s["epochs"]}
+        path = os.path.join(prereq_dir, name, "summary.json")
+        s = read_json(path) if "train" in p else None
+        if s is None:
+            continue
+        keys = ("final_val_acc1", "best_val_acc1", "epochs")
+        if not isinstance(s, dict) or any(isinstance(s.get(k), bool) or
+                                          not isinstance(s.get(k), (int, float)) for k in keys):
+            raise SpecError(f"{path}: expected numbers {', '.join(keys)}")
+        res[name] = {k: s[k] for k in keys}
     return res
 
 
@@ -584,6 +690,12 @@ def render_markdown(spec, agg, quick):
     return "\n".join(lines)
 
 
+def save_png(fig, path):
+    tmp = f"{path}.tmp.{os.getpid()}"
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
+
+
 def render_plots(spec, agg, out):
     import matplotlib
     matplotlib.use("Agg")
@@ -610,7 +722,7 @@ def render_plots(spec, agg, out):
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "curves.png"))
+    save_png(fig, os.path.join(out, "curves.png"))
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(arms) + 2), 5), dpi=110)
     w = 0.38
@@ -628,17 +740,15 @@ def render_plots(spec, agg, out):
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "bars.png"))
+    save_png(fig, os.path.join(out, "bars.png"))
     plt.close(fig)
 
 
 def report(spec, out, quick):
     agg = aggregate(spec, out)
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(agg, f, indent=1)
     md = render_markdown(spec, agg, quick)
-    with open(os.path.join(out, "results.md"), "w") as f:
-        f.write(md)
+    write_atomic(os.path.join(out, "results.json"), json.dumps(agg, indent=1))
+    write_atomic(os.path.join(out, "results.md"), md)
     render_plots(spec, agg, out)
     print(md)
     print(f"wrote {out}/results.md, results.json, curves.png, bars.png")
@@ -676,7 +786,7 @@ def estimate(jobs, args):
             r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
             line = [x for x in r.stdout.splitlines() if x.startswith("{")]
             if r.returncode != 0 or not line:
-                raise SpecError(f"estimate: bench_models failed: {r.stderr.strip()}")
+                raise RuntimeError(f"estimate: bench_models failed: {r.stderr.strip()}")
             cache[key] = json.loads(line[-1])["images_per_second"]
         ips = cache[key]
         n = train_images(cfg)
@@ -699,6 +809,69 @@ def inside_root(path):
     return os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
 
 
+def user_folder(path, flag):
+    """A folder given on the command line (--out, --prereq-dir), relative to the repository when
+    inside it; a path that exists as something else is a SpecError."""
+    if not path or "\0" in path:
+        raise SpecError(f"{flag}: expected a folder")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise SpecError(f"{flag} {path}: exists and is not a folder")
+    return inside_root(path)
+
+
+def run_report(folder):
+    """--report DIR: re-renders DIR's tables and plots from its finished runs."""
+    if not os.path.isdir(folder):
+        raise SpecError(f"--report {folder}: not a folder (a results folder of reproduce.py)")
+    spec = load_spec(os.path.join(folder, "spec.yaml"), ROOT)
+    harness = read_json(os.path.join(folder, "harness.json"))
+    quick = harness.get("quick", False) if isinstance(harness, dict) else False
+    if not isinstance(quick, bool):
+        raise SpecError(f"{folder}/harness.json: quick: expected true or false")
+    lock = FolderLock(folder, "results folder")
+    report(spec, folder, quick)
+    lock.release()
+    return 0
+
+
+def prepare(args):
+    """Checks the whole spec and command line; returns (spec, jobs). Writes nothing."""
+    roots = {}
+    for item in args.data_root:
+        k, sep, v = item.partition("=")
+        if not sep or not v:
+            raise SpecError(f"--data-root {item}: expected NAME=PATH")
+        check_name(k, f"--data-root {item}", "data name")
+        roots[k] = inside_root(v)
+    args.data_root = roots
+    spec = load_spec(args.spec, ROOT)
+    suffix = "-quick" if args.quick else ""
+    # Paths given by the user are taken from the current folder; everything then runs from
+    # the repository root, where the specs' relative paths (configs, ../shared/data) point.
+    args.out = (user_folder(args.out, "--out") if args.out is not None
+                else os.path.join("runs", "repro", spec["name"] + suffix))
+    args.prereq_dir = (user_folder(args.prereq_dir, "--prereq-dir")
+                       if args.prereq_dir is not None
+                       else os.path.join("runs", "repro", "_prereq" + suffix))
+    args.bin = os.path.abspath(args.bin)
+    global BIN
+    BIN = args.bin
+    os.chdir(ROOT)
+    args.scratch = os.path.join(args.out, ".configs")
+    for b in ("train", "scion"):
+        if not os.path.isfile(os.path.join(args.bin, b)):
+            raise SpecError(f"{args.bin}/{b} not found: build first (make demo or make build)")
+    return spec, expand(spec, args)
+
+
+class Stop(Exception):
+    """SIGTERM/SIGINT: the running step was asked to stop (it saves and exits); then we stop."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("spec", nargs="?", help="experiment spec (YAML)")
@@ -712,73 +885,56 @@ def main():
     ap.add_argument("--yes", action="store_true", help="run a paper-scale spec after its estimate")
     ap.add_argument("--dry-run", action="store_true", help="check and list the steps, run nothing")
     args = ap.parse_args()
+    if not args.spec and not args.report:
+        ap.error("a SPEC.yaml (or --report DIR) is required")
     try:
         if args.report:
-            args.report = os.path.abspath(args.report)
-            spec = load_spec(os.path.join(args.report, "spec.yaml"))
-            quick = (read_json(os.path.join(args.report, "harness.json")) or {}).get("quick", False)
-            report(spec, args.report, quick)
+            return run_report(os.path.abspath(args.report))
+        spec, jobs = prepare(args)
+        print(f"{spec['name']}: {len(jobs)} steps ({sum(1 for j in jobs if j.arm)} runs in "
+              f"{len(spec['arms'])} arms, {len(jobs) - sum(1 for j in jobs if j.arm)} "
+              f"prerequisites){', quick tier' if args.quick else ''}; results in {args.out}",
+              flush=True)
+        if args.dry_run:
+            for j in jobs:
+                print(f"  {j.key}: {' '.join(j.command)}{'  (done)' if j.done() else ''}")
             return 0
-        if not args.spec:
-            ap.error("a SPEC.yaml (or --report DIR) is required")
-        roots = {}
-        for item in args.data_root:
-            if "=" not in item:
-                raise SpecError(f"--data-root {item}: expected NAME=PATH")
-            k, v = item.split("=", 1)
-            roots[k] = inside_root(v)
-        args.data_root = roots
-        spec = load_spec(args.spec)
-        suffix = "-quick" if args.quick else ""
-        # Paths given by the user are taken from the current folder; everything then runs from
-        # the repository root, where the specs' relative paths (configs, ../shared/data) point.
-        args.out = inside_root(args.out) if args.out else os.path.join("runs", "repro",
-                                                                         spec["name"] + suffix)
-        args.prereq_dir = (inside_root(args.prereq_dir) if args.prereq_dir
-                           else os.path.join("runs", "repro", "_prereq" + suffix))
-        args.bin = os.path.abspath(args.bin)
-        global BIN
-        BIN = args.bin
-        os.chdir(ROOT)
-        args.scratch = os.path.join(args.out, ".configs")
-        for b in ("train", "scion"):
-            if not os.path.exists(os.path.join(args.bin, b)):
-                raise SpecError(f"{args.bin}/{b} not found: build first (make demo or make build)")
-        fresh = not os.path.exists(args.out)
+        if spec.get("tier") == "paper" and not args.quick:
+            try:
+                estimate(jobs, args)
+            except RuntimeError as e:
+                print(f"reproduce.py: error: {e}", file=sys.stderr)
+                return 1
+            if not args.yes:
+                print("a paper-scale spec: rerun with --yes to start it")
+                return 0
+        # The spec passed every check: from here on the results folder is ours alone.
+        os.makedirs(args.out, exist_ok=True)
+        lock = FolderLock(args.out, "results folder")
+        write_atomic(os.path.join(args.out, "spec.yaml"), spec["_text"])
+        write_atomic(os.path.join(args.out, "harness.json"), json.dumps(
+            {"spec": os.path.relpath(spec["_path"], ROOT), "quick": args.quick,
+             "prereq_dir": args.prereq_dir, "data_roots": args.data_root}, indent=1))
+        write_inputs(jobs)
+        provenance = {"git_revision": git_revision(), "bin_revision": bin_revision(args.bin)}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, on_stop_signal)
         try:
-            jobs = expand(spec, args)
-        except SpecError:
-            # Nothing ran; leave no trace of the checked configs either.
-            shutil.rmtree(args.out if fresh else args.scratch, ignore_errors=True)
-            raise
+            ok = run_jobs(jobs, provenance, os.path.dirname(args.out) or ".")
+        except Stop as e:
+            print(f"reproduce.py: stopped by signal {e.signum}; the running step saved its "
+                  "progress. Run the same command again to continue.", file=sys.stderr)
+            return 128 + e.signum
+        report(spec, args.out, args.quick)
+        lock.release()
+        return 0 if ok else 1
     except SpecError as e:
         print(f"reproduce.py: error: {e}", file=sys.stderr)
         return 2
-    print(f"{spec['name']}: {len(jobs)} steps ({sum(1 for j in jobs if j.arm)} runs in "
-          f"{len(spec['arms'])} arms, {len(jobs) - sum(1 for j in jobs if j.arm)} prerequisites)"
-          f"{', quick tier' if args.quick else ''}; results in {args.out}", flush=True)
-    if args.dry_run:
-        for j in jobs:
-            print(f"  {j.key}: {' '.join(j.command)}{'  (done)' if j.done() else ''}")
-        return 0
-    if spec.get("tier") == "paper" and not args.quick:
-        try:
-            estimate(jobs, args)
-        except SpecError as e:
-            print(f"reproduce.py: error: {e}", file=sys.stderr)
-            return 1
-        if not args.yes:
-            print("a paper-scale spec: rerun with --yes to start it")
-            return 0
-    os.makedirs(args.out, exist_ok=True)
-    shutil.copyfile(args.spec, os.path.join(args.out, "spec.yaml"))
-    with open(os.path.join(args.out, "harness.json"), "w") as f:
-        json.dump({"spec": os.path.relpath(spec["_path"], ROOT), "quick": args.quick,
-                   "prereq_dir": args.prereq_dir, "data_roots": args.data_root}, f, indent=1)
-    provenance = {"git_revision": git_revision(), "bin_revision": bin_revision(args.bin)}
-    ok = run_jobs(jobs, provenance, os.path.dirname(args.out) or ".")
-    report(spec, args.out, args.quick)
-    return 0 if ok else 1
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"reproduce.py: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

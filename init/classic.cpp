@@ -138,15 +138,44 @@ const std::vector<std::string>& initializer_names() {
   return names;
 }
 
+void require_finite(const nn::Module& model, const std::string& what) {
+  for (const auto& [name, t] : model.state_dict()) {
+    if (!is_floating(t.dtype())) continue;
+    Tensor v = t.detach().cpu().to(DType::f32).contiguous();
+    const float* p = v.data<float>();
+    int64_t bad = 0, nan = 0;
+    for (int64_t i = 0; i < v.numel(); ++i)
+      if (!std::isfinite(p[i])) {
+        ++bad;
+        nan += std::isnan(p[i]);
+      }
+    SCION_CHECK(bad == 0, what, ": the result is not finite: ", name, " holds ", bad, " of ",
+                v.numel(), " values NaN or infinite (", nan,
+                " NaN); nothing was written. Check the source weights (scion inspect shows "
+                "each tensor's mean and std) or lower the noise.");
+  }
+}
+
 void initialize(nn::Model& model, const InitConfig& cfg, Generator& gen,
                 const std::string& source) {
   if (cfg.type == "trunc_normal") return trunc_normal_init(model, gen);
   if (cfg.type == "xavier_uniform" || cfg.type == "xavier_normal" ||
       cfg.type == "kaiming_uniform" || cfg.type == "kaiming_normal")
     return classic_init(model, cfg, gen, source);
-  if (cfg.type == "checkpoint") return checkpoint_init(model, cfg, gen, source);
-  if (cfg.type == "weight_selection") return weight_selection_init(model, cfg, gen, source);
-  if (cfg.type == "net2net") return net2net_init(model, cfg, gen, source);
+  // The initializers that read weights refuse a non-finite result (a NaN teacher, an overflow).
+  const std::string from = source + ": init.type " + cfg.type + " from ";
+  if (cfg.type == "checkpoint") {
+    checkpoint_init(model, cfg, gen, source);
+    return require_finite(model, from + "init.checkpoint " + cfg.checkpoint);
+  }
+  if (cfg.type == "weight_selection") {
+    weight_selection_init(model, cfg, gen, source);
+    return require_finite(model, from + "init.teacher " + cfg.teacher);
+  }
+  if (cfg.type == "net2net") {
+    net2net_init(model, cfg, gen, source);
+    return require_finite(model, from + "init.teacher " + cfg.teacher);
+  }
   std::string known;
   for (const auto& n : initializer_names()) known += (known.empty() ? "" : ", ") + n;
   throw InputError(source + ": init.type: '" + cfg.type +

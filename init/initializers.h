@@ -44,6 +44,8 @@ const std::vector<std::string>& initializer_names();
 void initialize(nn::Model& model, const InitConfig& cfg, Generator& gen, const std::string& source);
 
 void trunc_normal_init(nn::Model& model, Generator& gen);
+// An InputError naming `what` and the first tensor of `model` that holds NaN or infinity.
+void require_finite(const nn::Module& model, const std::string& what);
 // fan_in / fan_out of a weight as torch.nn.init computes them.
 void fans(const Tensor& w, int64_t& fan_in, int64_t& fan_out);
 

@@ -8,6 +8,7 @@
 #include <regex>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace scion::init {
 
@@ -44,14 +45,12 @@ nn::ModelConfig model_from_timm_name(const std::string& arch, const std::string&
 
 nn::ModelConfig hub_model_config(const std::string& dir) {
   const std::string path = dir + "/config.json";
-  std::ifstream in(path);
-  if (!in.good())
-    throw InputError(path +
-                     ": cannot open (a timm hub folder holds config.json and "
-                     "model.safetensors)");
+  const std::string text = read_text_file(
+      path, "a timm hub folder's config.json file (the folder holds config.json and "
+            "model.safetensors)");
   nlohmann::json j;
   try {
-    in >> j;
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception&) {
     throw InputError(path + ": not valid JSON");
   }

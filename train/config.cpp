@@ -17,6 +17,7 @@
 #include "core/cpu/isa.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "core/files.h"
 
 namespace scion::train {
 
@@ -451,14 +452,26 @@ Config parse_config(const std::string& text, const std::string& source,
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  struct stat st;
-  if (stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
-    throw InputError(path + ": not a regular file (a YAML config was expected)");
-  std::ifstream in(path);
-  if (!in.good()) throw InputError(path + ": cannot open config file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_config(ss.str(), path, overrides);
+  return parse_config(read_text_file(path, "a YAML config file"), path, overrides);
+}
+
+std::vector<std::string> config_warnings(const Config& c) {
+  std::vector<std::string> out;
+  const ScheduleConfig& s = c.train.schedule;
+  if (s.type == "cosine" && s.warmup_epochs > double(c.train.epochs)) {
+    // As timm's schedulers do, the warmup keeps its own slope; the run ends inside it.
+    const double end = s.warmup_lr + (c.train.optimizer.lr - s.warmup_lr) *
+                                         double(c.train.epochs) / s.warmup_epochs;
+    char buf[320];
+    std::snprintf(buf, sizeof buf,
+                  "%s: train.schedule.warmup_epochs %g exceeds train.epochs %lld: the learning "
+                  "rate is still warming up when training ends (it reaches %.3g, not lr %.3g, "
+                  "and never decays to min_lr %.3g)",
+                  c.source.c_str(), s.warmup_epochs, (long long)c.train.epochs, end,
+                  c.train.optimizer.lr, s.min_lr);
+    out.push_back(buf);
+  }
+  return out;
 }
 
 std::string to_yaml(const Config& c) {

@@ -102,6 +102,11 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
 // What `precision: auto` resolves to on `device` (cpu, reference, cuda[:N]), and a line saying why.
 std::pair<std::string, std::string> auto_precision(const std::string& device);
 
+// Warnings about a valid but probably unintended config, one line each (train prints them to
+// stderr at start-up): a cosine warmup longer than training (the run ends while the learning rate
+// still rises, as timm's schedulers do it; it never decays to min_lr).
+std::vector<std::string> config_warnings(const Config& c);
+
 // The resolved config as YAML (every key, defaults included); parse_config(to_yaml(c)) == c.
 std::string to_yaml(const Config& c);
 

@@ -104,8 +104,9 @@ double learning_rate(const TrainConfig& t, int64_t step, int64_t steps_per_epoch
     return base *
            std::pow(s.decay_rate, std::floor(double(step) / steps_per_epoch / s.decay_epochs));
   int64_t total = t.epochs * steps_per_epoch;
-  int64_t warmup =
-      std::min<int64_t>(total, int64_t(std::llround(s.warmup_epochs * double(steps_per_epoch))));
+  // A warmup longer than the run keeps its slope (as timm's schedulers do), never squeezed into
+  // the run; config_warnings says so at start-up.
+  const int64_t warmup = int64_t(std::llround(s.warmup_epochs * double(steps_per_epoch)));
   if (step < warmup) return s.warmup_lr + (base - s.warmup_lr) * double(step) / double(warmup);
   int64_t n = total - warmup, i = step - warmup;
   if (n <= 0) return base;

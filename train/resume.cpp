@@ -7,19 +7,27 @@
 #include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <ctime>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "core/safetensors.h"
 #include "train/trainer.h"
 
 namespace scion::train {
 
 namespace {
+
+bool file_exists(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0;
+}
 
 // "a.b.c" -> scalar text (lists as their flow text) of a YAML mapping.
 std::map<std::string, std::string> flatten(const std::string& yaml_text) {
@@ -133,7 +141,8 @@ CheckpointState read_checkpoint_state(const SafetensorsFile& ck, const std::stri
   };
   CheckpointState s;
   s.epoch = integer("epoch", 0, 1000000);
-  s.batch_in_epoch = integer("batch_in_epoch", 0, batches_per_epoch - 1);
+  // batches_per_epoch: a stop in an epoch's last step; the resumed run evaluates that epoch.
+  s.batch_in_epoch = integer("batch_in_epoch", 0, batches_per_epoch);
   s.step = integer("step", 0, (s.epoch + 1) * steps_per_epoch);
   s.rng_offset = uint64_t(integer("rng_offset", 0, INT64_MAX));
   s.best_val_acc1 = number("best_val_acc1", -1.0, 100.0);
@@ -171,23 +180,74 @@ CheckpointState read_checkpoint_state(const SafetensorsFile& ck, const std::stri
 }
 
 std::string move_run_aside(const std::string& output_dir) {
+  static const char* const kOutputs[] = {"last.safetensors", "best.safetensors", "metrics.jsonl",
+                                         "summary.json", "config.yaml"};
+  bool any = false;
+  for (const char* f : kOutputs) any = any || file_exists(output_dir + "/" + f);
+  if (!any) return "";
   char stamp[32];
   std::time_t now = std::time(nullptr);
   std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
-  const std::string dest = output_dir + "/replaced-" + stamp;
-  bool made = false;
-  for (const char* f :
-       {"last.safetensors", "best.safetensors", "metrics.jsonl", "summary.json", "config.yaml"}) {
-    std::string from = output_dir + "/" + f;
-    struct stat st;
-    if (stat(from.c_str(), &st) != 0) continue;
-    if (!made && mkdir(dest.c_str(), 0755) != 0 && errno != EEXIST)
-      throw InputError(dest + ": cannot create the folder for the replaced run");
-    made = true;
-    if (std::rename(from.c_str(), (dest + "/" + f).c_str()) != 0)
-      throw InputError(from + ": cannot move it to " + dest);
+  // mkdir is the test and the claim at once: a folder that exists is never reused.
+  std::string dest;
+  for (int n = 1;; ++n) {
+    dest = output_dir + "/replaced-" + stamp + (n > 1 ? "-" + std::to_string(n) : "");
+    if (mkdir(dest.c_str(), 0755) == 0) break;
+    if (errno != EEXIST || n > 10000)
+      throw InputError(dest + ": cannot create the folder for the replaced run (" +
+                       std::strerror(errno) + ")");
   }
-  return made ? dest : "";
+  for (const char* f : kOutputs) {
+    const std::string from = output_dir + "/" + f;
+    if (!file_exists(from)) continue;
+    if (std::rename(from.c_str(), (dest + "/" + f).c_str()) != 0)
+      throw InputError(from + ": cannot move it to " + dest + " (" + std::strerror(errno) + ")");
+  }
+  return dest;
+}
+
+FolderState inspect_output(const Config& cfg) {
+  const std::string dir = cfg.output_dir, last = dir + "/last.safetensors",
+                    summary = dir + "/summary.json", metrics = dir + "/metrics.jsonl";
+  const std::string restart_hint =
+      "\nTo start a new run, give another --output-dir, or pass --restart to move the old run's "
+      "files aside (into " +
+      dir + "/replaced-<time>/) and start afresh.";
+  if (file_exists(last)) {
+    check_resumable(cfg, last);
+    SafetensorsFile ck = SafetensorsFile::open(last);
+    const auto& meta = ck.metadata();
+    const bool at_end = meta.count("epoch") && meta.at("epoch") == std::to_string(cfg.train.epochs) &&
+                        (!meta.count("batch_in_epoch") || meta.at("batch_in_epoch") == "0");
+    return at_end && file_exists(summary) ? FolderState::finished : FolderState::resumable;
+  }
+  if (!file_exists(summary) && !file_exists(metrics)) return FolderState::empty;
+  // Results without a checkpoint (e.g. a finished run the harness reused): finished when its
+  // config.yaml is this config and summary.json covers train.epochs; otherwise never overwritten.
+  const std::string config_path = dir + "/config.yaml";
+  std::string diffs = "\n  (its config.yaml is missing)";
+  if (file_exists(config_path)) {
+    try {
+      diffs = config_differences(load_config(config_path), cfg);
+    } catch (const InputError& e) {
+      diffs = std::string("\n  (its config.yaml is not valid: ") + e.what() + ")";
+    }
+  }
+  if (!diffs.empty())
+    throw InputError(dir + " holds the results of a different run (metrics.jsonl/summary.json, " +
+                     "no last.safetensors); its config differs in:" + diffs + restart_hint);
+  int64_t epochs = -1;
+  try {
+    nlohmann::json j = nlohmann::json::parse(read_text_file(summary, "a run's summary.json"));
+    if (j.is_object() && j.contains("epochs") && j["epochs"].is_number_integer())
+      epochs = j["epochs"].get<int64_t>();
+  } catch (const std::exception&) {
+  }
+  if (epochs == cfg.train.epochs) return FolderState::finished;
+  throw InputError(dir + " holds results of this run without last.safetensors, so it cannot " +
+                   "continue (" + (epochs < 0 ? "no valid summary.json" :
+                                   "summary.json says " + std::to_string(epochs) + " epochs") +
+                   ")." + restart_hint);
 }
 
 }  // namespace scion::train

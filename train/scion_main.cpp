@@ -19,8 +19,13 @@
 //              --config, then flags; prints them, then a JSON line last:
 //              {"loss":..,"acc1":..,"acc5":..,"images":..}
 //   scion --version               the source revision of this build (train/version.h)
+// select, grow and init: --out is replaced atomically when it is a regular file, never when it is
+// a folder, device or FIFO or one of the inputs (exit 2); a non-finite result is refused (exit 2)
+// and nothing is written; --check validates the flags and model options, reading and writing
+// nothing (the reproduction harness checks its prerequisites so before anything runs).
 // Exit status: 0 success, 2 usage or input error (the message names the file or flag), 1 failure.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -31,6 +36,7 @@
 #include "core/cpu/isa.h"
 #include "core/cpu/parallel.h"
 #include "core/device.h"
+#include "core/files.h"
 #include "core/scion.h"
 #include "init/initializers.h"
 #include "init/net2net.h"
@@ -99,11 +105,14 @@ nn::ModelConfig model_config(const std::string& name, const std::vector<std::str
   return c;
 }
 
-// An output weights path: a file name, not an existing folder.
-void check_out(const std::string& out) {
-  if (init::is_directory(out))
-    throw InputError("--out " + out + ": is a folder; give a file name such as " + out +
-                     "/weights.safetensors");
+// An output weights path (checked before any work): a file name, not a folder, device or FIFO, and
+// not one of the inputs (flag, path; a hub folder's model.safetensors counts). An existing regular
+// file is replaced, atomically, as torch.save and cp replace theirs.
+void check_out(const std::string& out, std::vector<std::pair<std::string, std::string>> inputs) {
+  for (size_t i = 0, n = inputs.size(); i < n; ++i)
+    if (init::is_directory(inputs[i].second))
+      inputs.emplace_back(inputs[i].first, init::weights_file(inputs[i].second));
+  check_output_file("--out", out, inputs);
 }
 
 // A weights file's "scion_model" metadata as a model config; errors name the file.
@@ -115,16 +124,23 @@ nn::ModelConfig model_from_metadata(const std::string& path, const std::string& 
   }
 }
 
+// --check: the flags and model options are valid (the model builds); no file was read or written.
+int checked(const char* command) {
+  std::printf("scion %s: flags checked; nothing read or written (--check)\n", command);
+  return 0;
+}
+
 struct SelectArgs {
   std::string teacher, model, out, layers = "first", elements = "uniform";
   std::vector<std::string> sets;
   uint64_t seed = 0;
-  bool head = false, head_norm = false;
+  bool head = false, head_norm = false, check = false;
 };
 
 int cmd_select(const SelectArgs& a) {
-  check_out(a.out);
+  check_out(a.out, {{"--teacher", a.teacher}});
   nn::ModelPtr student = nn::create_model(model_config(a.model, a.sets));
+  if (a.check) return checked("select");
   init::InitConfig ic;
   ic.type = "weight_selection";
   ic.teacher = a.teacher;
@@ -148,13 +164,15 @@ struct InitArgs {
   std::string model, init = "trunc_normal", out;
   std::vector<std::string> sets;
   uint64_t seed = 0;
+  bool check = false;
 };
 
 // A freshly initialized model, untrained: e.g. the control teacher of weight selection (selection
 // from it separates what a trained teacher knows from the scale of its initialization).
 int cmd_init(const InitArgs& a) {
-  check_out(a.out);
+  check_out(a.out, {});
   nn::ModelPtr model = nn::create_model(model_config(a.model, a.sets));
+  if (a.check) return checked("init");
   init::InitConfig ic;
   ic.type = a.init;
   Generator gen(a.seed, 0x494E4954);
@@ -171,18 +189,24 @@ struct GrowArgs {
   std::vector<std::string> sets;
   double noise = 0.0;
   uint64_t seed = 0;
+  bool check = false;
 };
 
 int cmd_grow(const GrowArgs& a) {
-  check_out(a.out);
+  check_out(a.out, {{"--from", a.from}});
   // The source architecture comes from its file; --set options (image size, classes) apply to both.
   nn::ModelPtr big = nn::create_model(model_config(a.model, a.sets));
+  const auto& names = nn::model_names();
+  SCION_CHECK(std::find(names.begin(), names.end(), a.from_model) != names.end(), "--from-model ",
+              a.from_model, ": not a registered model (scion models lists them)");
+  if (a.check) return checked("grow");
   Generator gen(a.seed, 0x494E4954);
   init::trunc_normal_init(*big, gen);  // what growth leaves alone (new blocks' inner weights)
   init::GrowOptions o;
   o.noise = a.noise;
   o.seed = a.seed;
   init::grow_from_file(*big, a.from, a.from_model, o);
+  init::require_finite(*big, "scion grow --from " + a.from);
   big->save(a.out, {{"scion_grow_from", a.from},
                     {"noise", std::to_string(a.noise)},
                     {"seed", std::to_string(a.seed)}});
@@ -331,6 +355,13 @@ int cmd_info() {
 
 }  // namespace
 
+constexpr const char* kOutHelp =
+    "output weights (.safetensors); an existing file is replaced atomically, but never a folder, "
+    "device, FIFO or one of the inputs";
+
+constexpr const char* kCheckHelp =
+    "check the flags and model options only (the model is built), read and write nothing";
+
 int main(int argc, char** argv) {
   CLI::App app{"scion: models and weight files"};
   app.set_version_flag("--version",
@@ -361,7 +392,8 @@ int main(int argc, char** argv) {
                    "also select the classifier head when the class counts match");
   select->add_flag("--head-norm", sa.head_norm,
                    "also select ConvNeXt's head.norm (the official code keeps the student's own)");
-  select->add_option("--out", sa.out, "output weights (.safetensors)")->required();
+  select->add_option("--out", sa.out, kOutHelp)->required();
+  select->add_flag("--check", sa.check, kCheckHelp);
   InitArgs ia;
   auto* initc = app.add_subcommand("init", "write a freshly initialized (untrained) model");
   initc->add_option("--model", ia.model, "registered model name")->required();
@@ -372,7 +404,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trunc_normal", "xavier_uniform", "xavier_normal", "kaiming_uniform",
                              "kaiming_normal"}));
   initc->add_option("--seed", ia.seed, "initialization seed");
-  initc->add_option("--out", ia.out, "output weights (.safetensors)")->required();
+  initc->add_option("--out", ia.out, kOutHelp)->required();
+  initc->add_flag("--check", ia.check, kCheckHelp);
   GrowArgs ga;
   auto* grow = app.add_subcommand("grow", "grow a trained model wider and/or deeper (Net2Net)");
   grow->add_option("--from", ga.from, "source weights")->required();
@@ -382,7 +415,8 @@ int main(int argc, char** argv) {
   grow->add_option("--noise", ga.noise, "symmetry-breaking noise, relative to each weight's std")
       ->check(CLI::NonNegativeNumber);
   grow->add_option("--seed", ga.seed, "seed of the unit mapping, noise and new weights");
-  grow->add_option("--out", ga.out, "output weights (.safetensors)")->required();
+  grow->add_option("--out", ga.out, kOutHelp)->required();
+  grow->add_flag("--check", ga.check, kCheckHelp);
   EvalArgs ea;
   auto* eval = app.add_subcommand(
       "eval",

@@ -43,20 +43,16 @@ int main(int argc, char** argv) {
       sets.push_back("output_dir=" + output_dir);
     }
     scion::train::Config cfg = scion::train::load_config(config_path, sets);
-    if (print_config) {
+    if (print_config) {  // warnings too (run_training prints them before a run)
+      for (const std::string& w : scion::train::config_warnings(cfg))
+        std::fprintf(stderr, "warning: %s\n", w.c_str());
       std::fputs(scion::train::to_yaml(cfg).c_str(), stdout);
       return 0;
     }
     if (!cfg.train.precision_choice.empty())
       std::printf("train: precision %s (%s)\n", cfg.train.precision.c_str(),
                   cfg.train.precision_choice.c_str());
-    if (restart) {
-      if (resume) throw scion::InputError("--restart and --resume contradict each other");
-      std::string moved = scion::train::move_run_aside(cfg.output_dir);
-      if (!moved.empty())
-        std::printf("train: the earlier run's files are now in %s\n", moved.c_str());
-    }
-    return scion::train::run_training(cfg, resume);
+    return scion::train::run_training(cfg, {resume, restart});
   } catch (const scion::train::dist::PeerFailed& e) {
     return e.exit_status;  // another rank of an mpirun job reported the error
   } catch (const scion::InputError& e) {

@@ -15,7 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "core/atomic_file.h"
+#include "core/files.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/backend.h"
@@ -53,17 +53,6 @@ std::string duration_str(double seconds) {
 bool file_exists(const std::string& p) {
   struct stat st;
   return stat(p.c_str(), &st) == 0;
-}
-
-void make_dirs(const std::string& path) {
-  std::string cur;
-  for (size_t i = 0; i <= path.size(); ++i) {
-    if (i == path.size() || path[i] == '/') {
-      if (!cur.empty() && !file_exists(cur) && mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
-        throw InputError(path + ": cannot create output folder");
-    }
-    if (i < path.size()) cur.push_back(path[i]);
-  }
 }
 
 data::PipelineConfig base_pipeline(const Config& cfg) {
@@ -185,11 +174,9 @@ struct Paths {
         summary(dir + "/summary.json") {}
 };
 
-// Creates the output folder, checks a resume before touching anything, removes temporary files a
-// kill during an atomic write left behind, and writes config.yaml.
-void prepare_output(const Config& cfg, const Paths& paths, bool resume) {
-  make_dirs(cfg.output_dir);
-  if (resume && file_exists(paths.last)) check_resumable(cfg, paths.last);
+// Removes temporary files a kill during an atomic write left behind (the folder is locked: no
+// other process is writing them) and writes config.yaml.
+void prepare_output(const Config& cfg) {
   for (const char* stem :
        {"last.safetensors", "best.safetensors", "metrics.jsonl", "summary.json", "config.yaml"}) {
     std::string prefix = std::string(stem) + ".tmp.";
@@ -254,34 +241,50 @@ Data build_data(const Config& cfg, const dist::Communicator& comm) {
 }
 
 // The distillation teacher, in eval mode on `device`. A teacher saved by scion carries its config;
-// a timm file is the named model at the student's image size, channels and class count.
+// a timm file is the named model at the student's image size, channels and class count. Loaded
+// before anything is written: a teacher that cannot teach this student (another class count,
+// image size or channel count, a file that does not load) is an InputError naming
+// train.distill.teacher and both files.
 nn::ModelPtr load_teacher(const Config& cfg, Device device) {
   const DistillConfig& k = cfg.train.distill;
-  SafetensorsFile tf = SafetensorsFile::open(k.teacher);
-  nn::ModelConfig tc = cfg.model;
-  if (tf.metadata().count("scion_model")) {
-    try {
-      tc = nn::parse_model_config(tf.metadata().at("scion_model"));
-    } catch (const std::exception& e) {
-      throw InputError(k.teacher + ": metadata scion_model: " + e.what());
+  const std::string key = cfg.source + ": train.distill.teacher " + k.teacher;
+  try {
+    SafetensorsFile tf = SafetensorsFile::open(k.teacher);
+    nn::ModelConfig tc = cfg.model;
+    if (tf.metadata().count("scion_model")) {
+      try {
+        tc = nn::parse_model_config(tf.metadata().at("scion_model"));
+      } catch (const std::exception& e) {
+        throw InputError(k.teacher + ": metadata scion_model: " + e.what());
+      }
+      SCION_CHECK(tc.name == k.model, "train.distill.model is '", k.model, "' but the file holds a ",
+                  tc.name);
+      SCION_CHECK(tc.num_classes == cfg.model.num_classes, "the teacher predicts ",
+                  tc.num_classes, " classes but the student (model.num_classes) ",
+                  cfg.model.num_classes, "; distillation needs the same classes");
+      SCION_CHECK(tc.in_chans == cfg.model.in_chans, "the teacher takes ", tc.in_chans,
+                  " input channels but the student (model.in_chans) ", cfg.model.in_chans);
+      SCION_CHECK(tc.name.rfind("vit_", 0) != 0 || tc.img_size == cfg.model.img_size,
+                  "the teacher is a ViT for ", tc.img_size,
+                  " px images but the student's (model.img_size) are ", cfg.model.img_size, " px");
+    } else {
+      tc.name = k.model;
+      tc.embed_dim.reset();
+      tc.depth.reset();
+      tc.num_heads.reset();
+      tc.mlp_ratio.reset();
+      tc.depths.reset();
+      tc.dims.reset();
     }
-    SCION_CHECK(tc.name == k.model, cfg.source, ": train.distill.model is '", k.model, "' but ",
-                k.teacher, " holds a ", tc.name);
-  } else {
-    tc.name = k.model;
-    tc.embed_dim.reset();
-    tc.depth.reset();
-    tc.num_heads.reset();
-    tc.mlp_ratio.reset();
-    tc.depths.reset();
-    tc.dims.reset();
+    tc.drop_path = 0.0;
+    nn::ModelPtr teacher = nn::create_model(tc);
+    teacher->load(k.teacher, /*strict=*/true);
+    teacher->to(device);
+    teacher->eval();
+    return teacher;
+  } catch (const InputError& e) {
+    throw InputError(key + ": " + e.what());
   }
-  tc.drop_path = 0.0;
-  nn::ModelPtr teacher = nn::create_model(tc);
-  teacher->load(k.teacher, /*strict=*/true);
-  teacher->to(device);
-  teacher->eval();
-  return teacher;
 }
 
 // Every rank must run the same config (a different file or --set on one rank is an error
@@ -314,7 +317,7 @@ struct Progress {
 
 class Trainer {
  public:
-  Trainer(const Config& cfg, Device device, dist::Communicator& comm)
+  Trainer(const Config& cfg, Device device, dist::Communicator& comm, nn::ModelPtr teacher)
       : cfg_(cfg),
         paths_(cfg.output_dir),
         device_(device),
@@ -325,7 +328,8 @@ class Trainer {
         opt_(*model_, cfg.train.optimizer, no_weight_decay_names(*model_)),
         bf16_(cfg.train.precision == "bf16"),
         accum_(cfg.train.accum_steps),
-        batches_(data_.train->num_batches()) {
+        batches_(data_.train->num_batches()),
+        teacher_(std::move(teacher)) {
     SCION_CHECK(batches_ >= accum_, cfg.source, ": train.accum_steps ", accum_, " exceeds the ",
                 batches_, " batches of an epoch");
     steps_per_epoch_ = batches_ / accum_;
@@ -334,7 +338,6 @@ class Trainer {
       ema_model_ = nn::create_model(cfg.model);
       ema_model_->to(device);
     }
-    if (!cfg.train.distill.teacher.empty()) teacher_ = load_teacher(cfg, device);
     if (comm.size() > 1)
       reducer_ = std::make_unique<dist::GradReducer>(
           comm, model_->named_parameters(), cfg.dist.bucket_mb, cfg.dist.compress == "bf16");
@@ -350,6 +353,8 @@ class Trainer {
   void optimizer_step();
   int train_epoch(int64_t epoch);
   int nonfinite_loss(double loss, int64_t epoch) const;
+  // The signal any rank received (the same on every rank), or 0.
+  int agreed_signal();
   int finish_epoch(int64_t epoch);
   void save_checkpoint(int64_t epoch, int64_t batch, double epoch_seconds);
   // Everything that must be identical on every rank: weights, buffers, optimizer and EMA state.
@@ -374,13 +379,14 @@ class Trainer {
   Data data_;
   Optimizer opt_;
   std::unique_ptr<Ema> ema_;
-  nn::ModelPtr ema_model_, teacher_;
+  nn::ModelPtr ema_model_;
   std::unique_ptr<dist::GradReducer> reducer_;
   const bool bf16_;
   // Progress as one line rewritten in place on a terminal (not under mpirun, whose ranks write
   // to a pseudo-terminal even when the job's output goes to a file).
   const bool tty_ = isatty(fileno(stdout)) && !dist::launched_by_mpi();
   const int64_t accum_, batches_;
+  nn::ModelPtr teacher_;
   int64_t steps_per_epoch_ = 0;
   Progress progress_;
   int stop_signal_ = 0;  // a signal some rank received: stop at this optimizer step
@@ -409,6 +415,8 @@ void Trainer::restore() {
     }
   }
   default_generator().set_offset(st.rng_offset);
+  // The learning rate of the last step taken (an epoch's metrics line records it).
+  if (opt_.steps() > 0) lr_ = learning_rate(cfg_.train, opt_.steps() - 1, steps_per_epoch_);
   Progress& p = progress_;
   p.epoch = st.epoch;
   p.batch = st.batch_in_epoch;
@@ -516,6 +524,12 @@ void Trainer::print_progress(int64_t epoch, int64_t step_in_epoch, double secs, 
   last_progress_ = now;
 }
 
+int Trainer::agreed_signal() {
+  std::vector<double> shared{g_signal != 0 ? 1.0 : 0.0, double(int(g_signal))};
+  dist::allreduce_sum(comm_, shared, "stop check");
+  return shared[0] > 0 ? int(std::lround(shared[1] / shared[0])) : 0;
+}
+
 // Reports a non-finite training loss (rank 0); the exit status 1.
 int Trainer::nonfinite_loss(double loss, int64_t epoch) const {
   if (root_)
@@ -550,6 +564,8 @@ int Trainer::train_epoch(int64_t epoch) {
     dist::allreduce_sum(comm_, shared, "step loss");
     lv = shared[0];
     if (shared[1] > 0) stop_signal_ = int(std::lround(shared[2] / shared[1]));
+    // A stop in the epoch's last step records batch == batches_: an end-of-epoch position whose
+    // evaluation the resumed run does first.
     if (!std::isfinite(lv)) return nonfinite_loss(lv, epoch);
     p.loss_sum += lv;
     ++p.loss_count;
@@ -682,6 +698,16 @@ int Trainer::run() {
   for (int64_t epoch = progress_.epoch; epoch < cfg_.train.epochs; ++epoch) {
     if (int status = train_epoch(epoch)) return status;
     if (int status = finish_epoch(epoch)) return status;
+    if (epoch + 1 < cfg_.train.epochs && (stop_signal_ = agreed_signal()) != 0) {
+      // A signal during evaluation: stop at the end-of-epoch checkpoint just written.
+      if (root_) {
+        std::printf("\ntrain: signal %d received; saved %s at the end of epoch %lld; rerun to "
+                    "resume\n",
+                    stop_signal_, paths_.last.c_str(), (long long)epoch + 1);
+        std::fflush(stdout);
+      }
+      return 128 + stop_signal_;
+    }
   }
   const json& h = progress_.history;
   const double final_acc1 = h.empty() ? 0.0 : h.back().value("val_acc1", 0.0);
@@ -703,7 +729,7 @@ int Trainer::run() {
 // The run as a PyTorch user writes it: output folder, model (built, initialized, moved to the
 // device), data, optimizer/EMA/teacher, resume, then per epoch train and evaluate + checkpoint.
 // Under mpirun every rank runs this; rank 0 owns the output folder, the others take its state.
-int run_training(const Config& cfg, bool resume) {
+int run_training(const Config& cfg, const RunOptions& options) {
   std::unique_ptr<dist::Communicator> comm = dist::connect(cfg.dist.timeout_seconds);
   dist::Communicator& c = *comm;
   const Device device = parse_device(cfg.device, cfg.source + ": device");
@@ -712,6 +738,8 @@ int run_training(const Config& cfg, bool resume) {
     SCION_CHECK(cfg.train.batch_size % c.size() == 0, cfg.source, ": train.batch_size ",
                 cfg.train.batch_size, " does not split evenly over ", c.size(),
                 " processes (it is the global batch; use a multiple of ", c.size(), ")");
+    SCION_CHECK(!(options.resume && options.restart),
+                "--restart and --resume contradict each other");
   });
   check_same_config(c, cfg);
   // threads: 0 means all cores, following the load (core/cpu/parallel.h). Data-parallel ranks
@@ -722,15 +750,45 @@ int run_training(const Config& cfg, bool resume) {
   if (threads == 0 && c.size() > 1)
     threads = std::max(1, int(std::thread::hardware_concurrency()) / c.local_size());
   set_num_threads(threads);
+  if (c.is_root())
+    for (const std::string& w : config_warnings(cfg)) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  nn::ModelPtr teacher;  // checked before anything is written
+  dist::agree(c, "loading the distillation teacher", [&] {
+    if (!cfg.train.distill.teacher.empty()) teacher = load_teacher(cfg, device);
+  });
+  // Rank 0 owns the output folder: locked for the life of the run, then checked (a different
+  // run is never touched), a --restart's old files moved aside, temporary files cleaned.
   const Paths paths(cfg.output_dir);
+  FolderLock lock;
+  bool resume = options.resume, finished = false;
   dist::agree(c, "preparing the output folder", [&] {
     if (!c.is_root()) return;
-    resume = resume || file_exists(paths.last);
-    prepare_output(cfg, paths, resume);
+    make_dirs(cfg.output_dir, "output folder");
+    lock = FolderLock::acquire(cfg.output_dir, "run folder");
+    if (options.restart) {
+      const std::string moved = move_run_aside(cfg.output_dir);
+      if (!moved.empty()) std::printf("train: the earlier run's files are now in %s\n", moved.c_str());
+    }
+    const FolderState state = inspect_output(cfg);
+    finished = state == FolderState::finished;
+    resume = resume || state == FolderState::resumable;
+    if (!finished) prepare_output(cfg);
   });
+  if (c.size() > 1) {  // every rank stops when rank 0 found the run finished
+    std::string flag = finished ? "1" : "0";
+    dist::broadcast_string(c, flag, 0, "finished run check");
+    finished = flag == "1";
+  }
+  if (finished) {
+    if (c.is_root())
+      std::printf("train: %s holds this run, finished (%lld epochs, summary.json); nothing to do "
+                  "(--restart trains it again; a larger train.epochs continues it)\n",
+                  cfg.output_dir.c_str(), (long long)cfg.train.epochs);
+    return 0;
+  }
   std::unique_ptr<Trainer> trainer;
   dist::agree(c, "building the run", [&] {
-    trainer = std::make_unique<Trainer>(cfg, device, c);
+    trainer = std::make_unique<Trainer>(cfg, device, c, std::move(teacher));
     if (resume && c.is_root()) trainer->restore();
   });
   try {

@@ -54,7 +54,8 @@ void check_resumable(const Config& cfg, const std::string& last_path);
 std::string config_differences(const Config& a, const Config& b,
                                const std::function<bool(const std::string&)>& allowed = {});
 // The training state a checkpoint's metadata records, every field checked (an InputError names
-// the file and the field): epoch, batch_in_epoch (< batches_per_epoch), optimizer step, RNG
+// the file and the field): epoch, batch_in_epoch (<= batches_per_epoch: a stop in an epoch's last
+// step records the epoch's end, and the resumed run evaluates it first), optimizer step, RNG
 // offset, best top-1, wall time, the metrics history (one record per finished epoch) and the
 // running sums of an interrupted epoch.
 struct CheckpointState {
@@ -67,14 +68,29 @@ struct CheckpointState {
 };
 CheckpointState read_checkpoint_state(const SafetensorsFile& checkpoint, const std::string& path,
                                       int64_t batches_per_epoch, int64_t steps_per_epoch);
-// Moves a run's outputs in `output_dir` into output_dir/replaced-<time>/; returns that folder
-// ("" when there was nothing to move).
+// Moves a run's outputs in `output_dir` into a new folder output_dir/replaced-<time>[-N]/ (never
+// one that exists: two restarts in one second get two folders); returns it ("" when there was
+// nothing to move).
 std::string move_run_aside(const std::string& output_dir);
 
-// Runs (or resumes) a training run; returns the process exit status: 0 done, 1 failure, 128 + the
-// signal number when SIGINT/SIGTERM stopped it (after saving last.safetensors, so a rerun resumes).
-// InputError escapes for the caller to report with status 2.
-int run_training(const Config& cfg, bool resume);
+// What an output folder holds for `cfg`: no run (config.yaml alone is no run), an unfinished run
+// of this config (resume from last.safetensors), or this run finished (summary.json for
+// train.epochs epochs: left untouched). Files of a different run, or of a run without a
+// checkpoint, are an InputError naming the keys that differ and the way out (--restart).
+enum class FolderState { empty, resumable, finished };
+FolderState inspect_output(const Config& cfg);
+
+struct RunOptions {
+  bool resume = false;   // continue from last.safetensors (automatic when it exists)
+  bool restart = false;  // move an existing run's files aside and start afresh
+};
+
+// Runs (or resumes) a training run; returns the process exit status: 0 done (or finished earlier:
+// nothing is touched), 1 failure, 128 + the signal number when SIGINT/SIGTERM stopped it (after
+// saving last.safetensors, so a rerun resumes). The output folder is locked (core/files.h
+// FolderLock) for the life of the run: a second process on it gets an InputError naming this
+// one's pid. InputError escapes for the caller to report with status 2.
+int run_training(const Config& cfg, const RunOptions& options = {});
 // The signal (SIGINT/SIGTERM) received since the first run_training installed its handler, or 0:
 // a program running several stages stops between them instead of starting the next.
 int interrupted();

@@ -16,6 +16,7 @@
 #include <tuple>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "train/trainer.h"
 
 using namespace scion;
@@ -90,7 +91,7 @@ struct Stages {
       }
     }
     if (start_over) {
-      train::move_run_aside(c.output_dir);
+      // run_training moves the old outputs aside (--restart)
     } else if (exists(c.output_dir + "/summary.json")) {
       std::printf("(done earlier: kept %s)\n", c.output_dir.c_str());
       return 0;
@@ -99,7 +100,8 @@ struct Stages {
     }
     upstream_changed = true;
     std::fflush(stdout);
-    int status = train::run_training(c, false);  // resumes when last.safetensors is there
+    // Resumes when last.safetensors is there.
+    int status = train::run_training(c, {/*resume=*/false, /*restart=*/start_over});
     if (status == 0 && train::interrupted() != 0) status = 128 + train::interrupted();
     return status;
   }
@@ -134,6 +136,9 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   try {
+    // The demo's folder is this process's while it runs (each stage's run folder is locked too).
+    make_dirs(out, "--out");
+    FolderLock lock = FolderLock::acquire(out, "quickstart folder");
     // Teacher: ViT with embed 192, depth 6 (3 heads), patch 4 on 28 px (49 tokens).
     train::Config teacher = base_config(data, out + "/teacher", val_subset, threads, precision);
     std::printf("quickstart: precision %s%s%s%s\n", teacher.train.precision.c_str(),

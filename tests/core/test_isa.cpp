@@ -209,7 +209,7 @@ TEST_CASE("isa: SCION_MAX_ISA names a level, and a cap in the environment took e
   }
 }
 
-TEST_CASE("isa: oneDNN without bf16 is routed around; asked directly, it names op, dtype and ISA",
+TEST_CASE("isa: oneDNN without bf16 is routed around, and asked directly it names op, dtype and ISA",
           "[isa]") {
   Tensor a = test::rand_f64({4, 6}, 21).to(DType::bf16),
          b = test::rand_f64({6, 5}, 22).to(DType::bf16);

@@ -103,6 +103,20 @@ TEST_CASE("learning-rate schedules", "[train]") {
   CHECK(learning_rate(t, 200, spe) == Approx(1e-3));                        // end of warmup
   CHECK(learning_rate(t, 600, spe) == Approx(1e-5 + 0.5 * (1e-3 - 1e-5)));  // half-way down
   CHECK(learning_rate(t, 999, spe) == Approx(1e-5).margin(1e-7));
+  // Warmup longer than the run (100 epochs of warmup, 1 of training): timm's slope, not squeezed
+  // into the run (the old schedule reached lr 1e-3 at the last step); config_warnings says so.
+  TrainConfig w = t;
+  w.epochs = 1;
+  w.schedule.warmup_epochs = 100;
+  CHECK(learning_rate(w, 99, spe) == Approx(1e-3 * 99.0 / 10000.0));
+  Config c;
+  c.source = "c.yaml";
+  c.train = w;
+  REQUIRE(config_warnings(c).size() == 1);
+  CHECK(config_warnings(c)[0].find("c.yaml: train.schedule.warmup_epochs 100 exceeds "
+                                   "train.epochs 1") != std::string::npos);
+  c.train = t;
+  CHECK(config_warnings(c).empty());
   t.schedule.type = "step";
   t.schedule.decay_epochs = 3;
   t.schedule.decay_rate = 0.1;

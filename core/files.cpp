@@ -1,0 +1,199 @@
+// Safe writes, regular-file reads, output checks and folder locks (see files.h).
+#include "core/files.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "core/error.h"
+
+namespace scion {
+
+namespace {
+
+std::string kind_of(mode_t m) {
+  if (S_ISREG(m)) return "";
+  if (S_ISDIR(m)) return "a folder";
+  if (S_ISFIFO(m)) return "a FIFO";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  if (S_ISSOCK(m)) return "a socket";
+  return "not a regular file";
+}
+
+// Where a write to `path` lands: a symbolic link's target (resolved), else `path` itself.
+std::string write_target(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return path;
+  char resolved[PATH_MAX];
+  if (!realpath(path.c_str(), resolved))
+    throw InputError(path + ": a symbolic link to a missing file; refusing to write through it");
+  return resolved;
+}
+
+}  // namespace
+
+std::string special_file_kind(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 ? kind_of(st.st_mode) : "";
+}
+
+void write_file_atomic(const std::string& path, const std::function<bool(std::FILE*)>& write) {
+  const std::string target = write_target(path);
+  const std::string kind = special_file_kind(target);
+  if (!kind.empty())
+    throw InputError(path + ": exists and is " + kind +
+                     ", not a regular file; refusing to replace it (name a file)");
+  const std::string tmp = target + ".tmp." + std::to_string(getpid());
+  std::remove(tmp.c_str());  // this pid's leftover from an earlier process: never written through
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  std::FILE* f = fd >= 0 ? fdopen(fd, "wb") : nullptr;
+  if (!f) {
+    int err = errno;
+    if (fd >= 0) ::close(fd);
+    throw InputError(path + ": cannot write (" + tmp + "): " + std::strerror(err));
+  }
+  bool ok = write(f);
+  ok &= std::fflush(f) == 0;
+  ok &= fsync(fileno(f)) == 0;
+  ok &= std::fclose(f) == 0;
+  if (!ok || std::rename(tmp.c_str(), target.c_str()) != 0) {
+    int err = errno;
+    std::remove(tmp.c_str());
+    throw Error(path + ": writing failed: " + std::strerror(err));
+  }
+}
+
+std::string read_text_file(const std::string& path, const std::string& expected) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)
+    throw InputError(path + ": cannot open (" + std::strerror(errno) + "); expected " + expected);
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    const std::string kind = kind_of(st.st_mode);
+    ::close(fd);
+    throw InputError(path + ": is " + kind + "; expected " + expected);
+  }
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      throw InputError(path + ": cannot read (" + std::strerror(err) + ")");
+    }
+    if (n == 0) break;
+    text.append(buf, size_t(n));
+  }
+  ::close(fd);
+  return text;
+}
+
+void make_dirs(const std::string& path, const std::string& what) {
+  std::string cur;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if ((i == path.size() || path[i] == '/') && !cur.empty()) {
+      struct stat st;
+      if (stat(cur.c_str(), &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+          throw InputError(what + " " + path + ": " + cur + " exists and is not a folder");
+      } else if (mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
+        throw InputError(what + " " + path + ": cannot create " + cur + " (" +
+                         std::strerror(errno) + ")");
+      }
+    }
+    if (i < path.size()) cur.push_back(path[i]);
+  }
+}
+
+void check_output_file(const std::string& flag, const std::string& path,
+                       const std::vector<std::pair<std::string, std::string>>& inputs) {
+  const std::string kind = special_file_kind(path);
+  if (kind == "a folder")
+    throw InputError(flag + " " + path + ": is a folder; give a file name such as " + path +
+                     "/weights.safetensors");
+  if (!kind.empty())
+    throw InputError(flag + " " + path + ": exists and is " + kind +
+                     ", not a regular file; refusing to replace it");
+  struct stat out;
+  if (stat(path.c_str(), &out) != 0) return;  // a new file
+  for (const auto& [in_flag, in_path] : inputs) {
+    struct stat in;
+    if (stat(in_path.c_str(), &in) == 0 && in.st_dev == out.st_dev && in.st_ino == out.st_ino)
+      throw InputError(flag + " " + path + ": is the same file as " + in_flag + " " + in_path +
+                       "; writing it would replace the input (give another " + flag + ")");
+  }
+}
+
+FolderLock& FolderLock::operator=(FolderLock&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(o.fd_, -1);
+  }
+  return *this;
+}
+
+FolderLock::~FolderLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing the last descriptor releases the flock
+}
+
+FolderLock FolderLock::acquire(const std::string& dir, const std::string& what) {
+  const std::string path = dir + "/.lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0)
+    throw InputError(path + ": cannot create the lock file of the " + what + " (" +
+                     std::strerror(errno) + ")");
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    if (err != EWOULDBLOCK) {
+      ::close(fd);
+      throw Error(path + ": cannot lock the " + what + " (" + std::strerror(err) + ")");
+    }
+    // The holder writes its pid right after locking: give it a moment.
+    std::string holder;
+    for (int i = 0; i < 100 && holder.empty(); ++i) {
+      char buf[256];
+      ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+      if (n > 0) holder.assign(buf, size_t(n));
+      while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+      if (holder.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ::close(fd);
+    const size_t sp = holder.find(' ');
+    const std::string who = holder.empty() ? "another process"
+                            : sp == std::string::npos
+                                ? "process " + holder
+                                : holder.substr(sp + 1) + " (pid " + holder.substr(0, sp) + ")";
+    throw InputError(dir + ": the " + what + " is in use by " + who +
+                     "; two processes writing one folder would overwrite each other's files. "
+                     "Wait for it to end, or give another folder.");
+  }
+  std::string comm = "scion";
+  {
+    char buf[64] = {0};
+    int c = ::open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+    if (c >= 0) {
+      ssize_t n = ::read(c, buf, sizeof buf - 1);
+      ::close(c);
+      if (n > 0) comm.assign(buf, size_t(n));
+      while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    }
+  }
+  const std::string text = std::to_string(getpid()) + " " + comm + "\n";
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, text.data(), text.size(), 0) != ssize_t(text.size())) {
+    // The lock holds without the note; a second process then names no pid.
+  }
+  return FolderLock(fd);
+}
+
+}  // namespace scion
