@@ -4,7 +4,7 @@
 // runtime failure (e.g. a non-finite loss), 130 / 143 after a clean stop on SIGINT / SIGTERM
 // (checkpoint saved; rerun to resume), as a shell reports a process that a signal ended. Under
 // `mpirun -np N` it trains data-parallel (train/dist.h); an error on one rank ends every rank,
-// reported once.
+// reported once, by the rank that exits with the error's status (the others exit 0).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
@@ -53,8 +53,11 @@ int main(int argc, char** argv) {
       std::printf("train: precision %s (%s)\n", cfg.train.precision.c_str(),
                   cfg.train.precision_choice.c_str());
     return scion::train::run_training(cfg, {resume, restart});
-  } catch (const scion::train::dist::PeerFailed& e) {
-    return e.exit_status;  // another rank of an mpirun job reported the error
+  } catch (const scion::train::dist::PeerFailed&) {
+    // Another rank of an mpirun job reports the error and exits with its status. This rank exits
+    // 0: mpirun ends the whole job at the first non-zero exit, and a quiet rank exiting 2 first
+    // could kill the reporting rank before it printed why (the job's status is the reporter's).
+    return 0;
   } catch (const scion::InputError& e) {
     std::fprintf(stderr, "train: error: %s\n", e.what());
     return 2;
