@@ -113,6 +113,8 @@ void weight_selection_init(nn::Model& model, const InitConfig& cfg, Generator& g
   o.elements = cfg.elements;
   o.head = cfg.head;
   o.head_norm = cfg.head_norm;
+  o.qkv = cfg.qkv;
+  o.components = parse_components(cfg.components, source + ": init.components");
   o.seed = gen.seed();
   select_weights(model, load_teacher(cfg.teacher), o, cfg.teacher);
 }

@@ -29,6 +29,8 @@ struct InitConfig {
   std::string type = "trunc_normal";
   std::string teacher, teacher_model;  // weight_selection / net2net source weights (and model name)
   std::string layers = "first", elements = "uniform";
+  std::string qkv = "per_block";   // weight_selection: per_block | official (fused-row linspace)
+  std::string components = "all";  // weight_selection: "all", "attn,mlp", "-attn" (ablation)
   std::string checkpoint;
   std::string mode = "fan_in";  // xavier/kaiming fan
   double gain = 0.0;            // 0: the rule's default

@@ -92,10 +92,68 @@ int64_t teacher_layer(const std::string& mode, int64_t i, int64_t ls, int64_t lt
   SCION_CHECK(ls <= lt, "layer selection: the student has ", ls, " layers, the teacher only ", lt);
   if (mode == "first") return i;
   if (mode == "last") return lt - ls + i;
+  if (mode == "mid") return (lt - ls) / 2 + i;
   if (mode == "uniform")
     return ls == 1 ? 0 : int64_t(std::nearbyint(double(i) * double(lt - 1) / double(ls - 1)));
   throw InputError("init.layers: unknown layer selection '" + mode +
-                   "' (known: first, uniform, last)");
+                   "' (known: first, uniform, last, mid)");
+}
+
+const std::vector<std::string>& component_names() {
+  static const std::vector<std::string> names{"patch_embed", "pos_embed", "attn",       "mlp",
+                                              "norm",        "layer_scale", "conv_dw",   "downsample",
+                                              "head"};
+  return names;
+}
+
+std::string component_of(const std::string& name) {
+  auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
+  auto starts = [&](const char* prefix) { return name.rfind(prefix, 0) == 0; };
+  if (starts("head.norm.") || has(".norm") || starts("norm.") || starts("fc_norm.") ||
+      starts("stem.1.") || has(".downsample.0."))
+    return "norm";
+  if (starts("head.") || starts("head_")) return "head";
+  if (starts("patch_embed.") || starts("stem.0.")) return "patch_embed";
+  if (starts("pos_embed") || starts("cls_token")) return "pos_embed";
+  if (has(".downsample.1.")) return "downsample";
+  if (has(".attn.")) return "attn";
+  if (has(".mlp.")) return "mlp";
+  if (has(".conv_dw.")) return "conv_dw";
+  if (has(".ls1.") || has(".ls2.") || has(".gamma")) return "layer_scale";
+  return "other";
+}
+
+std::vector<std::string> parse_components(const std::string& spec, const std::string& where) {
+  const std::vector<std::string>& all = component_names();
+  std::vector<std::string> items;
+  std::string cur;
+  for (char c : spec + ",") {
+    if (c == ',') {
+      if (!cur.empty()) items.push_back(cur);
+      cur.clear();
+    } else if (c != ' ') {
+      cur.push_back(c);
+    }
+  }
+  std::string known;
+  for (const auto& n : all) known += (known.empty() ? "" : ", ") + n;
+  SCION_CHECK(!items.empty(), where, ": empty (\"all\", a list such as "
+              "\"attn,mlp\", or removals such as \"-attn\"; components: ", known, ")");
+  if (items.size() == 1 && items[0] == "all") return all;
+  const bool removing = items[0][0] == '-';
+  std::vector<std::string> out = removing ? all : std::vector<std::string>{};
+  for (const std::string& item : items) {
+    SCION_CHECK((item[0] == '-') == removing, where, ": '", spec,
+                "' mixes names and removals (give \"attn,mlp\" or \"-attn,-mlp\")");
+    const std::string n = removing ? item.substr(1) : item;
+    SCION_CHECK(std::find(all.begin(), all.end(), n) != all.end(), where,
+                ": unknown component '", n, "' (known: ", known, ")");
+    if (removing)
+      out.erase(std::remove(out.begin(), out.end(), n), out.end());
+    else if (std::find(out.begin(), out.end(), n) == out.end())
+      out.push_back(n);
+  }
+  return out;
 }
 
 TeacherArch infer_architecture(const NamedTensors& ts, const std::string& source) {
@@ -203,6 +261,10 @@ std::vector<std::string> select_weights(nn::Model& student, const NamedTensors& 
   NoGradGuard ng;
   for (auto& [name, p] : student_names) {
     if (!selectable(name, opt)) continue;
+    const std::string component = component_of(name);
+    if (component != "head" &&
+        std::find(opt.components.begin(), opt.components.end(), component) == opt.components.end())
+      continue;  // a component left out (the ablation): the student's own initialization
     std::string tname = name;
     for (const auto& [from, to] : block_map)
       if (name.rfind(from, 0) == 0) {
@@ -223,7 +285,13 @@ std::vector<std::string> select_weights(nn::Model& student, const NamedTensors& 
                   "); weight selection needs a teacher at ", "least as large in every dimension");
     bool qkv = name.size() > 8 && (name.find(".attn.qkv.") != std::string::npos);
     Tensor chosen;
-    if (qkv) {
+    if (qkv && opt.qkv == "official") {
+      // The official code: element selection over the fused (3 Dt) rows, as for any tensor.
+      std::vector<std::vector<int64_t>> idx;
+      for (int64_t d = 0; d < p.dim(); ++d)
+        idx.push_back(element_indices(opt.elements, t.size(d), p.size(d), gen, &cache));
+      chosen = select_dims(t, idx);
+    } else if (qkv) {
       // (3 Dt, ...) -> per block (3, Dt, ...): the same indices in the q, k and v blocks.
       int64_t dt = t.size(0) / 3, ds = p.size(0) / 3;
       Shape blocks = t.shape();

@@ -1,8 +1,8 @@
 // Weight selection (Xu et al., ICLR 2024, "Initializing Models with Larger Ones", section 3):
 // a student takes a subset of a larger pretrained teacher's weights of the same family.
 //   1. Layer selection: student block i takes teacher block first: i; uniform: round(i
-//   (Lt-1)/(Ls-1));
-//      last: Lt - Ls + i (per stage for ConvNeXt).
+//      (Lt-1)/(Ls-1)); last: Lt - Ls + i; mid: floor((Lt - Ls) / 2) + i, the middle Ls blocks
+//      (per stage for ConvNeXt).
 //   2. Component mapping: the same key after block renumbering. As the official code, no key
 //      containing "head" is selected (ViT head.*, ConvNeXt head.norm.* and head.fc.*): they keep
 //      the student's own initialization. Options select ConvNeXt's head.norm, and the classifier
@@ -11,7 +11,11 @@
 //      divides t, else round(linspace(0, t - 1, s)) (exactly the official code: float32 linspace,
 //      round half to even); consecutive the first s; random one sorted random index set per (s, t)
 //      pair reused by every tensor (consistency); random-inconsistent fresh indices per tensor and
-//      dimension. The fused qkv projection is selected per q/k/v block so the three stay aligned.
+//      dimension. The fused qkv projection is selected per q/k/v block so the three stay aligned
+//      (qkv "per_block"), or as the official code does, on the fused 3D rows (qkv "official":
+//      the same as per_block when the widths divide, other rows when they do not).
+//   4. Components (an ablation): only the parameters of the listed components are selected, the
+//      rest keep the student's own initialization (component_of names each parameter's).
 #pragma once
 
 #include <map>
@@ -30,7 +34,8 @@ std::vector<int64_t> element_indices(
     const std::string& mode, int64_t t, int64_t s, Generator& gen,
     std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>>* cache = nullptr);
 
-// Teacher block for student block i of a stack of Ls blocks from a teacher stack of Lt.
+// Teacher block for student block i of a stack of Ls blocks from a teacher stack of Lt
+// ("first", "uniform", "last", "mid").
 int64_t teacher_layer(const std::string& mode, int64_t i, int64_t student_layers,
                       int64_t teacher_layers);
 
@@ -42,8 +47,21 @@ struct TeacherArch {
 };
 TeacherArch infer_architecture(const NamedTensors& tensors, const std::string& source);
 
+// The component a parameter belongs to: ViT patch_embed, pos_embed (pos_embed, cls_token), attn,
+// mlp, norm, layer_scale, head; ConvNeXt patch_embed (the stem convolution), downsample (its
+// convolution), conv_dw, mlp, norm (every LayerNorm: stem, downsample, blocks, head.norm),
+// layer_scale (gamma), head (head.fc).
+std::string component_of(const std::string& name);
+// The component names component_of returns, for messages and checks.
+const std::vector<std::string>& component_names();
+// The components a spec selects: "all"; a comma list "attn,mlp" (only those); or removals from
+// all, "-attn,-mlp". An unknown name is an InputError naming `where` (the key) and the known ones.
+std::vector<std::string> parse_components(const std::string& spec, const std::string& where);
+
 struct SelectionOptions {
   std::string layers = "first", elements = "uniform";
+  std::string qkv = "per_block";  // per_block | official (linspace over the fused 3D rows)
+  std::vector<std::string> components = component_names();  // what is selected
   bool head = false;       // also select the classifier head when the class counts match
   bool head_norm = false;  // also select ConvNeXt's head.norm (the official code does not)
   uint64_t seed = 0;

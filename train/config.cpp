@@ -18,6 +18,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "init/weight_selection.h"
 
 namespace scion::train {
 
@@ -159,8 +160,10 @@ void visit_init(V& v, InitConfig& i) {
             "weight_selection", "net2net", "checkpoint"});
   v.text("teacher", i.teacher);
   v.text("teacher_model", i.teacher_model);
-  v.choice("layers", i.layers, {"first", "uniform", "last"});
+  v.choice("layers", i.layers, {"first", "uniform", "last", "mid"});
   v.choice("elements", i.elements, {"uniform", "consecutive", "random", "random-inconsistent"});
+  v.choice("qkv", i.qkv, {"per_block", "official"});
+  v.text("components", i.components);
   v.text("checkpoint", i.checkpoint);
   v.number("noise", i.noise, 0.0, 10.0);
   v.choice("mode", i.mode, {"fan_in", "fan_out"});
@@ -236,6 +239,7 @@ void visit_train(V& v, TrainConfig& t) {
     s.number("temperature", t.distill.temperature, 1e-3, 1e3);
   });
   v.integer("log_interval", t.log_interval, 1, 1 << 30);
+  v.choice("freeze", t.freeze, {"none", "backbone"});
   v.number("progress_seconds", t.progress_seconds, 0.0, 86400.0);
 }
 
@@ -410,6 +414,7 @@ Config from_node(const YAML::Node& root, const std::string& source) {
     fail("model.name", "unknown model '" + c.model.name + "' (known: " + list + ")");
   }
   if (c.data.root.empty()) fail("data.root", "missing: the folder of the data set");
+  init::parse_components(c.init.components, source + ": init.components");  // exit 2 here
   if (c.data.augment.mixup > 0 || c.data.augment.cutmix > 0)
     if (c.train.batch_size % 2 != 0)
       fail("train.batch_size", "Mixup/CutMix need an even batch size");

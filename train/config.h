@@ -70,6 +70,9 @@ struct TrainConfig {
   DistillConfig distill;
   int64_t log_interval = 50;
   double progress_seconds = 15;  // off a terminal: a progress line at least this often
+  // none | backbone: linear probing, only the classifier (ViT head, ConvNeXt head.fc) trains; the
+  // frozen backbone runs as in evaluation (no drop path), its weights never change.
+  std::string freeze = "none";
 };
 
 // Data-parallel training (mpirun -np N train; train/dist.h): gradient buckets of about bucket_mb

@@ -22,6 +22,7 @@
 #include "core/ops.h"
 #include "core/safetensors.h"
 #include "init/initializers.h"
+#include "init/weight_selection.h"
 #include "train/distill.h"
 #include "train/optim.h"
 
@@ -338,6 +339,9 @@ class Trainer {
       ema_model_ = nn::create_model(cfg.model);
       ema_model_->to(device);
     }
+    if (cfg.train.freeze == "backbone")  // linear probing: no gradient reaches the backbone
+      for (auto& [name, p] : model_->named_parameters())
+        if (init::component_of(name) != "head") p.requires_grad_(false);
     if (comm.size() > 1)
       reducer_ = std::make_unique<dist::GradReducer>(
           comm, model_->named_parameters(), cfg.dist.bucket_mb, cfg.dist.compress == "bf16");
@@ -542,7 +546,8 @@ int Trainer::nonfinite_loss(double loss, int64_t epoch) const {
 // non-finite loss, 128 + signal after saving when SIGINT/SIGTERM arrived.
 int Trainer::train_epoch(int64_t epoch) {
   Progress& p = progress_;
-  model_->train();
+  // A frozen backbone runs as in evaluation (no drop path); the classifier has no train mode.
+  model_->train(cfg_.train.freeze != "backbone");
   data_.train->start_epoch(epoch, p.batch);
   const auto t0 = Clock::now();
   const double seconds_before = p.seconds;

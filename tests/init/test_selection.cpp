@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "init/initializers.h"
+#include "core/safetensors.h"
 #include "init/weight_selection.h"
 #include "tests/support.h"
 
@@ -75,16 +76,21 @@ TEST_CASE("random selection is consistent per size pair, random-inconsistent is 
   CHECK_THROWS_WITH(element_indices("median", 4, 2, g), Catch::Contains("init.elements"));
 }
 
-TEST_CASE("layer maps: first, uniform, last", "[init]") {
-  std::vector<int64_t> first, uniform, last;
+TEST_CASE("layer maps: first, uniform, last, mid", "[init]") {
+  std::vector<int64_t> first, uniform, last, mid, mid_odd;
   for (int64_t i = 0; i < 6; ++i) {
     first.push_back(teacher_layer("first", i, 6, 12));
     uniform.push_back(teacher_layer("uniform", i, 6, 12));
     last.push_back(teacher_layer("last", i, 6, 12));
+    mid.push_back(teacher_layer("mid", i, 6, 12));
+    mid_odd.push_back(teacher_layer("mid", i, 6, 11));
   }
   CHECK(first == std::vector<int64_t>{0, 1, 2, 3, 4, 5});
   CHECK(uniform == std::vector<int64_t>{0, 2, 4, 7, 9, 11});  // round(i * 11 / 5)
   CHECK(last == std::vector<int64_t>{6, 7, 8, 9, 10, 11});
+  CHECK(mid == std::vector<int64_t>{3, 4, 5, 6, 7, 8});     // the middle 6 of 12
+  CHECK(mid_odd == std::vector<int64_t>{2, 3, 4, 5, 6, 7});  // floor(5 / 2) = 2 blocks skipped
+  CHECK(teacher_layer("mid", 0, 1, 12) == 5);
   CHECK_THROWS_WITH(teacher_layer("first", 0, 13, 12), Catch::Contains("13 layers"));
 }
 
@@ -288,4 +294,94 @@ TEST_CASE("a timm hub folder (config.json + model.safetensors) is a teacher", "[
   CHECK(msg.find(dir + "/config.json") != std::string::npos);
   CHECK(msg.find("resnet50") != std::string::npos);
   CHECK(msg.find("convnext_base") != std::string::npos);
+}
+
+TEST_CASE("components: every parameter of both families is named, and an ablation selects only "
+          "the listed ones",
+          "[init]") {
+  for (const char* name : {"vit_tiny", "convnext_femto"}) {
+    nn::ModelPtr m = model(name, {{"num_classes", "10"}, {"layer_scale", "0.1"}});
+    for (auto& [n, p] : m->named_parameters()) {
+      INFO(name << " " << n);
+      const std::string c = component_of(n);
+      CHECK(std::find(component_names().begin(), component_names().end(), c) !=
+            component_names().end());
+    }
+  }
+  CHECK(component_of("blocks.3.attn.qkv.weight") == "attn");
+  CHECK(component_of("blocks.3.norm1.bias") == "norm");
+  CHECK(component_of("cls_token") == "pos_embed");
+  CHECK(component_of("stem.0.weight") == "patch_embed");
+  CHECK(component_of("stem.1.weight") == "norm");
+  CHECK(component_of("stages.2.downsample.1.weight") == "downsample");
+  CHECK(component_of("stages.2.blocks.0.gamma") == "layer_scale");
+  CHECK(component_of("head.norm.weight") == "norm");
+  CHECK(parse_components("all", "k") == component_names());
+  CHECK(parse_components("attn, mlp", "k") == std::vector<std::string>{"attn", "mlp"});
+  std::vector<std::string> no_attn = parse_components("-attn", "k");
+  CHECK(no_attn.size() == component_names().size() - 1);
+  CHECK(std::find(no_attn.begin(), no_attn.end(), "attn") == no_attn.end());
+  CHECK_THROWS_WITH(parse_components("atn", "c.yaml: init.components"),
+                    Catch::Contains("c.yaml: init.components: unknown component 'atn'"));
+  CHECK_THROWS_WITH(parse_components("attn,-mlp", "k"), Catch::Contains("mixes"));
+  CHECK_THROWS_WITH(parse_components(" , ", "k"), Catch::Contains("empty"));
+
+  nn::ModelPtr teacher = model("vit_small", {{"num_classes", "10"}});
+  NamedTensors tw = random_weights(*teacher, 3);
+  nn::ModelPtr student = model("vit_tiny", {{"num_classes", "10"}, {"depth", "2"}});
+  Generator g(4);
+  trunc_normal_init(*student, g);
+  NamedTensors before;
+  for (auto& [n, p] : student->named_parameters()) before.emplace_back(n, p.clone());
+  SelectionOptions o;
+  o.components = parse_components("attn,mlp", "k");
+  auto selected = select_weights(*student, tw, o, "teacher");
+  for (auto& [n, p] : student->named_parameters()) {
+    INFO(n);
+    const std::string c = component_of(n);
+    const bool chosen = std::find(selected.begin(), selected.end(), n) != selected.end();
+    CHECK(chosen == (c == "attn" || c == "mlp"));
+    if (!chosen) CHECK(p.to_vector() == get(before, n).to_vector());  // the student's own init
+  }
+}
+
+TEST_CASE("qkv official: the fused-row linspace of the official code, ViT-L width 1024 -> 192",
+          "[init]") {
+  // One block at ViT-L's width (the official code's ViT-L -> ViT-T row) and one at ViT-T's.
+  nn::ModelPtr teacher = model("vit_tiny", {{"embed_dim", "1024"}, {"num_heads", "16"},
+                                            {"depth", "1"}, {"img_size", "32"},
+                                            {"patch_size", "16"}, {"num_classes", "10"}});
+  NamedTensors tw = random_weights(*teacher, 7);
+  auto student = [] {
+    return model("vit_tiny", {{"depth", "1"}, {"img_size", "32"}, {"patch_size", "16"},
+                              {"num_classes", "10"}});
+  };
+  nn::ModelPtr official = student(), per_block = student();
+  SelectionOptions o;
+  o.qkv = "official";
+  select_weights(*official, tw, o, "teacher");
+  o.qkv = "per_block";
+  select_weights(*per_block, tw, o, "teacher");
+  // The official formula's indices, from torch (tests/golden/make_golden_init.py).
+  SafetensorsFile f = SafetensorsFile::open(std::string(SCION_GOLDEN_DIR) + "/init.safetensors");
+  const std::vector<double> rows = f.get("uniform.3072.576").to_vector(),
+                            cols = f.get("uniform.1024.192").to_vector();
+  const std::vector<double> t = get(tw, "blocks.0.attn.qkv.weight").to_vector(),
+                            s = official->find("blocks.0.attn.qkv.weight").to_vector(),
+                            b = per_block->find("blocks.0.attn.qkv.weight").to_vector();
+  int64_t mismatches = 0, differ_from_per_block = 0;
+  for (int64_t r = 0; r < 576; ++r) {
+    bool row_differs = false;
+    for (int64_t c = 0; c < 192; ++c) {
+      mismatches += s[size_t(r * 192 + c)] != t[size_t(int64_t(rows[size_t(r)]) * 1024 +
+                                                     int64_t(cols[size_t(c)]))];
+      row_differs = row_differs || s[size_t(r * 192 + c)] != b[size_t(r * 192 + c)];
+    }
+    differ_from_per_block += row_differs;
+  }
+  CHECK(mismatches == 0);
+  CHECK(differ_from_per_block == 444);  // the README's count for 1024 -> 192
+  const std::vector<double> tb = get(tw, "blocks.0.attn.qkv.bias").to_vector(),
+                            sb = official->find("blocks.0.attn.qkv.bias").to_vector();
+  for (int64_t r : {0, 1, 287, 575}) CHECK(sb[size_t(r)] == tb[size_t(rows[size_t(r)])]);
 }
