@@ -194,7 +194,8 @@ template <class V>
 void visit_data(V& v, DataConfig& d) {
   const std::vector<std::string> splits{"train", "val", "test"};
   v.choice("dataset", d.dataset,
-           {"cifar10", "cifar100", "image_folder", "tiny_imagenet", "fashion_mnist", "mnist"});
+           {"cifar10", "cifar100", "image_folder", "tiny_imagenet", "fashion_mnist", "mnist", "stl10",
+            "svhn", "flowers102", "pets", "food101", "dtd", "eurosat"});
   v.text("root", d.root);
   v.choice("train_split", d.train_split, splits);
   v.choice("val_split", d.val_split, splits);

@@ -426,9 +426,11 @@ int main(int argc, char** argv) {
   eval->add_option("--model", ea.model, "registered model name (default: the weights' own)");
   eval->add_option("--set", ea.sets, "model option model.key=value (repeatable)");
   eval->add_option("--data", ea.dataset,
-                   "cifar10|cifar100|image_folder|tiny_imagenet|fashion_mnist|mnist")
+                   "cifar10|cifar100|image_folder|tiny_imagenet|fashion_mnist|mnist|stl10|svhn|"
+                   "flowers102|pets|food101|dtd|eurosat")
       ->check(CLI::IsMember(
-          {"cifar10", "cifar100", "image_folder", "tiny_imagenet", "fashion_mnist", "mnist"}));
+          {"cifar10", "cifar100", "image_folder", "tiny_imagenet", "fashion_mnist", "mnist", "stl10",
+           "svhn", "flowers102", "pets", "food101", "dtd", "eurosat"}));
   eval->add_option("--root", ea.root, "data folder");
   eval->add_option("--split", ea.split, "train|val|test (default val, or the config's val_split)")
       ->check(CLI::IsMember({"train", "val", "test"}));
