@@ -161,7 +161,8 @@ void visit_init(V& v, InitConfig& i) {
   v.text("teacher", i.teacher);
   v.text("teacher_model", i.teacher_model);
   v.choice("layers", i.layers, {"first", "uniform", "last", "mid"});
-  v.choice("elements", i.elements, {"uniform", "consecutive", "random", "random-inconsistent"});
+  v.choice("elements", i.elements,
+           {"uniform", "consecutive", "random", "random-inconsistent", "l1", "magnitude"});
   v.choice("qkv", i.qkv, {"per_block", "official"});
   v.text("components", i.components);
   v.text("checkpoint", i.checkpoint);
