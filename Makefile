@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 PACKAGES := cmake g++ make libdnnl-dev libyaml-cpp-dev libstb-dev catch2 nlohmann-json3-dev \
-            libturbojpeg0-dev libjpeg62-turbo-dev libcli11-dev zlib1g-dev dataset-fashion-mnist \
+            libturbojpeg0-dev libjpeg62-turbo-dev libcli11-dev zlib1g-dev libmatio-dev dataset-fashion-mnist \
             libopenmpi-dev openmpi-bin \
             python3 python3-yaml python3-matplotlib
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)

@@ -12,6 +12,7 @@
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "data/idx.h"
+#include "data/paper_datasets.h"
 
 namespace scion::data {
 
@@ -270,7 +271,8 @@ DatasetPtr open_dataset(const std::string& kind, const std::string& root,
                         const std::string& split) {
   check_split(split);
   SCION_CHECK(is_dir(root), root, ": data root not found for dataset '", kind, "'",
-              kind == "cifar10" || kind == "cifar100"
+              kind == "cifar10" || kind == "cifar100" ||
+                      std::count(paper_dataset_names().begin(), paper_dataset_names().end(), kind)
                   ? " (run data/download.sh " + kind + " to fetch it)"
                   : "",
               kind == "fashion_mnist" ? " (apt-get install dataset-fashion-mnist)" : "",
@@ -287,9 +289,12 @@ DatasetPtr open_dataset(const std::string& kind, const std::string& root,
   if (kind == "tiny_imagenet") return open_tiny_imagenet(root, s);
   if (kind == "fashion_mnist" || kind == "mnist")
     return std::make_shared<MnistDataset>(load_mnist(root, s));
-  throw InputError(
-      "data.dataset: unknown dataset '" + kind +
-      "' (known: cifar10, cifar100, image_folder, tiny_imagenet, fashion_mnist, mnist)");
+  const auto& paper = paper_dataset_names();
+  if (std::find(paper.begin(), paper.end(), kind) != paper.end())
+    return open_paper_dataset(kind, root, split);
+  std::string known = "cifar10, cifar100, image_folder, tiny_imagenet, fashion_mnist, mnist";
+  for (const auto& n : paper) known += ", " + n;
+  throw InputError("data.dataset: unknown dataset '" + kind + "' (known: " + known + ")");
 }
 
 DatasetPtr balanced_subset(DatasetPtr base, int64_t count, uint64_t seed) {

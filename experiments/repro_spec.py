@@ -20,7 +20,8 @@ SPEC_KEYS = {"name", "description", "tier", "data", "prerequisites", "base", "se
              "seeds", "quick_seeds", "baseline", "arms", "epochs_at", "claims"}
 ARM_KEYS = {"set", "seeds", "label", "needs"}
 PREREQ_FLAGS = {"init": {"model", "set", "init", "seed"},
-                "select": {"teacher", "model", "set", "layers", "elements", "seed", "head_norm"},
+                "select": {"teacher", "model", "set", "layers", "elements", "seed", "head_norm", "qkv",
+                           "components"},
                 "grow": {"from", "from_model", "model", "set", "noise", "seed"}}
 PREREQ_REQUIRED = {"init": {"model"}, "select": {"teacher", "model"},
                    "grow": {"from", "from_model", "model"}}

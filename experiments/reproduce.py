@@ -297,7 +297,8 @@ def expand(spec, args):
             cmd = [os.path.join(args.bin, "scion"), kind]
             flag = {"teacher": "--teacher", "model": "--model", "layers": "--layers",
                     "elements": "--elements", "seed": "--seed", "from": "--from",
-                    "from_model": "--from-model", "noise": "--noise", "init": "--init"}
+                    "from_model": "--from-model", "noise": "--noise", "init": "--init",
+                    "qkv": "--qkv", "components": "--components"}
             for k, v in q.items():
                 if k == "set":
                     for sk, sv in v.items():

@@ -49,7 +49,82 @@ Tensor select_dims(Tensor t, const std::vector<std::vector<int64_t>>& idx) {
   return t;
 }
 
+// Pruning-style selection (elements l1 | magnitude): the axis a tensor's dimension indexes, named so
+// that every tensor sharing it gets the same indices: "embed" (ViT's residual width), "<b>.attn"
+// (block b's q/k/v inner width, qkv rows folded per block), "<b>.mlp" (its hidden units); ConvNeXt
+// "s<k>" (stage k's width), "s<k>.<b>.mlp". "" for a dimension on no such axis (kernel taps,
+// tokens, classes). Names are the teacher's (after the layer map).
+std::string dim_group(const std::string& name, int64_t d, int64_t last_stage) {
+  static const std::regex vit_block(R"(^blocks\.(\d+)\.(.*)$)"),
+      cnx_block(R"(^stages\.(\d+)\.blocks\.(\d+)\.(.*)$)"),
+      cnx_down(R"(^stages\.(\d+)\.downsample\.(\d)\.(.*)$)");
+  std::smatch m;
+  if (std::regex_match(name, m, cnx_block)) {
+    const std::string stage = "s" + m[1].str(), rest = m[3];
+    const std::string hidden = stage + "." + m[2].str() + ".mlp";
+    if (rest.rfind("mlp.fc1.", 0) == 0) return d == 0 ? hidden : d == 1 ? stage : "";
+    if (rest.rfind("mlp.fc2.", 0) == 0) return d == 0 ? stage : d == 1 ? hidden : "";
+    return d == 0 ? stage : "";  // conv_dw, norm, gamma
+  }
+  if (std::regex_match(name, m, cnx_down)) {
+    const int64_t k = std::stoll(m[1]);
+    const std::string here = "s" + std::to_string(k), before = "s" + std::to_string(k - 1);
+    if (m[2] == "0") return d == 0 ? before : "";  // the LayerNorm on the previous stage's output
+    return d == 0 ? here : d == 1 ? before : "";
+  }
+  if (name.rfind("stem.", 0) == 0) return d == 0 ? "s0" : "";
+  if (name.rfind("head.norm.", 0) == 0) return d == 0 ? "s" + std::to_string(last_stage) : "";
+  if (name.rfind("head.fc.", 0) == 0) return d == 1 ? "s" + std::to_string(last_stage) : "";
+  if (std::regex_match(name, m, vit_block)) {
+    const std::string b = m[1], rest = m[2];
+    if (rest.rfind("attn.qkv.", 0) == 0) return d == 0 ? b + ".attn" : d == 1 ? "embed" : "";
+    if (rest == "attn.proj.weight") return d == 0 ? "embed" : d == 1 ? b + ".attn" : "";
+    if (rest.rfind("mlp.fc1.", 0) == 0) return d == 0 ? b + ".mlp" : d == 1 ? "embed" : "";
+    if (rest == "mlp.fc2.weight") return d == 0 ? "embed" : d == 1 ? b + ".mlp" : "";
+    return d == 0 ? "embed" : "";  // norms, biases of proj/fc2, layer scale
+  }
+  if (name == "cls_token" || name == "pos_embed") return d == 2 ? "embed" : "";
+  if (name.rfind("patch_embed.", 0) == 0 || name.rfind("norm.", 0) == 0 ||
+      name.rfind("fc_norm.", 0) == 0)
+    return d == 0 ? "embed" : "";
+  if (name == "head.weight") return d == 1 ? "embed" : "";
+  return "";
+}
+
+// Per-index sums of |w| (l1) or w^2 (magnitude) of `t` along dimension d; qkv rows folded per block
+// (row r counts for inner index r mod Dt).
+std::vector<double> slice_sums(const Tensor& t, int64_t d, bool square, bool fold_qkv) {
+  Tensor c = t.detach().cpu().to(DType::f32).contiguous();
+  const float* v = c.data<float>();
+  int64_t outer = 1, inner = 1;
+  for (int64_t k = 0; k < d; ++k) outer *= c.size(k);
+  for (int64_t k = d + 1; k < c.dim(); ++k) inner *= c.size(k);
+  const int64_t n = c.size(d), width = fold_qkv ? n / 3 : n;
+  std::vector<double> out(size_t(width), 0.0);
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t j = 0; j < n; ++j) {
+      double acc = 0;
+      const float* row = v + (o * n + j) * inner;
+      for (int64_t i = 0; i < inner; ++i) acc += square ? double(row[i]) * row[i] : std::fabs(row[i]);
+      out[size_t(j % width)] += acc;
+    }
+  return out;
+}
+
 }  // namespace
+
+std::vector<int64_t> most_important(const std::vector<double>& importance, int64_t s) {
+  SCION_CHECK(s <= int64_t(importance.size()), "element selection: cannot select ", s, " of ",
+              importance.size(), " elements");
+  std::vector<int64_t> order(importance.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = int64_t(i);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return importance[size_t(a)] > importance[size_t(b)];
+  });
+  order.resize(size_t(s));
+  std::sort(order.begin(), order.end());  // kept in the teacher's order
+  return order;
+}
 
 std::vector<int64_t> element_indices(
     const std::string& mode, int64_t t, int64_t s, Generator& gen,
@@ -83,7 +158,7 @@ std::vector<int64_t> element_indices(
     if (mode == "random" && cache) (*cache)[key] = idx;
   } else {
     throw InputError("init.elements: unknown element selection '" + mode +
-                     "' (known: uniform, consecutive, random, random-inconsistent)");
+                     "' (known: uniform, consecutive, random, random-inconsistent, l1, magnitude)");
   }
   return idx;
 }
@@ -255,8 +330,42 @@ std::vector<std::string> select_weights(nn::Model& student, const NamedTensors& 
       }
     }
   }
+  // Pruning-style selection: per axis, the teacher's importance of each index over every tensor on
+  // that axis (all blocks for the residual width), then the s most important, the same set for
+  // every tensor on the axis.
+  const bool pruning = opt.elements == "l1" || opt.elements == "magnitude";
+  const int64_t last_stage = ta.family == "convnext" ? int64_t(ta.dims.size()) - 1 : -1;
+  std::map<std::string, std::vector<double>> importance;
+  if (pruning)
+    for (const auto& [tname, t] : teacher) {
+      if (!is_floating(t.dtype())) continue;
+      for (int64_t d = 0; d < t.dim(); ++d) {
+        const std::string g = dim_group(tname, d, last_stage);
+        if (g.empty()) continue;
+        const bool fold = d == 0 && tname.find(".attn.qkv.") != std::string::npos;
+        std::vector<double> sums = slice_sums(t, d, opt.elements == "magnitude", fold);
+        auto [it, fresh] = importance.emplace(g, sums);
+        if (fresh) continue;
+        SCION_CHECK(it->second.size() == sums.size(), source, ": '", tname, "' dimension ", d,
+                    " has ", sums.size(), " entries, but other tensors on its axis ", g, " have ",
+                    it->second.size());
+        for (size_t i = 0; i < sums.size(); ++i) it->second[i] += sums[i];
+      }
+    }
+  std::map<std::pair<std::string, int64_t>, std::vector<int64_t>> chosen_on_axis;
   Generator gen(opt.seed, 0x5E1EC7);
   std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>> cache;
+  // The indices along dimension d of teacher tensor `tname` (t of them) for s student entries.
+  auto indices = [&](const std::string& tname, int64_t d, int64_t t, int64_t s) {
+    if (!pruning) return element_indices(opt.elements, t, s, gen, &cache);
+    const std::string g = dim_group(tname, d, last_stage);
+    if (g.empty() || s == t) return element_indices("uniform", t, s, gen, &cache);
+    auto key = std::make_pair(g, s);
+    auto it = chosen_on_axis.find(key);
+    if (it == chosen_on_axis.end())
+      it = chosen_on_axis.emplace(key, most_important(importance.at(g), s)).first;
+    return it->second;
+  };
   std::vector<std::string> selected;
   NoGradGuard ng;
   for (auto& [name, p] : student_names) {
@@ -285,7 +394,7 @@ std::vector<std::string> select_weights(nn::Model& student, const NamedTensors& 
                   "); weight selection needs a teacher at ", "least as large in every dimension");
     bool qkv = name.size() > 8 && (name.find(".attn.qkv.") != std::string::npos);
     Tensor chosen;
-    if (qkv && opt.qkv == "official") {
+    if (qkv && opt.qkv == "official" && !pruning) {
       // The official code: element selection over the fused (3 Dt) rows, as for any tensor.
       std::vector<std::vector<int64_t>> idx;
       for (int64_t d = 0; d < p.dim(); ++d)
@@ -298,14 +407,12 @@ std::vector<std::string> select_weights(nn::Model& student, const NamedTensors& 
       blocks[0] = dt;
       blocks.insert(blocks.begin(), 3);
       std::vector<std::vector<int64_t>> idx{{0, 1, 2}};
-      idx.push_back(element_indices(opt.elements, dt, ds, gen, &cache));
-      for (int64_t d = 1; d < p.dim(); ++d)
-        idx.push_back(element_indices(opt.elements, t.size(d), p.size(d), gen, &cache));
+      idx.push_back(indices(tname, 0, dt, ds));
+      for (int64_t d = 1; d < p.dim(); ++d) idx.push_back(indices(tname, d, t.size(d), p.size(d)));
       chosen = select_dims(t.reshape(blocks), idx).reshape(p.shape());
     } else {
       std::vector<std::vector<int64_t>> idx;
-      for (int64_t d = 0; d < p.dim(); ++d)
-        idx.push_back(element_indices(opt.elements, t.size(d), p.size(d), gen, &cache));
+      for (int64_t d = 0; d < p.dim(); ++d) idx.push_back(indices(tname, d, t.size(d), p.size(d)));
       chosen = select_dims(t, idx);
     }
     Tensor dst = p;

@@ -14,6 +14,11 @@
 //      dimension. The fused qkv projection is selected per q/k/v block so the three stay aligned
 //      (qkv "per_block"), or as the official code does, on the fused 3D rows (qkv "official":
 //      the same as per_block when the widths divide, other rows when they do not).
+//      Pruning-style (elements "l1" | "magnitude", a structured-pruning baseline): per axis (the
+//      residual width across the whole network, each block's attention inner width and MLP hidden
+//      units, ConvNeXt's per-stage widths), the teacher's indices of largest L1 norm (or sum of
+//      squares) summed over every tensor on that axis, the same set for all of them; q/k/v per
+//      block.
 //   4. Components (an ablation): only the parameters of the listed components are selected, the
 //      rest keep the student's own initialization (component_of names each parameter's).
 #pragma once
@@ -33,6 +38,9 @@ namespace scion::init {
 std::vector<int64_t> element_indices(
     const std::string& mode, int64_t t, int64_t s, Generator& gen,
     std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>>* cache = nullptr);
+
+// The s indices of largest importance, in increasing index order (ties: the lower index first).
+std::vector<int64_t> most_important(const std::vector<double>& importance, int64_t s);
 
 // Teacher block for student block i of a stack of Ls blocks from a teacher stack of Lt
 // ("first", "uniform", "last", "mid").

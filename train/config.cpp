@@ -161,7 +161,8 @@ void visit_init(V& v, InitConfig& i) {
   v.text("teacher", i.teacher);
   v.text("teacher_model", i.teacher_model);
   v.choice("layers", i.layers, {"first", "uniform", "last", "mid"});
-  v.choice("elements", i.elements, {"uniform", "consecutive", "random", "random-inconsistent"});
+  v.choice("elements", i.elements,
+           {"uniform", "consecutive", "random", "random-inconsistent", "l1", "magnitude"});
   v.choice("qkv", i.qkv, {"per_block", "official"});
   v.text("components", i.components);
   v.text("checkpoint", i.checkpoint);
@@ -194,7 +195,8 @@ template <class V>
 void visit_data(V& v, DataConfig& d) {
   const std::vector<std::string> splits{"train", "val", "test"};
   v.choice("dataset", d.dataset,
-           {"cifar10", "cifar100", "image_folder", "tiny_imagenet", "fashion_mnist", "mnist"});
+           {"cifar10", "cifar100", "image_folder", "tiny_imagenet", "fashion_mnist", "mnist", "stl10",
+            "svhn", "flowers102", "pets", "food101", "dtd", "eurosat"});
   v.text("root", d.root);
   v.choice("train_split", d.train_split, splits);
   v.choice("val_split", d.val_split, splits);

@@ -131,7 +131,8 @@ int checked(const char* command) {
 }
 
 struct SelectArgs {
-  std::string teacher, model, out, layers = "first", elements = "uniform";
+  std::string teacher, model, out, layers = "first", elements = "uniform", qkv = "per_block",
+                                                     components = "all";
   std::vector<std::string> sets;
   uint64_t seed = 0;
   bool head = false, head_norm = false, check = false;
@@ -140,12 +141,15 @@ struct SelectArgs {
 int cmd_select(const SelectArgs& a) {
   check_out(a.out, {{"--teacher", a.teacher}});
   nn::ModelPtr student = nn::create_model(model_config(a.model, a.sets));
+  init::parse_components(a.components, "--components");
   if (a.check) return checked("select");
   init::InitConfig ic;
   ic.type = "weight_selection";
   ic.teacher = a.teacher;
   ic.layers = a.layers;
   ic.elements = a.elements;
+  ic.qkv = a.qkv;
+  ic.components = a.components;
   ic.head = a.head;
   ic.head_norm = a.head_norm;
   Generator gen(a.seed, 0x494E4954);
@@ -153,6 +157,8 @@ int cmd_select(const SelectArgs& a) {
   student->save(a.out, {{"scion_select_teacher", a.teacher},
                         {"layers", a.layers},
                         {"elements", a.elements},
+                        {"qkv", a.qkv},
+                        {"components", a.components},
                         {"seed", std::to_string(a.seed)}});
   std::printf("wrote %s: %s (%lld parameters) selected from %s (layers %s, elements %s)\n",
               a.out.c_str(), a.model.c_str(), (long long)student->num_parameters(),
@@ -383,10 +389,17 @@ int main(int argc, char** argv) {
       ->required();
   select->add_option("--model", sa.model, "student model name")->required();
   select->add_option("--set", sa.sets, "student option model.key=value (repeatable)");
-  select->add_option("--layers", sa.layers, "first|uniform|last")
-      ->check(CLI::IsMember({"first", "uniform", "last"}));
-  select->add_option("--elements", sa.elements, "uniform|consecutive|random|random-inconsistent")
-      ->check(CLI::IsMember({"uniform", "consecutive", "random", "random-inconsistent"}));
+  select->add_option("--layers", sa.layers, "first|uniform|last|mid")
+      ->check(CLI::IsMember({"first", "uniform", "last", "mid"}));
+  select->add_option("--qkv", sa.qkv, "per_block|official (the official code's fused-row linspace)")
+      ->check(CLI::IsMember({"per_block", "official"}));
+  select->add_option("--components", sa.components,
+                     "all, or a list such as attn,mlp, or removals such as -attn,-norm");
+  select
+      ->add_option("--elements", sa.elements,
+                   "uniform|consecutive|random|random-inconsistent|l1|magnitude (pruning-style)")
+      ->check(CLI::IsMember(
+          {"uniform", "consecutive", "random", "random-inconsistent", "l1", "magnitude"}));
   select->add_option("--seed", sa.seed, "seed for random selection and the student's own init");
   select->add_flag("--head", sa.head,
                    "also select the classifier head when the class counts match");
@@ -426,9 +439,11 @@ int main(int argc, char** argv) {
   eval->add_option("--model", ea.model, "registered model name (default: the weights' own)");
   eval->add_option("--set", ea.sets, "model option model.key=value (repeatable)");
   eval->add_option("--data", ea.dataset,
-                   "cifar10|cifar100|image_folder|tiny_imagenet|fashion_mnist|mnist")
+                   "cifar10|cifar100|image_folder|tiny_imagenet|fashion_mnist|mnist|stl10|svhn|"
+                   "flowers102|pets|food101|dtd|eurosat")
       ->check(CLI::IsMember(
-          {"cifar10", "cifar100", "image_folder", "tiny_imagenet", "fashion_mnist", "mnist"}));
+          {"cifar10", "cifar100", "image_folder", "tiny_imagenet", "fashion_mnist", "mnist", "stl10",
+           "svhn", "flowers102", "pets", "food101", "dtd", "eurosat"}));
   eval->add_option("--root", ea.root, "data folder");
   eval->add_option("--split", ea.split, "train|val|test (default val, or the config's val_split)")
       ->check(CLI::IsMember({"train", "val", "test"}));

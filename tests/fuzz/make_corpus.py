@@ -4,7 +4,8 @@
 usage: make_corpus.py OUT [--data ../shared/data] [--fashion /usr/share/datasets/fashion-mnist]
 
 OUT/<target>/ receives: safetensors - the small golden fixtures (written by PyTorch's safetensors);
-config - every YAML file under configs/, some with `--set` strings after a NUL; cifar - records in
+config - every YAML file under configs/, some with `--set` strings after a NUL; stl10 - STL-10
+label and image bytes; mat - MATLAB v5 files as SVHN and Flowers-102 ship them; cifar - records in
 the official binary format built from real CIFAR-10 images' bytes (the binary release itself is not
 available on these machines, see ../shared/data/README.md); idx - Fashion-MNIST's label files and
 the first images of its test set re-packed (gzip and plain); tiny_imagenet - the real wnids.txt and
@@ -81,7 +82,36 @@ def main():
     put("tiny_imagenet", "real_few", b"\n".join(wnids.splitlines()[:3]) + b"\0"
         + b"".join(l for l in ann.splitlines(True) if l.split(b"\t")[1] in wnids.splitlines()[:3]))
 
+    # STL-10: a count byte, the labels, then images of 3 x 96 x 96 bytes (pixels from JPEG bytes).
+    for n in (1, 2):
+        labels = bytes(1 + (3 * k) % 10 for k in range(n))
+        put("stl10", f"stl10_{n}_images", bytes([n]) + labels + (filler * 40)[:n * 27648])
+    # MAT v5 files as SVHN and Flowers-102 publish them (X uint8 32x32x3xN and y double; labels,
+    # trnid/valid/tstid double rows).
+    put("mat", "svhn_2", mat5([("X", 32, 32, 3, 2, (filler * 4)[:6144]), ("y", 2, 1, [3.0, 10.0])]))
+    put("mat", "flowers_labels", mat5([("labels", 1, 4, [1.0, 5.0, 102.0, 7.0])]))
+    put("mat", "flowers_setid", mat5([("trnid", 1, 2, [1.0, 2.0]), ("valid", 1, 1, [3.0]),
+                                      ("tstid", 1, 1, [4.0])]))
+
     print("seed corpora in", args.out, ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+
+
+def mat5(variables):
+    """A MATLAB v5 .mat file (uncompressed): ("name", *dims, uint8 bytes) or ("name", *dims,
+    [doubles]) per variable, the layout MATLAB and scipy.io.savemat write."""
+    def element(kind, payload):
+        pad = (-len(payload)) % 8
+        return struct.pack("<II", kind, len(payload)) + payload + b"\0" * pad
+    out = b"MATLAB 5.0 MAT-file, written by scion's make_corpus.py".ljust(116, b" ")
+    out += b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"
+    for name, *rest in variables:
+        dims, values = rest[:-1], rest[-1]
+        uint8 = isinstance(values, bytes)
+        flags = element(6, struct.pack("<II", 9 if uint8 else 6, 0))  # mxUINT8_CLASS / mxDOUBLE
+        body = flags + element(5, struct.pack(f"<{len(dims)}i", *dims)) + element(1, name.encode())
+        body += element(2, values) if uint8 else element(9, struct.pack(f"<{len(values)}d", *values))
+        out += element(14, body)
+    return out
 
 
 def png(width, height, color_type):

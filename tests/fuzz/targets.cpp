@@ -175,10 +175,48 @@ void image(const uint8_t* data, size_t size) {
   });
 }
 
+void stl10(const uint8_t* data, size_t size) {
+  // The first byte's low bits give the label count n; the next n bytes are test_y.bin and the rest
+  // test_X.bin.
+  const size_t n = size ? std::min<size_t>(data[0] % 4, size - 1) : 0;
+  const std::string root = scratch() + "/stl10/stl10_binary";
+  write(root + "/test_y.bin", data + (size ? 1 : 0), n);
+  write(root + "/test_X.bin", data + (size ? 1 : 0) + n, size ? size - 1 - n : 0);
+  expect_input_error_or_success([&] {
+    data::DatasetPtr d = data::open_dataset("stl10", scratch() + "/stl10", "test");
+    FUZZ_EXPECT(d->size() == int64_t(n), "image count differs from the label count");
+    for (int64_t i = 0; i < d->size(); ++i) {
+      FUZZ_EXPECT(d->label(i) >= 0 && d->label(i) < 10, "label out of range");
+      data::Sample s = d->get(i);
+      FUZZ_EXPECT(s.image.height == 96 && s.image.width == 96 && s.image.channels == 3, "size");
+    }
+  });
+}
+
+void mat(const uint8_t* data, size_t size) {
+  // One MAT file read as SVHN's test_32x32.mat and as Flowers-102's imagelabels.mat and setid.mat.
+  const std::string svhn = scratch() + "/svhn", flowers = scratch() + "/flowers";
+  write(svhn + "/test_32x32.mat", data, size);
+  write(flowers + "/imagelabels.mat", data, size);
+  write(flowers + "/setid.mat", data, size);
+  expect_input_error_or_success([&] {
+    data::DatasetPtr d = data::open_dataset("svhn", svhn, "test");
+    for (int64_t i = 0; i < std::min<int64_t>(d->size(), 8); ++i) {
+      FUZZ_EXPECT(d->label(i) >= 0 && d->label(i) < 10, "label out of range");
+      FUZZ_EXPECT(d->get(i).image.pixels.size() == 32 * 32 * 3, "size");
+    }
+  });
+  expect_input_error_or_success([&] {
+    data::DatasetPtr d = data::open_dataset("flowers102", flowers, "test");
+    for (int64_t i = 0; i < d->size(); ++i)
+      FUZZ_EXPECT(d->label(i) >= 0 && d->label(i) < 102, "label out of range");
+  });
+}
+
 const std::vector<NamedTarget>& targets() {
   static const std::vector<NamedTarget> all = {
       {"safetensors", safetensors},     {"config", config}, {"cifar", cifar}, {"idx", idx},
-      {"tiny_imagenet", tiny_imagenet}, {"image", image}};
+      {"tiny_imagenet", tiny_imagenet}, {"image", image},   {"stl10", stl10}, {"mat", mat}};
   return all;
 }
 

@@ -37,6 +37,11 @@ void tiny_imagenet(const uint8_t* data, size_t size);
 // at a reduced JPEG scale; the decoded size must agree with the header's.
 void image(const uint8_t* data, size_t size);
 
+// STL-10 binary files (test_y.bin + test_X.bin): every image 96x96x3, every label a class.
+void stl10(const uint8_t* data, size_t size);
+// MATLAB .mat files through libmatio, as SVHN's test_32x32.mat and Flowers-102's label/split files.
+void mat(const uint8_t* data, size_t size);
+
 const std::vector<NamedTarget>& targets();
 
 }  // namespace scion::fuzz

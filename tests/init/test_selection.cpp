@@ -5,9 +5,11 @@
 // strictly into the student.
 #include <cstdlib>
 #include <fstream>
+#include <set>
 
-#include "init/initializers.h"
+#include "core/autograd.h"
 #include "core/safetensors.h"
+#include "init/initializers.h"
 #include "init/weight_selection.h"
 #include "tests/support.h"
 
@@ -384,4 +386,68 @@ TEST_CASE("qkv official: the fused-row linspace of the official code, ViT-L widt
   const std::vector<double> tb = get(tw, "blocks.0.attn.qkv.bias").to_vector(),
                             sb = official->find("blocks.0.attn.qkv.bias").to_vector();
   for (int64_t r : {0, 1, 287, 575}) CHECK(sb[size_t(r)] == tb[size_t(rows[size_t(r)])]);
+}
+
+TEST_CASE("pruning-style selection (l1, magnitude): the most important indices, one set per axis",
+          "[init]") {
+  CHECK(most_important({0.5, 3.0, 1.0, 3.0, 0.1}, 3) == std::vector<int64_t>{1, 2, 3});
+  CHECK(most_important({2.0, 2.0, 2.0}, 2) == std::vector<int64_t>{0, 1});  // ties: lower first
+  // A ViT teacher whose residual channels 5, 17 and 40.. are made heavy everywhere they appear,
+  // and whose block-0 MLP hidden unit 3 is heavy in fc1 and fc2.
+  nn::ModelPtr teacher =
+      model("vit_tiny", {{"embed_dim", "64"}, {"num_heads", "2"}, {"depth", "2"},
+                         {"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"}});
+  NamedTensors tw = random_weights(*teacher, 11);
+  const std::set<int64_t> heavy{5, 17, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53};
+  for (auto& [n, t] : tw) {
+    NoGradGuard ng;
+    Tensor c = t.contiguous();
+    float* v = c.data<float>();
+    if (n == "blocks.0.mlp.fc1.weight")
+      for (int64_t i = 0; i < 64; ++i) v[3 * 64 + i] *= 50;
+    if (n == "blocks.0.mlp.fc2.weight")
+      for (int64_t r = 0; r < 64; ++r) v[r * 256 + 3] *= 50;
+    if (n == "norm.weight")
+      for (int64_t j : heavy) v[j] = 100;  // a LayerNorm weight alone marks the channel
+    t = c;
+  }
+  nn::ModelPtr student =
+      model("vit_tiny", {{"embed_dim", "32"}, {"num_heads", "1"}, {"depth", "1"},
+                         {"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"}});
+  SelectionOptions o;
+  o.elements = "l1";
+  select_weights(*student, tw, o, "teacher");
+  // norm.weight: the 16 heavy channels are among the 32 kept, in the teacher's order.
+  std::vector<double> kept = student->find("norm.weight").to_vector();
+  CHECK(std::count(kept.begin(), kept.end(), 100.0) == 16);
+  // The same residual indices everywhere: cls_token's entries are the teacher's at those indices.
+  std::vector<double> tn = get(tw, "norm.weight").to_vector(), tc = get(tw, "cls_token").to_vector(),
+                      sc = student->find("cls_token").to_vector();
+  std::vector<int64_t> idx;  // the kept indices: `kept` is an ordered subsequence of the teacher's
+  for (int64_t j = 0; j < 64; ++j)
+    if (idx.size() < 32 && kept[idx.size()] == tn[size_t(j)]) idx.push_back(j);
+  REQUIRE(idx.size() == 32);
+  for (size_t k = 0; k < 32; ++k) CHECK(sc[k] == tc[size_t(idx[k])]);
+  // Block 0's MLP kept hidden unit 3 (its fc1 row sums to the largest L1 norm).
+  std::vector<double> f1 = student->find("blocks.0.mlp.fc1.weight").to_vector(),
+                      t1 = get(tw, "blocks.0.mlp.fc1.weight").to_vector();
+  bool unit3 = false;
+  for (int64_t r = 0; r < 128 && !unit3; ++r)
+    unit3 = f1[size_t(r * 32)] == t1[size_t(3 * 64 + idx[0])];
+  CHECK(unit3);
+  o.elements = "magnitude";
+  nn::ModelPtr by_mag =
+      model("vit_tiny", {{"embed_dim", "32"}, {"num_heads", "1"}, {"depth", "1"},
+                         {"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"}});
+  select_weights(*by_mag, tw, o, "teacher");
+  std::vector<double> kept_mag = by_mag->find("norm.weight").to_vector();
+  CHECK(std::count(kept_mag.begin(), kept_mag.end(), 100.0) == 16);
+  // ConvNeXt: per-stage axes are consistent (conv_dw and the block norms agree on channels).
+  nn::ModelPtr ct = model("convnext_atto", {{"dims", "[16,32,64,128]"}, {"depths", "[1,1,2,1]"},
+                                           {"num_classes", "10"}});
+  NamedTensors cw = random_weights(*ct, 12);
+  nn::ModelPtr cs = model("convnext_atto", {{"dims", "[8,16,32,64]"}, {"depths", "[1,1,1,1]"},
+                                           {"num_classes", "10"}});
+  o.elements = "l1";
+  CHECK_NOTHROW(select_weights(*cs, cw, o, "teacher"));
 }
