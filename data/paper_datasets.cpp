@@ -163,7 +163,7 @@ using VarPtr = std::unique_ptr<matvar_t, void (*)(matvar_t*)>;
 VarPtr read_var(MatFile& f, const char* name) {
   VarPtr v(Mat_VarRead(f.mat, name), Mat_VarFree);
   SCION_CHECK(v != nullptr, f.path, ": no variable '", name, "' (or it cannot be read)");
-  SCION_CHECK(!v->isComplex && !v->isSparse && v->data != nullptr, f.path, ": variable '", name,
+  SCION_CHECK(!v->isComplex && v->class_type != MAT_C_SPARSE && v->data != nullptr, f.path, ": variable '", name,
               "' is not a real numeric array");
   return v;
 }

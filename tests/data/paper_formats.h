@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tests/data/support_data.h"
+#include "tests/support.h"
 
 namespace scion::test {
 

@@ -78,3 +78,20 @@ put("image", "png_2x2_gray", png(2, 2, b"\0\x10\x20\0\x30\x40"))
 put("image", "jpeg_sof_65500_square",
     b"\xff\xd8" + b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, 65500, 65500, 1) + b"\x01\x11\x00"
     + b"\xff\xd9")
+
+# STL-10 (count byte, labels, pixels): a label 0, pixels cut short, one valid image.
+put("stl10", "label_zero", bytes([1, 0]) + bytes(27648))
+put("stl10", "truncated_pixels", bytes([2, 1, 2]) + bytes(1000))
+put("stl10", "valid_one", bytes([1, 5]) + bytes(range(256)) * 108)
+
+# MAT v5 (libmatio; read as SVHN and as Flowers-102): a cut header, X of the wrong shape, a label
+# 11, dimensions far larger than the data, one valid SVHN image.
+sys.path.insert(0, str(Path(__file__).parent))
+from make_corpus import mat5  # noqa: E402
+
+valid = mat5([("X", 32, 32, 3, 1, bytes(3072)), ("y", 1, 1, [4.0])])
+put("mat", "truncated_header", valid[:100])
+put("mat", "x_16x16", mat5([("X", 16, 16, 3, 1, bytes(768)), ("y", 1, 1, [4.0])]))
+put("mat", "label_eleven", mat5([("X", 32, 32, 3, 1, bytes(3072)), ("y", 1, 1, [11.0])]))
+put("mat", "dims_past_data", mat5([("X", 32, 32, 3, 100000, bytes(3072)), ("y", 1, 1, [4.0])]))
+put("mat", "valid_svhn_1", valid)
