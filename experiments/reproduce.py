@@ -63,7 +63,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = {"cifar10": "../shared/data/cifar10-jpg",
                 "tiny_imagenet": "../shared/data/tiny-imagenet-200-subset",
                 "cifar100": "data/cifar-100-binary", "imagenet": "data/imagenet",
-                "fashion_mnist": "/usr/share/datasets/fashion-mnist"}
+                "fashion_mnist": "/usr/share/datasets/fashion-mnist",
+                # data/download.sh NAME's default folders (cifar10's binary release under data/)
+                "cifar10_binary": "data", "stl10": "data/stl10", "svhn": "data/svhn",
+                "flowers102": "data/flowers102", "pets": "data/pets", "food101": "data/food101",
+                "dtd": "data/dtd", "eurosat": "data/eurosat"}
 BIN = os.path.join(ROOT, "build", "bin")  # the scion programs (--bin)
 
 
@@ -763,8 +767,10 @@ def train_images(cfg):
     ds, root = cfg["data"]["dataset"], cfg["data"]["root"]
     if cfg["data"].get("train_subset"):
         return int(cfg["data"]["train_subset"])
+    # Training images of each data set's train split as scion reads it.
     known = {"cifar10": 50000, "cifar100": 50000, "image_folder": 1281167, "tiny_imagenet": 100000,
-             "fashion_mnist": 60000, "mnist": 60000}
+             "fashion_mnist": 60000, "mnist": 60000, "stl10": 5000, "svhn": 73257,
+             "flowers102": 2040, "pets": 3680, "food101": 75750, "dtd": 3760, "eurosat": 21600}
     return known[ds]
 
 
