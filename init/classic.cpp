@@ -136,7 +136,7 @@ void net2net_init(nn::Model& model, const InitConfig& cfg, Generator& gen,
 const std::vector<std::string>& initializer_names() {
   static const std::vector<std::string> names = {
       "trunc_normal",   "xavier_uniform", "xavier_normal",    "kaiming_uniform",
-      "kaiming_normal", "checkpoint",     "weight_selection", "net2net"};
+      "kaiming_normal", "mimetic",        "checkpoint",       "weight_selection", "net2net"};
   return names;
 }
 
@@ -161,6 +161,7 @@ void require_finite(const nn::Module& model, const std::string& what) {
 void initialize(nn::Model& model, const InitConfig& cfg, Generator& gen,
                 const std::string& source) {
   if (cfg.type == "trunc_normal") return trunc_normal_init(model, gen);
+  if (cfg.type == "mimetic") return mimetic_init(model, gen, source);
   if (cfg.type == "xavier_uniform" || cfg.type == "xavier_normal" ||
       cfg.type == "kaiming_uniform" || cfg.type == "kaiming_normal")
     return classic_init(model, cfg, gen, source);

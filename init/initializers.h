@@ -14,11 +14,14 @@
 //   checkpoint       load a weight file by key, strict, the head excluded when the class
 //                    count differs.
 //   weight_selection select from a larger teacher (init/weight_selection.h).
+//   mimetic          data-free (Trockman & Kolter 2023): attention weights whose products W_q^T W_k
+//                    and W_v^T W_proj^T imitate a trained ViT's (init/mimetic.cpp); ViT only.
 //   net2net          grow from a smaller trained model (init/net2net.h): `teacher` is its weights,
 //                    `teacher_model` its registered name (default: the model's own), `noise`.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "core/rng.h"
 #include "nn/model.h"
@@ -46,6 +49,12 @@ const std::vector<std::string>& initializer_names();
 void initialize(nn::Model& model, const InitConfig& cfg, Generator& gen, const std::string& source);
 
 void trunc_normal_init(nn::Model& model, Generator& gen);
+// Mimetic initialization of a ViT (init/mimetic.cpp); InputError for another family.
+void mimetic_init(nn::Model& model, Generator& gen, const std::string& source);
+// The SVD of a row-major n x n matrix a = U diag(s) V^T (one-sided Jacobi; s decreasing): u and v
+// row-major n x n, their columns the singular vectors.
+void svd_square(const std::vector<double>& a, int64_t n, std::vector<double>& u,
+                std::vector<double>& s, std::vector<double>& v);
 // An InputError naming `what` and the first tensor of `model` that holds NaN or infinity.
 void require_finite(const nn::Module& model, const std::string& what);
 // fan_in / fan_out of a weight as torch.nn.init computes them.

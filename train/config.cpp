@@ -157,7 +157,7 @@ template <class V>
 void visit_init(V& v, InitConfig& i) {
   v.choice("type", i.type,
            {"trunc_normal", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
-            "weight_selection", "net2net", "checkpoint"});
+            "mimetic", "weight_selection", "net2net", "checkpoint"});
   v.text("teacher", i.teacher);
   v.text("teacher_model", i.teacher_model);
   v.choice("layers", i.layers, {"first", "uniform", "last", "mid"});

@@ -413,9 +413,9 @@ int main(int argc, char** argv) {
   initc->add_option("--set", ia.sets, "model option model.key=value (repeatable)");
   initc
       ->add_option("--init", ia.init,
-                   "trunc_normal|xavier_uniform|xavier_normal|kaiming_uniform|kaiming_normal")
+                   "trunc_normal|xavier_uniform|xavier_normal|kaiming_uniform|kaiming_normal|mimetic")
       ->check(CLI::IsMember({"trunc_normal", "xavier_uniform", "xavier_normal", "kaiming_uniform",
-                             "kaiming_normal"}));
+                             "kaiming_normal", "mimetic"}));
   initc->add_option("--seed", ia.seed, "initialization seed");
   initc->add_option("--out", ia.out, kOutHelp)->required();
   initc->add_flag("--check", ia.check, kCheckHelp);

@@ -70,3 +70,13 @@ for key, v in student.state_dict().items():
 path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "init_convnext.safetensors")
 save_file({k: v.contiguous() for k, v in sel.items()}, path)
 print(f"wrote {path}")
+
+
+# Singular values of a fixed 48 x 48 matrix (init/mimetic.cpp's SVD against LAPACK through torch):
+# a_ij = sin(0.37 i + 1.3 j) + 0.5 [i == j].
+i = torch.arange(48, dtype=torch.float64).reshape(-1, 1)
+j = torch.arange(48, dtype=torch.float64).reshape(1, -1)
+a = torch.sin(0.37 * i + 1.3 * j) + 0.5 * (i == j).double()
+path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "svd.safetensors")
+save_file({"a": a.contiguous(), "s": torch.linalg.svdvals(a).contiguous()}, path)
+print(f"wrote {path}")
