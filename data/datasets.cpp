@@ -12,45 +12,12 @@
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "data/idx.h"
+#include "data/folders.h"
 #include "data/paper_datasets.h"
 
 namespace scion::data {
 
 namespace {
-
-bool is_dir(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-bool exists(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0;
-}
-bool is_file(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-std::vector<std::string> list_dir(const std::string& path, bool dirs) {
-  std::vector<std::string> out;
-  std::unique_ptr<DIR, int (*)(DIR*)> d(opendir(path.c_str()), closedir);
-  SCION_CHECK(d != nullptr, path, ": cannot list folder");
-  while (dirent* e = readdir(d.get())) {
-    std::string n = e->d_name;
-    if (n == "." || n == "..") continue;
-    if (dirs ? is_dir(path + "/" + n) : is_file(path + "/" + n)) out.push_back(n);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-bool image_extension(const std::string& name) {
-  auto dot = name.rfind('.');
-  if (dot == std::string::npos) return false;
-  std::string ext = name.substr(dot + 1);
-  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-  return ext == "jpg" || ext == "jpeg" || ext == "png";
-}
 
 void check_split(const std::string& split) {
   SCION_CHECK(split == "train" || split == "val" || split == "test",
@@ -115,27 +82,6 @@ class CifarDataset : public Dataset {
   std::vector<uint8_t> data_;
   size_t record_ = 3073;
   int64_t n_ = 0;
-};
-
-class FileListDataset : public Dataset {
- public:
-  FileListDataset(std::vector<std::string> files, std::vector<int64_t> labels, int64_t classes)
-      : files_(std::move(files)), labels_(std::move(labels)), classes_(classes) {}
-  int64_t size() const override { return int64_t(files_.size()); }
-  int64_t num_classes() const override { return classes_; }
-  int64_t label(int64_t i) const override { return labels_[size_t(i)]; }
-  Sample get(int64_t i) const override {
-    Sample s;
-    s.name = files_[size_t(i)];
-    s.encoded = read_file(s.name);
-    s.label = labels_[size_t(i)];
-    return s;
-  }
-
- private:
-  std::vector<std::string> files_;
-  std::vector<int64_t> labels_;
-  int64_t classes_;
 };
 
 class MnistDataset : public Dataset {
@@ -213,7 +159,7 @@ DatasetPtr open_image_folder(const std::string& root, const std::string& split) 
 }
 
 DatasetPtr open_tiny_imagenet(const std::string& root, const std::string& split) {
-  SCION_CHECK(exists(root + "/wnids.txt"), root, "/wnids.txt: not found (Tiny ImageNet root expected)");
+  SCION_CHECK(path_exists(root + "/wnids.txt"), root, "/wnids.txt: not found (Tiny ImageNet root expected)");
   std::istringstream wn(read_text_file(root + "/wnids.txt", "Tiny ImageNet's class list"));
   std::vector<std::string> wnids;  // class index = line number, as the standard loaders
   std::map<std::string, int64_t> index;
@@ -241,7 +187,7 @@ DatasetPtr open_tiny_imagenet(const std::string& root, const std::string& split)
     }
   } else if (split == "val") {
     std::string ann = root + "/val/val_annotations.txt";
-    SCION_CHECK(exists(ann), ann, ": not found");
+    SCION_CHECK(path_exists(ann), ann, ": not found");
     std::istringstream in(read_text_file(ann, "Tiny ImageNet's validation labels"));
     int64_t line_no = 0;
     while (std::getline(in, line)) {

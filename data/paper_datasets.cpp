@@ -18,41 +18,11 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/rng.h"
+#include "data/folders.h"
 
 namespace scion::data {
 
 namespace {
-
-bool is_dir(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-bool is_file(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-std::vector<std::string> list(const std::string& path, bool dirs) {
-  std::vector<std::string> out;
-  std::unique_ptr<DIR, int (*)(DIR*)> d(opendir(path.c_str()), closedir);
-  SCION_CHECK(d != nullptr, path, ": cannot list folder");
-  while (dirent* e = readdir(d.get())) {
-    std::string n = e->d_name;
-    if (n == "." || n == "..") continue;
-    if (dirs ? is_dir(path + "/" + n) : is_file(path + "/" + n)) out.push_back(n);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-bool jpeg_or_png(const std::string& name) {
-  auto dot = name.rfind('.');
-  if (dot == std::string::npos) return false;
-  std::string ext = name.substr(dot + 1);
-  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-  return ext == "jpg" || ext == "jpeg" || ext == "png";
-}
 
 // A name read from a list file: a relative path inside the data root (no "..", no leading '/').
 void check_relative(const std::string& name, const std::string& file, int64_t line) {
@@ -84,28 +54,6 @@ std::vector<std::pair<int64_t, std::string>> lines_of(const std::string& path,
   SCION_CHECK(!out.empty(), path, ": empty (", what, ")");
   return out;
 }
-
-// Images decoded on demand from files (the loaders' workers decode them).
-class FileImages : public Dataset {
- public:
-  FileImages(std::vector<std::string> files, std::vector<int64_t> labels, int64_t classes)
-      : files_(std::move(files)), labels_(std::move(labels)), classes_(classes) {}
-  int64_t size() const override { return int64_t(files_.size()); }
-  int64_t num_classes() const override { return classes_; }
-  int64_t label(int64_t i) const override { return labels_[size_t(i)]; }
-  Sample get(int64_t i) const override {
-    Sample s;
-    s.name = files_[size_t(i)];
-    s.encoded = read_file(s.name);
-    s.label = labels_[size_t(i)];
-    return s;
-  }
-
- private:
-  std::vector<std::string> files_;
-  std::vector<int64_t> labels_;
-  int64_t classes_;
-};
 
 // Images held in memory as HWC bytes (STL-10, SVHN).
 class MemoryImages : public Dataset {
@@ -314,7 +262,7 @@ DatasetPtr open_flowers102(const std::string& root, const std::string& split) {
     ys.push_back(labels[size_t(id - 1)] - 1);
   }
   SCION_CHECK(is_file(files[0]), files[0], ": not found (Flowers-102 images are in jpg/)");
-  return std::make_shared<FileImages>(std::move(files), std::move(ys), 102);
+  return std::make_shared<FileListDataset>(std::move(files), std::move(ys), 102);
 }
 
 // Oxford-IIIT Pets: images/<name>.jpg, annotations/{trainval,test}.txt lines "<name> <class 1..37>
@@ -335,7 +283,7 @@ DatasetPtr open_pets(const std::string& root, const std::string& split) {
     ys.push_back(cls - 1);
   }
   SCION_CHECK(is_file(files[0]), files[0], ": not found (Pets images are in images/)");
-  return std::make_shared<FileImages>(std::move(files), std::move(ys), 37);
+  return std::make_shared<FileListDataset>(std::move(files), std::move(ys), 37);
 }
 
 // Food-101: images/<class>/<id>.jpg, meta/classes.txt (the class order), meta/{train,test}.txt
@@ -363,7 +311,7 @@ DatasetPtr open_food101(const std::string& root, const std::string& split) {
     ys.push_back(it->second);
   }
   SCION_CHECK(is_file(files[0]), files[0], ": not found (Food-101 images are in images/)");
-  return std::make_shared<FileImages>(std::move(files), std::move(ys), int64_t(index.size()));
+  return std::make_shared<FileListDataset>(std::move(files), std::move(ys), int64_t(index.size()));
 }
 
 // DTD: images/<class>/<name>.jpg, labels/{train,val,test}1.txt lines "<class>/<name>.jpg".
@@ -374,7 +322,7 @@ DatasetPtr open_dtd(const std::string& root, const std::string& split) {
   const std::string images = dir + "/images";
   SCION_CHECK(is_dir(images), images, ": not found (DTD's images/<class>/ folders)");
   std::map<std::string, int64_t> index;
-  for (const std::string& c : list(images, true)) index.emplace(c, int64_t(index.size()));
+  for (const std::string& c : list_dir(images, true)) index.emplace(c, int64_t(index.size()));
   SCION_CHECK(!index.empty(), images, ": no class folders");
   std::vector<std::string> files;
   std::vector<int64_t> ys;
@@ -393,7 +341,7 @@ DatasetPtr open_dtd(const std::string& root, const std::string& split) {
       ys.push_back(it->second);
     }
   }
-  return std::make_shared<FileImages>(std::move(files), std::move(ys), int64_t(index.size()));
+  return std::make_shared<FileListDataset>(std::move(files), std::move(ys), int64_t(index.size()));
 }
 
 // EuroSAT (RGB): <class>/*.jpg in the root (or in its 2750/ or EuroSAT_RGB/ folder). There is no
@@ -403,14 +351,14 @@ DatasetPtr open_eurosat(const std::string& root, const std::string& split) {
   std::string dir = root;
   for (const char* sub : {"2750", "EuroSAT_RGB", "EuroSAT"})
     if (is_dir(root + "/" + sub)) dir = root + "/" + sub;
-  const std::vector<std::string> classes = list(dir, true);
+  const std::vector<std::string> classes = list_dir(dir, true);
   SCION_CHECK(!classes.empty(), dir, ": no class folders (EuroSAT expects <class>/*.jpg)");
   std::vector<std::string> files;
   std::vector<int64_t> ys;
   for (size_t c = 0; c < classes.size(); ++c) {
     std::vector<std::string> names;
-    for (const std::string& f : list(dir + "/" + classes[c], false))
-      if (jpeg_or_png(f)) names.push_back(f);
+    for (const std::string& f : list_dir(dir + "/" + classes[c], false))
+      if (image_extension(f)) names.push_back(f);
     SCION_CHECK(!names.empty(), dir, "/", classes[c], ": class folder has no .jpg/.png images");
     Generator gen(0, 0xE0);  // one fixed stream per class folder, independent of the config seed
     gen.set_offset(uint64_t(c) << 32);
@@ -423,7 +371,7 @@ DatasetPtr open_eurosat(const std::string& root, const std::string& split) {
       ys.push_back(int64_t(c));
     }
   }
-  return std::make_shared<FileImages>(std::move(files), std::move(ys), int64_t(classes.size()));
+  return std::make_shared<FileListDataset>(std::move(files), std::move(ys), int64_t(classes.size()));
 }
 
 }  // namespace
