@@ -41,6 +41,11 @@ std::string write_target(const std::string& path) {
 
 }  // namespace
 
+bool path_exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
 std::string special_file_kind(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0 ? kind_of(st.st_mode) : "";

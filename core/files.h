@@ -26,6 +26,9 @@ void write_file_atomic(const std::string& path, const std::function<bool(std::FI
 // never opened for a blocking read.
 std::string read_text_file(const std::string& path, const std::string& expected);
 
+// Whether anything (file, folder, device, ...) exists at `path`.
+bool path_exists(const std::string& path);
+
 // "a folder", "a FIFO", "a character device", ... for an existing non-regular path; "" for a
 // regular file or a path that does not exist.
 std::string special_file_kind(const std::string& path);

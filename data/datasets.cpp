@@ -1,5 +1,4 @@
 // Dataset readers (see dataset.h).
-#include <dirent.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -11,8 +10,8 @@
 #include "core/files.h"
 #include "core/rng.h"
 #include "data/dataset.h"
-#include "data/idx.h"
 #include "data/folders.h"
+#include "data/idx.h"
 #include "data/paper_datasets.h"
 
 namespace scion::data {
@@ -159,7 +158,8 @@ DatasetPtr open_image_folder(const std::string& root, const std::string& split) 
 }
 
 DatasetPtr open_tiny_imagenet(const std::string& root, const std::string& split) {
-  SCION_CHECK(path_exists(root + "/wnids.txt"), root, "/wnids.txt: not found (Tiny ImageNet root expected)");
+  SCION_CHECK(path_exists(root + "/wnids.txt"), root,
+              "/wnids.txt: not found (Tiny ImageNet root expected)");
   std::istringstream wn(read_text_file(root + "/wnids.txt", "Tiny ImageNet's class list"));
   std::vector<std::string> wnids;  // class index = line number, as the standard loaders
   std::map<std::string, int64_t> index;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "data/dataset.h"
 
 namespace scion::data {
@@ -18,11 +19,6 @@ namespace scion::data {
 inline bool is_dir(const std::string& p) {
   struct stat st;
   return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-inline bool path_exists(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0;
 }
 
 inline bool is_file(const std::string& p) {

@@ -3,16 +3,12 @@
 // (OscarXZQ/weight-selection, datasets.py) where it has the data set, torchvision elsewhere.
 #include "data/paper_datasets.h"
 
-#include <dirent.h>
 #include <matio.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <memory>
-#include <set>
 #include <sstream>
 
 #include "core/error.h"
@@ -29,8 +25,8 @@ void check_relative(const std::string& name, const std::string& file, int64_t li
   bool ok = !name.empty() && name[0] != '/' && name.find('\0') == std::string::npos;
   for (size_t at = 0; ok && at <= name.size();) {
     size_t slash = name.find('/', at);
-    const std::string part = name.substr(at, slash == std::string::npos ? std::string::npos
-                                                                        : slash - at);
+    const std::string part =
+        name.substr(at, slash == std::string::npos ? std::string::npos : slash - at);
     ok = !part.empty() && part != "." && part != "..";
     if (slash == std::string::npos) break;
     at = slash + 1;
@@ -41,7 +37,7 @@ void check_relative(const std::string& name, const std::string& file, int64_t li
 // The non-empty, non-comment lines of a text list file, with their line numbers.
 std::vector<std::pair<int64_t, std::string>> lines_of(const std::string& path,
                                                       const std::string& what) {
-  SCION_CHECK(is_file(path) || !special_file_kind(path).empty(), path, ": not found (", what, ")");
+  SCION_CHECK(path_exists(path), path, ": not found (", what, ")");
   std::istringstream in(read_text_file(path, what));
   std::vector<std::pair<int64_t, std::string>> out;
   std::string line;
@@ -58,9 +54,13 @@ std::vector<std::pair<int64_t, std::string>> lines_of(const std::string& path,
 // Images held in memory as HWC bytes (STL-10, SVHN).
 class MemoryImages : public Dataset {
  public:
-  MemoryImages(int h, int w, std::vector<uint8_t> hwc, std::vector<int64_t> labels,
-               int64_t classes, std::string kind)
-      : h_(h), w_(w), hwc_(std::move(hwc)), labels_(std::move(labels)), classes_(classes),
+  MemoryImages(int h, int w, std::vector<uint8_t> hwc, std::vector<int64_t> labels, int64_t classes,
+               std::string kind)
+      : h_(h),
+        w_(w),
+        hwc_(std::move(hwc)),
+        labels_(std::move(labels)),
+        classes_(classes),
         kind_(std::move(kind)) {}
   int64_t size() const override { return int64_t(labels_.size()); }
   int64_t num_classes() const override { return classes_; }
@@ -111,8 +111,8 @@ using VarPtr = std::unique_ptr<matvar_t, void (*)(matvar_t*)>;
 VarPtr read_var(MatFile& f, const char* name) {
   VarPtr v(Mat_VarRead(f.mat, name), Mat_VarFree);
   SCION_CHECK(v != nullptr, f.path, ": no variable '", name, "' (or it cannot be read)");
-  SCION_CHECK(!v->isComplex && v->class_type != MAT_C_SPARSE && v->data != nullptr, f.path, ": variable '", name,
-              "' is not a real numeric array");
+  SCION_CHECK(!v->isComplex && v->class_type != MAT_C_SPARSE && v->data != nullptr, f.path,
+              ": variable '", name, "' is not a real numeric array");
   return v;
 }
 
@@ -130,13 +130,30 @@ std::vector<double> numbers(const matvar_t& v, const std::string& file, const ch
   const size_t n = var_elements(v);
   size_t elem = 0;
   switch (v.class_type) {
-    case MAT_C_DOUBLE: elem = 8; break;
-    case MAT_C_SINGLE: elem = 4; break;
-    case MAT_C_INT8: case MAT_C_UINT8: elem = 1; break;
-    case MAT_C_INT16: case MAT_C_UINT16: elem = 2; break;
-    case MAT_C_INT32: case MAT_C_UINT32: elem = 4; break;
-    case MAT_C_INT64: case MAT_C_UINT64: elem = 8; break;
-    default: throw InputError(file + ": variable '" + name + "' is not numeric");
+    case MAT_C_DOUBLE:
+      elem = 8;
+      break;
+    case MAT_C_SINGLE:
+      elem = 4;
+      break;
+    case MAT_C_INT8:
+    case MAT_C_UINT8:
+      elem = 1;
+      break;
+    case MAT_C_INT16:
+    case MAT_C_UINT16:
+      elem = 2;
+      break;
+    case MAT_C_INT32:
+    case MAT_C_UINT32:
+      elem = 4;
+      break;
+    case MAT_C_INT64:
+    case MAT_C_UINT64:
+      elem = 8;
+      break;
+    default:
+      throw InputError(file + ": variable '" + name + "' is not numeric");
   }
   SCION_CHECK(v.nbytes >= n * elem, file, ": variable '", name, "' holds ", v.nbytes,
               " bytes, fewer than its ", n, " elements need");
@@ -145,16 +162,60 @@ std::vector<double> numbers(const matvar_t& v, const std::string& file, const ch
   for (size_t i = 0; i < n; ++i) {
     const uint8_t* e = p + i * elem;
     switch (v.class_type) {
-      case MAT_C_DOUBLE: { double x; std::memcpy(&x, e, 8); out[i] = x; break; }
-      case MAT_C_SINGLE: { float x; std::memcpy(&x, e, 4); out[i] = x; break; }
-      case MAT_C_INT8: out[i] = double(int8_t(*e)); break;
-      case MAT_C_UINT8: out[i] = double(*e); break;
-      case MAT_C_INT16: { int16_t x; std::memcpy(&x, e, 2); out[i] = x; break; }
-      case MAT_C_UINT16: { uint16_t x; std::memcpy(&x, e, 2); out[i] = x; break; }
-      case MAT_C_INT32: { int32_t x; std::memcpy(&x, e, 4); out[i] = x; break; }
-      case MAT_C_UINT32: { uint32_t x; std::memcpy(&x, e, 4); out[i] = x; break; }
-      case MAT_C_INT64: { int64_t x; std::memcpy(&x, e, 8); out[i] = double(x); break; }
-      default: { uint64_t x; std::memcpy(&x, e, 8); out[i] = double(x); break; }
+      case MAT_C_DOUBLE: {
+        double x;
+        std::memcpy(&x, e, 8);
+        out[i] = x;
+        break;
+      }
+      case MAT_C_SINGLE: {
+        float x;
+        std::memcpy(&x, e, 4);
+        out[i] = x;
+        break;
+      }
+      case MAT_C_INT8:
+        out[i] = double(int8_t(*e));
+        break;
+      case MAT_C_UINT8:
+        out[i] = double(*e);
+        break;
+      case MAT_C_INT16: {
+        int16_t x;
+        std::memcpy(&x, e, 2);
+        out[i] = x;
+        break;
+      }
+      case MAT_C_UINT16: {
+        uint16_t x;
+        std::memcpy(&x, e, 2);
+        out[i] = x;
+        break;
+      }
+      case MAT_C_INT32: {
+        int32_t x;
+        std::memcpy(&x, e, 4);
+        out[i] = x;
+        break;
+      }
+      case MAT_C_UINT32: {
+        uint32_t x;
+        std::memcpy(&x, e, 4);
+        out[i] = x;
+        break;
+      }
+      case MAT_C_INT64: {
+        int64_t x;
+        std::memcpy(&x, e, 8);
+        out[i] = double(x);
+        break;
+      }
+      default: {
+        uint64_t x;
+        std::memcpy(&x, e, 8);
+        out[i] = double(x);
+        break;
+      }
     }
   }
   return out;
@@ -166,8 +227,8 @@ std::vector<int64_t> whole_numbers(const std::vector<double>& v, int64_t lo, int
   std::vector<int64_t> out(v.size());
   for (size_t i = 0; i < v.size(); ++i) {
     SCION_CHECK(v[i] >= double(lo) && v[i] <= double(hi) && v[i] == double(int64_t(v[i])), file,
-                ": variable '", name, "' element ", i, " is ", v[i], "; expected a whole number in [",
-                lo, ", ", hi, "]");
+                ": variable '", name, "' element ", i, " is ", v[i],
+                "; expected a whole number in [", lo, ", ", hi, "]");
     out[i] = int64_t(v[i]);
   }
   return out;
@@ -183,7 +244,8 @@ DatasetPtr open_stl10(const std::string& root, const std::string& split) {
   for (const std::string& f : {xs, ys}) {
     const std::string kind = special_file_kind(f);
     SCION_CHECK(kind.empty(), f, ": is ", kind, "; expected an STL-10 binary file");
-    SCION_CHECK(is_file(f), f, ": STL-10 file not found (expected the binary release, "
+    SCION_CHECK(is_file(f), f,
+                ": STL-10 file not found (expected the binary release, "
                 "stl10_binary/; data/download.sh stl10 fetches it)");
   }
   const std::vector<uint8_t> y = read_file(ys), x = read_file(xs);
@@ -202,8 +264,7 @@ DatasetPtr open_stl10(const std::string& root, const std::string& split) {
     for (size_t c = 0; c < 3; ++c)
       for (size_t col = 0; col < 96; ++col)
         for (size_t row = 0; row < 96; ++row)
-          hwc[n * kImage + (row * 96 + col) * 3 + c] =
-              x[n * kImage + c * 96 * 96 + col * 96 + row];
+          hwc[n * kImage + (row * 96 + col) * 3 + c] = x[n * kImage + c * 96 * 96 + col * 96 + row];
   return std::make_shared<MemoryImages>(96, 96, std::move(hwc), std::move(labels), 10, "stl10");
 }
 
@@ -211,7 +272,7 @@ DatasetPtr open_stl10(const std::string& root, const std::string& split) {
 // 1..10 where 10 is the digit 0 (torchvision's mapping: label 10 -> class 0).
 DatasetPtr open_svhn(const std::string& root, const std::string& split) {
   const std::string path = root + "/" + split + "_32x32.mat";
-  SCION_CHECK(is_file(path) || !special_file_kind(path).empty(), path,
+  SCION_CHECK(path_exists(path), path,
               ": SVHN file not found (data/download.sh svhn fetches train_32x32.mat and "
               "test_32x32.mat)");
   MatFile f(path);
@@ -220,8 +281,8 @@ DatasetPtr open_svhn(const std::string& root, const std::string& split) {
               ": X must be 32 x 32 x 3 x N");
   SCION_CHECK(x->class_type == MAT_C_UINT8, path, ": X must hold uint8 pixels");
   const size_t n = x->dims[3];
-  SCION_CHECK(n > 0 && var_elements(*y) == n, path, ": y has ", var_elements(*y),
-              " labels for ", n, " images");
+  SCION_CHECK(n > 0 && var_elements(*y) == n, path, ": y has ", var_elements(*y), " labels for ", n,
+              " images");
   SCION_CHECK(x->nbytes >= n * 3072, path, ": X holds fewer bytes than 32 x 32 x 3 x ", n);
   std::vector<int64_t> labels = whole_numbers(numbers(*y, path, "y"), 1, 10, path, "y");
   for (auto& l : labels) l = l == 10 ? 0 : l;
@@ -248,8 +309,7 @@ DatasetPtr open_flowers102(const std::string& root, const std::string& split) {
   for (const char* name : split == "train" ? std::vector<const char*>{"trnid", "valid"}
                                            : std::vector<const char*>{"tstid"}) {
     VarPtr v = read_var(sf, name);
-    auto part =
-        whole_numbers(numbers(*v, sf.path, name), 1, int64_t(labels.size()), sf.path, name);
+    auto part = whole_numbers(numbers(*v, sf.path, name), 1, int64_t(labels.size()), sf.path, name);
     ids.insert(ids.end(), part.begin(), part.end());
   }
   SCION_CHECK(!ids.empty(), sf.path, ": the ", split, " split lists no images");
@@ -371,14 +431,15 @@ DatasetPtr open_eurosat(const std::string& root, const std::string& split) {
       ys.push_back(int64_t(c));
     }
   }
-  return std::make_shared<FileListDataset>(std::move(files), std::move(ys), int64_t(classes.size()));
+  return std::make_shared<FileListDataset>(std::move(files), std::move(ys),
+                                           int64_t(classes.size()));
 }
 
 }  // namespace
 
 const std::vector<std::string>& paper_dataset_names() {
-  static const std::vector<std::string> names{"stl10", "svhn", "flowers102", "pets",
-                                              "food101", "dtd", "eurosat"};
+  static const std::vector<std::string> names{"stl10",   "svhn", "flowers102", "pets",
+                                              "food101", "dtd",  "eurosat"};
   return names;
 }
 

@@ -135,8 +135,8 @@ void net2net_init(nn::Model& model, const InitConfig& cfg, Generator& gen,
 
 const std::vector<std::string>& initializer_names() {
   static const std::vector<std::string> names = {
-      "trunc_normal",   "xavier_uniform", "xavier_normal",    "kaiming_uniform",
-      "kaiming_normal", "mimetic",        "checkpoint",       "weight_selection", "net2net"};
+      "trunc_normal", "xavier_uniform", "xavier_normal",    "kaiming_uniform", "kaiming_normal",
+      "mimetic",      "checkpoint",     "weight_selection", "net2net"};
   return names;
 }
 

@@ -99,8 +99,9 @@ void fill(Tensor dst, const std::vector<double>& values, int64_t row0, int64_t r
 
 void mimetic_init(nn::Model& model, Generator& gen, const std::string& source) {
   auto* vit = dynamic_cast<nn::VisionTransformer*>(&model);
-  SCION_CHECK(vit != nullptr, source, ": init.type mimetic initializes self-attention: ",
-              model.config().name, " is not a ViT");
+  SCION_CHECK(vit != nullptr, source,
+              ": init.type mimetic initializes self-attention: ", model.config().name,
+              " is not a ViT");
   trunc_normal_init(model, gen);
   const int64_t heads = vit->num_heads;
   constexpr double kAlpha1 = 0.7, kBeta1 = 0.7, kAlpha2 = 0.4, kBeta2 = 0.4;

@@ -45,9 +45,10 @@ nn::ModelConfig model_from_timm_name(const std::string& arch, const std::string&
 
 nn::ModelConfig hub_model_config(const std::string& dir) {
   const std::string path = dir + "/config.json";
-  const std::string text = read_text_file(
-      path, "a timm hub folder's config.json file (the folder holds config.json and "
-            "model.safetensors)");
+  const std::string text =
+      read_text_file(path,
+                     "a timm hub folder's config.json file (the folder holds config.json and "
+                     "model.safetensors)");
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);

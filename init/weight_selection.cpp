@@ -105,7 +105,8 @@ std::vector<double> slice_sums(const Tensor& t, int64_t d, bool square, bool fol
     for (int64_t j = 0; j < n; ++j) {
       double acc = 0;
       const float* row = v + (o * n + j) * inner;
-      for (int64_t i = 0; i < inner; ++i) acc += square ? double(row[i]) * row[i] : std::fabs(row[i]);
+      for (int64_t i = 0; i < inner; ++i)
+        acc += square ? double(row[i]) * row[i] : std::fabs(row[i]);
       out[size_t(j % width)] += acc;
     }
   return out;
@@ -175,9 +176,9 @@ int64_t teacher_layer(const std::string& mode, int64_t i, int64_t ls, int64_t lt
 }
 
 const std::vector<std::string>& component_names() {
-  static const std::vector<std::string> names{"patch_embed", "pos_embed", "attn",       "mlp",
-                                              "norm",        "layer_scale", "conv_dw",   "downsample",
-                                              "head"};
+  static const std::vector<std::string> names{"patch_embed", "pos_embed",  "attn",
+                                              "mlp",         "norm",       "layer_scale",
+                                              "conv_dw",     "downsample", "head"};
   return names;
 }
 
@@ -212,8 +213,10 @@ std::vector<std::string> parse_components(const std::string& spec, const std::st
   }
   std::string known;
   for (const auto& n : all) known += (known.empty() ? "" : ", ") + n;
-  SCION_CHECK(!items.empty(), where, ": empty (\"all\", a list such as "
-              "\"attn,mlp\", or removals such as \"-attn\"; components: ", known, ")");
+  SCION_CHECK(!items.empty(), where,
+              ": empty (\"all\", a list such as "
+              "\"attn,mlp\", or removals such as \"-attn\"; components: ",
+              known, ")");
   if (items.size() == 1 && items[0] == "all") return all;
   const bool removing = items[0][0] == '-';
   std::vector<std::string> out = removing ? all : std::vector<std::string>{};
@@ -221,8 +224,8 @@ std::vector<std::string> parse_components(const std::string& spec, const std::st
     SCION_CHECK((item[0] == '-') == removing, where, ": '", spec,
                 "' mixes names and removals (give \"attn,mlp\" or \"-attn,-mlp\")");
     const std::string n = removing ? item.substr(1) : item;
-    SCION_CHECK(std::find(all.begin(), all.end(), n) != all.end(), where,
-                ": unknown component '", n, "' (known: ", known, ")");
+    SCION_CHECK(std::find(all.begin(), all.end(), n) != all.end(), where, ": unknown component '",
+                n, "' (known: ", known, ")");
     if (removing)
       out.erase(std::remove(out.begin(), out.end(), n), out.end());
     else if (std::find(out.begin(), out.end(), n) == out.end())

@@ -195,8 +195,8 @@ template <class V>
 void visit_data(V& v, DataConfig& d) {
   const std::vector<std::string> splits{"train", "val", "test"};
   v.choice("dataset", d.dataset,
-           {"cifar10", "cifar100", "image_folder", "tiny_imagenet", "fashion_mnist", "mnist", "stl10",
-            "svhn", "flowers102", "pets", "food101", "dtd", "eurosat"});
+           {"cifar10", "cifar100", "image_folder", "tiny_imagenet", "fashion_mnist", "mnist",
+            "stl10", "svhn", "flowers102", "pets", "food101", "dtd", "eurosat"});
   v.text("root", d.root);
   v.choice("train_split", d.train_split, splits);
   v.choice("val_split", d.val_split, splits);
@@ -467,8 +467,8 @@ std::vector<std::string> config_warnings(const Config& c) {
   const ScheduleConfig& s = c.train.schedule;
   if (s.type == "cosine" && s.warmup_epochs > double(c.train.epochs)) {
     // As timm's schedulers do, the warmup keeps its own slope; the run ends inside it.
-    const double end = s.warmup_lr + (c.train.optimizer.lr - s.warmup_lr) *
-                                         double(c.train.epochs) / s.warmup_epochs;
+    const double end = s.warmup_lr + (c.train.optimizer.lr - s.warmup_lr) * double(c.train.epochs) /
+                                         s.warmup_epochs;
     char buf[320];
     std::snprintf(buf, sizeof buf,
                   "%s: train.schedule.warmup_epochs %g exceeds train.epochs %lld: the learning "

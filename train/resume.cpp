@@ -24,11 +24,6 @@ namespace scion::train {
 
 namespace {
 
-bool file_exists(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0;
-}
-
 // "a.b.c" -> scalar text (lists as their flow text) of a YAML mapping.
 std::map<std::string, std::string> flatten(const std::string& yaml_text) {
   std::map<std::string, std::string> out;
@@ -46,6 +41,13 @@ std::map<std::string, std::string> flatten(const std::string& yaml_text) {
   };
   walk(YAML::Load(yaml_text), "");
   return out;
+}
+
+// How to get past a folder that holds another run.
+std::string restart_hint(const std::string& dir) {
+  return "\nTo start a new run, give another --output-dir, or pass --restart to move the old "
+         "run's files aside (into " +
+         dir + "/replaced-<time>/) and start afresh.";
 }
 
 bool may_change(const std::string& key) {
@@ -71,9 +73,10 @@ std::string config_differences(const Config& a, const Config& b,
   return diffs;
 }
 
-void check_resumable(const Config& cfg, const std::string& last_path) {
+std::map<std::string, std::string> check_resumable(const Config& cfg,
+                                                   const std::string& last_path) {
   SafetensorsFile ck = SafetensorsFile::open(last_path);
-  const auto& meta = ck.metadata();
+  const std::map<std::string, std::string> meta = ck.metadata();
   if (!meta.count("config"))
     throw InputError(last_path +
                      ": checkpoint metadata lacks 'config'; cannot check that it is "
@@ -93,10 +96,8 @@ void check_resumable(const Config& cfg, const std::string& last_path) {
   const std::string diffs = config_differences(old, cfg, epochs_ok);
   if (!diffs.empty())
     throw InputError(cfg.output_dir + " holds a different run (" + last_path +
-                     "); its config differs in:" + diffs +
-                     "\nTo start a new run, give another --output-dir, or pass --restart to move "
-                     "the old run's files aside (into " +
-                     cfg.output_dir + "/replaced-<time>/) and start afresh.");
+                     "); its config differs in:" + diffs + restart_hint(cfg.output_dir));
+  return meta;
 }
 
 CheckpointState read_checkpoint_state(const SafetensorsFile& ck, const std::string& path,
@@ -183,7 +184,7 @@ std::string move_run_aside(const std::string& output_dir) {
   static const char* const kOutputs[] = {"last.safetensors", "best.safetensors", "metrics.jsonl",
                                          "summary.json", "config.yaml"};
   bool any = false;
-  for (const char* f : kOutputs) any = any || file_exists(output_dir + "/" + f);
+  for (const char* f : kOutputs) any = any || path_exists(output_dir + "/" + f);
   if (!any) return "";
   char stamp[32];
   std::time_t now = std::time(nullptr);
@@ -199,7 +200,7 @@ std::string move_run_aside(const std::string& output_dir) {
   }
   for (const char* f : kOutputs) {
     const std::string from = output_dir + "/" + f;
-    if (!file_exists(from)) continue;
+    if (!path_exists(from)) continue;
     if (std::rename(from.c_str(), (dest + "/" + f).c_str()) != 0)
       throw InputError(from + ": cannot move it to " + dest + " (" + std::strerror(errno) + ")");
   }
@@ -209,24 +210,19 @@ std::string move_run_aside(const std::string& output_dir) {
 FolderState inspect_output(const Config& cfg) {
   const std::string dir = cfg.output_dir, last = dir + "/last.safetensors",
                     summary = dir + "/summary.json", metrics = dir + "/metrics.jsonl";
-  const std::string restart_hint =
-      "\nTo start a new run, give another --output-dir, or pass --restart to move the old run's "
-      "files aside (into " +
-      dir + "/replaced-<time>/) and start afresh.";
-  if (file_exists(last)) {
-    check_resumable(cfg, last);
-    SafetensorsFile ck = SafetensorsFile::open(last);
-    const auto& meta = ck.metadata();
-    const bool at_end = meta.count("epoch") && meta.at("epoch") == std::to_string(cfg.train.epochs) &&
+  if (path_exists(last)) {
+    const std::map<std::string, std::string> meta = check_resumable(cfg, last);
+    const bool at_end = meta.count("epoch") &&
+                        meta.at("epoch") == std::to_string(cfg.train.epochs) &&
                         (!meta.count("batch_in_epoch") || meta.at("batch_in_epoch") == "0");
-    return at_end && file_exists(summary) ? FolderState::finished : FolderState::resumable;
+    return at_end && path_exists(summary) ? FolderState::finished : FolderState::resumable;
   }
-  if (!file_exists(summary) && !file_exists(metrics)) return FolderState::empty;
+  if (!path_exists(summary) && !path_exists(metrics)) return FolderState::empty;
   // Results without a checkpoint (e.g. a finished run the harness reused): finished when its
   // config.yaml is this config and summary.json covers train.epochs; otherwise never overwritten.
   const std::string config_path = dir + "/config.yaml";
   std::string diffs = "\n  (its config.yaml is missing)";
-  if (file_exists(config_path)) {
+  if (path_exists(config_path)) {
     try {
       diffs = config_differences(load_config(config_path), cfg);
     } catch (const InputError& e) {
@@ -235,7 +231,7 @@ FolderState inspect_output(const Config& cfg) {
   }
   if (!diffs.empty())
     throw InputError(dir + " holds the results of a different run (metrics.jsonl/summary.json, " +
-                     "no last.safetensors); its config differs in:" + diffs + restart_hint);
+                     "no last.safetensors); its config differs in:" + diffs + restart_hint(dir));
   int64_t epochs = -1;
   try {
     nlohmann::json j = nlohmann::json::parse(read_text_file(summary, "a run's summary.json"));
@@ -245,9 +241,10 @@ FolderState inspect_output(const Config& cfg) {
   }
   if (epochs == cfg.train.epochs) return FolderState::finished;
   throw InputError(dir + " holds results of this run without last.safetensors, so it cannot " +
-                   "continue (" + (epochs < 0 ? "no valid summary.json" :
-                                   "summary.json says " + std::to_string(epochs) + " epochs") +
-                   ")." + restart_hint);
+                   "continue (" +
+                   (epochs < 0 ? "no valid summary.json"
+                               : "summary.json says " + std::to_string(epochs) + " epochs") +
+                   ")." + restart_hint(dir));
 }
 
 }  // namespace scion::train

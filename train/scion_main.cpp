@@ -132,7 +132,7 @@ int checked(const char* command) {
 
 struct SelectArgs {
   std::string teacher, model, out, layers = "first", elements = "uniform", qkv = "per_block",
-                                                     components = "all";
+                                   components = "all";
   std::vector<std::string> sets;
   uint64_t seed = 0;
   bool head = false, head_norm = false, check = false;
@@ -412,8 +412,9 @@ int main(int argc, char** argv) {
   initc->add_option("--model", ia.model, "registered model name")->required();
   initc->add_option("--set", ia.sets, "model option model.key=value (repeatable)");
   initc
-      ->add_option("--init", ia.init,
-                   "trunc_normal|xavier_uniform|xavier_normal|kaiming_uniform|kaiming_normal|mimetic")
+      ->add_option(
+          "--init", ia.init,
+          "trunc_normal|xavier_uniform|xavier_normal|kaiming_uniform|kaiming_normal|mimetic")
       ->check(CLI::IsMember({"trunc_normal", "xavier_uniform", "xavier_normal", "kaiming_uniform",
                              "kaiming_normal", "mimetic"}));
   initc->add_option("--seed", ia.seed, "initialization seed");
@@ -441,9 +442,9 @@ int main(int argc, char** argv) {
   eval->add_option("--data", ea.dataset,
                    "cifar10|cifar100|image_folder|tiny_imagenet|fashion_mnist|mnist|stl10|svhn|"
                    "flowers102|pets|food101|dtd|eurosat")
-      ->check(CLI::IsMember(
-          {"cifar10", "cifar100", "image_folder", "tiny_imagenet", "fashion_mnist", "mnist", "stl10",
-           "svhn", "flowers102", "pets", "food101", "dtd", "eurosat"}));
+      ->check(CLI::IsMember({"cifar10", "cifar100", "image_folder", "tiny_imagenet",
+                             "fashion_mnist", "mnist", "stl10", "svhn", "flowers102", "pets",
+                             "food101", "dtd", "eurosat"}));
   eval->add_option("--root", ea.root, "data folder");
   eval->add_option("--split", ea.split, "train|val|test (default val, or the config's val_split)")
       ->check(CLI::IsMember({"train", "val", "test"}));

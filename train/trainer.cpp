@@ -15,10 +15,10 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "core/files.h"
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/backend.h"
+#include "core/files.h"
 #include "core/ops.h"
 #include "core/safetensors.h"
 #include "init/initializers.h"
@@ -49,11 +49,6 @@ std::string duration_str(double seconds) {
   else
     std::snprintf(buf, sizeof buf, "%lds", s);
   return buf;
-}
-
-bool file_exists(const std::string& p) {
-  struct stat st;
-  return stat(p.c_str(), &st) == 0;
 }
 
 data::PipelineConfig base_pipeline(const Config& cfg) {
@@ -258,11 +253,11 @@ nn::ModelPtr load_teacher(const Config& cfg, Device device) {
       } catch (const std::exception& e) {
         throw InputError(k.teacher + ": metadata scion_model: " + e.what());
       }
-      SCION_CHECK(tc.name == k.model, "train.distill.model is '", k.model, "' but the file holds a ",
-                  tc.name);
-      SCION_CHECK(tc.num_classes == cfg.model.num_classes, "the teacher predicts ",
-                  tc.num_classes, " classes but the student (model.num_classes) ",
-                  cfg.model.num_classes, "; distillation needs the same classes");
+      SCION_CHECK(tc.name == k.model, "train.distill.model is '", k.model,
+                  "' but the file holds a ", tc.name);
+      SCION_CHECK(tc.num_classes == cfg.model.num_classes, "the teacher predicts ", tc.num_classes,
+                  " classes but the student (model.num_classes) ", cfg.model.num_classes,
+                  "; distillation needs the same classes");
       SCION_CHECK(tc.in_chans == cfg.model.in_chans, "the teacher takes ", tc.in_chans,
                   " input channels but the student (model.in_chans) ", cfg.model.in_chans);
       SCION_CHECK(tc.name.rfind("vit_", 0) != 0 || tc.img_size == cfg.model.img_size,
@@ -369,7 +364,7 @@ class Trainer {
   }
   // Where the last good state is, when there is one.
   std::string last_good_note() const {
-    return file_exists(paths_.last)
+    return path_exists(paths_.last)
                ? " The last good checkpoint is kept at " + paths_.last
                : " No checkpoint was written (the first epoch did not finish).";
   }
@@ -400,7 +395,7 @@ class Trainer {
 
 // Loads last.safetensors: weights, optimizer and EMA state, position, RNG offset, history.
 void Trainer::restore() {
-  SCION_CHECK(file_exists(paths_.last), paths_.last, ": --resume given but there is no checkpoint");
+  SCION_CHECK(path_exists(paths_.last), paths_.last, ": --resume given but there is no checkpoint");
   SafetensorsFile ck = SafetensorsFile::open(paths_.last);
   NamedTensors ms, es;
   for (const auto& n : ck.names()) {
@@ -706,9 +701,10 @@ int Trainer::run() {
     if (epoch + 1 < cfg_.train.epochs && (stop_signal_ = agreed_signal()) != 0) {
       // A signal during evaluation: stop at the end-of-epoch checkpoint just written.
       if (root_) {
-        std::printf("\ntrain: signal %d received; saved %s at the end of epoch %lld; rerun to "
-                    "resume\n",
-                    stop_signal_, paths_.last.c_str(), (long long)epoch + 1);
+        std::printf(
+            "\ntrain: signal %d received; saved %s at the end of epoch %lld; rerun to "
+            "resume\n",
+            stop_signal_, paths_.last.c_str(), (long long)epoch + 1);
         std::fflush(stdout);
       }
       return 128 + stop_signal_;
@@ -756,7 +752,8 @@ int run_training(const Config& cfg, const RunOptions& options) {
     threads = std::max(1, int(std::thread::hardware_concurrency()) / c.local_size());
   set_num_threads(threads);
   if (c.is_root())
-    for (const std::string& w : config_warnings(cfg)) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    for (const std::string& w : config_warnings(cfg))
+      std::fprintf(stderr, "warning: %s\n", w.c_str());
   nn::ModelPtr teacher;  // checked before anything is written
   dist::agree(c, "loading the distillation teacher", [&] {
     if (!cfg.train.distill.teacher.empty()) teacher = load_teacher(cfg, device);
@@ -772,7 +769,8 @@ int run_training(const Config& cfg, const RunOptions& options) {
     lock = FolderLock::acquire(cfg.output_dir, "run folder");
     if (options.restart) {
       const std::string moved = move_run_aside(cfg.output_dir);
-      if (!moved.empty()) std::printf("train: the earlier run's files are now in %s\n", moved.c_str());
+      if (!moved.empty())
+        std::printf("train: the earlier run's files are now in %s\n", moved.c_str());
     }
     const FolderState state = inspect_output(cfg);
     finished = state == FolderState::finished;
@@ -786,9 +784,10 @@ int run_training(const Config& cfg, const RunOptions& options) {
   }
   if (finished) {
     if (c.is_root())
-      std::printf("train: %s holds this run, finished (%lld epochs, summary.json); nothing to do "
-                  "(--restart trains it again; a larger train.epochs continues it)\n",
-                  cfg.output_dir.c_str(), (long long)cfg.train.epochs);
+      std::printf(
+          "train: %s holds this run, finished (%lld epochs, summary.json); nothing to do "
+          "(--restart trains it again; a larger train.epochs continues it)\n",
+          cfg.output_dir.c_str(), (long long)cfg.train.epochs);
     return 0;
   }
   std::unique_ptr<Trainer> trainer;
@@ -801,7 +800,7 @@ int run_training(const Config& cfg, const RunOptions& options) {
     return trainer->run();
   } catch (const dist::TimeoutError& e) {
     const std::string note =
-        file_exists(paths.last) ? " The last good checkpoint is " + paths.last + "." : "";
+        path_exists(paths.last) ? " The last good checkpoint is " + paths.last + "." : "";
     std::fprintf(stderr, "\ntrain: %s; ending the job.%s\n", e.what(), note.c_str());
     c.abort(1);
   } catch (const dist::PeerFailed&) {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 
 #include "core/safetensors.h"
@@ -48,7 +49,8 @@ void apply_eval_metadata(Config& cfg, const std::string& json_text, const std::s
 
 // Throws an InputError listing the differing keys when `cfg` may not resume `last_path` (a
 // different run: see train/resume.cpp for the keys that may change on resume).
-void check_resumable(const Config& cfg, const std::string& last_path);
+// Returns the checkpoint's metadata.
+std::map<std::string, std::string> check_resumable(const Config& cfg, const std::string& last_path);
 // The keys in which two resolved configs differ, one "\n  key: a -> b" line each, leaving out the
 // keys that may change on resume (data.root, threads, ...) and those `allowed` accepts.
 std::string config_differences(const Config& a, const Config& b,

@@ -43,8 +43,7 @@ TEST_CASE("write_file_atomic refuses a FIFO, a folder and a device, and writes t
   REQUIRE(stat(fifo.c_str(), &st) == 0);
   CHECK(S_ISFIFO(st.st_mode));  // still the FIFO, not replaced by a regular file
   CHECK(error_of([&] { write(dir, "x"); }).find("is a folder") != std::string::npos);
-  CHECK(error_of([&] { write("/dev/full", "x"); }).find("a character device") !=
-        std::string::npos);
+  CHECK(error_of([&] { write("/dev/full", "x"); }).find("a character device") != std::string::npos);
   REQUIRE(stat("/dev/full", &st) == 0);
   CHECK(S_ISCHR(st.st_mode));
   write(file, "old");
@@ -62,8 +61,9 @@ TEST_CASE("read_text_file refuses a folder and a FIFO at once, naming the path",
   const std::string dir = test::temp_dir();
   const std::string fifo = dir + "/fifo.yaml";
   REQUIRE(mkfifo(fifo.c_str(), 0644) == 0);
-  CHECK(error_of([&] { read_text_file(fifo, "a YAML config file"); })
-            .find(fifo + ": is a FIFO; expected a YAML config file") != std::string::npos);
+  CHECK(error_of([&] {
+          read_text_file(fifo, "a YAML config file");
+        }).find(fifo + ": is a FIFO; expected a YAML config file") != std::string::npos);
   CHECK(error_of([&] { read_text_file(dir, "a YAML config file"); }).find("is a folder") !=
         std::string::npos);
   CHECK(error_of([&] { read_text_file(dir + "/none", "x"); }).find("cannot open") !=
@@ -78,12 +78,14 @@ TEST_CASE("check_output_file: an output that is an input, a device or a FIFO is 
   const std::string in = dir + "/in.safetensors", link = dir + "/alias.safetensors";
   std::ofstream(in) << "weights";
   REQUIRE(symlink(in.c_str(), link.c_str()) == 0);
-  CHECK(error_of([&] { check_output_file("--out", in, {{"--teacher", in}}); })
-            .find("is the same file as --teacher") != std::string::npos);
-  CHECK(error_of([&] { check_output_file("--out", in, {{"--from", link}}); })
-            .find("is the same file as --from " + link) != std::string::npos);
-  CHECK(error_of([&] { check_output_file("--out", "/dev/full", {}); })
-            .find("a character device") != std::string::npos);
+  CHECK(error_of([&] {
+          check_output_file("--out", in, {{"--teacher", in}});
+        }).find("is the same file as --teacher") != std::string::npos);
+  CHECK(error_of([&] {
+          check_output_file("--out", in, {{"--from", link}});
+        }).find("is the same file as --from " + link) != std::string::npos);
+  CHECK(error_of([&] { check_output_file("--out", "/dev/full", {}); }).find("a character device") !=
+        std::string::npos);
   CHECK(error_of([&] { check_output_file("--out", dir, {}); }).find("is a folder") !=
         std::string::npos);
   CHECK_NOTHROW(check_output_file("--out", dir + "/new.safetensors", {{"--teacher", in}}));

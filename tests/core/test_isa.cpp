@@ -209,8 +209,9 @@ TEST_CASE("isa: SCION_MAX_ISA names a level, and a cap in the environment took e
   }
 }
 
-TEST_CASE("isa: oneDNN without bf16 is routed around, and asked directly it names op, dtype and ISA",
-          "[isa]") {
+TEST_CASE(
+    "isa: oneDNN without bf16 is routed around, and asked directly it names op, dtype and ISA",
+    "[isa]") {
   Tensor a = test::rand_f64({4, 6}, 21).to(DType::bf16),
          b = test::rand_f64({6, 5}, 22).to(DType::bf16);
   // The op always works: native bf16 primitives, or f32 ones on widened copies.

@@ -105,9 +105,10 @@ TEST_CASE("pets, food101, dtd: list files, classes, and bad lines named", "[data
   const std::string pets = test::temp_dir();
   test::mkdirs(pets + "/images");
   test::mkdirs(pets + "/annotations");
-  const char* names[] = {"Abyssinian_1", "Abyssinian_2", "beagle_3", "yorkshire_terrier_4",
-                         "Bengal_5", "boxer_6"};
-  for (int i = 0; i < 6; ++i) test::copy_file(jpegs[size_t(i)], pets + "/images/" + names[i] + ".jpg");
+  const char* names[] = {"Abyssinian_1",        "Abyssinian_2", "beagle_3",
+                         "yorkshire_terrier_4", "Bengal_5",     "boxer_6"};
+  for (int i = 0; i < 6; ++i)
+    test::copy_file(jpegs[size_t(i)], pets + "/images/" + names[i] + ".jpg");
   test::write_text_file(pets + "/annotations/trainval.txt",
                         "#Image CLASS-ID SPECIES BREED ID\nAbyssinian_1 1 1 1\nAbyssinian_2 1 1 1\n"
                         "beagle_3 11 2 4\nyorkshire_terrier_4 37 2 25\n");

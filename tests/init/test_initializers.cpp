@@ -121,9 +121,10 @@ TEST_CASE("svd_square: singular values equal LAPACK's (torch.linalg.svdvals), fa
   CHECK(worst_orth < 1e-10);
 }
 
-TEST_CASE("mimetic init: per head W_q^T W_k of rank k with a positive diagonal, W_v^T W_proj^T = "
-          "alpha2 Z - beta2 I",
-          "[init]") {
+TEST_CASE(
+    "mimetic init: per head W_q^T W_k of rank k with a positive diagonal, W_v^T W_proj^T = "
+    "alpha2 Z - beta2 I",
+    "[init]") {
   nn::ModelConfig c;
   c.name = "vit_tiny";
   c.embed_dim = 64;
@@ -147,14 +148,16 @@ TEST_CASE("mimetic init: per head W_q^T W_k of rank k with a positive diagonal, 
     for (int64_t i = 0; i < d; ++i)
       for (int64_t j = 0; j < d; ++j) {
         double mij = 0;
-        for (int64_t r = 0; r < d; ++r) mij += w[size_t((2 * d + r) * d + i)] * pr[size_t(j * d + r)];
+        for (int64_t r = 0; r < d; ++r)
+          mij += w[size_t((2 * d + r) * d + i)] * pr[size_t(j * d + r)];
         if (i == j)
           trace += mij;
         else
           off += mij * mij;
       }
     CHECK(trace / double(d) == Approx(-0.4).margin(0.02));  // -beta2 + alpha2 mean(diag Z)
-    CHECK(std::sqrt(off / double(d * (d - 1))) == Approx(0.4 / 8.0).epsilon(0.1));  // alpha2/sqrt(d)
+    CHECK(std::sqrt(off / double(d * (d - 1))) ==
+          Approx(0.4 / 8.0).epsilon(0.1));  // alpha2/sqrt(d)
     // Query-key path per head: rank k (the truncation) and a positive diagonal.
     for (int64_t h = 0; h < 4; ++h) {
       std::vector<double> qk(size_t(d * d));

@@ -90,7 +90,7 @@ TEST_CASE("layer maps: first, uniform, last, mid", "[init]") {
   CHECK(first == std::vector<int64_t>{0, 1, 2, 3, 4, 5});
   CHECK(uniform == std::vector<int64_t>{0, 2, 4, 7, 9, 11});  // round(i * 11 / 5)
   CHECK(last == std::vector<int64_t>{6, 7, 8, 9, 10, 11});
-  CHECK(mid == std::vector<int64_t>{3, 4, 5, 6, 7, 8});     // the middle 6 of 12
+  CHECK(mid == std::vector<int64_t>{3, 4, 5, 6, 7, 8});      // the middle 6 of 12
   CHECK(mid_odd == std::vector<int64_t>{2, 3, 4, 5, 6, 7});  // floor(5 / 2) = 2 blocks skipped
   CHECK(teacher_layer("mid", 0, 1, 12) == 5);
   CHECK_THROWS_WITH(teacher_layer("first", 0, 13, 12), Catch::Contains("13 layers"));
@@ -298,9 +298,10 @@ TEST_CASE("a timm hub folder (config.json + model.safetensors) is a teacher", "[
   CHECK(msg.find("convnext_base") != std::string::npos);
 }
 
-TEST_CASE("components: every parameter of both families is named, and an ablation selects only "
-          "the listed ones",
-          "[init]") {
+TEST_CASE(
+    "components: every parameter of both families is named, and an ablation selects only "
+    "the listed ones",
+    "[init]") {
   for (const char* name : {"vit_tiny", "convnext_femto"}) {
     nn::ModelPtr m = model(name, {{"num_classes", "10"}, {"layer_scale", "0.1"}});
     for (auto& [n, p] : m->named_parameters()) {
@@ -350,13 +351,16 @@ TEST_CASE("components: every parameter of both families is named, and an ablatio
 TEST_CASE("qkv official: the fused-row linspace of the official code, ViT-L width 1024 -> 192",
           "[init]") {
   // One block at ViT-L's width (the official code's ViT-L -> ViT-T row) and one at ViT-T's.
-  nn::ModelPtr teacher = model("vit_tiny", {{"embed_dim", "1024"}, {"num_heads", "16"},
-                                            {"depth", "1"}, {"img_size", "32"},
-                                            {"patch_size", "16"}, {"num_classes", "10"}});
+  nn::ModelPtr teacher = model("vit_tiny", {{"embed_dim", "1024"},
+                                            {"num_heads", "16"},
+                                            {"depth", "1"},
+                                            {"img_size", "32"},
+                                            {"patch_size", "16"},
+                                            {"num_classes", "10"}});
   NamedTensors tw = random_weights(*teacher, 7);
   auto student = [] {
-    return model("vit_tiny", {{"depth", "1"}, {"img_size", "32"}, {"patch_size", "16"},
-                              {"num_classes", "10"}});
+    return model("vit_tiny",
+                 {{"depth", "1"}, {"img_size", "32"}, {"patch_size", "16"}, {"num_classes", "10"}});
   };
   nn::ModelPtr official = student(), per_block = student();
   SelectionOptions o;
@@ -375,8 +379,8 @@ TEST_CASE("qkv official: the fused-row linspace of the official code, ViT-L widt
   for (int64_t r = 0; r < 576; ++r) {
     bool row_differs = false;
     for (int64_t c = 0; c < 192; ++c) {
-      mismatches += s[size_t(r * 192 + c)] != t[size_t(int64_t(rows[size_t(r)]) * 1024 +
-                                                     int64_t(cols[size_t(c)]))];
+      mismatches += s[size_t(r * 192 + c)] !=
+                    t[size_t(int64_t(rows[size_t(r)]) * 1024 + int64_t(cols[size_t(c)]))];
       row_differs = row_differs || s[size_t(r * 192 + c)] != b[size_t(r * 192 + c)];
     }
     differ_from_per_block += row_differs;
@@ -394,9 +398,12 @@ TEST_CASE("pruning-style selection (l1, magnitude): the most important indices, 
   CHECK(most_important({2.0, 2.0, 2.0}, 2) == std::vector<int64_t>{0, 1});  // ties: lower first
   // A ViT teacher whose residual channels 5, 17 and 40.. are made heavy everywhere they appear,
   // and whose block-0 MLP hidden unit 3 is heavy in fc1 and fc2.
-  nn::ModelPtr teacher =
-      model("vit_tiny", {{"embed_dim", "64"}, {"num_heads", "2"}, {"depth", "2"},
-                         {"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"}});
+  nn::ModelPtr teacher = model("vit_tiny", {{"embed_dim", "64"},
+                                            {"num_heads", "2"},
+                                            {"depth", "2"},
+                                            {"img_size", "32"},
+                                            {"patch_size", "8"},
+                                            {"num_classes", "10"}});
   NamedTensors tw = random_weights(*teacher, 11);
   const std::set<int64_t> heavy{5, 17, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53};
   for (auto& [n, t] : tw) {
@@ -411,9 +418,12 @@ TEST_CASE("pruning-style selection (l1, magnitude): the most important indices, 
       for (int64_t j : heavy) v[j] = 1e4;  // a LayerNorm weight alone marks the channel
     t = c;
   }
-  nn::ModelPtr student =
-      model("vit_tiny", {{"embed_dim", "32"}, {"num_heads", "1"}, {"depth", "1"},
-                         {"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"}});
+  nn::ModelPtr student = model("vit_tiny", {{"embed_dim", "32"},
+                                            {"num_heads", "1"},
+                                            {"depth", "1"},
+                                            {"img_size", "32"},
+                                            {"patch_size", "8"},
+                                            {"num_classes", "10"}});
   SelectionOptions o;
   o.elements = "l1";
   select_weights(*student, tw, o, "teacher");
@@ -421,7 +431,8 @@ TEST_CASE("pruning-style selection (l1, magnitude): the most important indices, 
   std::vector<double> kept = student->find("norm.weight").to_vector();
   CHECK(std::count(kept.begin(), kept.end(), 1e4) == 16);
   // The same residual indices everywhere: cls_token's entries are the teacher's at those indices.
-  std::vector<double> tn = get(tw, "norm.weight").to_vector(), tc = get(tw, "cls_token").to_vector(),
+  std::vector<double> tn = get(tw, "norm.weight").to_vector(),
+                      tc = get(tw, "cls_token").to_vector(),
                       sc = student->find("cls_token").to_vector();
   std::vector<int64_t> idx;  // the kept indices: `kept` is an ordered subsequence of the teacher's
   for (int64_t j = 0; j < 64; ++j)
@@ -436,18 +447,22 @@ TEST_CASE("pruning-style selection (l1, magnitude): the most important indices, 
     unit3 = f1[size_t(r * 32)] == t1[size_t(3 * 64 + idx[0])];
   CHECK(unit3);
   o.elements = "magnitude";
-  nn::ModelPtr by_mag =
-      model("vit_tiny", {{"embed_dim", "32"}, {"num_heads", "1"}, {"depth", "1"},
-                         {"img_size", "32"}, {"patch_size", "8"}, {"num_classes", "10"}});
+  nn::ModelPtr by_mag = model("vit_tiny", {{"embed_dim", "32"},
+                                           {"num_heads", "1"},
+                                           {"depth", "1"},
+                                           {"img_size", "32"},
+                                           {"patch_size", "8"},
+                                           {"num_classes", "10"}});
   select_weights(*by_mag, tw, o, "teacher");
   std::vector<double> kept_mag = by_mag->find("norm.weight").to_vector();
   CHECK(std::count(kept_mag.begin(), kept_mag.end(), 1e4) == 16);
   // ConvNeXt: per-stage axes are consistent (conv_dw and the block norms agree on channels).
-  nn::ModelPtr ct = model("convnext_atto", {{"dims", "[16,32,64,128]"}, {"depths", "[1,1,2,1]"},
-                                           {"num_classes", "10"}});
+  nn::ModelPtr ct =
+      model("convnext_atto",
+            {{"dims", "[16,32,64,128]"}, {"depths", "[1,1,2,1]"}, {"num_classes", "10"}});
   NamedTensors cw = random_weights(*ct, 12);
-  nn::ModelPtr cs = model("convnext_atto", {{"dims", "[8,16,32,64]"}, {"depths", "[1,1,1,1]"},
-                                           {"num_classes", "10"}});
+  nn::ModelPtr cs = model(
+      "convnext_atto", {{"dims", "[8,16,32,64]"}, {"depths", "[1,1,1,1]"}, {"num_classes", "10"}});
   o.elements = "l1";
   CHECK_NOTHROW(select_weights(*cs, cw, o, "teacher"));
 }

@@ -137,7 +137,8 @@ TEST_CASE("select/grow outputs: never a device, FIFO or an input, and non-finite
   CHECK(same.output.find("is the same file as --teacher") != std::string::npos);
   Run grow_same = run("grow --from " + copy +
                       " --from-model vit_tiny --model vit_tiny --set model.img_size=32 --set "
-                      "model.patch_size=4 --set model.num_classes=10 --out " + copy);
+                      "model.patch_size=4 --set model.num_classes=10 --out " +
+                      copy);
   CHECK(grow_same.status == 2);
   CHECK(grow_same.output.find("is the same file as --from") != std::string::npos);
   std::ifstream after(copy, std::ios::binary);
@@ -160,12 +161,14 @@ TEST_CASE("select/grow outputs: never a device, FIFO or an input, and non-finite
   const std::string small = dir + "/small.safetensors";
   REQUIRE(run("init --model vit_tiny --set model.img_size=32 --set model.patch_size=4 --set "
               "model.num_classes=10 --set model.embed_dim=64 --set model.num_heads=2 --set "
-              "model.depth=1 --out " + small)
+              "model.depth=1 --out " +
+              small)
               .status == 0);
   Run huge = run("grow --from " + small +
                  " --from-model vit_tiny --model vit_tiny --set model.img_size=32 --set "
                  "model.patch_size=4 --set model.num_classes=10 --set model.embed_dim=128 --set "
-                 "model.num_heads=4 --set model.depth=1 --noise 1e308 --out " + out);
+                 "model.num_heads=4 --set model.depth=1 --noise 1e308 --out " +
+                 out);
   INFO(huge.output);
   CHECK(huge.status == 2);
   CHECK(huge.output.find("not finite") != std::string::npos);

@@ -54,11 +54,10 @@ TEST_CASE("train.freeze backbone: only the classifier changes (linear probing)",
   CHECK(changed_head == 2);
   CHECK(backbone > 20);
   // An unknown component is a config error naming the key, before anything runs.
-  CHECK(test::wait_status(test::spawn_program(
-            "train",
-            {"--config", dir + "/probe.yaml", "--output-dir", dir + "/bad", "--set",
-             "init.components=attn,mlpp"},
-            dir + "/bad.log")) == 2);
+  CHECK(test::wait_status(test::spawn_program("train",
+                                              {"--config", dir + "/probe.yaml", "--output-dir",
+                                               dir + "/bad", "--set", "init.components=attn,mlpp"},
+                                              dir + "/bad.log")) == 2);
   CHECK(test::read_text(dir + "/bad.log").find("init.components: unknown component 'mlpp'") !=
         std::string::npos);
   CHECK_FALSE(test::exists(dir + "/bad"));

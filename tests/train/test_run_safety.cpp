@@ -101,8 +101,8 @@ TEST_CASE("train: a SIGTERM at any phase (an epoch's last step, evaluation) resu
   // The stop in an epoch's only step (batch_in_epoch == the batch count) is the case that never
   // resumed before; a signal right after start-up always lands in epoch 1's step.
   CHECK(in_last_step >= 1);
-  UNSCOPED_INFO("stops in a last step: " << in_last_step << ", at an epoch's end: "
-                                         << at_epoch_end);
+  UNSCOPED_INFO("stops in a last step: " << in_last_step
+                                         << ", at an epoch's end: " << at_epoch_end);
 }
 
 TEST_CASE("train: two processes on one run folder: the second exits 2 naming the first",
@@ -123,10 +123,10 @@ TEST_CASE("train: two processes on one run folder: the second exits 2 naming the
   close(fd);
   // Two trains at once with different seeds: one runs, the other exits 2 naming its pid; the
   // folder holds the winner's config and metrics only.
-  pid_t a = test::spawn_program(
-      "train", {"--config", cfg, "--output-dir", run, "--set", "seed=0"}, dir + "/a.log");
-  pid_t b = test::spawn_program(
-      "train", {"--config", cfg, "--output-dir", run, "--set", "seed=1"}, dir + "/b.log");
+  pid_t a = test::spawn_program("train", {"--config", cfg, "--output-dir", run, "--set", "seed=0"},
+                                dir + "/a.log");
+  pid_t b = test::spawn_program("train", {"--config", cfg, "--output-dir", run, "--set", "seed=1"},
+                                dir + "/b.log");
   const int sa = test::wait_status(a), sb = test::wait_status(b);
   INFO(test::read_text(dir + "/a.log") << "\n---\n" << test::read_text(dir + "/b.log"));
   REQUIRE(((sa == 0 && sb == 2) || (sa == 2 && sb == 0)));
@@ -143,8 +143,8 @@ TEST_CASE("train: a finished run is left untouched, and --restart twice in a sec
           "[train][runs]") {
   SCION_REQUIRE_DATA(test::shared_data("cifar10-jpg"));
   const std::string dir = test::temp_dir(), cfg = config_file(dir), run = dir + "/run";
-  const std::vector<std::string> args = {"--config", cfg, "--output-dir", run, "--set",
-                                         "train.epochs=2"};
+  const std::vector<std::string> args = {"--config", cfg,     "--output-dir",
+                                         run,        "--set", "train.epochs=2"};
   REQUIRE(run_train(args, dir + "/a.log") == 0);
   const char* files[] = {"summary.json", "metrics.jsonl", "config.yaml", "last.safetensors",
                          "best.safetensors"};
@@ -201,9 +201,9 @@ TEST_CASE("train: a teacher that cannot teach the student, or a FIFO config, sto
                "--set", "model.embed_dim=32", "--set", "model.num_heads=1", "--out", teacher},
               dir + "/init.log")) == 0);
   const std::string run = dir + "/run";
-  CHECK(run_train({"--config", cfg, "--output-dir", run, "--set", "train.distill.teacher=" + teacher,
-               "--set", "train.distill.model=vit_tiny"},
-              dir + "/d.log") == 2);
+  CHECK(run_train({"--config", cfg, "--output-dir", run, "--set",
+                   "train.distill.teacher=" + teacher, "--set", "train.distill.model=vit_tiny"},
+                  dir + "/d.log") == 2);
   const std::string log = test::read_text(dir + "/d.log");
   INFO(log);
   CHECK(log.find("train.distill.teacher " + teacher) != std::string::npos);
@@ -219,9 +219,8 @@ TEST_CASE("train: a teacher that cannot teach the student, or a FIFO config, sto
   CHECK(test::read_text(dir + "/f.log").find("is a FIFO") != std::string::npos);
   // Warmup longer than training: a warning naming both keys (the run itself is valid).
   CHECK(run_train({"--config", cfg, "--print-config", "--set", "train.epochs=1", "--set",
-               "train.schedule.warmup_epochs=100"},
-              dir + "/w.log") == 0);
+                   "train.schedule.warmup_epochs=100"},
+                  dir + "/w.log") == 0);
   CHECK(test::read_text(dir + "/w.log")
-            .find("train.schedule.warmup_epochs 100 exceeds train.epochs 1") !=
-        std::string::npos);
+            .find("train.schedule.warmup_epochs 100 exceeds train.epochs 1") != std::string::npos);
 }
