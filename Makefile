@@ -13,8 +13,13 @@ FUZZ_SECONDS ?= 600
 ASAN_OPTIONS ?= detect_leaks=1:abort_on_error=1:strict_string_checks=1
 UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 FUZZ_PACKAGES := clang-14 libclang-rt-14-dev libomp-14-dev
+# make test-arm64: the cross compiler and the emulator; the arm64 libraries go into a sysroot
+# (tests/arm64/sysroot.sh), not onto this machine.
+ARM64_PACKAGES := cmake make g++-aarch64-linux-gnu qemu-user-static python3
+ARM64_DIR ?= build-arm64
 
-.PHONY: all deps deps-fuzz configure build test demo bench fuzz fuzz-spec sanitize clean format
+.PHONY: all deps deps-fuzz configure build test test-arm64 demo bench fuzz fuzz-spec sanitize clean \
+        format
 
 all: build
 
@@ -64,9 +69,19 @@ fuzz-spec: deps
 # The whole test suite built with AddressSanitizer + UndefinedBehaviorSanitizer; any report fails.
 sanitize: deps
 	cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSCION_SANITIZE=ON -DSCION_CUDA=OFF
-	cmake --build build-sanitize -j$(JOBS)
+	cmake --build build-sanitize -j$(JOBS) --target scion_test_programs
 	cd build-sanitize && ASAN_OPTIONS=$(ASAN_OPTIONS) UBSAN_OPTIONS=$(UBSAN_OPTIONS) \
 	  ctest --output-on-failure -j$(JOBS)
+
+# scion cross-built for arm64 Linux (tests/arm64/aarch64-linux-gnu.cmake) and a subset of its tests
+# (the ctest label "emulated", CMakeLists.txt) run under qemu-aarch64-static as a Neoverse-N1.
+test-arm64:
+	@$(MAKE) --no-print-directory deps PACKAGES="$(ARM64_PACKAGES)"
+	tests/arm64/sysroot.sh $(ARM64_DIR)/sysroot
+	cmake -S . -B $(ARM64_DIR) -DCMAKE_TOOLCHAIN_FILE=tests/arm64/aarch64-linux-gnu.cmake \
+	  -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(ARM64_DIR) -j$(JOBS) --target scion_test_programs
+	cd $(ARM64_DIR) && ctest -L emulated --output-on-failure -j$(JOBS)
 
 bench: build
 	python3 experiments/bench/run_ops.py --scion $(BUILD_DIR)/bin/bench_ops

@@ -4,6 +4,7 @@
 #include "data/paper_datasets.h"
 
 #include <matio.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include "core/files.h"
 #include "core/rng.h"
 #include "data/folders.h"
+#include "data/mat_layout.h"
 
 namespace scion::data {
 
@@ -92,10 +94,15 @@ std::string root_or_sub(const std::string& root, const std::string& sub) {
 struct MatFile {
   mat_t* mat = nullptr;
   std::string path;
+  uint64_t bytes = 0;
   explicit MatFile(const std::string& p) : path(p) {
     const std::string kind = special_file_kind(p);
     SCION_CHECK(kind.empty(), p, ": is ", kind, "; expected a MATLAB .mat file");
     SCION_CHECK(is_file(p), p, ": not found");
+    struct stat st;
+    SCION_CHECK(::stat(p.c_str(), &st) == 0, p, ": cannot be read");
+    bytes = uint64_t(st.st_size);
+    check_mat5_layout(p);
     mat = Mat_Open(p.c_str(), MAT_ACC_RDONLY);
     SCION_CHECK(mat != nullptr, p, ": not a MATLAB .mat file libmatio can read");
   }
@@ -108,7 +115,24 @@ struct MatFile {
 
 using VarPtr = std::unique_ptr<matvar_t, void (*)(matvar_t*)>;
 
+size_t var_elements(const matvar_t& v);
+size_t class_bytes(matio_classes c);
+
+// A variable, its size checked against the file's before libmatio reads it: libmatio allocates
+// what the header declares, so a damaged or hostile header would ask for terabytes (found by the
+// `mat` fuzz target). Compressed variables may hold up to zlib's maximum ratio (1032:1) more.
 VarPtr read_var(MatFile& f, const char* name) {
+  {
+    VarPtr info(Mat_VarReadInfo(f.mat, name), Mat_VarFree);
+    SCION_CHECK(info != nullptr, f.path, ": no variable '", name, "' (or it cannot be read)");
+    const size_t elem = class_bytes(info->class_type);
+    SCION_CHECK(elem > 0 && !info->isComplex, f.path, ": variable '", name,
+                "' is not a real numeric array");
+    const size_t declared = var_elements(*info) * elem;
+    const uint64_t limit = info->compression == MAT_COMPRESSION_NONE ? f.bytes : f.bytes * 1032;
+    SCION_CHECK(declared <= limit, f.path, ": variable '", name, "' declares ", declared,
+                " bytes of data, more than the file (", f.bytes, " bytes) can hold");
+  }
   VarPtr v(Mat_VarRead(f.mat, name), Mat_VarFree);
   SCION_CHECK(v != nullptr, f.path, ": no variable '", name, "' (or it cannot be read)");
   SCION_CHECK(!v->isComplex && v->class_type != MAT_C_SPARSE && v->data != nullptr, f.path,
@@ -125,36 +149,33 @@ size_t var_elements(const matvar_t& v) {
   return n;
 }
 
+// Bytes per element of a numeric class; 0 for any other (cells, structs, chars, sparse).
+size_t class_bytes(matio_classes c) {
+  switch (c) {
+    case MAT_C_DOUBLE:
+    case MAT_C_INT64:
+    case MAT_C_UINT64:
+      return 8;
+    case MAT_C_SINGLE:
+    case MAT_C_INT32:
+    case MAT_C_UINT32:
+      return 4;
+    case MAT_C_INT16:
+    case MAT_C_UINT16:
+      return 2;
+    case MAT_C_INT8:
+    case MAT_C_UINT8:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
 // A numeric MAT array as doubles (column-major order, as stored).
 std::vector<double> numbers(const matvar_t& v, const std::string& file, const char* name) {
   const size_t n = var_elements(v);
-  size_t elem = 0;
-  switch (v.class_type) {
-    case MAT_C_DOUBLE:
-      elem = 8;
-      break;
-    case MAT_C_SINGLE:
-      elem = 4;
-      break;
-    case MAT_C_INT8:
-    case MAT_C_UINT8:
-      elem = 1;
-      break;
-    case MAT_C_INT16:
-    case MAT_C_UINT16:
-      elem = 2;
-      break;
-    case MAT_C_INT32:
-    case MAT_C_UINT32:
-      elem = 4;
-      break;
-    case MAT_C_INT64:
-    case MAT_C_UINT64:
-      elem = 8;
-      break;
-    default:
-      throw InputError(file + ": variable '" + name + "' is not numeric");
-  }
+  const size_t elem = class_bytes(v.class_type);
+  if (elem == 0) throw InputError(file + ": variable '" + name + "' is not numeric");
   SCION_CHECK(v.nbytes >= n * elem, file, ": variable '", name, "' holds ", v.nbytes,
               " bytes, fewer than its ", n, " elements need");
   std::vector<double> out(n);

@@ -31,6 +31,29 @@ inline std::vector<nlohmann::json> read_metrics(const std::string& run_dir) {
   return out;
 }
 
+// The emulator a cross-built test binary runs scion's programs under ("qemu-aarch64-static -L
+// SYSROOT" in `make test-arm64`, from CMAKE_CROSSCOMPILING_EMULATOR), as words; none natively.
+inline std::vector<std::string> emulator_words() {
+  std::vector<std::string> words;
+  std::string w;
+  for (const char* c = SCION_TEST_EMULATOR;; ++c) {
+    if (*c == ' ' || *c == 0) {
+      if (!w.empty()) words.push_back(w);
+      w.clear();
+      if (*c == 0) return words;
+    } else {
+      w += *c;
+    }
+  }
+}
+
+// build/bin/<program> as the start of a shell command (after the emulator when there is one).
+inline std::string program_command(const std::string& program) {
+  std::string cmd;
+  for (const std::string& w : emulator_words()) cmd += w + " ";
+  return cmd + SCION_BINARY_DIR + "/" + program;
+}
+
 // Starts the executable at `path` with `args`, output to `log` (replaced).
 inline pid_t spawn_executable(const std::string& path, const std::vector<std::string>& args,
                               const std::string& log) {
@@ -51,10 +74,17 @@ inline pid_t spawn_executable(const std::string& path, const std::vector<std::st
   return pid;
 }
 
-// Starts build/bin/<program> with `args`, output to `log` (replaced).
+// Starts build/bin/<program> with `args`, output to `log` (replaced), under the emulator when
+// there is one (its signals reach the program: qemu-user forwards them).
 inline pid_t spawn_program(const std::string& program, const std::vector<std::string>& args,
                            const std::string& log) {
-  return spawn_executable(std::string(SCION_BINARY_DIR) + "/" + program, args, log);
+  std::vector<std::string> words = emulator_words();
+  std::string path = std::string(SCION_BINARY_DIR) + "/" + program;
+  if (words.empty()) return spawn_executable(path, args, log);
+  std::vector<std::string> rest(words.begin() + 1, words.end());
+  rest.push_back(path);
+  rest.insert(rest.end(), args.begin(), args.end());
+  return spawn_executable(words[0], rest, log);
 }
 
 // The exit status, or 128 + the signal that ended the process.

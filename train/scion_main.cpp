@@ -332,9 +332,15 @@ int cmd_info() {
   };
   std::string features;
   for (const auto& f : cpu_features()) features += (features.empty() ? "" : " ") + f;
+#if defined(__x86_64__)
+  const char* portable = "portable (baseline x86-64, kernels per ISA)";
+#elif defined(__aarch64__)
+  const char* portable = "portable (baseline arm64 with NEON, one kernel level)";
+#else
+  const char* portable = "portable (this architecture's baseline, one kernel level)";
+#endif
   std::printf("scion %s, %s build\n", scion::build_revision(),
-              portable_build() ? "portable (baseline x86-64, kernels per ISA)"
-                               : "native (-march=native: this CPU's kind only)");
+              portable_build() ? portable : "native (-march=native: this CPU's kind only)");
   std::printf("CPU: %s, %d threads\n", cpu_model().c_str(), scion::cpu::num_threads());
   std::printf("features: %s\n", features.c_str());
   std::printf("CPU ISA level: %s; cap: %s; scion kernels: %s\n", isa_name(cpu_isa()),

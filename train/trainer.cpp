@@ -407,10 +407,11 @@ void Trainer::restore() {
   opt_.load_state(ck, st.step);
   if (ema_) {
     NoGradGuard ng;
-    for (auto& [name, t] : ema_->state()) {
+    for (auto& entry : ema_->state()) {
+      const std::string& name = entry.first;  // (a lambda capturing a structured binding is C++20)
       auto it = std::find_if(es.begin(), es.end(), [&](const auto& e) { return e.first == name; });
       SCION_CHECK(it != es.end(), paths_.last, ": checkpoint has no EMA tensor ema.", name);
-      t.copy_(it->second);
+      entry.second.copy_(it->second);
     }
   }
   default_generator().set_offset(st.rng_offset);

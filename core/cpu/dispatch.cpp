@@ -6,6 +6,7 @@
 
 namespace scion::cpu {
 
+#if defined(__x86_64__)
 namespace {
 
 template <class F>
@@ -25,6 +26,10 @@ F pick(F plain, F avx2, F avx512) {
 #define SCION_KERNEL(name)   \
   static const auto kernel = \
       pick<decltype(&isa_plain::name)>(&isa_plain::name, &isa_avx2::name, &isa_avx512::name)
+#else
+// Other architectures have the plain level only (CMakeLists.txt compiles no other).
+#define SCION_KERNEL(name) constexpr auto kernel = &isa_plain::name
+#endif
 
 void copy(const Tensor& dst, const Tensor& src) {
   SCION_KERNEL(copy);

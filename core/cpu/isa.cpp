@@ -1,6 +1,7 @@
-// CPU feature detection (cpuid through GCC's __builtin_cpu_supports, which also checks that the
-// OS saves the wide registers), the SCION_MAX_ISA cap, and oneDNN's ISA. Compiled for the
-// baseline ISA like everything outside the per-ISA kernels.
+// CPU feature detection (on x86-64 cpuid through GCC's __builtin_cpu_supports, which also checks
+// that the OS saves the wide registers; on arm64 the kernel's HWCAP bits and /proc/cpuinfo), the
+// SCION_MAX_ISA cap, and oneDNN's ISA. Compiled for the baseline ISA like everything outside the
+// per-ISA kernels.
 #include "core/cpu/isa.h"
 
 #include <algorithm>
@@ -14,6 +15,12 @@
 
 #if defined(__x86_64__)
 #include <cpuid.h>
+#elif defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+
+#include <fstream>
+#include <sstream>
 #endif
 
 namespace scion::cpu {
@@ -42,6 +49,42 @@ bool has_amx() {
   __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
   return (lo & (3u << 17)) == (3u << 17);
 }
+#elif defined(__aarch64__)
+// The first core's "CPU implementer" and "CPU part" (MIDR fields) from /proc/cpuinfo, named for
+// the cores scion's users run on; 0 when absent (as under qemu-user, which shows the host's file).
+std::string arm_core_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  unsigned implementer = 0, part = 0;
+  while (std::getline(in, line)) {
+    auto value = [&] {
+      return unsigned(std::strtoul(line.c_str() + line.find(':') + 1, nullptr, 0));
+    };
+    if (line.rfind("CPU implementer", 0) == 0 && !implementer) implementer = value();
+    if (line.rfind("CPU part", 0) == 0 && !part) part = value();
+  }
+  if (!implementer) return "";
+  struct Core {
+    unsigned implementer, part;
+    const char* name;
+  };
+  static const Core cores[] = {{0x41, 0xd03, "Arm Cortex-A53"},
+                               {0x41, 0xd07, "Arm Cortex-A57"},
+                               {0x41, 0xd08, "Arm Cortex-A72"},
+                               {0x41, 0xd0b, "Arm Cortex-A76"},
+                               {0x41, 0xd0c, "Arm Neoverse-N1"},
+                               {0x41, 0xd40, "Arm Neoverse-V1"},
+                               {0x41, 0xd49, "Arm Neoverse-N2"},
+                               {0x41, 0xd4f, "Arm Neoverse-V2"},
+                               {0xc0, 0xac3, "AmpereOne"},
+                               {0x46, 0x001, "Fujitsu A64FX"},
+                               {0x61, 0, "Apple"}};  // Apple silicon in a VM: any part
+  for (const Core& c : cores)
+    if (c.implementer == implementer && (c.part == part || c.part == 0)) return c.name;
+  std::ostringstream s;
+  s << "arm64 CPU (implementer 0x" << std::hex << implementer << ", part 0x" << part << ")";
+  return s.str();
+}
 #endif
 
 Isa detect() {
@@ -59,6 +102,7 @@ Isa detect() {
   return Isa::plain;
 }
 
+#if defined(__x86_64__)
 dnnl::cpu_isa onednn_cap_for(Isa isa) {
   switch (isa) {
     case Isa::plain:
@@ -74,6 +118,7 @@ dnnl::cpu_isa onednn_cap_for(Isa isa) {
   }
   return dnnl::cpu_isa::all;
 }
+#endif
 
 // oneDNN's ISAs are bit sets: a includes b when every bit of b is set in a.
 bool includes(dnnl::cpu_isa a, dnnl::cpu_isa b) {
@@ -127,6 +172,10 @@ std::string onednn_version() {
 }
 
 std::string cpu_model() {
+#if defined(__aarch64__)
+  std::string name = arm_core_name();
+  return name.empty() ? "unknown arm64 CPU" : name;
+#endif
 #if defined(__x86_64__)
   if (cpuid(0x80000000).a >= 0x80000004) {
     char brand[49] = {};
@@ -162,11 +211,26 @@ std::vector<std::string> cpu_features() {
   add("avx512vnni", __builtin_cpu_supports("avx512vnni"));
   add("avx512bf16", __builtin_cpu_supports("avx512bf16"));
   add("amx-tile+bf16", has_amx());
+#elif defined(__aarch64__)
+  // scion's own kernels take the plain path here (NEON by the compiler's vectorizer: every arm64
+  // CPU has it); oneDNN picks its own kernels from these features.
+  unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+  auto add = [&](const char* name, bool has) {
+    if (has) out.push_back(name);
+  };
+  add("neon", hw & HWCAP_ASIMD);
+  add("fp16", hw & HWCAP_ASIMDHP);
+  add("dotprod", hw & HWCAP_ASIMDDP);
+  add("i8mm", hw2 & HWCAP2_I8MM);
+  add("bf16", hw2 & HWCAP2_BF16);
+  add("sve", hw & HWCAP_SVE);
+  add("sve2", hw2 & HWCAP2_SVE2);
 #endif
   return out;
 }
 
 void configure_onednn() {
+#if defined(__x86_64__)
   static std::once_flag once;
   std::call_once(once, [] {
     const char* own = std::getenv("ONEDNN_MAX_CPU_ISA");
@@ -174,6 +238,9 @@ void configure_onednn() {
     if (isa_cap() == Isa::amx) return;
     dnnl::set_max_cpu_isa(onednn_cap_for(isa_cap()));
   });
+#endif
+  // Other architectures: oneDNN's ISA cap (dnnl_set_max_cpu_isa) is x86-64 only; scion's own
+  // kernels have one level there.
 }
 
 // The cap is applied before main too, since some oneDNN entry points (dnnl_sgemm) need no engine.
@@ -187,6 +254,9 @@ const bool kOnednnConfiguredAtStart = [] {
 }();
 
 std::string onednn_isa_name() {
+#if !defined(__x86_64__)
+  return "aarch64, its own choice (ISA caps are x86-64 only)";
+#endif
   configure_onednn();
   using I = dnnl::cpu_isa;
   const std::pair<I, const char*> names[] = {{I::avx512_core_amx, "avx512_core_amx"},
@@ -206,14 +276,21 @@ std::string onednn_isa_name() {
 // Both are fixed once oneDNN's cap is applied; the backend asks on every bf16 op.
 bool onednn_has_bf16() {
   static const bool has = [] {
+#if defined(__x86_64__)
     configure_onednn();
     return includes(dnnl::get_effective_cpu_isa(), dnnl::cpu_isa::avx512_core);
+#else
+    return false;  // bf16 through f32 kernels: the same numerics, with no reliance on the build
+#endif
   }();
   return has;
 }
 
 bool native_bf16() {
   static const bool native = [] {
+#if !defined(__x86_64__)
+    return false;
+#endif
     configure_onednn();
     return active_isa() >= Isa::avx512_bf16 &&
            includes(dnnl::get_effective_cpu_isa(), dnnl::cpu_isa::avx512_core_bf16);

@@ -9,6 +9,9 @@
 // later); avx512_bf16 adds vdpbf16ps (Cooper Lake, Zen 4); amx adds AMX-TILE+BF16 (Sapphire
 // Rapids). Only oneDNN uses AMX; scion's own kernels top out at avx512 (+ the bf16 attention
 // engine at avx512_bf16).
+// On arm64 the kernels have one level, plain (NEON through the compiler's vectorizer), and
+// cpu_features() lists the HWCAP features (neon, fp16, dotprod, i8mm, bf16, sve, sve2); oneDNN
+// picks its own kernels there (its ISA cap is x86-64 only).
 #pragma once
 
 #include <string>

@@ -265,7 +265,13 @@ inline V fnmadd(V a, V b, V c) {
   return {c.v - a.v * b.v};
 }
 inline V max(V a, V b) {
+#if defined(__aarch64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+  // fmax's result spelled out: GCC 12 crashes vectorizing an fmax reduction for aarch64 (internal
+  // compiler error in vect_transform_reduction, softmax's row maximum). NaN loses, as in fmax.
+  return {a.v < b.v || std::isnan(a.v) ? b.v : a.v};
+#else
   return {std::fmax(a.v, b.v)};
+#endif
 }
 inline V min(V a, V b) {
   return {std::fmin(a.v, b.v)};

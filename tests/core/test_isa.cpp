@@ -42,8 +42,12 @@ struct Variant {
 
 // The builds this CPU can run (never capped: each is called directly).
 std::vector<Variant> runnable_variants() {
+#if defined(__x86_64__)
   std::vector<Variant> all{SCION_VARIANT(isa_plain, Isa::plain), SCION_VARIANT(isa_avx2, Isa::avx2),
                            SCION_VARIANT(isa_avx512, Isa::avx512)};
+#else
+  std::vector<Variant> all{SCION_VARIANT(isa_plain, Isa::plain)};  // the only build elsewhere
+#endif
   std::vector<Variant> out;
   for (const auto& v : all)
     if (v.isa <= cpu::cpu_isa()) out.push_back(v);

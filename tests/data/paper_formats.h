@@ -57,16 +57,19 @@ inline void write_stl10(const std::string& root, const std::string& split, size_
 }
 
 inline void mat_write(mat_t* m, const char* name, matio_classes cls, matio_types type,
-                      std::vector<size_t> dims, void* data) {
+                      std::vector<size_t> dims, void* data,
+                      matio_compression compression = MAT_COMPRESSION_NONE) {
   matvar_t* v = Mat_VarCreate(name, cls, type, int(dims.size()), dims.data(), data, 0);
   REQUIRE(v != nullptr);
-  REQUIRE(Mat_VarWrite(m, v, MAT_COMPRESSION_NONE) == 0);
+  REQUIRE(Mat_VarWrite(m, v, compression) == 0);
   Mat_VarFree(v);
 }
 
 // {split}_32x32.mat: X 32 x 32 x 3 x n uint8 (column-major), y n x 1 double labels 1..10
-// (image i has label 1 + i % 10; 10 stands for the digit 0).
-inline void write_svhn(const std::string& root, const std::string& split, size_t n) {
+// (image i has label 1 + i % 10; 10 stands for the digit 0); compressed as MATLAB's default
+// (-v7) saves, or not (-v6).
+inline void write_svhn(const std::string& root, const std::string& split, size_t n,
+                       matio_compression compression = MAT_COMPRESSION_NONE) {
   mkdirs(root);
   std::vector<uint8_t> x(32 * 32 * 3 * n);
   std::vector<double> y(n);
@@ -80,8 +83,8 @@ inline void write_svhn(const std::string& root, const std::string& split, size_t
   const std::string path = root + "/" + split + "_32x32.mat";
   mat_t* m = Mat_CreateVer(path.c_str(), nullptr, MAT_FT_MAT5);
   REQUIRE(m != nullptr);
-  mat_write(m, "X", MAT_C_UINT8, MAT_T_UINT8, {32, 32, 3, n}, x.data());
-  mat_write(m, "y", MAT_C_DOUBLE, MAT_T_DOUBLE, {n, 1}, y.data());
+  mat_write(m, "X", MAT_C_UINT8, MAT_T_UINT8, {32, 32, 3, n}, x.data(), compression);
+  mat_write(m, "y", MAT_C_DOUBLE, MAT_T_DOUBLE, {n, 1}, y.data(), compression);
   Mat_Close(m);
 }
 
@@ -113,7 +116,7 @@ inline void write_flowers(const std::string& root, size_t n, const std::vector<d
   REQUIRE(jpegs.size() == n);
   std::vector<double> labels(n);
   for (size_t k = 1; k <= n; ++k) {
-    char name[32];
+    char name[48];  // room for any size_t
     std::snprintf(name, sizeof name, "/jpg/image_%05zu.jpg", k);
     copy_file(jpegs[k - 1], root + name);
     labels[k - 1] = double(1 + (k * 7) % 102);

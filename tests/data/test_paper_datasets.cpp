@@ -4,6 +4,7 @@
 // (Flowers-102 train = trnid + valid, Pets trainval/test, DTD train1 + val1, Food-101's lists), the
 // seeded EuroSAT split, and bad input: exit-2 errors naming the file and what was expected.
 #include <sys/stat.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <set>
@@ -61,7 +62,9 @@ TEST_CASE("stl10: the binary release's column order and labels 1..10", "[data][p
 TEST_CASE("svhn: MATLAB v5 through libmatio, column-major pixels, label 10 is the digit 0",
           "[data][paper]") {
   const std::string root = test::temp_dir();
-  test::write_svhn(root, "train", 23);
+  const auto compression = GENERATE(MAT_COMPRESSION_NONE, MAT_COMPRESSION_ZLIB);
+  INFO("compressed: " << (compression == MAT_COMPRESSION_ZLIB));
+  test::write_svhn(root, "train", 23, compression);
   DatasetPtr d = open_dataset("svhn", root, "train");
   REQUIRE(d->size() == 23);
   CHECK(d->num_classes() == 10);
@@ -78,6 +81,63 @@ TEST_CASE("svhn: MATLAB v5 through libmatio, column-major pixels, label 10 is th
   mkdir((root + "/bad").c_str(), 0755);
   mkdir((root + "/bad/train_32x32.mat").c_str(), 0755);
   CHECK(error_of("svhn", root + "/bad", "train").find("is a folder") != std::string::npos);
+}
+
+namespace {
+
+void put_u32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int k = 0; k < 4; ++k) out.push_back(uint8_t(v >> (8 * k)));
+}
+
+// A little-endian MAT v5 header (version 1.0 unless told) followed by `body`.
+std::vector<uint8_t> mat5(const std::vector<uint8_t>& body, uint16_t version = 0x0100) {
+  std::vector<uint8_t> f(128 + body.size(), ' ');
+  f[124] = uint8_t(version & 0xff);
+  f[125] = uint8_t(version >> 8);
+  f[126] = 'I';
+  f[127] = 'M';
+  std::copy(body.begin(), body.end(), f.begin() + 128);
+  return f;
+}
+
+}  // namespace
+
+// libmatio allocates what a header declares before reading it (the `mat` fuzz target found
+// 4-13 TB requests); data/mat_layout.h checks every tag against its container first.
+TEST_CASE("svhn: a MAT header declaring more than its file holds is refused before libmatio",
+          "[data][paper]") {
+  const std::string root = test::temp_dir();
+  const std::string file = root + "/test_32x32.mat";
+  // A 1 x 1 double named by a 4 GB name subelement inside a 40-byte matrix element.
+  std::vector<uint8_t> body;
+  for (uint32_t w : {14u, 40u, 6u, 8u, 6u, 0u, 5u, 8u, 1u, 1u, 1u, 0xfc000006u}) put_u32(body, w);
+  test::write_bytes(file, mat5(body));
+  CHECK(error_of("svhn", root, "test")
+            .find("element at byte 168 declares 4227858438 bytes, more "
+                  "than the 0 left in its enclosing element") != std::string::npos);
+  // A compressed element whose inflated matrix claims 100 MB.
+  std::vector<uint8_t> inner;
+  for (uint32_t w : {14u, 100000000u, 6u, 8u, 6u, 0u}) put_u32(inner, w);
+  std::vector<uint8_t> packed(compressBound(uLong(inner.size())));
+  uLongf packed_size = uLongf(packed.size());
+  REQUIRE(compress(packed.data(), &packed_size, inner.data(), uLong(inner.size())) == Z_OK);
+  body.clear();
+  put_u32(body, 15);
+  put_u32(body, uint32_t(packed_size));
+  body.insert(body.end(), packed.begin(), packed.begin() + long(packed_size));
+  test::write_bytes(file, mat5(body));
+  CHECK(error_of("svhn", root, "test")
+            .find("declares 100000000 bytes, more than " + std::to_string(packed_size) +
+                  " compressed bytes can inflate to") != std::string::npos);
+  // The matrix element itself longer than the file.
+  body.clear();
+  for (uint32_t w : {14u, 4096u, 6u, 8u}) put_u32(body, w);
+  test::write_bytes(file, mat5(body));
+  CHECK(error_of("svhn", root, "test")
+            .find("declares 4096 bytes, more than the 8 left in the file") != std::string::npos);
+  // v7.3 (HDF5) is not read: the official files are v5.
+  test::write_bytes(file, mat5({}, 0x0200));
+  CHECK(error_of("svhn", root, "test").find("version 2.0 is not read") != std::string::npos);
 }
 
 TEST_CASE("flowers102: the official code's split (train = trnid + valid, test = tstid)",

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-TARGETS = ["safetensors", "config", "cifar", "idx", "tiny_imagenet", "image"]
+TARGETS = ["safetensors", "config", "cifar", "idx", "tiny_imagenet", "image", "stl10", "mat"]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -9,6 +9,7 @@
 #include "init/initializers.h"
 #include "init/net2net.h"
 #include "tests/data/support_data.h"
+#include "tests/process.h"
 #include "tests/support.h"
 
 using namespace scion;
@@ -141,7 +142,7 @@ TEST_CASE("scion grow then scion eval gives the source model's loss", "[init][ne
       "vit_tiny", {{"img_size", "32"}, {"patch_size", "4"}, {"num_classes", "10"}, {"depth", "2"}});
   randomize(*small, 7);
   small->save(test::tmp() + "/scion_grow_src.safetensors");
-  std::string bin = std::string(SCION_BINARY_DIR) + "/scion";
+  std::string bin = test::program_command("scion");
   std::string sets = " --set model.img_size=32 --set model.patch_size=4 --set model.num_classes=10";
   std::string grow = bin + " grow --from " + test::tmp() +
                      "/scion_grow_src.safetensors --from-model vit_tiny --model vit_small" + sets +

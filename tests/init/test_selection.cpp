@@ -11,6 +11,7 @@
 #include "core/safetensors.h"
 #include "init/initializers.h"
 #include "init/weight_selection.h"
+#include "tests/process.h"
 #include "tests/support.h"
 
 using namespace scion;
@@ -167,7 +168,7 @@ TEST_CASE("scion select writes complete student weights that load strictly", "[i
   std::string tpath = test::tmp() + "/scion_teacher.safetensors",
               spath = test::tmp() + "/scion_student.safetensors";
   teacher->save(tpath);
-  std::string cmd = std::string(SCION_BINARY_DIR) + "/scion select --teacher " + tpath +
+  std::string cmd = test::program_command("scion") + " select --teacher " + tpath +
                     " --model vit_tiny --set model.img_size=32 --set model.patch_size=4 --set "
                     "model.num_classes=10"
                     " --set model.depth=2 --elements random --out " +
@@ -177,7 +178,7 @@ TEST_CASE("scion select writes complete student weights that load strictly", "[i
       "vit_tiny", {{"img_size", "32"}, {"patch_size", "4"}, {"num_classes", "10"}, {"depth", "2"}});
   student->load(spath, /*strict=*/true);
   CHECK(student->find("norm.weight").numel() == 192);
-  std::string bad = std::string(SCION_BINARY_DIR) + "/scion select --teacher " + tpath +
+  std::string bad = test::program_command("scion") + " select --teacher " + tpath +
                     " --model convnext_femto --out " + test::tmp() +
                     "/x.safetensors > /dev/null 2>&1";
   CHECK(WEXITSTATUS(std::system(bad.c_str())) == 2);
@@ -275,7 +276,7 @@ TEST_CASE("a timm hub folder (config.json + model.safetensors) is a teacher", "[
   std::ofstream(dir + "/config.json")
       << R"({"architecture": "vit_small_patch4_32", "num_classes": 10, "num_features": 384})";
   std::string out = dir + "/student.safetensors";
-  std::string scion = std::string(SCION_BINARY_DIR) + "/scion ";
+  std::string scion = test::program_command("scion") + " ";
   std::string args =
       " --model vit_tiny --set model.img_size=32 --set model.patch_size=4"
       " --set model.num_classes=10 --set model.depth=2 --out " +

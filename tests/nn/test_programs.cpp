@@ -9,6 +9,7 @@
 
 #include "core/safetensors.h"
 #include "tests/data/support_data.h"
+#include "tests/process.h"
 #include "tests/support.h"
 
 using namespace scion;
@@ -21,7 +22,7 @@ struct Run {
 };
 
 Run run(const std::string& args) {
-  std::string cmd = std::string(SCION_BINARY_DIR) + "/scion " + args + " 2>&1";
+  std::string cmd = test::program_command("scion") + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
   std::string out;
@@ -93,7 +94,7 @@ TEST_CASE("careless arguments: --out a folder, --config a folder, an empty --out
                 dir);
   CHECK(sel.status == 2);
   CHECK(sel.output.find("is a folder") != std::string::npos);
-  std::string train = std::string(SCION_BINARY_DIR) + "/train ";
+  std::string train = test::program_command("train") + " ";
   CHECK(WEXITSTATUS(
             std::system((train + "--config " + dir + " > " + dir + "/a.log 2>&1").c_str())) == 2);
   std::ifstream a(dir + "/a.log");

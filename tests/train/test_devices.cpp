@@ -64,7 +64,7 @@ TEST_CASE("devices: a run on the reference backend matches the cpu run", "[train
     CHECK(std::fabs(a[k].get<double>() - b[k].get<double>()) <= 1e-4 * a[k].get<double>());
   // The reference run's checkpoint is an ordinary file: scion eval reads it on either device.
   for (const char* device : {"cpu", "reference"}) {
-    std::string cmd = std::string(SCION_BINARY_DIR) + "/scion eval --weights " + dir +
+    std::string cmd = test::program_command("scion") + " eval --weights " + dir +
                       "/reference/best.safetensors --data image_folder --root " +
                       test::shared_data("cifar10-jpg") + " --split test --limit 100 --device " +
                       device + " > " + dir + "/eval-" + device + ".log 2>/dev/null";

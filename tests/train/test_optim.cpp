@@ -4,6 +4,7 @@
 #include <fstream>
 #include <regex>
 
+#include "tests/process.h"
 #include "tests/support.h"
 #include "train/config.h"
 #include "train/optim.h"
@@ -228,7 +229,7 @@ TEST_CASE("every shipped config parses", "[train][config]") {
     }
   }
   // A missing timm teacher is an error that says where to download it (exit status 2).
-  std::string cmd = std::string(SCION_BINARY_DIR) + "/train --config " + SCION_SOURCE_DIR +
+  std::string cmd = test::program_command("train") + " --config " + SCION_SOURCE_DIR +
                     "/configs/vit_t_cifar100_wsel.yaml --output-dir " + test::tmp() +
                     "/scion_wsel_missing > " + test::tmp() + "/scion_wsel.log 2>&1";
   CHECK(WEXITSTATUS(std::system(cmd.c_str())) == 2);

@@ -76,6 +76,17 @@ void strip_timing(std::vector<json>& ms) {
   }
 }
 
+// A resumed run's metrics equal the uninterrupted run's, epoch by epoch, timing fields aside.
+void check_same_metrics(std::vector<json> a, std::vector<json> b) {
+  strip_timing(a);
+  strip_timing(b);
+  REQUIRE(b.size() == a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("epoch " << i + 1 << ": " << a[i].dump() << " vs " << b[i].dump());
+    CHECK(a[i] == b[i]);
+  }
+}
+
 bool have_data() {
   SCION_REQUIRE_DATA(test::shared_data("cifar10-jpg"));
   return true;
@@ -116,14 +127,43 @@ TEST_CASE("train: a short real run learns, and a SIGKILLed run resumes to the sa
   CHECK(ck.metadata().at("epoch") == "1");
   REQUIRE(run({"--config", cfg, "--output-dir", test::tmp() + "/scion_run_b"},
               test::tmp() + "/scion_train_b2.log") == 0);
-  std::vector<json> b = test::read_metrics(test::tmp() + "/scion_run_b");
-  strip_timing(a);
-  strip_timing(b);
-  REQUIRE(b.size() == 3);
-  for (size_t i = 0; i < 3; ++i) {
-    INFO("epoch " << i + 1 << ": " << a[i].dump() << " vs " << b[i].dump());
-    CHECK(a[i] == b[i]);
-  }
+  check_same_metrics(a, test::read_metrics(test::tmp() + "/scion_run_b"));
+}
+
+// The same on a run small enough for `make test-arm64` to afford under emulation.
+TEST_CASE("train: a tiny run killed after its first epoch resumes to the same metrics",
+          "[train][runs]") {
+  REQUIRE(have_data());
+  const std::string dir = test::temp_dir();
+  std::ofstream(dir + "/tiny.yaml") << R"(seed: 5
+threads: 2
+model: {name: vit_tiny, img_size: 32, patch_size: 8, num_classes: 10, depth: 1, embed_dim: 32, num_heads: 2}
+data: {dataset: image_folder, root: )"
+                                    << test::shared_data("cifar10-jpg")
+                                    << R"(, val_split: test, train_subset: 384, val_subset: 128}
+train:
+  epochs: 3
+  batch_size: 64
+  optimizer: {type: adamw, lr: 2.0e-3}
+  schedule: {type: cosine, warmup_epochs: 1}
+)";
+  const std::vector<std::string> cfg = {"--config", dir + "/tiny.yaml", "--output-dir"};
+  auto args = [&](const std::string& out) {
+    auto v = cfg;
+    v.push_back(out);
+    return v;
+  };
+  REQUIRE(run(args(dir + "/a"), dir + "/a.log") == 0);
+  std::vector<json> a = test::read_metrics(dir + "/a");
+  REQUIRE(a.size() == 3);
+  pid_t pid = spawn(args(dir + "/b"), dir + "/b.log");
+  while (count_lines(dir + "/b/metrics.jsonl") < 1 && waitpid(pid, nullptr, WNOHANG) == 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  kill(pid, SIGKILL);
+  wait_status(pid);
+  CHECK(SafetensorsFile::open(dir + "/b/last.safetensors").metadata().at("epoch") == "1");
+  REQUIRE(run(args(dir + "/b"), dir + "/b2.log") == 0);
+  check_same_metrics(a, test::read_metrics(dir + "/b"));
 }
 
 TEST_CASE("train: SIGTERM mid-epoch saves a checkpoint and the resumed run matches",
@@ -270,7 +310,7 @@ train:
   json logged = test::read_metrics(dir + "/run")[0];
   // The run's thread count: with "all cores" the count follows the machine's load, and per-thread
   // partial sums are added in thread order.
-  std::string cmd = std::string(SCION_BINARY_DIR) + "/scion eval --weights " + dir +
+  std::string cmd = test::program_command("scion") + " eval --weights " + dir +
                     "/run/best.safetensors --data image_folder --root " + root +
                     " --split test --threads 2 > " + dir + "/eval.log 2>&1";
   REQUIRE(WEXITSTATUS(std::system(cmd.c_str())) == 0);
@@ -289,7 +329,7 @@ train:
   CHECK(out.find("bilinear") != std::string::npos);
   CHECK(out.find("bf16") != std::string::npos);
   // A flag overrides the metadata: f32 evaluation of the same weights is (slightly) different.
-  std::string f32 = std::string(SCION_BINARY_DIR) + "/scion eval --weights " + dir +
+  std::string f32 = test::program_command("scion") + " eval --weights " + dir +
                     "/run/best.safetensors --data image_folder --root " + root +
                     " --split test --precision f32 --limit 500 2>&1 | grep -c ', f32, batch 64'";
   CHECK(WEXITSTATUS(std::system((f32 + " > /dev/null").c_str())) == 0);
