@@ -82,7 +82,10 @@ struct Walker {
         fail(where, at,
              detail::str_cat("declares ", t.bytes, " bytes, more than the ", end - at - 8,
                              depth == 0 ? " left in the file" : " left in its enclosing element"));
-      if (t.type == kMatrix && t.total > 8) walk(s, at + 8, at + 8 + t.bytes, depth + 1, where);
+      if (t.type == kMatrix && t.total > 8) {
+        check_dimensions(s, at, t.bytes, where);
+        walk(s, at + 8, at + 8 + t.bytes, depth + 1, where);
+      }
       if (t.type == kCompressed && t.total > 8) {
         if (depth > 0 || s.file == nullptr)
           fail(where, at, "is a compressed element inside another");
@@ -90,6 +93,30 @@ struct Walker {
       }
       at += std::min(t.total, end - at);
     }
+  }
+
+  // A matrix's dimensions (its second subelement, after the array flags) against its size: every
+  // element takes at least a byte (MATLAB stores doubles as small integer types when it can), so
+  // a dense, cell or struct array of n elements needs n bytes; libmatio sizes buffers from the
+  // dimensions. Sparse arrays (class 5) hold only their nonzeros and are not checked.
+  void check_dimensions(const Source& s, uint64_t at, uint64_t bytes, const std::string& where) {
+    uint8_t flags[16], dims_tag[8];
+    if (bytes < 24 || !s.get(at + 8, flags, 16) || !s.get(at + 24, dims_tag, 8)) return;
+    if ((word(flags + 8, swap) & 0xff) == 5) return;
+    const Tag t = parse_tag(dims_tag, swap);
+    const uint64_t first = t.total == 8 && t.bytes <= 4 ? at + 28 : at + 32;
+    uint64_t n = 1;
+    for (uint64_t k = 0; k + 4 <= std::min<uint64_t>(t.bytes, 4 * 32); k += 4) {
+      uint8_t d[4];
+      if (!s.get(first + k, d, 4)) return;
+      const uint64_t dim = word(d, swap), cap = uint64_t(1) << 62;
+      if (dim == 0) return;  // an empty array
+      n = n > cap / dim ? cap : n * dim;
+    }
+    if (n > bytes)
+      fail(where, at,
+           detail::str_cat("declares dimensions of ", n, " elements, more than its ", bytes,
+                           " bytes can hold"));
   }
 
   // The element deflated in the `bytes` after the tag at `at`: its own tag, and the headers in its

@@ -135,6 +135,13 @@ TEST_CASE("svhn: a MAT header declaring more than its file holds is refused befo
   test::write_bytes(file, mat5(body));
   CHECK(error_of("svhn", root, "test")
             .find("declares 4096 bytes, more than the 8 left in the file") != std::string::npos);
+  // A 1 x 2852126724 double array in a 40-byte element (libmatio sizes buffers from dimensions).
+  body.clear();
+  for (uint32_t w : {14u, 40u, 6u, 8u, 6u, 0u, 5u, 8u, 1u, 0xaa000004u, 1u, 0u}) put_u32(body, w);
+  test::write_bytes(file, mat5(body));
+  CHECK(error_of("svhn", root, "test")
+            .find("declares dimensions of 2852126724 elements, more than its 40 bytes can hold") !=
+        std::string::npos);
   // v7.3 (HDF5) is not read: the official files are v5.
   test::write_bytes(file, mat5({}, 0x0200));
   CHECK(error_of("svhn", root, "test").find("version 2.0 is not read") != std::string::npos);
