@@ -161,7 +161,7 @@ struct Walker {
 
 }  // namespace
 
-void check_mat5_layout(const std::string& path) {
+uint64_t check_mat5_layout(const std::string& path) {
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
   SCION_CHECK(f != nullptr, path, ": cannot be opened");
   uint8_t header[128];
@@ -182,6 +182,7 @@ void check_mat5_layout(const std::string& path) {
   s.available = uint64_t(ftello(f.get()));
   Walker w{path, big};
   w.walk(s, 128, s.available, 0, "");
+  return s.available;
 }
 
 }  // namespace scion::data

@@ -7,12 +7,13 @@
 // libmatio reads the file afterwards.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace scion::data {
 
-// Throws InputError naming `path` and the offending element when the layout is broken; v7.3 (HDF5)
-// files are left to libmatio.
-void check_mat5_layout(const std::string& path);
+// Throws InputError naming `path` and the offending element when the layout is broken, or when
+// the file is not v5 (v4 and v7.3/HDF5 are not read). Returns the file's size in bytes.
+uint64_t check_mat5_layout(const std::string& path);
 
 }  // namespace scion::data

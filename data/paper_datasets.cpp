@@ -4,7 +4,6 @@
 #include "data/paper_datasets.h"
 
 #include <matio.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstring>
@@ -99,10 +98,7 @@ struct MatFile {
     const std::string kind = special_file_kind(p);
     SCION_CHECK(kind.empty(), p, ": is ", kind, "; expected a MATLAB .mat file");
     SCION_CHECK(is_file(p), p, ": not found");
-    struct stat st;
-    SCION_CHECK(::stat(p.c_str(), &st) == 0, p, ": cannot be read");
-    bytes = uint64_t(st.st_size);
-    check_mat5_layout(p);
+    bytes = check_mat5_layout(p);
     mat = Mat_Open(p.c_str(), MAT_ACC_RDONLY);
     SCION_CHECK(mat != nullptr, p, ": not a MATLAB .mat file libmatio can read");
   }
