@@ -12,6 +12,11 @@ Backend& backend();  // core/cpu/backend.cpp
 namespace reference {
 Backend& backend();  // core/reference/backend.cpp
 }
+#ifdef SCION_CUDA
+namespace cuda {
+Backend& backend(int index);  // core/cuda/backend.cu
+}
+#endif
 
 Backend& reference_backend() {
   return reference::backend();
@@ -33,6 +38,10 @@ Backend& backend(Device device) {
       return cpu::backend();
     case DeviceType::reference:
       return reference::backend();
+#ifdef SCION_CUDA
+    case DeviceType::cuda:
+      return cuda::backend(device.index);
+#endif
     default:
       throw Error("no backend for device " + device.str() + " in this build");
   }

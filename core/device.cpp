@@ -34,6 +34,9 @@ std::vector<std::string> cuda_devices() {
 bool cuda_built() {
   return false;
 }
+int64_t cuda_peak_bytes(int) {
+  return 0;
+}
 #endif
 
 std::string Device::str() const {
@@ -64,11 +67,19 @@ Device parse_device(const std::string& name, const std::string& what) {
 
 void check_device_available(Device device, const std::string& what) {
   if (device.type != DeviceType::cuda) return;
-  // The CUDA kernels (core/cuda/) are not written yet: only the runtime query is built.
-  throw InputError(what + ": '" + device.str() +
-                   "' is not available: this build has no CUDA backend yet (" +
-                   std::to_string(cuda_device_count()) +
-                   " GPU(s) visible); use cpu, or reference for the plain f64 kernels");
+  if (!cuda_built())
+    throw InputError(what + ": '" + device.str() +
+                     "' is not available: this build has no CUDA backend (configure with a CUDA "
+                     "toolkit, -DSCION_CUDA=ON); use cpu, or reference for the plain f64 kernels");
+  const int n = cuda_device_count();
+  if (device.index >= n)
+    throw InputError(what + ": '" + device.str() + "' is not available: " + std::to_string(n) +
+                     " GPU(s) visible" + (n == 0 ? " (no GPU or no driver on this machine)" : "") +
+                     "; use cpu, or reference for the plain f64 kernels");
+}
+
+bool cuda_verified_on_hardware() {
+  return false;  // becomes true once experiments/gpu/verify.sh has passed on a GPU (README)
 }
 
 }  // namespace scion

@@ -2,9 +2,10 @@
 //   cpu        host memory, the optimized kernels of core/cpu/
 //   reference  host memory, the plain f64 kernels of core/reference/: a second backend that checks
 //              the first op by op (tests/core/test_backend_ops.cpp) and a slow debugging device
-//   cuda:N     GPU N, the kernels of core/cuda/ (issue 14; a clear error until that backend exists)
+//   cuda:N     GPU N, the kernels of core/cuda/ (cuBLASLt, cuDNN and scion's own kernels)
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -38,5 +39,13 @@ std::vector<std::string> cuda_devices();
 // An InputError naming `what` when this build or machine cannot run `device` (cuda without its
 // backend or without a GPU).
 void check_device_available(Device device, const std::string& what = "device");
+
+// Whether the CUDA backend has passed experiments/gpu/verify.sh on a GPU; until then `train` on a
+// CUDA device says once that it is unverified on hardware.
+bool cuda_verified_on_hardware();
+
+// Most bytes of device `index` held by live tensors since the process started (allocator size
+// classes included, as torch.cuda.max_memory_allocated); 0 without the CUDA backend.
+int64_t cuda_peak_bytes(int index);
 
 }  // namespace scion

@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "core/error.h"
+#include "core/kernel_math.h"
 
 namespace scion {
 
@@ -24,13 +25,7 @@ struct BFloat16 {
     std::memcpy(&f, &u, 4);
     return f;
   }
-  static uint16_t round(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // quiet NaN
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return uint16_t(u >> 16);
-  }
+  static uint16_t round(float f) { return kmath::float_to_bf16(f); }
 };
 
 size_t dtype_size(DType t);

@@ -5,71 +5,18 @@
 #include <cmath>
 
 #include "core/backend.h"
+#include "core/kernel_math.h"
 
 namespace scion {
 
 std::array<uint32_t, 4> philox4x32(uint64_t key, uint64_t counter_lo, uint64_t counter_hi) {
-  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u, kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
-  uint32_t c0 = uint32_t(counter_lo), c1 = uint32_t(counter_lo >> 32);
-  uint32_t c2 = uint32_t(counter_hi), c3 = uint32_t(counter_hi >> 32);
-  uint32_t k0 = uint32_t(key), k1 = uint32_t(key >> 32);
-  for (int round = 0; round < 10; ++round) {
-    uint64_t p0 = uint64_t(kM0) * c0, p1 = uint64_t(kM1) * c2;
-    uint32_t n0 = uint32_t(p1 >> 32) ^ c1 ^ k0, n2 = uint32_t(p0 >> 32) ^ c3 ^ k1;
-    c1 = uint32_t(p1);
-    c3 = uint32_t(p0);
-    c0 = n0;
-    c2 = n2;
-    k0 += kW0;
-    k1 += kW1;
-  }
-  return {c0, c1, c2, c3};
+  const kmath::Words4 w = kmath::philox4x32(key, counter_lo, counter_hi);
+  return {w.w[0], w.w[1], w.w[2], w.w[3]};
 }
 
 namespace {
 
-inline double u32_to_unit(uint32_t a, uint32_t b) {  // 53 random bits -> [0, 1)
-  uint64_t v = (uint64_t(a) << 21) ^ uint64_t(b >> 11);
-  return double(v & ((uint64_t(1) << 53) - 1)) * (1.0 / 9007199254740992.0);
-}
-
-// Inverse error function: Giles' single-precision-style initial guess refined by two Newton steps
-// in double, accurate to ~1e-15 on (-1, 1).
-double erfinv(double y) {
-  if (y <= -1) return -INFINITY;
-  if (y >= 1) return INFINITY;
-  double w = -std::log((1.0 - y) * (1.0 + y)), x;
-  if (w < 5.0) {
-    w -= 2.5;
-    double p = 2.81022636e-08;
-    p = 3.43273939e-07 + p * w;
-    p = -3.5233877e-06 + p * w;
-    p = -4.39150654e-06 + p * w;
-    p = 0.00021858087 + p * w;
-    p = -0.00125372503 + p * w;
-    p = -0.00417768164 + p * w;
-    p = 0.246640727 + p * w;
-    p = 1.50140941 + p * w;
-    x = p * y;
-  } else {
-    w = std::sqrt(w) - 3.0;
-    double p = -0.000200214257;
-    p = 0.000100950558 + p * w;
-    p = 0.00134934322 + p * w;
-    p = -0.00367342844 + p * w;
-    p = 0.00573950773 + p * w;
-    p = -0.0076224613 + p * w;
-    p = 0.00943887047 + p * w;
-    p = 1.00167406 + p * w;
-    p = 2.83297682 + p * w;
-    x = p * y;
-  }
-  for (int i = 0; i < 2; ++i) {
-    double err = std::erf(x) - y;
-    x -= err / (2.0 / std::sqrt(M_PI) * std::exp(-x * x));
-  }
-  return x;
-}
+using kmath::u32_to_unit;
 
 // Draws n counters for a contiguous floating tensor and lets its backend fill it.
 thread_local BatchShard t_shard;
@@ -132,22 +79,8 @@ void manual_seed(uint64_t seed) {
 }
 
 double RandomFill::sample(const std::array<uint32_t, 4>& w) const {
-  switch (kind) {
-    case RandomKind::uniform:
-      return p0 + (p1 - p0) * u32_to_unit(w[0], w[1]);
-    case RandomKind::normal: {
-      double u1 = 1.0 - u32_to_unit(w[0], w[1]), u2 = u32_to_unit(w[2], w[3]);
-      return p0 + p1 * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
-    }
-    case RandomKind::trunc_normal: {  // p0 mean, p1 std, [p2, p3] bounds; lo/hi in cdf_lo/cdf_hi
-      double u = cdf_lo + (cdf_hi - cdf_lo) * u32_to_unit(w[0], w[1]);
-      double x = p0 + p1 * std::sqrt(2.0) * erfinv(u);
-      return std::min(std::max(x, p2), p3);
-    }
-    case RandomKind::bernoulli:
-      return u32_to_unit(w[0], w[1]) < p0 ? 1.0 : 0.0;
-  }
-  return 0.0;
+  return kmath::random_sample(int(kind), p0, p1, p2, p3, cdf_lo, cdf_hi,
+                              kmath::Words4{{w[0], w[1], w[2], w[3]}});
 }
 
 Tensor& uniform_(Tensor& t, double low, double high, Generator& gen) {

@@ -14,6 +14,23 @@
 
 namespace scion::test {
 
+// Whether a CUDA device is there for a [cuda] test; without one, prints one line saying which
+// test was skipped and why, and the test returns (passes) without checking anything else.
+inline bool cuda_or_skip(const std::string& what) {
+  if (cuda_device_count() > 0) return true;
+  WARN("SKIPPED [cuda] " << what << ": "
+                         << (cuda_built() ? "no CUDA device on this machine"
+                                          : "this build has no CUDA backend"));
+  return false;
+}
+
+// max |t|.
+inline double max_abs(const Tensor& t) {
+  double m = 0;
+  for (double v : t.to_vector()) m = std::max(m, std::fabs(v));
+  return m;
+}
+
 // Largest violation of |a - b| <= atol + rtol * |b| (<= 0 means all close); reports the worst
 // index.
 struct Closeness {

@@ -1,0 +1,516 @@
+// The CUDA backend (one instance per device): the caching device allocator, transfers between
+// host and device, and the Backend interface over the kernels of the other .cu files. Every call
+// first makes its device current; all work goes to that device's one stream, in order.
+#include <cublasLt.h>
+#include <cudnn.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "core/cuda/common.cuh"
+#include "core/ops.h"
+
+namespace scion::cuda {
+
+void fail(const std::string& what, const std::string& why) {
+  throw Error("CUDA: " + what + ": " + why);
+}
+
+void bad_dtype(const char* op, DType dt) {
+  throw InputError(std::string(op) + ": dtype " + dtype_name(dt) + " is not supported on CUDA");
+}
+
+DevPlan dev_plan(const StridedPlan& p) {
+  DevPlan d{};
+  d.ndim = p.ndim;
+  for (int i = 0; i < p.ndim; ++i) {
+    d.sizes[i] = p.sizes[size_t(i)];
+    for (int k = 0; k < p.nargs; ++k) d.strides[k][i] = p.strides[size_t(k)][size_t(i)];
+  }
+  return d;
+}
+
+DevPlan32 dev_plan32(const StridedPlan& p) {
+  DevPlan32 d{};
+  d.ndim = p.ndim;
+  for (int i = 0; i < p.ndim; ++i) {
+    d.sizes[i] = uint32_t(p.sizes[size_t(i)]);
+    for (int k = 0; k < p.nargs; ++k) d.strides[k][i] = int32_t(p.strides[size_t(k)][size_t(i)]);
+  }
+  return d;
+}
+
+Operand operand(const Tensor& t) {
+  return Operand{t.shape(), t.strides()};
+}
+
+struct DeviceState {
+  int index = 0;
+  int sms = 132;
+  cudaStream_t stream = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  cudnnHandle_t dnn = nullptr;
+  void* work = nullptr;
+  size_t work_bytes = 0;
+  std::mutex mu;  // the allocator's free lists
+  std::unordered_map<size_t, std::vector<void*>> free_lists;
+  size_t cached = 0;
+  size_t live = 0, peak = 0;  // bytes held by live tensors (size classes), and their maximum
+};
+
+namespace {
+
+int current_device() {
+  int d = 0;
+  SCION_CUDA_CHECK(cudaGetDevice(&d));
+  return d;
+}
+
+DeviceState& state_of(int index) {
+  static std::mutex mu;
+  static std::vector<std::unique_ptr<DeviceState>>* states =
+      new std::vector<std::unique_ptr<DeviceState>>();  // never destroyed (see CachingAllocator)
+  std::lock_guard<std::mutex> lock(mu);
+  if (states->size() <= size_t(index)) states->resize(size_t(index) + 1);
+  auto& s = (*states)[size_t(index)];
+  if (!s) {
+    s = std::make_unique<DeviceState>();
+    s->index = index;
+    cudaDeviceProp p{};
+    SCION_CUDA_CHECK(cudaGetDeviceProperties(&p, index));
+    s->sms = p.multiProcessorCount;
+    // The legacy default stream: host<->device copies and every kernel stay in one order.
+    s->stream = nullptr;
+  }
+  return *s;
+}
+
+}  // namespace
+
+DeviceState& state() {
+  return state_of(current_device());
+}
+int state_index() {
+  return current_device();
+}
+DeviceState& state_of_index(int index) {
+  return state_of(index);
+}
+int device_count();  // runtime.cu
+int multiprocessors() {
+  return state().sms;
+}
+cudaStream_t stream() {
+  return state().stream;
+}
+
+void* blas_lt_handle() {
+  DeviceState& s = state();
+  if (!s.lt) {
+    if (cublasLtCreate(&s.lt) != CUBLAS_STATUS_SUCCESS) fail("cublasLtCreate", "failed");
+  }
+  return s.lt;
+}
+
+void* dnn_handle() {
+  DeviceState& s = state();
+  if (!s.dnn) {
+    cudnnStatus_t st = cudnnCreate(&s.dnn);
+    if (st != CUDNN_STATUS_SUCCESS) fail("cudnnCreate", cudnnGetErrorString(st));
+    cudnnSetStream(s.dnn, s.stream);
+  }
+  return s.dnn;
+}
+
+void* workspace(size_t bytes) {
+  DeviceState& s = state();
+  if (bytes > s.work_bytes) {
+    if (s.work) {
+      SCION_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+      SCION_CUDA_CHECK(cudaFree(s.work));
+    }
+    s.work = nullptr;
+    SCION_CUDA_CHECK(cudaMalloc(&s.work, bytes));
+    s.work_bytes = bytes;
+  }
+  return s.work;
+}
+
+Tensor dev_empty(const Shape& shape, DType dt) {
+  return empty(shape, dt, Device{DeviceType::cuda, current_device()});
+}
+
+namespace {
+
+// Makes `index` the current device for the scope of one backend call.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int index) {
+    SCION_CUDA_CHECK(cudaGetDevice(&previous_));
+    if (previous_ != index) SCION_CUDA_CHECK(cudaSetDevice(index));
+  }
+  ~DeviceGuard() {
+    int now = 0;
+    if (cudaGetDevice(&now) == cudaSuccess && now != previous_) cudaSetDevice(previous_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
+// With SCION_CUDA_OP_TIMES set, each outermost backend call is bracketed by two CUDA events and
+// a table of GPU time per kernel kind is printed to stderr at exit: a profile without a profiler.
+// Events do not stall the pipeline, so a call's time is the GPU's time from its first to its last
+// kernel (including any wait for the host in between, when the GPU runs ahead of it).
+class Call : public DeviceGuard {
+ public:
+  Call(int index, const char* name) : DeviceGuard(index), name_(name) {
+    if (!enabled() || depth()++ > 0) return;
+    cudaEventCreate(&start_);
+    cudaEventCreate(&end_);
+    cudaEventRecord(start_, stream());
+    timing_ = true;
+  }
+  ~Call() {
+    if (!enabled()) return;
+    --depth();
+    if (!timing_) return;
+    cudaEventRecord(end_, stream());
+    std::lock_guard<std::mutex> lock(mu());
+    pending().push_back({name_, start_, end_});
+    if (pending().size() >= 4096) fold();
+    static const bool registered = [] { return std::atexit(print) == 0; }();
+    (void)registered;  // registered after the CUDA runtime's own exit handler: runs before it
+  }
+
+ private:
+  struct Pending {
+    const char* name;
+    cudaEvent_t start, end;
+  };
+  static bool enabled() {
+    static const bool on = std::getenv("SCION_CUDA_OP_TIMES") != nullptr;
+    return on;
+  }
+  static int& depth() {
+    thread_local int d = 0;
+    return d;
+  }
+  static std::mutex& mu() {
+    static std::mutex m;
+    return m;
+  }
+  static std::vector<Pending>& pending() {
+    static auto* p = new std::vector<Pending>();
+    return *p;
+  }
+  static std::map<std::string, std::pair<double, int64_t>>& table() {
+    static auto* t = new std::map<std::string, std::pair<double, int64_t>>();
+    return *t;
+  }
+  static void fold() {  // with mu() held
+    for (const Pending& p : pending()) {
+      float ms = 0;
+      cudaEventSynchronize(p.end);
+      cudaEventElapsedTime(&ms, p.start, p.end);
+      auto& e = table()[p.name];
+      e.first += ms;
+      e.second += 1;
+      cudaEventDestroy(p.start);
+      cudaEventDestroy(p.end);
+    }
+    pending().clear();
+  }
+  static void print() {
+    std::lock_guard<std::mutex> lock(mu());
+    fold();
+    std::vector<std::pair<double, std::string>> rows;
+    double total = 0;
+    for (auto& [name, e] : table()) rows.emplace_back(e.first, name), total += e.first;
+    std::sort(rows.rbegin(), rows.rend());
+    std::fprintf(stderr, "CUDA backend GPU time per kernel kind (SCION_CUDA_OP_TIMES):\n");
+    for (auto& [ms, name] : rows)
+      std::fprintf(stderr, "  %-24s %10.2f ms %5.1f%% %8lld calls\n", name.c_str(), ms,
+                   100 * ms / std::max(total, 1e-9), (long long)table()[name].second);
+  }
+  const char* name_;
+  bool timing_ = false;
+  cudaEvent_t start_ = nullptr, end_ = nullptr;
+};
+#define SCION_CALL Call call_guard(index_, __func__)
+
+// A contiguous host tensor with t's values (t itself when already contiguous).
+Tensor host_contiguous(const Tensor& t) {
+  return t.is_contiguous() ? t : t.contiguous();
+}
+
+bool same_layout(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && a.dtype() == b.dtype() && a.is_contiguous() &&
+         b.is_contiguous();
+}
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int index) : index_(index), name_("cuda:" + std::to_string(index)) {}
+  const char* name() const override { return name_.c_str(); }
+
+  // The caching allocator: freed blocks wait in per-size-class lists (plan.h's classes) for the
+  // next request of that class. Reuse is safe without events because every kernel runs on the
+  // device's one stream: a block freed after a kernel was queued is only handed to kernels queued
+  // later. On an allocation failure the cache is returned to the driver and the request retried.
+  void* allocate(size_t bytes) override {
+    SCION_CALL;
+    DeviceState& s = state_of(index_);
+    const size_t size = device_round_size(bytes);
+    {
+      std::lock_guard<std::mutex> lock(s.mu);
+      auto it = s.free_lists.find(size);
+      if (it != s.free_lists.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        s.cached -= size;
+        s.live += size;
+        s.peak = std::max(s.peak, s.live);
+        return p;
+      }
+    }
+    void* p = nullptr;
+    if (cudaMalloc(&p, size) != cudaSuccess) {
+      cudaGetLastError();
+      empty_cache(s);
+      if (cudaMalloc(&p, size) != cudaSuccess) {
+        cudaGetLastError();
+        throw Error("CUDA: out of memory on " + name_ + " allocating " + std::to_string(size) +
+                    " bytes");
+      }
+    }
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.live += size;
+    s.peak = std::max(s.peak, s.live);
+    return p;
+  }
+  void release(void* p, size_t bytes) override {
+    DeviceState& s = state_of(index_);
+    const size_t size = device_round_size(bytes);
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.free_lists[size].push_back(p);
+    s.cached += size;
+    s.live -= size;
+  }
+
+  // Transfers: contiguous same-dtype copies go straight through cudaMemcpy; anything else
+  // (strides, broadcasting, dtype conversion) is done on the device around a contiguous transfer.
+  void copy(const Tensor& dst, const Tensor& src) override {
+    SCION_CALL;
+    const bool dst_dev = !dst.device().is_host(), src_dev = !src.device().is_host();
+    if (dst_dev && src_dev) return copy_kernel(dst, src);
+    if (dst_dev) {  // host -> device
+      Tensor hs = host_contiguous(src);
+      if (same_layout(dst, hs)) {
+        SCION_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), hs.raw_data(),
+                                         size_t(hs.numel()) * dtype_size(hs.dtype()),
+                                         cudaMemcpyHostToDevice, stream()));
+        SCION_CUDA_CHECK(cudaStreamSynchronize(stream()));  // hs may be freed on return
+        return;
+      }
+      Tensor ds = dev_empty(hs.shape(), hs.dtype());
+      copy(ds, hs);
+      return copy_kernel(dst, ds);
+    }
+    // device -> host
+    if (same_layout(dst, src)) {
+      SCION_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), src.raw_data(),
+                                       size_t(src.numel()) * dtype_size(src.dtype()),
+                                       cudaMemcpyDeviceToHost, stream()));
+      SCION_CUDA_CHECK(cudaStreamSynchronize(stream()));
+      return;
+    }
+    Tensor ds = dev_empty(dst.shape(), dst.dtype());
+    copy_kernel(ds, src);
+    Tensor hs = empty(dst.shape(), dst.dtype());
+    copy(hs, ds);
+    backend(dst.device()).copy(dst, hs);
+  }
+  void fill(const Tensor& dst, double value) override {
+    SCION_CALL;
+    fill_kernel(dst, value);
+  }
+  void add_scaled(const Tensor& dst, const Tensor& src, double alpha) override {
+    SCION_CALL;
+    add_scaled_kernel(dst, src, alpha);
+  }
+  void scale(const Tensor& dst, double value) override {
+    SCION_CALL;
+    scale_kernel(dst, value);
+  }
+  void random_fill(const Tensor& t, const RandomFill& r) override {
+    SCION_CALL;
+    random_fill_kernel(t, r);
+  }
+
+  Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) override {
+    SCION_CALL;
+    return binary_kernel(op, a, b);
+  }
+  Tensor unary(UnaryOp op, const Tensor& x) override {
+    SCION_CALL;
+    return unary_kernel(op, x);
+  }
+  Tensor gelu_backward(const Tensor& gr, const Tensor& x, bool tanh_form) override {
+    SCION_CALL;
+    return gelu_backward_kernel(gr, x, tanh_form);
+  }
+  Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) override {
+    SCION_CALL;
+    return where_kernel(cond, a, b);
+  }
+
+  Tensor index_select(const Tensor& src, int64_t dim, const std::vector<int64_t>& idx,
+                      const Shape& out_shape) override {
+    SCION_CALL;
+    return index_select_kernel(src, dim, idx, out_shape);
+  }
+  Tensor index_add(const Tensor& src, int64_t dim, const std::vector<int64_t>& idx,
+                   const Shape& out_shape) override {
+    SCION_CALL;
+    return index_add_kernel(src, dim, idx, out_shape);
+  }
+  Tensor gather(const Tensor& src, int64_t dim, const Tensor& index) override {
+    SCION_CALL;
+    return gather_kernel(src, dim, index);
+  }
+  Tensor scatter_add(const Tensor& src, int64_t dim, const Tensor& index,
+                     const Shape& out_shape) override {
+    SCION_CALL;
+    return scatter_add_kernel(src, dim, index, out_shape);
+  }
+
+  Tensor reduce_sum(const Tensor& x, const Shape& dims, bool keepdim) override {
+    SCION_CALL;
+    return reduce_sum_kernel(x, dims, keepdim);
+  }
+  void reduce_max(const Tensor& x, int64_t dim, bool keepdim, Tensor& values,
+                  Tensor& indices) override {
+    SCION_CALL;
+    reduce_max_kernel(x, dim, keepdim, values, indices);
+  }
+
+  void matmul(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& out) override {
+    SCION_CALL;
+    matmul_kernel(a, b, bias, out);
+  }
+
+  void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
+                      const ConvShape& cs) override {
+    SCION_CALL;
+    conv2d_forward_kernel(x, w, b, y, cs);
+  }
+  void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx,
+                            const ConvShape& cs) override {
+    SCION_CALL;
+    conv2d_backward_data_kernel(dy, w, dx, cs);
+  }
+  void conv2d_backward_weights(const Tensor& x, const Tensor& dy, const Tensor& dw,
+                               const ConvShape& cs) override {
+    SCION_CALL;
+    conv2d_backward_weights_kernel(x, dy, dw, cs);
+  }
+
+  void layer_norm_forward(const Tensor& x, const Tensor& w, const Tensor& b, double eps, int64_t d,
+                          Tensor& y, Tensor& mean, Tensor& rstd) override {
+    SCION_CALL;
+    layer_norm_forward_kernel(x, w, b, eps, d, y, mean, rstd);
+  }
+  void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean,
+                           const Tensor& rstd, int64_t d, Tensor& dx, Tensor& dw,
+                           Tensor& db) override {
+    SCION_CALL;
+    layer_norm_backward_kernel(dy, x, w, mean, rstd, d, dx, dw, db);
+  }
+
+  void softmax_forward(bool log, int64_t dim, const Tensor& x, const Tensor& y) override {
+    SCION_CALL;
+    softmax_forward_kernel(log, dim, x, y);
+  }
+  void softmax_backward(bool log, int64_t dim, const Tensor& y, const Tensor& dy,
+                        const Tensor& dx) override {
+    SCION_CALL;
+    softmax_backward_kernel(log, dim, y, dy, dx);
+  }
+
+  void attention_forward(const Tensor& qkv, int64_t heads, double scale, const Tensor& out,
+                         const Tensor& lse) override {
+    SCION_CALL;
+    attention_forward_kernel(qkv, heads, scale, out, lse);
+  }
+  void attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& dout,
+                          const Tensor& lse, int64_t heads, double scale,
+                          const Tensor& dqkv) override {
+    SCION_CALL;
+    attention_backward_kernel(qkv, out, dout, lse, heads, scale, dqkv);
+  }
+
+  Tensor cross_entropy(const Tensor& logits, const Tensor& q, const Tensor& lp) override {
+    SCION_CALL;
+    return cross_entropy_kernel(logits, q, lp);
+  }
+
+  void adamw_step(const Tensor& p, const Tensor& gr, const Tensor& m, const Tensor& v,
+                  const OptimStep& s) override {
+    SCION_CALL;
+    adamw_kernel(p, gr, m, v, s);
+  }
+  void sgd_step(const Tensor& p, const Tensor& gr, const Tensor& m, const OptimStep& s) override {
+    SCION_CALL;
+    sgd_kernel(p, gr, m, s);
+  }
+  double sum_squares(const Tensor& x) override {
+    SCION_CALL;
+    return sum_squares_kernel(x);
+  }
+
+ private:
+  static void empty_cache(DeviceState& s) {
+    cudaDeviceSynchronize();
+    std::lock_guard<std::mutex> lock(s.mu);
+    for (auto& kv : s.free_lists)
+      for (void* p : kv.second) cudaFree(p);
+    s.free_lists.clear();
+    s.cached = 0;
+  }
+
+  int index_;
+  std::string name_;
+};
+
+}  // namespace
+
+Backend& backend(int index) {
+  static std::mutex mu;
+  static auto* backends = new std::vector<std::unique_ptr<CudaBackend>>();
+  std::lock_guard<std::mutex> lock(mu);
+  if (backends->size() <= size_t(index)) backends->resize(size_t(index) + 1);
+  auto& b = (*backends)[size_t(index)];
+  if (!b) b = std::make_unique<CudaBackend>(index);
+  return *b;
+}
+
+}  // namespace scion::cuda
+
+namespace scion {
+int64_t cuda_peak_bytes(int index) {
+  if (index >= cuda::device_count()) return 0;
+  cuda::DeviceState& s = cuda::state_of_index(index);
+  std::lock_guard<std::mutex> lock(s.mu);
+  return int64_t(s.peak);
+}
+}  // namespace scion

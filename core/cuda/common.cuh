@@ -1,0 +1,336 @@
+// Shared pieces of the CUDA backend's .cu files: error checks, the device element types and their
+// conversions, strided indexing from a host plan (plan.h), dtype dispatch, and the per-device
+// state (stream, cuBLASLt and cuDNN handles, workspace). Every kernel runs on the device's one
+// stream in order, so no kernel needs an explicit synchronization with another.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "core/backend.h"
+#include "core/cuda/plan.h"
+#include "core/error.h"
+#include "core/kernel_math.h"
+
+namespace scion::cuda {
+
+[[noreturn]] void fail(const std::string& what, const std::string& why);
+inline void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) fail(what, cudaGetErrorString(e));
+}
+#define SCION_CUDA_CHECK(x) ::scion::cuda::check((x), #x)
+// Checks the launch of the kernel just queued.
+#define SCION_CUDA_LAUNCHED(name) ::scion::cuda::check(cudaGetLastError(), name)
+
+// bf16 in device memory: the upper 16 bits of an f32 (as BFloat16 on the host).
+struct bf16_t {
+  uint16_t bits;
+};
+
+// The type arithmetic runs in (acc_t on the host): f32 for f32 and bf16, f64 for f64, int64 for
+// integers, bool for bool.
+template <class T>
+struct AccOf {
+  using type = int64_t;
+};
+template <>
+struct AccOf<float> {
+  using type = float;
+};
+template <>
+struct AccOf<bf16_t> {
+  using type = float;
+};
+template <>
+struct AccOf<double> {
+  using type = double;
+};
+template <>
+struct AccOf<bool> {
+  using type = bool;
+};
+template <class T>
+using acc = typename AccOf<T>::type;
+
+template <class T>
+__device__ __forceinline__ acc<T> load(const T* p) {
+  return acc<T>(*p);
+}
+template <>
+__device__ __forceinline__ float load<bf16_t>(const bf16_t* p) {
+  return kmath::bf16_to_float(p->bits);
+}
+
+// Stores v converted to T (bf16 rounds once from f32, as the host's BFloat16(float(v))).
+template <class T, class V>
+__device__ __forceinline__ void store(T* p, V v) {
+  *p = T(v);
+}
+template <class V>
+__device__ __forceinline__ void store(bf16_t* p, V v) {
+  p->bits = kmath::float_to_bf16(float(v));
+}
+template <class V>
+__device__ __forceinline__ void store(bool* p, V v) {
+  *p = v != V(0);
+}
+
+// A StridedPlan as a kernel argument (plain arrays).
+struct DevPlan {
+  int ndim;
+  int64_t sizes[kMaxDims];
+  int64_t strides[kMaxOperands][kMaxDims];
+};
+DevPlan dev_plan(const StridedPlan& p);
+// The same in 32 bits, for plans that fit (StridedPlan::fits_int32).
+struct DevPlan32 {
+  int ndim;
+  uint32_t sizes[kMaxDims];
+  int32_t strides[kMaxOperands][kMaxDims];
+};
+DevPlan32 dev_plan32(const StridedPlan& p);
+
+// Element offsets of logical index i for the first N operands.
+template <int N>
+__device__ __forceinline__ void offsets(const DevPlan& p, int64_t i, int64_t (&off)[N]) {
+#pragma unroll
+  for (int k = 0; k < N; ++k) off[k] = 0;
+  for (int d = p.ndim - 1; d >= 0; --d) {
+    const int64_t s = p.sizes[d], c = i % s;
+    i /= s;
+#pragma unroll
+    for (int k = 0; k < N; ++k) off[k] += c * p.strides[k][d];
+  }
+}
+
+// f(offsets) for every element of the plan: a grid-stride loop; a flat loop when every operand
+// is contiguous.
+template <int N, class F>
+__global__ void strided_kernel(DevPlan p, int64_t n, F f) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[N];
+    offsets<N>(p, i, off);
+    f(off);
+  }
+}
+template <int N, class F>
+__global__ void strided_kernel32(DevPlan32 p, uint32_t n, F f) {
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    int32_t o[N];
+#pragma unroll
+    for (int k = 0; k < N; ++k) o[k] = 0;
+    uint32_t rest = i;
+    for (int d = p.ndim - 1; d >= 0; --d) {
+      const uint32_t s = p.sizes[d], c = rest % s;
+      rest /= s;
+#pragma unroll
+      for (int k = 0; k < N; ++k) o[k] += int32_t(c) * p.strides[k][d];
+    }
+    int64_t off[N];
+#pragma unroll
+    for (int k = 0; k < N; ++k) off[k] = o[k];
+    f(off);
+  }
+}
+template <int N, class F>
+__global__ void flat_kernel(int64_t n, F f) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[N];
+#pragma unroll
+    for (int k = 0; k < N; ++k) off[k] = i;
+    f(off);
+  }
+}
+
+int multiprocessors();
+cudaStream_t stream();
+
+template <int N, class F>
+void for_each(const StridedPlan& p, F f) {
+  if (p.numel == 0) return;
+  const Launch l = launch_1d(p.numel, multiprocessors());
+  if (p.contiguous())
+    flat_kernel<N><<<l.blocks, l.threads, 0, stream()>>>(p.numel, f);
+  else if (p.fits_int32())
+    strided_kernel32<N><<<l.blocks, l.threads, 0, stream()>>>(dev_plan32(p), uint32_t(p.numel), f);
+  else
+    strided_kernel<N><<<l.blocks, l.threads, 0, stream()>>>(dev_plan(p), p.numel, f);
+  SCION_CUDA_LAUNCHED("elementwise kernel");
+}
+
+// f(i) for i in [0, n).
+template <class F>
+__global__ void index_kernel(int64_t n, F f) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    f(i);
+}
+template <class F>
+void for_index(int64_t n, F f) {
+  if (n <= 0) return;
+  const Launch l = launch_1d(n, multiprocessors());
+  index_kernel<<<l.blocks, l.threads, 0, stream()>>>(n, f);
+  SCION_CUDA_LAUNCHED("index kernel");
+}
+
+// Runs the block `...` with T the device element type of dt, as a non-generic lambda (nvcc
+// does not allow device lambdas inside generic ones), in the style of PyTorch's AT_DISPATCH.
+[[noreturn]] void bad_dtype(const char* op, DType dt);
+#define SCION_DT_CASE(DT, CT, T, ...) \
+  case DType::DT: {                   \
+    using T = CT;                     \
+    [&]() __VA_ARGS__();              \
+    break;                            \
+  }
+#define SCION_DISPATCH_FLOATING(dt, op, T, ...)       \
+  do {                                                \
+    switch (dt) {                                     \
+      SCION_DT_CASE(f32, float, T, __VA_ARGS__)       \
+      SCION_DT_CASE(bf16, ::scion::cuda::bf16_t, T, __VA_ARGS__) \
+      SCION_DT_CASE(f64, double, T, __VA_ARGS__)      \
+      default:                                        \
+        ::scion::cuda::bad_dtype(op, dt);             \
+    }                                                 \
+  } while (0)
+#define SCION_DISPATCH_NUMERIC(dt, op, T, ...)        \
+  do {                                                \
+    switch (dt) {                                     \
+      SCION_DT_CASE(f32, float, T, __VA_ARGS__)       \
+      SCION_DT_CASE(bf16, ::scion::cuda::bf16_t, T, __VA_ARGS__) \
+      SCION_DT_CASE(f64, double, T, __VA_ARGS__)      \
+      SCION_DT_CASE(i32, int32_t, T, __VA_ARGS__)     \
+      SCION_DT_CASE(i64, int64_t, T, __VA_ARGS__)     \
+      SCION_DT_CASE(u8, uint8_t, T, __VA_ARGS__)      \
+      default:                                        \
+        ::scion::cuda::bad_dtype(op, dt);             \
+    }                                                 \
+  } while (0)
+#define SCION_DISPATCH_ALL(dt, T, ...)                \
+  do {                                                \
+    switch (dt) {                                     \
+      SCION_DT_CASE(f32, float, T, __VA_ARGS__)       \
+      SCION_DT_CASE(bf16, ::scion::cuda::bf16_t, T, __VA_ARGS__) \
+      SCION_DT_CASE(f64, double, T, __VA_ARGS__)      \
+      SCION_DT_CASE(i32, int32_t, T, __VA_ARGS__)     \
+      SCION_DT_CASE(i64, int64_t, T, __VA_ARGS__)     \
+      SCION_DT_CASE(u8, uint8_t, T, __VA_ARGS__)      \
+      SCION_DT_CASE(bool_, bool, T, __VA_ARGS__)      \
+    }                                                 \
+  } while (0)
+
+Operand operand(const Tensor& t);
+
+// Block-wide sum of one value per thread (blockDim.x a multiple of 32, at most 1024); every thread
+// gets the total. `shared` holds 32 values.
+template <class A>
+__device__ __forceinline__ A block_sum(A v, A* shared) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = (blockDim.x + 31) / 32;
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  v = lane < warps ? shared[lane] : A(0);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+template <class A>
+__device__ __forceinline__ A block_max(A v, A* shared) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = (blockDim.x + 31) / 32;
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  v = lane < warps ? shared[lane] : A(-INFINITY);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Per-device library handles and a GEMM/convolution workspace, created on first use.
+struct DeviceState;
+DeviceState& state();           // of the current device
+int state_index();              // the current device's index
+void* blas_lt_handle();         // cublasLtHandle_t
+void* dnn_handle();             // cudnnHandle_t
+void* workspace(size_t bytes);  // grows as needed; valid until the next call
+
+// A contiguous device tensor of `shape` (scratch outputs).
+Tensor dev_empty(const Shape& shape, DType dt);
+
+// The kernels in the other .cu files (called by backend.cu).
+void copy_kernel(const Tensor& dst, const Tensor& src);  // both on the current device
+void fill_kernel(const Tensor& dst, double value);
+void add_scaled_kernel(const Tensor& dst, const Tensor& src, double alpha);
+void scale_kernel(const Tensor& dst, double value);
+void random_fill_kernel(const Tensor& t, const RandomFill& r);
+Tensor binary_kernel(BinaryOp op, const Tensor& a, const Tensor& b);
+Tensor unary_kernel(UnaryOp op, const Tensor& x);
+Tensor gelu_backward_kernel(const Tensor& g, const Tensor& x, bool tanh_form);
+Tensor where_kernel(const Tensor& cond, const Tensor& a, const Tensor& b);
+Tensor index_select_kernel(const Tensor& src, int64_t dim, const std::vector<int64_t>& idx,
+                           const Shape& out_shape);
+Tensor index_add_kernel(const Tensor& src, int64_t dim, const std::vector<int64_t>& idx,
+                        const Shape& out_shape);
+Tensor gather_kernel(const Tensor& src, int64_t dim, const Tensor& index);
+Tensor scatter_add_kernel(const Tensor& src, int64_t dim, const Tensor& index,
+                          const Shape& out_shape);
+Tensor reduce_sum_kernel(const Tensor& x, const Shape& dims, bool keepdim);
+void reduce_max_kernel(const Tensor& x, int64_t dim, bool keepdim, Tensor& values,
+                       Tensor& indices);
+void matmul_kernel(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& out);
+// Batched row-major GEMM on raw device pointers: c[z] = alpha a[z] b[z] + beta c[z]; a, b of
+// dtype `in`, c of dtype `out` (f32 output for bf16 inputs allowed).
+struct Gemm {
+  DType in = DType::f32, out = DType::f32;
+  int64_t batch = 1, m = 0, n = 0, k = 0;
+  const void* a = nullptr;
+  MatrixLayout la;
+  const void* b = nullptr;
+  MatrixLayout lb;
+  void* c = nullptr;
+  int64_t ldc = 0, stride_c = 0;
+  const void* bias = nullptr;  // length n, dtype `out`
+  double alpha = 1, beta = 0;
+};
+void gemm(const Gemm& g);
+// Channels-last depthwise convolutions on scion's own kernels (depthwise.cu); depthwise_own says
+// whether a convolution is one of them.
+bool depthwise_own(const Tensor& x, const Tensor& w, const ConvShape& cs);
+void depthwise_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
+                       const ConvShape& cs);
+void depthwise_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx,
+                             const ConvShape& cs);
+void depthwise_backward_weights(const Tensor& x, const Tensor& dy, const Tensor& dw,
+                                const ConvShape& cs);
+void conv2d_forward_kernel(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
+                           const ConvShape& cs);
+void conv2d_backward_data_kernel(const Tensor& dy, const Tensor& w, const Tensor& dx,
+                                 const ConvShape& cs);
+void conv2d_backward_weights_kernel(const Tensor& x, const Tensor& dy, const Tensor& dw,
+                                    const ConvShape& cs);
+void layer_norm_forward_kernel(const Tensor& x, const Tensor& w, const Tensor& b, double eps,
+                               int64_t d, Tensor& y, Tensor& mean, Tensor& rstd);
+void layer_norm_backward_kernel(const Tensor& dy, const Tensor& x, const Tensor& w,
+                                const Tensor& mean, const Tensor& rstd, int64_t d, Tensor& dx,
+                                Tensor& dw, Tensor& db);
+void softmax_forward_kernel(bool log, int64_t dim, const Tensor& x, const Tensor& y);
+void softmax_backward_kernel(bool log, int64_t dim, const Tensor& y, const Tensor& dy,
+                             const Tensor& dx);
+void attention_forward_kernel(const Tensor& qkv, int64_t heads, double scale, const Tensor& out,
+                              const Tensor& lse);
+void attention_backward_kernel(const Tensor& qkv, const Tensor& out, const Tensor& dout,
+                               const Tensor& lse, int64_t heads, double scale, const Tensor& dqkv);
+Tensor cross_entropy_kernel(const Tensor& logits, const Tensor& q, const Tensor& lp);
+void adamw_kernel(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
+                  const OptimStep& s);
+void sgd_kernel(const Tensor& p, const Tensor& g, const Tensor& m, const OptimStep& s);
+double sum_squares_kernel(const Tensor& x);
+
+}  // namespace scion::cuda

@@ -1,0 +1,316 @@
+// Elementwise kernels over strided, broadcast operands (plan_elementwise collapses them first):
+// copies with dtype conversion, fills, binary and unary math, gelu's gradient, where; random
+// fills and the optimizer updates with core/kernel_math.h's per-element math, so they give the
+// CPU's numbers.
+#include "core/cuda/common.cuh"
+#include "core/ops.h"
+
+namespace scion::cuda {
+
+namespace {
+
+constexpr double kSqrt1_2 = 0.70710678118654752440, kSqrt2OverPi = 0.7978845608028654,
+                 kInvSqrt2Pi = 0.3989422804014327, kGeluC = 0.044715;
+
+// The output of an elementwise op over `shape`: like `like`'s layout when the shapes match (a
+// channels-last input gives a channels-last output, as on the CPU), else contiguous.
+Tensor output_for(const Shape& shape, DType dt, const Tensor& like) {
+  return like.shape() == shape ? empty_like(like, dt) : dev_empty(shape, dt);
+}
+
+// Binary arithmetic in the accumulation type; NaNs propagate through maximum/minimum as in torch.
+__device__ __forceinline__ float arith(BinaryOp op, float x, float y) {
+  switch (op) {
+    case BinaryOp::add:
+      return x + y;
+    case BinaryOp::sub:
+      return x - y;
+    case BinaryOp::mul:
+      return x * y;
+    case BinaryOp::div:
+      return x / y;
+    case BinaryOp::pow:
+      return ::powf(x, y);
+    case BinaryOp::maximum:
+      return x != x || y != y ? NAN : fmaxf(x, y);
+    case BinaryOp::minimum:
+      return x != x || y != y ? NAN : fminf(x, y);
+    default:
+      return 0.f;
+  }
+}
+__device__ __forceinline__ double arith(BinaryOp op, double x, double y) {
+  switch (op) {
+    case BinaryOp::add:
+      return x + y;
+    case BinaryOp::sub:
+      return x - y;
+    case BinaryOp::mul:
+      return x * y;
+    case BinaryOp::div:
+      return x / y;
+    case BinaryOp::pow:
+      return ::pow(x, y);
+    case BinaryOp::maximum:
+      return x != x || y != y ? double(NAN) : fmax(x, y);
+    case BinaryOp::minimum:
+      return x != x || y != y ? double(NAN) : fmin(x, y);
+    default:
+      return 0.0;
+  }
+}
+// Integer division truncates (the CPU's int64 division); maximum/minimum without NaNs.
+__device__ __forceinline__ int64_t arith(BinaryOp op, int64_t x, int64_t y) {
+  switch (op) {
+    case BinaryOp::add:
+      return x + y;
+    case BinaryOp::sub:
+      return x - y;
+    case BinaryOp::mul:
+      return x * y;
+    case BinaryOp::div:
+      return y == 0 ? 0 : x / y;
+    case BinaryOp::pow: {
+      int64_t r = 1;
+      for (int64_t i = 0; i < y; ++i) r *= x;
+      return r;
+    }
+    case BinaryOp::maximum:
+      return x > y ? x : y;
+    case BinaryOp::minimum:
+      return x < y ? x : y;
+    default:
+      return 0;
+  }
+}
+__device__ __forceinline__ bool arith(BinaryOp op, bool x, bool y) {
+  return arith(op, int64_t(x), int64_t(y)) != 0;
+}
+
+template <class A>
+__device__ __forceinline__ bool compare_op(BinaryOp op, A x, A y) {
+  switch (op) {
+    case BinaryOp::eq:
+      return x == y;
+    case BinaryOp::ne:
+      return x != y;
+    case BinaryOp::lt:
+      return x < y;
+    case BinaryOp::le:
+      return x <= y;
+    case BinaryOp::gt:
+      return x > y;
+    default:
+      return x >= y;
+  }
+}
+
+template <class A>
+__device__ __forceinline__ A unary_op(UnaryOp op, A x) {
+  switch (op) {
+    case UnaryOp::neg:
+      return -x;
+    case UnaryOp::exp:
+      return ::exp(x);
+    case UnaryOp::log:
+      return ::log(x);
+    case UnaryOp::sqrt:
+      return ::sqrt(x);
+    case UnaryOp::rsqrt:
+      return A(1) / ::sqrt(x);
+    case UnaryOp::tanh:
+      return ::tanh(x);
+    case UnaryOp::erf:
+      return ::erf(x);
+    case UnaryOp::relu:
+      return x > A(0) ? x : (x != x ? x : A(0));
+    case UnaryOp::sigmoid:
+      return A(1) / (A(1) + ::exp(-x));
+    case UnaryOp::gelu_erf:
+      return A(0.5) * x * (A(1) + ::erf(x * A(kSqrt1_2)));
+    case UnaryOp::gelu_tanh:
+      return A(0.5) * x * (A(1) + ::tanh(A(kSqrt2OverPi) * (x + A(kGeluC) * x * x * x)));
+  }
+  return x;
+}
+
+template <class A>
+__device__ __forceinline__ A gelu_grad(A t, bool tanh_form) {
+  if (tanh_form) {
+    const A u = ::tanh(A(kSqrt2OverPi) * (t + A(kGeluC) * t * t * t));
+    return A(0.5) * (A(1) + u) +
+           A(0.5) * t * (A(1) - u * u) * A(kSqrt2OverPi) * (A(1) + A(3 * kGeluC) * t * t);
+  }
+  return A(0.5) * (A(1) + ::erf(t * A(kSqrt1_2))) + t * A(kInvSqrt2Pi) * ::exp(A(-0.5) * t * t);
+}
+
+}  // namespace
+
+void copy_kernel(const Tensor& dst, const Tensor& src) {
+  const StridedPlan p = plan_elementwise(dst.shape(), {operand(dst), operand(src)});
+  SCION_DISPATCH_ALL(dst.dtype(), D, {
+    SCION_DISPATCH_ALL(src.dtype(), S, {
+      D* d = static_cast<D*>(dst.raw_data());
+      const S* s = static_cast<const S*>(src.raw_data());
+      for_each<2>(p, [=] __device__(const int64_t(&o)[2]) { store(d + o[0], load(s + o[1])); });
+    });
+  });
+}
+
+void fill_kernel(const Tensor& dst, double value) {
+  const StridedPlan p = plan_elementwise(dst.shape(), {operand(dst)});
+  SCION_DISPATCH_ALL(dst.dtype(), D, {
+    D* d = static_cast<D*>(dst.raw_data());
+    for_each<1>(p, [=] __device__(const int64_t(&o)[1]) { store(d + o[0], value); });
+  });
+}
+
+void add_scaled_kernel(const Tensor& dst, const Tensor& src, double alpha) {
+  const StridedPlan p = plan_elementwise(dst.shape(), {operand(dst), operand(src)});
+  SCION_DISPATCH_FLOATING(dst.dtype(), "add_", D, {
+    using A = acc<D>;
+    D* d = static_cast<D*>(dst.raw_data());
+    const D* s = static_cast<const D*>(src.raw_data());
+    const A a = A(alpha);
+    for_each<2>(p, [=] __device__(const int64_t(&o)[2]) {
+      store(d + o[0], load(d + o[0]) + a * load(s + o[1]));
+    });
+  });
+}
+
+void scale_kernel(const Tensor& dst, double value) {
+  const StridedPlan p = plan_elementwise(dst.shape(), {operand(dst)});
+  SCION_DISPATCH_FLOATING(dst.dtype(), "mul_", D, {
+    using A = acc<D>;
+    D* d = static_cast<D*>(dst.raw_data());
+    const A v = A(value);
+    for_each<1>(p, [=] __device__(const int64_t(&o)[1]) { store(d + o[0], load(d + o[0]) * v); });
+  });
+}
+
+Tensor binary_kernel(BinaryOp op, const Tensor& a, const Tensor& b) {
+  const Shape shape = broadcast_shapes(a.shape(), b.shape());
+  const bool cmp = op >= BinaryOp::eq;
+  Tensor out = output_for(shape, cmp ? DType::bool_ : a.dtype(), a);
+  const StridedPlan p = plan_elementwise(shape, {operand(out), operand(a), operand(b)});
+  SCION_DISPATCH_ALL(a.dtype(), T, {
+    using A = acc<T>;
+    const T* x = static_cast<const T*>(a.raw_data());
+    const T* y = static_cast<const T*>(b.raw_data());
+    if (cmp) {
+      bool* o = static_cast<bool*>(out.raw_data());
+      for_each<3>(p, [=] __device__(const int64_t(&f)[3]) {
+        o[f[0]] = compare_op<A>(op, load(x + f[1]), load(y + f[2]));
+      });
+      return;
+    }
+    T* o = static_cast<T*>(out.raw_data());
+    for_each<3>(p, [=] __device__(const int64_t(&f)[3]) {
+      store(o + f[0], arith(op, load(x + f[1]), load(y + f[2])));
+    });
+  });
+  return out;
+}
+
+Tensor unary_kernel(UnaryOp op, const Tensor& x) {
+  Tensor out = empty_like(x);
+  const StridedPlan p = plan_elementwise(x.shape(), {operand(out), operand(x)});
+  if (!is_floating(x.dtype()) && op == UnaryOp::neg) {
+    SCION_DISPATCH_ALL(x.dtype(), T, {
+      const T* s = static_cast<const T*>(x.raw_data());
+      T* d = static_cast<T*>(out.raw_data());
+      for_each<2>(p, [=] __device__(const int64_t(&f)[2]) {
+        store(d + f[0], -int64_t(load(s + f[1])));
+      });
+    });
+    return out;
+  }
+  SCION_DISPATCH_FLOATING(x.dtype(), "unary op", T, {
+    using A = acc<T>;
+    const T* s = static_cast<const T*>(x.raw_data());
+    T* d = static_cast<T*>(out.raw_data());
+    for_each<2>(p, [=] __device__(const int64_t(&f)[2]) {
+      store(d + f[0], unary_op<A>(op, load(s + f[1])));
+    });
+  });
+  return out;
+}
+
+Tensor gelu_backward_kernel(const Tensor& g, const Tensor& x, bool tanh_form) {
+  Tensor out = empty_like(x);
+  const StridedPlan p = plan_elementwise(x.shape(), {operand(out), operand(x), operand(g)});
+  SCION_DISPATCH_FLOATING(x.dtype(), "gelu", T, {
+    using A = acc<T>;
+    const T* xs = static_cast<const T*>(x.raw_data());
+    const T* gs = static_cast<const T*>(g.raw_data());
+    T* d = static_cast<T*>(out.raw_data());
+    for_each<3>(p, [=] __device__(const int64_t(&f)[3]) {
+      store(d + f[0], gelu_grad<A>(load(xs + f[1]), tanh_form) * load(gs + f[2]));
+    });
+  });
+  return out;
+}
+
+Tensor where_kernel(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  const Shape shape = broadcast_shapes(cond.shape(), broadcast_shapes(a.shape(), b.shape()));
+  Tensor out = output_for(shape, a.dtype(), a);
+  const StridedPlan p =
+      plan_elementwise(shape, {operand(out), operand(cond), operand(a), operand(b)});
+  SCION_DISPATCH_ALL(cond.dtype(), C, {
+    const C* c = static_cast<const C*>(cond.raw_data());
+    SCION_DISPATCH_ALL(a.dtype(), T, {
+      const T* x = static_cast<const T*>(a.raw_data());
+      const T* y = static_cast<const T*>(b.raw_data());
+      T* o = static_cast<T*>(out.raw_data());
+      for_each<4>(p, [=] __device__(const int64_t(&f)[4]) {
+        o[f[0]] = load(c + f[1]) != acc<C>(0) ? x[f[2]] : y[f[3]];
+      });
+    });
+  });
+  return out;
+}
+
+void random_fill_kernel(const Tensor& t, const RandomFill& r) {
+  SCION_DISPATCH_FLOATING(t.dtype(), "random fill", T, {
+    T* d = static_cast<T*>(t.raw_data());
+    const int kind = int(r.kind);
+    const double p0 = r.p0, p1 = r.p1, p2 = r.p2, p3 = r.p3, lo = r.cdf_lo, hi = r.cdf_hi;
+    const uint64_t key = r.key, counter = r.counter, strm = r.stream;
+    for_index(t.numel(), [=] __device__(int64_t i) {
+      const kmath::Words4 w = kmath::philox4x32(key, counter + uint64_t(i), strm);
+      // Rounded as the host does: to the accumulation type first, then to T.
+      store(d + i, acc<T>(kmath::random_sample(kind, p0, p1, p2, p3, lo, hi, w)));
+    });
+  });
+}
+
+void adamw_kernel(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
+                  const OptimStep& s) {
+  const kmath::AdamWConsts c =
+      kmath::adamw_consts(s.lr, s.weight_decay, s.beta1, s.beta2, s.eps, s.step);
+  float* pp = p.data<float>();
+  const float* gp = g.data<float>();
+  float* mp = m.data<float>();
+  float* vp = v.data<float>();
+  for_index(p.numel(), [=] __device__(int64_t i) {
+    float mi = mp[i], vi = vp[i];
+    pp[i] = kmath::adamw_update(pp[i], gp[i], mi, vi, c);
+    mp[i] = mi;
+    vp[i] = vi;
+  });
+}
+
+void sgd_kernel(const Tensor& p, const Tensor& g, const Tensor& m, const OptimStep& s) {
+  const kmath::SgdConsts c{float(s.weight_decay), float(s.momentum), float(s.lr), s.step == 1,
+                           s.nesterov};
+  float* pp = p.data<float>();
+  const float* gp = g.data<float>();
+  float* mp = m.defined() ? m.data<float>() : nullptr;
+  for_index(p.numel(), [=] __device__(int64_t i) {
+    float mi = mp ? mp[i] : 0.f;
+    pp[i] = kmath::sgd_update(pp[i], gp[i], mi, c);
+    if (mp) mp[i] = mi;
+  });
+}
+
+}  // namespace scion::cuda

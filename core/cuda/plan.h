@@ -1,0 +1,133 @@
+// Host-side planning for the CUDA kernels, in plain C++ so it is built and unit-tested on every
+// machine (tests/core/test_cuda_host.cpp), GPU or not: how strided operands collapse into few
+// dimensions, how a reduction splits into kept and reduced dimensions, launch configurations, the
+// cuBLASLt layout of a matrix view, the cuDNN descriptors of a convolution, and the device
+// allocator's size classes. The .cu files turn these plans into kernel launches.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace scion::cuda {
+
+using Dims = std::vector<int64_t>;
+
+// Strided loops over up to kMaxDims dimensions after collapsing; the kernels index with these.
+constexpr int kMaxDims = 8;
+constexpr int kMaxOperands = 4;
+
+// Element offsets of `nargs` operands over one logical index space: dimension d has size
+// sizes[d] (innermost last) and operand k moves strides[k][d] elements along it.
+struct StridedPlan {
+  int ndim = 0;
+  int nargs = 0;
+  int64_t numel = 1;
+  std::array<int64_t, kMaxDims> sizes{};
+  std::array<std::array<int64_t, kMaxDims>, kMaxOperands> strides{};
+  // Every operand walks memory with stride 1 in one dimension (a flat loop suffices).
+  bool contiguous() const;
+  // Every index and offset fits in 32 bits (the kernels then divide in 32 bits, much faster).
+  bool fits_int32() const;
+};
+
+// One operand: its shape and strides in elements. Operands with fewer dimensions or size-1
+// dimensions broadcast (NumPy rules) to `shape`.
+struct Operand {
+  Dims shape, strides;
+};
+
+// The plan of an elementwise op over `shape` (operand 0 is the output): dimensions ordered by the
+// output's strides so it is walked in memory order, size-1 dimensions dropped, neighbouring
+// dimensions merged where every operand's strides allow (stride[d] == stride[d+1] * size[d+1]).
+// Throws
+// std::invalid_argument when an operand does not broadcast to `shape` or more than kMaxDims
+// dimensions remain.
+StridedPlan plan_elementwise(const Dims& shape, const std::vector<Operand>& operands);
+
+// A reduction of x (shape, strides) over the dimensions flagged in `reduced`: `kept` indexes the
+// output elements in row-major order (operand 0 = the input's offsets), `red` the reduced
+// elements (operand 0 = the input's offsets); both collapsed.
+struct ReducePlan {
+  StridedPlan kept, red;
+  // The reduced elements are the innermost, contiguous ones (red is one dimension of stride 1):
+  // one block reduces one output with coalesced reads.
+  bool inner_contiguous() const;
+  // The kept elements are adjacent in memory (innermost kept stride 1) and the reduced ones are
+  // not: neighbouring threads take neighbouring outputs and walk the reduced range together
+  // (a bias gradient: (N, C) summed over N).
+  bool columns() const;
+};
+
+// The column reduction's split: blocks of 32 outputs, and the reduced range cut into `chunks` of
+// `chunk_len` whose partial sums a second kernel adds in a fixed order.
+struct ColumnSplit {
+  int64_t column_blocks = 1, chunks = 1, chunk_len = 0;
+};
+ColumnSplit column_split(int64_t n_out, int64_t n_red, int multiprocessors);
+ReducePlan plan_reduce(const Operand& x, const std::vector<bool>& reduced);
+
+// (outer, n, inner) around `dim` of a contiguous shape.
+struct Around {
+  int64_t outer = 1, n = 1, inner = 1;
+};
+Around around(const Dims& shape, int64_t dim);
+
+// A 1-d grid-stride launch: threads per block and blocks (capped; kernels loop).
+struct Launch {
+  unsigned blocks = 1, threads = 256;
+};
+Launch launch_1d(int64_t n, int multiprocessors = 132, unsigned threads = 256);
+
+// A matrix operand for cuBLASLt from a row-major view of (rows, cols) with strides (rs, cs) and a
+// batch stride: cuBLASLt is column-major, so a row-major matrix is its transpose there.
+// transposed: the memory is column-major (cs is the leading dimension). ok is false when neither
+// stride is 1 (the caller copies the operand contiguous first).
+struct MatrixLayout {
+  bool ok = false;
+  bool transposed = false;
+  int64_t rows = 0, cols = 0, ld = 0, batch_stride = 0;
+};
+MatrixLayout matrix_layout(int64_t rows, int64_t cols, int64_t rs, int64_t cs,
+                           int64_t batch_stride);
+
+// One GEMM C (m x n, row-major, ldc) = op(A) (m x k) op(B) (k x n), batched, as cuBLASLt sees it:
+// column-major C^T = B^T A^T, so cuBLASLt's first operand is B. Layouts give the transpose flags.
+struct GemmPlan {
+  int64_t m = 0, n = 0, k = 0, batch = 1;
+  MatrixLayout a, b;        // row-major views of A and B
+  int64_t ldc = 0, stride_c = 0;
+  // cuBLASLt arguments (column-major): D (n x m, ld ldc) = opB(n x k) * opA(k x m).
+  bool lt_trans_first = false, lt_trans_second = false;
+  int64_t lt_first_rows = 0, lt_first_cols = 0, lt_second_rows = 0, lt_second_cols = 0;
+};
+GemmPlan plan_gemm(int64_t batch, int64_t m, int64_t n, int64_t k, const MatrixLayout& a,
+                   const MatrixLayout& b, int64_t ldc, int64_t stride_c);
+
+// Split-K for a product with few output tiles (128 x 128) and a long inner dimension: `chunks`
+// uniform chunks of kc (a multiple of 64) and a remainder `rest`; chunks == 0: no split.
+struct SplitK {
+  int64_t chunks = 0, kc = 0, rest = 0;
+};
+SplitK plan_split_k(int64_t m, int64_t n, int64_t k, int multiprocessors);
+
+// cuDNN descriptors of a convolution: 4-d tensor dims (always N, C, H, W order) with strides for
+// the activation layout, the filter dims (K, C/groups, R, S) and its format, and the convolution
+// parameters.
+struct ConvDescriptors {
+  std::array<int, 4> x_dims{}, x_strides{}, y_dims{}, y_strides{}, w_dims{};
+  bool w_nhwc = false;  // filter in KRSC memory (cuDNN's NHWC kernels want it with NHWC data)
+  std::array<int, 2> pad{}, stride{}, dilation{};
+  int groups = 1;
+};
+ConvDescriptors conv_descriptors(const Dims& x_nchw, const Dims& w_oihw, const Dims& y_nchw,
+                                 int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
+                                 int64_t dil_h, int64_t dil_w, int64_t groups, bool channels_last);
+
+// Size classes of the device caching allocator: multiples of 512 bytes up to 1 MiB, multiples of
+// 2 MiB above (as PyTorch's CUDA allocator rounds), so freed blocks fit later requests of
+// slightly different sizes while the waste stays bounded.
+size_t device_round_size(size_t bytes);
+
+}  // namespace scion::cuda

@@ -1,0 +1,122 @@
+#!/bin/bash
+# The CUDA backend's check on a GPU machine (one H100/H200 with nvcc, CMake and PyTorch, none of
+# scion's other packages), sized for one call of at most 6 minutes. Prepare it here with
+# experiments/gpu/pack.sh (binaries, libraries, a small CIFAR-10), carry `.gpu`, then run from the
+# repository root:  experiments/gpu/verify.sh [.gpu]
+# Steps (each with its own time limit, its result in the table written last):
+#   1. scion info lists the GPU
+#   2. scion_tests "[cuda]": every backend op cuda vs cpu forward and backward in f32, bf16, f64;
+#      random fills and AdamW/SGD bit for bit; vit_tiny and convnext_femto logits and gradients
+#   3. compute-sanitizer memcheck on a subset (fills, optimizer, one model pass)
+#   4. 200 training steps of the ConvNeXt-F mini config (f32) on cuda and on cpu: loss curves
+#   5. throughput and peak memory against PyTorch (eager AMP, then torch.compile while time is
+#      left) for ViT-T 224 px b256, ViT-T 32 px b512, ConvNeXt-F 224 px b256: full AdamW steps;
+#      scion's time per kernel kind for each case (profile_*.txt)
+# Output: gpu-verify/verify.md and the logs beside it; with $OUT set (the device tool), verify.md
+# and logs.tgz there.
+set -u
+T0=$(date +%s)
+PACK=${1:-.gpu}
+R=$PWD/gpu-verify
+rm -rf "$R" && mkdir -p "$R"
+W=/tmp/scion-gpu
+rm -rf "$W" && mkdir -p "$W"
+tar -xJf "$PACK/pack.tar.xz" -C "$W"
+# cuDNN and cuBLAS(Lt) come from PyTorch's wheels there (folders holding libcudnn.so.9 and
+# libcublasLt.so.13), then the toolkit's. Only scion's binaries get this library path (through
+# the wrapper $SC): PyTorch keeps its own.
+LIBS=$(python3 - <<'PY'
+import glob, os
+dirs = []
+try:
+    import nvidia
+    for root in nvidia.__path__:
+        for name in ("libcudnn.so.9", "libcublasLt.so.13", "libcublas.so.13"):
+            for hit in glob.glob(os.path.join(root, "**", name), recursive=True):
+                d = os.path.dirname(hit)
+                if d not in dirs:
+                    dirs.append(d)
+except ImportError:
+    pass
+print(":".join(dirs + ["/usr/local/cuda/lib64"]))
+PY
+)
+SC=$W/sc
+printf '#!/bin/sh\nLD_LIBRARY_PATH="%s" exec "$@"\n' "$W/lib:$LIBS" > "$SC"
+chmod +x "$SC"
+export PYTHONUNBUFFERED=1
+B=$W/bin
+TABLE=()
+elapsed() { echo $(($(date +%s) - T0)); }
+# step NAME LIMIT_SECONDS COMMAND...: runs it, logs to $R/NAME.log, records pass/fail and time.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local s=$(date +%s)
+  timeout "$limit" "$@" > "$R/$name.log" 2>&1
+  local rc=$? t=$(($(date +%s) - s))
+  local res=PASS
+  [ $rc -ne 0 ] && res="FAIL (exit $rc)"
+  [ $rc -eq 124 ] && res="TIMEOUT (${limit} s)"
+  TABLE+=("| $name | $res | $t s |")
+  echo "== $name: $res in $t s"
+  tail -n 15 "$R/$name.log"
+}
+nvidia-smi -L | tee "$R/gpu.txt"
+python3 -m pip list 2>/dev/null | grep -i "nvidia-cudnn\|nvidia-cublas\|^torch \|^timm " >> "$R/gpu.txt"
+echo "library path for scion: $W/lib:$LIBS" >> "$R/gpu.txt"
+step info 30 "$SC" "$B/scion" info
+# A [cuda] test that finds no GPU skips with a line saying so: here that is a failure.
+cuda_step() {
+  step "$@"
+  if grep -q "SKIPPED \[cuda\]" "$R/$1.log"; then TABLE[-1]="| $1 | FAIL (skipped: no GPU seen) | - |"; fi
+}
+cuda_step cuda_ops 120 env CUDA_LAUNCH_BLOCKING=1 "$SC" "$B/scion_tests" "backend ops: cuda matches cpu*" --durations yes
+cuda_step cuda_fills 20 env CUDA_LAUNCH_BLOCKING=1 "$SC" "$B/scion_tests" "backend ops: cuda fills*" --durations yes
+cuda_step cuda_models 60 "$SC" "$B/scion_tests" "cuda: vit_tiny and convnext_femto*" --durations yes
+step sanitizer 60 "$SC" compute-sanitizer --tool memcheck --error-exitcode 3 "$B/scion_tests" \
+  "backend ops: cuda fills*"
+TRAIN_SETS=(--set model.drop_path=0 --set data.root="$W/cifar10" --set data.workers=4
+            --set train.epochs=${VERIFY_EPOCHS:-10} --set train.precision=f32 --set seed=0)
+step train_cuda 60 "$SC" "$B/train" --config configs/mini/convnext_femto_cifar10.yaml "${TRAIN_SETS[@]}" \
+  --set device=cuda --output-dir "$W/train_cuda"
+step train_cpu 90 "$SC" "$B/train" --config configs/mini/convnext_femto_cifar10.yaml "${TRAIN_SETS[@]}" \
+  --set device=cpu --set threads=16 --output-dir "$W/train_cpu"
+step loss_curves 20 python3 experiments/gpu/compare_curves.py "$W/train_cuda/metrics.jsonl" \
+  "$W/train_cpu/metrics.jsonl"
+BENCH=("vit_tiny 224 256 --set img_size=224" "vit_tiny 32 512 --set img_size=32 --set patch_size=4"
+       "convnext_femto 224 256 --set img_size=224")
+: > "$R/bench_scion.jsonl"
+for c in "${BENCH[@]}"; do
+  read -r model px batch rest <<< "$c"
+  timeout 40 "$SC" "$B/bench_models" --model "$model" $rest --batch "$batch" --precision bf16 --step \
+    --device cuda --steps 20 --warmup 5 >> "$R/bench_scion.jsonl" 2>> "$R/bench_scion.err"
+done
+TABLE+=("| bench_scion | $(wc -l < "$R/bench_scion.jsonl") of 3 cases | - |")
+# Where scion's step time goes: time per kernel kind (SCION_CUDA_OP_TIMES, synchronized per call).
+for c in "${BENCH[@]}"; do
+  read -r model px batch rest <<< "$c"
+  SCION_CUDA_OP_TIMES=1 timeout 40 "$SC" "$B/bench_models" --model "$model" $rest --batch "$batch" \
+    --precision bf16 --step --device cuda --steps 3 --warmup 1 > /dev/null 2> "$R/profile_${model}_${px}.txt"
+done
+LEFT=$((330 - $(elapsed)))
+[ -n "${VERIFY_SKIP_TORCH:-}" ] && LEFT=0  # a rerun that needs only scion's numbers
+[ "$LEFT" -gt 0 ] && timeout $((LEFT > 30 ? LEFT : 30)) python3 experiments/gpu/bench_torch.py --budget "$LEFT" \
+  > "$R/bench_torch.jsonl" 2> "$R/bench_torch.err"
+TABLE+=("| bench_torch | $(wc -l < "$R/bench_torch.jsonl") results | - |")
+{
+  echo "# experiments/gpu/verify.sh on $(head -1 "$R/gpu.txt")"
+  echo
+  echo "| step | result | time |"
+  echo "| --- | --- | --- |"
+  printf '%s\n' "${TABLE[@]}"
+  echo
+  python3 experiments/gpu/throughput_table.py "$R/bench_scion.jsonl" "$R/bench_torch.jsonl"
+  echo
+  echo "total $(elapsed) s"
+} > "$R/verify.md"
+cat "$R/verify.md"
+if [ -n "${OUT:-}" ]; then
+  cp "$R/verify.md" "$OUT/"
+  tar -czf "$OUT/logs.tgz" -C "$R" .
+fi

@@ -1,0 +1,319 @@
+// The CUDA backend's host-side logic, tested on every machine (no GPU needed): how operands
+// collapse into few strided dimensions, reduction plans, launch configurations, cuBLASLt layouts
+// of matrix views, cuDNN descriptor parameters and the device allocator's size classes; and the
+// per-element math the CPU and GPU kernels share (core/kernel_math.h) against independent
+// references and the CPU backend, bit for bit.
+#include <cstring>
+
+#include "core/backend.h"
+#include "core/cuda/plan.h"
+#include "core/kernel_math.h"
+#include "tests/support.h"
+
+using namespace scion;
+using namespace scion::cuda;
+
+TEST_CASE("cuda plans: elementwise operands collapse and broadcast", "[cuda-host]") {
+  // Contiguous (2, 3, 4) with a contiguous operand: one flat dimension.
+  StridedPlan p = plan_elementwise({2, 3, 4}, {{{2, 3, 4}, {12, 4, 1}}, {{2, 3, 4}, {12, 4, 1}}});
+  CHECK(p.ndim == 1);
+  CHECK(p.sizes[0] == 24);
+  CHECK(p.contiguous());
+  // A bias (4) broadcast over (2, 3, 4): the leading dims merge, the operand has stride 0 there.
+  p = plan_elementwise({2, 3, 4}, {{{2, 3, 4}, {12, 4, 1}}, {{4}, {1}}});
+  REQUIRE(p.ndim == 2);
+  CHECK(p.sizes[0] == 6);
+  CHECK(p.sizes[1] == 4);
+  CHECK(p.strides[0][0] == 4);
+  CHECK(p.strides[1][0] == 0);
+  CHECK(p.strides[1][1] == 1);
+  CHECK_FALSE(p.contiguous());
+  // A transposed (3, 2) view of a (2, 3) tensor into a contiguous output: no merge possible.
+  p = plan_elementwise({3, 2}, {{{3, 2}, {2, 1}}, {{3, 2}, {1, 3}}});
+  REQUIRE(p.ndim == 2);
+  CHECK(p.strides[1][0] == 1);
+  CHECK(p.strides[1][1] == 3);
+  // Size-1 dims vanish; a (1,) operand broadcasts everywhere (stride 0).
+  p = plan_elementwise({5, 1, 7}, {{{5, 1, 7}, {7, 7, 1}}, {{1}, {1}}});
+  REQUIRE(p.ndim == 1);
+  CHECK(p.sizes[0] == 35);
+  CHECK(p.strides[1][0] == 0);
+  // Every-other-row slice: (4, 6) with strides (12, 1) stays two dimensions.
+  p = plan_elementwise({4, 6}, {{{4, 6}, {6, 1}}, {{4, 6}, {12, 1}}});
+  CHECK(p.ndim == 2);
+  // Channels-last (N, C, H, W) = (2, 8, 4, 4) with NHWC strides, output and input alike: the dims
+  // are walked in memory order and collapse to one flat loop.
+  const Dims nhwc{128, 1, 32, 8};
+  p = plan_elementwise({2, 8, 4, 4}, {{{2, 8, 4, 4}, nhwc}, {{2, 8, 4, 4}, nhwc}});
+  CHECK(p.ndim == 1);
+  CHECK(p.contiguous());
+  // A per-channel bias (8, 1, 1) onto that channels-last output: channels innermost, stride 1.
+  p = plan_elementwise({2, 8, 4, 4}, {{{2, 8, 4, 4}, nhwc}, {{8, 1, 1}, {1, 1, 1}}});
+  REQUIRE(p.ndim == 2);
+  CHECK(p.sizes[1] == 8);
+  CHECK(p.strides[0][1] == 1);
+  CHECK(p.strides[1][1] == 1);
+  CHECK(p.strides[1][0] == 0);
+  CHECK(p.fits_int32());
+  // Offsets past 2^31 elements need the 64-bit kernels.
+  p = plan_elementwise({3, 2}, {{{3, 2}, {int64_t(1) << 31, 1}}});
+  CHECK_FALSE(p.fits_int32());
+  // Empty tensors plan zero elements; shapes that do not broadcast and too many dims throw.
+  CHECK(plan_elementwise({3, 0}, {{{3, 0}, {0, 1}}}).numel == 0);
+  CHECK_THROWS_AS(plan_elementwise({2, 3}, {{{2, 3}, {3, 1}}, {{4}, {1}}}), std::invalid_argument);
+  Dims big(9, 2), bigst(9);
+  for (int d = 0; d < 9; ++d) bigst[size_t(d)] = int64_t(1) << (2 * (8 - d));  // no merges
+  CHECK_THROWS_AS(plan_elementwise(big, {{big, bigst}}), std::invalid_argument);
+}
+
+TEST_CASE("cuda plans: reductions split kept and reduced dims", "[cuda-host]") {
+  // Sum over the last dim of a contiguous (6, 5): inner-contiguous rows of 5.
+  ReducePlan r = plan_reduce({{6, 5}, {5, 1}}, {false, true});
+  CHECK(r.kept.numel == 6);
+  CHECK(r.red.numel == 5);
+  CHECK(r.inner_contiguous());
+  CHECK(r.kept.strides[0][0] == 5);
+  // Over dims 0 and 2 of (2, 3, 4): kept dim 1 (stride 4), reduced (2, 4) with strides (12, 1).
+  r = plan_reduce({{2, 3, 4}, {12, 4, 1}}, {true, false, true});
+  CHECK(r.kept.numel == 3);
+  REQUIRE(r.red.ndim == 2);
+  CHECK(r.red.strides[0][0] == 12);
+  CHECK(r.red.strides[0][1] == 1);
+  CHECK_FALSE(r.inner_contiguous());
+  // A bias gradient: (N, C) summed over N, reduced stride C.
+  r = plan_reduce({{100, 8}, {8, 1}}, {true, false});
+  CHECK(r.red.strides[0][0] == 8);
+  CHECK(r.kept.strides[0][0] == 1);
+  CHECK(r.columns());
+  CHECK_FALSE(plan_reduce({{6, 5}, {5, 1}}, {false, true}).columns());
+  // The column split: blocks of 32 outputs, chunks of the reduced range; every element covered.
+  for (auto [n_out, n_red] : {std::pair<int64_t, int64_t>{192, 50432}, {8, 100}, {3000, 7}}) {
+    const ColumnSplit c = column_split(n_out, n_red, 132);
+    CHECK(c.column_blocks * 32 >= n_out);
+    CHECK(c.chunks * c.chunk_len >= n_red);
+    CHECK((c.chunks - 1) * c.chunk_len < n_red);
+    CHECK(c.chunks <= 1024);
+  }
+  Around a = around({2, 3, 4, 5}, 2);
+  CHECK(a.outer == 6);
+  CHECK(a.n == 4);
+  CHECK(a.inner == 5);
+}
+
+TEST_CASE("cuda plans: launch configurations", "[cuda-host]") {
+  CHECK(launch_1d(1).blocks == 1);
+  CHECK(launch_1d(0).blocks == 1);
+  CHECK(launch_1d(257).blocks == 2);
+  CHECK(launch_1d(int64_t(1) << 40, 132).blocks == 132 * 32);  // capped: grid-stride loops
+  CHECK(launch_1d(1000, 132, 128).threads == 128);
+}
+
+TEST_CASE("cuda plans: cuBLASLt layouts of matrix views", "[cuda-host]") {
+  // Row-major (3, 4): ld 4, not transposed.
+  MatrixLayout l = matrix_layout(3, 4, 4, 1, 12);
+  CHECK(l.ok);
+  CHECK_FALSE(l.transposed);
+  CHECK(l.ld == 4);
+  // A transposed view of a (4, 3) matrix: column-major, ld 3.
+  l = matrix_layout(3, 4, 1, 3, 12);
+  CHECK(l.ok);
+  CHECK(l.transposed);
+  CHECK(l.ld == 3);
+  // A row-major slice with a wider row pitch keeps it as ld.
+  l = matrix_layout(3, 4, 10, 1, 30);
+  CHECK(l.ld == 10);
+  // Neither stride 1 (a stepped view): needs a contiguous copy.
+  CHECK_FALSE(matrix_layout(3, 4, 8, 2, 0).ok);
+  // A broadcast row (stride 0 over rows) is not a valid leading dimension either.
+  CHECK_FALSE(matrix_layout(3, 4, 0, 1, 0).ok);
+  // Single rows/columns accept any stride of their unit dimension.
+  CHECK(matrix_layout(1, 4, 0, 1, 0).ok);
+  CHECK(matrix_layout(4, 1, 1, 0, 0).ok);
+
+  // C (2x5) = A (2x3) B (3x5), both row-major: cuBLASLt computes C^T = B^T A^T with B first,
+  // untransposed (B's row-major memory is B^T column-major), as (5x3) times (3x2).
+  GemmPlan g = plan_gemm(1, 2, 5, 3, matrix_layout(2, 3, 3, 1, 0), matrix_layout(3, 5, 5, 1, 0), 5,
+                         10);
+  CHECK_FALSE(g.lt_trans_first);
+  CHECK(g.lt_first_rows == 5);
+  CHECK(g.lt_first_cols == 3);
+  CHECK_FALSE(g.lt_trans_second);
+  CHECK(g.lt_second_rows == 3);
+  CHECK(g.lt_second_cols == 2);
+  // A linear layer: x (2x3) @ W^T with W (5x3) row-major: B is a transposed view; transposed back.
+  g = plan_gemm(1, 2, 5, 3, matrix_layout(2, 3, 3, 1, 0), matrix_layout(3, 5, 1, 3, 0), 5, 10);
+  CHECK(g.lt_trans_first);
+  CHECK(g.lt_first_rows == 3);
+  CHECK(g.lt_first_cols == 5);
+}
+
+TEST_CASE("cuda plans: split-K for weight gradients", "[cuda-host]") {
+  // ViT-T's MLP weight gradient at 224 px, batch 256: 768 x 192 summed over 50,432 rows.
+  SplitK s = plan_split_k(768, 192, 50432, 132);
+  CHECK(s.chunks == 22);
+  CHECK(s.kc % 64 == 0);
+  CHECK(s.chunks * s.kc + s.rest == 50432);
+  CHECK(s.rest < s.kc + s.chunks * 64);
+  // A forward product (many output tiles) and a short inner dimension are not split.
+  CHECK(plan_split_k(50432, 768, 192, 132).chunks == 0);
+  CHECK(plan_split_k(192, 192, 2048, 132).chunks == 0);
+  // ConvNeXt-F's first MLP weight gradient at 224 px: 192 x 48 over 802,816 positions.
+  s = plan_split_k(192, 48, 802816, 132);
+  CHECK(s.chunks == 132);
+  CHECK(s.chunks * s.kc + s.rest == 802816);
+}
+
+// The column-major product cuBLASLt is asked for, computed by hand from the plan, must equal the
+// row-major product: checks the operand order and transpose flags end to end on small matrices.
+TEST_CASE("cuda plans: the planned column-major GEMM equals the row-major product",
+          "[cuda-host]") {
+  const int64_t m = 3, n = 4, k = 5;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      INFO("a transposed " << ta << ", b transposed " << tb);
+      std::vector<double> a(size_t(m * k)), b(size_t(k * n));
+      for (size_t i = 0; i < a.size(); ++i) a[i] = double(i % 7) - 3;
+      for (size_t i = 0; i < b.size(); ++i) b[i] = double(i % 5) - 2;
+      // Logical A(i, p) and B(p, j) as stored: transposed storage keeps A^T row-major.
+      auto A = [&](int64_t i, int64_t p) { return ta ? a[size_t(p * m + i)] : a[size_t(i * k + p)]; };
+      auto B = [&](int64_t p, int64_t j) { return tb ? b[size_t(j * k + p)] : b[size_t(p * n + j)]; };
+      const MatrixLayout la = ta ? matrix_layout(m, k, 1, m, 0) : matrix_layout(m, k, k, 1, 0);
+      const MatrixLayout lb = tb ? matrix_layout(k, n, 1, k, 0) : matrix_layout(k, n, n, 1, 0);
+      const GemmPlan g = plan_gemm(1, m, n, k, la, lb, n, 0);
+      // Column-major operands as cuBLASLt reads them: element (r, c) at r + c * ld.
+      auto first = [&](int64_t r, int64_t c) {  // op(first) is (n x k)
+        return g.lt_trans_first ? b[size_t(c + r * lb.ld)] : b[size_t(r + c * lb.ld)];
+      };
+      auto second = [&](int64_t r, int64_t c) {  // op(second) is (k x m)
+        return g.lt_trans_second ? a[size_t(c + r * la.ld)] : a[size_t(r + c * la.ld)];
+      };
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double want = 0, got = 0;
+          for (int64_t p = 0; p < k; ++p) {
+            want += A(i, p) * B(p, j);
+            got += first(j, p) * second(p, i);  // D^T(j, i) = C(i, j)
+          }
+          CHECK(got == want);
+        }
+    }
+}
+
+TEST_CASE("cuda plans: cuDNN descriptors of NCHW and NHWC convolutions", "[cuda-host]") {
+  ConvDescriptors d = conv_descriptors({2, 3, 8, 8}, {16, 3, 4, 4}, {2, 16, 2, 2}, 4, 4, 0, 0, 1,
+                                       1, 1, false);
+  CHECK(d.x_strides == std::array<int, 4>{192, 64, 8, 1});
+  CHECK(d.y_strides == std::array<int, 4>{64, 4, 2, 1});
+  CHECK_FALSE(d.w_nhwc);
+  CHECK(d.stride == std::array<int, 2>{4, 4});
+  // Channels-last depthwise 7x7: NHWC strides (n, c, h, w) = (HWC, 1, WC, C), KRSC filter.
+  d = conv_descriptors({2, 48, 8, 8}, {48, 1, 7, 7}, {2, 48, 8, 8}, 1, 1, 3, 3, 1, 1, 48, true);
+  CHECK(d.x_strides == std::array<int, 4>{8 * 8 * 48, 1, 8 * 48, 48});
+  CHECK(d.w_nhwc);
+  CHECK(d.groups == 48);
+  CHECK(d.pad == std::array<int, 2>{3, 3});
+  CHECK(d.w_dims == std::array<int, 4>{48, 1, 7, 7});
+}
+
+TEST_CASE("cuda plans: device allocator size classes", "[cuda-host]") {
+  CHECK(device_round_size(0) == 512);
+  CHECK(device_round_size(1) == 512);
+  CHECK(device_round_size(512) == 512);
+  CHECK(device_round_size(513) == 1024);
+  CHECK(device_round_size(size_t(1) << 20) == size_t(1) << 20);
+  CHECK(device_round_size((size_t(1) << 20) + 1) == size_t(2) << 20);
+  CHECK(device_round_size(size_t(5) << 20) == size_t(6) << 20);
+  for (size_t b : {size_t(3), size_t(70000), size_t(3) << 20, size_t(1) << 30}) {
+    CHECK(device_round_size(b) >= b);
+    CHECK(device_round_size(device_round_size(b)) == device_round_size(b));  // classes are fixed points
+  }
+}
+
+TEST_CASE("shared kernel math: Philox known answers and bf16 rounding", "[cuda-host]") {
+  // Random123's known-answer vectors for Philox-4x32-10 (kat_vectors): counter 0, key 0; and
+  // counter all ones, key all ones.
+  kmath::Words4 w = kmath::philox4x32(0, 0, 0);
+  CHECK(w.w[0] == 0x6627e8d5u);
+  CHECK(w.w[1] == 0xe169c58du);
+  CHECK(w.w[2] == 0xbc57ac4cu);
+  CHECK(w.w[3] == 0x9b00dbd8u);
+  w = kmath::philox4x32(~uint64_t(0), ~uint64_t(0), ~uint64_t(0));
+  CHECK(w.w[0] == 0x408f276du);
+  CHECK(w.w[1] == 0x41c83b0eu);
+  CHECK(w.w[2] == 0xa20bc7c6u);
+  CHECK(w.w[3] == 0x6d5451fdu);
+  // bf16: round to nearest, ties to even; NaN stays NaN (quiet); infinities exact.
+  auto bits = [](float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+  };
+  auto from = [](uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  };
+  CHECK(kmath::float_to_bf16(1.0f) == 0x3f80);
+  CHECK(kmath::float_to_bf16(from(0x3f808000u)) == 0x3f80);  // tie, even below
+  CHECK(kmath::float_to_bf16(from(0x3f818000u)) == 0x3f82);  // tie, even above
+  CHECK(kmath::float_to_bf16(from(0x3f808001u)) == 0x3f81);  // above the tie
+  CHECK(kmath::float_to_bf16(INFINITY) == 0x7f80);
+  CHECK((kmath::float_to_bf16(NAN) & 0x7fc0) == 0x7fc0);
+  for (float f : {0.1f, -3.75f, 1e-30f, 65504.f})
+    CHECK(bits(kmath::bf16_to_float(kmath::float_to_bf16(f))) ==
+          (bits(float(BFloat16(f))) & 0xffffffffu));
+}
+
+TEST_CASE("shared kernel math: AdamW and SGD updates are the CPU backend's, bit for bit",
+          "[cuda-host]") {
+  // The CPU backend's per-ISA optimizer kernels against a scalar loop over kernel_math.h (what
+  // the CUDA kernels run): equal bits on every ISA build (the [isa] capped reruns cover them).
+  const int64_t n = 4099;
+  Tensor p = test::rand_f64({n}, 1).to(DType::f32), g = test::rand_f64({n}, 2).to(DType::f32),
+         m = test::rand_f64({n}, 3, -0.1, 0.1).to(DType::f32),
+         v = test::rand_f64({n}, 4, 0, 0.01).to(DType::f32);
+  std::vector<float> ps(p.data<float>(), p.data<float>() + n), ms(m.data<float>(), m.data<float>() + n),
+      vs(v.data<float>(), v.data<float>() + n);
+  const float* gp = g.data<float>();
+  OptimStep st;
+  st.lr = 3e-3;
+  st.weight_decay = 0.05;
+  for (int64_t k = 1; k <= 3; ++k) {
+    st.step = k;
+    backend(cpu_device()).adamw_step(p, g, m, v, st);
+    const kmath::AdamWConsts c =
+        kmath::adamw_consts(st.lr, st.weight_decay, st.beta1, st.beta2, st.eps, st.step);
+    for (int64_t i = 0; i < n; ++i)
+      ps[size_t(i)] = kmath::adamw_update(ps[size_t(i)], gp[i], ms[size_t(i)], vs[size_t(i)], c);
+  }
+  CHECK(std::memcmp(ps.data(), p.data<float>(), size_t(n) * 4) == 0);
+  CHECK(std::memcmp(ms.data(), m.data<float>(), size_t(n) * 4) == 0);
+  CHECK(std::memcmp(vs.data(), v.data<float>(), size_t(n) * 4) == 0);
+  // SGD with Nesterov momentum.
+  st.momentum = 0.9;
+  st.nesterov = true;
+  for (int64_t k = 1; k <= 2; ++k) {
+    st.step = k;
+    backend(cpu_device()).sgd_step(p, g, m, st);
+    const kmath::SgdConsts c{float(st.weight_decay), float(st.momentum), float(st.lr), k == 1,
+                             true};
+    for (int64_t i = 0; i < n; ++i)
+      ps[size_t(i)] = kmath::sgd_update(ps[size_t(i)], gp[i], ms[size_t(i)], c);
+  }
+  CHECK(std::memcmp(ps.data(), p.data<float>(), size_t(n) * 4) == 0);
+  CHECK(std::memcmp(ms.data(), m.data<float>(), size_t(n) * 4) == 0);
+}
+
+TEST_CASE("shared kernel math: random fills are RandomFill's draws", "[cuda-host]") {
+  // The CPU backend's fill against kernel_math.h's sample per counter, bit for bit.
+  Tensor t = empty({1000}, DType::f32);
+  Generator gen(42);
+  trunc_normal_(t, 0, 0.02, -0.04, 0.04, gen);
+  auto cdf = [](double x) { return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))); };  // as rng.cpp
+  const double cdf_lo = 2.0 * cdf(-2.0) - 1.0, cdf_hi = 2.0 * cdf(2.0) - 1.0;
+  for (int64_t i = 0; i < 1000; ++i) {
+    const double want = kmath::random_sample(2, 0, 0.02, -0.04, 0.04, cdf_lo, cdf_hi,
+                                             kmath::philox4x32(42, uint64_t(i), 0));
+    CHECK(t.data<float>()[i] == float(want));
+  }
+}
