@@ -165,9 +165,14 @@ struct AdamWConsts {
 inline AdamWConsts adamw_consts(double lr, double weight_decay, double beta1, double beta2,
                                 double eps, int64_t step) {
   const double bc1 = 1.0 - std::pow(beta1, double(step)), bc2 = 1.0 - std::pow(beta2, double(step));
-  return AdamWConsts{float(1.0 - lr * weight_decay), float(beta1),     float(beta2),
-                     float(1.0 - beta1),             float(1.0 - beta2), float(lr / bc1),
-                     float(1.0 / std::sqrt(bc2)),    float(eps)};
+  return AdamWConsts{float(1.0 - lr * weight_decay),
+                     float(beta1),
+                     float(beta2),
+                     float(1.0 - beta1),
+                     float(1.0 - beta2),
+                     float(lr / bc1),
+                     float(1.0 / std::sqrt(bc2)),
+                     float(eps)};
 }
 // One parameter: m, v updated in place, the new parameter returned.
 SCION_HD float adamw_update(float p, float g, float& m, float& v, const AdamWConsts& c) {

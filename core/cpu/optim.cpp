@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "core/cpu/kernels.h"
-#include "core/kernel_math.h"
 #include "core/cpu/parallel.h"
+#include "core/kernel_math.h"
 
 // clang-format off
 #include "core/cpu/isa_begin.h"

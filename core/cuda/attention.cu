@@ -14,8 +14,7 @@ namespace {
 struct Geo {
   int64_t b, n, h, d, c;
   Geo(const Tensor& qkv, int64_t heads)
-      : b(qkv.size(0)), n(qkv.size(1)), h(heads), d(qkv.size(2) / 3 / heads),
-        c(qkv.size(2) / 3) {}
+      : b(qkv.size(0)), n(qkv.size(1)), h(heads), d(qkv.size(2) / 3 / heads), c(qkv.size(2) / 3) {}
   int64_t per_head() const { return b * h * n * d; }
 };
 
@@ -27,8 +26,8 @@ DType score_type(DType dt) {
 // Batched row-major product on (batch, rows, cols) buffers with row pitches and batch strides;
 // `ta`/`tb` use the transpose of a stored (k, m) / (n, k) matrix.
 void bmm(DType in, DType out, int64_t batch, int64_t m, int64_t n, int64_t k, const void* a,
-         bool ta, int64_t lda, int64_t sa, const void* b, bool tb, int64_t ldb, int64_t sb,
-         void* c, int64_t ldc, int64_t sc, double alpha) {
+         bool ta, int64_t lda, int64_t sa, const void* b, bool tb, int64_t ldb, int64_t sb, void* c,
+         int64_t ldc, int64_t sc, double alpha) {
   Gemm g;
   g.in = in;
   g.out = out;
@@ -59,8 +58,8 @@ template <class T>
 void split_heads(const Geo& g, T* qkv, T* q, T* k, T* v, bool back) {
   const int64_t n = g.n, h = g.h, d = g.d;
   for_index(g.b * n * 3 * h * d, [=] __device__(int64_t e) {
-    const int64_t ed = e % d, hh = (e / d) % h, which = (e / (d * h)) % 3, i = (e / (d * h * 3)) % n,
-                  bb = e / (d * h * 3 * n);
+    const int64_t ed = e % d, hh = (e / d) % h, which = (e / (d * h)) % 3,
+                  i = (e / (d * h * 3)) % n, bb = e / (d * h * 3 * n);
     T* dst = which == 0 ? q : (which == 1 ? k : v);
     const int64_t o = ((bb * h + hh) * n + i) * d + ed;
     if (back)
@@ -163,8 +162,7 @@ void row_dot(const Geo& g, const T* dout, const T* out, S* dvec) {
 }  // namespace
 
 void attention_backward_kernel(const Tensor& qkv, const Tensor& out, const Tensor& dout,
-                               const Tensor& lse, int64_t heads, double scale,
-                               const Tensor& dqkv) {
+                               const Tensor& lse, int64_t heads, double scale, const Tensor& dqkv) {
   const Geo g(qkv, heads);
   if (qkv.numel() == 0) return;
   const DType dt = qkv.dtype(), st = score_type(dt);
@@ -185,13 +183,13 @@ void attention_backward_kernel(const Tensor& qkv, const Tensor& out, const Tenso
     bmm(dt, st, bh, n, n, d, q.raw_data(), false, d, n * d, k.raw_data(), true, d, n * d,
         s.raw_data(), np, n * np, scale);
     score_rows<T, S><<<blocks_for(rows), 128, 0, stream()>>>(
-        static_cast<S*>(s.raw_data()), rows, n, np, nullptr,
-        static_cast<const S*>(lse.raw_data()), static_cast<T*>(p.raw_data()), true);
+        static_cast<S*>(s.raw_data()), rows, n, np, nullptr, static_cast<const S*>(lse.raw_data()),
+        static_cast<T*>(p.raw_data()), true);
     SCION_CUDA_LAUNCHED("attention scores");
     bmm(dt, st, bh, n, n, d, dO.raw_data(), false, d, n * d, v.raw_data(), true, d, n * d,
         dp.raw_data(), np, n * np, 1.0);
-    row_dot<T, S>(g, static_cast<const T*>(gout.raw_data()),
-                  static_cast<const T*>(out.raw_data()), static_cast<S*>(dvec.raw_data()));
+    row_dot<T, S>(g, static_cast<const T*>(gout.raw_data()), static_cast<const T*>(out.raw_data()),
+                  static_cast<S*>(dvec.raw_data()));
     {
       const S* pp = static_cast<const S*>(s.raw_data());  // P in the score dtype
       const S* dpp = static_cast<const S*>(dp.raw_data());

@@ -254,8 +254,7 @@ Tensor host_contiguous(const Tensor& t) {
 }
 
 bool same_layout(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && a.dtype() == b.dtype() && a.is_contiguous() &&
-         b.is_contiguous();
+  return a.shape() == b.shape() && a.dtype() == b.dtype() && a.is_contiguous() && b.is_contiguous();
 }
 
 class CudaBackend final : public Backend {

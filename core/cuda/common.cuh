@@ -186,40 +186,40 @@ void for_index(int64_t n, F f) {
     [&]() __VA_ARGS__();              \
     break;                            \
   }
-#define SCION_DISPATCH_FLOATING(dt, op, T, ...)       \
-  do {                                                \
-    switch (dt) {                                     \
-      SCION_DT_CASE(f32, float, T, __VA_ARGS__)       \
+#define SCION_DISPATCH_FLOATING(dt, op, T, ...)                  \
+  do {                                                           \
+    switch (dt) {                                                \
+      SCION_DT_CASE(f32, float, T, __VA_ARGS__)                  \
       SCION_DT_CASE(bf16, ::scion::cuda::bf16_t, T, __VA_ARGS__) \
-      SCION_DT_CASE(f64, double, T, __VA_ARGS__)      \
-      default:                                        \
-        ::scion::cuda::bad_dtype(op, dt);             \
-    }                                                 \
+      SCION_DT_CASE(f64, double, T, __VA_ARGS__)                 \
+      default:                                                   \
+        ::scion::cuda::bad_dtype(op, dt);                        \
+    }                                                            \
   } while (0)
-#define SCION_DISPATCH_NUMERIC(dt, op, T, ...)        \
-  do {                                                \
-    switch (dt) {                                     \
-      SCION_DT_CASE(f32, float, T, __VA_ARGS__)       \
+#define SCION_DISPATCH_NUMERIC(dt, op, T, ...)                   \
+  do {                                                           \
+    switch (dt) {                                                \
+      SCION_DT_CASE(f32, float, T, __VA_ARGS__)                  \
       SCION_DT_CASE(bf16, ::scion::cuda::bf16_t, T, __VA_ARGS__) \
-      SCION_DT_CASE(f64, double, T, __VA_ARGS__)      \
-      SCION_DT_CASE(i32, int32_t, T, __VA_ARGS__)     \
-      SCION_DT_CASE(i64, int64_t, T, __VA_ARGS__)     \
-      SCION_DT_CASE(u8, uint8_t, T, __VA_ARGS__)      \
-      default:                                        \
-        ::scion::cuda::bad_dtype(op, dt);             \
-    }                                                 \
+      SCION_DT_CASE(f64, double, T, __VA_ARGS__)                 \
+      SCION_DT_CASE(i32, int32_t, T, __VA_ARGS__)                \
+      SCION_DT_CASE(i64, int64_t, T, __VA_ARGS__)                \
+      SCION_DT_CASE(u8, uint8_t, T, __VA_ARGS__)                 \
+      default:                                                   \
+        ::scion::cuda::bad_dtype(op, dt);                        \
+    }                                                            \
   } while (0)
-#define SCION_DISPATCH_ALL(dt, T, ...)                \
-  do {                                                \
-    switch (dt) {                                     \
-      SCION_DT_CASE(f32, float, T, __VA_ARGS__)       \
+#define SCION_DISPATCH_ALL(dt, T, ...)                           \
+  do {                                                           \
+    switch (dt) {                                                \
+      SCION_DT_CASE(f32, float, T, __VA_ARGS__)                  \
       SCION_DT_CASE(bf16, ::scion::cuda::bf16_t, T, __VA_ARGS__) \
-      SCION_DT_CASE(f64, double, T, __VA_ARGS__)      \
-      SCION_DT_CASE(i32, int32_t, T, __VA_ARGS__)     \
-      SCION_DT_CASE(i64, int64_t, T, __VA_ARGS__)     \
-      SCION_DT_CASE(u8, uint8_t, T, __VA_ARGS__)      \
-      SCION_DT_CASE(bool_, bool, T, __VA_ARGS__)      \
-    }                                                 \
+      SCION_DT_CASE(f64, double, T, __VA_ARGS__)                 \
+      SCION_DT_CASE(i32, int32_t, T, __VA_ARGS__)                \
+      SCION_DT_CASE(i64, int64_t, T, __VA_ARGS__)                \
+      SCION_DT_CASE(u8, uint8_t, T, __VA_ARGS__)                 \
+      SCION_DT_CASE(bool_, bool, T, __VA_ARGS__)                 \
+    }                                                            \
   } while (0)
 
 Operand operand(const Tensor& t);
@@ -282,8 +282,7 @@ Tensor gather_kernel(const Tensor& src, int64_t dim, const Tensor& index);
 Tensor scatter_add_kernel(const Tensor& src, int64_t dim, const Tensor& index,
                           const Shape& out_shape);
 Tensor reduce_sum_kernel(const Tensor& x, const Shape& dims, bool keepdim);
-void reduce_max_kernel(const Tensor& x, int64_t dim, bool keepdim, Tensor& values,
-                       Tensor& indices);
+void reduce_max_kernel(const Tensor& x, int64_t dim, bool keepdim, Tensor& values, Tensor& indices);
 void matmul_kernel(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& out);
 // Batched row-major GEMM on raw device pointers: c[z] = alpha a[z] b[z] + beta c[z]; a, b of
 // dtype `in`, c of dtype `out` (f32 output for bf16 inputs allowed).

@@ -46,30 +46,28 @@ struct Descs {
   cudnnConvolutionDescriptor_t conv = nullptr;
   std::string key;
   Descs(const Shape& xs, const Shape& ws, const Shape& ys, const ConvShape& cs, DType dt) {
-    const ConvDescriptors d = conv_descriptors(xs, ws, ys, cs.stride_h, cs.stride_w, cs.pad_h,
-                                               cs.pad_w, cs.dil_h, cs.dil_w, cs.groups,
-                                               cs.channels_last);
+    const ConvDescriptors d =
+        conv_descriptors(xs, ws, ys, cs.stride_h, cs.stride_w, cs.pad_h, cs.pad_w, cs.dil_h,
+                         cs.dil_w, cs.groups, cs.channels_last);
     const cudnnDataType_t t = dnn_type(dt);
     check_dnn(cudnnCreateTensorDescriptor(&x), "cudnnCreateTensorDescriptor");
     check_dnn(cudnnCreateTensorDescriptor(&y), "cudnnCreateTensorDescriptor");
     check_dnn(cudnnCreateFilterDescriptor(&w), "cudnnCreateFilterDescriptor");
     check_dnn(cudnnCreateConvolutionDescriptor(&conv), "cudnnCreateConvolutionDescriptor");
-    check_dnn(cudnnSetTensor4dDescriptorEx(x, t, d.x_dims[0], d.x_dims[1], d.x_dims[2],
-                                           d.x_dims[3], d.x_strides[0], d.x_strides[1],
-                                           d.x_strides[2], d.x_strides[3]),
+    check_dnn(cudnnSetTensor4dDescriptorEx(x, t, d.x_dims[0], d.x_dims[1], d.x_dims[2], d.x_dims[3],
+                                           d.x_strides[0], d.x_strides[1], d.x_strides[2],
+                                           d.x_strides[3]),
               "cudnnSetTensor4dDescriptorEx (x)");
-    check_dnn(cudnnSetTensor4dDescriptorEx(y, t, d.y_dims[0], d.y_dims[1], d.y_dims[2],
-                                           d.y_dims[3], d.y_strides[0], d.y_strides[1],
-                                           d.y_strides[2], d.y_strides[3]),
+    check_dnn(cudnnSetTensor4dDescriptorEx(y, t, d.y_dims[0], d.y_dims[1], d.y_dims[2], d.y_dims[3],
+                                           d.y_strides[0], d.y_strides[1], d.y_strides[2],
+                                           d.y_strides[3]),
               "cudnnSetTensor4dDescriptorEx (y)");
     check_dnn(cudnnSetFilter4dDescriptor(w, t, d.w_nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
                                          d.w_dims[0], d.w_dims[1], d.w_dims[2], d.w_dims[3]),
               "cudnnSetFilter4dDescriptor");
-    check_dnn(cudnnSetConvolution2dDescriptor(conv, d.pad[0], d.pad[1], d.stride[0], d.stride[1],
-                                              d.dilation[0], d.dilation[1],
-                                              CUDNN_CROSS_CORRELATION,
-                                              dt == DType::f64 ? CUDNN_DATA_DOUBLE
-                                                               : CUDNN_DATA_FLOAT),
+    check_dnn(cudnnSetConvolution2dDescriptor(
+                  conv, d.pad[0], d.pad[1], d.stride[0], d.stride[1], d.dilation[0], d.dilation[1],
+                  CUDNN_CROSS_CORRELATION, dt == DType::f64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT),
               "cudnnSetConvolution2dDescriptor");
     check_dnn(cudnnSetConvolutionGroupCount(conv, d.groups), "cudnnSetConvolutionGroupCount");
     check_dnn(cudnnSetConvolutionMathType(conv, dt == DType::f32    ? CUDNN_FMA_MATH
@@ -146,7 +144,9 @@ struct Scalars {
   float f1 = 1, f0 = 0;
   double d1 = 1, d0 = 0;
   const void* one(DType dt) const { return dt == DType::f64 ? (const void*)&d1 : (const void*)&f1; }
-  const void* zero(DType dt) const { return dt == DType::f64 ? (const void*)&d0 : (const void*)&f0; }
+  const void* zero(DType dt) const {
+    return dt == DType::f64 ? (const void*)&d0 : (const void*)&f0;
+  }
 };
 
 // ---- patchify convolutions as GEMMs -----------------------------------------------------------
@@ -271,10 +271,11 @@ void conv2d_forward_kernel(const Tensor& x, const Tensor& w, const Tensor& b, co
   });
   check_dnn(cudnnSetConvolutionMathType(d.conv, c.math), "cudnnSetConvolutionMathType");
   Scalars s;
-  check_dnn(cudnnConvolutionForward(h, s.one(x.dtype()), d.x, x.raw_data(), d.w, wf.raw_data(),
-                                    d.conv, cudnnConvolutionFwdAlgo_t(c.algo), workspace(c.bytes + 1),
-                                    c.bytes, s.zero(x.dtype()), d.y, y.raw_data()),
-            "cudnnConvolutionForward");
+  check_dnn(
+      cudnnConvolutionForward(h, s.one(x.dtype()), d.x, x.raw_data(), d.w, wf.raw_data(), d.conv,
+                              cudnnConvolutionFwdAlgo_t(c.algo), workspace(c.bytes + 1), c.bytes,
+                              s.zero(x.dtype()), d.y, y.raw_data()),
+      "cudnnConvolutionForward");
   if (b.defined()) add_channel_bias(y, b, cs.channels_last);
 }
 
@@ -289,17 +290,16 @@ void conv2d_backward_data_kernel(const Tensor& dy, const Tensor& w, const Tensor
   const Choice c =
       pick<cudnnConvolutionBwdDataAlgoPerf_t>("bwd_data" + d.key, [&](auto* p, int k, int* n) {
         check_dnn(cudnnFindConvolutionBackwardDataAlgorithmEx(
-                      h, d.w, wf.raw_data(), d.y, dy.raw_data(), d.conv, d.x, dx.raw_data(), k,
-                      n, p, workspace(kMaxWorkspace), kMaxWorkspace),
+                      h, d.w, wf.raw_data(), d.y, dy.raw_data(), d.conv, d.x, dx.raw_data(), k, n,
+                      p, workspace(kMaxWorkspace), kMaxWorkspace),
                   "cudnnFindConvolutionBackwardDataAlgorithmEx");
       });
   check_dnn(cudnnSetConvolutionMathType(d.conv, c.math), "cudnnSetConvolutionMathType");
   Scalars s;
-  check_dnn(cudnnConvolutionBackwardData(h, s.one(dy.dtype()), d.w, wf.raw_data(), d.y,
-                                         dy.raw_data(), d.conv,
-                                         cudnnConvolutionBwdDataAlgo_t(c.algo),
-                                         workspace(c.bytes + 1), c.bytes, s.zero(dy.dtype()), d.x,
-                                         dx.raw_data()),
+  check_dnn(cudnnConvolutionBackwardData(
+                h, s.one(dy.dtype()), d.w, wf.raw_data(), d.y, dy.raw_data(), d.conv,
+                cudnnConvolutionBwdDataAlgo_t(c.algo), workspace(c.bytes + 1), c.bytes,
+                s.zero(dy.dtype()), d.x, dx.raw_data()),
             "cudnnConvolutionBackwardData");
 }
 
@@ -316,17 +316,16 @@ void conv2d_backward_weights_kernel(const Tensor& x, const Tensor& dy, const Ten
   const Choice c =
       pick<cudnnConvolutionBwdFilterAlgoPerf_t>("bwd_filter" + d.key, [&](auto* p, int k, int* n) {
         check_dnn(cudnnFindConvolutionBackwardFilterAlgorithmEx(
-                      h, d.x, x.raw_data(), d.y, dy.raw_data(), d.conv, d.w, dwf.raw_data(), k,
-                      n, p, workspace(kMaxWorkspace), kMaxWorkspace),
+                      h, d.x, x.raw_data(), d.y, dy.raw_data(), d.conv, d.w, dwf.raw_data(), k, n,
+                      p, workspace(kMaxWorkspace), kMaxWorkspace),
                   "cudnnFindConvolutionBackwardFilterAlgorithmEx");
       });
   check_dnn(cudnnSetConvolutionMathType(d.conv, c.math), "cudnnSetConvolutionMathType");
   Scalars s;
-  check_dnn(cudnnConvolutionBackwardFilter(h, s.one(x.dtype()), d.x, x.raw_data(), d.y,
-                                           dy.raw_data(), d.conv,
-                                           cudnnConvolutionBwdFilterAlgo_t(c.algo),
-                                           workspace(c.bytes + 1), c.bytes, s.zero(x.dtype()), d.w,
-                                           dwf.raw_data()),
+  check_dnn(cudnnConvolutionBackwardFilter(
+                h, s.one(x.dtype()), d.x, x.raw_data(), d.y, dy.raw_data(), d.conv,
+                cudnnConvolutionBwdFilterAlgo_t(c.algo), workspace(c.bytes + 1), c.bytes,
+                s.zero(x.dtype()), d.w, dwf.raw_data()),
             "cudnnConvolutionBackwardFilter");
   if (cs.channels_last) copy_kernel(dw, dwf.permute({0, 3, 1, 2}));
 }

@@ -22,10 +22,9 @@ struct DwGeo {
 };
 
 DwGeo dw_geo(const Tensor& x, const Tensor& w, const Tensor& y, const ConvShape& cs) {
-  return DwGeo{int(x.size(0)), int(x.size(1)),  int(x.size(2)),    int(x.size(3)),
-               int(y.size(2)), int(y.size(3)),  int(w.size(2)),    int(w.size(3)),
-               int(cs.stride_h), int(cs.stride_w), int(cs.pad_h),  int(cs.pad_w),
-               int(cs.dil_h),  int(cs.dil_w)};
+  return DwGeo{int(x.size(0)), int(x.size(1)), int(x.size(2)), int(x.size(3)),   int(y.size(2)),
+               int(y.size(3)), int(w.size(2)), int(w.size(3)), int(cs.stride_h), int(cs.stride_w),
+               int(cs.pad_h),  int(cs.pad_w),  int(cs.dil_h),  int(cs.dil_w)};
 }
 
 template <class T>
@@ -109,8 +108,8 @@ __global__ void dw_weights_partial(DwGeo g, const T* x, const T* dy, int64_t chu
           acc_t[t] += d * float(load(x + ((int64_t(n) * g.h + iy) * g.w + ix) * g.c + c));
       }
     }
-    float* out = part + (int64_t(blockIdx.y) * 8 + threadIdx.y) * int64_t(g.c) * taps +
-                 int64_t(c) * taps;
+    float* out =
+        part + (int64_t(blockIdx.y) * 8 + threadIdx.y) * int64_t(g.c) * taps + int64_t(c) * taps;
 #pragma unroll
     for (int t = 0; t < kMaxTaps; ++t)
       if (t < taps) out[t] = acc_t[t];
@@ -131,8 +130,7 @@ __global__ void dw_weights_finish(const float* part, int64_t rows, int64_t n_out
 
 bool depthwise_own(const Tensor& x, const Tensor& w, const ConvShape& cs) {
   return cs.channels_last && cs.groups == x.size(1) && w.size(0) == x.size(1) && w.size(1) == 1 &&
-         w.size(2) * w.size(3) <= kMaxTaps &&
-         (x.dtype() == DType::f32 || x.dtype() == DType::bf16);
+         w.size(2) * w.size(3) <= kMaxTaps && (x.dtype() == DType::f32 || x.dtype() == DType::bf16);
 }
 
 void depthwise_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
@@ -168,14 +166,13 @@ void depthwise_backward_weights(const Tensor& x, const Tensor& dy, const Tensor&
   const int64_t chunks = (positions + chunk_len - 1) / chunk_len;
   Tensor part = dev_empty({chunks * 8 * g.c * taps}, DType::f32);
   SCION_DISPATCH_FLOATING(x.dtype(), "conv2d", T, {
-    dw_weights_partial<T><<<dim3(unsigned(split.column_blocks), unsigned(chunks)), dim3(32, 8), 0,
-                            stream()>>>(g, static_cast<const T*>(x.raw_data()),
-                                        static_cast<const T*>(dy.raw_data()), chunk_len,
-                                        part.data<float>());
+    dw_weights_partial<T>
+        <<<dim3(unsigned(split.column_blocks), unsigned(chunks)), dim3(32, 8), 0, stream()>>>(
+            g, static_cast<const T*>(x.raw_data()), static_cast<const T*>(dy.raw_data()), chunk_len,
+            part.data<float>());
     const Launch l = launch_1d(g.c * taps, multiprocessors());
-    dw_weights_finish<T><<<l.blocks, l.threads, 0, stream()>>>(part.data<float>(), chunks * 8,
-                                                               g.c * taps,
-                                                               static_cast<T*>(dw.raw_data()));
+    dw_weights_finish<T><<<l.blocks, l.threads, 0, stream()>>>(
+        part.data<float>(), chunks * 8, g.c * taps, static_cast<T*>(dw.raw_data()));
   });
   SCION_CUDA_LAUNCHED("depthwise conv2d weight gradient");
 }

@@ -219,9 +219,8 @@ Tensor unary_kernel(UnaryOp op, const Tensor& x) {
     SCION_DISPATCH_ALL(x.dtype(), T, {
       const T* s = static_cast<const T*>(x.raw_data());
       T* d = static_cast<T*>(out.raw_data());
-      for_each<2>(p, [=] __device__(const int64_t(&f)[2]) {
-        store(d + f[0], -int64_t(load(s + f[1])));
-      });
+      for_each<2>(
+          p, [=] __device__(const int64_t(&f)[2]) { store(d + f[0], -int64_t(load(s + f[1]))); });
     });
     return out;
   }

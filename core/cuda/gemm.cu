@@ -86,16 +86,15 @@ bool run(const Gemm& g, bool use_bias) {
   const uint32_t al_a = alignment(g.b), al_b = alignment(g.a), al_c = alignment(g.c);
   // The heuristic's choice, cached per problem (shapes, layouts, dtypes, epilogue, alignments):
   // asking cuBLASLt on every call costs tens of microseconds of host time.
-  const std::string key = std::to_string(int(g.in)) + "," + std::to_string(int(g.out)) + "," +
-                          std::to_string(g.batch) + "," + std::to_string(g.m) + "," +
-                          std::to_string(g.n) + "," + std::to_string(g.k) + "," +
-                          std::to_string(g.la.transposed) + std::to_string(g.la.ld) + "," +
-                          std::to_string(g.la.batch_stride) + "," +
-                          std::to_string(g.lb.transposed) + std::to_string(g.lb.ld) + "," +
-                          std::to_string(g.lb.batch_stride) + "," + std::to_string(g.ldc) + "," +
-                          std::to_string(g.stride_c) + "," + std::to_string(use_bias) + "," +
-                          std::to_string(al_a) + "," + std::to_string(al_b) + "," +
-                          std::to_string(al_c) + "," + std::to_string(state_index());
+  const std::string key =
+      std::to_string(int(g.in)) + "," + std::to_string(int(g.out)) + "," + std::to_string(g.batch) +
+      "," + std::to_string(g.m) + "," + std::to_string(g.n) + "," + std::to_string(g.k) + "," +
+      std::to_string(g.la.transposed) + std::to_string(g.la.ld) + "," +
+      std::to_string(g.la.batch_stride) + "," + std::to_string(g.lb.transposed) +
+      std::to_string(g.lb.ld) + "," + std::to_string(g.lb.batch_stride) + "," +
+      std::to_string(g.ldc) + "," + std::to_string(g.stride_c) + "," + std::to_string(use_bias) +
+      "," + std::to_string(al_a) + "," + std::to_string(al_b) + "," + std::to_string(al_c) + "," +
+      std::to_string(state_index());
   static std::mutex mu;
   static std::map<std::string, std::pair<bool, cublasLtMatmulAlgo_t>> cache;
   std::pair<bool, cublasLtMatmulAlgo_t> algo{false, {}};
@@ -139,9 +138,9 @@ bool run(const Gemm& g, bool use_bias) {
   const double a64 = g.alpha, b64 = g.beta;
   const void* alpha = f64 ? static_cast<const void*>(&a64) : static_cast<const void*>(&a32);
   const void* beta = f64 ? static_cast<const void*>(&b64) : static_cast<const void*>(&b32);
-  cublasStatus_t s = cublasLtMatmul(handle, desc, alpha, g.b, la.l, g.a, lb.l, beta, g.c, lc.l,
-                                    g.c, lc.l, &algo.second, workspace(kWorkspace), kWorkspace,
-                                    stream());
+  cublasStatus_t s =
+      cublasLtMatmul(handle, desc, alpha, g.b, la.l, g.a, lb.l, beta, g.c, lc.l, g.c, lc.l,
+                     &algo.second, workspace(kWorkspace), kWorkspace, stream());
   cublasLtMatmulDescDestroy(desc);
   check_lt(s, "cublasLtMatmul");
   return true;

@@ -88,7 +88,8 @@ Tensor index_add_kernel(const Tensor& src, int64_t dim, const std::vector<int64_
   for (size_t k = 0; k < size_t(n_out); ++k) start[k + 1] += start[k];
   std::vector<int64_t> fill(start.begin(), start.end() - 1);
   for (size_t j = 0; j < idx.size(); ++j) order[size_t(fill[size_t(idx[j])]++)] = int64_t(j);
-  const Tensor dstart = device_i64(start), dorder = device_i64(order.empty() ? std::vector<int64_t>{0} : order);
+  const Tensor dstart = device_i64(start),
+               dorder = device_i64(order.empty() ? std::vector<int64_t>{0} : order);
   const Tensor s = contiguous_on_device(src);
   const Around in = around(src.shape(), dim);
   const int64_t* st = dstart.data<int64_t>();
@@ -119,9 +120,8 @@ Tensor gather_kernel(const Tensor& src, int64_t dim, const Tensor& index) {
   SCION_DISPATCH_ALL(src.dtype(), T, {
     const T* sp = static_cast<const T*>(src.raw_data());
     T* op = static_cast<T*>(out.raw_data());
-    for_index(out.numel(), [=] __device__(int64_t p) {
-      op[p] = sp[moved_offset(gi, gs, d, p, ip[p])];
-    });
+    for_index(out.numel(),
+              [=] __device__(int64_t p) { op[p] = sp[moved_offset(gi, gs, d, p, ip[p])]; });
   });
   return out;
 }

@@ -92,9 +92,8 @@ StridedPlan plan_elementwise(const Dims& shape, const std::vector<Operand>& oper
     std::vector<size_t> order(sizes.size());
     for (size_t d = 0; d < order.size(); ++d) order[d] = d;
     const std::vector<int64_t>& out = strides[0];
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      return std::abs(out[a]) > std::abs(out[b]);
-    });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return std::abs(out[a]) > std::abs(out[b]); });
     std::vector<int64_t> s2;
     std::vector<std::vector<int64_t>> st2(strides.size());
     for (size_t d : order) {
@@ -112,7 +111,8 @@ bool StridedPlan::fits_int32() const {
   if (numel >= (int64_t(1) << 31)) return false;
   for (int k = 0; k < nargs; ++k) {
     int64_t reach = 0;
-    for (int d = 0; d < ndim; ++d) reach += std::abs(strides[size_t(k)][size_t(d)]) * (sizes[size_t(d)] - 1);
+    for (int d = 0; d < ndim; ++d)
+      reach += std::abs(strides[size_t(k)][size_t(d)]) * (sizes[size_t(d)] - 1);
     if (reach >= (int64_t(1) << 31)) return false;
   }
   return true;

@@ -96,7 +96,7 @@ MatrixLayout matrix_layout(int64_t rows, int64_t cols, int64_t rs, int64_t cs,
 // column-major C^T = B^T A^T, so cuBLASLt's first operand is B. Layouts give the transpose flags.
 struct GemmPlan {
   int64_t m = 0, n = 0, k = 0, batch = 1;
-  MatrixLayout a, b;        // row-major views of A and B
+  MatrixLayout a, b;  // row-major views of A and B
   int64_t ldc = 0, stride_c = 0;
   // cuBLASLt arguments (column-major): D (n x m, ld ldc) = opB(n x k) * opA(k x m).
   bool lt_trans_first = false, lt_trans_second = false;

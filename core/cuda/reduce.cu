@@ -112,23 +112,23 @@ Tensor reduce_sum_kernel(const Tensor& x, const Shape& dims, bool keepdim) {
     T* op = static_cast<T*>(out.raw_data());
     if (rp.columns()) {
       const ColumnSplit cs = column_split(n_out, n_red, multiprocessors());
-      Tensor part = dev_empty({cs.chunks * n_out},
-                              x.dtype() == DType::f64 ? DType::f64
-                              : is_floating(x.dtype()) ? DType::f32 : DType::i64);
+      Tensor part = dev_empty({cs.chunks * n_out}, x.dtype() == DType::f64  ? DType::f64
+                                                   : is_floating(x.dtype()) ? DType::f32
+                                                                            : DType::i64);
       acc<T>* pp = static_cast<acc<T>*>(part.raw_data());
-      sum_columns<T><<<dim3(unsigned(cs.column_blocks), unsigned(cs.chunks)), dim3(32, 8), 0,
-                       stream()>>>(dev_plan(rp.kept), dev_plan(rp.red), n_out, n_red,
-                                   cs.chunk_len, xp, pp);
+      sum_columns<T>
+          <<<dim3(unsigned(cs.column_blocks), unsigned(cs.chunks)), dim3(32, 8), 0, stream()>>>(
+              dev_plan(rp.kept), dev_plan(rp.red), n_out, n_red, cs.chunk_len, xp, pp);
       const Launch l = launch_1d(n_out, multiprocessors());
       sum_chunks<T><<<l.blocks, l.threads, 0, stream()>>>(pp, cs.chunks, n_out, op);
     } else if (rp.inner_contiguous() || n_out < 4 * multiprocessors() * 32) {
       const unsigned blocks = unsigned(std::min<int64_t>(n_out, 65535));
-      sum_blocks<T><<<blocks, 256, 0, stream()>>>(dev_plan(rp.kept), dev_plan(rp.red), n_out,
-                                                  n_red, xp, op);
+      sum_blocks<T>
+          <<<blocks, 256, 0, stream()>>>(dev_plan(rp.kept), dev_plan(rp.red), n_out, n_red, xp, op);
     } else {
       const Launch l = launch_1d(n_out, multiprocessors());
       sum_threads<T><<<l.blocks, l.threads, 0, stream()>>>(dev_plan(rp.kept), dev_plan(rp.red),
-                                                          n_out, n_red, xp, op);
+                                                           n_out, n_red, xp, op);
     }
     SCION_CUDA_LAUNCHED("sum");
   });
@@ -204,10 +204,9 @@ __global__ void sum_partials(const double* part, int n, double scale, T* out) {
 double sum_squares_kernel(const Tensor& x) {
   if (x.numel() == 0) return 0.0;
   Tensor part = dev_empty({kPartials}, DType::f64), total = dev_empty({}, DType::f64);
-  square_partials<<<kPartials, 256, 0, stream()>>>(x.data<float>(), x.numel(),
-                                                   part.data<double>());
-  sum_partials<double><<<1, 512, 0, stream()>>>(part.data<double>(), kPartials, 1.0,
-                                                total.data<double>());
+  square_partials<<<kPartials, 256, 0, stream()>>>(x.data<float>(), x.numel(), part.data<double>());
+  sum_partials<double>
+      <<<1, 512, 0, stream()>>>(part.data<double>(), kPartials, 1.0, total.data<double>());
   SCION_CUDA_LAUNCHED("sum of squares");
   return total.item();
 }
@@ -235,8 +234,8 @@ __device__ __forceinline__ void row_stats(const T* x, int64_t d, double eps, A& 
 }
 
 template <class T, class W>
-__global__ void ln_forward(const T* x, const W* w, const W* b, double eps, int64_t rows,
-                           int64_t d, T* y, acc<T>* mean, acc<T>* rstd) {
+__global__ void ln_forward(const T* x, const W* w, const W* b, double eps, int64_t rows, int64_t d,
+                           T* y, acc<T>* mean, acc<T>* rstd) {
   using A = acc<T>;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
   for (int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; r < rows;
@@ -325,8 +324,8 @@ __global__ void ln_backward_finish(const acc<T>* part, int chunks, int64_t d, T*
 }
 
 unsigned row_blocks(int64_t rows, int rows_per_block) {
-  return unsigned(std::max<int64_t>(
-      1, std::min<int64_t>((rows + rows_per_block - 1) / rows_per_block, 65535)));
+  return unsigned(
+      std::max<int64_t>(1, std::min<int64_t>((rows + rows_per_block - 1) / rows_per_block, 65535)));
 }
 
 }  // namespace
@@ -381,7 +380,8 @@ void layer_norm_backward_kernel(const Tensor& dy, const Tensor& x, const Tensor&
           gp, xp, w.defined() ? static_cast<const W*>(w.raw_data()) : nullptr, mp, rp, rows, d,
           static_cast<T*>(dx.raw_data()));
     });
-    Tensor part = dev_empty({int64_t(chunks) * 2 * d}, x.dtype() == DType::f64 ? DType::f64 : DType::f32);
+    Tensor part =
+        dev_empty({int64_t(chunks) * 2 * d}, x.dtype() == DType::f64 ? DType::f64 : DType::f32);
     dim3 grid(unsigned((d + 127) / 128), unsigned(chunks));
     ln_backward_dwdb<T><<<grid, 128, 0, stream()>>>(gp, xp, mp, rp, rows, d, per_chunk,
                                                     static_cast<A*>(part.raw_data()));
@@ -407,7 +407,8 @@ __global__ void softmax_rows(bool log, const T* x, T* y, int64_t outer, int64_t 
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x) mx = fmax(mx, load(x + base + j * inner));
     mx = block_max(mx, shared);
     A s = 0;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += ::exp(load(x + base + j * inner) - mx);
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
+      s += ::exp(load(x + base + j * inner) - mx);
     s = block_sum(s, shared);
     const A ls = log ? A(::log(s)) : A(0);
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
@@ -443,9 +444,10 @@ void softmax_forward_kernel(bool log, int64_t dim, const Tensor& x, const Tensor
   const Around a = around(x.shape(), dim);
   if (x.numel() == 0) return;
   SCION_DISPATCH_FLOATING(x.dtype(), "softmax", T, {
-    softmax_rows<T><<<unsigned(std::min<int64_t>(a.outer * a.inner, 65535)), kRowThreads, 0,
-                      stream()>>>(log, static_cast<const T*>(x.raw_data()),
-                                  static_cast<T*>(y.raw_data()), a.outer, a.n, a.inner);
+    softmax_rows<T>
+        <<<unsigned(std::min<int64_t>(a.outer * a.inner, 65535)), kRowThreads, 0, stream()>>>(
+            log, static_cast<const T*>(x.raw_data()), static_cast<T*>(y.raw_data()), a.outer, a.n,
+            a.inner);
   });
   SCION_CUDA_LAUNCHED("softmax");
 }
@@ -456,10 +458,10 @@ void softmax_backward_kernel(bool log, int64_t dim, const Tensor& y, const Tenso
   if (y.numel() == 0) return;
   const Tensor g = dy.is_contiguous() ? dy : dy.contiguous();
   SCION_DISPATCH_FLOATING(y.dtype(), "softmax", T, {
-    softmax_rows_backward<T><<<unsigned(std::min<int64_t>(a.outer * a.inner, 65535)),
-                               kRowThreads, 0, stream()>>>(
-        log, static_cast<const T*>(y.raw_data()), static_cast<const T*>(g.raw_data()),
-        static_cast<T*>(dx.raw_data()), a.outer, a.n, a.inner);
+    softmax_rows_backward<T>
+        <<<unsigned(std::min<int64_t>(a.outer * a.inner, 65535)), kRowThreads, 0, stream()>>>(
+            log, static_cast<const T*>(y.raw_data()), static_cast<const T*>(g.raw_data()),
+            static_cast<T*>(dx.raw_data()), a.outer, a.n, a.inner);
   });
   SCION_CUDA_LAUNCHED("softmax backward");
 }

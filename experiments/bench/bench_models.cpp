@@ -106,7 +106,8 @@ int main(int argc, char** argv) {
                      // The host's share: time to queue the step (equals step_ms on the CPU; on
                      // a GPU, close to step_ms means the GPU waits for the host).
                      {"host_ms", host_ms[host_ms.size() / 2]}};
-    if (device.type == DeviceType::cuda) r["peak_memory_mib"] = double(cuda_peak_bytes(device.index)) / (1 << 20);
+    if (device.type == DeviceType::cuda)
+      r["peak_memory_mib"] = double(cuda_peak_bytes(device.index)) / (1 << 20);
     std::cout << r.dump() << std::endl;
   } catch (const InputError& e) {
     std::cerr << "error: " << e.what() << "\n";

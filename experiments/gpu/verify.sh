@@ -8,7 +8,8 @@
 #   2. scion_tests "[cuda]": every backend op cuda vs cpu forward and backward in f32, bf16, f64;
 #      random fills and AdamW/SGD bit for bit; vit_tiny and convnext_femto logits and gradients
 #   3. compute-sanitizer memcheck on a subset (fills, optimizer, one model pass)
-#   4. 200 training steps of the ConvNeXt-F mini config (f32) on cuda and on cpu: loss curves
+#   4. 200 training steps of the ConvNeXt-F mini config (f32) on cuda and on cpu: loss curves;
+#      scion eval of the weights on both; a weight-selected, distilled half-width student on both
 #   5. throughput and peak memory against PyTorch (eager AMP, then torch.compile while time is
 #      left) for ViT-T 224 px b256, ViT-T 32 px b512, ConvNeXt-F 224 px b256: full AdamW steps;
 #      scion's time per kernel kind for each case (profile_*.txt)
@@ -84,6 +85,26 @@ step train_cpu 90 "$SC" "$B/train" --config configs/mini/convnext_femto_cifar10.
   --set device=cpu --set threads=16 --output-dir "$W/train_cpu"
 step loss_curves 20 python3 experiments/gpu/compare_curves.py "$W/train_cuda/metrics.jsonl" \
   "$W/train_cpu/metrics.jsonl"
+# scion eval on the GPU reproduces the CPU's evaluation of the same weights; a half-width student
+# selected from the trained model (weight selection) and distilled from it trains on the GPU as on
+# the CPU (2 epochs each).
+EVAL=(eval --weights "$W/train_cpu/best.safetensors" --data image_folder --root "$W/cifar10"
+      --split test --precision f32)
+step eval_cuda 30 "$SC" "$B/scion" "${EVAL[@]}" --device cuda
+step eval_cpu 30 "$SC" "$B/scion" "${EVAL[@]}" --device cpu
+step eval_same 5 python3 -c "import re,sys; a,b=(re.findall(r'\"acc1\": *([0-9.eE+-]+)',open(f).read()) for f in sys.argv[1:]); print(a,b); sys.exit(0 if a and a==b else 1)" "$R/eval_cuda.log" "$R/eval_cpu.log"
+WS_SETS=(--set model.dims=[24,48,96,192] --set init.type=weight_selection
+         --set init.teacher="$W/train_cpu/best.safetensors" --set init.teacher_model=convnext_femto
+         --set train.distill.teacher="$W/train_cpu/best.safetensors" --set train.distill.model=convnext_femto
+         --set train.distill.alpha=0.5
+         --set train.epochs=2 --set model.drop_path=0 --set data.root="$W/cifar10"
+         --set train.precision=f32 --set seed=0)
+step ws_kd_cuda 60 "$SC" "$B/train" --config configs/mini/convnext_femto_cifar10.yaml "${WS_SETS[@]}" \
+  --set device=cuda --output-dir "$W/ws_cuda"
+step ws_kd_cpu 90 "$SC" "$B/train" --config configs/mini/convnext_femto_cifar10.yaml "${WS_SETS[@]}" \
+  --set device=cpu --set threads=16 --output-dir "$W/ws_cpu"
+step ws_kd_curves 20 python3 experiments/gpu/compare_curves.py "$W/ws_cuda/metrics.jsonl" \
+  "$W/ws_cpu/metrics.jsonl"
 BENCH=("vit_tiny 224 256 --set img_size=224" "vit_tiny 32 512 --set img_size=32 --set patch_size=4"
        "convnext_femto 224 256 --set img_size=224")
 : > "$R/bench_scion.jsonl"
@@ -97,7 +118,7 @@ TABLE+=("| bench_scion | $(wc -l < "$R/bench_scion.jsonl") of 3 cases | - |")
 for c in "${BENCH[@]}"; do
   read -r model px batch rest <<< "$c"
   SCION_CUDA_OP_TIMES=1 timeout 40 "$SC" "$B/bench_models" --model "$model" $rest --batch "$batch" \
-    --precision bf16 --step --device cuda --steps 3 --warmup 1 > /dev/null 2> "$R/profile_${model}_${px}.txt"
+    --precision bf16 --step --device cuda --steps 20 --warmup 3 > /dev/null 2> "$R/profile_${model}_${px}.txt"
 done
 LEFT=$((330 - $(elapsed)))
 [ -n "${VERIFY_SKIP_TORCH:-}" ] && LEFT=0  # a rerun that needs only scion's numbers

@@ -400,6 +400,68 @@ void compare_backends(Device dev, Device ref_dev) {
   }
 }
 
+// The four random fills on the CPU and on `other` from the same generator state, compared with
+// tol(dtype) (0: bit for bit).
+void compare_random_fills(Device other, int64_t n, std::initializer_list<DType> dtypes,
+                          const std::function<double(DType)>& tol) {
+  for (DType dt : dtypes) {
+    INFO(dtype_name(dt));
+    for (int kind = 0; kind < 4; ++kind) {
+      Tensor a = empty({n}, dt), b = empty({n}, dt, other);
+      Generator ga(11), gb(11);
+      if (kind == 0) uniform_(a, -2, 3, ga), uniform_(b, -2, 3, gb);
+      if (kind == 1) normal_(a, 1, 2, ga), normal_(b, 1, 2, gb);
+      if (kind == 2) trunc_normal_(a, 0, 1, -2, 2, ga), trunc_normal_(b, 0, 1, -2, 2, gb);
+      if (kind == 3) a = bernoulli({n}, 0.3, dt, ga), b = bernoulli({n}, 0.3, dt, gb, other);
+      check_close(b.cpu(), a, tol(dt), "random fill " + std::to_string(kind));
+    }
+  }
+}
+
+// fill_ through a transposed view, add_ with a broadcast operand, mul_ on a stepped view.
+void compare_in_place(Device other) {
+  for (DType dt : {DType::f32, DType::bf16}) {
+    INFO(dtype_name(dt));
+    Tensor x = rand_f64({6, 5}, 3).to(dt), y = x.to(other);
+    x.t().fill_(0.5), y.t().fill_(0.5);
+    check_close(y.cpu(), x, 0, "fill_");
+    Tensor s = rand_f64({5}, 4).to(dt);
+    x.add_(s, -2.0), y.add_(s.to(other), -2.0);
+    x.slice(0, 0, 6, 2).mul_(3.0), y.slice(0, 0, 6, 2).mul_(3.0);
+    check_close(y.cpu(), x, tolerance(dt), "add_ and mul_");
+  }
+}
+
+// Three AdamW and three SGD (Nesterov) steps on the CPU and on `other` from the same state; the
+// parameters and moments compared with `tol` (0: bit for bit), and sum_squares.
+void compare_optimizer_steps(Device other, int64_t n, double tol) {
+  for (bool adamw : {true, false}) {
+    INFO((adamw ? "adamw" : "sgd"));
+    OptimStep st;
+    st.lr = 0.01;
+    st.weight_decay = 0.05;
+    st.momentum = 0.9;
+    st.nesterov = !adamw;
+    Tensor p = rand_f64({n}, 5).to(DType::f32), g = rand_f64({n}, 6).to(DType::f32);
+    Tensor m = rand_f64({n}, 7, -0.1, 0.1).to(DType::f32),
+           v = rand_f64({n}, 8, 0, 0.01).to(DType::f32);
+    Tensor po = p.to(other), go = g.to(other), mo = m.to(other), vo = v.to(other);
+    for (int64_t k = 1; k <= 3; ++k) {
+      st.step = k;
+      if (adamw)
+        backend(p.device()).adamw_step(p, g, m, v, st),
+            backend(other).adamw_step(po, go, mo, vo, st);
+      else
+        backend(p.device()).sgd_step(p, g, m, st), backend(other).sgd_step(po, go, mo, st);
+    }
+    check_close(po.cpu(), p, tol, "parameters");
+    check_close(mo.cpu(), m, tol, "first moment / momentum");
+    if (adamw) check_close(vo.cpu(), v, tol, "second moment");
+    CHECK(backend(other).sum_squares(go) ==
+          Approx(backend(g.device()).sum_squares(g)).epsilon(1e-12));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("backend ops: cpu matches reference, forward and backward", "[backend]") {
@@ -415,43 +477,12 @@ TEST_CASE("backend ops: cuda fills, random fills and optimizer steps give the CP
           "[cuda]") {
   if (!scion::test::cuda_or_skip("cuda fills and optimizer steps")) return;
   const Device gpu = parse_device("cuda");
-  for (DType dt : {DType::f32, DType::bf16, DType::f64}) {
-    INFO(dtype_name(dt));
-    for (int kind = 0; kind < 4; ++kind) {
-      Tensor a = empty({1 << 12}, dt), b = empty({1 << 12}, dt, gpu);
-      Generator ga(11), gb(11);
-      if (kind == 0) uniform_(a, -2, 3, ga), uniform_(b, -2, 3, gb);
-      if (kind == 1) normal_(a, 1, 2, ga), normal_(b, 1, 2, gb);
-      if (kind == 2) trunc_normal_(a, 0, 1, -2, 2, ga), trunc_normal_(b, 0, 1, -2, 2, gb);
-      if (kind == 3) a = bernoulli({1 << 12}, 0.3, dt, ga), b = bernoulli({1 << 12}, 0.3, dt, gb, gpu);
-      // Philox and the distributions are core/kernel_math.h on both devices; f64 transcendental
-      // functions may differ by an ulp between glibc and CUDA, which f32/bf16 rounding absorbs.
-      check_close(b.cpu(), a, dt == DType::f64 ? 1e-15 : 0, "random fill " + std::to_string(kind));
-    }
-  }
-  for (bool adamw : {true, false}) {
-    INFO((adamw ? "adamw" : "sgd"));
-    OptimStep st;
-    st.lr = 0.01;
-    st.weight_decay = 0.05;
-    st.momentum = 0.9;
-    st.nesterov = !adamw;
-    Tensor p = rand_f64({5000}, 5).to(DType::f32), g = rand_f64({5000}, 6).to(DType::f32);
-    Tensor m = rand_f64({5000}, 7, -0.1, 0.1).to(DType::f32),
-           v = rand_f64({5000}, 8, 0, 0.01).to(DType::f32);
-    Tensor pg = p.to(gpu), gg = g.to(gpu), mg = m.to(gpu), vg = v.to(gpu);
-    for (int64_t k = 1; k <= 3; ++k) {
-      st.step = k;
-      if (adamw)
-        backend(p.device()).adamw_step(p, g, m, v, st), backend(gpu).adamw_step(pg, gg, mg, vg, st);
-      else
-        backend(p.device()).sgd_step(p, g, m, st), backend(gpu).sgd_step(pg, gg, mg, st);
-    }
-    check_close(pg.cpu(), p, 0, "parameters, bit for bit");
-    check_close(mg.cpu(), m, 0, "first moment / momentum, bit for bit");
-    if (adamw) check_close(vg.cpu(), v, 0, "second moment, bit for bit");
-    CHECK(backend(gpu).sum_squares(gg) == Approx(backend(g.device()).sum_squares(g)).epsilon(1e-12));
-  }
+  // Philox and the distributions are core/kernel_math.h on both devices; f64 transcendental
+  // functions may differ by an ulp between glibc and CUDA, which f32/bf16 rounding absorbs.
+  compare_random_fills(gpu, 1 << 12, {DType::f32, DType::bf16, DType::f64},
+                       [](DType dt) { return dt == DType::f64 ? 1e-15 : 0.0; });
+  compare_in_place(gpu);
+  compare_optimizer_steps(gpu, 5000, 0.0);  // bit for bit
 }
 
 TEST_CASE("backend ops: every op in core/ops.h has a case", "[backend]") {
@@ -474,49 +505,9 @@ TEST_CASE("backend ops: every op in core/ops.h has a case", "[backend]") {
 TEST_CASE("backend ops: the remaining kernels (fills, random fills, optimizer steps)",
           "[backend]") {
   const Device ref{DeviceType::reference, 0};
-  for (DType dt : {DType::f32, DType::bf16}) {
-    INFO(dtype_name(dt));
-    for (int kind = 0; kind < 4; ++kind) {
-      Tensor a = empty({257}, dt), b = empty({257}, dt, ref);
-      Generator ga(11), gb(11);
-      if (kind == 0) uniform_(a, -2, 3, ga), uniform_(b, -2, 3, gb);
-      if (kind == 1) normal_(a, 1, 2, ga), normal_(b, 1, 2, gb);
-      if (kind == 2) trunc_normal_(a, 0, 1, -2, 2, ga), trunc_normal_(b, 0, 1, -2, 2, gb);
-      if (kind == 3) a = bernoulli({257}, 0.3, dt, ga), b = bernoulli({257}, 0.3, dt, gb, ref);
-      check_close(a, b.cpu(), 1e-7, "random fill " + std::to_string(kind));
-    }
-    Tensor x = rand_f64({6, 5}, 3).to(dt), y = x.to(ref);
-    x.t().fill_(0.5), y.t().fill_(0.5);
-    check_close(x, y.cpu(), 0, "fill_");
-    Tensor s = rand_f64({5}, 4).to(dt);
-    x.add_(s, -2.0), y.add_(s.to(ref), -2.0);
-    x.slice(0, 0, 6, 2).mul_(3.0), y.slice(0, 0, 6, 2).mul_(3.0);
-    check_close(x, y.cpu(), tolerance(dt), "add_ and mul_");
-  }
-  for (bool adamw : {true, false}) {
-    INFO((adamw ? "adamw" : "sgd"));
-    OptimStep st;
-    st.lr = 0.01;
-    st.weight_decay = 0.05;
-    st.momentum = 0.9;
-    st.nesterov = !adamw;
-    Tensor p = rand_f64({1000}, 5).to(DType::f32), g = rand_f64({1000}, 6).to(DType::f32);
-    Tensor m = rand_f64({1000}, 7, -0.1, 0.1).to(DType::f32),
-           v = rand_f64({1000}, 8, 0, 0.01).to(DType::f32);
-    Tensor pr = p.to(ref), gr = g.to(ref), mr = m.to(ref), vr = v.to(ref);
-    for (int64_t k = 1; k <= 3; ++k) {
-      st.step = k;
-      if (adamw)
-        backend(p.device()).adamw_step(p, g, m, v, st), backend(ref).adamw_step(pr, gr, mr, vr, st);
-      else
-        backend(p.device()).sgd_step(p, g, m, st), backend(ref).sgd_step(pr, gr, mr, st);
-    }
-    check_close(p, pr.cpu(), 1e-6, "parameters");
-    check_close(m, mr.cpu(), 1e-6, "first moment / momentum");
-    if (adamw) check_close(v, vr.cpu(), 1e-6, "second moment");
-    CHECK(backend(g.device()).sum_squares(g) ==
-          Approx(backend(ref).sum_squares(gr)).epsilon(1e-12));
-  }
+  compare_random_fills(ref, 257, {DType::f32, DType::bf16}, [](DType) { return 1e-7; });
+  compare_in_place(ref);
+  compare_optimizer_steps(ref, 1000, 1e-6);
 }
 
 TEST_CASE("devices: transfers carry gradients, mixing devices is an error naming both",

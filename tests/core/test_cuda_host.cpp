@@ -132,8 +132,8 @@ TEST_CASE("cuda plans: cuBLASLt layouts of matrix views", "[cuda-host]") {
 
   // C (2x5) = A (2x3) B (3x5), both row-major: cuBLASLt computes C^T = B^T A^T with B first,
   // untransposed (B's row-major memory is B^T column-major), as (5x3) times (3x2).
-  GemmPlan g = plan_gemm(1, 2, 5, 3, matrix_layout(2, 3, 3, 1, 0), matrix_layout(3, 5, 5, 1, 0), 5,
-                         10);
+  GemmPlan g =
+      plan_gemm(1, 2, 5, 3, matrix_layout(2, 3, 3, 1, 0), matrix_layout(3, 5, 5, 1, 0), 5, 10);
   CHECK_FALSE(g.lt_trans_first);
   CHECK(g.lt_first_rows == 5);
   CHECK(g.lt_first_cols == 3);
@@ -165,8 +165,7 @@ TEST_CASE("cuda plans: split-K for weight gradients", "[cuda-host]") {
 
 // The column-major product cuBLASLt is asked for, computed by hand from the plan, must equal the
 // row-major product: checks the operand order and transpose flags end to end on small matrices.
-TEST_CASE("cuda plans: the planned column-major GEMM equals the row-major product",
-          "[cuda-host]") {
+TEST_CASE("cuda plans: the planned column-major GEMM equals the row-major product", "[cuda-host]") {
   const int64_t m = 3, n = 4, k = 5;
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {
@@ -175,8 +174,12 @@ TEST_CASE("cuda plans: the planned column-major GEMM equals the row-major produc
       for (size_t i = 0; i < a.size(); ++i) a[i] = double(i % 7) - 3;
       for (size_t i = 0; i < b.size(); ++i) b[i] = double(i % 5) - 2;
       // Logical A(i, p) and B(p, j) as stored: transposed storage keeps A^T row-major.
-      auto A = [&](int64_t i, int64_t p) { return ta ? a[size_t(p * m + i)] : a[size_t(i * k + p)]; };
-      auto B = [&](int64_t p, int64_t j) { return tb ? b[size_t(j * k + p)] : b[size_t(p * n + j)]; };
+      auto A = [&](int64_t i, int64_t p) {
+        return ta ? a[size_t(p * m + i)] : a[size_t(i * k + p)];
+      };
+      auto B = [&](int64_t p, int64_t j) {
+        return tb ? b[size_t(j * k + p)] : b[size_t(p * n + j)];
+      };
       const MatrixLayout la = ta ? matrix_layout(m, k, 1, m, 0) : matrix_layout(m, k, k, 1, 0);
       const MatrixLayout lb = tb ? matrix_layout(k, n, 1, k, 0) : matrix_layout(k, n, n, 1, 0);
       const GemmPlan g = plan_gemm(1, m, n, k, la, lb, n, 0);
@@ -200,8 +203,8 @@ TEST_CASE("cuda plans: the planned column-major GEMM equals the row-major produc
 }
 
 TEST_CASE("cuda plans: cuDNN descriptors of NCHW and NHWC convolutions", "[cuda-host]") {
-  ConvDescriptors d = conv_descriptors({2, 3, 8, 8}, {16, 3, 4, 4}, {2, 16, 2, 2}, 4, 4, 0, 0, 1,
-                                       1, 1, false);
+  ConvDescriptors d =
+      conv_descriptors({2, 3, 8, 8}, {16, 3, 4, 4}, {2, 16, 2, 2}, 4, 4, 0, 0, 1, 1, 1, false);
   CHECK(d.x_strides == std::array<int, 4>{192, 64, 8, 1});
   CHECK(d.y_strides == std::array<int, 4>{64, 4, 2, 1});
   CHECK_FALSE(d.w_nhwc);
@@ -225,7 +228,8 @@ TEST_CASE("cuda plans: device allocator size classes", "[cuda-host]") {
   CHECK(device_round_size(size_t(5) << 20) == size_t(6) << 20);
   for (size_t b : {size_t(3), size_t(70000), size_t(3) << 20, size_t(1) << 30}) {
     CHECK(device_round_size(b) >= b);
-    CHECK(device_round_size(device_round_size(b)) == device_round_size(b));  // classes are fixed points
+    CHECK(device_round_size(device_round_size(b)) ==
+          device_round_size(b));  // classes are fixed points
   }
 }
 
@@ -272,8 +276,8 @@ TEST_CASE("shared kernel math: AdamW and SGD updates are the CPU backend's, bit 
   Tensor p = test::rand_f64({n}, 1).to(DType::f32), g = test::rand_f64({n}, 2).to(DType::f32),
          m = test::rand_f64({n}, 3, -0.1, 0.1).to(DType::f32),
          v = test::rand_f64({n}, 4, 0, 0.01).to(DType::f32);
-  std::vector<float> ps(p.data<float>(), p.data<float>() + n), ms(m.data<float>(), m.data<float>() + n),
-      vs(v.data<float>(), v.data<float>() + n);
+  std::vector<float> ps(p.data<float>(), p.data<float>() + n),
+      ms(m.data<float>(), m.data<float>() + n), vs(v.data<float>(), v.data<float>() + n);
   const float* gp = g.data<float>();
   OptimStep st;
   st.lr = 3e-3;
