@@ -52,7 +52,6 @@ Operand operand(const Tensor& t) {
 }
 
 struct DeviceState {
-  int index = 0;
   int sms = 132;
   cudaStream_t stream = nullptr;
   cublasLtHandle_t lt = nullptr;
@@ -61,7 +60,6 @@ struct DeviceState {
   size_t work_bytes = 0;
   std::mutex mu;  // the allocator's free lists
   std::unordered_map<size_t, std::vector<void*>> free_lists;
-  size_t cached = 0;
   size_t live = 0, peak = 0;  // bytes held by live tensors (size classes), and their maximum
 };
 
@@ -82,7 +80,6 @@ DeviceState& state_of(int index) {
   auto& s = (*states)[size_t(index)];
   if (!s) {
     s = std::make_unique<DeviceState>();
-    s->index = index;
     cudaDeviceProp p{};
     SCION_CUDA_CHECK(cudaGetDeviceProperties(&p, index));
     s->sms = p.multiProcessorCount;
@@ -276,7 +273,6 @@ class CudaBackend final : public Backend {
       if (it != s.free_lists.end() && !it->second.empty()) {
         void* p = it->second.back();
         it->second.pop_back();
-        s.cached -= size;
         s.live += size;
         s.peak = std::max(s.peak, s.live);
         return p;
@@ -302,7 +298,6 @@ class CudaBackend final : public Backend {
     const size_t size = device_round_size(bytes);
     std::lock_guard<std::mutex> lock(s.mu);
     s.free_lists[size].push_back(p);
-    s.cached += size;
     s.live -= size;
   }
 
@@ -484,7 +479,6 @@ class CudaBackend final : public Backend {
     for (auto& kv : s.free_lists)
       for (void* p : kv.second) cudaFree(p);
     s.free_lists.clear();
-    s.cached = 0;
   }
 
   int index_;
