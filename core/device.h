@@ -5,6 +5,7 @@
 //   cuda:N     GPU N, the kernels of core/cuda/ (cuBLASLt, cuDNN and scion's own kernels)
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -47,5 +48,15 @@ bool cuda_verified_on_hardware();
 // Most bytes of device `index` held by live tensors since the process started (allocator size
 // classes included, as torch.cuda.max_memory_allocated); 0 without the CUDA backend.
 int64_t cuda_peak_bytes(int index);
+// Starts SCION_CUDA_OP_TIMES's table afresh (a benchmark calls it after its warm-up steps, so
+// first-call costs such as cuDNN's algorithm searches stay out of the profile); a no-op otherwise.
+void cuda_reset_op_times();
+
+// Page-locked host memory (cudaHostAlloc), from which copies to a GPU are queued without waiting:
+// nullptr without a CUDA device. Freed blocks are kept and handed out again once the copies
+// queued from them have run. Tensors use it through empty_pinned (core/tensor.h).
+void* cuda_pinned_allocate(size_t bytes);
+void cuda_pinned_release(void* p);
+bool cuda_is_pinned(const void* p);
 
 }  // namespace scion

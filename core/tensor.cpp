@@ -496,6 +496,18 @@ Tensor arange(double start, double end, double step, DType dtype) {
   return t;
 }
 
+Tensor empty_pinned(const Shape& shape, DType dtype) {
+  const size_t bytes = size_t(shape_numel(shape)) * dtype_size(dtype);
+  void* p = bytes > 0 ? cuda_pinned_allocate(bytes) : nullptr;
+  if (!p) return empty(shape, dtype);
+  return from_blob(p, shape, dtype,
+                   std::shared_ptr<void>(p, [](void* q) { cuda_pinned_release(q); }));
+}
+
+bool is_pinned(const Tensor& t) {
+  return t.defined() && t.device().is_host() && cuda_is_pinned(t.raw_data());
+}
+
 Tensor from_blob(void* data, const Shape& shape, DType dtype, std::shared_ptr<void> owner) {
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(data, size_t(shape_numel(shape)) * dtype_size(dtype),

@@ -146,6 +146,12 @@ Tensor empty_like_on(const Tensor& t, DType dtype, Device device);
 // or a permutation of a contiguous tensor such as a channels-last view).
 bool is_dense(const Tensor& t);
 Tensor zeros_like(const Tensor& t);
+// Host memory from which copies to a GPU are queued without the host waiting (page-locked, as
+// torch's pin_memory): the data loader's batches when training on CUDA; plain host memory without
+// a CUDA device. Such a copy returns before the GPU has read the data: change the tensor only
+// after the device work that follows has run (dropping it is always safe).
+Tensor empty_pinned(const Shape& shape, DType dtype = DType::f32);
+bool is_pinned(const Tensor& t);
 // Wraps existing memory without copying; `owner` (optional) keeps it alive.
 Tensor from_blob(void* data, const Shape& shape, DType dtype,
                  std::shared_ptr<void> owner = nullptr);

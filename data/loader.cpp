@@ -223,8 +223,9 @@ int64_t DataLoader::num_batches() const {
 
 void DataLoader::load(int64_t lo, int64_t hi, Tensor& images, Tensor& labels) const {
   const PipelineConfig& pc = pipeline_.config();
-  images = empty({hi - lo, pc.channels, pc.img_size, pc.img_size});
-  labels = empty({hi - lo}, DType::i64);
+  const Shape shape{hi - lo, pc.channels, pc.img_size, pc.img_size};
+  images = opt_.pin_memory ? empty_pinned(shape) : empty(shape);
+  labels = opt_.pin_memory ? empty_pinned({hi - lo}, DType::i64) : empty({hi - lo}, DType::i64);
   float* x = images.data<float>();
   int64_t* y = labels.data<int64_t>();
   const int64_t per = int64_t(pc.channels) * pc.img_size * pc.img_size;
@@ -256,6 +257,11 @@ Batch DataLoader::build(int64_t b) const {
     if (mlo != lo) load(mlo, mhi, mirror_images, mirror_labels);
     batch.targets = mixup_pairs(batch.images, batch.labels, reversed_rows(mirror_images),
                                 reversed_rows(mirror_labels), dataset_->num_classes(), mixup_, gen);
+    if (opt_.pin_memory) {
+      Tensor pinned = empty_pinned(batch.targets.shape(), batch.targets.dtype());
+      pinned.copy_(batch.targets);
+      batch.targets = pinned;
+    }
   }
   return batch;
 }

@@ -85,6 +85,10 @@ struct LoaderOptions {
   // contiguous slice of each (shard k of `shards` gets positions [n k / shards, n (k+1) / shards)),
   // built with the same per-position randomness, so the shards together hold the one-process batch.
   int shard = 0, shards = 1;
+  // Batches in page-locked memory (empty_pinned), so that their copies to a GPU are queued
+  // without the training thread waiting; set when the run's device is CUDA (as torch's
+  // DataLoader(pin_memory=True)). Plain memory without a CUDA device.
+  bool pin_memory = false;
 };
 
 struct Batch {

@@ -24,6 +24,7 @@ class SingleCommunicator : public Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   int local_size() const override { return 1; }
+  int local_rank() const override { return 0; }
   WorkPtr allreduce_sum(Tensor, const std::string&) override {
     return std::make_shared<DoneWork>();
   }

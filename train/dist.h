@@ -51,6 +51,7 @@ class Communicator {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual int local_size() const = 0;  // ranks on this machine (threads are divided among them)
+  virtual int local_rank() const = 0;  // this rank's index among them (its GPU, on GPUs)
 
   // Sums a contiguous f32, f64 or bf16 tensor over all ranks, in place, asynchronously: the tensor
   // must stay untouched until wait(). bf16 sums are rounded to bf16 after each addition.
@@ -75,7 +76,9 @@ bool launched_by_mpi();
 // Whether this build has MPI (the Makefile installs Open MPI; a build without it runs single).
 bool mpi_available();
 // An NCCL communicator over the same ranks as `bootstrap` (an MPI communicator that exchanges
-// NCCL's unique id), for CUDA tensors; nullptr in a build without NCCL.
+// NCCL's unique id; or the single-process one, a one-rank NCCL communicator), for CUDA tensors:
+// collectives on CUDA tensors go through NCCL, host tensors and byte exchanges through
+// `bootstrap`. nullptr in a build without NCCL. Data-parallel training on GPUs uses it.
 std::unique_ptr<Communicator> connect_nccl(Communicator& bootstrap, int cuda_device,
                                            double timeout_seconds);
 

@@ -78,6 +78,7 @@ class MpiCommunicator : public Communicator {
     MPI_Comm local;
     MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local);
     MPI_Comm_size(local, &local_size_);
+    MPI_Comm_rank(local, &local_rank_);
     MPI_Comm_free(&local);
     MPI_Op_create(&bf16_sum, /*commute=*/1, &bf16_op_);
     thread_ = std::thread([this] { loop(); });
@@ -95,6 +96,7 @@ class MpiCommunicator : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   int local_size() const override { return local_size_; }
+  int local_rank() const override { return local_rank_; }
 
   WorkPtr allreduce_sum(Tensor t, const std::string& what) override {
     check_host(t, what);
@@ -293,7 +295,7 @@ class MpiCommunicator : public Communicator {
   double timeout_;
   MPI_Comm comm_ = MPI_COMM_NULL;
   MPI_Op bf16_op_ = MPI_OP_NULL;
-  int rank_ = 0, size_ = 1, local_size_ = 1;
+  int rank_ = 0, size_ = 1, local_size_ = 1, local_rank_ = 0;
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;

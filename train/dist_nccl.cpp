@@ -5,12 +5,14 @@
 // completion event and NCCL's asynchronous error state; on a timeout the NCCL communicator is
 // aborted (ncclCommAbort), so no rank waits forever on a peer that died.
 //
-// Built only with the CUDA backend and NCCL; unverified until a GPU machine runs it (a single-GPU
-// machine can check only the one-rank path).
+// Built with the CUDA backend and NCCL. A one-GPU machine checks the one-rank path (the [cuda]
+// tests: collectives and the gradient reducer over a one-rank NCCL communicator); several ranks
+// need a machine with several GPUs.
 #include <cuda_runtime.h>
 #include <nccl.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -85,6 +87,7 @@ class NcclCommunicator : public Communicator {
   int rank() const override { return boot_.rank(); }
   int size() const override { return boot_.size(); }
   int local_size() const override { return boot_.local_size(); }
+  int local_rank() const override { return boot_.local_rank(); }
 
   WorkPtr allreduce_sum(Tensor t, const std::string& what) override {
     if (t.device().type != DeviceType::cuda) return boot_.allreduce_sum(t, what);
@@ -114,6 +117,7 @@ class NcclCommunicator : public Communicator {
     if (comm_ && !aborted_) ncclCommAbort(comm_);
     aborted_ = true;
     boot_.abort(status);
+    std::_Exit(status);  // (boot_.abort does not return)
   }
 
   // Polls `done` until it completes; throws TimeoutError (after aborting NCCL) past the deadline.

@@ -305,6 +305,7 @@ int cmd_eval(const EvalArgs& a) {
   o.shuffle = false;
   o.drop_last = false;
   o.workers = a.workers;
+  o.pin_memory = device.type == DeviceType::cuda;
   data::DataLoader loader(ds, data::Pipeline(pipe), o);
   train::EvalResult r = train::evaluate(*model, loader, cfg.train.precision == "bf16", a.limit);
   if (!std::isfinite(r.loss)) {

@@ -228,6 +228,7 @@ Data build_data(const Config& cfg, const dist::Communicator& comm) {
   to.seed = cfg.seed;
   to.shard = comm.rank();
   to.shards = comm.size();
+  to.pin_memory = parse_device(cfg.device, cfg.source + ": device").type == DeviceType::cuda;
   d.train = std::make_unique<data::DataLoader>(d.train_ds, data::Pipeline(tp), to, mc);
   data::LoaderOptions vo = to;
   vo.shuffle = false;
@@ -733,16 +734,34 @@ int Trainer::run() {
 // Under mpirun every rank runs this; rank 0 owns the output folder, the others take its state.
 int run_training(const Config& cfg, const RunOptions& options) {
   std::unique_ptr<dist::Communicator> comm = dist::connect(cfg.dist.timeout_seconds);
-  dist::Communicator& c = *comm;
-  const Device device = parse_device(cfg.device, cfg.source + ": device");
-  dist::agree(c, "checking the config", [&] {
+  dist::Communicator& c0 = *comm;
+  Device device = parse_device(cfg.device, cfg.source + ": device");
+  dist::agree(c0, "checking the config", [&] {
+    // Data-parallel ranks on GPUs: the ranks of a machine take one GPU each, from the one named
+    // (`cuda` = cuda:0) on: cuda:<first + local rank>.
+    if (device.type == DeviceType::cuda && c0.size() > 1) {
+      const int first = device.index, count = cuda_device_count();
+      device.index = first + c0.local_rank();
+      SCION_CHECK(device.index < count || count == 0, cfg.source, ": device ", cfg.device, ": ",
+                  c0.local_size(), " ranks on this machine take one GPU each from cuda:", first,
+                  ", but it has ", count, " GPU", count == 1 ? "" : "s");
+    }
     check_device_available(device, cfg.source + ": device");
-    SCION_CHECK(cfg.train.batch_size % c.size() == 0, cfg.source, ": train.batch_size ",
-                cfg.train.batch_size, " does not split evenly over ", c.size(),
-                " processes (it is the global batch; use a multiple of ", c.size(), ")");
+    SCION_CHECK(cfg.train.batch_size % c0.size() == 0, cfg.source, ": train.batch_size ",
+                cfg.train.batch_size, " does not split evenly over ", c0.size(),
+                " processes (it is the global batch; use a multiple of ", c0.size(), ")");
     SCION_CHECK(!(options.resume && options.restart),
                 "--restart and --resume contradict each other");
   });
+  // CUDA tensors are reduced through NCCL (host values still through MPI).
+  std::unique_ptr<dist::Communicator> nccl;
+  if (device.type == DeviceType::cuda && c0.size() > 1)
+    dist::agree(c0, "connecting NCCL", [&] {
+      nccl = dist::connect_nccl(c0, device.index, cfg.dist.timeout_seconds);
+      SCION_CHECK(nccl, cfg.source, ": data-parallel training on CUDA needs NCCL, and this build ",
+                  "of scion has none (install NCCL with the CUDA toolkit and rebuild)");
+    });
+  dist::Communicator& c = nccl ? *nccl : c0;
   check_same_config(c, cfg);
   // threads: 0 means all cores, following the load (core/cpu/parallel.h). Data-parallel ranks
   // keep a fixed count instead, the cores shared among the ranks on this machine: a rank that

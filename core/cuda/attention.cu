@@ -3,8 +3,11 @@
 // (f64 for f64), a row kernel turns them into the log-sum-exp and the probabilities P, and
 // P v is a second GEMM. The backward recomputes P from lse and runs four more GEMMs:
 //   dP = dO v^T, dS = P o (dP - rowsum(dO o O)) scale, dq = dS k, dk = dS^T q, dv = P^T dO.
-// Memory is O(B H N^2) for the scores: fine for ViT sizes (N = 65 at 32 px, 197 at 224 px).
+// Memory is O(B H N^2) for the scores. bf16 with head dims 32 and 64 (timm's ViTs) takes the
+// fused kernels of flash.cu instead, which keep the scores on chip; this path serves f32 and f64
+// (and other head dims).
 #include "core/cuda/common.cuh"
+#include "core/cuda/flash.h"
 #include "core/ops.h"
 
 namespace scion::cuda {
@@ -122,6 +125,8 @@ void attention_forward_kernel(const Tensor& qkv, int64_t heads, double scale, co
                               const Tensor& lse) {
   const Geo g(qkv, heads);
   if (qkv.numel() == 0) return;
+  if (flash_attention_fits(qkv, heads, {out}))
+    return flash_attention_forward(qkv, heads, scale, out, lse);
   const DType dt = qkv.dtype(), st = score_type(dt);
   Tensor q = dev_empty({g.b * g.h, g.n, g.d}, dt), k = dev_empty({g.b * g.h, g.n, g.d}, dt),
          v = dev_empty({g.b * g.h, g.n, g.d}, dt);
@@ -165,6 +170,9 @@ void attention_backward_kernel(const Tensor& qkv, const Tensor& out, const Tenso
                                const Tensor& lse, int64_t heads, double scale, const Tensor& dqkv) {
   const Geo g(qkv, heads);
   if (qkv.numel() == 0) return;
+  const Tensor gout = dout.is_contiguous() ? dout : dout.contiguous();
+  if (flash_attention_fits(qkv, heads, {out, gout, dqkv}))
+    return flash_attention_backward(qkv, out, gout, lse, heads, scale, dqkv);
   const DType dt = qkv.dtype(), st = score_type(dt);
   const int64_t bh = g.b * g.h, rows = bh * g.n, n = g.n, d = g.d, np = padded(g.n);
   const Shape hs{bh, n, d}, ss{bh, n, np};
@@ -174,7 +182,6 @@ void attention_backward_kernel(const Tensor& qkv, const Tensor& out, const Tenso
          ds = dev_empty(ss, dt);
   Tensor dvec = dev_empty({rows}, st);
   Tensor dq = dev_empty(hs, dt), dk = dev_empty(hs, dt), dv = dev_empty(hs, dt);
-  const Tensor gout = dout.is_contiguous() ? dout : dout.contiguous();
   SCION_DISPATCH_FLOATING(dt, "attention", T, {
     using S = acc<T>;
     split_heads<T>(g, static_cast<T*>(qkv.raw_data()), static_cast<T*>(q.raw_data()),

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -239,6 +240,16 @@ class Call : public DeviceGuard {
       std::fprintf(stderr, "  %-24s %10.2f ms %5.1f%% %8lld calls\n", name.c_str(), ms,
                    100 * ms / std::max(total, 1e-9), (long long)table()[name].second);
   }
+
+ public:
+  static void reset() {
+    if (!enabled()) return;
+    std::lock_guard<std::mutex> lock(mu());
+    fold();
+    table().clear();
+  }
+
+ private:
   const char* name_;
   bool timing_ = false;
   cudaEvent_t start_ = nullptr, end_ = nullptr;
@@ -252,6 +263,89 @@ Tensor host_contiguous(const Tensor& t) {
 
 bool same_layout(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && a.dtype() == b.dtype() && a.is_contiguous() && b.is_contiguous();
+}
+
+// ---- pinned host memory ------------------------------------------------------------------------
+// Page-locked blocks from cudaHostAlloc, kept for reuse (PinnedBlocks in plan.h): the data
+// loader's batches when training on a GPU, and staging blocks for copies from ordinary memory.
+// A host->device copy from a pinned block is queued and returns at once; the block's event on the
+// copying device, recorded after the copy, keeps it from being handed out again too early.
+struct PinnedPool {
+  std::mutex mu;
+  PinnedBlocks blocks;
+};
+PinnedPool& pinned_pool() {
+  static auto* pool = new PinnedPool();  // never destroyed (as the device states)
+  return *pool;
+}
+
+bool event_done(void* e) {
+  return cudaEventQuery(static_cast<cudaEvent_t>(e)) != cudaErrorNotReady;
+}
+
+void* pinned_allocate(size_t bytes) {
+  if (device_count() == 0) return nullptr;
+  const size_t size = device_round_size(bytes);
+  PinnedPool& pool = pinned_pool();
+  {
+    std::lock_guard<std::mutex> lock(pool.mu);
+    if (PinnedBlocks::Block* b = pool.blocks.reuse(size, event_done)) return b->base;
+  }
+  void* p = nullptr;
+  if (cudaHostAlloc(&p, size, cudaHostAllocPortable) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  std::lock_guard<std::mutex> lock(pool.mu);
+  pool.blocks.add(p, size);
+  return p;
+}
+
+void pinned_release(void* p) {
+  PinnedPool& pool = pinned_pool();
+  std::lock_guard<std::mutex> lock(pool.mu);
+  pool.blocks.release(p);
+}
+
+// Records block b's event for `device` on that device's stream (the current device).
+void record_use(PinnedBlocks::Block& b, int device) {
+  auto it = std::find_if(b.events.begin(), b.events.end(),
+                         [&](const auto& e) { return e.first == device; });
+  if (it == b.events.end()) {
+    cudaEvent_t e = nullptr;
+    SCION_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    b.events.emplace_back(device, e);
+    it = b.events.end() - 1;
+  }
+  SCION_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(it->second), stream()));
+}
+
+// Queues a host->device copy of `bytes` contiguous bytes on the current device's stream without
+// waiting for it: straight from pinned memory, else through a pinned staging block (the source
+// may change or be freed as soon as this returns). Without pinned memory: a synchronous copy.
+void copy_to_device(void* dst, const void* src, size_t bytes, int device) {
+  PinnedPool& pool = pinned_pool();
+  {
+    std::lock_guard<std::mutex> lock(pool.mu);
+    if (PinnedBlocks::Block* b = pool.blocks.find(src)) {
+      SCION_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream()));
+      record_use(*b, device);
+      return;
+    }
+  }
+  void* staging = pinned_allocate(bytes);
+  if (!staging) {
+    SCION_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream()));
+    SCION_CUDA_CHECK(cudaStreamSynchronize(stream()));  // src may be freed on return
+    return;
+  }
+  std::memcpy(staging, src, bytes);
+  {
+    std::lock_guard<std::mutex> lock(pool.mu);
+    SCION_CUDA_CHECK(cudaMemcpyAsync(dst, staging, bytes, cudaMemcpyHostToDevice, stream()));
+    record_use(*pool.blocks.find(staging), device);
+    pool.blocks.release(staging);
+  }
 }
 
 class CudaBackend final : public Backend {
@@ -301,21 +395,19 @@ class CudaBackend final : public Backend {
     s.live -= size;
   }
 
-  // Transfers: contiguous same-dtype copies go straight through cudaMemcpy; anything else
-  // (strides, broadcasting, dtype conversion) is done on the device around a contiguous transfer.
+  // Transfers: contiguous same-dtype copies go straight through cudaMemcpyAsync (host->device
+  // without waiting, see copy_to_device; device->host waits, the caller reads the data); anything
+  // else (strides, broadcasting, dtype conversion) is done on the device around a contiguous
+  // transfer.
   void copy(const Tensor& dst, const Tensor& src) override {
     SCION_CALL;
     const bool dst_dev = !dst.device().is_host(), src_dev = !src.device().is_host();
     if (dst_dev && src_dev) return copy_kernel(dst, src);
     if (dst_dev) {  // host -> device
       Tensor hs = host_contiguous(src);
-      if (same_layout(dst, hs)) {
-        SCION_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), hs.raw_data(),
-                                         size_t(hs.numel()) * dtype_size(hs.dtype()),
-                                         cudaMemcpyHostToDevice, stream()));
-        SCION_CUDA_CHECK(cudaStreamSynchronize(stream()));  // hs may be freed on return
-        return;
-      }
+      if (same_layout(dst, hs))
+        return copy_to_device(dst.raw_data(), hs.raw_data(),
+                              size_t(hs.numel()) * dtype_size(hs.dtype()), index_);
       Tensor ds = dev_empty(hs.shape(), hs.dtype());
       copy(ds, hs);
       return copy_kernel(dst, ds);
@@ -505,5 +597,20 @@ int64_t cuda_peak_bytes(int index) {
   cuda::DeviceState& s = cuda::state_of_index(index);
   std::lock_guard<std::mutex> lock(s.mu);
   return int64_t(s.peak);
+}
+void cuda_reset_op_times() {
+  cuda::Call::reset();
+}
+void* cuda_pinned_allocate(size_t bytes) {
+  return cuda::pinned_allocate(bytes);
+}
+void cuda_pinned_release(void* p) {
+  cuda::pinned_release(p);
+}
+bool cuda_is_pinned(const void* p) {
+  if (cuda::device_count() == 0) return false;
+  cuda::PinnedPool& pool = cuda::pinned_pool();
+  std::lock_guard<std::mutex> lock(pool.mu);
+  return pool.blocks.find(p) != nullptr;
 }
 }  // namespace scion

@@ -97,11 +97,17 @@ template <int N>
 __device__ __forceinline__ void offsets(const DevPlan& p, int64_t i, int64_t (&off)[N]) {
 #pragma unroll
   for (int k = 0; k < N; ++k) off[k] = 0;
-  for (int d = p.ndim - 1; d >= 0; --d) {
+  for (int d = p.ndim - 1; d > 0; --d) {
     const int64_t s = p.sizes[d], c = i % s;
     i /= s;
 #pragma unroll
     for (int k = 0; k < N; ++k) off[k] += c * p.strides[k][d];
+  }
+  // What is left of i indexes the outermost dimension (i < numel): no division there, so a
+  // one-dimensional plan (a column sum's rows, say) costs no 64-bit division at all.
+  if (p.ndim > 0) {
+#pragma unroll
+    for (int k = 0; k < N; ++k) off[k] += i * p.strides[k][0];
   }
 }
 
@@ -123,11 +129,15 @@ __global__ void strided_kernel32(DevPlan32 p, uint32_t n, F f) {
 #pragma unroll
     for (int k = 0; k < N; ++k) o[k] = 0;
     uint32_t rest = i;
-    for (int d = p.ndim - 1; d >= 0; --d) {
+    for (int d = p.ndim - 1; d > 0; --d) {
       const uint32_t s = p.sizes[d], c = rest % s;
       rest /= s;
 #pragma unroll
       for (int k = 0; k < N; ++k) o[k] += int32_t(c) * p.strides[k][d];
+    }
+    if (p.ndim > 0) {
+#pragma unroll
+      for (int k = 0; k < N; ++k) o[k] += int32_t(rest) * p.strides[k][0];
     }
     int64_t off[N];
 #pragma unroll

@@ -273,4 +273,49 @@ size_t device_round_size(size_t bytes) {
   return (bytes + kLarge - 1) / kLarge * kLarge;
 }
 
+PinnedBlocks::Block& PinnedBlocks::add(void* base, size_t size) {
+  Block& b = live_[reinterpret_cast<uintptr_t>(base)];
+  b.base = base;
+  b.size = size;
+  return b;
+}
+
+PinnedBlocks::Block* PinnedBlocks::find(const void* p) {
+  const auto at = reinterpret_cast<uintptr_t>(p);
+  auto it = live_.upper_bound(at);  // the first block starting after p
+  if (it == live_.begin()) return nullptr;
+  --it;
+  return at < it->first + it->second.size ? &it->second : nullptr;
+}
+
+void PinnedBlocks::release(void* base) {
+  auto it = live_.find(reinterpret_cast<uintptr_t>(base));
+  if (it == live_.end()) throw std::invalid_argument("PinnedBlocks::release: not a live block");
+  free_[it->second.size].push_back(std::move(it->second));
+  live_.erase(it);
+}
+
+PinnedBlocks::Block* PinnedBlocks::reuse(size_t size, const std::function<bool(void*)>& done) {
+  auto list = free_.find(size);
+  if (list == free_.end()) return nullptr;
+  std::vector<Block>& blocks = list->second;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    bool ready = true;
+    for (const auto& e : blocks[i].events) ready = ready && done(e.second);
+    if (!ready) continue;
+    Block b = std::move(blocks[i]);
+    blocks.erase(blocks.begin() + std::ptrdiff_t(i));
+    Block& live = live_[reinterpret_cast<uintptr_t>(b.base)];
+    live = std::move(b);
+    return &live;
+  }
+  return nullptr;
+}
+
+size_t PinnedBlocks::free_blocks() const {
+  size_t n = 0;
+  for (const auto& [size, blocks] : free_) n += blocks.size();
+  return n;
+}
+
 }  // namespace scion::cuda

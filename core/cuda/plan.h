@@ -2,12 +2,16 @@
 // machine (tests/core/test_cuda_host.cpp), GPU or not: how strided operands collapse into few
 // dimensions, how a reduction splits into kept and reduced dimensions, launch configurations, the
 // cuBLASLt layout of a matrix view, the cuDNN descriptors of a convolution, and the device
-// allocator's size classes. The .cu files turn these plans into kernel launches.
+// allocator's size classes and the pinned host pool's bookkeeping. The .cu files turn these plans into kernel launches.
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace scion::cuda {
@@ -129,5 +133,31 @@ ConvDescriptors conv_descriptors(const Dims& x_nchw, const Dims& w_oihw, const D
 // 2 MiB above (as PyTorch's CUDA allocator rounds), so freed blocks fit later requests of
 // slightly different sizes while the waste stays bounded.
 size_t device_round_size(size_t bytes);
+
+// The bookkeeping of the pinned (page-locked) host pool; backend.cu owns the memory and the CUDA
+// events, held here as opaque pointers. Live blocks are kept by address, so a copy can tell
+// whether a host pointer lies in pinned memory and in which block. A block's events (one per
+// device that copied from it, re-recorded after each copy) mark when the copies queued from it
+// have run; a freed block is handed out again only when every one of its events is done.
+class PinnedBlocks {
+ public:
+  struct Block {
+    void* base = nullptr;
+    size_t size = 0;
+    std::vector<std::pair<int, void*>> events;  // (device index, event)
+  };
+  Block& add(void* base, size_t size);  // a new live block
+  Block* find(const void* p);           // the live block holding p, or nullptr
+  void release(void* base);             // a live block into its size class's free list
+  // A free block of `size` bytes whose events are all done (done(event)), live again; nullptr if
+  // none is.
+  Block* reuse(size_t size, const std::function<bool(void*)>& done);
+  size_t live_blocks() const { return live_.size(); }
+  size_t free_blocks() const;
+
+ private:
+  std::map<uintptr_t, Block> live_;
+  std::map<size_t, std::vector<Block>> free_;
+};
 
 }  // namespace scion::cuda

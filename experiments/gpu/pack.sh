@@ -2,8 +2,8 @@
 # Packs what experiments/gpu/verify.sh needs on a GPU machine that has nvcc, CMake and PyTorch but
 # none of scion's other packages: the test, train, scion and bench_models binaries of a portable
 # build (BUILD, default build/; no -march=native), the shared libraries they load that such a
-# machine lacks (oneDNN, yaml-cpp, matio, Open MPI, ...; not glibc, not the driver, not cuDNN or
-# cuBLAS, which PyTorch's wheels bring there), and a small CIFAR-10 image folder (256 training and
+# machine lacks (oneDNN, yaml-cpp, matio, Open MPI, ...; not glibc, not the driver, not cuDNN,
+# cuBLAS or NCCL, which PyTorch's wheels bring there), and a small CIFAR-10 image folder (256 training and
 # 100 test images per class, from ../shared/data/cifar10-jpg) for the 200-step training check.
 # Output: .gpu/pack.tar.xz (about 20 MB), ignored by git; carry `.gpu` to the device machine.
 set -euo pipefail
@@ -22,7 +22,7 @@ ldd "$BUILD"/bin/{scion_tests,train,scion,bench_models} | awk '/=> \//{print $3}
   while read -r lib; do
     case "$(basename "$lib")" in
       libc.so* | libm.so* | libpthread.so* | libdl.so* | librt.so* | ld-linux* | libcuda.so* | \
-        libcudnn* | libcublas* | libgcc_s.so* | libstdc++.so*) ;;
+        libcudnn* | libcublas* | libnccl* | libgcc_s.so* | libstdc++.so*) ;;
       *) cp -L "$lib" "$STAGE/lib/" ;;
     esac
   done

@@ -6,7 +6,8 @@
 # Steps (each with its own time limit, its result in the table written last):
 #   1. scion info lists the GPU
 #   2. scion_tests "[cuda]": every backend op cuda vs cpu forward and backward in f32, bf16, f64;
-#      random fills and AdamW/SGD bit for bit; vit_tiny and convnext_femto logits and gradients
+#      random fills and AdamW/SGD bit for bit; vit_tiny and convnext_femto logits and gradients;
+#      asynchronous host-to-device copies; a one-rank NCCL communicator and gradient reducer
 #   3. compute-sanitizer memcheck on a subset (fills, optimizer, one model pass)
 #   4. 200 training steps of the ConvNeXt-F mini config (f32) on cuda and on cpu: loss curves;
 #      scion eval of the weights on both; a weight-selected, distilled half-width student on both
@@ -23,8 +24,8 @@ rm -rf "$R" && mkdir -p "$R"
 W=/tmp/scion-gpu
 rm -rf "$W" && mkdir -p "$W"
 tar -xJf "$PACK/pack.tar.xz" -C "$W"
-# cuDNN and cuBLAS(Lt) come from PyTorch's wheels there (folders holding libcudnn.so.9 and
-# libcublasLt.so.13), then the toolkit's. Only scion's binaries get this library path (through
+# cuDNN, cuBLAS(Lt) and NCCL come from PyTorch's wheels there (folders holding libcudnn.so.9,
+# libcublasLt.so.13 and libnccl.so.2), then the toolkit's. Only scion's binaries get this library path (through
 # the wrapper $SC): PyTorch keeps its own.
 LIBS=$(python3 - <<'PY'
 import glob, os
@@ -32,7 +33,7 @@ dirs = []
 try:
     import nvidia
     for root in nvidia.__path__:
-        for name in ("libcudnn.so.9", "libcublasLt.so.13", "libcublas.so.13"):
+        for name in ("libcudnn.so.9", "libcublasLt.so.13", "libcublas.so.13", "libnccl.so.2"):
             for hit in glob.glob(os.path.join(root, "**", name), recursive=True):
                 d = os.path.dirname(hit)
                 if d not in dirs:
@@ -75,6 +76,8 @@ cuda_step() {
 cuda_step cuda_ops 120 env CUDA_LAUNCH_BLOCKING=1 "$SC" "$B/scion_tests" "backend ops: cuda matches cpu*" --durations yes
 cuda_step cuda_fills 20 env CUDA_LAUNCH_BLOCKING=1 "$SC" "$B/scion_tests" "backend ops: cuda fills*" --durations yes
 cuda_step cuda_models 60 "$SC" "$B/scion_tests" "cuda: vit_tiny and convnext_femto*" --durations yes
+cuda_step cuda_copies 60 "$SC" "$B/scion_tests" "cuda: asynchronous*" --durations yes
+cuda_step nccl 60 "$SC" "$B/scion_tests" "nccl: one-rank*" --durations yes
 step sanitizer 60 "$SC" compute-sanitizer --tool memcheck --error-exitcode 3 "$B/scion_tests" \
   "backend ops: cuda fills*"
 TRAIN_SETS=(--set model.drop_path=0 --set data.root="$W/cifar10" --set data.workers=4

@@ -232,6 +232,21 @@ std::vector<Case> cases() {
             {{1, 1}, {3, 3}, {1, 1}, 40},
             true,
             true},
+           // CUDA's register-blocked kernels (stride 1, 3x3/5x5/7x7, channels divisible by 4):
+           // a padding below K/2 (the data gradient pads K - 1 - p), rows of 13 and 5 outputs
+           // (runs of 4 with a remainder).
+           {"depthwise 5x5 padding 1, channels-last, 12 channels",
+            {2, 12, 9, 15},
+            {12, 1, 5, 5},
+            {{1, 1}, {1, 1}, {1, 1}, 12},
+            true,
+            true},
+           {"depthwise 3x3, channels-last, 8 channels, no bias",
+            {3, 8, 5, 5},
+            {8, 1, 3, 3},
+            {{1, 1}, {1, 1}, {1, 1}, 8},
+            false,
+            true},
            {"depthwise 3x3 stride 2 dilation 2, channels-last, 32 channels",
             {2, 32, 9, 8},
             {32, 1, 3, 3},
@@ -281,6 +296,12 @@ std::vector<Case> cases() {
   add_case("attention", "2 heads of 6, 19 tokens, strided",
            {viewed({2, 19, 36}, tokens_strided, -2, 2)},
            [](const Ins& x) { return Outs{attention(x[0], 2, 0.4)}; });
+  // Head dims 64 and 32 take CUDA's fused bf16 kernels (flash.cu): 197 tokens are three full
+  // tiles of 64 and a partial one, 70 tokens one full and one of 6.
+  add_case("attention", "3 heads of 64, 197 tokens (ViT-T at 224 px)", {in({2, 197, 576}, -2, 2)},
+           [](const Ins& x) { return Outs{attention(x[0], 3, 0.125)}; });
+  add_case("attention", "2 heads of 32, 70 tokens", {in({3, 70, 192}, -2, 2)},
+           [](const Ins& x) { return Outs{attention(x[0], 2, 0.17677669529663687)}; });
   add_case("log_softmax", "last and first dims", {viewed({5, 3}, transposed, -3, 3)},
            [](const Ins& x) {
              return Outs{log_softmax(x[0], 1), log_softmax(x[0], 0)};

@@ -85,3 +85,37 @@ TEST_CASE("cuda: vit_tiny and convnext_femto match the CPU, logits and gradients
     compare_models(cfg, DType::bf16, 3e-2);
   }
 }
+
+// Host->device copies are queued without the host waiting (core/cuda/backend.cu): from pinned
+// memory directly, from ordinary memory through a pinned staging block. The source is overwritten
+// or freed right after each copy, while a long queue of kernels keeps the GPU busy, so a copy that
+// read its source late would see the new values.
+TEST_CASE("cuda: asynchronous host-to-device copies read the source as it was", "[cuda]") {
+  if (!test::cuda_or_skip("asynchronous copies")) return;
+  const Device gpu = parse_device("cuda");
+  const int64_t n = 1 << 20;
+  Tensor busy = zeros({4096, 4096}, DType::f32, gpu);
+  std::vector<Tensor> on_gpu;
+  std::vector<double> expected;
+  for (int k = 0; k < 12; ++k) {
+    for (int r = 0; r < 4; ++r) busy = matmul(busy, busy) * 0.5;  // GPU work queued ahead
+    const bool pinned = k % 2 == 0;
+    Tensor host = pinned ? empty_pinned({n}) : empty({n});
+    CHECK(is_pinned(host) == pinned);
+    host.fill_(double(k));
+    on_gpu.push_back(host.to(gpu));
+    expected.push_back(double(k));
+    if (pinned)
+      host = Tensor();  // freed: the pool must not hand the block out before the copy ran
+    else
+      host.fill_(-1.0);  // overwritten: the staging block holds the values the copy reads
+    Tensor other = empty_pinned({n});  // may reuse a freed block only once its copy is done
+    other.fill_(-2.0);
+  }
+  for (size_t k = 0; k < on_gpu.size(); ++k) {
+    INFO("copy " << k);
+    Tensor back = on_gpu[k].cpu();
+    CHECK(max(back).item() == expected[k]);
+    CHECK(-max(-back).item() == expected[k]);
+  }
+}

@@ -3,6 +3,7 @@
 // of matrix views, cuDNN descriptor parameters and the device allocator's size classes; and the
 // per-element math the CPU and GPU kernels share (core/kernel_math.h) against independent
 // references and the CPU backend, bit for bit.
+#include <algorithm>
 #include <cstring>
 
 #include "core/backend.h"
@@ -320,4 +321,62 @@ TEST_CASE("shared kernel math: random fills are RandomFill's draws", "[cuda-host
                                              kmath::philox4x32(42, uint64_t(i), 0));
     CHECK(t.data<float>()[i] == float(want));
   }
+}
+
+TEST_CASE("pinned host pool: blocks by address, reuse only when their copies are done",
+          "[cuda-host]") {
+  PinnedBlocks pool;
+  // Fake addresses: the pool only compares them (backend.cu gives it cudaHostAlloc's).
+  alignas(64) static char memory[64 + 3 * 4096];
+  char* at = memory + 64;  // memory[0, 64) belongs to no block
+  void *a = at, *b = at + 4096, *c = at + 8192;
+  pool.add(a, 4096);
+  pool.add(b, 4096);
+  pool.add(c, 2048);
+  CHECK(pool.find(at + 100) == pool.find(a));
+  CHECK(pool.find(at + 4095)->base == a);
+  CHECK(pool.find(at + 4096)->base == b);
+  CHECK(pool.find(at + 8192 + 2047)->base == c);
+  CHECK(pool.find(at + 8192 + 2048) == nullptr);  // past c's 2048 bytes
+  CHECK(pool.find(memory + 63) == nullptr);       // before a
+  // Two devices copied from a; a device copied from b.
+  int e1 = 0, e2 = 0, e3 = 0;  // stand-ins for events; `done` below says which have completed
+  pool.find(a)->events = {{0, &e1}, {1, &e2}};
+  pool.find(b)->events = {{0, &e3}};
+  pool.release(a);
+  pool.release(b);
+  CHECK(pool.find(a) == nullptr);
+  CHECK(pool.live_blocks() == 1);
+  CHECK(pool.free_blocks() == 2);
+  CHECK_THROWS_AS(pool.release(a), std::invalid_argument);  // not live any more
+  std::vector<void*> done_events;
+  auto done = [&](void* e) {
+    return std::find(done_events.begin(), done_events.end(), e) != done_events.end();
+  };
+  CHECK(pool.reuse(4096, done) == nullptr);  // no copy has run yet
+  CHECK(pool.reuse(2048, done) == nullptr);  // no free block of that size
+  done_events = {&e1};                       // a's copy to device 0 ran, not the one to device 1
+  CHECK(pool.reuse(4096, done) == nullptr);
+  done_events = {&e1, &e3};  // b's copy ran: b comes back, a stays free
+  PinnedBlocks::Block* got = pool.reuse(4096, done);
+  REQUIRE(got != nullptr);
+  CHECK(got->base == b);
+  CHECK(got->events.size() == 1);  // its event, re-recorded at the next copy
+  CHECK(pool.find(at + 5000) == got);
+  done_events = {&e1, &e2, &e3};
+  got = pool.reuse(4096, done);
+  REQUIRE(got != nullptr);
+  CHECK(got->base == a);
+  CHECK(pool.free_blocks() == 0);
+  CHECK(pool.live_blocks() == 3);
+}
+
+TEST_CASE("empty_pinned: plain host memory without a CUDA device", "[cuda-host]") {
+  Tensor t = empty_pinned({3, 4});
+  CHECK(t.device().is_host());
+  CHECK(t.shape() == Shape{3, 4});
+  t.fill_(2.0);
+  CHECK(sum(t).item() == 24.0);
+  CHECK(is_pinned(t) == (cuda_device_count() > 0));
+  CHECK_FALSE(is_pinned(empty({3})));
 }

@@ -1,0 +1,431 @@
+// Fused ("flash") attention for bf16 with head dims 32 and 64 (every ViT of timm's tiny to large
+// sizes has 64): the N x N scores never reach device memory. The schedule is FlashAttention-2's
+// (Dao 2023), written with the WMMA tensor-core API (16x16x16 bf16 fragments, f32 accumulation):
+//   forward   one block per 64 queries of one (image, head); its four warps own 16 queries each
+//             and walk the keys in tiles of 64 with the online softmax (running max m, sum l);
+//             it writes the output and lse = m + log l;
+//   backward  two kernels, so that every gradient is summed in a fixed order (deterministic, where
+//             FlashAttention-2 adds dq with atomics): dk/dv per 64 keys walking the query tiles,
+//             dq per 64 queries walking the key tiles; both recompute P = exp(scale q.k - lse).
+// The rounding matches the GEMM path of attention.cu: scores and sums in f32, P and dS rounded to
+// bf16 as operands of the second products, outputs rounded once.
+#include <cuda_bf16.h>
+#include <mma.h>
+
+#include "core/cuda/common.cuh"
+#include "core/cuda/flash.h"
+
+namespace scion::cuda {
+
+namespace {
+
+using namespace nvcuda;
+using bf16 = __nv_bfloat16;
+
+constexpr int kTile = 64;  // queries and keys per tile
+constexpr int kWarps = 4;  // each owns 16 rows of a tile
+constexpr int kThreads = 32 * kWarps;
+constexpr int kScorePitch = kTile + 4;  // f32 rows of a warp's 16 x 64 scores in shared memory
+constexpr int kProbPitch = kTile + 8;   // bf16 rows of a warp's 16 x 64 probabilities
+// Shared-memory row pitches keep every 16-row, 16-column fragment 32-byte aligned (WMMA's rule)
+// and shift consecutive rows across banks.
+template <int D>
+constexpr int pitch() {
+  return D + 8;
+}
+
+using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major>;
+using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major>;
+using FragBt = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major>;  // X^T
+using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+
+// Rows [r0, r0 + 64) of a (tokens x D) bf16 matrix whose token t starts at src + t * stride into
+// shared memory; rows past n are zero.
+template <int D>
+__device__ void load_tile(bf16* dst, const bf16_t* src, int64_t stride, int r0, int n) {
+  constexpr int kVec = D / 8;  // 16-byte vectors per row
+  for (int e = threadIdx.x; e < kTile * kVec; e += kThreads) {
+    const int r = e / kVec, c = e % kVec;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (r0 + r < n) v = *reinterpret_cast<const uint4*>(src + int64_t(r0 + r) * stride + c * 8);
+    *reinterpret_cast<uint4*>(dst + r * pitch<D>() + c * 8) = v;
+  }
+}
+
+// out (16 x 64 f32, pitch kScorePitch) = a (16 x D) b^T, b being 64 rows of D.
+template <int D>
+__device__ void product_abt(float* out, const bf16* a, const bf16* b) {
+  FragC acc[kTile / 16];
+#pragma unroll
+  for (int j = 0; j < kTile / 16; ++j) wmma::fill_fragment(acc[j], 0.0f);
+#pragma unroll
+  for (int k = 0; k < D; k += 16) {
+    FragA fa;
+    wmma::load_matrix_sync(fa, a + k, pitch<D>());
+#pragma unroll
+    for (int j = 0; j < kTile / 16; ++j) {
+      FragBt fb;
+      wmma::load_matrix_sync(fb, b + j * 16 * pitch<D>() + k, pitch<D>());
+      wmma::mma_sync(acc[j], fa, fb, acc[j]);
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < kTile / 16; ++j)
+    wmma::store_matrix_sync(out + j * 16, acc[j], kScorePitch, wmma::mem_row_major);
+}
+
+// acc (16 x D) += a (16 x 64 bf16, pitch kProbPitch) b, b being 64 rows of D.
+template <int D>
+__device__ void accumulate_ab(FragC (&acc)[D / 16], const bf16* a, const bf16* b) {
+#pragma unroll
+  for (int k = 0; k < kTile; k += 16) {
+    FragA fa;
+    wmma::load_matrix_sync(fa, a + k, kProbPitch);
+#pragma unroll
+    for (int j = 0; j < D / 16; ++j) {
+      FragB fb;
+      wmma::load_matrix_sync(fb, b + k * pitch<D>() + j * 16, pitch<D>());
+      wmma::mma_sync(acc[j], fa, fb, acc[j]);
+    }
+  }
+}
+
+// Writes a warp's 16 x D accumulator rows to dst + row * stride (bf16), through `scratch`
+// (16 x kScorePitch f32); rows at or past `valid` are skipped.
+template <int D>
+__device__ void write_rows(FragC (&acc)[D / 16], float* scratch, bf16_t* dst, int64_t stride,
+                           int valid) {
+#pragma unroll
+  for (int j = 0; j < D / 16; ++j)
+    wmma::store_matrix_sync(scratch + j * 16, acc[j], kScorePitch, wmma::mem_row_major);
+  __syncwarp();
+  const int lane = threadIdx.x % 32, row = lane / 2, half = lane % 2;
+  if (row < valid) {
+    const float* src = scratch + row * kScorePitch + half * (D / 2);
+    bf16_t* out = dst + row * stride + half * (D / 2);
+#pragma unroll
+    for (int c = 0; c < D / 2; ++c) out[c].bits = kmath::float_to_bf16(src[c]);
+  }
+  __syncwarp();
+}
+
+// The geometry of one block: which (image, head) and which tile.
+struct Where {
+  int64_t b;
+  int head, tile;
+};
+__device__ Where where(int heads, int tiles) {
+  const int64_t x = blockIdx.x;
+  return {x / (int64_t(heads) * tiles), int((x / tiles) % heads), int(x % tiles)};
+}
+
+template <int D>
+constexpr size_t forward_smem() {
+  return size_t(3 * kTile * pitch<D>()) * sizeof(bf16) +
+         size_t(kWarps * 16 * kScorePitch) * sizeof(float) +
+         size_t(kWarps * 16 * kProbPitch) * sizeof(bf16);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    flash_forward(const bf16_t* qkv, int n, int heads, float scale, bf16_t* out, float* lse) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  constexpr int P = pitch<D>();
+  bf16* sq = reinterpret_cast<bf16*>(smem);
+  bf16* sk = sq + kTile * P;
+  bf16* sv = sk + kTile * P;
+  float* scores = reinterpret_cast<float*>(sv + kTile * P);
+  bf16* probs = reinterpret_cast<bf16*>(scores + kWarps * 16 * kScorePitch);
+  const int tiles = (n + kTile - 1) / kTile;
+  const Where w = where(heads, tiles);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, row = lane / 2, half = lane % 2;
+  const int64_t stride = 3LL * heads * D;  // between tokens of qkv (B, N, 3, H, D)
+  const bf16_t* q = qkv + w.b * n * stride + int64_t(w.head) * D;
+  const int q0 = w.tile * kTile;
+  load_tile<D>(sq, q, stride, q0, n);
+  float* my_scores = scores + warp * 16 * kScorePitch;
+  bf16* my_probs = probs + warp * 16 * kProbPitch;
+  // This lane's row of the warp's 16 and half of the columns; its share of the output row.
+  float o[D / 2];
+#pragma unroll
+  for (int c = 0; c < D / 2; ++c) o[c] = 0;
+  float m = -INFINITY, l = 0;
+  for (int k0 = 0; k0 < n; k0 += kTile) {
+    __syncthreads();  // the last tile's keys and values are read
+    load_tile<D>(sk, q + int64_t(heads) * D, stride, k0, n);
+    load_tile<D>(sv, q + 2LL * heads * D, stride, k0, n);
+    __syncthreads();
+    product_abt<D>(my_scores, sq + warp * 16 * P, sk);
+    __syncwarp();
+    const float* s = my_scores + row * kScorePitch + half * 32;
+    const int valid = min(kTile, n - k0) - half * 32;  // keys of this lane's half
+    float mx = -INFINITY;
+#pragma unroll
+    for (int c = 0; c < 32; ++c) mx = fmaxf(mx, c < valid ? s[c] * scale : -INFINITY);
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    const float m_new = fmaxf(m, mx), alpha = expf(m - m_new);  // alpha 0 on the first tile
+    float sum = 0;
+    bf16* p = my_probs + row * kProbPitch + half * 32;
+#pragma unroll
+    for (int c = 0; c < 32; ++c) {
+      const float e = c < valid ? expf(s[c] * scale - m_new) : 0.0f;
+      p[c] = __float2bfloat16_rn(e);
+      sum += e;
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    l = l * alpha + sum;
+    m = m_new;
+    __syncwarp();
+    FragC pv[D / 16];
+#pragma unroll
+    for (int j = 0; j < D / 16; ++j) wmma::fill_fragment(pv[j], 0.0f);
+    accumulate_ab<D>(pv, my_probs, sv);
+#pragma unroll
+    for (int j = 0; j < D / 16; ++j)
+      wmma::store_matrix_sync(my_scores + j * 16, pv[j], kScorePitch, wmma::mem_row_major);
+    __syncwarp();
+    const float* t = my_scores + row * kScorePitch + half * (D / 2);
+#pragma unroll
+    for (int c = 0; c < D / 2; ++c) o[c] = o[c] * alpha + t[c];
+    __syncwarp();
+  }
+  const int i = q0 + warp * 16 + row;
+  if (i >= n) return;
+  const float inv = 1.0f / l;
+  bf16_t* dst = out + ((w.b * n + i) * heads + w.head) * D + half * (D / 2);
+#pragma unroll
+  for (int c = 0; c < D / 2; ++c) dst[c].bits = kmath::float_to_bf16(o[c] * inv);
+  if (half == 0) lse[(w.b * heads + w.head) * n + i] = m + logf(l);
+}
+
+template <int D>
+constexpr size_t backward_smem() {
+  return size_t(4 * kTile * pitch<D>()) * sizeof(bf16) +
+         size_t(2 * kWarps * 16 * kScorePitch) * sizeof(float) +
+         size_t(2 * kWarps * 16 * kProbPitch) * sizeof(bf16) + size_t(2 * kTile) * sizeof(float);
+}
+
+// The shared memory of both backward kernels: four bf16 tiles, per warp two f32 score blocks and
+// two bf16 operand blocks, two rows of 64 floats.
+template <int D>
+struct BackwardSmem {
+  bf16 *t0, *t1, *t2, *t3;
+  float *s, *dp;
+  bf16 *p, *ds;
+  float *lse, *dvec;
+  __device__ explicit BackwardSmem(unsigned char* smem) {
+    constexpr int P = pitch<D>();
+    const int warp = threadIdx.x / 32;
+    t0 = reinterpret_cast<bf16*>(smem);
+    t1 = t0 + kTile * P;
+    t2 = t1 + kTile * P;
+    t3 = t2 + kTile * P;
+    float* f = reinterpret_cast<float*>(t3 + kTile * P);
+    s = f + warp * 16 * kScorePitch;
+    dp = f + (kWarps + warp) * 16 * kScorePitch;
+    bf16* h = reinterpret_cast<bf16*>(f + 2 * kWarps * 16 * kScorePitch);
+    p = h + warp * 16 * kProbPitch;
+    ds = h + (kWarps + warp) * 16 * kProbPitch;
+    lse = reinterpret_cast<float*>(h + 2 * kWarps * 16 * kProbPitch);
+    dvec = lse + kTile;
+  }
+};
+
+// dq for 64 queries: dS = P o (dP - D) scale with P = exp(scale q k^T - lse), dP = dO v^T, summed
+// over the key tiles in order: dq = sum dS k.
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    flash_backward_dq(const bf16_t* qkv, const bf16_t* dout, const float* lse, const float* dvec,
+                      int n, int heads, float scale, bf16_t* dqkv) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  BackwardSmem<D> sm(smem);
+  bf16 *sq = sm.t0, *sdo = sm.t1, *sk = sm.t2, *sv = sm.t3;
+  constexpr int P = pitch<D>();
+  const int tiles = (n + kTile - 1) / kTile;
+  const Where w = where(heads, tiles);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t stride = 3LL * heads * D, ostride = int64_t(heads) * D;
+  const bf16_t* q = qkv + w.b * n * stride + int64_t(w.head) * D;
+  const int q0 = w.tile * kTile;
+  load_tile<D>(sq, q, stride, q0, n);
+  load_tile<D>(sdo, dout + w.b * n * ostride + int64_t(w.head) * D, ostride, q0, n);
+  const int64_t r0 = (w.b * heads + w.head) * n + q0;
+  for (int t = threadIdx.x; t < kTile; t += kThreads) {
+    sm.lse[t] = q0 + t < n ? lse[r0 + t] : 0.0f;
+    sm.dvec[t] = q0 + t < n ? dvec[r0 + t] : 0.0f;
+  }
+  FragC dq[D / 16];
+#pragma unroll
+  for (int j = 0; j < D / 16; ++j) wmma::fill_fragment(dq[j], 0.0f);
+  for (int k0 = 0; k0 < n; k0 += kTile) {
+    __syncthreads();
+    load_tile<D>(sk, q + int64_t(heads) * D, stride, k0, n);
+    load_tile<D>(sv, q + 2LL * heads * D, stride, k0, n);
+    __syncthreads();
+    product_abt<D>(sm.s, sq + warp * 16 * P, sk);
+    product_abt<D>(sm.dp, sdo + warp * 16 * P, sv);
+    __syncwarp();
+#pragma unroll 16
+    for (int e = lane; e < 16 * kTile; e += 32) {  // lanes along a row: no bank conflicts
+      const int rr = e / kTile, c = e % kTile, at = rr * kScorePitch + c, qi = warp * 16 + rr;
+      const bool valid = q0 + qi < n && k0 + c < n;
+      const float p = valid ? expf(sm.s[at] * scale - sm.lse[qi]) : 0.0f;
+      sm.ds[rr * kProbPitch + c] = __float2bfloat16_rn(p * (sm.dp[at] - sm.dvec[qi]) * scale);
+    }
+    __syncwarp();
+    accumulate_ab<D>(dq, sm.ds, sk);
+  }
+  write_rows<D>(dq, sm.s, dqkv + (w.b * n + q0 + warp * 16) * stride + int64_t(w.head) * D, stride,
+                n - q0 - warp * 16);
+}
+
+// dk and dv for 64 keys, summed over the query tiles in order: dv = sum P^T dO, dk = sum dS^T q.
+// The warps compute the transposed blocks (their 16 keys x 64 queries) directly.
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    flash_backward_dkv(const bf16_t* qkv, const bf16_t* dout, const float* lse, const float* dvec,
+                       int n, int heads, float scale, bf16_t* dqkv) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  BackwardSmem<D> sm(smem);
+  bf16 *sk = sm.t0, *sv = sm.t1, *sq = sm.t2, *sdo = sm.t3;
+  constexpr int P = pitch<D>();
+  const int tiles = (n + kTile - 1) / kTile;
+  const Where w = where(heads, tiles);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t stride = 3LL * heads * D, ostride = int64_t(heads) * D;
+  const bf16_t* q = qkv + w.b * n * stride + int64_t(w.head) * D;
+  const bf16_t* g = dout + w.b * n * ostride + int64_t(w.head) * D;
+  const int k0 = w.tile * kTile;
+  load_tile<D>(sk, q + int64_t(heads) * D, stride, k0, n);
+  load_tile<D>(sv, q + 2LL * heads * D, stride, k0, n);
+  const float* row_lse = lse + (w.b * heads + w.head) * n;
+  const float* row_d = dvec + (w.b * heads + w.head) * n;
+  FragC dk[D / 16], dv[D / 16];
+#pragma unroll
+  for (int j = 0; j < D / 16; ++j)
+    wmma::fill_fragment(dk[j], 0.0f), wmma::fill_fragment(dv[j], 0.0f);
+  for (int q0 = 0; q0 < n; q0 += kTile) {
+    __syncthreads();
+    load_tile<D>(sq, q, stride, q0, n);
+    load_tile<D>(sdo, g, ostride, q0, n);
+    for (int t = threadIdx.x; t < kTile; t += kThreads) {
+      sm.lse[t] = q0 + t < n ? row_lse[q0 + t] : 0.0f;
+      sm.dvec[t] = q0 + t < n ? row_d[q0 + t] : 0.0f;
+    }
+    __syncthreads();
+    product_abt<D>(sm.s, sk + warp * 16 * P, sq);    // S^T: 16 keys x 64 queries
+    product_abt<D>(sm.dp, sv + warp * 16 * P, sdo);  // dP^T = v dO^T
+    __syncwarp();
+#pragma unroll 16
+    for (int e = lane; e < 16 * kTile; e += 32) {  // lanes along a row: no bank conflicts
+      const int rr = e / kTile, c = e % kTile, at = rr * kScorePitch + c;
+      const bool valid = k0 + warp * 16 + rr < n && q0 + c < n;
+      const float p = valid ? expf(sm.s[at] * scale - sm.lse[c]) : 0.0f;
+      sm.p[rr * kProbPitch + c] = __float2bfloat16_rn(p);
+      sm.ds[rr * kProbPitch + c] = __float2bfloat16_rn(p * (sm.dp[at] - sm.dvec[c]) * scale);
+    }
+    __syncwarp();
+    accumulate_ab<D>(dv, sm.p, sdo);
+    accumulate_ab<D>(dk, sm.ds, sq);
+  }
+  bf16_t* base = dqkv + (w.b * n + k0 + warp * 16) * stride + int64_t(w.head) * D;
+  const int valid = n - k0 - warp * 16;
+  write_rows<D>(dk, sm.s, base + int64_t(heads) * D, stride, valid);
+  write_rows<D>(dv, sm.s, base + 2LL * heads * D, stride, valid);
+}
+
+// D[r] = sum_e dO[r, e] O[r, e] for the rows r = (b H + h) N + i of the (B, N, H, d) layout.
+__global__ void row_dots(const bf16_t* dout, const bf16_t* out, int64_t rows, int n, int heads,
+                         int d, float* dvec) {
+  // One warp per row: lanes stride over the head's d values, then a warp sum.
+  const int64_t r = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= rows) return;
+  const int64_t i = r % n, h = (r / n) % heads, b = r / (int64_t(n) * heads);
+  const int64_t base = ((b * n + i) * heads + h) * d;
+  float acc_v = 0;
+  for (int e = lane; e < d; e += 32)
+    acc_v += kmath::bf16_to_float(dout[base + e].bits) * kmath::bf16_to_float(out[base + e].bits);
+  for (int o = 16; o > 0; o >>= 1) acc_v += __shfl_xor_sync(0xffffffffu, acc_v, o);
+  if (lane == 0) dvec[r] = acc_v;
+}
+
+template <class K>
+void allow_smem(K kernel, size_t bytes) {
+  SCION_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+}
+
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+template <int D>
+void forward(const Tensor& qkv, int n, int heads, float scale, const Tensor& out,
+             const Tensor& lse) {
+  const int64_t blocks = qkv.size(0) * heads * ((n + kTile - 1) / kTile);
+  allow_smem(flash_forward<D>, forward_smem<D>());
+  flash_forward<D><<<unsigned(blocks), kThreads, forward_smem<D>(), stream()>>>(
+      static_cast<const bf16_t*>(qkv.raw_data()), n, heads, scale,
+      static_cast<bf16_t*>(out.raw_data()), static_cast<float*>(lse.raw_data()));
+  SCION_CUDA_LAUNCHED("flash attention forward");
+}
+
+template <int D>
+void backward(const Tensor& qkv, const Tensor& out, const Tensor& dout, const Tensor& lse, int n,
+              int heads, float scale, const Tensor& dqkv) {
+  const int64_t rows = qkv.size(0) * heads * n;
+  Tensor dvec = dev_empty({rows}, DType::f32);
+  row_dots<<<unsigned((rows * 32 + 255) / 256), 256, 0, stream()>>>(
+      static_cast<const bf16_t*>(dout.raw_data()), static_cast<const bf16_t*>(out.raw_data()), rows,
+      n, heads, D, static_cast<float*>(dvec.raw_data()));
+  SCION_CUDA_LAUNCHED("flash attention row dots");
+  const int64_t blocks = qkv.size(0) * heads * ((n + kTile - 1) / kTile);
+  const auto* x = static_cast<const bf16_t*>(qkv.raw_data());
+  const auto* g = static_cast<const bf16_t*>(dout.raw_data());
+  const auto* l = static_cast<const float*>(lse.raw_data());
+  const auto* dv = static_cast<const float*>(dvec.raw_data());
+  auto* dx = static_cast<bf16_t*>(dqkv.raw_data());
+  allow_smem(flash_backward_dq<D>, backward_smem<D>());
+  flash_backward_dq<D><<<unsigned(blocks), kThreads, backward_smem<D>(), stream()>>>(
+      x, g, l, dv, n, heads, scale, dx);
+  SCION_CUDA_LAUNCHED("flash attention backward (dq)");
+  allow_smem(flash_backward_dkv<D>, backward_smem<D>());
+  flash_backward_dkv<D><<<unsigned(blocks), kThreads, backward_smem<D>(), stream()>>>(
+      x, g, l, dv, n, heads, scale, dx);
+  SCION_CUDA_LAUNCHED("flash attention backward (dk, dv)");
+}
+
+}  // namespace
+
+bool flash_attention_fits(const Tensor& qkv, int64_t heads, std::initializer_list<Tensor> others) {
+  if (qkv.dtype() != DType::bf16 || qkv.dim() != 3 || heads <= 0) return false;
+  const int64_t c = qkv.size(2) / 3, d = c / heads;
+  if (d != 32 && d != 64) return false;
+  const int64_t blocks = qkv.size(0) * heads * ((qkv.size(1) + kTile - 1) / kTile);
+  if (qkv.size(1) > (int64_t(1) << 30) || blocks > int64_t(INT32_MAX)) return false;
+  if (!qkv.is_contiguous() || !aligned16(qkv.raw_data())) return false;
+  for (const Tensor& t : others)
+    if (!t.is_contiguous() || !aligned16(t.raw_data())) return false;
+  return true;
+}
+
+void flash_attention_forward(const Tensor& qkv, int64_t heads, double scale, const Tensor& out,
+                             const Tensor& lse) {
+  const int n = int(qkv.size(1)), d = int(qkv.size(2) / 3 / heads);
+  if (d == 64)
+    forward<64>(qkv, n, int(heads), float(scale), out, lse);
+  else
+    forward<32>(qkv, n, int(heads), float(scale), out, lse);
+}
+
+void flash_attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& dout,
+                              const Tensor& lse, int64_t heads, double scale, const Tensor& dqkv) {
+  const int n = int(qkv.size(1)), d = int(qkv.size(2) / 3 / heads);
+  if (d == 64)
+    backward<64>(qkv, out, dout, lse, n, int(heads), float(scale), dqkv);
+  else
+    backward<32>(qkv, out, dout, lse, n, int(heads), float(scale), dqkv);
+}
+
+}  // namespace scion::cuda
