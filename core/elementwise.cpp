@@ -47,18 +47,30 @@ std::vector<Tensor> grads2(const Tensor& ga, const Shape& sa, const Tensor& gb, 
 }
 
 // Records a binary op: `fn(g, a, b)` returns the full-shape gradients; they are summed to shape.
-template <class F>
+// The graph keeps what the gradient needs and no more, as torch's: for add and sub
+// (kValues = false) only the operands' shapes; otherwise the operands as given, promoted again
+// in backward, so that a mixed-dtype op under autocast (a bf16 branch times an f32 layer scale)
+// does not keep an f32 copy of its bf16 operand alive until backward.
+template <bool kValues = true, class F>
 Tensor binary_op(BinaryOp op, const char* name, const Tensor& a, const Tensor& b, F fn) {
   DType t = promote(a, b);
   Tensor ac = a.to(t), bc = b.to(t);
   Tensor out = backend_for(name, {&a, &b}).binary(op, ac.detach(), bc.detach());
   if (any_requires_grad({&ac, &bc})) {
-    Tensor ad = ac.detach(), bd = bc.detach();
-    bool need_a = ac.requires_grad(), need_b = bc.requires_grad();
-    record(out, name, {ac, bc}, [=](const Tensor& g) {
-      auto [ga, gb] = fn(g, ad, bd, need_a, need_b);
-      return grads2(ga, ad.shape(), gb, bd.shape());
-    });
+    const Shape sa = ac.shape(), sb = bc.shape();
+    const bool need_a = ac.requires_grad(), need_b = bc.requires_grad();
+    if constexpr (kValues) {
+      Tensor a0 = a.detach(), b0 = b.detach();
+      record(out, name, {ac, bc}, [=](const Tensor& g) {
+        auto [ga, gb] = fn(g, a0.to(t), b0.to(t), need_a, need_b);
+        return grads2(ga, sa, gb, sb);
+      });
+    } else {
+      record(out, name, {ac, bc}, [=](const Tensor& g) {
+        auto [ga, gb] = fn(g, need_a, need_b);
+        return grads2(ga, sa, gb, sb);
+      });
+    }
   }
   return out;
 }
@@ -95,13 +107,13 @@ Shape broadcast_shapes(const Shape& a, const Shape& b) {
 }
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  return binary_op(BinaryOp::add, "add", a, b, [](const Tensor& g, auto&, auto&, bool, bool) {
+  return binary_op<false>(BinaryOp::add, "add", a, b, [](const Tensor& g, bool, bool) {
     return Pair{g, g};
   });
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-  return binary_op(BinaryOp::sub, "sub", a, b, [](const Tensor& g, auto&, auto&, bool, bool nb) {
+  return binary_op<false>(BinaryOp::sub, "sub", a, b, [](const Tensor& g, bool, bool nb) {
     return Pair{g, nb ? neg(g) : Tensor()};
   });
 }
