@@ -203,7 +203,7 @@ struct Data {
 };
 
 // Each rank's loaders return its shard of every global batch (train.batch_size is global).
-Data build_data(const Config& cfg, const dist::Communicator& comm) {
+Data build_data(const Config& cfg, const dist::Communicator& comm, Device device) {
   Data d;
   d.train_ds = open_split(cfg, cfg.data.train_split, cfg.data.train_subset, cfg.seed);
   d.val_ds = open_split(cfg, cfg.data.val_split, cfg.data.val_subset, cfg.seed + 1);
@@ -228,7 +228,7 @@ Data build_data(const Config& cfg, const dist::Communicator& comm) {
   to.seed = cfg.seed;
   to.shard = comm.rank();
   to.shards = comm.size();
-  to.pin_memory = parse_device(cfg.device, cfg.source + ": device").type == DeviceType::cuda;
+  to.pin_memory = device.type == DeviceType::cuda;  // batches copied to a GPU without waiting
   d.train = std::make_unique<data::DataLoader>(d.train_ds, data::Pipeline(tp), to, mc);
   data::LoaderOptions vo = to;
   vo.shuffle = false;
@@ -321,7 +321,7 @@ class Trainer {
         comm_(comm),
         root_(comm.is_root()),
         model_(build_model(cfg, device)),
-        data_(build_data(cfg, comm)),
+        data_(build_data(cfg, comm, device)),
         opt_(*model_, cfg.train.optimizer, no_weight_decay_names(*model_)),
         bf16_(cfg.train.precision == "bf16"),
         accum_(cfg.train.accum_steps),

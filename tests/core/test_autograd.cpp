@@ -148,7 +148,7 @@ TEST_CASE("mixed-dtype add and mul keep no promoted copy of an operand for backw
     Tensor out;
     {
       Tensor branch = (x * 2.0).to(DType::bf16);  // released at the end of this scope
-      out = x + branch;                             // f32 output
+      out = x + branch;                           // f32 output
     }
     CHECK(out.dtype() == DType::f32);
     CHECK(alloc.live_bytes() - start <= f32_bytes + slack);  // the output alone
