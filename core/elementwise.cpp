@@ -46,12 +46,19 @@ std::vector<Tensor> grads2(const Tensor& ga, const Shape& sa, const Tensor& gb, 
   return {ga.defined() ? sum_to(ga, sa) : Tensor(), gb.defined() ? sum_to(gb, sb) : Tensor()};
 }
 
-// Records a binary op: `fn(g, a, b)` returns the full-shape gradients; they are summed to shape.
-// The graph keeps what the gradient needs and no more, as torch's: for add and sub
-// (kValues = false) only the operands' shapes; otherwise the operands as given, promoted again
-// in backward, so that a mixed-dtype op under autocast (a bf16 branch times an f32 layer scale)
-// does not keep an f32 copy of its bf16 operand alive until backward.
-template <bool kValues = true, class F>
+// What the graph of a binary op keeps until backward: as torch's, only what the gradient needs.
+enum class Keep {
+  shapes,  // add, sub: only the operands' shapes
+  both,    // both operands
+  cross,   // mul: a only when b needs a gradient, b only when a does
+  div,     // div: b, and a only when b needs a gradient
+};
+
+// Records a binary op: `fn(g, a, b, need_a, need_b)` returns the full-shape gradients (an operand
+// the rule does not keep arrives undefined); they are summed to the operands' shapes. Kept operands
+// are kept as given and promoted again in backward, so that a mixed-dtype op under autocast (a bf16
+// branch times an f32 layer scale) does not keep an f32 copy of its bf16 operand until backward.
+template <Keep kKeep, class F>
 Tensor binary_op(BinaryOp op, const char* name, const Tensor& a, const Tensor& b, F fn) {
   DType t = promote(a, b);
   Tensor ac = a.to(t), bc = b.to(t);
@@ -59,18 +66,15 @@ Tensor binary_op(BinaryOp op, const char* name, const Tensor& a, const Tensor& b
   if (any_requires_grad({&ac, &bc})) {
     const Shape sa = ac.shape(), sb = bc.shape();
     const bool need_a = ac.requires_grad(), need_b = bc.requires_grad();
-    if constexpr (kValues) {
-      Tensor a0 = a.detach(), b0 = b.detach();
-      record(out, name, {ac, bc}, [=](const Tensor& g) {
-        auto [ga, gb] = fn(g, a0.to(t), b0.to(t), need_a, need_b);
-        return grads2(ga, sa, gb, sb);
-      });
-    } else {
-      record(out, name, {ac, bc}, [=](const Tensor& g) {
-        auto [ga, gb] = fn(g, need_a, need_b);
-        return grads2(ga, sa, gb, sb);
-      });
-    }
+    const bool keep_a = kKeep == Keep::both || (kKeep != Keep::shapes && need_b);
+    const bool keep_b =
+        kKeep == Keep::both || kKeep == Keep::div || (kKeep == Keep::cross && need_a);
+    Tensor a0 = keep_a ? a.detach() : Tensor(), b0 = keep_b ? b.detach() : Tensor();
+    record(out, name, {ac, bc}, [=](const Tensor& g) {
+      auto [ga, gb] =
+          fn(g, keep_a ? a0.to(t) : Tensor(), keep_b ? b0.to(t) : Tensor(), need_a, need_b);
+      return grads2(ga, sa, gb, sb);
+    });
   }
   return out;
 }
@@ -107,40 +111,45 @@ Shape broadcast_shapes(const Shape& a, const Shape& b) {
 }
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  return binary_op<false>(BinaryOp::add, "add", a, b, [](const Tensor& g, bool, bool) {
-    return Pair{g, g};
-  });
+  return binary_op<Keep::shapes>(BinaryOp::add, "add", a, b,
+                                 [](const Tensor& g, const Tensor&, const Tensor&, bool, bool) {
+                                   return Pair{g, g};
+                                 });
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-  return binary_op<false>(BinaryOp::sub, "sub", a, b, [](const Tensor& g, bool, bool nb) {
-    return Pair{g, nb ? neg(g) : Tensor()};
-  });
+  return binary_op<Keep::shapes>(BinaryOp::sub, "sub", a, b,
+                                 [](const Tensor& g, const Tensor&, const Tensor&, bool, bool nb) {
+                                   return Pair{g, nb ? neg(g) : Tensor()};
+                                 });
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
-  return binary_op(BinaryOp::mul, "mul", a, b,
-                   [](const Tensor& g, const Tensor& a, const Tensor& b, bool na, bool nb) {
-                     return Pair{na ? mul(g, b) : Tensor(), nb ? mul(g, a) : Tensor()};
-                   });
+  return binary_op<Keep::cross>(
+      BinaryOp::mul, "mul", a, b,
+      [](const Tensor& g, const Tensor& a, const Tensor& b, bool na, bool nb) {
+        return Pair{na ? mul(g, b) : Tensor(), nb ? mul(g, a) : Tensor()};
+      });
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
-  return binary_op(BinaryOp::div, "div", a, b,
-                   [](const Tensor& g, const Tensor& a, const Tensor& b, bool na, bool nb) {
-                     Tensor ga = div(g, b);
-                     return Pair{na ? ga : Tensor(), nb ? neg(div(mul(ga, a), b)) : Tensor()};
-                   });
+  return binary_op<Keep::div>(
+      BinaryOp::div, "div", a, b,
+      [](const Tensor& g, const Tensor& a, const Tensor& b, bool na, bool nb) {
+        Tensor ga = div(g, b);  // a arrives only when b needs a gradient
+        return Pair{na ? ga : Tensor(), nb ? neg(div(mul(ga, a), b)) : Tensor()};
+      });
 }
 
 Tensor pow(const Tensor& a, const Tensor& b) {
-  return binary_op(BinaryOp::pow, "pow", a, b,
-                   [](const Tensor& g, const Tensor& a, const Tensor& b, bool na, bool nb) {
-                     Tensor ga, gb;
-                     if (na) ga = mul(g, mul(b, pow(a, sub(b, scalar_like(1.0, b)))));
-                     if (nb) gb = mul(g, mul(pow(a, b), log(a)));
-                     return Pair{ga, gb};
-                   });
+  return binary_op<Keep::both>(
+      BinaryOp::pow, "pow", a, b,
+      [](const Tensor& g, const Tensor& a, const Tensor& b, bool na, bool nb) {
+        Tensor ga, gb;
+        if (na) ga = mul(g, mul(b, pow(a, sub(b, scalar_like(1.0, b)))));
+        if (nb) gb = mul(g, mul(pow(a, b), log(a)));
+        return Pair{ga, gb};
+      });
 }
 
 Tensor pow(const Tensor& a, double exponent) {
@@ -160,17 +169,17 @@ Pair minmax_grad(const Tensor& g, const Tensor& a, const Tensor& b, bool a_wins_
 }  // namespace
 
 Tensor maximum(const Tensor& a, const Tensor& b) {
-  return binary_op(BinaryOp::maximum, "maximum", a, b,
-                   [](const Tensor& g, const Tensor& a, const Tensor& b, bool, bool) {
-                     return minmax_grad(g, a, b, true);
-                   });
+  return binary_op<Keep::both>(BinaryOp::maximum, "maximum", a, b,
+                               [](const Tensor& g, const Tensor& a, const Tensor& b, bool, bool) {
+                                 return minmax_grad(g, a, b, true);
+                               });
 }
 
 Tensor minimum(const Tensor& a, const Tensor& b) {
-  return binary_op(BinaryOp::minimum, "minimum", a, b,
-                   [](const Tensor& g, const Tensor& a, const Tensor& b, bool, bool) {
-                     return minmax_grad(g, a, b, false);
-                   });
+  return binary_op<Keep::both>(BinaryOp::minimum, "minimum", a, b,
+                               [](const Tensor& g, const Tensor& a, const Tensor& b, bool, bool) {
+                                 return minmax_grad(g, a, b, false);
+                               });
 }
 
 Tensor eq(const Tensor& a, const Tensor& b) {

@@ -14,17 +14,8 @@ namespace scion {
 
 namespace {
 
-// q as a dense (N, C) tensor in dtype dt on the logits' device: the soft target, or the one-hot of
-// the class indices (scattered by the backend), mixed with the uniform distribution when s > 0.
-Tensor target_distribution(const Tensor& target, int64_t n, int64_t c, double s, DType dt,
-                           Device device) {
-  NoGradGuard ng;
-  if (is_floating(target.dtype())) {
-    SCION_CHECK(target.shape() == Shape({n, c}), "cross_entropy: soft target must be (", n, ", ", c,
-                "), got ", shape_str(target.shape()));
-    Tensor q = target.to(device).to(dt).contiguous();
-    return s > 0 ? q * (1 - s) + s / double(c) : q;
-  }
+// Class indices (N) as i64 on `device`, each checked to be in [0, c).
+Tensor checked_labels(const Tensor& target, int64_t n, int64_t c, Device device) {
   SCION_CHECK(target.dim() == 1 && target.size(0) == n,
               "cross_entropy: class-index target must be (", n, "), got ",
               shape_str(target.shape()));
@@ -32,7 +23,20 @@ Tensor target_distribution(const Tensor& target, int64_t n, int64_t c, double s,
   for (int64_t i = 0; i < n; ++i)
     SCION_CHECK(values[size_t(i)] >= 0 && values[size_t(i)] < double(c), "cross_entropy: target ",
                 int64_t(values[size_t(i)]), " at row ", i, " out of range for ", c, " classes");
-  Tensor labels = target.to(device).to(DType::i64).contiguous();
+  return target.to(device).to(DType::i64).contiguous();
+}
+
+// q as a dense (N, C) tensor in dtype dt: the one-hot of checked class indices (scattered by the
+// backend) or the soft target, mixed with the uniform distribution when s > 0.
+Tensor target_distribution(const Tensor& labels, const Tensor& soft, int64_t n, int64_t c, double s,
+                           DType dt, Device device) {
+  NoGradGuard ng;
+  if (soft.defined()) {
+    SCION_CHECK(soft.shape() == Shape({n, c}), "cross_entropy: soft target must be (", n, ", ", c,
+                "), got ", shape_str(soft.shape()));
+    Tensor q = soft.to(device).to(dt).contiguous();
+    return s > 0 ? q * (1 - s) + s / double(c) : q;
+  }
   Tensor on = full({n, 1}, 1.0 - s, dt, device);
   Tensor q = backend(device).scatter_add(on, 1, labels.view({n, 1}), {n, c});
   return s > 0 ? q + s / double(c) : q;
@@ -51,19 +55,27 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target, double label
   // Losses are computed in f32 at least (f64 stays f64), as autocast does for bf16 logits.
   DType dt = logits.dtype() == DType::f64 ? DType::f64 : DType::f32;
   Backend& be = backend_for("cross_entropy", {&logits});
-  Tensor q = target_distribution(target, n, c, label_smoothing, dt, logits.device());
-  Tensor x = logits.detach().to(dt).contiguous();
-  Tensor lp = empty({n, c}, dt, logits.device());
-  Tensor loss = be.cross_entropy(x, q, lp);
+  const Device device = logits.device();
   // Soft targets get a gradient too (d loss / d q = -(1 - s) log p / N), as in torch.
-  Tensor soft = is_floating(target.dtype()) ? target : Tensor();
+  const Tensor soft = is_floating(target.dtype()) ? target : Tensor();
+  const Tensor labels = soft.defined() ? Tensor() : checked_labels(target, n, c, device);
+  Tensor q = target_distribution(labels, soft, n, c, label_smoothing, dt, device);
+  Tensor x = logits.detach().to(dt).contiguous();
+  Tensor lp = empty({n, c}, dt, device);
+  Tensor loss = be.cross_entropy(x, q, lp);
   if (any_requires_grad({&logits, &soft})) {
     DType in_dt = logits.dtype();
     bool need_logits = logits.requires_grad(), need_target = soft.defined() && soft.requires_grad();
     DType t_dt = soft.defined() ? soft.dtype() : in_dt;
+    // The graph keeps the log-probabilities and, for class indices, the indices, not their dense
+    // (N, C) distribution (made again in backward), as torch keeps its target.
+    const Tensor kept_q = soft.defined() ? q : Tensor();
     record(loss, "cross_entropy", {logits, soft}, [=](const Tensor& g) {
       Tensor scale = g * (1.0 / double(n));
       Tensor g_logits, g_target;
+      const Tensor q = kept_q.defined() ? kept_q
+                                        : target_distribution(labels, Tensor(), n, c,
+                                                              label_smoothing, dt, device);
       if (need_logits) g_logits = mul(sub(exp(lp), q), scale).to(in_dt);
       if (need_target) g_target = mul(lp, scale * -(1.0 - label_smoothing)).to(t_dt);
       return std::vector<Tensor>{g_logits, g_target};

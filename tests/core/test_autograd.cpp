@@ -171,3 +171,23 @@ TEST_CASE("mixed-dtype add and mul keep no promoted copy of an operand for backw
     CHECK(x.grad().to_vector() == std::vector<double>(size_t(n * n), 3.0));      // 2 * 1.5
   }
 }
+
+// As torch's mul and div: an operand is kept only when the other one's gradient needs it, so that
+// x * mask (dropout, drop path) keeps the mask and not x, and x / s keeps s and not x.
+TEST_CASE("mul and div keep an operand only when a gradient needs it", "[autograd]") {
+  auto& alloc = CachingAllocator::cpu();
+  const int64_t n = 256;
+  const size_t bytes = size_t(n * n) * 4, slack = 16 << 10;
+  Tensor x = full({n, n}, 0.5).requires_grad_();
+  Tensor mask = full({n, n}, 2.0), scale = full({n, 1}, 4.0);
+  const size_t start = alloc.live_bytes();
+  Tensor prod, quot;
+  {
+    Tensor y = x + 0.0;  // released at the end of this scope unless the graph keeps it
+    prod = y * mask;
+    quot = y / scale;
+  }
+  CHECK(alloc.live_bytes() - start <= 2 * bytes + slack);  // the two outputs alone
+  (sum(prod) + sum(quot)).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>(size_t(n * n), 2.25));  // 2 + 1/4
+}

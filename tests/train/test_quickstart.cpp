@@ -65,6 +65,21 @@ bool wait_for_stage_training(const std::string& log, int stage, double seconds) 
 
 }  // namespace
 
+// One uninterrupted run: what the AVX2- and plain-capped suites run (CMakeLists.txt), where the
+// interruptions below would add two more runs of the slowest kernels for ISA-independent logic.
+TEST_CASE("quickstart: a tiny run trains the teacher and both students and prints its table",
+          "[train][runs][quickstart]") {
+  SCION_REQUIRE_DATA(kFashion);
+  const std::string dir = test::temp_dir();
+  REQUIRE(test::wait_status(
+              test::spawn_program("quickstart", args(dir + "/run"), dir + "/run.log")) == 0);
+  const std::string result = table(dir + "/run.log");
+  INFO(test::read_text(dir + "/run.log"));
+  CHECK(result.find("| 1 |") != std::string::npos);
+  CHECK(result.find("| 2 |") != std::string::npos);
+  CHECK(result.find("(teacher:") != std::string::npos);
+}
+
 TEST_CASE("quickstart: interrupted in stage 1 or 2, a rerun continues to the uninterrupted table",
           "[train][runs][quickstart]") {
   SCION_REQUIRE_DATA(kFashion);
