@@ -63,6 +63,19 @@ bool wait_for_stage_training(const std::string& log, int stage, double seconds) 
   return false;
 }
 
+// Runs the quickstart uninterrupted into dir/plain and returns its table, which must have the
+// teacher's line and both epochs' rows.
+std::string uninterrupted_table(const std::string& dir) {
+  REQUIRE(test::wait_status(
+              test::spawn_program("quickstart", args(dir + "/plain"), dir + "/plain.log")) == 0);
+  const std::string result = table(dir + "/plain.log");
+  INFO(test::read_text(dir + "/plain.log"));
+  REQUIRE(result.find("| 1 |") != std::string::npos);
+  REQUIRE(result.find("| 2 |") != std::string::npos);
+  REQUIRE(result.find("(teacher:") != std::string::npos);
+  return result;
+}
+
 }  // namespace
 
 // One uninterrupted run: what the AVX2- and plain-capped suites run (CMakeLists.txt), where the
@@ -70,26 +83,14 @@ bool wait_for_stage_training(const std::string& log, int stage, double seconds) 
 TEST_CASE("quickstart: a tiny run trains the teacher and both students and prints its table",
           "[train][runs][quickstart]") {
   SCION_REQUIRE_DATA(kFashion);
-  const std::string dir = test::temp_dir();
-  REQUIRE(test::wait_status(
-              test::spawn_program("quickstart", args(dir + "/run"), dir + "/run.log")) == 0);
-  const std::string result = table(dir + "/run.log");
-  INFO(test::read_text(dir + "/run.log"));
-  CHECK(result.find("| 1 |") != std::string::npos);
-  CHECK(result.find("| 2 |") != std::string::npos);
-  CHECK(result.find("(teacher:") != std::string::npos);
+  uninterrupted_table(test::temp_dir());
 }
 
 TEST_CASE("quickstart: interrupted in stage 1 or 2, a rerun continues to the uninterrupted table",
           "[train][runs][quickstart]") {
   SCION_REQUIRE_DATA(kFashion);
   const std::string dir = test::temp_dir();
-  REQUIRE(test::wait_status(
-              test::spawn_program("quickstart", args(dir + "/plain"), dir + "/plain.log")) == 0);
-  const std::string expected = table(dir + "/plain.log");
-  INFO(test::read_text(dir + "/plain.log"));
-  REQUIRE(expected.find("| 2 |") != std::string::npos);
-  REQUIRE(expected.find("(teacher:") != std::string::npos);
+  const std::string expected = uninterrupted_table(dir);
 
   for (int stage : {1, 2}) {
     const std::string out = dir + "/stage" + std::to_string(stage);
