@@ -80,8 +80,9 @@ std::string uninterrupted_table(const std::string& dir) {
 
 // One uninterrupted run: what the AVX2- and plain-capped suites run (CMakeLists.txt), where the
 // interruptions below would add two more runs of the slowest kernels for ISA-independent logic.
+// Tagged [capped]: only those suites run it (the test below starts with the same run).
 TEST_CASE("quickstart: a tiny run trains the teacher and both students and prints its table",
-          "[train][runs][quickstart]") {
+          "[train][runs][quickstart][capped]") {
   SCION_REQUIRE_DATA(kFashion);
   uninterrupted_table(test::temp_dir());
 }

@@ -122,11 +122,11 @@ TEST_CASE("train: two processes on one run folder: the second exits 2 naming the
   CHECK_FALSE(test::exists(run + "/config.yaml"));
   close(fd);
   // Two trains at once with different seeds: one runs, the other exits 2 naming its pid; the
-  // folder holds the winner's config and metrics only. 150 epochs (about 2 s) so that the loser,
+  // folder holds the winner's config and metrics only. 100 epochs (about 1.3 s) so that the loser,
   // even when started late on a loaded machine, meets the winner still running: a 6-epoch run
   // (0.1 s of training) could finish first, and the loser then rightly refused the finished run
   // of another config, without a pid (seen once in a full ctest -j2).
-  const std::string epochs = "train.epochs=150";
+  const std::string epochs = "train.epochs=100";
   pid_t a = test::spawn_program(
       "train", {"--config", cfg, "--output-dir", run, "--set", "seed=0", "--set", epochs},
       dir + "/a.log");
@@ -142,7 +142,7 @@ TEST_CASE("train: two processes on one run folder: the second exits 2 naming the
   const std::string seed = sa == 0 ? "seed: 0" : "seed: 1";
   CHECK(test::read_text(run + "/config.yaml").find(seed) != std::string::npos);
   CHECK(meta(run + "/last.safetensors", "rng_seed") == (sa == 0 ? "0" : "1"));
-  CHECK(test::read_metrics(run).size() == 150);
+  CHECK(test::read_metrics(run).size() == 100);
 }
 
 TEST_CASE("train: a finished run is left untouched, and --restart twice in a second keeps both",
