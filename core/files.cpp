@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,6 +12,8 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "core/error.h"
@@ -141,16 +144,43 @@ void check_output_file(const std::string& flag, const std::string& path,
 }
 
 FolderLock& FolderLock::operator=(FolderLock&& o) noexcept {
-  if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = std::exchange(o.fd_, -1);
-  }
+  if (this != &o) FolderLock released(std::exchange(fd_, std::exchange(o.fd_, -1)));
   return *this;
 }
 
 FolderLock::~FolderLock() {
-  if (fd_ >= 0) ::close(fd_);  // closing the last descriptor releases the flock
+  if (fd_ < 0) return;
+  // The note goes first, so that the next holder's contenders never read it as theirs.
+  if (ftruncate(fd_, 0) != 0) {
+    // Only a hint: contenders check the note's pid against the kernel's holder anyway.
+  }
+  ::close(fd_);  // closing the last descriptor releases the flock
 }
+
+namespace {
+
+// The pid holding a flock on fd's file, from the kernel's table (/proc/locks: "1: FLOCK ADVISORY
+// WRITE <pid> <major>:<minor>:<inode> 0 EOF", device numbers in hex); 0 when it cannot be told.
+pid_t flock_holder(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return 0;
+  std::ifstream locks("/proc/locks");
+  std::string line;
+  while (std::getline(locks, line)) {
+    std::istringstream in(line);
+    std::string id, kind, mode, access, dev;
+    long pid = 0;
+    if (!(in >> id >> kind) || kind != "FLOCK" || !(in >> mode >> access >> pid >> dev)) continue;
+    unsigned maj = 0, min = 0;
+    unsigned long long ino = 0;
+    if (std::sscanf(dev.c_str(), "%x:%x:%llu", &maj, &min, &ino) == 3 && maj == major(st.st_dev) &&
+        min == minor(st.st_dev) && ino == st.st_ino)
+      return pid_t(pid);
+  }
+  return 0;
+}
+
+}  // namespace
 
 FolderLock FolderLock::acquire(const std::string& dir, const std::string& what) {
   const std::string path = dir + "/.lock";
@@ -164,16 +194,25 @@ FolderLock FolderLock::acquire(const std::string& dir, const std::string& what) 
       ::close(fd);
       throw Error(path + ": cannot lock the " + what + " (" + std::strerror(err) + ")");
     }
-    // The holder writes its pid right after locking: give it a moment.
+    // The holder writes "<pid> <name>" right after locking: give it a moment. A note whose pid
+    // is not the kernel's holder is an earlier holder's (one that was killed, or this note not
+    // yet rewritten): wait for the new one, and name the kernel's pid if it never comes.
     std::string holder;
-    for (int i = 0; i < 100 && holder.empty(); ++i) {
+    pid_t kernel_pid = 0;
+    for (int i = 0; i < 100; ++i) {
       char buf[256];
       ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-      if (n > 0) holder.assign(buf, size_t(n));
+      holder = n > 0 ? std::string(buf, size_t(n)) : std::string();
       while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
-      if (holder.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      kernel_pid = flock_holder(fd);
+      const bool current =
+          !holder.empty() && (kernel_pid == 0 || std::atol(holder.c_str()) == long(kernel_pid));
+      if (current) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     ::close(fd);
+    if (kernel_pid != 0 && std::atol(holder.c_str()) != long(kernel_pid))
+      holder = std::to_string(kernel_pid);
     const size_t sp = holder.find(' ');
     const std::string who = holder.empty() ? "another process"
                             : sp == std::string::npos

@@ -1,6 +1,8 @@
 // core/files.h: atomic writes that never replace a device, FIFO or folder and write through a
 // symbolic link; reads that refuse what is not a regular file (a FIFO without blocking); outputs
 // that are an input; folder locks held by one open file at a time, naming the holder's pid.
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -92,6 +94,22 @@ TEST_CASE("check_output_file: an output that is an input, a device or a FIFO is 
   CHECK_NOTHROW(check_output_file("--out", in, {{"--teacher", link + ".other"}}));
 }
 
+// A holder that has locked but not yet written its note, after an earlier holder killed before it
+// could clear its own: the contender names the kernel's holder, not the stale note (a second
+// `train` named the test process that had held the folder before, under ASan).
+TEST_CASE("FolderLock: a stale note is not taken for the holder", "[files]") {
+  const std::string dir = test::temp_dir(), lock = dir + "/.lock";
+  std::ofstream(lock) << "1 ghost\n";
+  int fd = open(lock.c_str(), O_RDWR);
+  REQUIRE(fd >= 0);
+  REQUIRE(flock(fd, LOCK_EX) == 0);
+  const std::string err = error_of([&] { FolderLock::acquire(dir, "run folder"); });
+  INFO(err);
+  CHECK(err.find("ghost") == std::string::npos);
+  CHECK(err.find("in use by process " + std::to_string(getpid()) + ";") != std::string::npos);
+  close(fd);
+}
+
 TEST_CASE("FolderLock: a second holder is refused naming the first's pid, released on close",
           "[files]") {
   const std::string dir = test::temp_dir();
@@ -115,6 +133,7 @@ TEST_CASE("FolderLock: a second holder is refused naming the first's pid, releas
     CHECK(test::wait_status(pid) == 2);
   }
   CHECK_NOTHROW(FolderLock::acquire(dir, "run folder"));  // the first was released
+  CHECK(test::read_text(dir + "/.lock").empty());         // with its note
   std::ofstream(dir + "/file") << "x";
   CHECK_THROWS_AS(make_dirs(dir + "/file/sub", "--out"), InputError);
 }
