@@ -122,10 +122,11 @@ TEST_CASE("train: two processes on one run folder: the second exits 2 naming the
   CHECK_FALSE(test::exists(run + "/config.yaml"));
   close(fd);
   // Two trains at once with different seeds: one runs, the other exits 2 naming its pid; the
-  // folder holds the winner's config and metrics only. 100 epochs (about 1.3 s) so that the loser,
-  // even when started late on a loaded machine, meets the winner still running: a 6-epoch run
-  // (0.1 s of training) could finish first, and the loser then rightly refused the finished run
-  // of another config, without a pid (seen once in a full ctest -j2).
+  // folder holds the winner's config and metrics only. 100 epochs (about 1.3 s) so that a loser
+  // started late on a loaded machine still meets the winner running (a 6-epoch run trains for
+  // 0.1 s). This test failed once in a full ctest -j2 and 1 in 3 under ASan: the loser read the
+  // note this test's own holder left above before the winner had written its own (FolderLock
+  // now checks the note against the kernel's holder).
   const std::string epochs = "train.epochs=100";
   pid_t a = test::spawn_program(
       "train", {"--config", cfg, "--output-dir", run, "--set", "seed=0", "--set", epochs},
