@@ -73,10 +73,10 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target, double label
     record(loss, "cross_entropy", {logits, soft}, [=](const Tensor& g) {
       Tensor scale = g * (1.0 / double(n));
       Tensor g_logits, g_target;
-      const Tensor q = kept_q.defined() ? kept_q
-                                        : target_distribution(labels, Tensor(), n, c,
-                                                              label_smoothing, dt, device);
-      if (need_logits) g_logits = mul(sub(exp(lp), q), scale).to(in_dt);
+      const Tensor target_q = kept_q.defined() ? kept_q
+                                               : target_distribution(labels, Tensor(), n, c,
+                                                                     label_smoothing, dt, device);
+      if (need_logits) g_logits = mul(sub(exp(lp), target_q), scale).to(in_dt);
       if (need_target) g_target = mul(lp, scale * -(1.0 - label_smoothing)).to(t_dt);
       return std::vector<Tensor>{g_logits, g_target};
     });
