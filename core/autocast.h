@@ -1,8 +1,10 @@
 // bf16 autocast, as torch.autocast("cpu", dtype=torch.bfloat16) with the policy scion uses: while
 // an AutocastGuard is alive on this thread, matmul, linear and conv2d cast their floating inputs
 // (activations, weights, biases) to bf16 and compute with f32 accumulation, and layer_norm,
-// softmax, log_softmax and cross_entropy cast theirs to f32. One deliberate difference from torch:
-// depthwise convolutions stay f32 (scion runs them on f32 kernels anyway; see core/conv.cpp).
+// softmax, log_softmax and cross_entropy cast theirs to f32 (CUDA autocast's lists, on every
+// device: CPU autocast runs layer_norm in bf16). One deliberate difference from torch: depthwise
+// convolutions compute in f32 (scion runs them on f32 kernels anyway) and keep a bf16 copy of
+// their input for the weight gradient, as torch's bf16 ones keep theirs (core/conv.cpp).
 // Parameters stay f32 (master weights): the casts are ordinary differentiable `to` ops, so
 // gradients arrive in f32.
 #pragma once

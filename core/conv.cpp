@@ -35,7 +35,8 @@ Tensor empty_like_layout(const Shape& s, DType dt, bool channels_last, Device de
 Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in,
               const Conv2dOptions& opt) {
   // Under autocast, depthwise convolutions stay in f32: scion computes them with f32 kernels in any
-  // case (see bf16_depthwise below), so casting to bf16 would only add two roundings and copies.
+  // case (core/cpu/backend.cpp), so casting to bf16 would only add two roundings and copies. For
+  // the weight gradient they keep a bf16 copy of the input (below), as torch's bf16 graph does.
   bool depthwise_in = x_in.dim() == 4 && w_in.dim() == 4 && opt.groups > 1 &&
                       opt.groups == x_in.size(1) && opt.groups == w_in.size(0);
   const Tensor x = depthwise_in ? autocast_f32(x_in) : autocast_low(x_in);
@@ -79,16 +80,30 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in,
   be.conv2d_forward(xc, wc, b.defined() ? b.detach() : Tensor(), y, cs);
   if (any_requires_grad({&x, &w, &b})) {
     bool nx = x.requires_grad(), nw = w.requires_grad(), nb = b.defined() && b.requires_grad();
+    // What backward needs, and only that: the weight for the data gradient, the input for the
+    // weight gradient. A depthwise convolution computed in f32 under autocast keeps a bf16 copy
+    // of its input (as torch's graph does, which runs it in bf16), widened again in backward:
+    // half the bytes for the largest tensor of a ConvNeXt block.
+    const Shape x_shape = xc.shape(), w_shape = wc.shape();
+    const DType dt = xc.dtype();
+    const Device dev = xc.device();
+    Tensor w_kept = nx ? wc : Tensor();
+    const bool kept_bf16 = nw && depthwise_in && autocast_enabled() && dt != DType::f64;
+    Tensor x_kept = !nw                           ? Tensor()
+                    : !kept_bf16                  ? xc
+                    : x_in.dtype() == DType::bf16 ? x_in.detach()
+                                                  : xc.to(DType::bf16);
     record(y, "conv2d", {x, w, b}, [=, &be](const Tensor& gy) {
       Tensor g = cl ? to_channels_last(gy) : gy.contiguous();
       Tensor gx, gw, gb;
       if (nx) {
-        gx = empty_like_layout(xc.shape(), xc.dtype(), cl, xc.device());
-        be.conv2d_backward_data(g, wc, gx, cs);
+        gx = empty_like_layout(x_shape, dt, cl, dev);
+        be.conv2d_backward_data(g, w_kept, gx, cs);
       }
       if (nw) {
-        gw = empty(wc.shape(), wc.dtype(), wc.device());
-        be.conv2d_backward_weights(xc, g, gw, cs);
+        gw = empty(w_shape, dt, dev);
+        Tensor xw = x_kept.to(dt);
+        be.conv2d_backward_weights(cl ? to_channels_last(xw) : xw.contiguous(), g, gw, cs);
       }
       if (nb) gb = sum(g, {0, 2, 3});
       return std::vector<Tensor>{gx, gw, gb};

@@ -191,3 +191,55 @@ TEST_CASE("mul and div keep an operand only when a gradient needs it", "[autogra
   (sum(prod) + sum(quot)).backward();
   CHECK(x.grad().to_vector() == std::vector<double>(size_t(n * n), 2.25));  // 2 + 1/4
 }
+
+// Under bf16 autocast a depthwise convolution runs in f32 (scion's kernels compute it in f32) but
+// keeps a bf16 copy of its input for the weight gradient, as torch's bf16 convolution keeps its
+// bf16 input: half the bytes of an f32 copy, and the weight gradient is exactly the f32 one of the
+// bf16-rounded input. The output and the input's gradient are those of the f32 convolution.
+TEST_CASE("depthwise conv under autocast keeps a bf16 copy of its input for the weight gradient",
+          "[autograd][ops]") {
+  auto& alloc = CachingAllocator::cpu();
+  Generator gen(3);
+  const int64_t n = 2, c = 16, h = 24, w = 24;
+  Conv2dOptions opt;
+  opt.padding = {3, 3};
+  opt.groups = c;
+  for (bool channels_last : {false, true}) {
+    INFO("channels_last " << channels_last);
+    Tensor x = randn({n, h, w, c}, DType::f32, gen).permute({0, 3, 1, 2});
+    if (!channels_last) x = x.contiguous();
+    Tensor weight = (randn({c, 1, 7, 7}, DType::f32, gen) * 0.1).requires_grad_();
+    Tensor bias = zeros({c}).requires_grad_();
+    Tensor gy = randn({n, c, h, w}, DType::f32, gen);
+    x.requires_grad_();
+
+    const size_t start = alloc.live_bytes();
+    Tensor y;
+    {
+      AutocastGuard autocast;
+      Tensor x_in = x * 1.0;  // released at the end of this scope unless the graph keeps it
+      y = conv2d(x_in, weight, bias, opt);
+    }
+    CHECK(y.dtype() == DType::f32);
+    const size_t kept =
+        alloc.live_bytes() - start - CachingAllocator::round_size(size_t(y.numel()) * 4);
+    CHECK(kept <= CachingAllocator::round_size(size_t(x.numel()) * 2) + (16 << 10));
+    sum(y * gy).backward();
+    Tensor gx = x.grad(), gw = weight.grad();
+
+    // The f32 convolution of x gives y and the input's gradient; that of x rounded to bf16 gives
+    // the weight's gradient.
+    // the weight's gradient (not the f32 input's: the rounding shows in it).
+    weight.zero_grad();
+    Tensor x32 = x.detach().requires_grad_();
+    Tensor y32 = conv2d(x32, weight, bias, opt);
+    sum(y32 * gy).backward();
+    CHECK(test::max_abs(y - y32) == 0.0);
+    CHECK(test::max_abs(gx - x32.grad()) == 0.0);
+    CHECK(test::max_abs(gw - weight.grad()) > 0.0);
+    weight.zero_grad();
+    Tensor x_rounded = x.detach().to(DType::bf16).to(DType::f32);
+    sum(conv2d(x_rounded, weight, bias, opt) * gy).backward();
+    CHECK(test::max_abs(gw - weight.grad()) == 0.0);
+  }
+}

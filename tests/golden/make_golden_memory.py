@@ -3,6 +3,10 @@
 PyTorch's autograd graph keeps for backward under bf16 autocast (CPU), for one block and for a whole
 forward + cross-entropy of timm's vit_tiny_patch16_224 and convnext_femto at batch 2, train mode,
 without and with drop path (rate 0.1; keys *_drop_path).
+The keys *.cuda_autocast hold the same graph under CUDA autocast's op lists, which scion's autocast
+follows on every device: they differ from the CPU's in layer_norm, which CUDA autocast runs in f32
+(its input cast to f32, and that copy saved), where CPU autocast runs it in the input's bf16. This
+machine has no GPU, so the script runs that rule on the CPU: F.layer_norm takes f32 inputs there.
 Counted with torch.autograd.graph.saved_tensors_hooks: every tensor the graph saves, each storage
 once, parameters left out (they live anyway); the bf16 weight copies autocast caches count. Each
 key holds the sizes of the saved storages, so that the test can round them as scion's allocator
@@ -10,6 +14,7 @@ rounds its own (its size classes) and compare the graphs' contents, not the allo
 
     python3 tests/golden/make_golden_memory.py     # needs torch, timm and safetensors
 """
+import contextlib
 import os
 
 import timm
@@ -39,6 +44,25 @@ def saved_bytes(module, make_input, params, head=None):
     return torch.tensor(sorted(seen.values()), dtype=torch.int64)
 
 
+@contextlib.contextmanager
+def cuda_autocast_layer_norm():
+    """F.layer_norm as CUDA autocast runs it: inputs cast to f32, an f32 result."""
+    cpu_layer_norm = F.layer_norm
+
+    def f32_layer_norm(x, shape, weight=None, bias=None, eps=1e-5):
+        if not torch.is_autocast_enabled("cpu"):
+            return cpu_layer_norm(x, shape, weight, bias, eps)
+        with torch.autocast("cpu", enabled=False):
+            return cpu_layer_norm(x.float(), shape, None if weight is None else weight.float(),
+                                  None if bias is None else bias.float(), eps)
+
+    F.layer_norm = f32_layer_norm
+    try:
+        yield
+    finally:
+        F.layer_norm = cpu_layer_norm
+
+
 B = 2
 out = {}
 labels = torch.tensor([3, 7])
@@ -58,12 +82,14 @@ for name, block_index, token_shape in [("vit_tiny", 11, (B, 197, 192)),
             leaf = leaf.to(memory_format=torch.channels_last)
         leaf.requires_grad_()
         key = name + ("_drop_path" if drop_path else "")
-        out[f"{key}.block"] = saved_bytes(block, lambda: leaf + 0.0, params)
-        image = torch.randn(B, 3, 224, 224)
-        out[f"{key}.model"] = saved_bytes(model, lambda: image + 0.0, params,
-                                          lambda y: F.cross_entropy(y, labels))
-        print(key, "block", out[f"{key}.block"].sum().item(), "bytes, forward",
-              out[f"{key}.model"].sum().item())
+        for suffix, policy in [("", contextlib.nullcontext), (".cuda_autocast", cuda_autocast_layer_norm)]:
+            with policy():
+                out[f"{key}.block{suffix}"] = saved_bytes(block, lambda: leaf + 0.0, params)
+                image = torch.randn(B, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+                out[f"{key}.model{suffix}"] = saved_bytes(model, lambda: image + 0.0, params,
+                                                          lambda y: F.cross_entropy(y, labels))
+            print(key + suffix, "block", out[f"{key}.block{suffix}"].sum().item(), "bytes, forward",
+                  out[f"{key}.model{suffix}"].sum().item())
 path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "memory.safetensors")
 save_file(out, path, metadata={"torch_version": torch.__version__, "timm_version": timm.__version__})
 print(f"wrote {path}")
