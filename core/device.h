@@ -45,9 +45,15 @@ void check_device_available(Device device, const std::string& what = "device");
 // CUDA device says once that it is unverified on hardware.
 bool cuda_verified_on_hardware();
 
-// Most bytes of device `index` held by live tensors since the process started (allocator size
-// classes included, as torch.cuda.max_memory_allocated); 0 without the CUDA backend.
-int64_t cuda_peak_bytes(int index);
+// The CUDA caching allocator's counters for device `index`, in bytes, as torch.cuda's
+// memory_allocated, max_memory_allocated, memory_reserved and max_memory_reserved: blocks held by
+// live tensors and segments held from the driver, and their peaks since the process started or
+// cuda_reset_peak_memory (torch.cuda.reset_peak_memory_stats). Zeros without the CUDA backend.
+struct CudaMemoryStats {
+  int64_t allocated = 0, peak_allocated = 0, reserved = 0, peak_reserved = 0;
+};
+CudaMemoryStats cuda_memory_stats(int index);
+void cuda_reset_peak_memory(int index);
 // Starts SCION_CUDA_OP_TIMES's table afresh (a benchmark calls it after its warm-up steps, so
 // first-call costs such as cuDNN's algorithm searches stay out of the profile); a no-op otherwise.
 void cuda_reset_op_times();

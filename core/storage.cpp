@@ -6,6 +6,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -38,6 +39,7 @@ struct CachingAllocator::State {
   std::unordered_map<size_t, std::vector<void*>> free_lists;
   size_t cached = 0;
   size_t live = 0;
+  size_t peak = 0;
 };
 
 CachingAllocator& CachingAllocator::cpu() {
@@ -70,6 +72,7 @@ void* CachingAllocator::allocate(size_t bytes) {
       it->second.pop_back();
       s.cached -= size;
       s.live += size;
+      s.peak = std::max(s.peak, s.live);
       return p;
     }
   }
@@ -81,6 +84,7 @@ void* CachingAllocator::allocate(size_t bytes) {
   if (!p) throw Error(detail::str_cat("out of memory allocating ", size, " bytes"));
   std::lock_guard<std::mutex> lock(s.mu);
   s.live += size;
+  s.peak = std::max(s.peak, s.live);
   return p;
 }
 
@@ -114,6 +118,16 @@ size_t CachingAllocator::cached_bytes() const {
 size_t CachingAllocator::live_bytes() const {
   std::lock_guard<std::mutex> lock(state().mu);
   return state().live;
+}
+
+size_t CachingAllocator::peak_live_bytes() const {
+  std::lock_guard<std::mutex> lock(state().mu);
+  return state().peak;
+}
+
+void CachingAllocator::reset_peak() {
+  std::lock_guard<std::mutex> lock(state().mu);
+  state().peak = state().live;
 }
 
 Storage::Storage(size_t bytes, Device device)

@@ -20,6 +20,10 @@ class CachingAllocator {
   void empty_cache();
   size_t cached_bytes() const;
   size_t live_bytes() const;
+  // The largest live_bytes() since the last reset_peak() (torch.cuda.max_memory_allocated and
+  // reset_peak_memory_stats, for CPU memory).
+  size_t peak_live_bytes() const;
+  void reset_peak();
   static size_t round_size(size_t bytes);
 
  private:

@@ -777,7 +777,8 @@ int run_training(const Config& cfg, const RunOptions& options) {
   if (c.is_root() && device.type == DeviceType::cuda && !cuda_verified_on_hardware())
     std::fprintf(stderr,
                  "warning: the CUDA backend is unverified on hardware: it is built and its host "
-                 "side tested, but experiments/gpu/verify.sh has not yet passed on a GPU\n");
+                 "side tested, but experiments/gpu/verify.sh has not yet passed on a GPU with "
+                 "this code (README, \"CUDA\")\n");
   nn::ModelPtr teacher;  // checked before anything is written
   dist::agree(c, "loading the distillation teacher", [&] {
     if (!cfg.train.distill.teacher.empty()) teacher = load_teacher(cfg, device);

@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/cuda/block_pool.h"
 #include "core/cuda/common.cuh"
 #include "core/ops.h"
 
@@ -59,9 +60,16 @@ struct DeviceState {
   cudnnHandle_t dnn = nullptr;
   void* work = nullptr;
   size_t work_bytes = 0;
-  std::mutex mu;  // the allocator's free lists
-  std::unordered_map<size_t, std::vector<void*>> free_lists;
-  size_t live = 0, peak = 0;  // bytes held by live tensors (size classes), and their maximum
+  std::mutex mu;  // the allocator's pool
+  // The caching allocator's blocks and segments (block_pool.h); segments from cudaMalloc on the
+  // current device, which every caller of allocate() has set (SCION_CALL).
+  BlockPool pool{[](size_t bytes) -> void* {
+                   void* p = nullptr;
+                   if (cudaMalloc(&p, bytes) == cudaSuccess) return p;
+                   cudaGetLastError();  // clear the error: the caller may free the cache, retry
+                   return nullptr;
+                 },
+                 [](void* p) { cudaFree(p); }};
 };
 
 namespace {
@@ -285,7 +293,7 @@ bool event_done(void* e) {
 
 void* pinned_allocate(size_t bytes) {
   if (device_count() == 0) return nullptr;
-  const size_t size = device_round_size(bytes);
+  const size_t size = pinned_round_size(bytes);
   PinnedPool& pool = pinned_pool();
   {
     std::lock_guard<std::mutex> lock(pool.mu);
@@ -353,46 +361,29 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(int index) : index_(index), name_("cuda:" + std::to_string(index)) {}
   const char* name() const override { return name_.c_str(); }
 
-  // The caching allocator: freed blocks wait in per-size-class lists (plan.h's classes) for the
-  // next request of that class. Reuse is safe without events because every kernel runs on the
-  // device's one stream: a block freed after a kernel was queued is only handed to kernels queued
-  // later. On an allocation failure the cache is returned to the driver and the request retried.
+  // The caching allocator (block_pool.h: best-fit blocks split from cudaMalloc'd segments, as
+  // PyTorch's). Reuse is safe without events because every kernel runs on the device's one
+  // stream: a block freed after a kernel was queued is only handed to kernels queued later. When
+  // the driver has no memory left, the queued work is waited for, the segments with no live block
+  // go back to the driver, and the request is retried.
   void* allocate(size_t bytes) override {
     SCION_CALL;
     DeviceState& s = state_of(index_);
-    const size_t size = device_round_size(bytes);
-    {
-      std::lock_guard<std::mutex> lock(s.mu);
-      auto it = s.free_lists.find(size);
-      if (it != s.free_lists.end() && !it->second.empty()) {
-        void* p = it->second.back();
-        it->second.pop_back();
-        s.live += size;
-        s.peak = std::max(s.peak, s.live);
-        return p;
-      }
-    }
-    void* p = nullptr;
-    if (cudaMalloc(&p, size) != cudaSuccess) {
-      cudaGetLastError();
-      empty_cache(s);
-      if (cudaMalloc(&p, size) != cudaSuccess) {
-        cudaGetLastError();
-        throw Error("CUDA: out of memory on " + name_ + " allocating " + std::to_string(size) +
-                    " bytes");
-      }
-    }
     std::lock_guard<std::mutex> lock(s.mu);
-    s.live += size;
-    s.peak = std::max(s.peak, s.live);
-    return p;
+    if (void* p = s.pool.allocate(bytes)) return p;
+    SCION_CUDA_CHECK(cudaDeviceSynchronize());
+    s.pool.release_cached();
+    if (void* p = s.pool.allocate(bytes)) return p;
+    const BlockPool::Stats& st = s.pool.stats();
+    throw Error("CUDA: out of memory on " + name_ + " allocating " +
+                std::to_string(BlockPool::round_size(bytes)) + " bytes (" +
+                std::to_string(st.allocated >> 20) + " MiB allocated by tensors, " +
+                std::to_string(st.reserved >> 20) + " MiB reserved)");
   }
-  void release(void* p, size_t bytes) override {
+  void release(void* p, size_t) override {
     DeviceState& s = state_of(index_);
-    const size_t size = device_round_size(bytes);
     std::lock_guard<std::mutex> lock(s.mu);
-    s.free_lists[size].push_back(p);
-    s.live -= size;
+    s.pool.release(p);
   }
 
   // Transfers: contiguous same-dtype copies go straight through cudaMemcpyAsync (host->device
@@ -565,14 +556,6 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  static void empty_cache(DeviceState& s) {
-    cudaDeviceSynchronize();
-    std::lock_guard<std::mutex> lock(s.mu);
-    for (auto& kv : s.free_lists)
-      for (void* p : kv.second) cudaFree(p);
-    s.free_lists.clear();
-  }
-
   int index_;
   std::string name_;
 };
@@ -592,11 +575,19 @@ Backend& backend(int index) {
 }  // namespace scion::cuda
 
 namespace scion {
-int64_t cuda_peak_bytes(int index) {
-  if (index >= cuda::device_count()) return 0;
+CudaMemoryStats cuda_memory_stats(int index) {
+  if (index >= cuda::device_count()) return {};
   cuda::DeviceState& s = cuda::state_of_index(index);
   std::lock_guard<std::mutex> lock(s.mu);
-  return int64_t(s.peak);
+  const cuda::BlockPool::Stats& st = s.pool.stats();
+  return {int64_t(st.allocated), int64_t(st.peak_allocated), int64_t(st.reserved),
+          int64_t(st.peak_reserved)};
+}
+void cuda_reset_peak_memory(int index) {
+  if (index >= cuda::device_count()) return;
+  cuda::DeviceState& s = cuda::state_of_index(index);
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.pool.reset_peak();
 }
 void cuda_reset_op_times() {
   cuda::Call::reset();

@@ -266,7 +266,7 @@ ConvDescriptors conv_descriptors(const Dims& x, const Dims& w, const Dims& y, in
   return d;
 }
 
-size_t device_round_size(size_t bytes) {
+size_t pinned_round_size(size_t bytes) {
   constexpr size_t kSmall = 512, kLarge = size_t(2) << 20, kSmallLimit = size_t(1) << 20;
   if (bytes == 0) bytes = 1;
   if (bytes <= kSmallLimit) return (bytes + kSmall - 1) / kSmall * kSmall;

@@ -1,8 +1,9 @@
 // Host-side planning for the CUDA kernels, in plain C++ so it is built and unit-tested on every
 // machine (tests/core/test_cuda_host.cpp), GPU or not: how strided operands collapse into few
 // dimensions, how a reduction splits into kept and reduced dimensions, launch configurations, the
-// cuBLASLt layout of a matrix view, the cuDNN descriptors of a convolution, and the device
-// allocator's size classes and the pinned host pool's bookkeeping. The .cu files turn these plans into kernel launches.
+// cuBLASLt layout of a matrix view, the cuDNN descriptors of a convolution, and the pinned host
+// pool's size classes and bookkeeping (the device allocator's: block_pool.h). The .cu files turn
+// these plans into kernel launches.
 #pragma once
 
 #include <array>
@@ -129,10 +130,10 @@ ConvDescriptors conv_descriptors(const Dims& x_nchw, const Dims& w_oihw, const D
                                  int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
                                  int64_t dil_h, int64_t dil_w, int64_t groups, bool channels_last);
 
-// Size classes of the device caching allocator: multiples of 512 bytes up to 1 MiB, multiples of
-// 2 MiB above (as PyTorch's CUDA allocator rounds), so freed blocks fit later requests of
-// slightly different sizes while the waste stays bounded.
-size_t device_round_size(size_t bytes);
+// Size classes of the pinned host pool: multiples of 512 bytes up to 1 MiB, multiples of 2 MiB
+// above, so freed blocks fit later requests of slightly different sizes while the waste stays
+// bounded. (The device allocator cuts blocks from segments instead: block_pool.h.)
+size_t pinned_round_size(size_t bytes);
 
 // The bookkeeping of the pinned (page-locked) host pool; backend.cu owns the memory and the CUDA
 // events, held here as opaque pointers. Live blocks are kept by address, so a copy can tell

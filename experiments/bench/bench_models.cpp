@@ -1,6 +1,8 @@
 // Model throughput: forward+backward images/s of a model at a batch size and precision (with
 // --step, a full training step: forward, backward and an AdamW update with timm's weight-decay
-// groups), weights filled by N(0, 0.02) (values do not change the speed). One JSON line per case.
+// groups), weights filled by N(0, 0.02) (values do not change the speed). One JSON line per case,
+// with memory as torch.cuda counts it (on the CPU, the caching allocator's live bytes): the peak
+// over the timed steps, what a forward keeps for backward (graph_mib) and the peak by its end.
 // experiments/bench/run_models.py runs the same cases in PyTorch/timm and prints ratios.
 //   bench_models --model vit_tiny --set img_size=32 --set patch_size=4 --batch 64 --precision bf16
 #include <CLI/CLI.hpp>
@@ -11,6 +13,7 @@
 
 #include "core/backend.h"
 #include "core/scion.h"
+#include "core/storage.h"
 #include "nn/model.h"
 #include "train/optim.h"
 
@@ -70,14 +73,38 @@ int main(int argc, char** argv) {
         {batch}, DType::i64);
     x = x.to(device);
     y = y.to(device);
+    // Memory in bytes, as torch.cuda's counters (on the CPU: the caching allocator's live bytes):
+    // what tensors hold now, their peak since reset_peak().
+    const bool cuda = device.type == DeviceType::cuda;
+    auto allocated = [&] {
+      return cuda ? cuda_memory_stats(device.index).allocated
+                  : int64_t(CachingAllocator::cpu().live_bytes());
+    };
+    auto peak = [&] {
+      return cuda ? cuda_memory_stats(device.index).peak_allocated
+                  : int64_t(CachingAllocator::cpu().peak_live_bytes());
+    };
+    auto reset_peak = [&] {
+      if (cuda)
+        cuda_reset_peak_memory(device.index);
+      else
+        CachingAllocator::cpu().reset_peak();
+    };
+    int64_t graph = 0, forward_peak = 0;
     std::vector<double> ms, host_ms;
     for (int i = 0; i < warmup + steps; ++i) {
+      if (i == warmup) reset_peak();  // peaks over the timed steps, as bench_torch.py's
       auto t0 = std::chrono::steady_clock::now();
       for (auto& p : model->parameters()) p.zero_grad();
+      const int64_t before = allocated();
       Tensor loss;
       {
         AutocastGuard ac(precision == "bf16");
         loss = cross_entropy(model->forward(x), y);
+      }
+      if (i == warmup) {  // what the forward keeps for backward (and the loss), and its peak
+        graph = allocated() - before;
+        forward_peak = peak();
       }
       loss.backward();
       if (opt) opt->step(1e-3);
@@ -107,8 +134,12 @@ int main(int argc, char** argv) {
                      // The host's share: time to queue the step (equals step_ms on the CPU; on
                      // a GPU, close to step_ms means the GPU waits for the host).
                      {"host_ms", host_ms[host_ms.size() / 2]}};
-    if (device.type == DeviceType::cuda)
-      r["peak_memory_mib"] = double(cuda_peak_bytes(device.index)) / (1 << 20);
+    // The timed steps' peak; the first timed step's graph and the peak by the end of its forward.
+    const double mib = 1 << 20;
+    r["peak_memory_mib"] = double(peak()) / mib;
+    r["graph_mib"] = double(graph) / mib;
+    r["forward_peak_mib"] = double(forward_peak) / mib;
+    if (cuda) r["peak_reserved_mib"] = double(cuda_memory_stats(device.index).peak_reserved) / mib;
     std::cout << r.dump() << std::endl;
   } catch (const InputError& e) {
     std::cerr << "error: " << e.what() << "\n";

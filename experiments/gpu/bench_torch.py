@@ -1,6 +1,7 @@
 """PyTorch/timm on the same GPU, the same cases as bench_models --device cuda --step: a full
-training step (forward, cross-entropy, backward, AdamW) in bf16 autocast, images/s and peak
-memory. Eager first (channels-last for ConvNeXt, fused AdamW), then torch.compile while the time
+training step (forward, cross-entropy, backward, AdamW) in bf16 autocast, images/s and memory
+(peak allocated and reserved over the timed steps; in eager mode also what the forward keeps for
+backward and the peak by its end). Eager first (channels-last for ConvNeXt, fused AdamW), then torch.compile while the time
 budget lasts. One JSON line per result."""
 import argparse
 import json
@@ -25,10 +26,14 @@ def bench(name, px, batch, kwargs, mode, steps=20, warmup=5):
     x = torch.randn(batch, 3, px, px, device="cuda").to(memory_format=fmt)
     y = torch.randint(0, 1000, (batch,), device="cuda")
 
-    def train_step():
+    def train_step(probe=None):
         opt.zero_grad(set_to_none=True)
+        before = torch.cuda.memory_allocated()
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss = torch.nn.functional.cross_entropy(model(x), y)
+        if probe is not None:  # what the forward keeps for backward, and the peak so far
+            probe["graph_mib"] = (torch.cuda.memory_allocated() - before) / 2**20
+            probe["forward_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
         loss.backward()
         opt.step()
 
@@ -37,17 +42,20 @@ def bench(name, px, batch, kwargs, mode, steps=20, warmup=5):
         step()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(steps):
+    times, probe = [], {}
+    for i in range(steps):
         t0 = time.perf_counter()
-        step()
+        # Eager's first timed step also reads the allocator's counters (host-side, no sync);
+        # a compiled step cannot be split at the end of its forward.
+        step(probe) if i == 0 and mode == "eager" else step()
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     times.sort()
     med = times[len(times) // 2]
     return {"model": name, "img_size": px, "batch": batch, "mode": mode,
             "step_ms": med * 1e3, "images_per_second": batch / med,
-            "peak_memory_mib": torch.cuda.max_memory_allocated() / 2**20}
+            "peak_memory_mib": torch.cuda.max_memory_allocated() / 2**20,
+            "peak_reserved_mib": torch.cuda.max_memory_reserved() / 2**20, **probe}
 
 
 def main():

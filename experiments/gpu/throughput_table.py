@@ -1,6 +1,7 @@
 """The throughput table of verify.sh: scion (bench_models --device cuda --step, bf16) against
-PyTorch eager and torch.compile per case, images/s, the ratio to PyTorch's faster form, and
-peak memory."""
+PyTorch eager and torch.compile per case, images/s, the ratio to PyTorch's faster form; then
+memory against PyTorch eager: the peak allocated over the timed steps (the target), what the
+forward keeps for backward, the peak by the end of the forward, and the peak reserved."""
 import json
 import sys
 
@@ -17,6 +18,7 @@ scion, torch = load(sys.argv[1]), load(sys.argv[2])
 print("| case | scion img/s | torch eager img/s | torch.compile img/s | scion / best torch |"
       " scion peak MiB | torch peak MiB (eager) |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
+memory = []
 for s in scion:
     case = (s["model"], s["img_size"], s["batch"])
     t = {r["mode"]: r for r in torch
@@ -26,5 +28,15 @@ for s in scion:
         return f"{t[mode]['images_per_second']:.0f}" if mode in t else "-"
     ratio = f"{s['images_per_second'] / best:.2f}" if best else "-"
     tpeak = f"{t['eager']['peak_memory_mib']:.0f}" if "eager" in t else "-"
-    print(f"| {case[0]} {case[1]} px b{case[2]} | {s['images_per_second']:.0f} | {f('eager')} |"
+    name = f"{case[0]} {case[1]} px b{case[2]}"
+    print(f"| {name} | {s['images_per_second']:.0f} | {f('eager')} |"
           f" {f('compile')} | {ratio} | {s.get('peak_memory_mib', 0):.0f} | {tpeak} |")
+    def pair(key):
+        return f"{s.get(key, 0):.0f} / " + (f"{t['eager'][key]:.0f}" if key in t.get("eager", {}) else "-")
+    memory.append(f"| {name} | {pair('peak_memory_mib')} | {pair('graph_mib')} |"
+                  f" {pair('forward_peak_mib')} | {pair('peak_reserved_mib')} |")
+print()
+print("| memory, MiB, scion / torch eager | peak allocated | forward keeps | peak by forward's end |"
+      " peak reserved |")
+print("| --- | --- | --- | --- | --- |")
+print("\n".join(memory))

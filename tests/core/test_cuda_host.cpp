@@ -1,8 +1,8 @@
 // The CUDA backend's host-side logic, tested on every machine (no GPU needed): how operands
 // collapse into few strided dimensions, reduction plans, launch configurations, cuBLASLt layouts
-// of matrix views, cuDNN descriptor parameters and the device allocator's size classes; and the
-// per-element math the CPU and GPU kernels share (core/kernel_math.h) against independent
-// references and the CPU backend, bit for bit.
+// of matrix views, cuDNN descriptor parameters and the pinned pool's size classes (the device
+// allocator's bookkeeping: test_block_pool.cpp); and the per-element math the CPU and GPU kernels
+// share (core/kernel_math.h) against independent references and the CPU backend, bit for bit.
 #include <algorithm>
 #include <cstring>
 
@@ -219,18 +219,18 @@ TEST_CASE("cuda plans: cuDNN descriptors of NCHW and NHWC convolutions", "[cuda-
   CHECK(d.w_dims == std::array<int, 4>{48, 1, 7, 7});
 }
 
-TEST_CASE("cuda plans: device allocator size classes", "[cuda-host]") {
-  CHECK(device_round_size(0) == 512);
-  CHECK(device_round_size(1) == 512);
-  CHECK(device_round_size(512) == 512);
-  CHECK(device_round_size(513) == 1024);
-  CHECK(device_round_size(size_t(1) << 20) == size_t(1) << 20);
-  CHECK(device_round_size((size_t(1) << 20) + 1) == size_t(2) << 20);
-  CHECK(device_round_size(size_t(5) << 20) == size_t(6) << 20);
+TEST_CASE("cuda plans: pinned host pool size classes", "[cuda-host]") {
+  CHECK(pinned_round_size(0) == 512);
+  CHECK(pinned_round_size(1) == 512);
+  CHECK(pinned_round_size(512) == 512);
+  CHECK(pinned_round_size(513) == 1024);
+  CHECK(pinned_round_size(size_t(1) << 20) == size_t(1) << 20);
+  CHECK(pinned_round_size((size_t(1) << 20) + 1) == size_t(2) << 20);
+  CHECK(pinned_round_size(size_t(5) << 20) == size_t(6) << 20);
   for (size_t b : {size_t(3), size_t(70000), size_t(3) << 20, size_t(1) << 30}) {
-    CHECK(device_round_size(b) >= b);
-    CHECK(device_round_size(device_round_size(b)) ==
-          device_round_size(b));  // classes are fixed points
+    CHECK(pinned_round_size(b) >= b);
+    CHECK(pinned_round_size(pinned_round_size(b)) ==
+          pinned_round_size(b));  // classes are fixed points
   }
 }
 

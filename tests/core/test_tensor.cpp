@@ -40,6 +40,24 @@ TEST_CASE("storage is 64-byte aligned and reused by the caching allocator", "[te
   CHECK(CachingAllocator::round_size(5000) >= 5000);
 }
 
+TEST_CASE("the caching allocator's peak: the most live bytes since the last reset", "[tensor]") {
+  auto& alloc = CachingAllocator::cpu();
+  const size_t big = CachingAllocator::round_size(1 << 20);
+  alloc.reset_peak();
+  const size_t start = alloc.live_bytes();
+  CHECK(alloc.peak_live_bytes() == start);
+  {
+    Tensor a = empty({1 << 18});  // 1 MiB of f32
+    Tensor b = empty({1 << 18});
+    CHECK(alloc.peak_live_bytes() == start + 2 * big);
+  }
+  Tensor c = empty({1 << 18});
+  CHECK(alloc.live_bytes() == start + big);
+  CHECK(alloc.peak_live_bytes() == start + 2 * big);  // kept after the release
+  alloc.reset_peak();
+  CHECK(alloc.peak_live_bytes() == start + big);  // now live, not zero
+}
+
 TEST_CASE("views share storage and have torch's strides", "[tensor]") {
   Tensor x = arange(0, 24, 1, DType::f32).reshape({2, 3, 4});
   CHECK(x.strides() == Shape{12, 4, 1});
