@@ -289,23 +289,38 @@ __global__ void ln_backward_dx(const T* dy, const T* x, const W* w, const acc<T>
   }
 }
 
-// dw, db partial column sums over a chunk of rows: part[(chunk * 2 + {0,1}) * d + j].
+// dw, db partial column sums over a chunk of rows: part[(chunk * 2 + {0,1}) * d + j]. As
+// sum_columns: block (32, 8) takes 32 neighbouring columns and one chunk of rows (column_split
+// sizes the chunks so every multiprocessor gets a few blocks); its 8 rows of threads stride
+// through the chunk, then add up in shared memory in a fixed order.
 template <class T>
 __global__ void ln_backward_dwdb(const T* dy, const T* x, const acc<T>* mean, const acc<T>* rstd,
                                  int64_t rows, int64_t d, int64_t rows_per_chunk, acc<T>* part) {
   using A = acc<T>;
-  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (j >= d) return;
+  __shared__ A tile_w[8][33], tile_b[8][33];
+  const int64_t j = int64_t(blockIdx.x) * 32 + threadIdx.x;
   const int64_t r0 = int64_t(blockIdx.y) * rows_per_chunk,
                 r1 = r0 + rows_per_chunk < rows ? r0 + rows_per_chunk : rows;
   A sw = 0, sb = 0;
-  for (int64_t r = r0; r < r1; ++r) {
-    const A g = load(dy + r * d + j);
-    sw += g * (load(x + r * d + j) - mean[r]) * rstd[r];
-    sb += g;
+  if (j < d) {
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) {
+      const A g = load(dy + r * d + j);
+      sw += g * (load(x + r * d + j) - mean[r]) * rstd[r];
+      sb += g;
+    }
   }
-  part[(int64_t(blockIdx.y) * 2) * d + j] = sw;
-  part[(int64_t(blockIdx.y) * 2 + 1) * d + j] = sb;
+  tile_w[threadIdx.y][threadIdx.x] = sw;
+  tile_b[threadIdx.y][threadIdx.x] = sb;
+  __syncthreads();
+  if (threadIdx.y == 0 && j < d) {
+#pragma unroll
+    for (int k = 1; k < 8; ++k) {
+      sw += tile_w[k][threadIdx.x];
+      sb += tile_b[k][threadIdx.x];
+    }
+    part[(int64_t(blockIdx.y) * 2) * d + j] = sw;
+    part[(int64_t(blockIdx.y) * 2 + 1) * d + j] = sb;
+  }
 }
 
 template <class T>
@@ -366,8 +381,11 @@ void layer_norm_backward_kernel(const Tensor& dy, const Tensor& x, const Tensor&
     return;
   }
   const Tensor dyc = dy.is_contiguous() ? dy : dy.contiguous();
-  const int chunks = int(std::min<int64_t>(rows, 128));
-  const int64_t per_chunk = (rows + chunks - 1) / chunks;
+  // Chunks of rows for the weight and bias gradients: enough blocks for the whole GPU (128 fixed
+  // chunks left a ConvNeXt stage-1 norm, 48 columns of 800K rows, to 6,144 threads).
+  const ColumnSplit split = column_split(d, rows, multiprocessors());
+  const int chunks = int(split.chunks);
+  const int64_t per_chunk = split.chunk_len;
   const DType wdt = w.defined() ? w.dtype() : x.dtype();
   SCION_DISPATCH_FLOATING(x.dtype(), "layer_norm", T, {
     using A = acc<T>;
@@ -382,9 +400,9 @@ void layer_norm_backward_kernel(const Tensor& dy, const Tensor& x, const Tensor&
     });
     Tensor part =
         dev_empty({int64_t(chunks) * 2 * d}, x.dtype() == DType::f64 ? DType::f64 : DType::f32);
-    dim3 grid(unsigned((d + 127) / 128), unsigned(chunks));
-    ln_backward_dwdb<T><<<grid, 128, 0, stream()>>>(gp, xp, mp, rp, rows, d, per_chunk,
-                                                    static_cast<A*>(part.raw_data()));
+    const dim3 grid(unsigned(split.column_blocks), unsigned(chunks));
+    ln_backward_dwdb<T><<<grid, dim3(32, 8), 0, stream()>>>(gp, xp, mp, rp, rows, d, per_chunk,
+                                                            static_cast<A*>(part.raw_data()));
     ln_backward_finish<T><<<unsigned((d + 255) / 256), 256, 0, stream()>>>(
         static_cast<const A*>(part.raw_data()), chunks, d, static_cast<T*>(dw.raw_data()),
         static_cast<T*>(db.raw_data()));
