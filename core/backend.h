@@ -124,8 +124,13 @@ class Backend {
   virtual void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
                           const OptimStep& s) = 0;
   virtual void sgd_step(const Tensor& p, const Tensor& g, const Tensor& m, const OptimStep& s) = 0;
-  // sum x^2 over a contiguous f32 tensor, accumulated in f64 (gradient-norm clipping).
+  // sum x^2 over a contiguous f32 tensor, accumulated in f64 (gradient-norm clipping): returned,
+  // or added to `total`, a 0-dim f64 tensor on this device, without the host waiting for it.
   virtual double sum_squares(const Tensor& x) = 0;
+  virtual void add_sum_squares(const Tensor& x, const Tensor& total) = 0;
+  // dst *= s (dst floating, any strided view, as scale()) for s a 0-dim f64 tensor on this device,
+  // read there: a factor computed on the device (gradient clipping's) needs no host wait.
+  virtual void scale_by(const Tensor& dst, const Tensor& s) = 0;
 };
 
 // The backend of a device (an Error for a device this build has no backend for); the reference

@@ -6,6 +6,7 @@
 
 #include "core/autograd.h"
 #include "core/backend.h"
+#include "core/ops.h"
 
 namespace scion::train {
 
@@ -76,22 +77,27 @@ void Optimizer::load_state(const SafetensorsFile& f, int64_t steps) {
   step_ = steps;
 }
 
-double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
-  // Sum of squares over every gradient, accumulated in f64 (in a fixed order per tensor).
-  double total = 0;
-  for (const Tensor& p : params) {
-    Tensor g = p.grad();
-    if (!g.defined()) continue;
+Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  NoGradGuard ng;
+  std::vector<Tensor> grads;
+  for (const Tensor& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  const Device device = grads.empty() ? cpu_device() : grads[0].device();
+  Backend& be = backend(device);
+  // Sum of squares over every gradient in f64 (in a fixed order per tensor), the norm and the
+  // factor computed where the gradients are, so a GPU step never waits for the host here:
+  // torch.nn.utils.clip_grad_norm_'s clamp(max_norm / (norm + 1e-6), max=1), applied always.
+  Tensor total = zeros({}, DType::f64, device);
+  for (const Tensor& g : grads) {
+    SCION_CHECK(g.device() == device, "clip_grad_norm: gradients on ", device.str(), " and ",
+                g.device().str());
     Tensor gc = g.dtype() == DType::f32 && g.is_contiguous() ? g : g.to(DType::f32).contiguous();
-    total += backend(gc.device()).sum_squares(gc);
+    be.add_sum_squares(gc, total);
   }
-  double norm = std::sqrt(total);
-  if (max_norm > 0 && norm > max_norm) {
-    double scale = max_norm / (norm + 1e-6);  // torch.nn.utils.clip_grad_norm_
-    for (const Tensor& p : params) {
-      Tensor g = p.grad();
-      if (g.defined()) g.mul_(scale);
-    }
+  Tensor norm = scion::sqrt(total);
+  if (max_norm > 0) {
+    Tensor factor = minimum(max_norm / (norm + 1e-6), full({}, 1.0, DType::f64, device));
+    for (const Tensor& g : grads) be.scale_by(g, factor);
   }
   return norm;
 }

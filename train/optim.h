@@ -48,7 +48,7 @@ class Optimizer {
 std::vector<std::string> no_weight_decay_names(const nn::Model& model);
 
 // Scales gradients so their global L2 norm is at most max_norm; returns the norm before clipping.
-double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
 
 // Per-step learning rate. cosine: linear warmup from warmup_lr to lr over warmup_epochs, then
 // min_lr + (lr - min_lr) (1 + cos(pi i / n)) / 2 over the remaining steps (the official ConvNeXt /

@@ -210,6 +210,13 @@ class CpuBackend final : public Backend {
     cpu::sgd_step(p, g, m, s);
   }
   double sum_squares(const Tensor& x) override { return cpu::sum_squares(x); }
+  void add_sum_squares(const Tensor& x, const Tensor& total) override {
+    *total.data<double>() += cpu::sum_squares(x);
+  }
+  void scale_by(const Tensor& dst, const Tensor& s) override {
+    const double v = *s.data<double>();
+    if (v != 1.0) cpu::scale(dst, v);  // x * 1 is x: no pass over dst
+  }
 };
 
 }  // namespace

@@ -550,6 +550,14 @@ class CudaBackend final : public Backend {
     SCION_CALL;
     sgd_kernel(p, gr, m, s);
   }
+  void add_sum_squares(const Tensor& x, const Tensor& total) override {
+    SCION_CALL;
+    add_sum_squares_kernel(x, total);
+  }
+  void scale_by(const Tensor& dst, const Tensor& s) override {
+    SCION_CALL;
+    scale_by_kernel(dst, s);
+  }
   double sum_squares(const Tensor& x) override {
     SCION_CALL;
     return sum_squares_kernel(x);

@@ -341,5 +341,7 @@ void adamw_kernel(const Tensor& p, const Tensor& g, const Tensor& m, const Tenso
                   const OptimStep& s);
 void sgd_kernel(const Tensor& p, const Tensor& g, const Tensor& m, const OptimStep& s);
 double sum_squares_kernel(const Tensor& x);
+void add_sum_squares_kernel(const Tensor& x, const Tensor& total);
+void scale_by_kernel(const Tensor& dst, const Tensor& s);
 
 }  // namespace scion::cuda

@@ -188,6 +188,20 @@ void scale_kernel(const Tensor& dst, double value) {
   });
 }
 
+// As scale_kernel with the factor read on the device; a factor of 1 leaves dst untouched.
+void scale_by_kernel(const Tensor& dst, const Tensor& s) {
+  const StridedPlan p = plan_elementwise(dst.shape(), {operand(dst)});
+  const double* sp = s.data<double>();
+  SCION_DISPATCH_FLOATING(dst.dtype(), "mul_", D, {
+    using A = acc<D>;
+    D* d = static_cast<D*>(dst.raw_data());
+    for_each<1>(p, [=] __device__(const int64_t(&o)[1]) {
+      const double v = *sp;
+      if (v != 1.0) store(d + o[0], load(d + o[0]) * A(v));
+    });
+  });
+}
+
 Tensor binary_kernel(BinaryOp op, const Tensor& a, const Tensor& b) {
   const Shape shape = broadcast_shapes(a.shape(), b.shape());
   const bool cmp = op >= BinaryOp::eq;

@@ -199,15 +199,29 @@ __global__ void sum_partials(const double* part, int n, double scale, T* out) {
   if (threadIdx.x == 0) store(out, acc<T>(s * scale));
 }
 
+// total += the sum of the partials, added in a fixed order (one block).
+__global__ void add_partials(const double* part, int n, double* total) {
+  __shared__ double shared[32];
+  double s = 0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) s += part[i];
+  s = block_sum(s, shared);
+  if (threadIdx.x == 0) *total += s;
+}
+
 }  // namespace
 
-double sum_squares_kernel(const Tensor& x) {
-  if (x.numel() == 0) return 0.0;
-  Tensor part = dev_empty({kPartials}, DType::f64), total = dev_empty({}, DType::f64);
+void add_sum_squares_kernel(const Tensor& x, const Tensor& total) {
+  if (x.numel() == 0) return;
+  Tensor part = dev_empty({kPartials}, DType::f64);
   square_partials<<<kPartials, 256, 0, stream()>>>(x.data<float>(), x.numel(), part.data<double>());
-  sum_partials<double>
-      <<<1, 512, 0, stream()>>>(part.data<double>(), kPartials, 1.0, total.data<double>());
+  add_partials<<<1, 512, 0, stream()>>>(part.data<double>(), kPartials, total.data<double>());
   SCION_CUDA_LAUNCHED("sum of squares");
+}
+
+double sum_squares_kernel(const Tensor& x) {
+  Tensor total = dev_empty({}, DType::f64);
+  fill_kernel(total, 0.0);
+  add_sum_squares_kernel(x, total);
   return total.item();
 }
 

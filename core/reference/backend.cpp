@@ -592,6 +592,10 @@ class ReferenceBackend final : public Backend {
     for (double e : read(x)) s += e * e;
     return s;
   }
+  void add_sum_squares(const Tensor& x, const Tensor& total) override {
+    *total.data<double>() += sum_squares(x);
+  }
+  void scale_by(const Tensor& dst, const Tensor& s) override { scale(dst, *s.data<double>()); }
 };
 
 }  // namespace

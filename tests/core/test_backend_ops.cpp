@@ -480,6 +480,19 @@ void compare_optimizer_steps(Device other, int64_t n, double tol) {
     if (adamw) check_close(vo.cpu(), v, tol, "second moment");
     CHECK(backend(other).sum_squares(go) ==
           Approx(backend(g.device()).sum_squares(g)).epsilon(1e-12));
+    // Gradient clipping's device-side pieces: sums of squares added into a 0-dim f64 total (twice:
+    // it adds), and a factor read on the device (1 leaves the tensor as it is).
+    Tensor total = zeros({}, DType::f64, g.device()), total_o = zeros({}, DType::f64, other);
+    for (int k = 0; k < 2; ++k)
+      backend(g.device()).add_sum_squares(g, total), backend(other).add_sum_squares(go, total_o);
+    CHECK(total.item() == 2 * backend(g.device()).sum_squares(g));
+    CHECK(total_o.item() == Approx(total.item()).epsilon(1e-12));
+    for (double f : {0.75, 1.0}) {
+      backend(g.device()).scale_by(g, full({}, f, DType::f64, g.device()));
+      backend(other).scale_by(go, full({}, f, DType::f64, other));
+    }
+    check_close(go.cpu(), g, 0.0, "scale_by");  // one rounding of x * 0.75 on every device
+    CHECK(g.to_vector() == (rand_f64({n}, 6).to(DType::f32) * 0.75).to_vector());
   }
 }
 

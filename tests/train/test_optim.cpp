@@ -242,9 +242,10 @@ TEST_CASE("clip_grad_norm scales gradients to the maximum norm, as torch", "[tra
   Tensor a = zeros({3}).requires_grad_(), b = zeros({2, 2}).requires_grad_();
   a.set_grad(from_vector({3, 0, 0}, {3}));
   b.set_grad(from_vector({0, 4, 0, 0}, {2, 2}));
-  CHECK(clip_grad_norm({a, b}, 10.0) == Approx(5.0));  // below the maximum: unchanged
+  CHECK(clip_grad_norm({a, b}, 10.0).item() == Approx(5.0));  // below the maximum: unchanged
   CHECK(a.grad().to_vector()[0] == 3.0);
-  CHECK(clip_grad_norm({a, b}, 1.0) == Approx(5.0));
+  CHECK(b.grad().to_vector()[1] == 4.0);
+  CHECK(clip_grad_norm({a, b}, 1.0).item() == Approx(5.0));
   CHECK(a.grad().to_vector()[0] == Approx(3.0 / (5.0 + 1e-6)));
   CHECK(b.grad().to_vector()[1] == Approx(4.0 / (5.0 + 1e-6)));
 }
