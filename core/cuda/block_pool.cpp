@@ -84,20 +84,22 @@ void BlockPool::release(void* p) {
   // Merge with free neighbours: the block absorbs a free next one, a free previous one absorbs it.
   if (Block* n = b->next; n && !n->allocated) {
     pool.erase(n);
-    b->size += n->size;
-    b->next = n->next;
-    if (n->next) n->next->prev = b;
-    delete n;
+    absorb_next(b);
   }
   if (Block* pr = b->prev; pr && !pr->allocated) {
     pool.erase(pr);
-    pr->size += b->size;
-    pr->next = b->next;
-    if (b->next) b->next->prev = pr;
-    delete b;
+    absorb_next(pr);
     b = pr;
   }
   pool.insert(b);
+}
+
+void BlockPool::absorb_next(Block* b) {
+  Block* n = b->next;
+  b->size += n->size;
+  b->next = n->next;
+  if (n->next) n->next->prev = b;
+  delete n;
 }
 
 size_t BlockPool::release_cached() {

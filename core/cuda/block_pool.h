@@ -79,6 +79,8 @@ class BlockPool {
 
   FreeSet& free_set(bool small) { return small ? small_free_ : large_free_; }
   void add_allocated(size_t bytes);
+  // Joins b's next block (free, out of its free set) onto b, and deletes it.
+  void absorb_next(Block* b);
 
   SegmentAlloc alloc_;
   SegmentFree free_;
