@@ -148,6 +148,16 @@ __device__ __forceinline__ A gelu_grad(A t, bool tanh_form) {
 
 void copy_kernel(const Tensor& dst, const Tensor& src) {
   const StridedPlan p = plan_elementwise(dst.shape(), {operand(dst), operand(src)});
+  if (p.contiguous() && is_floating(dst.dtype()) && is_floating(src.dtype())) {  // autocast's casts
+    SCION_DISPATCH_FLOATING(dst.dtype(), "copy", D, {
+      SCION_DISPATCH_FLOATING(src.dtype(), "copy", S, {
+        map_flat(
+            p.numel, [] __device__(acc<S> v) { return v; }, static_cast<D*>(dst.raw_data()),
+            static_cast<const S*>(src.raw_data()));
+      });
+    });
+    return;
+  }
   SCION_DISPATCH_ALL(dst.dtype(), D, {
     SCION_DISPATCH_ALL(src.dtype(), S, {
       D* d = static_cast<D*>(dst.raw_data());
@@ -207,6 +217,16 @@ Tensor binary_kernel(BinaryOp op, const Tensor& a, const Tensor& b) {
   const bool cmp = op >= BinaryOp::eq;
   Tensor out = output_for(shape, cmp ? DType::bool_ : a.dtype(), a);
   const StridedPlan p = plan_elementwise(shape, {operand(out), operand(a), operand(b)});
+  if (!cmp && p.contiguous() && is_floating(a.dtype())) {  // residual adds, masks, scales
+    SCION_DISPATCH_FLOATING(a.dtype(), "binary op", T, {
+      using A = acc<T>;
+      map_flat(
+          p.numel, [=] __device__(A u, A w) { return arith(op, u, w); },
+          static_cast<T*>(out.raw_data()), static_cast<const T*>(a.raw_data()),
+          static_cast<const T*>(b.raw_data()));
+    });
+    return out;
+  }
   SCION_DISPATCH_ALL(a.dtype(), T, {
     using A = acc<T>;
     const T* x = static_cast<const T*>(a.raw_data());
@@ -242,6 +262,11 @@ Tensor unary_kernel(UnaryOp op, const Tensor& x) {
     using A = acc<T>;
     const T* s = static_cast<const T*>(x.raw_data());
     T* d = static_cast<T*>(out.raw_data());
+    if (p.contiguous()) {
+      map_flat(
+          p.numel, [=] __device__(A v) { return unary_op<A>(op, v); }, d, s);
+      return;
+    }
     for_each<2>(p, [=] __device__(const int64_t(&f)[2]) {
       store(d + f[0], unary_op<A>(op, load(s + f[1])));
     });
@@ -257,6 +282,11 @@ Tensor gelu_backward_kernel(const Tensor& g, const Tensor& x, bool tanh_form) {
     const T* xs = static_cast<const T*>(x.raw_data());
     const T* gs = static_cast<const T*>(g.raw_data());
     T* d = static_cast<T*>(out.raw_data());
+    if (p.contiguous()) {
+      map_flat(
+          p.numel, [=] __device__(A t, A u) { return gelu_grad<A>(t, tanh_form) * u; }, d, xs, gs);
+      return;
+    }
     for_each<3>(p, [=] __device__(const int64_t(&f)[3]) {
       store(d + f[0], gelu_grad<A>(load(xs + f[1]), tanh_form) * load(gs + f[2]));
     });

@@ -174,6 +174,16 @@ Around around(const Dims& shape, int64_t dim) {
   return a;
 }
 
+int vector_width(int64_t n, std::initializer_list<std::pair<const void*, size_t>> operands) {
+  size_t widest = 1;
+  for (const auto& [p, size] : operands) widest = std::max(widest, size);
+  const int width = int(std::max<size_t>(16 / widest, 1));
+  if (width == 1 || n < width) return 1;
+  for (const auto& [p, size] : operands)
+    if (reinterpret_cast<uintptr_t>(p) % (size * size_t(width)) != 0) return 1;
+  return width;
+}
+
 Launch launch_1d(int64_t n, int multiprocessors, unsigned threads) {
   Launch l;
   l.threads = threads;

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <string>
 #include <utility>
@@ -78,6 +79,12 @@ struct Around {
   int64_t outer = 1, n = 1, inner = 1;
 };
 Around around(const Dims& shape, int64_t dim);
+
+// Elements per thread and step of a contiguous elementwise map (map_flat in common.cuh): as many
+// as one 16-byte access of the widest operand holds (4 for f32, 8 when every operand is bf16),
+// when every pointer is aligned to its operand's share (element size x width) and n holds at
+// least one such vector; else 1 (one element at a time). `operands` lists (address, element size).
+int vector_width(int64_t n, std::initializer_list<std::pair<const void*, size_t>> operands);
 
 // A 1-d grid-stride launch: threads per block and blocks (capped; kernels loop).
 struct Launch {

@@ -92,6 +92,16 @@ std::vector<Case> cases() {
     add_case(name, "strided", {viewed({5, 3}, transposed), viewed({6, 5}, stepped)},
              [op = op](const Ins& x) { return Outs{op(x[0], x[1])}; });
   }
+  // Contiguous operands take whole vectors and a tail (CUDA's map_flat); a view one element in is
+  // misaligned for vectors and goes one element at a time.
+  add_case("add", "contiguous, whole vectors and a tail", {in({3, 347}), in({3, 347})},
+           [](const Ins& x) { return Outs{add(x[0], x[1])}; });
+  auto one_in = [](const Tensor& t) { return t.slice(0, 1, t.size(0)); };
+  add_case("mul", "contiguous views one element in", {viewed({42}, one_in), viewed({42}, one_in)},
+           [](const Ins& x) { return Outs{mul(x[0], x[1])}; });
+  add_case("operator", "dtype casts (autocast's), contiguous", {in({5, 211})}, [](const Ins& x) {
+    return Outs{x[0].to(DType::f32) * 2.0, x[0].to(DType::bf16).to(x[0].dtype())};
+  });
   add_case("div", "broadcast", {in({2, 1, 5}), in({4, 5}, 0.5, 2)},
            [](const Ins& x) { return Outs{div(x[0], x[1])}; });
   add_case("pow", "tensor exponent", {in({3, 4}, 0.5, 2), in({4}, -1.5, 1.5)},

@@ -109,6 +109,26 @@ TEST_CASE("cuda plans: launch configurations", "[cuda-host]") {
   CHECK(launch_1d(1000, 132, 128).threads == 128);
 }
 
+TEST_CASE("cuda plans: vector width of contiguous elementwise maps", "[cuda-host]") {
+  alignas(64) static unsigned char buf[256];
+  const unsigned char* p = buf;
+  // One 16-byte access of the widest operand: 4 f32, 8 bf16, 2 f64 per step.
+  CHECK(vector_width(1000, {{p, 4}, {p + 64, 4}}) == 4);
+  CHECK(vector_width(1000, {{p, 2}, {p + 32, 2}, {p + 48, 2}}) == 8);
+  CHECK(vector_width(1000, {{p, 2}, {p + 64, 4}}) == 4);  // bf16 <- f32: 8 + 16 bytes
+  CHECK(vector_width(1000, {{p, 8}}) == 2);
+  CHECK(vector_width(1000, {{p, 16}}) == 1);
+  // Every operand aligned to its share: a bf16 operand beside f32 ones needs 8 bytes, not 16.
+  CHECK(vector_width(1000, {{p + 8, 2}, {p + 64, 4}}) == 4);
+  CHECK(vector_width(1000, {{p + 4, 2}, {p + 64, 4}}) == 1);
+  CHECK(vector_width(1000, {{p, 4}, {p + 4, 4}}) == 1);  // a view one element in
+  CHECK(vector_width(1000, {{p + 2, 2}}) == 1);
+  // Fewer elements than one vector: one at a time.
+  CHECK(vector_width(7, {{p, 2}}) == 1);
+  CHECK(vector_width(8, {{p, 2}}) == 8);
+  CHECK(vector_width(0, {{p, 4}}) == 1);
+}
+
 TEST_CASE("cuda plans: cuBLASLt layouts of matrix views", "[cuda-host]") {
   // Row-major (3, 4): ld 4, not transposed.
   MatrixLayout l = matrix_layout(3, 4, 4, 1, 12);
