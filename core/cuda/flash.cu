@@ -4,9 +4,12 @@
 //   forward   one block per 64 queries of one (image, head); its four warps own 16 queries each
 //             and walk the keys in tiles of 64 with the online softmax (running max m, sum l);
 //             it writes the output and lse = m + log l;
-//   backward  two kernels, so that every gradient is summed in a fixed order (deterministic, where
-//             FlashAttention-2 adds dq with atomics): dk/dv per 64 keys walking the query tiles,
-//             dq per 64 queries walking the key tiles; both recompute P = exp(scale q.k - lse).
+//   backward  dk/dv per 64 keys walking the query tiles, recomputing P = exp(scale q.k - lse);
+//             the same kernel writes dS (rounded to bf16, as the operand it is) to memory, and
+//             dq = dS k is a batched cuBLASLt GEMM per head, straight into dqkv. Every gradient
+//             is summed in a fixed order (FlashAttention-2 adds dq with atomics instead). Until
+//             run 8, dq had a kernel of its own per 64 queries that recomputed S, dP and P a
+//             second time (3 of the backward's 7 tile products).
 // The rounding matches the GEMM path of attention.cu: scores and sums in f32, P and dS rounded to
 // bf16 as operands of the second products, outputs rounded once.
 #include <cuda_bf16.h>
@@ -231,60 +234,14 @@ struct BackwardSmem {
   }
 };
 
-// dq for 64 queries: dS = P o (dP - D) scale with P = exp(scale q k^T - lse), dP = dO v^T, summed
-// over the key tiles in order: dq = sum dS k.
-template <int D>
-__global__ void __launch_bounds__(kThreads)
-    flash_backward_dq(const bf16_t* qkv, const bf16_t* dout, const float* lse, const float* dvec,
-                      int n, int heads, float scale, bf16_t* dqkv) {
-  extern __shared__ __align__(128) unsigned char smem[];
-  BackwardSmem<D> sm(smem);
-  bf16 *sq = sm.t0, *sdo = sm.t1, *sk = sm.t2, *sv = sm.t3;
-  constexpr int P = pitch<D>();
-  const int tiles = (n + kTile - 1) / kTile;
-  const Where w = where(heads, tiles);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t stride = 3LL * heads * D, ostride = int64_t(heads) * D;
-  const bf16_t* q = qkv + w.b * n * stride + int64_t(w.head) * D;
-  const int q0 = w.tile * kTile;
-  load_tile<D>(sq, q, stride, q0, n);
-  load_tile<D>(sdo, dout + w.b * n * ostride + int64_t(w.head) * D, ostride, q0, n);
-  const int64_t r0 = (w.b * heads + w.head) * n + q0;
-  for (int t = threadIdx.x; t < kTile; t += kThreads) {
-    sm.lse[t] = q0 + t < n ? lse[r0 + t] : 0.0f;
-    sm.dvec[t] = q0 + t < n ? dvec[r0 + t] : 0.0f;
-  }
-  FragC dq[D / 16];
-#pragma unroll
-  for (int j = 0; j < D / 16; ++j) wmma::fill_fragment(dq[j], 0.0f);
-  for (int k0 = 0; k0 < n; k0 += kTile) {
-    __syncthreads();
-    load_tile<D>(sk, q + int64_t(heads) * D, stride, k0, n);
-    load_tile<D>(sv, q + 2LL * heads * D, stride, k0, n);
-    __syncthreads();
-    product_abt<D>(sm.s, sq + warp * 16 * P, sk);
-    product_abt<D>(sm.dp, sdo + warp * 16 * P, sv);
-    __syncwarp();
-#pragma unroll 16
-    for (int e = lane; e < 16 * kTile; e += 32) {  // lanes along a row: no bank conflicts
-      const int rr = e / kTile, c = e % kTile, at = rr * kScorePitch + c, qi = warp * 16 + rr;
-      const bool valid = q0 + qi < n && k0 + c < n;
-      const float p = valid ? expf(sm.s[at] * scale - sm.lse[qi]) : 0.0f;
-      sm.ds[rr * kProbPitch + c] = __float2bfloat16_rn(p * (sm.dp[at] - sm.dvec[qi]) * scale);
-    }
-    __syncwarp();
-    accumulate_ab<D>(dq, sm.ds, sk);
-  }
-  write_rows<D>(dq, sm.s, dqkv + (w.b * n + q0 + warp * 16) * stride + int64_t(w.head) * D, stride,
-                n - q0 - warp * 16);
-}
-
 // dk and dv for 64 keys, summed over the query tiles in order: dv = sum P^T dO, dk = sum dS^T q.
-// The warps compute the transposed blocks (their 16 keys x 64 queries) directly.
+// The warps compute the transposed blocks (their 16 keys x 64 queries) directly, and store them:
+// ds_t (B, H, N, ld) holds dS^T, the row of key j holding dS[i, j] for the queries i < N (ld is N
+// rounded up to 8, so every row starts 16-byte aligned; the columns past N get zeros).
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     flash_backward_dkv(const bf16_t* qkv, const bf16_t* dout, const float* lse, const float* dvec,
-                       int n, int heads, float scale, bf16_t* dqkv) {
+                       int n, int heads, float scale, bf16_t* dqkv, bf16_t* ds_t, int ld) {
   extern __shared__ __align__(128) unsigned char smem[];
   BackwardSmem<D> sm(smem);
   bf16 *sk = sm.t0, *sv = sm.t1, *sq = sm.t2, *sdo = sm.t3;
@@ -325,6 +282,17 @@ __global__ void __launch_bounds__(kThreads)
       sm.ds[rr * kProbPitch + c] = __float2bfloat16_rn(p * (sm.dp[at] - sm.dvec[c]) * scale);
     }
     __syncwarp();
+    // dS^T of the warp's 16 keys and the tile's queries, 8 per 16-byte store. A vector that
+    // starts below N ends within the row's ld; its entries past N are zeros (P is 0 there).
+    const int c = lane % (kTile / 8) * 8;  // this lane's 8 queries; rows rr = lane / 8 + 4 u
+    bf16_t* ds_rows = ds_t + ((w.b * heads + w.head) * n + k0 + warp * 16) * int64_t(ld) + q0 + c;
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int rr = lane / (kTile / 8) + 4 * u;
+      if (k0 + warp * 16 + rr < n && q0 + c < n)
+        *reinterpret_cast<uint4*>(ds_rows + rr * ld) =
+            *reinterpret_cast<const uint4*>(sm.ds + rr * kProbPitch + c);
+    }
     accumulate_ab<D>(dv, sm.p, sdo);
     accumulate_ab<D>(dk, sm.ds, sq);
   }
@@ -380,20 +348,43 @@ void backward(const Tensor& qkv, const Tensor& out, const Tensor& dout, const Te
       static_cast<const bf16_t*>(dout.raw_data()), static_cast<const bf16_t*>(out.raw_data()), rows,
       n, heads, D, static_cast<float*>(dvec.raw_data()));
   SCION_CUDA_LAUNCHED("flash attention row dots");
-  const int64_t blocks = qkv.size(0) * heads * ((n + kTile - 1) / kTile);
   const auto* x = static_cast<const bf16_t*>(qkv.raw_data());
   const auto* g = static_cast<const bf16_t*>(dout.raw_data());
   const auto* l = static_cast<const float*>(lse.raw_data());
   const auto* dv = static_cast<const float*>(dvec.raw_data());
   auto* dx = static_cast<bf16_t*>(dqkv.raw_data());
-  allow_smem(flash_backward_dq<D>, backward_smem<D>());
-  flash_backward_dq<D><<<unsigned(blocks), kThreads, backward_smem<D>(), stream()>>>(
-      x, g, l, dv, n, heads, scale, dx);
-  SCION_CUDA_LAUNCHED("flash attention backward (dq)");
+  // dS^T of a chunk of images at a time, so the buffer stays small beside the activations.
+  const int64_t images = qkv.size(0), ld = (n + 7) / 8 * 8, token = 3LL * heads * D;
+  const int64_t chunk = attention_ds_images(images, heads, n, ld);
+  Tensor ds_t = dev_empty({chunk * heads * n * ld}, DType::bf16);
+  auto* ds = static_cast<bf16_t*>(ds_t.raw_data());
   allow_smem(flash_backward_dkv<D>, backward_smem<D>());
-  flash_backward_dkv<D><<<unsigned(blocks), kThreads, backward_smem<D>(), stream()>>>(
-      x, g, l, dv, n, heads, scale, dx);
-  SCION_CUDA_LAUNCHED("flash attention backward (dk, dv)");
+  for (int64_t b0 = 0; b0 < images; b0 += chunk) {
+    const int64_t cb = std::min(chunk, images - b0), rows0 = b0 * heads * n;
+    const int64_t blocks = cb * heads * ((n + kTile - 1) / kTile);
+    flash_backward_dkv<D><<<unsigned(blocks), kThreads, backward_smem<D>(), stream()>>>(
+        x + b0 * n * token, g + b0 * n * heads * D, l + rows0, dv + rows0, n, heads, scale,
+        dx + b0 * n * token, ds, int(ld));
+    SCION_CUDA_LAUNCHED("flash attention backward (dk, dv, dS)");
+    // dq[b, :, h] = dS[b, h] k[b, :, h] for each head h: a GEMM batched over the chunk's images
+    // (uniform strides within one head), reading k from qkv and writing into dqkv's q slots.
+    for (int h = 0; h < heads; ++h) {
+      Gemm q;
+      q.in = q.out = DType::bf16;
+      q.batch = cb;
+      q.m = n;
+      q.n = D;
+      q.k = n;
+      q.a = ds + int64_t(h) * n * ld;
+      q.la = matrix_layout(n, n, 1, ld, heads * n * ld);  // dS = (dS^T)^T
+      q.b = x + b0 * n * token + int64_t(heads + h) * D;
+      q.lb = matrix_layout(n, D, token, 1, n * token);
+      q.c = dx + b0 * n * token + int64_t(h) * D;
+      q.ldc = token;
+      q.stride_c = n * token;
+      gemm(q);
+    }
+  }
 }
 
 }  // namespace

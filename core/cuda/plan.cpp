@@ -174,6 +174,11 @@ Around around(const Dims& shape, int64_t dim) {
   return a;
 }
 
+int64_t attention_ds_images(int64_t images, int64_t heads, int64_t n, int64_t ld) {
+  const int64_t per_image = std::max<int64_t>(heads * n * ld * 2, 1);
+  return std::clamp<int64_t>(kAttentionDsBytes / per_image, 1, std::max<int64_t>(images, 1));
+}
+
 int vector_width(int64_t n, std::initializer_list<std::pair<const void*, size_t>> operands) {
   size_t widest = 1;
   for (const auto& [p, size] : operands) widest = std::max(widest, size);

@@ -86,6 +86,11 @@ Around around(const Dims& shape, int64_t dim);
 // least one such vector; else 1 (one element at a time). `operands` lists (address, element size).
 int vector_width(int64_t n, std::initializer_list<std::pair<const void*, size_t>> operands);
 
+// The fused attention backward keeps dS^T (bf16, `heads` x n rows of ld) for a chunk of images at
+// a time: as many images as fit in kAttentionDsBytes (at least one), all of them when they fit.
+constexpr int64_t kAttentionDsBytes = int64_t(32) << 20;
+int64_t attention_ds_images(int64_t images, int64_t heads, int64_t n, int64_t ld);
+
 // A 1-d grid-stride launch: threads per block and blocks (capped; kernels loop).
 struct Launch {
   unsigned blocks = 1, threads = 256;

@@ -13,6 +13,7 @@
 #include <set>
 
 #include "core/backend.h"
+#include "core/cuda/plan.h"
 #include "tests/support.h"
 
 using namespace scion;
@@ -402,33 +403,35 @@ Run run(const Case& cs, DType dt, Device dev) {
   return r;
 }
 
-void compare_backends(Device dev, Device ref_dev) {
+// One case in one dtype on `dev` and `ref_dev`: outputs and gradients compared.
+void compare_case(const Case& cs, DType dt, Device dev, Device ref_dev) {
   const Device cpu = cpu_device();
-  for (DType dt : {DType::f32, DType::bf16, DType::f64}) {
-    for (const Case& cs : cases()) {
-      INFO(cs.op << " (" << cs.variant << "), " << dtype_name(dt));
-      // An error in one case (a kernel a backend lacks, a failed launch) is reported with the
-      // case and the comparison goes on with the next, so one run shows every failing op.
-      try {
-        Run a = run(cs, dt, dev), b = run(cs, dt, ref_dev);
-        CHECK(a.outputs.size() == b.outputs.size());
-        for (size_t k = 0; k < std::min(a.outputs.size(), b.outputs.size()); ++k) {
-          CHECK(a.outputs[k].device() == dev);
-          check_close(a.outputs[k].to(cpu), b.outputs[k].to(cpu), tolerance(dt),
-                      "output " + std::to_string(k));
-        }
-        CHECK(a.grads.size() == b.grads.size());
-        for (size_t k = 0; k < std::min(a.grads.size(), b.grads.size()); ++k) {
-          CHECK(a.grads[k].defined() == b.grads[k].defined());
-          if (!a.grads[k].defined() || !b.grads[k].defined()) continue;
-          check_close(a.grads[k].to(cpu), b.grads[k].to(cpu), tolerance(dt),
-                      "gradient of input " + std::to_string(k));
-        }
-      } catch (const std::exception& e) {
-        FAIL_CHECK("error: " << e.what());
-      }
+  INFO(cs.op << " (" << cs.variant << "), " << dtype_name(dt));
+  // An error in one case (a kernel a backend lacks, a failed launch) is reported with the case
+  // and the comparison goes on with the next, so one run shows every failing op.
+  try {
+    Run a = run(cs, dt, dev), b = run(cs, dt, ref_dev);
+    CHECK(a.outputs.size() == b.outputs.size());
+    for (size_t k = 0; k < std::min(a.outputs.size(), b.outputs.size()); ++k) {
+      CHECK(a.outputs[k].device() == dev);
+      check_close(a.outputs[k].to(cpu), b.outputs[k].to(cpu), tolerance(dt),
+                  "output " + std::to_string(k));
     }
+    CHECK(a.grads.size() == b.grads.size());
+    for (size_t k = 0; k < std::min(a.grads.size(), b.grads.size()); ++k) {
+      CHECK(a.grads[k].defined() == b.grads[k].defined());
+      if (!a.grads[k].defined() || !b.grads[k].defined()) continue;
+      check_close(a.grads[k].to(cpu), b.grads[k].to(cpu), tolerance(dt),
+                  "gradient of input " + std::to_string(k));
+    }
+  } catch (const std::exception& e) {
+    FAIL_CHECK("error: " << e.what());
   }
+}
+
+void compare_backends(Device dev, Device ref_dev) {
+  for (DType dt : {DType::f32, DType::bf16, DType::f64})
+    for (const Case& cs : cases()) compare_case(cs, dt, dev, ref_dev);
 }
 
 // The four random fills on the CPU and on `other` from the same generator state, compared with
@@ -515,6 +518,20 @@ TEST_CASE("backend ops: cpu matches reference, forward and backward", "[backend]
 TEST_CASE("backend ops: cuda matches cpu, forward and backward", "[cuda]") {
   if (!scion::test::cuda_or_skip("backend ops cuda vs cpu")) return;
   compare_backends(parse_device("cuda"), cpu_device());
+}
+
+// CUDA's fused bf16 attention backward keeps dS for a chunk of images at a time
+// (attention_ds_images); the cases above fit in one chunk.
+TEST_CASE("backend ops: cuda matches cpu: fused attention backward over several dS chunks",
+          "[cuda]") {
+  if (!scion::test::cuda_or_skip("fused attention over dS chunks")) return;
+  // 2 heads of 64 and 600 tokens: 1,440,000 bytes of dS per image, two chunks for 40 images.
+  REQUIRE(cuda::attention_ds_images(40, 2, 600, 600) == 23);
+  const Case cs{"attention",
+                "40 images of 600 tokens, two dS chunks",
+                {in({40, 600, 384}, -2, 2)},
+                [](const Ins& x) { return Outs{attention(x[0], 2, 0.125)}; }};
+  compare_case(cs, DType::bf16, parse_device("cuda"), cpu_device());
 }
 
 TEST_CASE("backend ops: cuda fills, random fills and optimizer steps give the CPU's bits",

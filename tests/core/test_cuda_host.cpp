@@ -109,6 +109,16 @@ TEST_CASE("cuda plans: launch configurations", "[cuda-host]") {
   CHECK(launch_1d(1000, 132, 128).threads == 128);
 }
 
+TEST_CASE("cuda plans: the fused attention backward's dS chunks", "[cuda-host]") {
+  // ViT-T at 224 px: 3 heads, 197 tokens, rows of 200; 236,400 bytes per image.
+  CHECK(attention_ds_images(256, 3, 197, 200) == kAttentionDsBytes / 236400);
+  CHECK(attention_ds_images(64, 3, 197, 200) == 64);  // all fit: one chunk
+  CHECK(attention_ds_images(8, 3, 65, 72) == 8);
+  // An image larger than the cap still makes a chunk of one.
+  CHECK(attention_ds_images(4, 16, 4096, 4096) == 1);
+  CHECK(attention_ds_images(0, 3, 197, 200) == 1);
+}
+
 TEST_CASE("cuda plans: vector width of contiguous elementwise maps", "[cuda-host]") {
   alignas(64) static unsigned char buf[256];
   const unsigned char* p = buf;
