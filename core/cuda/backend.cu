@@ -176,11 +176,21 @@ class DeviceGuard {
 // With SCION_CUDA_OP_TIMES set, each outermost backend call is bracketed by two CUDA events and
 // a table of GPU time per kernel kind is printed to stderr at exit: a profile without a profiler.
 // Events do not stall the pipeline, so a call's time is the GPU's time from its first to its last
-// kernel (including any wait for the host in between, when the GPU runs ahead of it).
+// kernel (including any wait for the host in between, when the GPU runs ahead of it). With
+// SCION_CUDA_OP_TIMES=shapes a second table splits each kind by its main operands' dtypes and
+// shapes (op_time_key), so a call's bytes and FLOPs, hence its share of the GPU's peak, can be
+// worked out.
 class Call : public DeviceGuard {
  public:
-  Call(int index, const char* name) : DeviceGuard(index), name_(name) {
+  Call(int index, const char* name, std::initializer_list<const Tensor*> operands = {})
+      : DeviceGuard(index), name_(name) {
     if (!enabled() || depth()++ > 0) return;
+    if (by_shapes()) {
+      std::vector<std::pair<std::string, Dims>> ops;
+      for (const Tensor* t : operands)
+        if (t->defined()) ops.emplace_back(dtype_name(t->dtype()), Dims(t->shape()));
+      key_ = op_time_key(name, ops);
+    }
     cudaEventCreate(&start_);
     cudaEventCreate(&end_);
     cudaEventRecord(start_, stream());
@@ -192,7 +202,7 @@ class Call : public DeviceGuard {
     if (!timing_) return;
     cudaEventRecord(end_, stream());
     std::lock_guard<std::mutex> lock(mu());
-    pending().push_back({name_, start_, end_});
+    pending().push_back({name_, std::move(key_), start_, end_});
     if (pending().size() >= 4096) fold();
     static const bool registered = [] { return std::atexit(print) == 0; }();
     (void)registered;  // registered after the CUDA runtime's own exit handler: runs before it
@@ -201,10 +211,15 @@ class Call : public DeviceGuard {
  private:
   struct Pending {
     const char* name;
+    std::string key;  // by_shapes(): name and operands
     cudaEvent_t start, end;
   };
   static bool enabled() {
     static const bool on = std::getenv("SCION_CUDA_OP_TIMES") != nullptr;
+    return on;
+  }
+  static bool by_shapes() {
+    static const bool on = enabled() && std::string(std::getenv("SCION_CUDA_OP_TIMES")) == "shapes";
     return on;
   }
   static int& depth() {
@@ -219,8 +234,13 @@ class Call : public DeviceGuard {
     static auto* p = new std::vector<Pending>();
     return *p;
   }
-  static std::map<std::string, std::pair<double, int64_t>>& table() {
-    static auto* t = new std::map<std::string, std::pair<double, int64_t>>();
+  using Table = std::map<std::string, std::pair<double, int64_t>>;  // ms and calls per key
+  static Table& table() {
+    static auto* t = new Table();
+    return *t;
+  }
+  static Table& shape_table() {
+    static auto* t = new Table();
     return *t;
   }
   static void fold() {  // with mu() held
@@ -228,25 +248,36 @@ class Call : public DeviceGuard {
       float ms = 0;
       cudaEventSynchronize(p.end);
       cudaEventElapsedTime(&ms, p.start, p.end);
-      auto& e = table()[p.name];
-      e.first += ms;
-      e.second += 1;
+      for (Table* t : {&table(), &shape_table()}) {
+        if (t == &shape_table() && p.key.empty()) continue;
+        auto& e = (*t)[t == &table() ? std::string(p.name) : p.key];
+        e.first += ms;
+        e.second += 1;
+      }
       cudaEventDestroy(p.start);
       cudaEventDestroy(p.end);
     }
     pending().clear();
   }
+  static void print_table(const Table& t, const char* title, int width) {
+    std::vector<std::pair<double, std::string>> rows;
+    double total = 0;
+    for (auto& [name, e] : t) rows.emplace_back(e.first, name), total += e.first;
+    std::sort(rows.rbegin(), rows.rend());
+    std::fprintf(stderr, "%s\n", title);
+    for (auto& [ms, name] : rows) {
+      const int64_t calls = t.at(name).second;
+      std::fprintf(stderr, "  %-*s %10.2f ms %5.1f%% %8lld calls %10.1f us/call\n", width,
+                   name.c_str(), ms, 100 * ms / std::max(total, 1e-9), (long long)calls,
+                   1000 * ms / double(std::max<int64_t>(calls, 1)));
+    }
+  }
   static void print() {
     std::lock_guard<std::mutex> lock(mu());
     fold();
-    std::vector<std::pair<double, std::string>> rows;
-    double total = 0;
-    for (auto& [name, e] : table()) rows.emplace_back(e.first, name), total += e.first;
-    std::sort(rows.rbegin(), rows.rend());
-    std::fprintf(stderr, "CUDA backend GPU time per kernel kind (SCION_CUDA_OP_TIMES):\n");
-    for (auto& [ms, name] : rows)
-      std::fprintf(stderr, "  %-24s %10.2f ms %5.1f%% %8lld calls\n", name.c_str(), ms,
-                   100 * ms / std::max(total, 1e-9), (long long)table()[name].second);
+    print_table(table(), "CUDA backend GPU time per kernel kind (SCION_CUDA_OP_TIMES):", 24);
+    if (by_shapes())
+      print_table(shape_table(), "CUDA backend GPU time per kernel kind and operands:", 72);
   }
 
  public:
@@ -255,14 +286,18 @@ class Call : public DeviceGuard {
     std::lock_guard<std::mutex> lock(mu());
     fold();
     table().clear();
+    shape_table().clear();
   }
 
  private:
   const char* name_;
+  std::string key_;
   bool timing_ = false;
   cudaEvent_t start_ = nullptr, end_ = nullptr;
 };
 #define SCION_CALL Call call_guard(index_, __func__)
+// The same, naming the call's main operands for SCION_CUDA_OP_TIMES=shapes.
+#define SCION_CALL_ON(...) Call call_guard(index_, __func__, {__VA_ARGS__})
 
 // A contiguous host tensor with t's values (t itself when already contiguous).
 Tensor host_contiguous(const Tensor& t) {
@@ -391,7 +426,7 @@ class CudaBackend final : public Backend {
   // else (strides, broadcasting, dtype conversion) is done on the device around a contiguous
   // transfer.
   void copy(const Tensor& dst, const Tensor& src) override {
-    SCION_CALL;
+    SCION_CALL_ON(&dst, &src);
     const bool dst_dev = !dst.device().is_host(), src_dev = !src.device().is_host();
     if (dst_dev && src_dev) return copy_kernel(dst, src);
     if (dst_dev) {  // host -> device
@@ -435,15 +470,15 @@ class CudaBackend final : public Backend {
   }
 
   Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) override {
-    SCION_CALL;
+    SCION_CALL_ON(&a, &b);
     return binary_kernel(op, a, b);
   }
   Tensor unary(UnaryOp op, const Tensor& x) override {
-    SCION_CALL;
+    SCION_CALL_ON(&x);
     return unary_kernel(op, x);
   }
   Tensor gelu_backward(const Tensor& gr, const Tensor& x, bool tanh_form) override {
-    SCION_CALL;
+    SCION_CALL_ON(&gr, &x);
     return gelu_backward_kernel(gr, x, tanh_form);
   }
   Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) override {
@@ -472,7 +507,7 @@ class CudaBackend final : public Backend {
   }
 
   Tensor reduce_sum(const Tensor& x, const Shape& dims, bool keepdim) override {
-    SCION_CALL;
+    SCION_CALL_ON(&x);
     return reduce_sum_kernel(x, dims, keepdim);
   }
   void reduce_max(const Tensor& x, int64_t dim, bool keepdim, Tensor& values,
@@ -482,35 +517,35 @@ class CudaBackend final : public Backend {
   }
 
   void matmul(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& out) override {
-    SCION_CALL;
+    SCION_CALL_ON(&a, &b);
     matmul_kernel(a, b, bias, out);
   }
 
   void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
                       const ConvShape& cs) override {
-    SCION_CALL;
+    SCION_CALL_ON(&x, &w);
     conv2d_forward_kernel(x, w, b, y, cs);
   }
   void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx,
                             const ConvShape& cs) override {
-    SCION_CALL;
+    SCION_CALL_ON(&dy, &w);
     conv2d_backward_data_kernel(dy, w, dx, cs);
   }
   void conv2d_backward_weights(const Tensor& x, const Tensor& dy, const Tensor& dw,
                                const ConvShape& cs) override {
-    SCION_CALL;
+    SCION_CALL_ON(&x, &dw);
     conv2d_backward_weights_kernel(x, dy, dw, cs);
   }
 
   void layer_norm_forward(const Tensor& x, const Tensor& w, const Tensor& b, double eps, int64_t d,
                           Tensor& y, Tensor& mean, Tensor& rstd) override {
-    SCION_CALL;
+    SCION_CALL_ON(&x);
     layer_norm_forward_kernel(x, w, b, eps, d, y, mean, rstd);
   }
   void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean,
                            const Tensor& rstd, int64_t d, Tensor& dx, Tensor& dw,
                            Tensor& db) override {
-    SCION_CALL;
+    SCION_CALL_ON(&dy, &x);
     layer_norm_backward_kernel(dy, x, w, mean, rstd, d, dx, dw, db);
   }
 
@@ -526,24 +561,24 @@ class CudaBackend final : public Backend {
 
   void attention_forward(const Tensor& qkv, int64_t heads, double scale, const Tensor& out,
                          const Tensor& lse) override {
-    SCION_CALL;
+    SCION_CALL_ON(&qkv);
     attention_forward_kernel(qkv, heads, scale, out, lse);
   }
   void attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& dout,
                           const Tensor& lse, int64_t heads, double scale,
                           const Tensor& dqkv) override {
-    SCION_CALL;
+    SCION_CALL_ON(&qkv);
     attention_backward_kernel(qkv, out, dout, lse, heads, scale, dqkv);
   }
 
   Tensor cross_entropy(const Tensor& logits, const Tensor& q, const Tensor& lp) override {
-    SCION_CALL;
+    SCION_CALL_ON(&logits);
     return cross_entropy_kernel(logits, q, lp);
   }
 
   void adamw_step(const Tensor& p, const Tensor& gr, const Tensor& m, const Tensor& v,
                   const OptimStep& s) override {
-    SCION_CALL;
+    SCION_CALL_ON(&p);
     adamw_kernel(p, gr, m, v, s);
   }
   void sgd_step(const Tensor& p, const Tensor& gr, const Tensor& m, const OptimStep& s) override {

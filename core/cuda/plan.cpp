@@ -174,6 +174,17 @@ Around around(const Dims& shape, int64_t dim) {
   return a;
 }
 
+std::string op_time_key(const char* name,
+                        const std::vector<std::pair<std::string, Dims>>& operands) {
+  std::string key = name;
+  for (const auto& [dtype, shape] : operands) {
+    key += " " + dtype + "[";
+    for (size_t i = 0; i < shape.size(); ++i) key += (i ? "," : "") + std::to_string(shape[i]);
+    key += "]";
+  }
+  return key;
+}
+
 int64_t attention_ds_images(int64_t images, int64_t heads, int64_t n, int64_t ld) {
   const int64_t per_image = std::max<int64_t>(heads * n * ld * 2, 1);
   return std::clamp<int64_t>(kAttentionDsBytes / per_image, 1, std::max<int64_t>(images, 1));

@@ -91,6 +91,11 @@ int vector_width(int64_t n, std::initializer_list<std::pair<const void*, size_t>
 constexpr int64_t kAttentionDsBytes = int64_t(32) << 20;
 int64_t attention_ds_images(int64_t images, int64_t heads, int64_t n, int64_t ld);
 
+// SCION_CUDA_OP_TIMES=shapes' key of a backend call: its name and its main operands' dtypes and
+// shapes, "matmul bf16[256,197,192] bf16[192,576]".
+std::string op_time_key(const char* name,
+                        const std::vector<std::pair<std::string, Dims>>& operands);
+
 // A 1-d grid-stride launch: threads per block and blocks (capped; kernels loop).
 struct Launch {
   unsigned blocks = 1, threads = 256;

@@ -13,7 +13,8 @@
 #      scion eval of the weights on both; a weight-selected, distilled half-width student on both
 #   5. throughput and peak memory against PyTorch (eager AMP, then torch.compile while time is
 #      left) for ViT-T 224 px b256, ViT-T 32 px b512, ConvNeXt-F 224 px b256: full AdamW steps;
-#      scion's time per kernel kind for each case (profile_*.txt)
+#      scion's GPU time per kernel kind, and per kind and operand shapes, for each case
+#      (profile_*.txt)
 # Output: gpu-verify/verify.md and the logs beside it; with $OUT set (the device tool), verify.md
 # and logs.tgz there.
 set -u
@@ -117,10 +118,11 @@ for c in "${BENCH[@]}"; do
     --device cuda --steps 20 --warmup 5 >> "$R/bench_scion.jsonl" 2>> "$R/bench_scion.err"
 done
 TABLE+=("| bench_scion | $(wc -l < "$R/bench_scion.jsonl") of 3 cases | - |")
-# Where scion's step time goes: time per kernel kind (SCION_CUDA_OP_TIMES, synchronized per call).
+# Where scion's step time goes: GPU time per kernel kind, then per kind and operand shapes
+# (SCION_CUDA_OP_TIMES=shapes).
 for c in "${BENCH[@]}"; do
   read -r model px batch rest <<< "$c"
-  SCION_CUDA_OP_TIMES=1 timeout 40 "$SC" "$B/bench_models" --model "$model" $rest --batch "$batch" \
+  SCION_CUDA_OP_TIMES=shapes timeout 40 "$SC" "$B/bench_models" --model "$model" $rest --batch "$batch" \
     --precision bf16 --step --device cuda --steps 20 --warmup 3 > /dev/null 2> "$R/profile_${model}_${px}.txt"
 done
 LEFT=$((330 - $(elapsed)))

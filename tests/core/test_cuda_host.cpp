@@ -109,6 +109,13 @@ TEST_CASE("cuda plans: launch configurations", "[cuda-host]") {
   CHECK(launch_1d(1000, 132, 128).threads == 128);
 }
 
+TEST_CASE("cuda plans: SCION_CUDA_OP_TIMES=shapes keys", "[cuda-host]") {
+  CHECK(op_time_key("matmul", {{"bf16", {256, 197, 192}}, {"bf16", {192, 576}}}) ==
+        "matmul bf16[256,197,192] bf16[192,576]");
+  CHECK(op_time_key("reduce_sum", {{"f32", {}}}) == "reduce_sum f32[]");
+  CHECK(op_time_key("fill", {}) == "fill");
+}
+
 TEST_CASE("cuda plans: the fused attention backward's dS chunks", "[cuda-host]") {
   // ViT-T at 224 px: 3 heads, 197 tokens, rows of 200; 236,400 bytes per image.
   CHECK(attention_ds_images(256, 3, 197, 200) == kAttentionDsBytes / 236400);
