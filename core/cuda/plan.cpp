@@ -137,6 +137,33 @@ ColumnSplit column_split(int64_t n_out, int64_t n_red, int multiprocessors) {
   return c;
 }
 
+int column_width(const ReducePlan& p, const void* base, size_t element_size) {
+  if (p.kept.ndim != 1 || p.kept.strides[0][0] != 1) return 1;
+  for (int w = int(std::min<size_t>(16 / std::max<size_t>(element_size, 1), 8)); w > 1; w /= 2) {
+    bool fits =
+        p.kept.numel % w == 0 && reinterpret_cast<uintptr_t>(base) % (w * element_size) == 0;
+    for (int d = 0; d < p.red.ndim; ++d) fits = fits && p.red.strides[0][size_t(d)] % w == 0;
+    if (fits) return w;
+  }
+  return 1;
+}
+
+ColumnVecSplit column_vec_split(int64_t n_out, int64_t n_red, int width, int multiprocessors) {
+  constexpr int64_t kThreads = 256;
+  ColumnVecSplit c;
+  c.width = width;
+  c.vectors = n_out / width;
+  c.per_row = std::clamp<int64_t>(c.vectors, 1, kThreads);
+  c.rows = kThreads / c.per_row;
+  c.column_blocks = (c.vectors + c.per_row - 1) / c.per_row;
+  // Eight blocks per multiprocessor (a full one), each thread summing at least 16 rows.
+  const int64_t want = std::max<int64_t>(1, int64_t(multiprocessors) * 8 / c.column_blocks);
+  c.chunks = std::max<int64_t>(1, std::min<int64_t>({want, n_red / (c.rows * 16), 1024}));
+  c.chunk_len = std::max<int64_t>((n_red + c.chunks - 1) / c.chunks, 1);
+  c.chunks = std::max<int64_t>((n_red + c.chunk_len - 1) / c.chunk_len, 1);  // none left empty
+  return c;
+}
+
 ReducePlan plan_reduce(const Operand& x, const std::vector<bool>& reduced) {
   if (reduced.size() != x.shape.size()) throw std::invalid_argument("reduce: one flag per dim");
   std::vector<int64_t> ks, rs;

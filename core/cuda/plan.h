@@ -72,6 +72,20 @@ struct ColumnSplit {
   int64_t column_blocks = 1, chunks = 1, chunk_len = 0;
 };
 ColumnSplit column_split(int64_t n_out, int64_t n_red, int multiprocessors);
+
+// Column sums with vector loads (sum_columns_vec in reduce.cu), when the kept elements are one
+// run of stride 1 (a bias gradient's columns): a thread takes `width` neighbouring columns as one
+// access of up to 16 bytes; a block of 256 threads takes `per_row` column vectors side by side
+// and `rows` reduced rows at a time (so 48 f32 columns keep 252 threads busy, where 32-column
+// blocks idled two thirds of each warp); `chunks` of `chunk_len` rows as column_split.
+struct ColumnVecSplit {
+  int width = 1;
+  int64_t vectors = 0, per_row = 1, rows = 1, column_blocks = 1, chunks = 1, chunk_len = 0;
+};
+// width is the widest of 16 / element size, 8, 4, 2 that divides the column count and every
+// reduced stride and to which the input's address is aligned (in elements); 1 when none.
+int column_width(const ReducePlan& p, const void* base, size_t element_size);
+ColumnVecSplit column_vec_split(int64_t n_out, int64_t n_red, int width, int multiprocessors);
 ReducePlan plan_reduce(const Operand& x, const std::vector<bool>& reduced);
 
 // (outer, n, inner) around `dim` of a contiguous shape.

@@ -77,6 +77,52 @@ __global__ void sum_columns(DevPlan kept, DevPlan red, int64_t n_out, int64_t n_
   }
 }
 
+// Pass 1 with vector loads (ColumnVecSplit): thread t of the block takes column vector
+// blockIdx.x * per_row + t % per_row (W columns, one access) and the rows r = t / per_row (mod
+// rows) of the block's chunk in order; the threads of one column vector then add up in shared
+// memory in a fixed order. The loop has no stores, so its unrolled loads are in flight together.
+template <class T, int W>
+__global__ void __launch_bounds__(256)
+    sum_columns_vec(DevPlan red, ColumnVecSplit cs, int64_t n_red, const T* x, acc<T>* part) {
+  using A = acc<T>;
+  __shared__ A tile[256 * W];
+  const int phase = int(threadIdx.x / cs.per_row), at = int(threadIdx.x % cs.per_row);
+  const int64_t v = int64_t(blockIdx.x) * cs.per_row + at;
+  const int64_t r0 = int64_t(blockIdx.y) * cs.chunk_len,
+                r1 = r0 + cs.chunk_len < n_red ? r0 + cs.chunk_len : n_red;
+  const bool active = phase < cs.rows && v < cs.vectors;
+  A s[W];
+#pragma unroll
+  for (int k = 0; k < W; ++k) s[k] = 0;
+  if (active) {
+#pragma unroll 4
+    for (int64_t r = r0 + phase; r < r1; r += cs.rows) {
+      int64_t off[1];
+      offsets<1>(red, r, off);
+      const Pack<T, W> p = *reinterpret_cast<const Pack<T, W>*>(x + off[0] + v * W);
+#pragma unroll
+      for (int k = 0; k < W; ++k) s[k] += load(&p.v[k]);
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < W; ++k) tile[threadIdx.x * W + k] = s[k];
+  __syncthreads();
+  if (phase != 0 || !active) return;
+  for (int q = 1; q < cs.rows; ++q)
+#pragma unroll
+    for (int k = 0; k < W; ++k) s[k] += tile[(q * cs.per_row + at) * W + k];
+  A* out = part + int64_t(blockIdx.y) * cs.vectors * W + v * W;
+#pragma unroll
+  for (int k = 0; k < W; ++k) out[k] = s[k];
+}
+
+template <class T, int W>
+void launch_sum_columns_vec(const ReducePlan& rp, const ColumnVecSplit& cs, const T* x,
+                            acc<T>* part) {
+  const dim3 grid(unsigned(cs.column_blocks), unsigned(cs.chunks));
+  sum_columns_vec<T, W><<<grid, 256, 0, stream()>>>(dev_plan(rp.red), cs, rp.red.numel, x, part);
+}
+
 // Pass 2: each output adds its chunks' partial sums in chunk order.
 template <class T>
 __global__ void sum_chunks(const acc<T>* part, int64_t chunks, int64_t n_out, T* out) {
@@ -105,6 +151,25 @@ Tensor reduce_sum_kernel(const Tensor& x, const Shape& dims, bool keepdim) {
   if (n_out == 0) return out;
   if (n_red == 0) {
     fill_kernel(out, 0.0);
+    return out;
+  }
+  const int width = rp.columns() && is_floating(x.dtype())
+                        ? column_width(rp, x.raw_data(), dtype_size(x.dtype()))
+                        : 1;
+  if (width > 1) {  // bias gradients: `width` columns per thread and load
+    const ColumnVecSplit cs = column_vec_split(n_out, n_red, width, multiprocessors());
+    Tensor part = dev_empty({cs.chunks * n_out}, x.dtype() == DType::f64 ? DType::f64 : DType::f32);
+    SCION_DISPATCH_FLOATING(x.dtype(), "sum", T, {
+      const T* xp = static_cast<const T*>(x.raw_data());
+      acc<T>* pp = static_cast<acc<T>*>(part.raw_data());
+      if (width == 8) launch_sum_columns_vec<T, 8>(rp, cs, xp, pp);
+      if (width == 4) launch_sum_columns_vec<T, 4>(rp, cs, xp, pp);
+      if (width == 2) launch_sum_columns_vec<T, 2>(rp, cs, xp, pp);
+      const Launch l = launch_1d(n_out, multiprocessors());
+      sum_chunks<T><<<l.blocks, l.threads, 0, stream()>>>(pp, cs.chunks, n_out,
+                                                          static_cast<T*>(out.raw_data()));
+    });
+    SCION_CUDA_LAUNCHED("sum");
     return out;
   }
   SCION_DISPATCH_NUMERIC(x.dtype(), "sum", T, {

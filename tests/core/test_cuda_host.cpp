@@ -101,6 +101,50 @@ TEST_CASE("cuda plans: reductions split kept and reduced dims", "[cuda-host]") {
   CHECK(a.inner == 5);
 }
 
+TEST_CASE("cuda plans: column sums with vector loads", "[cuda-host]") {
+  alignas(64) static unsigned char buf[64];
+  const unsigned char* p = buf;
+  // (N, C) summed over N: C columns of stride 1, rows of stride C.
+  auto bias = [](int64_t n, int64_t c) { return plan_reduce({{n, c}, {c, 1}}, {true, false}); };
+  CHECK(column_width(bias(1000, 192), p, 4) == 4);  // f32: 16 bytes
+  CHECK(column_width(bias(1000, 192), p, 2) == 8);  // bf16
+  CHECK(column_width(bias(1000, 192), p, 8) == 2);  // f64
+  CHECK(column_width(bias(1000, 20), p, 2) == 4);   // 20 columns: vectors of 4
+  CHECK(column_width(bias(1000, 6), p, 2) == 2);
+  CHECK(column_width(bias(1000, 5), p, 2) == 1);
+  CHECK(column_width(bias(1000, 192), p + 8, 4) == 2);  // an address 8 bytes in
+  CHECK(column_width(bias(1000, 192), p + 4, 4) == 1);
+  CHECK(column_width(bias(1000, 192), p, 1) == 8);  // at most 8 per thread
+  // Rows of stride 10 (a view of every other column block): 10 is not a multiple of 4.
+  CHECK(column_width(plan_reduce({{1000, 8}, {10, 1}}, {true, false}), p, 4) == 2);
+  // A channels-last (N, C, H, W) over N, H, W: the reduced dims collapse to stride C.
+  const ReducePlan cl =
+      plan_reduce({{4, 20, 30, 30}, {18000, 1, 600, 20}}, {true, false, true, true});
+  CHECK(column_width(cl, p, 4) == 4);
+  CHECK(column_width(plan_reduce({{6, 8}, {8, 1}}, {false, true}), p, 4) == 1);  // row sums
+  // Splits: every column vector and every row covered; 256 threads per block.
+  struct Want {
+    int64_t n_out, n_red;
+    int width;
+    int64_t per_row, rows, column_blocks;
+  };
+  for (const Want& w :
+       {Want{192, 50432, 4, 48, 5, 1}, Want{48, 802816, 4, 12, 21, 1},
+        Want{1536, 12544, 8, 192, 1, 1}, Want{5000, 3, 8, 256, 1, 3}, Want{8, 100, 8, 1, 256, 1}}) {
+    INFO(w.n_out << " columns, " << w.n_red << " rows");
+    const ColumnVecSplit c = column_vec_split(w.n_out, w.n_red, w.width, 132);
+    CHECK(c.vectors * c.width == w.n_out);
+    CHECK(c.per_row == w.per_row);
+    CHECK(c.rows == w.rows);
+    CHECK(c.per_row * c.rows <= 256);
+    CHECK(c.column_blocks == w.column_blocks);
+    CHECK(c.column_blocks * c.per_row >= c.vectors);
+    CHECK(c.chunks * c.chunk_len >= w.n_red);
+    CHECK((c.chunks - 1) * c.chunk_len < w.n_red);
+    CHECK(c.chunks <= 1024);
+  }
+}
+
 TEST_CASE("cuda plans: launch configurations", "[cuda-host]") {
   CHECK(launch_1d(1).blocks == 1);
   CHECK(launch_1d(0).blocks == 1);
