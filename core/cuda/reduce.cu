@@ -402,6 +402,54 @@ __global__ void ln_backward_dwdb(const T* dy, const T* x, const acc<T>* mean, co
   }
 }
 
+// The same with vector loads (ColumnVecSplit, as sum_columns_vec): W columns of a row per thread.
+template <class T, int W>
+__global__ void __launch_bounds__(256)
+    ln_backward_dwdb_vec(const T* dy, const T* x, const acc<T>* mean, const acc<T>* rstd,
+                         int64_t rows, ColumnVecSplit cs, acc<T>* part) {
+  using A = acc<T>;
+  __shared__ A tile_w[256 * W], tile_b[256 * W];
+  const int64_t d = cs.vectors * W;
+  const int phase = int(threadIdx.x / cs.per_row), at = int(threadIdx.x % cs.per_row);
+  const int64_t v = int64_t(blockIdx.x) * cs.per_row + at;
+  const int64_t r0 = int64_t(blockIdx.y) * cs.chunk_len,
+                r1 = r0 + cs.chunk_len < rows ? r0 + cs.chunk_len : rows;
+  const bool active = phase < cs.rows && v < cs.vectors;
+  A sw[W], sb[W];
+#pragma unroll
+  for (int k = 0; k < W; ++k) sw[k] = sb[k] = 0;
+  if (active) {
+#pragma unroll 4
+    for (int64_t r = r0 + phase; r < r1; r += cs.rows) {
+      const Pack<T, W> g = *reinterpret_cast<const Pack<T, W>*>(dy + r * d + v * W);
+      const Pack<T, W> xv = *reinterpret_cast<const Pack<T, W>*>(x + r * d + v * W);
+      const A mu = mean[r], rs = rstd[r];
+#pragma unroll
+      for (int k = 0; k < W; ++k) {
+        const A gk = load(&g.v[k]);
+        sw[k] += gk * (load(&xv.v[k]) - mu) * rs;
+        sb[k] += gk;
+      }
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < W; ++k)
+    tile_w[threadIdx.x * W + k] = sw[k], tile_b[threadIdx.x * W + k] = sb[k];
+  __syncthreads();
+  if (phase != 0 || !active) return;
+  for (int q = 1; q < cs.rows; ++q)
+#pragma unroll
+    for (int k = 0; k < W; ++k) {
+      sw[k] += tile_w[(q * cs.per_row + at) * W + k];
+      sb[k] += tile_b[(q * cs.per_row + at) * W + k];
+    }
+#pragma unroll
+  for (int k = 0; k < W; ++k) {
+    part[(int64_t(blockIdx.y) * 2) * d + v * W + k] = sw[k];
+    part[(int64_t(blockIdx.y) * 2 + 1) * d + v * W + k] = sb[k];
+  }
+}
+
 template <class T>
 __global__ void ln_backward_finish(const acc<T>* part, int chunks, int64_t d, T* dw, T* db) {
   using A = acc<T>;
@@ -461,9 +509,14 @@ void layer_norm_backward_kernel(const Tensor& dy, const Tensor& x, const Tensor&
   }
   const Tensor dyc = dy.is_contiguous() ? dy : dy.contiguous();
   // Chunks of rows for the weight and bias gradients: enough blocks for the whole GPU (128 fixed
-  // chunks left a ConvNeXt stage-1 norm, 48 columns of 800K rows, to 6,144 threads).
+  // chunks left a ConvNeXt stage-1 norm, 48 columns of 800K rows, to 6,144 threads), with vector
+  // loads of `width` columns where d and the addresses allow (as the column sums).
+  const ReducePlan columns = plan_reduce({{rows, d}, {d, 1}}, {true, false});
+  const int width = std::min(column_width(columns, dyc.raw_data(), dtype_size(x.dtype())),
+                             column_width(columns, x.raw_data(), dtype_size(x.dtype())));
   const ColumnSplit split = column_split(d, rows, multiprocessors());
-  const int chunks = int(split.chunks);
+  const ColumnVecSplit vsplit = column_vec_split(d, rows, width, multiprocessors());
+  const int chunks = int(width > 1 ? vsplit.chunks : split.chunks);
   const int64_t per_chunk = split.chunk_len;
   const DType wdt = w.defined() ? w.dtype() : x.dtype();
   SCION_DISPATCH_FLOATING(x.dtype(), "layer_norm", T, {
@@ -479,9 +532,18 @@ void layer_norm_backward_kernel(const Tensor& dy, const Tensor& x, const Tensor&
     });
     Tensor part =
         dev_empty({int64_t(chunks) * 2 * d}, x.dtype() == DType::f64 ? DType::f64 : DType::f32);
-    const dim3 grid(unsigned(split.column_blocks), unsigned(chunks));
-    ln_backward_dwdb<T><<<grid, dim3(32, 8), 0, stream()>>>(gp, xp, mp, rp, rows, d, per_chunk,
-                                                            static_cast<A*>(part.raw_data()));
+    A* pp = static_cast<A*>(part.raw_data());
+    const dim3 vgrid(unsigned(vsplit.column_blocks), unsigned(chunks));
+    if (width == 8)
+      ln_backward_dwdb_vec<T, 8><<<vgrid, 256, 0, stream()>>>(gp, xp, mp, rp, rows, vsplit, pp);
+    if (width == 4)
+      ln_backward_dwdb_vec<T, 4><<<vgrid, 256, 0, stream()>>>(gp, xp, mp, rp, rows, vsplit, pp);
+    if (width == 2)
+      ln_backward_dwdb_vec<T, 2><<<vgrid, 256, 0, stream()>>>(gp, xp, mp, rp, rows, vsplit, pp);
+    if (width == 1)
+      ln_backward_dwdb<T>
+          <<<dim3(unsigned(split.column_blocks), unsigned(chunks)), dim3(32, 8), 0, stream()>>>(
+              gp, xp, mp, rp, rows, d, per_chunk, pp);
     ln_backward_finish<T><<<unsigned((d + 255) / 256), 256, 0, stream()>>>(
         static_cast<const A*>(part.raw_data()), chunks, d, static_cast<T*>(dw.raw_data()),
         static_cast<T*>(db.raw_data()));
