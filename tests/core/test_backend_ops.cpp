@@ -294,6 +294,10 @@ std::vector<Case> cases() {
   add_case("layer_norm", "affine", {in({3, 4, 10}, -2, 2), in({10}), in({10})}, [](const Ins& x) {
     return Outs{layer_norm(x[0], {10}, x[1], x[2]), layer_norm(x[0], {4, 10})};
   });
+  // 48 columns (ConvNeXt-F's first stage) over 1,000 rows: CUDA sums dw and db in vectors of
+  // columns and several chunks of rows.
+  add_case("layer_norm", "48 columns, 1000 rows", {in({1000, 48}, -2, 2), in({48}), in({48})},
+           [](const Ins& x) { return Outs{layer_norm(x[0], {48}, x[1], x[2])}; });
   add_case("layer_norm", "channels-last view", {viewed({2, 6, 3, 3}, channels_last)},
            [](const Ins& x) {
              return Outs{layer_norm(x[0].permute({0, 2, 3, 1}), {6})};
