@@ -228,6 +228,36 @@ void map_flat(int64_t n, F f, O* out, const I*... in) {
   SCION_CUDA_LAUNCHED("elementwise map");
 }
 
+// out[i] = f(a[i], b[i % period]): map_flat with b one row repeated along a dense a and out (a
+// per-channel scale, row_period in plan.h). Vectors of V elements never straddle a row end, as
+// V divides the period (vector_width's V, else one element at a time).
+template <int V, class F, class O, class A, class B>
+__global__ void __launch_bounds__(256)
+    map_rows_kernel(int64_t n, int64_t period, F f, O* out, const A* a, const B* b) {
+  const int64_t vectors = n / V;
+  for (int64_t v = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; v < vectors;
+       v += int64_t(gridDim.x) * blockDim.x)
+    map_pack<V>(f, reinterpret_cast<Pack<O, V>*>(out) + v,
+                reinterpret_cast<const Pack<A, V>*>(a)[v],
+                *reinterpret_cast<const Pack<B, V>*>(b + v * V % period));
+  const int64_t i = vectors * V + threadIdx.x;
+  if (blockIdx.x == 0 && i < n) store(out + i, f(load(a + i), load(b + i % period)));
+}
+
+template <class F, class O, class A, class B>
+void map_rows(int64_t n, int64_t period, F f, O* out, const A* a, const B* b) {
+  if (n <= 0) return;
+  constexpr int kWide = int(16 / widest<O, A, B>()) > 1 ? int(16 / widest<O, A, B>()) : 1;
+  int v = vector_width(n, {{out, sizeof(O)}, {a, sizeof(A)}, {b, sizeof(B)}});
+  if (period % v != 0) v = 1;
+  const Launch l = launch_1d(n / v, multiprocessors());
+  if (v == kWide)
+    map_rows_kernel<kWide><<<l.blocks, l.threads, 0, stream()>>>(n, period, f, out, a, b);
+  else
+    map_rows_kernel<1><<<l.blocks, l.threads, 0, stream()>>>(n, period, f, out, a, b);
+  SCION_CUDA_LAUNCHED("elementwise map over rows");
+}
+
 // f(i) for i in [0, n).
 template <class F>
 __global__ void index_kernel(int64_t n, F f) {

@@ -227,6 +227,23 @@ Tensor binary_kernel(BinaryOp op, const Tensor& a, const Tensor& b) {
     });
     return out;
   }
+  // One operand a per-channel row over a dense other (ConvNeXt's layer scale and its gradient).
+  const int64_t b_row = p.row_period(2), a_row = b_row ? 0 : p.row_period(1);
+  if (!cmp && (b_row || a_row) && is_floating(a.dtype())) {
+    SCION_DISPATCH_FLOATING(a.dtype(), "binary op", T, {
+      using A = acc<T>;
+      T* o = static_cast<T*>(out.raw_data());
+      const T* x = static_cast<const T*>(a.raw_data());
+      const T* y = static_cast<const T*>(b.raw_data());
+      if (b_row)
+        map_rows(
+            p.numel, b_row, [=] __device__(A u, A w) { return arith(op, u, w); }, o, x, y);
+      else  // the row is a: the dense operand goes first into the map, the op keeps its order
+        map_rows(
+            p.numel, a_row, [=] __device__(A w, A u) { return arith(op, u, w); }, o, y, x);
+    });
+    return out;
+  }
   SCION_DISPATCH_ALL(a.dtype(), T, {
     using A = acc<T>;
     const T* x = static_cast<const T*>(a.raw_data());

@@ -107,6 +107,16 @@ StridedPlan plan_elementwise(const Dims& shape, const std::vector<Operand>& oper
   return to_plan(sizes, strides);
 }
 
+int64_t StridedPlan::row_period(int k) const {
+  if (ndim != 2 || k < 0 || k >= nargs) return 0;
+  const int64_t c = sizes[1];
+  for (int j = 0; j < nargs; ++j) {
+    const auto& st = strides[size_t(j)];
+    if (st[1] != 1 || st[0] != (j == k ? 0 : c)) return 0;
+  }
+  return c;
+}
+
 bool StridedPlan::fits_int32() const {
   if (numel >= (int64_t(1) << 31)) return false;
   for (int k = 0; k < nargs; ++k) {

@@ -36,6 +36,10 @@ struct StridedPlan {
   bool contiguous() const;
   // Every index and offset fits in 32 bits (the kernels then divide in 32 bits, much faster).
   bool fits_int32() const;
+  // Operand k repeats one row along the innermost dimension (a per-channel scale over a
+  // channels-last or (N, C) tensor: strides (0, 1)) while every other operand is dense: the
+  // row's length, else 0.
+  int64_t row_period(int k) const;
 };
 
 // One operand: its shape and strides in elements. Operands with fewer dimensions or size-1

@@ -100,6 +100,12 @@ std::vector<Case> cases() {
   auto one_in = [](const Tensor& t) { return t.slice(0, 1, t.size(0)); };
   add_case("mul", "contiguous views one element in", {viewed({42}, one_in), viewed({42}, one_in)},
            [](const Ins& x) { return Outs{mul(x[0], x[1])}; });
+  // A per-channel row against a dense operand (CUDA's map_rows), second and first.
+  add_case("mul", "per-channel row over channels-last",
+           {viewed({2, 8, 4, 4}, channels_last), in({8, 1, 1})},
+           [](const Ins& x) { return Outs{mul(x[0], x[1])}; });
+  add_case("sub", "row minus matrix", {in({12}), in({7, 12})},
+           [](const Ins& x) { return Outs{sub(x[0], x[1])}; });
   add_case("operator", "dtype casts (autocast's), contiguous", {in({5, 211})}, [](const Ins& x) {
     return Outs{x[0].to(DType::f32) * 2.0, x[0].to(DType::bf16).to(x[0].dtype())};
   });

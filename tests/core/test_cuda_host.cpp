@@ -56,6 +56,17 @@ TEST_CASE("cuda plans: elementwise operands collapse and broadcast", "[cuda-host
   CHECK(p.strides[1][1] == 1);
   CHECK(p.strides[1][0] == 0);
   CHECK(p.fits_int32());
+  CHECK(p.row_period(1) == 8);  // the bias repeats a row of 8 over a dense output
+  CHECK(p.row_period(0) == 0);
+  // ConvNeXt's layer scale, x (channels-last) * gamma (8): output, x dense, gamma one row.
+  p = plan_elementwise({2, 8, 4, 4},
+                       {{{2, 8, 4, 4}, nhwc}, {{2, 8, 4, 4}, nhwc}, {{8, 1, 1}, {1, 1, 1}}});
+  CHECK(p.row_period(2) == 8);
+  CHECK(p.row_period(1) == 0);
+  // Not a row: a column broadcast (4, 1) over (4, 6), or a strided dense operand.
+  CHECK(plan_elementwise({4, 6}, {{{4, 6}, {6, 1}}, {{4, 1}, {1, 1}}}).row_period(1) == 0);
+  CHECK(plan_elementwise({4, 6}, {{{4, 6}, {6, 1}}, {{4, 6}, {12, 1}}, {{6}, {1}}}).row_period(2) ==
+        0);
   // Offsets past 2^31 elements need the 64-bit kernels.
   p = plan_elementwise({3, 2}, {{{3, 2}, {int64_t(1) << 31, 1}}});
   CHECK_FALSE(p.fits_int32());
