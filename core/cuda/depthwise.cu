@@ -244,32 +244,49 @@ __global__ void __launch_bounds__(256)
   }
 }
 
-// Pass 1 of the weight gradient: block (32, 8); thread x takes 2 channels (a block 64), thread y
-// a share of one chunk of row runs (n, oy, kRun outputs along ox); the partial sums of its
-// channels' K*K taps go to part[row][c][tap], row = chunk * 8 + threadIdx.y (dw_weights_finish
-// adds the rows in order).
-constexpr int kWgVec = 2;  // channels per thread in the weight gradient (2 K*K accumulators)
-template <class T>
-__device__ __forceinline__ void load2(const T* p, float (&out)[kWgVec]) {
-  out[0] = float(load(p));
-  out[1] = float(load(p + 1));
+// Pass 1 of the weight gradient: block (32, 8, filter row i); thread x takes 2 channels (a block
+// 64), thread y a share of one chunk of row runs (n, oy, kRun outputs along ox), and the block
+// one row i of the filter, so a thread keeps K x 2 partial sums (until run 8 a thread kept all K
+// rows, 98 sums and 173 registers for 7x7: one block per multiprocessor). They go to
+// part[row][c][tap], row = chunk * 8 + threadIdx.y (dw_weights_finish adds the rows in order);
+// each sum takes the same terms in the same order as with all rows in one thread.
+constexpr int kWgVec = 2;  // channels per thread in the weight gradient
+__device__ __forceinline__ void load2(const float* p, float (&out)[kWgVec]) {
+  const float2 v = *reinterpret_cast<const float2*>(p);
+  out[0] = v.x, out[1] = v.y;
+}
+__device__ __forceinline__ void load2(const bf16_t* p, float (&out)[kWgVec]) {
+  const uint32_t v = *reinterpret_cast<const uint32_t*>(p);
+  out[0] = kmath::bf16_to_float(uint16_t(v & 0xffffu));
+  out[1] = kmath::bf16_to_float(uint16_t(v >> 16));
 }
 template <class T, int K>
 __global__ void __launch_bounds__(256)
     dw_weights_rows(DwGeo g, const T* x, const T* dy, int64_t chunk_len, float* part) {
-  const int c0 = (int(blockIdx.x) * 32 + int(threadIdx.x)) * kWgVec;
+  const int c0 = (int(blockIdx.x) * 32 + int(threadIdx.x)) * kWgVec, i = int(blockIdx.z);
   const int groups = (g.ow + kRun - 1) / kRun;
   const int64_t units = int64_t(g.n) * g.oh * groups;
   const int64_t u0 = int64_t(blockIdx.y) * chunk_len,
                 u1 = u0 + chunk_len < units ? u0 + chunk_len : units;
   if (c0 >= g.c) return;
-  float acc_t[K * K][kWgVec];
+  float acc_t[K][kWgVec];
 #pragma unroll
-  for (int t = 0; t < K * K; ++t) acc_t[t][0] = acc_t[t][1] = 0.f;
+  for (int j = 0; j < K; ++j) acc_t[j][0] = acc_t[j][1] = 0.f;
   for (int64_t u = u0 + threadIdx.y; u < u1; u += 8) {
-    const int ox0 = int(u % groups) * kRun;
-    const int oy = int((u / groups) % g.oh);
-    const int64_t img = u / (int64_t(groups) * g.oh);
+    int ox0, oy;
+    int64_t img;
+    if (units < (int64_t(1) << 31)) {  // 32-bit division where it fits
+      const uint32_t v = uint32_t(u), per_img = uint32_t(groups) * uint32_t(g.oh);
+      ox0 = int(v % uint32_t(groups)) * kRun;
+      oy = int((v / uint32_t(groups)) % uint32_t(g.oh));
+      img = v / per_img;
+    } else {
+      ox0 = int(u % groups) * kRun;
+      oy = int((u / groups) % g.oh);
+      img = u / (int64_t(groups) * g.oh);
+    }
+    const int iy = oy - g.ph + i;
+    if (iy < 0 || iy >= g.h) continue;
     float d[kRun][kWgVec];
 #pragma unroll
     for (int r = 0; r < kRun; ++r) {
@@ -278,34 +295,29 @@ __global__ void __launch_bounds__(256)
       else
         d[r][0] = d[r][1] = 0.f;
     }
+    const T* row = x + (img * g.h + iy) * g.w * int64_t(g.c) + c0;
+    float xs[kRun + K - 1][kWgVec];
 #pragma unroll
-    for (int i = 0; i < K; ++i) {
-      const int iy = oy - g.ph + i;
-      if (iy < 0 || iy >= g.h) continue;
-      const T* row = x + (img * g.h + iy) * g.w * int64_t(g.c) + c0;
-      float xs[kRun + K - 1][kWgVec];
-#pragma unroll
-      for (int jj = 0; jj < kRun + K - 1; ++jj) {
-        const int ix = ox0 - g.pw + jj;
-        if (ix >= 0 && ix < g.w)
-          load2(row + int64_t(ix) * g.c, xs[jj]);
-        else
-          xs[jj][0] = xs[jj][1] = 0.f;
-      }
-#pragma unroll
-      for (int j = 0; j < K; ++j)
-#pragma unroll
-        for (int r = 0; r < kRun; ++r)
-#pragma unroll
-          for (int v = 0; v < kWgVec; ++v) acc_t[i * K + j][v] += d[r][v] * xs[j + r][v];
+    for (int jj = 0; jj < kRun + K - 1; ++jj) {
+      const int ix = ox0 - g.pw + jj;
+      if (ix >= 0 && ix < g.w)
+        load2(row + int64_t(ix) * g.c, xs[jj]);
+      else
+        xs[jj][0] = xs[jj][1] = 0.f;
     }
+#pragma unroll
+    for (int j = 0; j < K; ++j)
+#pragma unroll
+      for (int r = 0; r < kRun; ++r)
+#pragma unroll
+        for (int v = 0; v < kWgVec; ++v) acc_t[j][v] += d[r][v] * xs[j + r][v];
   }
   float* out = part + (int64_t(blockIdx.y) * 8 + threadIdx.y) * int64_t(g.c) * (K * K) +
-               int64_t(c0) * (K * K);
+               int64_t(c0) * (K * K) + i * K;
 #pragma unroll
   for (int v = 0; v < kWgVec; ++v)
 #pragma unroll
-    for (int t = 0; t < K * K; ++t) out[v * K * K + t] = acc_t[t][v];
+    for (int j = 0; j < K; ++j) out[v * K * K + j] = acc_t[j][v];
 }
 
 // f32 or bf16 (depthwise_own takes no other dtype): T for the register-blocked kernels.
@@ -406,13 +418,14 @@ void depthwise_backward_weights(const Tensor& x, const Tensor& dy, const Tensor&
                                 const ConvShape& cs) {
   const DwGeo g = dw_geo(x, dw, dy, cs);
   const int64_t taps = int64_t(g.kh) * g.kw;
-  if (const int k = rows_kernel(g, {}, 1)) {
+  if (const int k = rows_kernel(g, {x.raw_data(), dy.raw_data()}, kWgVec * dtype_size(x.dtype()))) {
     const int64_t units = int64_t(g.n) * g.oh * ((g.ow + kRun - 1) / kRun);
     const ColumnSplit split = column_split(g.c / kWgVec, units, multiprocessors());
     const int64_t chunk_len = std::max<int64_t>(split.chunk_len, 8);
     const int64_t chunks = (units + chunk_len - 1) / chunk_len;
     Tensor part = dev_empty({chunks * 8 * g.c * taps}, DType::f32);
-    const dim3 grid(unsigned((g.c / kWgVec + 31) / 32), unsigned(chunks)), block(32, 8);
+    const dim3 grid(unsigned((g.c / kWgVec + 31) / 32), unsigned(chunks), unsigned(k)),
+        block(32, 8);
     SCION_DW_DISPATCH(x.dtype(), "conv2d", T, {
       const T* xp = static_cast<const T*>(x.raw_data());
       const T* dyp = static_cast<const T*>(dy.raw_data());
