@@ -18,6 +18,14 @@ Backend& backend(int index);  // core/cuda/backend.cu
 }
 #endif
 
+void Backend::adamw_steps(const std::vector<AdamWParam>& params, const OptimStep& s) {
+  OptimStep one = s;
+  for (const AdamWParam& a : params) {
+    one.weight_decay = a.weight_decay;
+    adamw_step(a.p, a.g, a.m, a.v, one);
+  }
+}
+
 Backend& reference_backend() {
   return reference::backend();
 }

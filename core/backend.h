@@ -28,6 +28,12 @@ struct OptimStep {
   bool nesterov = false;                          // SGD
 };
 
+// One parameter of a multi-tensor AdamW step (Backend::adamw_steps).
+struct AdamWParam {
+  Tensor p, g, m, v;
+  double weight_decay = 0;
+};
+
 // Convolution geometry shared by the conv2d kernels.
 struct ConvShape {
   int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
@@ -124,6 +130,11 @@ class Backend {
   virtual void adamw_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
                           const OptimStep& s) = 0;
   virtual void sgd_step(const Tensor& p, const Tensor& g, const Tensor& m, const OptimStep& s) = 0;
+  // AdamW on several parameters at once (torch.optim.AdamW(fused=True)): each as adamw_step with
+  // its own weight decay and s's other settings. This default steps them one at a time; a GPU
+  // backend runs one kernel for all of them (a parameter per kernel was ~150 launches per ViT-T
+  // step), with the same numbers.
+  virtual void adamw_steps(const std::vector<AdamWParam>& params, const OptimStep& s);
   // sum x^2 over a contiguous f32 tensor, accumulated in f64 (gradient-norm clipping): returned,
   // or added to `total`, a 0-dim f64 tensor on this device, without the host waiting for it.
   virtual double sum_squares(const Tensor& x) = 0;

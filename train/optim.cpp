@@ -1,4 +1,5 @@
-// Optimizer updates (one fused backend kernel per parameter), gradient clipping, schedules, EMA.
+// Optimizer updates (fused backend kernels: AdamW one call for all parameters, SGD one per
+// parameter), gradient clipping, schedules, EMA.
 #include "train/optim.h"
 
 #include <algorithm>
@@ -39,17 +40,24 @@ void Optimizer::step(double lr) {
   os.step = step_;
   os.momentum = cfg_.momentum;
   os.nesterov = cfg_.nesterov;
+  // AdamW steps every parameter in one backend call (one kernel on a GPU), SGD one at a time.
+  std::vector<AdamWParam> adamw;
+  Backend* be = nullptr;
   for (ParamState& s : params_) {
     Tensor g = s.param.grad();
     if (!g.defined()) continue;
     Tensor gc = g.dtype() == DType::f32 ? g.contiguous() : g.to(DType::f32).contiguous();
     os.weight_decay = s.weight_decay;
-    Backend& be = backend_for("optimizer step", {&s.param, &gc, &s.buf1});
+    Backend& b = backend_for("optimizer step", {&s.param, &gc, &s.buf1});
+    SCION_CHECK(be == nullptr || be == &b, "optimizer: parameters on different devices (", s.name,
+                " on ", s.param.device().str(), ")");
+    be = &b;
     if (cfg_.type == "adamw")
-      be.adamw_step(s.param, gc, s.buf1, s.buf2, os);
+      adamw.push_back({s.param, gc, s.buf1, s.buf2, s.weight_decay});
     else
-      be.sgd_step(s.param, gc, s.buf1, os);
+      b.sgd_step(s.param, gc, s.buf1, os);
   }
+  if (!adamw.empty()) be->adamw_steps(adamw, os);
 }
 
 NamedTensors Optimizer::state() const {

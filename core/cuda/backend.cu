@@ -585,6 +585,10 @@ class CudaBackend final : public Backend {
     SCION_CALL;
     sgd_kernel(p, gr, m, s);
   }
+  void adamw_steps(const std::vector<AdamWParam>& params, const OptimStep& s) override {
+    SCION_CALL;
+    adamw_multi_kernel(params, s);
+  }
   void add_sum_squares(const Tensor& x, const Tensor& total) override {
     SCION_CALL;
     add_sum_squares_kernel(x, total);

@@ -426,6 +426,7 @@ Tensor cross_entropy_kernel(const Tensor& logits, const Tensor& q, const Tensor&
 void adamw_kernel(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
                   const OptimStep& s);
 void sgd_kernel(const Tensor& p, const Tensor& g, const Tensor& m, const OptimStep& s);
+void adamw_multi_kernel(const std::vector<AdamWParam>& params, const OptimStep& s);
 double sum_squares_kernel(const Tensor& x);
 void add_sum_squares_kernel(const Tensor& x, const Tensor& total);
 void scale_by_kernel(const Tensor& dst, const Tensor& s);

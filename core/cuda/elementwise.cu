@@ -2,6 +2,9 @@
 // copies with dtype conversion, fills, binary and unary math, gelu's gradient, where; random
 // fills and the optimizer updates with core/kernel_math.h's per-element math, so they give the
 // CPU's numbers.
+#include <algorithm>
+#include <cstring>
+
 #include "core/cuda/common.cuh"
 #include "core/ops.h"
 
@@ -358,6 +361,77 @@ void adamw_kernel(const Tensor& p, const Tensor& g, const Tensor& m, const Tenso
     mp[i] = mi;
     vp[i] = vi;
   });
+}
+
+namespace {
+
+// One parameter of the multi-tensor AdamW step: its four tensors, length and constants' index.
+struct AdamWEntry {
+  float* p;
+  const float* g;
+  float* m;
+  float* v;
+  int64_t n;
+  int64_t consts;
+};
+constexpr int64_t kAdamWChunk = 4096;  // elements per block
+
+__global__ void __launch_bounds__(256) adamw_multi(const kmath::AdamWConsts* consts,
+                                                   const AdamWEntry* entries,
+                                                   const TensorChunk* chunks) {
+  const TensorChunk ch = chunks[blockIdx.x];
+  const AdamWEntry e = entries[ch.tensor];
+  const kmath::AdamWConsts c = consts[e.consts];
+  const int64_t end = ch.start + kAdamWChunk < e.n ? ch.start + kAdamWChunk : e.n;
+  for (int64_t i = ch.start + threadIdx.x; i < end; i += blockDim.x) {
+    float mi = e.m[i], vi = e.v[i];
+    e.p[i] = kmath::adamw_update(e.p[i], e.g[i], mi, vi, c);
+    e.m[i] = mi;
+    e.v[i] = vi;
+  }
+}
+
+template <class T>
+size_t append(std::vector<unsigned char>& bytes, const std::vector<T>& items) {
+  const size_t at = (bytes.size() + 15) / 16 * 16;
+  bytes.resize(at + items.size() * sizeof(T));
+  if (!items.empty()) std::memcpy(bytes.data() + at, items.data(), items.size() * sizeof(T));
+  return at;
+}
+
+}  // namespace
+
+void adamw_multi_kernel(const std::vector<AdamWParam>& params, const OptimStep& s) {
+  std::vector<kmath::AdamWConsts> consts;
+  std::vector<double> decays;
+  std::vector<AdamWEntry> entries;
+  std::vector<int64_t> sizes;
+  for (const AdamWParam& a : params) {
+    auto it = std::find(decays.begin(), decays.end(), a.weight_decay);
+    if (it == decays.end()) {
+      decays.push_back(a.weight_decay);
+      consts.push_back(kmath::adamw_consts(s.lr, a.weight_decay, s.beta1, s.beta2, s.eps, s.step));
+      it = decays.end() - 1;
+    }
+    entries.push_back({a.p.data<float>(), a.g.data<float>(), a.m.data<float>(), a.v.data<float>(),
+                       a.p.numel(), int64_t(it - decays.begin())});
+    sizes.push_back(a.p.numel());
+  }
+  const std::vector<TensorChunk> chunks = tensor_chunks(sizes, kAdamWChunk);
+  if (chunks.empty()) return;
+  // One upload of the three tables (queued from pinned memory: the host does not wait).
+  std::vector<unsigned char> bytes;
+  const size_t at_consts = append(bytes, consts), at_entries = append(bytes, entries),
+               at_chunks = append(bytes, chunks);
+  Tensor host = empty({int64_t(bytes.size())}, DType::u8);
+  std::memcpy(host.raw_data(), bytes.data(), bytes.size());
+  const Tensor table = host.to(params[0].p.device());
+  const auto* base = static_cast<const unsigned char*>(table.raw_data());
+  adamw_multi<<<unsigned(chunks.size()), 256, 0, stream()>>>(
+      reinterpret_cast<const kmath::AdamWConsts*>(base + at_consts),
+      reinterpret_cast<const AdamWEntry*>(base + at_entries),
+      reinterpret_cast<const TensorChunk*>(base + at_chunks));
+  SCION_CUDA_LAUNCHED("multi-tensor AdamW step");
 }
 
 void sgd_kernel(const Tensor& p, const Tensor& g, const Tensor& m, const OptimStep& s) {

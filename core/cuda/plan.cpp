@@ -222,6 +222,14 @@ std::string op_time_key(const char* name,
   return key;
 }
 
+std::vector<TensorChunk> tensor_chunks(const std::vector<int64_t>& sizes, int64_t chunk) {
+  std::vector<TensorChunk> out;
+  for (size_t t = 0; t < sizes.size(); ++t)
+    for (int64_t start = 0; start < sizes[t]; start += chunk)
+      out.push_back({int32_t(t), start});
+  return out;
+}
+
 int64_t attention_ds_images(int64_t images, int64_t heads, int64_t n, int64_t ld) {
   const int64_t per_image = std::max<int64_t>(heads * n * ld * 2, 1);
   return std::clamp<int64_t>(kAttentionDsBytes / per_image, 1, std::max<int64_t>(images, 1));

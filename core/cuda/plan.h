@@ -114,6 +114,14 @@ int64_t attention_ds_images(int64_t images, int64_t heads, int64_t n, int64_t ld
 std::string op_time_key(const char* name,
                         const std::vector<std::pair<std::string, Dims>>& operands);
 
+// A multi-tensor kernel's work list (the fused AdamW step): tensors of `sizes` elements cut into
+// chunks of at most `chunk` elements, one per block, in tensor order; empty tensors get none.
+struct TensorChunk {
+  int32_t tensor;
+  int64_t start;
+};
+std::vector<TensorChunk> tensor_chunks(const std::vector<int64_t>& sizes, int64_t chunk);
+
 // A 1-d grid-stride launch: threads per block and blocks (capped; kernels loop).
 struct Launch {
   unsigned blocks = 1, threads = 256;

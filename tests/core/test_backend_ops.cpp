@@ -519,6 +519,41 @@ void compare_optimizer_steps(Device other, int64_t n, double tol) {
   }
 }
 
+// Three multi-tensor AdamW steps (Backend::adamw_steps) on `other` against adamw_step per tensor
+// on the CPU: parameters of several sizes (one empty, one past a GPU block's 4,096 elements) in
+// two weight-decay groups; compared with `tol` (0: bit for bit).
+void compare_multi_adamw(Device other, double tol) {
+  const std::vector<int64_t> sizes{5000, 0, 4097, 1, 300};
+  std::vector<AdamWParam> cpu_params, other_params;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const int64_t n = sizes[i];
+    const uint64_t seed = 20 + 4 * i;
+    AdamWParam a{rand_f64({n}, seed).to(DType::f32), rand_f64({n}, seed + 1).to(DType::f32),
+                 rand_f64({n}, seed + 2, -0.1, 0.1).to(DType::f32),
+                 rand_f64({n}, seed + 3, 0, 0.01).to(DType::f32), i % 2 ? 0.0 : 0.05};
+    cpu_params.push_back(a);
+    other_params.push_back({a.p.to(other), a.g.to(other), a.m.to(other), a.v.to(other),
+                            a.weight_decay});
+  }
+  OptimStep st;
+  st.lr = 0.01;
+  for (int64_t k = 1; k <= 3; ++k) {
+    st.step = k;
+    for (const AdamWParam& a : cpu_params) {
+      OptimStep one = st;
+      one.weight_decay = a.weight_decay;
+      backend(cpu_device()).adamw_step(a.p, a.g, a.m, a.v, one);
+    }
+    backend(other).adamw_steps(other_params, st);
+  }
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    INFO("parameter " << i << " of " << sizes[i] << " elements");
+    check_close(other_params[i].p.cpu(), cpu_params[i].p, tol, "parameters");
+    check_close(other_params[i].m.cpu(), cpu_params[i].m, tol, "first moment");
+    check_close(other_params[i].v.cpu(), cpu_params[i].v, tol, "second moment");
+  }
+}
+
 }  // namespace
 
 TEST_CASE("backend ops: cpu matches reference, forward and backward", "[backend]") {
@@ -554,6 +589,7 @@ TEST_CASE("backend ops: cuda fills, random fills and optimizer steps give the CP
                        [](DType dt) { return dt == DType::f64 ? 1e-15 : 0.0; });
   compare_in_place(gpu);
   compare_optimizer_steps(gpu, 5000, 0.0);  // bit for bit
+  compare_multi_adamw(gpu, 0.0);            // one kernel for every parameter, bit for bit
 }
 
 TEST_CASE("backend ops: every op in core/ops.h has a case", "[backend]") {
@@ -579,6 +615,8 @@ TEST_CASE("backend ops: the remaining kernels (fills, random fills, optimizer st
   compare_random_fills(ref, 257, {DType::f32, DType::bf16}, [](DType) { return 1e-7; });
   compare_in_place(ref);
   compare_optimizer_steps(ref, 1000, 1e-6);
+  compare_multi_adamw(ref, 1e-6);
+  compare_multi_adamw(cpu_device(), 0.0);  // the default: adamw_step per parameter
 }
 
 TEST_CASE("devices: transfers carry gradients, mixing devices is an error naming both",

@@ -181,6 +181,16 @@ TEST_CASE("cuda plans: the fused attention backward's dS chunks", "[cuda-host]")
   CHECK(attention_ds_images(0, 3, 197, 200) == 1);
 }
 
+TEST_CASE("cuda plans: multi-tensor chunks", "[cuda-host]") {
+  const std::vector<TensorChunk> c = tensor_chunks({5000, 0, 4096, 1}, 4096);
+  REQUIRE(c.size() == 4);  // 5000 in two, none for the empty one, 4096 in one, 1 in one
+  CHECK((c[0].tensor == 0 && c[0].start == 0));
+  CHECK((c[1].tensor == 0 && c[1].start == 4096));
+  CHECK((c[2].tensor == 2 && c[2].start == 0));
+  CHECK((c[3].tensor == 3 && c[3].start == 0));
+  CHECK(tensor_chunks({}, 4096).empty());
+}
+
 TEST_CASE("cuda plans: vector width of contiguous elementwise maps", "[cuda-host]") {
   alignas(64) static unsigned char buf[256];
   const unsigned char* p = buf;
