@@ -112,6 +112,33 @@ __device__ void write_rows(FragC (&acc)[D / 16], float* scratch, bf16_t* dst, in
   __syncwarp();
 }
 
+// n floats from 16-byte aligned shared memory into registers, four per read.
+template <int N>
+__device__ __forceinline__ void read_row(const float* src, float (&dst)[N]) {
+#pragma unroll
+  for (int c = 0; c < N; c += 4) {
+    const float4 f = *reinterpret_cast<const float4*>(src + c);
+    dst[c] = f.x, dst[c + 1] = f.y, dst[c + 2] = f.z, dst[c + 3] = f.w;
+  }
+}
+
+// Two floats rounded to bf16 (to nearest even), the first in the low half: two neighbouring
+// elements in memory.
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  return uint32_t(kmath::float_to_bf16(lo)) | (uint32_t(kmath::float_to_bf16(hi)) << 16);
+}
+
+// n floats rounded to bf16 (to nearest even) into 16-byte aligned shared memory, eight per write.
+template <int N>
+__device__ __forceinline__ void write_bf16_row(bf16* dst, const float (&src)[N]) {
+#pragma unroll
+  for (int c = 0; c < N; c += 8) {
+    *reinterpret_cast<uint4*>(dst + c) =
+        make_uint4(pack_bf16(src[c], src[c + 1]), pack_bf16(src[c + 2], src[c + 3]),
+                   pack_bf16(src[c + 4], src[c + 5]), pack_bf16(src[c + 6], src[c + 7]));
+  }
+}
+
 // The geometry of one block: which (image, head) and which tile.
 struct Where {
   int64_t b;
@@ -160,20 +187,32 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     product_abt<D>(my_scores, sq + warp * 16 * P, sk);
     __syncwarp();
+    // This lane's 32 scores, read 8 at a time in 16-byte reads (every row of a warp's block
+    // starts 16-byte aligned) in each of two passes; its probabilities written 8 bf16 at a time.
     const float* s = my_scores + row * kScorePitch + half * 32;
+    bf16* p = my_probs + row * kProbPitch + half * 32;
     const int valid = min(kTile, n - k0) - half * 32;  // keys of this lane's half
     float mx = -INFINITY;
 #pragma unroll
-    for (int c = 0; c < 32; ++c) mx = fmaxf(mx, c < valid ? s[c] * scale : -INFINITY);
+    for (int c0 = 0; c0 < 32; c0 += 8) {
+      float x[8];
+      read_row<8>(s + c0, x);
+#pragma unroll
+      for (int c = 0; c < 8; ++c) mx = fmaxf(mx, c0 + c < valid ? x[c] * scale : -INFINITY);
+    }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     const float m_new = fmaxf(m, mx), alpha = expf(m - m_new);  // alpha 0 on the first tile
     float sum = 0;
-    bf16* p = my_probs + row * kProbPitch + half * 32;
 #pragma unroll
-    for (int c = 0; c < 32; ++c) {
-      const float e = c < valid ? expf(s[c] * scale - m_new) : 0.0f;
-      p[c] = __float2bfloat16_rn(e);
-      sum += e;
+    for (int c0 = 0; c0 < 32; c0 += 8) {
+      float x[8];
+      read_row<8>(s + c0, x);
+#pragma unroll
+      for (int c = 0; c < 8; ++c) {
+        x[c] = c0 + c < valid ? expf(x[c] * scale - m_new) : 0.0f;
+        sum += x[c];
+      }
+      write_bf16_row<8>(p + c0, x);
     }
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     l = l * alpha + sum;
@@ -189,7 +228,12 @@ __global__ void __launch_bounds__(kThreads)
     __syncwarp();
     const float* t = my_scores + row * kScorePitch + half * (D / 2);
 #pragma unroll
-    for (int c = 0; c < D / 2; ++c) o[c] = o[c] * alpha + t[c];
+    for (int c0 = 0; c0 < D / 2; c0 += 4) {
+      float x[4];
+      read_row<4>(t + c0, x);
+#pragma unroll
+      for (int c = 0; c < 4; ++c) o[c0 + c] = o[c0 + c] * alpha + x[c];
+    }
     __syncwarp();
   }
   const int i = q0 + warp * 16 + row;
@@ -273,13 +317,21 @@ __global__ void __launch_bounds__(kThreads)
     product_abt<D>(sm.s, sk + warp * 16 * P, sq);    // S^T: 16 keys x 64 queries
     product_abt<D>(sm.dp, sv + warp * 16 * P, sdo);  // dP^T = v dO^T
     __syncwarp();
-#pragma unroll 16
-    for (int e = lane; e < 16 * kTile; e += 32) {  // lanes along a row: no bank conflicts
-      const int rr = e / kTile, c = e % kTile, at = rr * kScorePitch + c;
-      const bool valid = k0 + warp * 16 + rr < n && q0 + c < n;
-      const float p = valid ? expf(sm.s[at] * scale - sm.lse[c]) : 0.0f;
-      sm.p[rr * kProbPitch + c] = __float2bfloat16_rn(p);
-      sm.ds[rr * kProbPitch + c] = __float2bfloat16_rn(p * (sm.dp[at] - sm.dvec[c]) * scale);
+    // Two neighbouring queries per lane (8-byte reads, 4-byte writes), lanes along a row: no bank
+    // conflicts.
+#pragma unroll 2
+    for (int e = lane; e < 16 * (kTile / 2); e += 32) {
+      const int rr = e / (kTile / 2), c = e % (kTile / 2) * 2, at = rr * kScorePitch + c;
+      const float2 s2 = *reinterpret_cast<const float2*>(sm.s + at);
+      const float2 dp2 = *reinterpret_cast<const float2*>(sm.dp + at);
+      const float2 l2 = *reinterpret_cast<const float2*>(sm.lse + c);
+      const float2 d2 = *reinterpret_cast<const float2*>(sm.dvec + c);
+      const bool key = k0 + warp * 16 + rr < n;
+      const float p0 = key && q0 + c < n ? expf(s2.x * scale - l2.x) : 0.0f;
+      const float p1 = key && q0 + c + 1 < n ? expf(s2.y * scale - l2.y) : 0.0f;
+      *reinterpret_cast<uint32_t*>(sm.p + rr * kProbPitch + c) = pack_bf16(p0, p1);
+      *reinterpret_cast<uint32_t*>(sm.ds + rr * kProbPitch + c) =
+          pack_bf16(p0 * (dp2.x - d2.x) * scale, p1 * (dp2.y - d2.y) * scale);
     }
     __syncwarp();
     // dS^T of the warp's 16 keys and the tile's queries, 8 per 16-byte store. A vector that
