@@ -26,6 +26,14 @@ void Backend::adamw_steps(const std::vector<AdamWParam>& params, const OptimStep
   }
 }
 
+void Backend::add_sums_of_squares(const std::vector<Tensor>& xs, const Tensor& total) {
+  for (const Tensor& x : xs) add_sum_squares(x, total);
+}
+
+void Backend::scale_all_by(const std::vector<Tensor>& dsts, const Tensor& s) {
+  for (const Tensor& d : dsts) scale_by(d, s);
+}
+
 Backend& reference_backend() {
   return reference::backend();
 }

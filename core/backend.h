@@ -142,6 +142,13 @@ class Backend {
   // dst *= s (dst floating, any strided view, as scale()) for s a 0-dim f64 tensor on this device,
   // read there: a factor computed on the device (gradient clipping's) needs no host wait.
   virtual void scale_by(const Tensor& dst, const Tensor& s) = 0;
+  // The two over many tensors at once (clip_grad_norm over every gradient): add_sum_squares of
+  // each x (contiguous f32) into total, and scale_by of each dst. These defaults take one tensor
+  // at a time; a GPU backend runs one kernel over all of them (two launches per gradient were
+  // ~450 per ViT-T step). The total may differ from one tensor at a time in the last bits (its
+  // terms are grouped differently), the scaled tensors do not.
+  virtual void add_sums_of_squares(const std::vector<Tensor>& xs, const Tensor& total);
+  virtual void scale_all_by(const std::vector<Tensor>& dsts, const Tensor& s);
 };
 
 // The backend of a device (an Error for a device this build has no backend for); the reference

@@ -92,20 +92,23 @@ Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
     if (p.grad().defined()) grads.push_back(p.grad());
   const Device device = grads.empty() ? cpu_device() : grads[0].device();
   Backend& be = backend(device);
-  // Sum of squares over every gradient in f64 (in a fixed order per tensor), the norm and the
-  // factor computed where the gradients are, so a GPU step never waits for the host here:
+  // Sum of squares over every gradient in f64 (in a fixed order), the norm and the factor computed
+  // where the gradients are, so a GPU step never waits for the host here:
   // torch.nn.utils.clip_grad_norm_'s clamp(max_norm / (norm + 1e-6), max=1), applied always.
+  // Both over every gradient at once (one kernel each on a GPU).
   Tensor total = zeros({}, DType::f64, device);
+  std::vector<Tensor> squares;
   for (const Tensor& g : grads) {
     SCION_CHECK(g.device() == device, "clip_grad_norm: gradients on ", device.str(), " and ",
                 g.device().str());
-    Tensor gc = g.dtype() == DType::f32 && g.is_contiguous() ? g : g.to(DType::f32).contiguous();
-    be.add_sum_squares(gc, total);
+    squares.push_back(g.dtype() == DType::f32 && g.is_contiguous() ? g
+                                                                   : g.to(DType::f32).contiguous());
   }
+  be.add_sums_of_squares(squares, total);
   Tensor norm = scion::sqrt(total);
   if (max_norm > 0) {
     Tensor factor = minimum(max_norm / (norm + 1e-6), full({}, 1.0, DType::f64, device));
-    for (const Tensor& g : grads) be.scale_by(g, factor);
+    be.scale_all_by(grads, factor);
   }
   return norm;
 }

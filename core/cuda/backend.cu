@@ -597,6 +597,14 @@ class CudaBackend final : public Backend {
     SCION_CALL;
     scale_by_kernel(dst, s);
   }
+  void add_sums_of_squares(const std::vector<Tensor>& xs, const Tensor& total) override {
+    SCION_CALL;
+    add_sums_of_squares_kernel(xs, total);
+  }
+  void scale_all_by(const std::vector<Tensor>& dsts, const Tensor& s) override {
+    SCION_CALL;
+    scale_all_by_kernel(dsts, s);
+  }
   double sum_squares(const Tensor& x) override {
     SCION_CALL;
     return sum_squares_kernel(x);

@@ -7,7 +7,9 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "core/backend.h"
 #include "core/cuda/plan.h"
@@ -427,6 +429,19 @@ void adamw_kernel(const Tensor& p, const Tensor& g, const Tensor& m, const Tenso
                   const OptimStep& s);
 void sgd_kernel(const Tensor& p, const Tensor& g, const Tensor& m, const OptimStep& s);
 void adamw_multi_kernel(const std::vector<AdamWParam>& params, const OptimStep& s);
+void add_sums_of_squares_kernel(const std::vector<Tensor>& xs, const Tensor& total);
+void scale_all_by_kernel(const std::vector<Tensor>& dsts, const Tensor& s);
+
+// Tables for multi-tensor kernels (pointers, sizes, chunks): appended to a byte buffer at 16-byte
+// aligned offsets (returned), then uploaded in one copy queued from pinned memory.
+template <class T>
+size_t append_table(std::vector<unsigned char>& bytes, const std::vector<T>& items) {
+  const size_t at = (bytes.size() + 15) / 16 * 16;
+  bytes.resize(at + items.size() * sizeof(T));
+  if (!items.empty()) std::memcpy(bytes.data() + at, items.data(), items.size() * sizeof(T));
+  return at;
+}
+Tensor upload_bytes(const std::vector<unsigned char>& bytes, Device device);
 double sum_squares_kernel(const Tensor& x);
 void add_sum_squares_kernel(const Tensor& x, const Tensor& total);
 void scale_by_kernel(const Tensor& dst, const Tensor& s);

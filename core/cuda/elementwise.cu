@@ -376,9 +376,9 @@ struct AdamWEntry {
 };
 constexpr int64_t kAdamWChunk = 4096;  // elements per block
 
-__global__ void __launch_bounds__(256) adamw_multi(const kmath::AdamWConsts* consts,
-                                                   const AdamWEntry* entries,
-                                                   const TensorChunk* chunks) {
+__global__ void __launch_bounds__(256)
+    adamw_multi(const kmath::AdamWConsts* consts, const AdamWEntry* entries,
+                const TensorChunk* chunks) {
   const TensorChunk ch = chunks[blockIdx.x];
   const AdamWEntry e = entries[ch.tensor];
   const kmath::AdamWConsts c = consts[e.consts];
@@ -391,15 +391,53 @@ __global__ void __launch_bounds__(256) adamw_multi(const kmath::AdamWConsts* con
   }
 }
 
-template <class T>
-size_t append(std::vector<unsigned char>& bytes, const std::vector<T>& items) {
-  const size_t at = (bytes.size() + 15) / 16 * 16;
-  bytes.resize(at + items.size() * sizeof(T));
-  if (!items.empty()) std::memcpy(bytes.data() + at, items.data(), items.size() * sizeof(T));
-  return at;
+// dst[i] *= *s over several contiguous f32 tensors (scale_all_by; a factor of 1 leaves them).
+struct ScaleEntry {
+  float* x;
+  int64_t n;
+};
+constexpr int64_t kScaleChunk = 8192;
+
+__global__ void __launch_bounds__(256)
+    scale_multi(const ScaleEntry* entries, const TensorChunk* chunks, const double* s) {
+  const double v = *s;
+  if (v == 1.0) return;
+  const TensorChunk ch = chunks[blockIdx.x];
+  const ScaleEntry e = entries[ch.tensor];
+  const int64_t end = ch.start + kScaleChunk < e.n ? ch.start + kScaleChunk : e.n;
+  for (int64_t i = ch.start + threadIdx.x; i < end; i += blockDim.x) e.x[i] = e.x[i] * float(v);
 }
 
 }  // namespace
+
+Tensor upload_bytes(const std::vector<unsigned char>& bytes, Device device) {
+  Tensor host = empty({int64_t(bytes.size())}, DType::u8);
+  std::memcpy(host.raw_data(), bytes.data(), bytes.size());
+  return host.to(device);
+}
+
+void scale_all_by_kernel(const std::vector<Tensor>& dsts, const Tensor& s) {
+  std::vector<ScaleEntry> entries;
+  std::vector<int64_t> sizes;
+  for (const Tensor& d : dsts) {
+    if (d.dtype() != DType::f32 || !d.is_contiguous()) {  // the rare one in place, as scale_by
+      scale_by_kernel(d, s);
+      continue;
+    }
+    entries.push_back({d.data<float>(), d.numel()});
+    sizes.push_back(d.numel());
+  }
+  const std::vector<TensorChunk> chunks = tensor_chunks(sizes, kScaleChunk);
+  if (chunks.empty()) return;
+  std::vector<unsigned char> bytes;
+  const size_t at_entries = append_table(bytes, entries), at_chunks = append_table(bytes, chunks);
+  const Tensor table = upload_bytes(bytes, s.device());
+  const auto* base = static_cast<const unsigned char*>(table.raw_data());
+  scale_multi<<<unsigned(chunks.size()), 256, 0, stream()>>>(
+      reinterpret_cast<const ScaleEntry*>(base + at_entries),
+      reinterpret_cast<const TensorChunk*>(base + at_chunks), s.data<double>());
+  SCION_CUDA_LAUNCHED("multi-tensor scale");
+}
 
 void adamw_multi_kernel(const std::vector<AdamWParam>& params, const OptimStep& s) {
   std::vector<kmath::AdamWConsts> consts;
@@ -421,11 +459,9 @@ void adamw_multi_kernel(const std::vector<AdamWParam>& params, const OptimStep& 
   if (chunks.empty()) return;
   // One upload of the three tables (queued from pinned memory: the host does not wait).
   std::vector<unsigned char> bytes;
-  const size_t at_consts = append(bytes, consts), at_entries = append(bytes, entries),
-               at_chunks = append(bytes, chunks);
-  Tensor host = empty({int64_t(bytes.size())}, DType::u8);
-  std::memcpy(host.raw_data(), bytes.data(), bytes.size());
-  const Tensor table = host.to(params[0].p.device());
+  const size_t at_consts = append_table(bytes, consts), at_entries = append_table(bytes, entries),
+               at_chunks = append_table(bytes, chunks);
+  const Tensor table = upload_bytes(bytes, params[0].p.device());
   const auto* base = static_cast<const unsigned char*>(table.raw_data());
   adamw_multi<<<unsigned(chunks.size()), 256, 0, stream()>>>(
       reinterpret_cast<const kmath::AdamWConsts*>(base + at_consts),

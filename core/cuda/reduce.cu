@@ -283,6 +283,53 @@ void add_sum_squares_kernel(const Tensor& x, const Tensor& total) {
   SCION_CUDA_LAUNCHED("sum of squares");
 }
 
+namespace {
+
+// Sums of squares over several contiguous f32 tensors: a block per chunk of one tensor writes its
+// sum (f64) to part[block]; add_partials then adds the blocks in order (deterministic).
+struct SquaresEntry {
+  const float* x;
+  int64_t n;
+};
+constexpr int64_t kSquaresChunk = 16384;
+
+__global__ void __launch_bounds__(256)
+    square_chunks(const SquaresEntry* entries, const TensorChunk* chunks, double* part) {
+  __shared__ double shared[32];
+  const TensorChunk ch = chunks[blockIdx.x];
+  const SquaresEntry e = entries[ch.tensor];
+  const int64_t end = ch.start + kSquaresChunk < e.n ? ch.start + kSquaresChunk : e.n;
+  double s = 0;
+  for (int64_t i = ch.start + threadIdx.x; i < end; i += blockDim.x)
+    s += double(e.x[i]) * double(e.x[i]);
+  s = block_sum(s, shared);
+  if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
+}  // namespace
+
+void add_sums_of_squares_kernel(const std::vector<Tensor>& xs, const Tensor& total) {
+  std::vector<SquaresEntry> entries;
+  std::vector<int64_t> sizes;
+  for (const Tensor& x : xs) {
+    entries.push_back({x.data<float>(), x.numel()});
+    sizes.push_back(x.numel());
+  }
+  const std::vector<TensorChunk> chunks = tensor_chunks(sizes, kSquaresChunk);
+  if (chunks.empty()) return;
+  std::vector<unsigned char> bytes;
+  const size_t at_entries = append_table(bytes, entries), at_chunks = append_table(bytes, chunks);
+  const Tensor table = upload_bytes(bytes, total.device());
+  const auto* base = static_cast<const unsigned char*>(table.raw_data());
+  Tensor part = dev_empty({int64_t(chunks.size())}, DType::f64);
+  square_chunks<<<unsigned(chunks.size()), 256, 0, stream()>>>(
+      reinterpret_cast<const SquaresEntry*>(base + at_entries),
+      reinterpret_cast<const TensorChunk*>(base + at_chunks), part.data<double>());
+  add_partials<<<1, 512, 0, stream()>>>(part.data<double>(), int(chunks.size()),
+                                        total.data<double>());
+  SCION_CUDA_LAUNCHED("multi-tensor sum of squares");
+}
+
 double sum_squares_kernel(const Tensor& x) {
   Tensor total = dev_empty({}, DType::f64);
   fill_kernel(total, 0.0);

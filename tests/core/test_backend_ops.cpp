@@ -532,8 +532,8 @@ void compare_multi_adamw(Device other, double tol) {
                  rand_f64({n}, seed + 2, -0.1, 0.1).to(DType::f32),
                  rand_f64({n}, seed + 3, 0, 0.01).to(DType::f32), i % 2 ? 0.0 : 0.05};
     cpu_params.push_back(a);
-    other_params.push_back({a.p.to(other), a.g.to(other), a.m.to(other), a.v.to(other),
-                            a.weight_decay});
+    other_params.push_back(
+        {a.p.to(other), a.g.to(other), a.m.to(other), a.v.to(other), a.weight_decay});
   }
   OptimStep st;
   st.lr = 0.01;
@@ -551,6 +551,34 @@ void compare_multi_adamw(Device other, double tol) {
     check_close(other_params[i].p.cpu(), cpu_params[i].p, tol, "parameters");
     check_close(other_params[i].m.cpu(), cpu_params[i].m, tol, "first moment");
     check_close(other_params[i].v.cpu(), cpu_params[i].v, tol, "second moment");
+  }
+}
+
+// Gradient clipping over several tensors at once (add_sums_of_squares, scale_all_by) on `other`
+// against one tensor at a time on the CPU: sizes past a GPU chunk, an empty one, and for the
+// scaling a bf16 and a transposed one (taken one at a time there). The total within 1e-12
+// (grouped differently), the scaled tensors bit for bit.
+void compare_multi_clip(Device other) {
+  std::vector<Tensor> xs, xs_o;
+  for (int64_t n : {5000, 0, 17000, 3}) {
+    xs.push_back(rand_f64({n}, 40 + uint64_t(n)).to(DType::f32));
+    xs_o.push_back(xs.back().to(other));
+  }
+  Tensor total = zeros({}, DType::f64), total_o = zeros({}, DType::f64, other);
+  for (const Tensor& x : xs) backend(cpu_device()).add_sum_squares(x, total);
+  backend(other).add_sums_of_squares(xs_o, total_o);
+  CHECK(total_o.item() == Approx(total.item()).epsilon(1e-12));
+  std::vector<Tensor> ds = xs, ds_o = xs_o;
+  ds.push_back(rand_f64({100}, 50).to(DType::bf16));
+  ds.push_back(rand_f64({6, 7}, 51).to(DType::f32).t());
+  for (size_t k = xs.size(); k < ds.size(); ++k) ds_o.push_back(ds[k].to(other));
+  for (double f : {0.75, 1.0}) {
+    for (const Tensor& d : ds) backend(cpu_device()).scale_by(d, full({}, f, DType::f64));
+    backend(other).scale_all_by(ds_o, full({}, f, DType::f64, other));
+  }
+  for (size_t k = 0; k < ds.size(); ++k) {
+    INFO("tensor " << k);
+    check_close(ds_o[k].cpu(), ds[k], 0.0, "scale_all_by");
   }
 }
 
@@ -590,6 +618,7 @@ TEST_CASE("backend ops: cuda fills, random fills and optimizer steps give the CP
   compare_in_place(gpu);
   compare_optimizer_steps(gpu, 5000, 0.0);  // bit for bit
   compare_multi_adamw(gpu, 0.0);            // one kernel for every parameter, bit for bit
+  compare_multi_clip(gpu);
 }
 
 TEST_CASE("backend ops: every op in core/ops.h has a case", "[backend]") {
@@ -617,6 +646,7 @@ TEST_CASE("backend ops: the remaining kernels (fills, random fills, optimizer st
   compare_optimizer_steps(ref, 1000, 1e-6);
   compare_multi_adamw(ref, 1e-6);
   compare_multi_adamw(cpu_device(), 0.0);  // the default: adamw_step per parameter
+  compare_multi_clip(ref);
 }
 
 TEST_CASE("devices: transfers carry gradients, mixing devices is an error naming both",
