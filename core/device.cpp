@@ -90,9 +90,10 @@ void check_device_available(Device device, const std::string& what) {
 bool cuda_verified_on_hardware() {
   // experiments/gpu/verify.sh passed on an NVIDIA H200 on 2026-12-04 (experiments/gpu/results/
   // run8: fused attention, register-blocked depthwise, pinned copies, NCCL; README "CUDA"). Since
-  // then the device allocator cuts blocks from segments (block_pool.h, tested on host memory) and
-  // has not run on a GPU: false until verify.sh passes again. Set it back to false whenever the
-  // CUDA code changes without a rerun.
+  // then the device allocator cuts blocks from segments (block_pool.h, tested on host memory), and
+  // the elementwise maps, column sums, attention backward, depthwise weight gradient, AdamW and
+  // clipping kernels were rewritten; none of it has run on a GPU: false until verify.sh passes
+  // again. Set it back to false whenever the CUDA code changes without a rerun.
   return false;
 }
 
