@@ -442,6 +442,33 @@ size_t append_table(std::vector<unsigned char>& bytes, const std::vector<T>& ite
   return at;
 }
 Tensor upload_bytes(const std::vector<unsigned char>& bytes, Device device);
+
+// A multi-tensor kernel's tables on the device: one entry of type E per tensor, and the work list
+// of chunks (tensor_chunks of the tensors' sizes), one per block; `bytes` may hold a prefix (the
+// AdamW constants), at `base` on the device.
+template <class E>
+struct ChunkTables {
+  Tensor storage;
+  const unsigned char* base = nullptr;
+  const E* entries = nullptr;
+  const TensorChunk* chunks = nullptr;
+  unsigned blocks = 0;
+};
+template <class E>
+ChunkTables<E> upload_chunk_tables(const std::vector<E>& entries, const std::vector<int64_t>& sizes,
+                                   int64_t chunk, Device device,
+                                   std::vector<unsigned char> bytes = {}) {
+  ChunkTables<E> t;
+  const std::vector<TensorChunk> chunks = tensor_chunks(sizes, chunk);
+  t.blocks = unsigned(chunks.size());
+  if (chunks.empty()) return t;
+  const size_t at_entries = append_table(bytes, entries), at_chunks = append_table(bytes, chunks);
+  t.storage = upload_bytes(bytes, device);
+  t.base = static_cast<const unsigned char*>(t.storage.raw_data());
+  t.entries = reinterpret_cast<const E*>(t.base + at_entries);
+  t.chunks = reinterpret_cast<const TensorChunk*>(t.base + at_chunks);
+  return t;
+}
 double sum_squares_kernel(const Tensor& x);
 void add_sum_squares_kernel(const Tensor& x, const Tensor& total);
 void scale_by_kernel(const Tensor& dst, const Tensor& s);

@@ -427,15 +427,9 @@ void scale_all_by_kernel(const std::vector<Tensor>& dsts, const Tensor& s) {
     entries.push_back({d.data<float>(), d.numel()});
     sizes.push_back(d.numel());
   }
-  const std::vector<TensorChunk> chunks = tensor_chunks(sizes, kScaleChunk);
-  if (chunks.empty()) return;
-  std::vector<unsigned char> bytes;
-  const size_t at_entries = append_table(bytes, entries), at_chunks = append_table(bytes, chunks);
-  const Tensor table = upload_bytes(bytes, s.device());
-  const auto* base = static_cast<const unsigned char*>(table.raw_data());
-  scale_multi<<<unsigned(chunks.size()), 256, 0, stream()>>>(
-      reinterpret_cast<const ScaleEntry*>(base + at_entries),
-      reinterpret_cast<const TensorChunk*>(base + at_chunks), s.data<double>());
+  const ChunkTables<ScaleEntry> t = upload_chunk_tables(entries, sizes, kScaleChunk, s.device());
+  if (t.blocks == 0) return;
+  scale_multi<<<t.blocks, 256, 0, stream()>>>(t.entries, t.chunks, s.data<double>());
   SCION_CUDA_LAUNCHED("multi-tensor scale");
 }
 
@@ -455,18 +449,16 @@ void adamw_multi_kernel(const std::vector<AdamWParam>& params, const OptimStep& 
                        a.p.numel(), int64_t(it - decays.begin())});
     sizes.push_back(a.p.numel());
   }
-  const std::vector<TensorChunk> chunks = tensor_chunks(sizes, kAdamWChunk);
-  if (chunks.empty()) return;
-  // One upload of the three tables (queued from pinned memory: the host does not wait).
+  if (params.empty()) return;
+  // One upload of the three tables (queued from pinned memory: the host does not wait); the
+  // constants first, at offset 0.
   std::vector<unsigned char> bytes;
-  const size_t at_consts = append_table(bytes, consts), at_entries = append_table(bytes, entries),
-               at_chunks = append_table(bytes, chunks);
-  const Tensor table = upload_bytes(bytes, params[0].p.device());
-  const auto* base = static_cast<const unsigned char*>(table.raw_data());
-  adamw_multi<<<unsigned(chunks.size()), 256, 0, stream()>>>(
-      reinterpret_cast<const kmath::AdamWConsts*>(base + at_consts),
-      reinterpret_cast<const AdamWEntry*>(base + at_entries),
-      reinterpret_cast<const TensorChunk*>(base + at_chunks));
+  append_table(bytes, consts);
+  const ChunkTables<AdamWEntry> t =
+      upload_chunk_tables(entries, sizes, kAdamWChunk, params[0].p.device(), std::move(bytes));
+  if (t.blocks == 0) return;
+  adamw_multi<<<t.blocks, 256, 0, stream()>>>(reinterpret_cast<const kmath::AdamWConsts*>(t.base),
+                                              t.entries, t.chunks);
   SCION_CUDA_LAUNCHED("multi-tensor AdamW step");
 }
 

@@ -315,18 +315,12 @@ void add_sums_of_squares_kernel(const std::vector<Tensor>& xs, const Tensor& tot
     entries.push_back({x.data<float>(), x.numel()});
     sizes.push_back(x.numel());
   }
-  const std::vector<TensorChunk> chunks = tensor_chunks(sizes, kSquaresChunk);
-  if (chunks.empty()) return;
-  std::vector<unsigned char> bytes;
-  const size_t at_entries = append_table(bytes, entries), at_chunks = append_table(bytes, chunks);
-  const Tensor table = upload_bytes(bytes, total.device());
-  const auto* base = static_cast<const unsigned char*>(table.raw_data());
-  Tensor part = dev_empty({int64_t(chunks.size())}, DType::f64);
-  square_chunks<<<unsigned(chunks.size()), 256, 0, stream()>>>(
-      reinterpret_cast<const SquaresEntry*>(base + at_entries),
-      reinterpret_cast<const TensorChunk*>(base + at_chunks), part.data<double>());
-  add_partials<<<1, 512, 0, stream()>>>(part.data<double>(), int(chunks.size()),
-                                        total.data<double>());
+  const ChunkTables<SquaresEntry> t =
+      upload_chunk_tables(entries, sizes, kSquaresChunk, total.device());
+  if (t.blocks == 0) return;
+  Tensor part = dev_empty({int64_t(t.blocks)}, DType::f64);
+  square_chunks<<<t.blocks, 256, 0, stream()>>>(t.entries, t.chunks, part.data<double>());
+  add_partials<<<1, 512, 0, stream()>>>(part.data<double>(), int(t.blocks), total.data<double>());
   SCION_CUDA_LAUNCHED("multi-tensor sum of squares");
 }
 
