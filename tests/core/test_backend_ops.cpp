@@ -598,12 +598,13 @@ TEST_CASE("backend ops: cuda matches cpu, forward and backward", "[cuda]") {
 TEST_CASE("backend ops: cuda matches cpu: fused attention backward over several dS chunks",
           "[cuda]") {
   if (!scion::test::cuda_or_skip("fused attention over dS chunks")) return;
-  // 2 heads of 64 and 600 tokens: 1,440,000 bytes of dS per image, two chunks for 40 images.
-  REQUIRE(cuda::attention_ds_images(40, 2, 600, 600) == 23);
+  // ViT-T's attention (3 heads of 64, 197 tokens, as the case above): 236,400 bytes of dS per
+  // image, so 150 images take two chunks (141 and 9).
+  REQUIRE(cuda::attention_ds_images(150, 3, 197, 200) == 141);
   const Case cs{"attention",
-                "40 images of 600 tokens, two dS chunks",
-                {in({40, 600, 384}, -2, 2)},
-                [](const Ins& x) { return Outs{attention(x[0], 2, 0.125)}; }};
+                "150 images of 197 tokens, two dS chunks",
+                {in({150, 197, 576}, -2, 2)},
+                [](const Ins& x) { return Outs{attention(x[0], 3, 0.125)}; }};
   compare_case(cs, DType::bf16, parse_device("cuda"), cpu_device());
 }
 
