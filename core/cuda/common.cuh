@@ -230,34 +230,46 @@ void map_flat(int64_t n, F f, O* out, const I*... in) {
   SCION_CUDA_LAUNCHED("elementwise map");
 }
 
-// out[i] = f(a[i], b[i % period]): map_flat with b one row repeated along a dense a and out (a
-// per-channel scale, row_period in plan.h). Vectors of V elements never straddle a row end, as
-// V divides the period (vector_width's V, else one element at a time).
-template <int V, class F, class O, class A, class B>
+// out[i] = f(a[i], b[j]) with b broadcast along a dense a and out (StridedPlan::broadcast_of):
+// j = i mod period (a row repeated: vectors of b too), i / period (a value per row) or 0 (one
+// value). Vectors of V elements never straddle a row end, as V divides the period (vector_width's
+// V, else one element at a time).
+template <int V, StridedPlan::Broadcast M, class F, class O, class A, class B>
 __global__ void __launch_bounds__(256)
-    map_rows_kernel(int64_t n, int64_t period, F f, O* out, const A* a, const B* b) {
+    map_broadcast_kernel(int64_t n, int64_t period, F f, O* out, const A* a, const B* b) {
+  using Bc = StridedPlan::Broadcast;
   const int64_t vectors = n / V;
   for (int64_t v = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; v < vectors;
-       v += int64_t(gridDim.x) * blockDim.x)
-    map_pack<V>(f, reinterpret_cast<Pack<O, V>*>(out) + v,
-                reinterpret_cast<const Pack<A, V>*>(a)[v],
-                *reinterpret_cast<const Pack<B, V>*>(b + v * V % period));
+       v += int64_t(gridDim.x) * blockDim.x) {
+    const Pack<A, V> av = reinterpret_cast<const Pack<A, V>*>(a)[v];
+    if constexpr (M == Bc::row) {
+      map_pack<V>(f, reinterpret_cast<Pack<O, V>*>(out) + v, av,
+                  *reinterpret_cast<const Pack<B, V>*>(b + v * V % period));
+    } else {
+      const auto bv = load(b + (M == Bc::row_value ? v * V / period : 0));
+      Pack<O, V> r;
+#pragma unroll
+      for (int k = 0; k < V; ++k) store(&r.v[k], f(load(&av.v[k]), bv));
+      reinterpret_cast<Pack<O, V>*>(out)[v] = r;
+    }
+  }
   const int64_t i = vectors * V + threadIdx.x;
-  if (blockIdx.x == 0 && i < n) store(out + i, f(load(a + i), load(b + i % period)));
+  const int64_t j = M == Bc::row ? i % period : M == Bc::row_value ? i / period : 0;
+  if (blockIdx.x == 0 && i < n) store(out + i, f(load(a + i), load(b + j)));
 }
 
-template <class F, class O, class A, class B>
-void map_rows(int64_t n, int64_t period, F f, O* out, const A* a, const B* b) {
+template <StridedPlan::Broadcast M, class F, class O, class A, class B>
+void map_broadcast(int64_t n, int64_t period, F f, O* out, const A* a, const B* b) {
   if (n <= 0) return;
   constexpr int kWide = int(16 / widest<O, A, B>()) > 1 ? int(16 / widest<O, A, B>()) : 1;
   int v = vector_width(n, {{out, sizeof(O)}, {a, sizeof(A)}, {b, sizeof(B)}});
-  if (period % v != 0) v = 1;
+  if (M != StridedPlan::Broadcast::scalar && period % v != 0) v = 1;
   const Launch l = launch_1d(n / v, multiprocessors());
   if (v == kWide)
-    map_rows_kernel<kWide><<<l.blocks, l.threads, 0, stream()>>>(n, period, f, out, a, b);
+    map_broadcast_kernel<kWide, M><<<l.blocks, l.threads, 0, stream()>>>(n, period, f, out, a, b);
   else
-    map_rows_kernel<1><<<l.blocks, l.threads, 0, stream()>>>(n, period, f, out, a, b);
-  SCION_CUDA_LAUNCHED("elementwise map over rows");
+    map_broadcast_kernel<1, M><<<l.blocks, l.threads, 0, stream()>>>(n, period, f, out, a, b);
+  SCION_CUDA_LAUNCHED("elementwise map with a broadcast operand");
 }
 
 // f(i) for i in [0, n).

@@ -230,20 +230,26 @@ Tensor binary_kernel(BinaryOp op, const Tensor& a, const Tensor& b) {
     });
     return out;
   }
-  // One operand a per-channel row over a dense other (ConvNeXt's layer scale and its gradient).
-  const int64_t b_row = p.row_period(2), a_row = b_row ? 0 : p.row_period(1);
-  if (!cmp && (b_row || a_row) && is_floating(a.dtype())) {
+  // One operand broadcast over a dense other: a per-channel row (ConvNeXt's layer scale and its
+  // gradient), a value per row (drop path's per-sample mask) or one value (tensor-scalar ops).
+  using Bc = StridedPlan::Broadcast;
+  const StridedPlan::BroadcastOf bb = p.broadcast_of(2),
+                                 ab = bb.kind == Bc::none ? p.broadcast_of(1) : bb;
+  if (!cmp && ab.kind != Bc::none && is_floating(a.dtype())) {
     SCION_DISPATCH_FLOATING(a.dtype(), "binary op", T, {
       using A = acc<T>;
       T* o = static_cast<T*>(out.raw_data());
       const T* x = static_cast<const T*>(a.raw_data());
       const T* y = static_cast<const T*>(b.raw_data());
-      if (b_row)
-        map_rows(
-            p.numel, b_row, [=] __device__(A u, A w) { return arith(op, u, w); }, o, x, y);
-      else  // the row is a: the dense operand goes first into the map, the op keeps its order
-        map_rows(
-            p.numel, a_row, [=] __device__(A w, A u) { return arith(op, u, w); }, o, y, x);
+      // The dense operand goes first into the map; when it is b, the op keeps its order.
+      const bool b_bc = bb.kind != Bc::none;
+      const T* dense = b_bc ? x : y;
+      const T* bc = b_bc ? y : x;
+      auto f = [=] __device__(A d, A w) { return b_bc ? arith(op, d, w) : arith(op, w, d); };
+      if (ab.kind == Bc::row) map_broadcast<Bc::row>(p.numel, ab.period, f, o, dense, bc);
+      if (ab.kind == Bc::row_value)
+        map_broadcast<Bc::row_value>(p.numel, ab.period, f, o, dense, bc);
+      if (ab.kind == Bc::scalar) map_broadcast<Bc::scalar>(p.numel, ab.period, f, o, dense, bc);
     });
     return out;
   }

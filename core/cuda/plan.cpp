@@ -107,14 +107,22 @@ StridedPlan plan_elementwise(const Dims& shape, const std::vector<Operand>& oper
   return to_plan(sizes, strides);
 }
 
-int64_t StridedPlan::row_period(int k) const {
-  if (ndim != 2 || k < 0 || k >= nargs) return 0;
+StridedPlan::BroadcastOf StridedPlan::broadcast_of(int k) const {
+  if (k < 0 || k >= nargs) return {};
+  auto others_dense = [&](std::initializer_list<int64_t> dense) {
+    for (int j = 0; j < nargs; ++j)
+      if (j != k && !std::equal(dense.begin(), dense.end(), strides[size_t(j)].begin()))
+        return false;
+    return true;
+  };
+  const auto& st = strides[size_t(k)];
+  if (ndim == 1 && st[0] == 0 && others_dense({1})) return {Broadcast::scalar, 1};
+  if (ndim != 2) return {};
   const int64_t c = sizes[1];
-  for (int j = 0; j < nargs; ++j) {
-    const auto& st = strides[size_t(j)];
-    if (st[1] != 1 || st[0] != (j == k ? 0 : c)) return 0;
-  }
-  return c;
+  if (!others_dense({c, 1})) return {};
+  if (st[0] == 0 && st[1] == 1) return {Broadcast::row, c};
+  if (st[0] == 1 && st[1] == 0) return {Broadcast::row_value, c};
+  return {};
 }
 
 bool StridedPlan::fits_int32() const {
@@ -225,8 +233,7 @@ std::string op_time_key(const char* name,
 std::vector<TensorChunk> tensor_chunks(const std::vector<int64_t>& sizes, int64_t chunk) {
   std::vector<TensorChunk> out;
   for (size_t t = 0; t < sizes.size(); ++t)
-    for (int64_t start = 0; start < sizes[t]; start += chunk)
-      out.push_back({int32_t(t), start});
+    for (int64_t start = 0; start < sizes[t]; start += chunk) out.push_back({int32_t(t), start});
   return out;
 }
 

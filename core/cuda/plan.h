@@ -36,10 +36,16 @@ struct StridedPlan {
   bool contiguous() const;
   // Every index and offset fits in 32 bits (the kernels then divide in 32 bits, much faster).
   bool fits_int32() const;
-  // Operand k repeats one row along the innermost dimension (a per-channel scale over a
-  // channels-last or (N, C) tensor: strides (0, 1)) while every other operand is dense: the
-  // row's length, else 0.
-  int64_t row_period(int k) const;
+  // How operand k broadcasts while every other operand is dense (map_broadcast in common.cuh):
+  // one row repeated (a per-channel scale over a channels-last or (N, C) tensor: strides (0, 1)),
+  // one value per row (drop path's per-sample mask: strides (1, 0)), or one value (a tensor-scalar
+  // op); `period` is the row length.
+  enum class Broadcast { none, row, row_value, scalar };
+  struct BroadcastOf {
+    Broadcast kind = Broadcast::none;
+    int64_t period = 0;
+  };
+  BroadcastOf broadcast_of(int k) const;
 };
 
 // One operand: its shape and strides in elements. Operands with fewer dimensions or size-1

@@ -106,6 +106,11 @@ std::vector<Case> cases() {
            [](const Ins& x) { return Outs{mul(x[0], x[1])}; });
   add_case("sub", "row minus matrix", {in({12}), in({7, 12})},
            [](const Ins& x) { return Outs{sub(x[0], x[1])}; });
+  // A value per row (drop path's per-sample mask), second and first.
+  add_case("mul", "per-sample value", {in({2, 5, 8}), in({2, 1, 1})},
+           [](const Ins& x) { return Outs{mul(x[0], x[1])}; });
+  add_case("div", "per-sample value over a tensor", {in({2, 1, 1}), in({2, 5, 8}, 0.5, 2)},
+           [](const Ins& x) { return Outs{div(x[0], x[1])}; });
   add_case("operator", "dtype casts (autocast's), contiguous", {in({5, 211})}, [](const Ins& x) {
     return Outs{x[0].to(DType::f32) * 2.0, x[0].to(DType::bf16).to(x[0].dtype())};
   });

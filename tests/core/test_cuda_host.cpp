@@ -56,17 +56,30 @@ TEST_CASE("cuda plans: elementwise operands collapse and broadcast", "[cuda-host
   CHECK(p.strides[1][1] == 1);
   CHECK(p.strides[1][0] == 0);
   CHECK(p.fits_int32());
-  CHECK(p.row_period(1) == 8);  // the bias repeats a row of 8 over a dense output
-  CHECK(p.row_period(0) == 0);
+  using Bc = StridedPlan::Broadcast;
+  auto bc = [](const StridedPlan& q, int k) {
+    return std::pair(q.broadcast_of(k).kind, q.broadcast_of(k).period);
+  };
+  CHECK(bc(p, 1) == std::pair(Bc::row, int64_t(8)));  // the bias repeats a row of 8
+  CHECK(bc(p, 0).first == Bc::none);
   // ConvNeXt's layer scale, x (channels-last) * gamma (8): output, x dense, gamma one row.
   p = plan_elementwise({2, 8, 4, 4},
                        {{{2, 8, 4, 4}, nhwc}, {{2, 8, 4, 4}, nhwc}, {{8, 1, 1}, {1, 1, 1}}});
-  CHECK(p.row_period(2) == 8);
-  CHECK(p.row_period(1) == 0);
-  // Not a row: a column broadcast (4, 1) over (4, 6), or a strided dense operand.
-  CHECK(plan_elementwise({4, 6}, {{{4, 6}, {6, 1}}, {{4, 1}, {1, 1}}}).row_period(1) == 0);
-  CHECK(plan_elementwise({4, 6}, {{{4, 6}, {6, 1}}, {{4, 6}, {12, 1}}, {{6}, {1}}}).row_period(2) ==
-        0);
+  CHECK(bc(p, 2) == std::pair(Bc::row, int64_t(8)));
+  CHECK(bc(p, 1).first == Bc::none);
+  // Drop path's per-sample mask (2, 1, 1) over (2, 5, 6): a value per row of 30.
+  p = plan_elementwise({2, 5, 6},
+                       {{{2, 5, 6}, {30, 6, 1}}, {{2, 5, 6}, {30, 6, 1}}, {{2, 1, 1}, {1, 1, 1}}});
+  CHECK(bc(p, 2) == std::pair(Bc::row_value, int64_t(30)));
+  // A 0-dim scalar over a dense tensor: one value.
+  p = plan_elementwise({3, 4}, {{{3, 4}, {4, 1}}, {{3, 4}, {4, 1}}, {{}, {}}});
+  CHECK(bc(p, 2).first == Bc::scalar);
+  CHECK(bc(p, 1).first == Bc::none);
+  // Neither: a column broadcast next to a strided dense operand, or two broadcast operands.
+  CHECK(bc(plan_elementwise({4, 6}, {{{4, 6}, {6, 1}}, {{4, 6}, {12, 1}}, {{6}, {1}}}), 2).first ==
+        Bc::none);
+  CHECK(bc(plan_elementwise({4, 6}, {{{4, 6}, {6, 1}}, {{4, 1}, {1, 1}}, {{6}, {1}}}), 2).first ==
+        Bc::none);
   // Offsets past 2^31 elements need the 64-bit kernels.
   p = plan_elementwise({3, 2}, {{{3, 2}, {int64_t(1) << 31, 1}}});
   CHECK_FALSE(p.fits_int32());
