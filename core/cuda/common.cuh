@@ -208,11 +208,12 @@ __global__ void __launch_bounds__(256) map_kernel(int64_t n, F f, O* out, const 
   if (blockIdx.x == 0 && i < n) store(out + i, f(load(in + i)...));
 }
 
+// Elements per 16-byte access of the widest of the types T (at least 1): the V of a map's vectors.
 template <class... T>
-constexpr size_t widest() {
+constexpr int pack_width() {
   size_t w = 1;
   for (size_t s : {sizeof(T)...}) w = s > w ? s : w;
-  return w;
+  return w >= 16 ? 1 : int(16 / w);
 }
 
 // out[i] = f(load(in[i])...) stored as O, for i in [0, n), every operand contiguous (f takes the
@@ -220,7 +221,7 @@ constexpr size_t widest() {
 template <class F, class O, class... I>
 void map_flat(int64_t n, F f, O* out, const I*... in) {
   if (n <= 0) return;
-  constexpr int kWide = int(16 / widest<O, I...>()) > 1 ? int(16 / widest<O, I...>()) : 1;
+  constexpr int kWide = pack_width<O, I...>();
   const int v = vector_width(n, {{out, sizeof(O)}, {in, sizeof(I)}...});
   const Launch l = launch_1d(n / v, multiprocessors());
   if (v == kWide)
@@ -261,7 +262,7 @@ __global__ void __launch_bounds__(256)
 template <StridedPlan::Broadcast M, class F, class O, class A, class B>
 void map_broadcast(int64_t n, int64_t period, F f, O* out, const A* a, const B* b) {
   if (n <= 0) return;
-  constexpr int kWide = int(16 / widest<O, A, B>()) > 1 ? int(16 / widest<O, A, B>()) : 1;
+  constexpr int kWide = pack_width<O, A, B>();
   int v = vector_width(n, {{out, sizeof(O)}, {a, sizeof(A)}, {b, sizeof(B)}});
   if (M != StridedPlan::Broadcast::scalar && period % v != 0) v = 1;
   const Launch l = launch_1d(n / v, multiprocessors());

@@ -81,6 +81,22 @@ __global__ void sum_columns(DevPlan kept, DevPlan red, int64_t n_out, int64_t n_
 // blockIdx.x * per_row + t % per_row (W columns, one access) and the rows r = t / per_row (mod
 // rows) of the block's chunk in order; the threads of one column vector then add up in shared
 // memory in a fixed order. The loop has no stores, so its unrolled loads are in flight together.
+// The partial sums s (W per thread) of a ColumnVecSplit block's threads that share a column vector,
+// added over their `rows` phases in a fixed order through `tile` (256 x W): true for the thread
+// (phase 0) that then holds the block's sums. Every thread of the block must call it.
+template <int W, class A>
+__device__ bool add_phases(A (&s)[W], A* tile, const ColumnVecSplit& cs, int phase, int at,
+                           bool active) {
+#pragma unroll
+  for (int k = 0; k < W; ++k) tile[threadIdx.x * W + k] = s[k];
+  __syncthreads();
+  if (phase != 0 || !active) return false;
+  for (int q = 1; q < cs.rows; ++q)
+#pragma unroll
+    for (int k = 0; k < W; ++k) s[k] += tile[(q * cs.per_row + at) * W + k];
+  return true;
+}
+
 template <class T, int W>
 __global__ void __launch_bounds__(256)
     sum_columns_vec(DevPlan red, ColumnVecSplit cs, int64_t n_red, const T* x, acc<T>* part) {
@@ -104,13 +120,7 @@ __global__ void __launch_bounds__(256)
       for (int k = 0; k < W; ++k) s[k] += load(&p.v[k]);
     }
   }
-#pragma unroll
-  for (int k = 0; k < W; ++k) tile[threadIdx.x * W + k] = s[k];
-  __syncthreads();
-  if (phase != 0 || !active) return;
-  for (int q = 1; q < cs.rows; ++q)
-#pragma unroll
-    for (int k = 0; k < W; ++k) s[k] += tile[(q * cs.per_row + at) * W + k];
+  if (!add_phases(s, tile, cs, phase, at, active)) return;
   A* out = part + int64_t(blockIdx.y) * cs.vectors * W + v * W;
 #pragma unroll
   for (int k = 0; k < W; ++k) out[k] = s[k];
@@ -473,17 +483,9 @@ __global__ void __launch_bounds__(256)
       }
     }
   }
-#pragma unroll
-  for (int k = 0; k < W; ++k)
-    tile_w[threadIdx.x * W + k] = sw[k], tile_b[threadIdx.x * W + k] = sb[k];
-  __syncthreads();
-  if (phase != 0 || !active) return;
-  for (int q = 1; q < cs.rows; ++q)
-#pragma unroll
-    for (int k = 0; k < W; ++k) {
-      sw[k] += tile_w[(q * cs.per_row + at) * W + k];
-      sb[k] += tile_b[(q * cs.per_row + at) * W + k];
-    }
+  const bool total = add_phases(sw, tile_w, cs, phase, at, active);
+  add_phases(sb, tile_b, cs, phase, at, active);
+  if (!total) return;
 #pragma unroll
   for (int k = 0; k < W; ++k) {
     part[(int64_t(blockIdx.y) * 2) * d + v * W + k] = sw[k];
