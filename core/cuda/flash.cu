@@ -1,6 +1,6 @@
 // Fused ("flash") attention for bf16 with head dims 32 and 64 (every ViT of timm's tiny to large
 // sizes has 64): the N x N scores never reach device memory. The schedule is FlashAttention-2's
-// (Dao 2023), written with the WMMA tensor-core API (16x16x16 bf16 fragments, f32 accumulation):
+// (Dao 2023):
 //   forward   one block per 64 queries of one (image, head); its four warps own 16 queries each
 //             and walk the keys in tiles of 64 with the online softmax (running max m, sum l);
 //             it writes the output and lse = m + log l;
@@ -10,348 +10,22 @@
 //             is summed in a fixed order (FlashAttention-2 adds dq with atomics instead). Until
 //             run 8, dq had a kernel of its own per 64 queries that recomputed S, dP and P a
 //             second time (3 of the backward's 7 tile products).
-// The rounding matches the GEMM path of attention.cu: scores and sums in f32, P and dS rounded to
-// bf16 as operands of the second products, outputs rounded once.
-#include <cuda_bf16.h>
-#include <mma.h>
-
-#include "core/cuda/common.cuh"
+// The kernels are flash_mma.cu's (mma.sync on register fragments: scores and probabilities
+// never leave the registers); SCION_CUDA_FLASH=wmma (or set_flash_kernels, plan.h) selects
+// flash_wmma.cu's instead, which pass them through shared memory (the kernels of runs 7 and 8).
+// Both round as the GEMM path of attention.cu: scores and sums in f32, P and dS rounded to bf16
+// as operands of the second products, outputs rounded once.
 #include "core/cuda/flash.h"
+#include "core/cuda/flash_tile.cuh"
 
 namespace scion::cuda {
 
 namespace {
 
-using namespace nvcuda;
-using bf16 = __nv_bfloat16;
+using flash::kTile;
 
-constexpr int kTile = 64;  // queries and keys per tile
-constexpr int kWarps = 4;  // each owns 16 rows of a tile
-constexpr int kThreads = 32 * kWarps;
-constexpr int kScorePitch = kTile + 4;  // f32 rows of a warp's 16 x 64 scores in shared memory
-constexpr int kProbPitch = kTile + 8;   // bf16 rows of a warp's 16 x 64 probabilities
-// Shared-memory row pitches keep every 16-row, 16-column fragment 32-byte aligned (WMMA's rule)
-// and shift consecutive rows across banks.
-template <int D>
-constexpr int pitch() {
-  return D + 8;
-}
-
-using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major>;
-using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major>;
-using FragBt = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major>;  // X^T
-using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
-
-// Rows [r0, r0 + 64) of a (tokens x D) bf16 matrix whose token t starts at src + t * stride into
-// shared memory; rows past n are zero.
-template <int D>
-__device__ void load_tile(bf16* dst, const bf16_t* src, int64_t stride, int r0, int n) {
-  constexpr int kVec = D / 8;  // 16-byte vectors per row
-  for (int e = threadIdx.x; e < kTile * kVec; e += kThreads) {
-    const int r = e / kVec, c = e % kVec;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (r0 + r < n) v = *reinterpret_cast<const uint4*>(src + int64_t(r0 + r) * stride + c * 8);
-    *reinterpret_cast<uint4*>(dst + r * pitch<D>() + c * 8) = v;
-  }
-}
-
-// out (16 x 64 f32, pitch kScorePitch) = a (16 x D) b^T, b being 64 rows of D.
-template <int D>
-__device__ void product_abt(float* out, const bf16* a, const bf16* b) {
-  FragC acc[kTile / 16];
-#pragma unroll
-  for (int j = 0; j < kTile / 16; ++j) wmma::fill_fragment(acc[j], 0.0f);
-#pragma unroll
-  for (int k = 0; k < D; k += 16) {
-    FragA fa;
-    wmma::load_matrix_sync(fa, a + k, pitch<D>());
-#pragma unroll
-    for (int j = 0; j < kTile / 16; ++j) {
-      FragBt fb;
-      wmma::load_matrix_sync(fb, b + j * 16 * pitch<D>() + k, pitch<D>());
-      wmma::mma_sync(acc[j], fa, fb, acc[j]);
-    }
-  }
-#pragma unroll
-  for (int j = 0; j < kTile / 16; ++j)
-    wmma::store_matrix_sync(out + j * 16, acc[j], kScorePitch, wmma::mem_row_major);
-}
-
-// acc (16 x D) += a (16 x 64 bf16, pitch kProbPitch) b, b being 64 rows of D.
-template <int D>
-__device__ void accumulate_ab(FragC (&acc)[D / 16], const bf16* a, const bf16* b) {
-#pragma unroll
-  for (int k = 0; k < kTile; k += 16) {
-    FragA fa;
-    wmma::load_matrix_sync(fa, a + k, kProbPitch);
-#pragma unroll
-    for (int j = 0; j < D / 16; ++j) {
-      FragB fb;
-      wmma::load_matrix_sync(fb, b + k * pitch<D>() + j * 16, pitch<D>());
-      wmma::mma_sync(acc[j], fa, fb, acc[j]);
-    }
-  }
-}
-
-// Writes a warp's 16 x D accumulator rows to dst + row * stride (bf16), through `scratch`
-// (16 x kScorePitch f32); rows at or past `valid` are skipped.
-template <int D>
-__device__ void write_rows(FragC (&acc)[D / 16], float* scratch, bf16_t* dst, int64_t stride,
-                           int valid) {
-#pragma unroll
-  for (int j = 0; j < D / 16; ++j)
-    wmma::store_matrix_sync(scratch + j * 16, acc[j], kScorePitch, wmma::mem_row_major);
-  __syncwarp();
-  const int lane = threadIdx.x % 32, row = lane / 2, half = lane % 2;
-  if (row < valid) {
-    const float* src = scratch + row * kScorePitch + half * (D / 2);
-    bf16_t* out = dst + row * stride + half * (D / 2);
-#pragma unroll
-    for (int c = 0; c < D / 2; ++c) out[c].bits = kmath::float_to_bf16(src[c]);
-  }
-  __syncwarp();
-}
-
-// n floats from 16-byte aligned shared memory into registers, four per read.
-template <int N>
-__device__ __forceinline__ void read_row(const float* src, float (&dst)[N]) {
-#pragma unroll
-  for (int c = 0; c < N; c += 4) {
-    const float4 f = *reinterpret_cast<const float4*>(src + c);
-    dst[c] = f.x, dst[c + 1] = f.y, dst[c + 2] = f.z, dst[c + 3] = f.w;
-  }
-}
-
-// Two floats rounded to bf16 (to nearest even), the first in the low half: two neighbouring
-// elements in memory.
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  return uint32_t(kmath::float_to_bf16(lo)) | (uint32_t(kmath::float_to_bf16(hi)) << 16);
-}
-
-// n floats rounded to bf16 (to nearest even) into 16-byte aligned shared memory, eight per write.
-template <int N>
-__device__ __forceinline__ void write_bf16_row(bf16* dst, const float (&src)[N]) {
-#pragma unroll
-  for (int c = 0; c < N; c += 8) {
-    *reinterpret_cast<uint4*>(dst + c) =
-        make_uint4(pack_bf16(src[c], src[c + 1]), pack_bf16(src[c + 2], src[c + 3]),
-                   pack_bf16(src[c + 4], src[c + 5]), pack_bf16(src[c + 6], src[c + 7]));
-  }
-}
-
-// The geometry of one block: which (image, head) and which tile.
-struct Where {
-  int64_t b;
-  int head, tile;
-};
-__device__ Where where(int heads, int tiles) {
-  const int64_t x = blockIdx.x;
-  return {x / (int64_t(heads) * tiles), int((x / tiles) % heads), int(x % tiles)};
-}
-
-template <int D>
-constexpr size_t forward_smem() {
-  return size_t(3 * kTile * pitch<D>()) * sizeof(bf16) +
-         size_t(kWarps * 16 * kScorePitch) * sizeof(float) +
-         size_t(kWarps * 16 * kProbPitch) * sizeof(bf16);
-}
-
-template <int D>
-__global__ void __launch_bounds__(kThreads)
-    flash_forward(const bf16_t* qkv, int n, int heads, float scale, bf16_t* out, float* lse) {
-  extern __shared__ __align__(128) unsigned char smem[];
-  constexpr int P = pitch<D>();
-  bf16* sq = reinterpret_cast<bf16*>(smem);
-  bf16* sk = sq + kTile * P;
-  bf16* sv = sk + kTile * P;
-  float* scores = reinterpret_cast<float*>(sv + kTile * P);
-  bf16* probs = reinterpret_cast<bf16*>(scores + kWarps * 16 * kScorePitch);
-  const int tiles = (n + kTile - 1) / kTile;
-  const Where w = where(heads, tiles);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, row = lane / 2, half = lane % 2;
-  const int64_t stride = 3LL * heads * D;  // between tokens of qkv (B, N, 3, H, D)
-  const bf16_t* q = qkv + w.b * n * stride + int64_t(w.head) * D;
-  const int q0 = w.tile * kTile;
-  load_tile<D>(sq, q, stride, q0, n);
-  float* my_scores = scores + warp * 16 * kScorePitch;
-  bf16* my_probs = probs + warp * 16 * kProbPitch;
-  // This lane's row of the warp's 16 and half of the columns; its share of the output row.
-  float o[D / 2];
-#pragma unroll
-  for (int c = 0; c < D / 2; ++c) o[c] = 0;
-  float m = -INFINITY, l = 0;
-  for (int k0 = 0; k0 < n; k0 += kTile) {
-    __syncthreads();  // the last tile's keys and values are read
-    load_tile<D>(sk, q + int64_t(heads) * D, stride, k0, n);
-    load_tile<D>(sv, q + 2LL * heads * D, stride, k0, n);
-    __syncthreads();
-    product_abt<D>(my_scores, sq + warp * 16 * P, sk);
-    __syncwarp();
-    // This lane's 32 scores, read 8 at a time in 16-byte reads (every row of a warp's block
-    // starts 16-byte aligned) in each of two passes; its probabilities written 8 bf16 at a time.
-    const float* s = my_scores + row * kScorePitch + half * 32;
-    bf16* p = my_probs + row * kProbPitch + half * 32;
-    const int valid = min(kTile, n - k0) - half * 32;  // keys of this lane's half
-    float mx = -INFINITY;
-#pragma unroll
-    for (int c0 = 0; c0 < 32; c0 += 8) {
-      float x[8];
-      read_row<8>(s + c0, x);
-#pragma unroll
-      for (int c = 0; c < 8; ++c) mx = fmaxf(mx, c0 + c < valid ? x[c] * scale : -INFINITY);
-    }
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-    const float m_new = fmaxf(m, mx), alpha = expf(m - m_new);  // alpha 0 on the first tile
-    float sum = 0;
-#pragma unroll
-    for (int c0 = 0; c0 < 32; c0 += 8) {
-      float x[8];
-      read_row<8>(s + c0, x);
-#pragma unroll
-      for (int c = 0; c < 8; ++c) {
-        x[c] = c0 + c < valid ? expf(x[c] * scale - m_new) : 0.0f;
-        sum += x[c];
-      }
-      write_bf16_row<8>(p + c0, x);
-    }
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    l = l * alpha + sum;
-    m = m_new;
-    __syncwarp();
-    FragC pv[D / 16];
-#pragma unroll
-    for (int j = 0; j < D / 16; ++j) wmma::fill_fragment(pv[j], 0.0f);
-    accumulate_ab<D>(pv, my_probs, sv);
-#pragma unroll
-    for (int j = 0; j < D / 16; ++j)
-      wmma::store_matrix_sync(my_scores + j * 16, pv[j], kScorePitch, wmma::mem_row_major);
-    __syncwarp();
-    const float* t = my_scores + row * kScorePitch + half * (D / 2);
-#pragma unroll
-    for (int c0 = 0; c0 < D / 2; c0 += 4) {
-      float x[4];
-      read_row<4>(t + c0, x);
-#pragma unroll
-      for (int c = 0; c < 4; ++c) o[c0 + c] = o[c0 + c] * alpha + x[c];
-    }
-    __syncwarp();
-  }
-  const int i = q0 + warp * 16 + row;
-  if (i >= n) return;
-  const float inv = 1.0f / l;
-  bf16_t* dst = out + ((w.b * n + i) * heads + w.head) * D + half * (D / 2);
-#pragma unroll
-  for (int c = 0; c < D / 2; ++c) dst[c].bits = kmath::float_to_bf16(o[c] * inv);
-  if (half == 0) lse[(w.b * heads + w.head) * n + i] = m + logf(l);
-}
-
-template <int D>
-constexpr size_t backward_smem() {
-  return size_t(4 * kTile * pitch<D>()) * sizeof(bf16) +
-         size_t(2 * kWarps * 16 * kScorePitch) * sizeof(float) +
-         size_t(2 * kWarps * 16 * kProbPitch) * sizeof(bf16) + size_t(2 * kTile) * sizeof(float);
-}
-
-// The shared memory of both backward kernels: four bf16 tiles, per warp two f32 score blocks and
-// two bf16 operand blocks, two rows of 64 floats.
-template <int D>
-struct BackwardSmem {
-  bf16 *t0, *t1, *t2, *t3;
-  float *s, *dp;
-  bf16 *p, *ds;
-  float *lse, *dvec;
-  __device__ explicit BackwardSmem(unsigned char* smem) {
-    constexpr int P = pitch<D>();
-    const int warp = threadIdx.x / 32;
-    t0 = reinterpret_cast<bf16*>(smem);
-    t1 = t0 + kTile * P;
-    t2 = t1 + kTile * P;
-    t3 = t2 + kTile * P;
-    float* f = reinterpret_cast<float*>(t3 + kTile * P);
-    s = f + warp * 16 * kScorePitch;
-    dp = f + (kWarps + warp) * 16 * kScorePitch;
-    bf16* h = reinterpret_cast<bf16*>(f + 2 * kWarps * 16 * kScorePitch);
-    p = h + warp * 16 * kProbPitch;
-    ds = h + (kWarps + warp) * 16 * kProbPitch;
-    lse = reinterpret_cast<float*>(h + 2 * kWarps * 16 * kProbPitch);
-    dvec = lse + kTile;
-  }
-};
-
-// dk and dv for 64 keys, summed over the query tiles in order: dv = sum P^T dO, dk = sum dS^T q.
-// The warps compute the transposed blocks (their 16 keys x 64 queries) directly, and store them:
-// ds_t (B, H, N, ld) holds dS^T, the row of key j holding dS[i, j] for the queries i < N (ld is N
-// rounded up to 8, so every row starts 16-byte aligned; the columns past N get zeros).
-template <int D>
-__global__ void __launch_bounds__(kThreads)
-    flash_backward_dkv(const bf16_t* qkv, const bf16_t* dout, const float* lse, const float* dvec,
-                       int n, int heads, float scale, bf16_t* dqkv, bf16_t* ds_t, int ld) {
-  extern __shared__ __align__(128) unsigned char smem[];
-  BackwardSmem<D> sm(smem);
-  bf16 *sk = sm.t0, *sv = sm.t1, *sq = sm.t2, *sdo = sm.t3;
-  constexpr int P = pitch<D>();
-  const int tiles = (n + kTile - 1) / kTile;
-  const Where w = where(heads, tiles);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t stride = 3LL * heads * D, ostride = int64_t(heads) * D;
-  const bf16_t* q = qkv + w.b * n * stride + int64_t(w.head) * D;
-  const bf16_t* g = dout + w.b * n * ostride + int64_t(w.head) * D;
-  const int k0 = w.tile * kTile;
-  load_tile<D>(sk, q + int64_t(heads) * D, stride, k0, n);
-  load_tile<D>(sv, q + 2LL * heads * D, stride, k0, n);
-  const float* row_lse = lse + (w.b * heads + w.head) * n;
-  const float* row_d = dvec + (w.b * heads + w.head) * n;
-  FragC dk[D / 16], dv[D / 16];
-#pragma unroll
-  for (int j = 0; j < D / 16; ++j)
-    wmma::fill_fragment(dk[j], 0.0f), wmma::fill_fragment(dv[j], 0.0f);
-  for (int q0 = 0; q0 < n; q0 += kTile) {
-    __syncthreads();
-    load_tile<D>(sq, q, stride, q0, n);
-    load_tile<D>(sdo, g, ostride, q0, n);
-    for (int t = threadIdx.x; t < kTile; t += kThreads) {
-      sm.lse[t] = q0 + t < n ? row_lse[q0 + t] : 0.0f;
-      sm.dvec[t] = q0 + t < n ? row_d[q0 + t] : 0.0f;
-    }
-    __syncthreads();
-    product_abt<D>(sm.s, sk + warp * 16 * P, sq);    // S^T: 16 keys x 64 queries
-    product_abt<D>(sm.dp, sv + warp * 16 * P, sdo);  // dP^T = v dO^T
-    __syncwarp();
-    // Two neighbouring queries per lane (8-byte reads, 4-byte writes), lanes along a row: no bank
-    // conflicts.
-#pragma unroll 2
-    for (int e = lane; e < 16 * (kTile / 2); e += 32) {
-      const int rr = e / (kTile / 2), c = e % (kTile / 2) * 2, at = rr * kScorePitch + c;
-      const float2 s2 = *reinterpret_cast<const float2*>(sm.s + at);
-      const float2 dp2 = *reinterpret_cast<const float2*>(sm.dp + at);
-      const float2 l2 = *reinterpret_cast<const float2*>(sm.lse + c);
-      const float2 d2 = *reinterpret_cast<const float2*>(sm.dvec + c);
-      const bool key = k0 + warp * 16 + rr < n;
-      const float p0 = key && q0 + c < n ? expf(s2.x * scale - l2.x) : 0.0f;
-      const float p1 = key && q0 + c + 1 < n ? expf(s2.y * scale - l2.y) : 0.0f;
-      *reinterpret_cast<uint32_t*>(sm.p + rr * kProbPitch + c) = pack_bf16(p0, p1);
-      *reinterpret_cast<uint32_t*>(sm.ds + rr * kProbPitch + c) =
-          pack_bf16(p0 * (dp2.x - d2.x) * scale, p1 * (dp2.y - d2.y) * scale);
-    }
-    __syncwarp();
-    // dS^T of the warp's 16 keys and the tile's queries, 8 per 16-byte store. A vector that
-    // starts below N ends within the row's ld; its entries past N are zeros (P is 0 there).
-    const int c = lane % (kTile / 8) * 8;  // this lane's 8 queries; rows rr = lane / 8 + 4 u
-    bf16_t* ds_rows = ds_t + ((w.b * heads + w.head) * n + k0 + warp * 16) * int64_t(ld) + q0 + c;
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const int rr = lane / (kTile / 8) + 4 * u;
-      if (k0 + warp * 16 + rr < n && q0 + c < n)
-        *reinterpret_cast<uint4*>(ds_rows + rr * ld) =
-            *reinterpret_cast<const uint4*>(sm.ds + rr * kProbPitch + c);
-    }
-    accumulate_ab<D>(dv, sm.p, sdo);
-    accumulate_ab<D>(dk, sm.ds, sq);
-  }
-  bf16_t* base = dqkv + (w.b * n + k0 + warp * 16) * stride + int64_t(w.head) * D;
-  const int valid = n - k0 - warp * 16;
-  write_rows<D>(dk, sm.s, base + int64_t(heads) * D, stride, valid);
-  write_rows<D>(dv, sm.s, base + 2LL * heads * D, stride, valid);
+bool use_wmma() {
+  return flash_kernels() == FlashKernels::wmma;
 }
 
 // D[r] = sum_e dO[r, e] O[r, e] for the rows r = (b H + h) N + i of the (B, N, H, d) layout.
@@ -370,35 +44,29 @@ __global__ void row_dots(const bf16_t* dout, const bf16_t* out, int64_t rows, in
   if (lane == 0) dvec[r] = acc_v;
 }
 
-template <class K>
-void allow_smem(K kernel, size_t bytes) {
-  SCION_CUDA_CHECK(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-}
-
 bool aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
-template <int D>
-void forward(const Tensor& qkv, int n, int heads, float scale, const Tensor& out,
+void forward(const Tensor& qkv, int n, int heads, int d, float scale, const Tensor& out,
              const Tensor& lse) {
-  const int64_t blocks = qkv.size(0) * heads * ((n + kTile - 1) / kTile);
-  allow_smem(flash_forward<D>, forward_smem<D>());
-  flash_forward<D><<<unsigned(blocks), kThreads, forward_smem<D>(), stream()>>>(
-      static_cast<const bf16_t*>(qkv.raw_data()), n, heads, scale,
-      static_cast<bf16_t*>(out.raw_data()), static_cast<float*>(lse.raw_data()));
-  SCION_CUDA_LAUNCHED("flash attention forward");
+  const flash::ForwardArgs a{static_cast<const bf16_t*>(qkv.raw_data()),
+                             qkv.size(0),
+                             n,
+                             heads,
+                             scale,
+                             static_cast<bf16_t*>(out.raw_data()),
+                             static_cast<float*>(lse.raw_data())};
+  use_wmma() ? flash::forward_wmma(a, d) : flash::forward_mma(a, d);
 }
 
-template <int D>
 void backward(const Tensor& qkv, const Tensor& out, const Tensor& dout, const Tensor& lse, int n,
-              int heads, float scale, const Tensor& dqkv) {
+              int heads, int d, float scale, const Tensor& dqkv) {
   const int64_t rows = qkv.size(0) * heads * n;
   Tensor dvec = dev_empty({rows}, DType::f32);
   row_dots<<<unsigned((rows * 32 + 255) / 256), 256, 0, stream()>>>(
       static_cast<const bf16_t*>(dout.raw_data()), static_cast<const bf16_t*>(out.raw_data()), rows,
-      n, heads, D, static_cast<float*>(dvec.raw_data()));
+      n, heads, d, static_cast<float*>(dvec.raw_data()));
   SCION_CUDA_LAUNCHED("flash attention row dots");
   const auto* x = static_cast<const bf16_t*>(qkv.raw_data());
   const auto* g = static_cast<const bf16_t*>(dout.raw_data());
@@ -406,18 +74,24 @@ void backward(const Tensor& qkv, const Tensor& out, const Tensor& dout, const Te
   const auto* dv = static_cast<const float*>(dvec.raw_data());
   auto* dx = static_cast<bf16_t*>(dqkv.raw_data());
   // dS^T of a chunk of images at a time, so the buffer stays small beside the activations.
-  const int64_t images = qkv.size(0), ld = (n + 7) / 8 * 8, token = 3LL * heads * D;
+  const int64_t images = qkv.size(0), ld = (n + 7) / 8 * 8, token = 3LL * heads * d;
   const int64_t chunk = attention_ds_images(images, heads, n, ld);
   Tensor ds_t = dev_empty({chunk * heads * n * ld}, DType::bf16);
   auto* ds = static_cast<bf16_t*>(ds_t.raw_data());
-  allow_smem(flash_backward_dkv<D>, backward_smem<D>());
   for (int64_t b0 = 0; b0 < images; b0 += chunk) {
     const int64_t cb = std::min(chunk, images - b0), rows0 = b0 * heads * n;
-    const int64_t blocks = cb * heads * ((n + kTile - 1) / kTile);
-    flash_backward_dkv<D><<<unsigned(blocks), kThreads, backward_smem<D>(), stream()>>>(
-        x + b0 * n * token, g + b0 * n * heads * D, l + rows0, dv + rows0, n, heads, scale,
-        dx + b0 * n * token, ds, int(ld));
-    SCION_CUDA_LAUNCHED("flash attention backward (dk, dv, dS)");
+    const flash::BackwardArgs a{x + b0 * n * token,
+                                g + b0 * n * heads * d,
+                                l + rows0,
+                                dv + rows0,
+                                cb,
+                                n,
+                                heads,
+                                scale,
+                                dx + b0 * n * token,
+                                ds,
+                                int(ld)};
+    use_wmma() ? flash::backward_dkv_wmma(a, d) : flash::backward_dkv_mma(a, d);
     // dq[b, :, h] = dS[b, h] k[b, :, h] for each head h: a GEMM batched over the chunk's images
     // (uniform strides within one head), reading k from qkv and writing into dqkv's q slots.
     for (int h = 0; h < heads; ++h) {
@@ -425,13 +99,13 @@ void backward(const Tensor& qkv, const Tensor& out, const Tensor& dout, const Te
       q.in = q.out = DType::bf16;
       q.batch = cb;
       q.m = n;
-      q.n = D;
+      q.n = d;
       q.k = n;
       q.a = ds + int64_t(h) * n * ld;
       q.la = matrix_layout(n, n, 1, ld, heads * n * ld);  // dS = (dS^T)^T
-      q.b = x + b0 * n * token + int64_t(heads + h) * D;
-      q.lb = matrix_layout(n, D, token, 1, n * token);
-      q.c = dx + b0 * n * token + int64_t(h) * D;
+      q.b = x + b0 * n * token + int64_t(heads + h) * d;
+      q.lb = matrix_layout(n, d, token, 1, n * token);
+      q.c = dx + b0 * n * token + int64_t(h) * d;
       q.ldc = token;
       q.stride_c = n * token;
       gemm(q);
@@ -456,19 +130,13 @@ bool flash_attention_fits(const Tensor& qkv, int64_t heads, std::initializer_lis
 void flash_attention_forward(const Tensor& qkv, int64_t heads, double scale, const Tensor& out,
                              const Tensor& lse) {
   const int n = int(qkv.size(1)), d = int(qkv.size(2) / 3 / heads);
-  if (d == 64)
-    forward<64>(qkv, n, int(heads), float(scale), out, lse);
-  else
-    forward<32>(qkv, n, int(heads), float(scale), out, lse);
+  forward(qkv, n, int(heads), d, float(scale), out, lse);
 }
 
 void flash_attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& dout,
                               const Tensor& lse, int64_t heads, double scale, const Tensor& dqkv) {
   const int n = int(qkv.size(1)), d = int(qkv.size(2) / 3 / heads);
-  if (d == 64)
-    backward<64>(qkv, out, dout, lse, n, int(heads), float(scale), dqkv);
-  else
-    backward<32>(qkv, out, dout, lse, n, int(heads), float(scale), dqkv);
+  backward(qkv, out, dout, lse, n, int(heads), d, float(scale), dqkv);
 }
 
 }  // namespace scion::cuda

@@ -2,8 +2,10 @@
 #include "core/cuda/plan.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <stdexcept>
+#include <string>
 
 namespace scion::cuda {
 
@@ -240,6 +242,24 @@ std::vector<TensorChunk> tensor_chunks(const std::vector<int64_t>& sizes, int64_
 int64_t attention_ds_images(int64_t images, int64_t heads, int64_t n, int64_t ld) {
   const int64_t per_image = std::max<int64_t>(heads * n * ld * 2, 1);
   return std::clamp<int64_t>(kAttentionDsBytes / per_image, 1, std::max<int64_t>(images, 1));
+}
+
+namespace {
+std::atomic<FlashKernels>& flash_kernel_choice() {
+  static std::atomic<FlashKernels> k{[] {
+    const char* v = std::getenv("SCION_CUDA_FLASH");
+    return v != nullptr && std::string(v) == "wmma" ? FlashKernels::wmma : FlashKernels::mma;
+  }()};
+  return k;
+}
+}  // namespace
+
+FlashKernels flash_kernels() {
+  return flash_kernel_choice().load();
+}
+
+void set_flash_kernels(FlashKernels k) {
+  flash_kernel_choice().store(k);
 }
 
 int vector_width(int64_t n, std::initializer_list<std::pair<const void*, size_t>> operands) {

@@ -115,6 +115,15 @@ int vector_width(int64_t n, std::initializer_list<std::pair<const void*, size_t>
 constexpr int64_t kAttentionDsBytes = int64_t(32) << 20;
 int64_t attention_ds_images(int64_t images, int64_t heads, int64_t n, int64_t ld);
 
+// Which fused bf16 attention kernels run (flash.cu): FlashAttention-2's on mma.sync register
+// fragments (flash_mma.cu, the default), or the WMMA ones of runs 7 and 8 (flash_wmma.cu), kept
+// as their reference until the mma.sync kernels have run on a GPU. SCION_CUDA_FLASH=wmma in the
+// environment selects the latter at start-up; set_flash_kernels changes it for the whole process
+// (the tests compare both sets against the CPU).
+enum class FlashKernels { mma, wmma };
+FlashKernels flash_kernels();
+void set_flash_kernels(FlashKernels k);
+
 // SCION_CUDA_OP_TIMES=shapes' key of a backend call: its name and its main operands' dtypes and
 // shapes, "matmul bf16[256,197,192] bf16[192,576]".
 std::string op_time_key(const char* name,

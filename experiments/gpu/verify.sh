@@ -8,13 +8,14 @@
 #   2. scion_tests "[cuda]": every backend op cuda vs cpu forward and backward in f32, bf16, f64;
 #      random fills and AdamW/SGD bit for bit; vit_tiny and convnext_femto logits and gradients;
 #      asynchronous host-to-device copies; a one-rank NCCL communicator and gradient reducer
-#   3. compute-sanitizer memcheck on a subset (fills, optimizer, one model pass)
+#   3. compute-sanitizer memcheck on a subset (fills, optimizer, both sets of fused attention
+#      kernels)
 #   4. 200 training steps of the ConvNeXt-F mini config (f32) on cuda and on cpu: loss curves;
 #      scion eval of the weights on both; a weight-selected, distilled half-width student on both
 #   5. throughput and peak memory against PyTorch (eager AMP, then torch.compile while time is
 #      left) for ViT-T 224 px b256, ViT-T 32 px b512, ConvNeXt-F 224 px b256: full AdamW steps;
 #      scion's GPU time per kernel kind, and per kind and operand shapes, for each case
-#      (profile_*.txt)
+#      (profile_*.txt); ViT-T 224 px again on the WMMA attention kernels (SCION_CUDA_FLASH=wmma)
 # Output: gpu-verify/verify.md and the logs beside it; with $OUT set (the device tool), verify.md
 # and logs.tgz there.
 set -u
@@ -81,6 +82,8 @@ cuda_step cuda_copies 60 "$SC" "$B/scion_tests" "cuda: asynchronous*" --duration
 cuda_step nccl 60 "$SC" "$B/scion_tests" "nccl: one-rank*" --durations yes
 step sanitizer 60 "$SC" compute-sanitizer --tool memcheck --error-exitcode 3 "$B/scion_tests" \
   "backend ops: cuda fills*"
+step sanitizer_attention 60 "$SC" compute-sanitizer --tool memcheck --error-exitcode 3 \
+  "$B/scion_tests" "backend ops: cuda matches cpu: both sets*"
 TRAIN_SETS=(--set model.drop_path=0 --set data.root="$W/cifar10" --set data.workers=4
             --set train.epochs=${VERIFY_EPOCHS:-10} --set train.precision=f32 --set seed=0)
 step train_cuda 60 "$SC" "$B/train" --config configs/mini/convnext_femto_cifar10.yaml "${TRAIN_SETS[@]}" \
@@ -118,6 +121,11 @@ for c in "${BENCH[@]}"; do
     --device cuda --steps 20 --warmup 5 >> "$R/bench_scion.jsonl" 2>> "$R/bench_scion.err"
 done
 TABLE+=("| bench_scion | $(wc -l < "$R/bench_scion.jsonl") of 3 cases | - |")
+# The same ViT-T 224 px step on the WMMA attention kernels of runs 7 and 8 (SCION_CUDA_FLASH=wmma),
+# against the default mma.sync ones above.
+SCION_CUDA_FLASH=wmma timeout 40 "$SC" "$B/bench_models" --model vit_tiny --set img_size=224 --batch 256 \
+  --precision bf16 --step --device cuda --steps 20 --warmup 5 > "$R/bench_scion_wmma.jsonl" \
+  2>> "$R/bench_scion.err"
 # Where scion's step time goes: GPU time per kernel kind, then per kind and operand shapes
 # (SCION_CUDA_OP_TIMES=shapes).
 for c in "${BENCH[@]}"; do
@@ -138,6 +146,18 @@ TABLE+=("| bench_torch | $(wc -l < "$R/bench_torch.jsonl") results | - |")
   printf '%s\n' "${TABLE[@]}"
   echo
   python3 experiments/gpu/throughput_table.py "$R/bench_scion.jsonl" "$R/bench_torch.jsonl"
+  echo
+  python3 - "$R/bench_scion.jsonl" "$R/bench_scion_wmma.jsonl" <<'PY'
+import json, sys
+rows = [[json.loads(l) for l in open(f) if l.strip()] for f in sys.argv[1:]]
+mma = [r for r in rows[0] if r["model"] == "vit_tiny" and r["img_size"] == 224]
+if mma and rows[1]:
+    a, b = mma[0]["images_per_second"], rows[1][0]["images_per_second"]
+    print(f"ViT-T 224 px b256, attention kernels: mma.sync {a:.0f} img/s, WMMA {b:.0f} img/s "
+          f"(mma.sync / WMMA {a / b:.2f})")
+else:
+    print("ViT-T 224 px b256 on the WMMA attention kernels: no result")
+PY
   echo
   echo "total $(elapsed) s"
 } > "$R/verify.md"

@@ -613,6 +613,34 @@ TEST_CASE("backend ops: cuda matches cpu: fused attention backward over several 
   compare_case(cs, DType::bf16, parse_device("cuda"), cpu_device());
 }
 
+// Both sets of fused attention kernels (cuda::FlashKernels) against the CPU in bf16, forward and
+// backward: the mma.sync ones (the default, which the case above runs) and the WMMA ones of runs 7
+// and 8. Query and key counts below, at and across the 64-row tiles, head dims 64 and 32.
+TEST_CASE("backend ops: cuda matches cpu: both sets of fused attention kernels", "[cuda]") {
+  if (!scion::test::cuda_or_skip("fused attention kernel sets")) return;
+  struct Shape {
+    int64_t images, tokens, heads, dim;
+  };
+  const Shape shapes[] = {
+      {2, 197, 3, 64}, {3, 65, 3, 64}, {4, 10, 4, 32}, {3, 70, 2, 32}, {1, 128, 2, 64}};
+  const cuda::FlashKernels before = cuda::flash_kernels();
+  for (const cuda::FlashKernels k : {cuda::FlashKernels::mma, cuda::FlashKernels::wmma}) {
+    cuda::set_flash_kernels(k);
+    for (const Shape& s : shapes) {
+      INFO((k == cuda::FlashKernels::mma ? "mma.sync" : "WMMA")
+           << " kernels, " << s.images << " images of " << s.tokens << " tokens, " << s.heads
+           << " heads of " << s.dim);
+      const double scale = 1.0 / std::sqrt(double(s.dim));
+      const Case cs{"attention",
+                    "fused kernels",
+                    {in({s.images, s.tokens, 3 * s.heads * s.dim}, -2, 2)},
+                    [s, scale](const Ins& x) { return Outs{attention(x[0], s.heads, scale)}; }};
+      compare_case(cs, DType::bf16, parse_device("cuda"), cpu_device());
+    }
+  }
+  cuda::set_flash_kernels(before);
+}
+
 TEST_CASE("backend ops: cuda fills, random fills and optimizer steps give the CPU's bits",
           "[cuda]") {
   if (!scion::test::cuda_or_skip("cuda fills and optimizer steps")) return;

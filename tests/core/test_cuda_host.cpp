@@ -4,9 +4,11 @@
 // allocator's bookkeeping: test_block_pool.cpp); and the per-element math the CPU and GPU kernels
 // share (core/kernel_math.h) against independent references and the CPU backend, bit for bit.
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "core/backend.h"
+#include "core/cuda/mma_layout.h"
 #include "core/cuda/plan.h"
 #include "core/kernel_math.h"
 #include "tests/support.h"
@@ -192,6 +194,110 @@ TEST_CASE("cuda plans: the fused attention backward's dS chunks", "[cuda-host]")
   // An image larger than the cap still makes a chunk of one.
   CHECK(attention_ds_images(4, 16, 4096, 4096) == 1);
   CHECK(attention_ds_images(0, 3, 197, 200) == 1);
+}
+
+namespace {
+
+// A warp's 32-bit registers of one operand, as element pairs: [lane][register][half].
+using WarpRegs = std::array<std::array<std::array<float, 2>, 4>, 32>;
+
+// ldmatrix.x4 (.trans or not) of the 16 x 16 block at `block` (row-major, ld columns), emulated
+// from the PTX ISA's rule alone: lane 8 m + j gives the address of row j of matrix m, and
+// register m of lane 4 j + w receives that matrix's (j, 2 w), (j, 2 w + 1), or with .trans its
+// (2 w, j), (2 w + 1, j). Where each lane points is the kernels' choice under test.
+WarpRegs emulate_ldmatrix(const float* block, int ld, mma::Quarters q, bool trans) {
+  WarpRegs out{};
+  auto element = [&](int m, int row, int col) {  // matrix m's (row, col), through the address
+    const mma::At a = mma::ldmatrix_address(8 * m + row, q);
+    return block[a.row * ld + a.col + col];
+  };
+  for (int lane = 0; lane < 32; ++lane)
+    for (int m = 0; m < 4; ++m)
+      for (int half = 0; half < 2; ++half) {
+        const int j = lane / 4, w = lane % 4;
+        out[lane][m][half] = trans ? element(m, 2 * w + half, j) : element(m, j, 2 * w + half);
+      }
+  return out;
+}
+
+// mma.m16n8k16 emulated from the documented fragment maps: c (lane, 4 elements) += A B, A from
+// registers 0-3 of `a`, B from registers b0, b0 + 1 of `b`. Each operand element must come from
+// exactly one lane's register, or the maps are not a layout.
+void emulate_mma(std::array<std::array<float, 4>, 32>& c, const WarpRegs& a, const WarpRegs& b,
+                 int b0) {
+  float A[16][16], B[16][8];
+  int seen_a[16][16] = {}, seen_b[16][8] = {};
+  for (int lane = 0; lane < 32; ++lane)
+    for (int half = 0; half < 2; ++half) {
+      for (int r = 0; r < 4; ++r) {
+        const mma::At e = mma::a_element(lane, r, half);
+        A[e.row][e.col] = a[lane][r][half], ++seen_a[e.row][e.col];
+      }
+      for (int r = 0; r < 2; ++r) {
+        const mma::At e = mma::b_element(lane, r, half);
+        B[e.row][e.col] = b[lane][b0 + r][half], ++seen_b[e.row][e.col];
+      }
+    }
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 16; ++j) REQUIRE(seen_a[i][j] == 1);
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 8; ++j) REQUIRE(seen_b[i][j] == 1);
+  for (int lane = 0; lane < 32; ++lane)
+    for (int i = 0; i < 4; ++i) {
+      const mma::At e = mma::c_element(lane, i);
+      for (int k = 0; k < 16; ++k) c[lane][i] += A[e.row][k] * B[k][e.col];
+    }
+}
+
+}  // namespace
+
+TEST_CASE("cuda plans: tensor-core fragments of the fused attention", "[cuda-host]") {
+  // One warp's step of flash_mma.cu on 16 x 16 blocks (small integers: every sum exact):
+  // S = Q K^T with Q's A fragment and K's B fragments loaded by ldmatrix (rows_first, and
+  // cols_first as K is n x k), then O = S V with S's accumulators reused as the A fragment and
+  // V's B fragments loaded by ldmatrix.trans (rows_first; V is k x n).
+  float q[16 * 16], k[16 * 16], v[16 * 16];
+  uint32_t state = 12345;  // small pseudo-random integers: no block equals another one
+  auto draw = [&] { return float((state = state * 1664525u + 1013904223u) >> 28) - 8.0f; };
+  for (int i = 0; i < 256; ++i) q[i] = draw(), k[i] = draw(), v[i] = draw();
+  const WarpRegs qa = emulate_ldmatrix(q, 16, mma::Quarters::rows_first, false);
+  const WarpRegs kb = emulate_ldmatrix(k, 16, mma::Quarters::cols_first, false);
+  std::array<std::array<float, 4>, 32> s[2] = {};
+  emulate_mma(s[0], qa, kb, 0);  // keys 0-7
+  emulate_mma(s[1], qa, kb, 2);  // keys 8-15
+  float s_ref[16][16] = {};
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 16; ++j)
+      for (int e = 0; e < 16; ++e) s_ref[i][j] += q[i * 16 + e] * k[j * 16 + e];
+  for (int lane = 0; lane < 32; ++lane)
+    for (int t = 0; t < 2; ++t)
+      for (int i = 0; i < 4; ++i) {
+        const mma::At e = mma::c_element(lane, i);
+        CHECK(s[t][lane][i] == s_ref[e.row][8 * t + e.col]);
+      }
+  WarpRegs pa{};  // S's accumulators as an A fragment, as the kernels pack them
+  for (int lane = 0; lane < 32; ++lane)
+    for (int r = 0; r < 4; ++r)
+      for (int half = 0; half < 2; ++half)
+        pa[lane][r][half] = s[mma::a_from_c_tile(r)][lane][mma::a_from_c_first(r) + half];
+  const WarpRegs vb = emulate_ldmatrix(v, 16, mma::Quarters::rows_first, true);
+  std::array<std::array<float, 4>, 32> o[2] = {};
+  emulate_mma(o[0], pa, vb, 0);  // columns 0-7 of V
+  emulate_mma(o[1], pa, vb, 2);  // columns 8-15
+  for (int lane = 0; lane < 32; ++lane)
+    for (int t = 0; t < 2; ++t)
+      for (int i = 0; i < 4; ++i) {
+        const mma::At e = mma::c_element(lane, i);
+        float ref = 0;
+        for (int j = 0; j < 16; ++j) ref += s_ref[e.row][j] * v[j * 16 + 8 * t + e.col];
+        CHECK(o[t][lane][i] == ref);
+      }
+  // Every row address is 16-byte aligned in a tile whose rows are (D + 8) bf16 and whose blocks
+  // start at multiples of 8 columns.
+  for (int lane = 0; lane < 32; ++lane) {
+    CHECK(mma::ldmatrix_address(lane, mma::Quarters::rows_first).col % 8 == 0);
+    CHECK(mma::ldmatrix_address(lane, mma::Quarters::cols_first).col % 8 == 0);
+  }
 }
 
 TEST_CASE("cuda plans: multi-tensor chunks", "[cuda-host]") {
