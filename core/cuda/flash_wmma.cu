@@ -236,8 +236,9 @@ struct BackwardSmem {
 // The warps compute the transposed blocks (their 16 keys x 64 queries) directly, and store them:
 // ds_t (B, H, N, ld) holds dS^T, the row of key j holding dS[i, j] for the queries i < N (ld is N
 // rounded up to 8, so every row starts 16-byte aligned; the columns past N get zeros).
+// Two blocks per multiprocessor: ptxas's own choice (168 registers) spilled on sm_80.
 template <int D>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 2)
     flash_backward_dkv(const bf16_t* qkv, const bf16_t* dout, const float* lse, const float* dvec,
                        int n, int heads, float scale, bf16_t* dqkv, bf16_t* ds_t, int ld) {
   extern __shared__ __align__(128) unsigned char smem[];
