@@ -96,9 +96,12 @@ class Backend {
   virtual void conv2d_backward_weights(const Tensor& x, const Tensor& dy, const Tensor& dw,
                                        const ConvShape& cs) = 0;
 
-  // Layer norm over the last `d` elements of each row of contiguous x; mean and rstd per row.
+  // Layer norm over the last `d` elements of each row of contiguous x; mean and rstd per row. y
+  // has dtype `out`: x's, or bf16 for an f32 x (the f32 result rounded once: layer_norm_to, the
+  // cast autocast puts before a linear layer, fused). The backward's dy (contiguous) is in y's
+  // dtype, a bf16 one widened exactly; dx, dw and db are in x's.
   virtual void layer_norm_forward(const Tensor& x, const Tensor& w, const Tensor& b, double eps,
-                                  int64_t d, Tensor& y, Tensor& mean, Tensor& rstd) = 0;
+                                  int64_t d, DType out, Tensor& y, Tensor& mean, Tensor& rstd) = 0;
   virtual void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& w,
                                    const Tensor& mean, const Tensor& rstd, int64_t d, Tensor& dx,
                                    Tensor& dw, Tensor& db) = 0;

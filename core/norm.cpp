@@ -1,4 +1,6 @@
 // layer_norm, softmax and log_softmax with their gradients (kernels: the inputs' backend).
+#include <optional>
+
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/backend.h"
@@ -6,8 +8,11 @@
 
 namespace scion {
 
-Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tensor& weight_in,
-                  const Tensor& bias_in, double eps) {
+namespace {
+
+// layer_norm computed in x's dtype (f32 under autocast), its result in out_dtype (x's if none).
+Tensor layer_norm_impl(const Tensor& x_in, const Shape& normalized_shape, const Tensor& weight_in,
+                       const Tensor& bias_in, double eps, std::optional<DType> out_dtype) {
   const Tensor x = autocast_f32(x_in), weight = autocast_f32(weight_in),
                bias = autocast_f32(bias_in);
   int64_t k = int64_t(normalized_shape.size());
@@ -24,13 +29,17 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
                   "and bias must be ",
                   shape_str(normalized_shape), " of ", dtype_name(x.dtype()), ", got ",
                   shape_str(p->shape()), " of ", dtype_name(p->dtype()));
+  const DType out = out_dtype.value_or(x.dtype());
+  SCION_CHECK(out == x.dtype() || (x.dtype() == DType::f32 && out == DType::bf16),
+              "layer_norm_to: a ", dtype_name(x.dtype()), " input gives ", dtype_name(x.dtype()),
+              (x.dtype() == DType::f32 ? " or bf16" : ""), ", not ", dtype_name(out));
   int64_t d = shape_numel(normalized_shape);
   Tensor xc = x.detach().contiguous();
   Tensor wd = weight.defined() ? weight.detach().contiguous() : Tensor();
   Tensor bd = bias.defined() ? bias.detach().contiguous() : Tensor();
   Tensor y, mu, rstd;
   Backend& be = backend_for("layer_norm", {&x, &weight, &bias});
-  be.layer_norm_forward(xc, wd, bd, eps, d, y, mu, rstd);
+  be.layer_norm_forward(xc, wd, bd, eps, d, out, y, mu, rstd);
   if (any_requires_grad({&x, &weight, &bias})) {
     bool nw = weight.defined() && weight.requires_grad(),
          nb = bias.defined() && bias.requires_grad();
@@ -41,6 +50,18 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
     });
   }
   return y;
+}
+
+}  // namespace
+
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
+                  const Tensor& bias, double eps) {
+  return layer_norm_impl(x, normalized_shape, weight, bias, eps, std::nullopt);
+}
+
+Tensor layer_norm_to(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
+                     const Tensor& bias, double eps, DType out) {
+  return layer_norm_impl(x, normalized_shape, weight, bias, eps, out);
 }
 
 namespace {

@@ -15,7 +15,7 @@ ConvNextBlock::ConvNextBlock(int64_t dim, double dp, double ls, bool conv_mlp) {
 
 Tensor ConvNextBlock::forward(const Tensor& x) {
   Tensor h = conv_dw->forward(x).permute({0, 2, 3, 1});  // (B, H, W, C)
-  h = mlp->forward(norm->forward(h)).permute({0, 3, 1, 2});
+  h = mlp->forward(norm->forward_low(h)).permute({0, 3, 1, 2});
   if (gamma.defined()) h = h * gamma.reshape({1, -1, 1, 1});
   return drop_path->forward(h) + x;
 }
@@ -48,7 +48,7 @@ NormMlpClassifierHead::NormMlpClassifierHead(int64_t dim, int64_t classes) {
 
 Tensor NormMlpClassifierHead::forward(const Tensor& x) {
   Tensor pooled = mean(x, {2, 3}, true);  // (B, C, 1, 1)
-  return fc->forward(norm->forward(pooled).flatten(1));
+  return fc->forward(norm->forward_low(pooled).flatten(1));
 }
 
 namespace {

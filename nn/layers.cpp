@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "core/autocast.h"
+
 namespace scion::nn {
 
 Linear::Linear(int64_t in, int64_t out, bool with_bias, bool conv1x1)
@@ -39,6 +41,17 @@ LayerNorm::LayerNorm(int64_t d, double e, bool affine) : dim(d), eps(e) {
 
 Tensor LayerNorm::forward(const Tensor& x) {
   return layer_norm(x, {dim}, weight, bias, eps);
+}
+
+Tensor LayerNorm::forward_low(const Tensor& x) {
+  const bool f32 = x.dtype() == DType::f32 || x.dtype() == DType::bf16;  // f32 under autocast
+  if (!autocast_enabled() || !f32 || (weight.defined() && weight.dtype() != DType::f32))
+    return LayerNorm::forward(x);  // over the last dim (LayerNorm2d's permutes around this)
+  return layer_norm_to(x, {dim}, weight, bias, eps, DType::bf16);
+}
+
+Tensor LayerNorm2d::forward_low(const Tensor& x) {
+  return LayerNorm::forward_low(x.permute({0, 2, 3, 1})).permute({0, 3, 1, 2});
 }
 
 Tensor LayerNorm2d::forward(const Tensor& x) {

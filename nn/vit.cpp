@@ -21,8 +21,8 @@ VitBlock::VitBlock(int64_t dim, int64_t heads, double mlp_ratio, double dp, doub
 }
 
 Tensor VitBlock::forward(const Tensor& x) {
-  Tensor h = x + drop_path1->forward(ls1->forward(attn->forward(norm1->forward(x))));
-  return h + drop_path2->forward(ls2->forward(mlp->forward(norm2->forward(h))));
+  Tensor h = x + drop_path1->forward(ls1->forward(attn->forward(norm1->forward_low(x))));
+  return h + drop_path2->forward(ls2->forward(mlp->forward(norm2->forward_low(h))));
 }
 
 namespace {

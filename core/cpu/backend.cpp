@@ -138,8 +138,8 @@ class CpuBackend final : public Backend {
   }
 
   void layer_norm_forward(const Tensor& x, const Tensor& w, const Tensor& b, double eps, int64_t d,
-                          Tensor& y, Tensor& mean, Tensor& rstd) override {
-    cpu::layer_norm_forward(x, w, b, eps, d, y, mean, rstd);
+                          DType out, Tensor& y, Tensor& mean, Tensor& rstd) override {
+    cpu::layer_norm_forward(x, w, b, eps, d, out, y, mean, rstd);
   }
   void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean,
                            const Tensor& rstd, int64_t d, Tensor& dx, Tensor& dw,

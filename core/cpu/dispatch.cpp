@@ -76,9 +76,9 @@ void reduce_max(const Tensor& x, int64_t dim, bool keepdim, Tensor& values, Tens
   kernel(x, dim, keepdim, values, indices);
 }
 void layer_norm_forward(const Tensor& x, const Tensor& w, const Tensor& b, double eps, int64_t d,
-                        Tensor& y, Tensor& mean, Tensor& rstd) {
+                        DType out, Tensor& y, Tensor& mean, Tensor& rstd) {
   SCION_KERNEL(layer_norm_forward);
-  kernel(x, w, b, eps, d, y, mean, rstd);
+  kernel(x, w, b, eps, d, out, y, mean, rstd);
 }
 void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean,
                          const Tensor& rstd, int64_t d, Tensor& dx, Tensor& dw, Tensor& db) {

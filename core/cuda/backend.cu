@@ -538,9 +538,9 @@ class CudaBackend final : public Backend {
   }
 
   void layer_norm_forward(const Tensor& x, const Tensor& w, const Tensor& b, double eps, int64_t d,
-                          Tensor& y, Tensor& mean, Tensor& rstd) override {
+                          DType out, Tensor& y, Tensor& mean, Tensor& rstd) override {
     SCION_CALL_ON(&x);
-    layer_norm_forward_kernel(x, w, b, eps, d, y, mean, rstd);
+    layer_norm_forward_kernel(x, w, b, eps, d, out, y, mean, rstd);
   }
   void layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean,
                            const Tensor& rstd, int64_t d, Tensor& dx, Tensor& dw,

@@ -426,7 +426,7 @@ void conv2d_backward_data_kernel(const Tensor& dy, const Tensor& w, const Tensor
 void conv2d_backward_weights_kernel(const Tensor& x, const Tensor& dy, const Tensor& dw,
                                     const ConvShape& cs);
 void layer_norm_forward_kernel(const Tensor& x, const Tensor& w, const Tensor& b, double eps,
-                               int64_t d, Tensor& y, Tensor& mean, Tensor& rstd);
+                               int64_t d, DType out, Tensor& y, Tensor& mean, Tensor& rstd);
 void layer_norm_backward_kernel(const Tensor& dy, const Tensor& x, const Tensor& w,
                                 const Tensor& mean, const Tensor& rstd, int64_t d, Tensor& dx,
                                 Tensor& dw, Tensor& db);

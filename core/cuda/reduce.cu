@@ -363,15 +363,16 @@ __device__ __forceinline__ void row_stats(const T* x, int64_t d, double eps, A& 
   rs = A(1) / ::sqrt(v / A(d) + A(eps));
 }
 
-template <class T, class W>
+// y's element type Y is T, or bf16 for an f32 x (layer_norm_to); dy's, G, likewise below.
+template <class T, class W, class Y>
 __global__ void ln_forward(const T* x, const W* w, const W* b, double eps, int64_t rows, int64_t d,
-                           T* y, acc<T>* mean, acc<T>* rstd) {
+                           Y* y, acc<T>* mean, acc<T>* rstd) {
   using A = acc<T>;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
   for (int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; r < rows;
        r += warps) {
     const T* xr = x + r * d;
-    T* yr = y + r * d;
+    Y* yr = y + r * d;
     A mu, rs;
     row_stats(xr, d, eps, mu, rs);
     for (int64_t i = threadIdx.x % 32; i < d; i += 32) {
@@ -387,15 +388,15 @@ __global__ void ln_forward(const T* x, const W* w, const W* b, double eps, int64
   }
 }
 
-template <class T, class W>
-__global__ void ln_backward_dx(const T* dy, const T* x, const W* w, const acc<T>* mean,
+template <class T, class W, class G>
+__global__ void ln_backward_dx(const G* dy, const T* x, const W* w, const acc<T>* mean,
                                const acc<T>* rstd, int64_t rows, int64_t d, T* dx) {
   using A = acc<T>;
   const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
   for (int64_t r = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; r < rows;
        r += warps) {
     const T* xr = x + r * d;
-    const T* gr = dy + r * d;
+    const G* gr = dy + r * d;
     const A mu = mean[r], rs = rstd[r];
     A m1 = 0, m2 = 0;
     for (int64_t i = threadIdx.x % 32; i < d; i += 32) {
@@ -423,8 +424,8 @@ __global__ void ln_backward_dx(const T* dy, const T* x, const W* w, const acc<T>
 // sum_columns: block (32, 8) takes 32 neighbouring columns and one chunk of rows (column_split
 // sizes the chunks so every multiprocessor gets a few blocks); its 8 rows of threads stride
 // through the chunk, then add up in shared memory in a fixed order.
-template <class T>
-__global__ void ln_backward_dwdb(const T* dy, const T* x, const acc<T>* mean, const acc<T>* rstd,
+template <class T, class G>
+__global__ void ln_backward_dwdb(const G* dy, const T* x, const acc<T>* mean, const acc<T>* rstd,
                                  int64_t rows, int64_t d, int64_t rows_per_chunk, acc<T>* part) {
   using A = acc<T>;
   __shared__ A tile_w[8][33], tile_b[8][33];
@@ -454,9 +455,9 @@ __global__ void ln_backward_dwdb(const T* dy, const T* x, const acc<T>* mean, co
 }
 
 // The same with vector loads (ColumnVecSplit, as sum_columns_vec): W columns of a row per thread.
-template <class T, int W>
+template <class T, class G, int W>
 __global__ void __launch_bounds__(256)
-    ln_backward_dwdb_vec(const T* dy, const T* x, const acc<T>* mean, const acc<T>* rstd,
+    ln_backward_dwdb_vec(const G* dy, const T* x, const acc<T>* mean, const acc<T>* rstd,
                          int64_t rows, ColumnVecSplit cs, acc<T>* part) {
   using A = acc<T>;
   __shared__ A tile_w[256 * W], tile_b[256 * W];
@@ -472,7 +473,7 @@ __global__ void __launch_bounds__(256)
   if (active) {
 #pragma unroll 4
     for (int64_t r = r0 + phase; r < r1; r += cs.rows) {
-      const Pack<T, W> g = *reinterpret_cast<const Pack<T, W>*>(dy + r * d + v * W);
+      const Pack<G, W> g = *reinterpret_cast<const Pack<G, W>*>(dy + r * d + v * W);
       const Pack<T, W> xv = *reinterpret_cast<const Pack<T, W>*>(x + r * d + v * W);
       const A mu = mean[r], rs = rstd[r];
 #pragma unroll
@@ -508,6 +509,16 @@ __global__ void ln_backward_finish(const acc<T>* part, int chunks, int64_t d, T*
   }
 }
 
+// Runs f with the element type of y (or dy) for an x of element type T: T itself, or bf16 for an
+// f32 x (layer_norm_to).
+template <class T, class F>
+void with_partner(DType partner, F&& f) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (partner == DType::bf16) return f(bf16_t());
+  }
+  f(T());
+}
+
 unsigned row_blocks(int64_t rows, int rows_per_block) {
   return unsigned(
       std::max<int64_t>(1, std::min<int64_t>((rows + rows_per_block - 1) / rows_per_block, 65535)));
@@ -516,22 +527,25 @@ unsigned row_blocks(int64_t rows, int rows_per_block) {
 }  // namespace
 
 void layer_norm_forward_kernel(const Tensor& x, const Tensor& w, const Tensor& b, double eps,
-                               int64_t d, Tensor& y, Tensor& mean, Tensor& rstd) {
+                               int64_t d, DType out, Tensor& y, Tensor& mean, Tensor& rstd) {
   const int64_t rows = d == 0 ? 0 : x.numel() / d;
   const DType stat = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
-  y = dev_empty(x.shape(), x.dtype());
+  y = dev_empty(x.shape(), out);
   mean = dev_empty({rows}, stat);
   rstd = dev_empty({rows}, stat);
   if (rows == 0) return;
   const DType wdt = w.defined() ? w.dtype() : (b.defined() ? b.dtype() : x.dtype());
   SCION_DISPATCH_FLOATING(x.dtype(), "layer_norm", T, {
     SCION_DISPATCH_FLOATING(wdt, "layer_norm weight", W, {
-      ln_forward<T, W><<<row_blocks(rows, 8), 256, 0, stream()>>>(
-          static_cast<const T*>(x.raw_data()),
-          w.defined() ? static_cast<const W*>(w.raw_data()) : nullptr,
-          b.defined() ? static_cast<const W*>(b.raw_data()) : nullptr, eps, rows, d,
-          static_cast<T*>(y.raw_data()), static_cast<acc<T>*>(mean.raw_data()),
-          static_cast<acc<T>*>(rstd.raw_data()));
+      with_partner<T>(out, [&](auto ytag) {
+        using Y = decltype(ytag);
+        ln_forward<T, W, Y><<<row_blocks(rows, 8), 256, 0, stream()>>>(
+            static_cast<const T*>(x.raw_data()),
+            w.defined() ? static_cast<const W*>(w.raw_data()) : nullptr,
+            b.defined() ? static_cast<const W*>(b.raw_data()) : nullptr, eps, rows, d,
+            static_cast<Y*>(y.raw_data()), static_cast<acc<T>*>(mean.raw_data()),
+            static_cast<acc<T>*>(rstd.raw_data()));
+      });
     });
   });
   SCION_CUDA_LAUNCHED("layer norm");
@@ -555,7 +569,7 @@ void layer_norm_backward_kernel(const Tensor& dy, const Tensor& x, const Tensor&
   // chunks left a ConvNeXt stage-1 norm, 48 columns of 800K rows, to 6,144 threads), with vector
   // loads of `width` columns where d and the addresses allow (as the column sums).
   const ReducePlan columns = plan_reduce({{rows, d}, {d, 1}}, {true, false});
-  const int width = std::min(column_width(columns, dyc.raw_data(), dtype_size(x.dtype())),
+  const int width = std::min(column_width(columns, dyc.raw_data(), dtype_size(dyc.dtype())),
                              column_width(columns, x.raw_data(), dtype_size(x.dtype())));
   const ColumnSplit split = column_split(d, rows, multiprocessors());
   const ColumnVecSplit vsplit = column_vec_split(d, rows, width, multiprocessors());
@@ -563,33 +577,39 @@ void layer_norm_backward_kernel(const Tensor& dy, const Tensor& x, const Tensor&
   const int64_t per_chunk = split.chunk_len;
   const DType wdt = w.defined() ? w.dtype() : x.dtype();
   SCION_DISPATCH_FLOATING(x.dtype(), "layer_norm", T, {
-    using A = acc<T>;
-    const T* xp = static_cast<const T*>(x.raw_data());
-    const T* gp = static_cast<const T*>(dyc.raw_data());
-    const A* mp = static_cast<const A*>(mean.raw_data());
-    const A* rp = static_cast<const A*>(rstd.raw_data());
-    SCION_DISPATCH_FLOATING(wdt, "layer_norm weight", W, {
-      ln_backward_dx<T, W><<<row_blocks(rows, 8), 256, 0, stream()>>>(
-          gp, xp, w.defined() ? static_cast<const W*>(w.raw_data()) : nullptr, mp, rp, rows, d,
-          static_cast<T*>(dx.raw_data()));
+    with_partner<T>(dyc.dtype(), [&](auto gtag) {
+      using G = decltype(gtag);
+      using A = acc<T>;
+      const T* xp = static_cast<const T*>(x.raw_data());
+      const G* gp = static_cast<const G*>(dyc.raw_data());
+      const A* mp = static_cast<const A*>(mean.raw_data());
+      const A* rp = static_cast<const A*>(rstd.raw_data());
+      SCION_DISPATCH_FLOATING(wdt, "layer_norm weight", W, {
+        ln_backward_dx<T, W, G><<<row_blocks(rows, 8), 256, 0, stream()>>>(
+            gp, xp, w.defined() ? static_cast<const W*>(w.raw_data()) : nullptr, mp, rp, rows, d,
+            static_cast<T*>(dx.raw_data()));
+      });
+      Tensor part =
+          dev_empty({int64_t(chunks) * 2 * d}, x.dtype() == DType::f64 ? DType::f64 : DType::f32);
+      A* pp = static_cast<A*>(part.raw_data());
+      const dim3 vgrid(unsigned(vsplit.column_blocks), unsigned(chunks));
+      if (width == 8)
+        ln_backward_dwdb_vec<T, G, 8>
+            <<<vgrid, 256, 0, stream()>>>(gp, xp, mp, rp, rows, vsplit, pp);
+      if (width == 4)
+        ln_backward_dwdb_vec<T, G, 4>
+            <<<vgrid, 256, 0, stream()>>>(gp, xp, mp, rp, rows, vsplit, pp);
+      if (width == 2)
+        ln_backward_dwdb_vec<T, G, 2>
+            <<<vgrid, 256, 0, stream()>>>(gp, xp, mp, rp, rows, vsplit, pp);
+      if (width == 1)
+        ln_backward_dwdb<T, G>
+            <<<dim3(unsigned(split.column_blocks), unsigned(chunks)), dim3(32, 8), 0, stream()>>>(
+                gp, xp, mp, rp, rows, d, per_chunk, pp);
+      ln_backward_finish<T><<<unsigned((d + 255) / 256), 256, 0, stream()>>>(
+          static_cast<const A*>(part.raw_data()), chunks, d, static_cast<T*>(dw.raw_data()),
+          static_cast<T*>(db.raw_data()));
     });
-    Tensor part =
-        dev_empty({int64_t(chunks) * 2 * d}, x.dtype() == DType::f64 ? DType::f64 : DType::f32);
-    A* pp = static_cast<A*>(part.raw_data());
-    const dim3 vgrid(unsigned(vsplit.column_blocks), unsigned(chunks));
-    if (width == 8)
-      ln_backward_dwdb_vec<T, 8><<<vgrid, 256, 0, stream()>>>(gp, xp, mp, rp, rows, vsplit, pp);
-    if (width == 4)
-      ln_backward_dwdb_vec<T, 4><<<vgrid, 256, 0, stream()>>>(gp, xp, mp, rp, rows, vsplit, pp);
-    if (width == 2)
-      ln_backward_dwdb_vec<T, 2><<<vgrid, 256, 0, stream()>>>(gp, xp, mp, rp, rows, vsplit, pp);
-    if (width == 1)
-      ln_backward_dwdb<T>
-          <<<dim3(unsigned(split.column_blocks), unsigned(chunks)), dim3(32, 8), 0, stream()>>>(
-              gp, xp, mp, rp, rows, d, per_chunk, pp);
-    ln_backward_finish<T><<<unsigned((d + 255) / 256), 256, 0, stream()>>>(
-        static_cast<const A*>(part.raw_data()), chunks, d, static_cast<T*>(dw.raw_data()),
-        static_cast<T*>(db.raw_data()));
   });
   SCION_CUDA_LAUNCHED("layer norm backward");
 }

@@ -407,7 +407,7 @@ class ReferenceBackend final : public Backend {
   }
 
   void layer_norm_forward(const Tensor& x, const Tensor& w, const Tensor& b, double eps, int64_t d,
-                          Tensor& y, Tensor& mean, Tensor& rstd) override {
+                          DType out, Tensor& y, Tensor& mean, Tensor& rstd) override {
     const int64_t rows = d == 0 ? 0 : x.numel() / d;
     Values xv = read(x), wv = w.defined() ? read(w) : Values(size_t(d), 1.0),
            bv = b.defined() ? read(b) : Values(size_t(d), 0.0), mv(static_cast<size_t>(rows)),
@@ -424,7 +424,7 @@ class ReferenceBackend final : public Backend {
       rv[size_t(r)] = rs;
     }
     const DType stat = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
-    y = make(x.shape(), x.dtype(), x, xv);
+    y = make(x.shape(), out, x, xv);
     mean = make({rows}, stat, x, mv);
     rstd = make({rows}, stat, x, rv);
   }

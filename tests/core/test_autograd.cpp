@@ -1,5 +1,6 @@
 // Autograd semantics: accumulation into leaves, shared subexpressions, gradients through views and
 // broadcasting reduced to the input's shape, NoGradGuard, detach, and the freed-graph error.
+#include "nn/layers.h"
 #include "tests/support.h"
 
 using namespace scion;
@@ -242,4 +243,45 @@ TEST_CASE("depthwise conv under autocast keeps a bf16 copy of its input for the 
     sum(conv2d(x_rounded, weight, bias, opt) * gy).backward();
     CHECK(test::max_abs(gw - weight.grad()) == 0.0);
   }
+}
+
+// layer_norm_to(x, ..., bf16) against layer_norm(x).to(bf16), on the CPU and reference backends:
+// the same output bits, and the same gradient bits for x, weight and bias from a bf16 gradient
+// (the cast's backward widens it exactly; the fused op widens it in its own pass). And
+// LayerNorm::forward_low under autocast is LayerNorm::forward then the cast linear would apply.
+TEST_CASE("layer_norm_to is layer_norm then the cast, bit for bit both ways", "[autograd][ops]") {
+  for (const Device dev : {cpu_device(), Device{DeviceType::reference, 0}}) {
+    INFO(dev.str());
+    const Tensor x0 = test::rand_f64({5, 3, 40}, 1, -3, 3).to(DType::f32).to(dev);
+    const Tensor w0 = test::rand_f64({40}, 2, 0.5, 1.5).to(DType::f32).to(dev);
+    const Tensor b0 = test::rand_f64({40}, 3).to(DType::f32).to(dev);
+    const Tensor g = test::rand_f64({5, 3, 40}, 4).to(DType::bf16).to(dev);
+    Tensor x = x0.detach().requires_grad_(), w = w0.detach().requires_grad_(),
+           b = b0.detach().requires_grad_();
+    Tensor y = layer_norm_to(x, {40}, w, b, 1e-6, DType::bf16);
+    CHECK(y.dtype() == DType::bf16);
+    y.backward(g);
+    Tensor xr = x0.detach().requires_grad_(), wr = w0.detach().requires_grad_(),
+           br = b0.detach().requires_grad_();
+    Tensor yr = layer_norm(xr, {40}, wr, br, 1e-6).to(DType::bf16);
+    yr.backward(g);
+    CHECK(y.cpu().to_vector() == yr.cpu().to_vector());
+    CHECK(x.grad().dtype() == DType::f32);
+    CHECK(x.grad().cpu().to_vector() == xr.grad().cpu().to_vector());
+    CHECK(w.grad().cpu().to_vector() == wr.grad().cpu().to_vector());
+    CHECK(b.grad().cpu().to_vector() == br.grad().cpu().to_vector());
+  }
+  // Only x's dtype or, for an f32 x, bf16.
+  CHECK_THROWS_WITH(
+      layer_norm_to(ones({2, 4}, DType::f64), {4}, Tensor(), Tensor(), 1e-6, DType::bf16),
+      Catch::Contains("layer_norm_to: a f64 input gives f64, not bf16"));
+
+  nn::LayerNorm norm(40);
+  norm.weight.detach().copy_(test::rand_f64({40}, 5, 0.5, 1.5).to(DType::f32));
+  const Tensor x = test::rand_f64({2, 7, 40}, 6, -3, 3).to(DType::f32);
+  AutocastGuard autocast;
+  const Tensor low = norm.forward_low(x), ref = norm.forward(x);
+  CHECK(low.dtype() == DType::bf16);
+  CHECK(ref.dtype() == DType::f32);
+  CHECK(low.to_vector() == ref.to(DType::bf16).to_vector());
 }

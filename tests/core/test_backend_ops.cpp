@@ -309,6 +309,13 @@ std::vector<Case> cases() {
   // columns and several chunks of rows.
   add_case("layer_norm", "48 columns, 1000 rows", {in({1000, 48}, -2, 2), in({48}), in({48})},
            [](const Ins& x) { return Outs{layer_norm(x[0], {48}, x[1], x[2])}; });
+  // Rounded to bf16 from an f32 input (autocast's cast before a linear layer, fused; the
+  // gradient arrives in bf16); x's own dtype from the others.
+  add_case("layer_norm_to", "bf16 from f32", {in({3, 4, 10}, -2, 2), in({10}), in({10})},
+           [](const Ins& x) {
+             const DType out = x[0].dtype() == DType::f32 ? DType::bf16 : x[0].dtype();
+             return Outs{layer_norm_to(x[0], {10}, x[1], x[2], 1e-6, out)};
+           });
   add_case("layer_norm", "channels-last view", {viewed({2, 6, 3, 3}, channels_last)},
            [](const Ins& x) {
              return Outs{layer_norm(x[0].permute({0, 2, 3, 1}), {6})};

@@ -105,7 +105,16 @@ TEST_CASE("isa: softmax and layer norm in every build, every tail, exp down to t
       CHECK_CLOSE(f64(dx), dref, 1e-6, 1e-5);
       Tensor w64 = test::rand_f64({d}, 1000 + uint64_t(d)), b64 = test::rand_f64({d}, 2000);
       Tensor ln, mean, rstd, dxl, dw, db;
-      v.layer_norm_forward(x, w64.to(DType::f32), b64.to(DType::f32), 1e-6, d, ln, mean, rstd);
+      v.layer_norm_forward(x, w64.to(DType::f32), b64.to(DType::f32), 1e-6, d, DType::f32, ln, mean,
+                           rstd);
+      // The same rows with a bf16 output: the f32 result rounded once, the same statistics.
+      Tensor ln16, mean16, rstd16;
+      v.layer_norm_forward(x, w64.to(DType::f32), b64.to(DType::f32), 1e-6, d, DType::bf16, ln16,
+                           mean16, rstd16);
+      CHECK(ln16.dtype() == DType::bf16);
+      CHECK(ln16.to_vector() == ln.to(DType::bf16).to_vector());
+      CHECK(mean16.to_vector() == mean.to_vector());
+      CHECK(rstd16.to_vector() == rstd.to_vector());
       Tensor xr = x64.detach().requires_grad_(), wr = w64.detach().requires_grad_(),
              br = b64.detach().requires_grad_();
       Tensor lr = layer_norm(xr, {d}, wr, br, 1e-6);
@@ -118,6 +127,16 @@ TEST_CASE("isa: softmax and layer norm in every build, every tail, exp down to t
       CHECK_CLOSE(f64(dxl), xr.grad(), 1e-5, 1e-5);
       CHECK_CLOSE(f64(dw), wr.grad(), 1e-5, 1e-5);
       CHECK_CLOSE(f64(db), br.grad(), 1e-5, 1e-5);
+      // A bf16 dy is widened exactly: the f32 backward of the widened dy, bit for bit.
+      const Tensor g16 = g64.to(DType::bf16);
+      Tensor dx16, dw16, db16, dxw, dww, dbw;
+      v.layer_norm_backward(g16, x, w64.to(DType::f32), mean, rstd, d, dx16, dw16, db16);
+      v.layer_norm_backward(g16.to(DType::f32), x, w64.to(DType::f32), mean, rstd, d, dxw, dww,
+                            dbw);
+      CHECK(dx16.dtype() == DType::f32);
+      CHECK(dx16.to_vector() == dxw.to_vector());
+      CHECK(dw16.to_vector() == dww.to_vector());
+      CHECK(db16.to_vector() == dbw.to_vector());
     }
     // exp(-87) .. exp(-103): normal floats down to the smallest denormals (the AVX2 build scales
     // by 2^k in two halves for these); past -103.9 the result is 0 or the smallest denormal.
