@@ -40,6 +40,14 @@ struct ConvShape {
   bool channels_last;  // activations (x, y and their gradients) are NHWC in memory, else NCHW
 };
 
+// Whether Backend::binary takes these operand dtypes as they are: add, sub, mul or div of an f32
+// and a bf16 operand, in either order (the result is f32).
+inline bool mixed_float_operands(BinaryOp op, DType a, DType b) {
+  const bool arith =
+      op == BinaryOp::add || op == BinaryOp::sub || op == BinaryOp::mul || op == BinaryOp::div;
+  return arith && ((a == DType::f32 && b == DType::bf16) || (a == DType::bf16 && b == DType::f32));
+}
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -60,8 +68,10 @@ class Backend {
   // Random fill of a contiguous floating tensor (see RandomFill in core/rng.h).
   virtual void random_fill(const Tensor& t, const RandomFill& r) = 0;
 
-  // Elementwise: out = op(a, b) broadcast to a common shape; a and b share a dtype; comparisons
-  // give bool. gelu_backward: d gelu(x)/dx * g.
+  // Elementwise: out = op(a, b) broadcast to a common shape; a and b share a dtype, or for add,
+  // sub, mul and div one is f32 and the other bf16 (mixed_float_operands: the bf16 one widened as
+  // it is read, into f32; autocast's residual adds and layer scales without a widened copy);
+  // comparisons give bool. gelu_backward: d gelu(x)/dx * g.
   virtual Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) = 0;
   virtual Tensor unary(UnaryOp op, const Tensor& x) = 0;
   virtual Tensor gelu_backward(const Tensor& g, const Tensor& x, bool tanh_form) = 0;

@@ -58,22 +58,34 @@ enum class Keep {
 // the rule does not keep arrives undefined); they are summed to the operands' shapes. Kept operands
 // are kept as given and promoted again in backward, so that a mixed-dtype op under autocast (a bf16
 // branch times an f32 layer scale) does not keep an f32 copy of its bf16 operand until backward.
+//
+// An f32 and a bf16 operand of add, sub, mul or div (under autocast: a residual add of a bf16
+// branch, a layer scale) go to the backend as they are (mixed_float_operands), which widens the
+// bf16 one as it reads it: the same numbers as widening it first, without the widened copy. Their
+// gradients are then narrowed to each operand's dtype here, as the widening's backward did.
 template <Keep kKeep, class F>
 Tensor binary_op(BinaryOp op, const char* name, const Tensor& a, const Tensor& b, F fn) {
-  DType t = promote(a, b);
-  Tensor ac = a.to(t), bc = b.to(t);
+  const DType t = promote(a, b);
+  const bool direct = t == DType::f32 && mixed_float_operands(op, a.dtype(), b.dtype());
+  Tensor ac = direct ? a : a.to(t), bc = direct ? b : b.to(t);
   Tensor out = backend_for(name, {&a, &b}).binary(op, ac.detach(), bc.detach());
   if (any_requires_grad({&ac, &bc})) {
     const Shape sa = ac.shape(), sb = bc.shape();
+    const DType da = ac.dtype(), db = bc.dtype();
     const bool need_a = ac.requires_grad(), need_b = bc.requires_grad();
     const bool keep_a = kKeep == Keep::both || (kKeep != Keep::shapes && need_b);
     const bool keep_b =
         kKeep == Keep::both || kKeep == Keep::div || (kKeep == Keep::cross && need_a);
     Tensor a0 = keep_a ? a.detach() : Tensor(), b0 = keep_b ? b.detach() : Tensor();
     record(out, name, {ac, bc}, [=](const Tensor& g) {
+      // Kept operands go to the gradient's ops as given (mixed ones again without a copy).
+      auto promoted = [&](const Tensor& x) { return direct ? x : x.to(t); };
       auto [ga, gb] =
-          fn(g, keep_a ? a0.to(t) : Tensor(), keep_b ? b0.to(t) : Tensor(), need_a, need_b);
-      return grads2(ga, sa, gb, sb);
+          fn(g, keep_a ? promoted(a0) : Tensor(), keep_b ? promoted(b0) : Tensor(), need_a, need_b);
+      std::vector<Tensor> gs = grads2(ga, sa, gb, sb);
+      if (gs[0].defined() && gs[0].dtype() != da) gs[0] = gs[0].to(da);
+      if (gs[1].defined() && gs[1].dtype() != db) gs[1] = gs[1].to(db);
+      return gs;
     });
   }
   return out;

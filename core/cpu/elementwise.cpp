@@ -64,8 +64,9 @@ bool is_compare(BinaryOp op) {
   return op >= BinaryOp::eq;
 }
 
-// Calls body(i, x, y) for row elements; the unit-stride branch lets the compiler vectorize.
-template <class TO, class T, class Body>
+// Calls body(x, y) for row elements (x of type TA, y of TB); the unit-stride branch lets the
+// compiler vectorize.
+template <class TO, class TA, class TB = TA, class Body>
 void binary_rows(const Tensor& a, const Tensor& b, const Tensor& out, const Body& body) {
   Operands<3> ops{{static_cast<char*>(out.raw_data()), static_cast<char*>(a.raw_data()),
                    static_cast<char*>(b.raw_data())},
@@ -73,24 +74,42 @@ void binary_rows(const Tensor& a, const Tensor& b, const Tensor& out, const Body
                    broadcast_byte_strides(b, out.shape())}};
   for_each_strided<3>(out.shape(), ops, [&](std::array<char*, 3> p, int64_t n, auto st) {
     TO* o = reinterpret_cast<TO*>(p[0]);
-    const T* x = reinterpret_cast<const T*>(p[1]);
-    const T* y = reinterpret_cast<const T*>(p[2]);
-    constexpr int64_t s = sizeof(T);
-    if (st[0] == sizeof(TO) && st[1] == s && st[2] == s) {
+    const TA* x = reinterpret_cast<const TA*>(p[1]);
+    const TB* y = reinterpret_cast<const TB*>(p[2]);
+    constexpr int64_t sa = sizeof(TA), sb = sizeof(TB);
+    if (st[0] == sizeof(TO) && st[1] == sa && st[2] == sb) {
       for (int64_t i = 0; i < n; ++i) o[i] = body(x[i], y[i]);
-    } else if (st[0] == sizeof(TO) && st[1] == s && st[2] == 0) {
-      const T yv = *y;
+    } else if (st[0] == sizeof(TO) && st[1] == sa && st[2] == 0) {
+      const TB yv = *y;
       for (int64_t i = 0; i < n; ++i) o[i] = body(x[i], yv);
-    } else if (st[0] == sizeof(TO) && st[1] == 0 && st[2] == s) {
-      const T xv = *x;
+    } else if (st[0] == sizeof(TO) && st[1] == 0 && st[2] == sb) {
+      const TA xv = *x;
       for (int64_t i = 0; i < n; ++i) o[i] = body(xv, y[i]);
     } else {
       for (int64_t i = 0; i < n; ++i)
         *reinterpret_cast<TO*>(p[0] + i * st[0]) =
-            body(*reinterpret_cast<const T*>(p[1] + i * st[1]),
-                 *reinterpret_cast<const T*>(p[2] + i * st[2]));
+            body(*reinterpret_cast<const TA*>(p[1] + i * st[1]),
+                 *reinterpret_cast<const TB*>(p[2] + i * st[2]));
     }
   });
+}
+
+// add, sub, mul or div of an f32 and a bf16 operand (either order) into f32: the bf16 one widened
+// as it is read (Backend::binary).
+template <class TA, class TB>
+void mixed_arith(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
+  switch (op) {
+    case BinaryOp::add:
+      return binary_rows<float, TA, TB>(a, b, out, [](TA x, TB y) { return float(x) + float(y); });
+    case BinaryOp::sub:
+      return binary_rows<float, TA, TB>(a, b, out, [](TA x, TB y) { return float(x) - float(y); });
+    case BinaryOp::mul:
+      return binary_rows<float, TA, TB>(a, b, out, [](TA x, TB y) { return float(x) * float(y); });
+    case BinaryOp::div:
+      return binary_rows<float, TA, TB>(a, b, out, [](TA x, TB y) { return float(x) / float(y); });
+    default:
+      SCION_ASSERT(false, "binary kernel on mixed dtypes for op ", int(op));
+  }
 }
 
 template <class A>
@@ -192,14 +211,24 @@ void unary_rows(const Tensor& x, const Tensor& out, const F& f) {
 }  // namespace
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
-  SCION_ASSERT(a.dtype() == b.dtype(), "binary kernel on mixed dtypes ", dtype_name(a.dtype()),
-               " and ", dtype_name(b.dtype()));
+  const bool mixed = a.dtype() != b.dtype();
+  SCION_ASSERT(!mixed || mixed_float_operands(op, a.dtype(), b.dtype()),
+               "binary kernel on mixed dtypes ", dtype_name(a.dtype()), " and ",
+               dtype_name(b.dtype()));
   Shape shape = broadcast_shapes(a.shape(), b.shape());
   // The output takes the layout of a dense full-shape input (channels-last stays channels-last).
   const Tensor& like = a.shape() == shape && is_dense(a) ? a : b;
   auto make_out = [&](DType dt) {
     return like.shape() == shape && is_dense(like) ? empty_like(like, dt) : empty(shape, dt);
   };
+  if (mixed) {
+    Tensor out = make_out(DType::f32);
+    if (a.dtype() == DType::f32)
+      mixed_arith<float, BFloat16>(op, a, b, out);
+    else
+      mixed_arith<BFloat16, float>(op, a, b, out);
+    return out;
+  }
   if (is_compare(op)) {
     Tensor out = make_out(DType::bool_);
     dispatch_all(a.dtype(), [&](auto tag) {

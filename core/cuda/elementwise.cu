@@ -215,42 +215,66 @@ void scale_by_kernel(const Tensor& dst, const Tensor& s) {
   });
 }
 
-Tensor binary_kernel(BinaryOp op, const Tensor& a, const Tensor& b) {
-  const Shape shape = broadcast_shapes(a.shape(), b.shape());
-  const bool cmp = op >= BinaryOp::eq;
-  Tensor out = output_for(shape, cmp ? DType::bool_ : a.dtype(), a);
-  const StridedPlan p = plan_elementwise(shape, {operand(out), operand(a), operand(b)});
-  if (!cmp && p.contiguous() && is_floating(a.dtype())) {  // residual adds, masks, scales
-    SCION_DISPATCH_FLOATING(a.dtype(), "binary op", T, {
-      using A = acc<T>;
-      map_flat(
-          p.numel, [=] __device__(A u, A w) { return arith(op, u, w); },
-          static_cast<T*>(out.raw_data()), static_cast<const T*>(a.raw_data()),
-          static_cast<const T*>(b.raw_data()));
-    });
-    return out;
+namespace {
+
+// out = op(a, b) for arithmetic ops, TO the output's element type, TA and TB the operands' (the
+// same, or f32 and bf16 in either order into f32), in the operands' accumulation type.
+template <class TO, class TA, class TB>
+void arith_kernel(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out,
+                  const StridedPlan& p) {
+  using A = acc<TO>;
+  TO* o = static_cast<TO*>(out.raw_data());
+  const TA* x = static_cast<const TA*>(a.raw_data());
+  const TB* y = static_cast<const TB*>(b.raw_data());
+  if (p.contiguous()) {  // residual adds, masks, scales
+    map_flat(
+        p.numel, [=] __device__(A u, A w) { return arith(op, u, w); }, o, x, y);
+    return;
   }
   // One operand broadcast over a dense other: a per-channel row (ConvNeXt's layer scale and its
   // gradient), a value per row (drop path's per-sample mask) or one value (tensor-scalar ops).
+  // The dense operand goes first into the map; when it is b, the op keeps its order.
   using Bc = StridedPlan::Broadcast;
-  const StridedPlan::BroadcastOf bb = p.broadcast_of(2),
-                                 ab = bb.kind == Bc::none ? p.broadcast_of(1) : bb;
-  if (!cmp && ab.kind != Bc::none && is_floating(a.dtype())) {
-    SCION_DISPATCH_FLOATING(a.dtype(), "binary op", T, {
-      using A = acc<T>;
-      T* o = static_cast<T*>(out.raw_data());
-      const T* x = static_cast<const T*>(a.raw_data());
-      const T* y = static_cast<const T*>(b.raw_data());
-      // The dense operand goes first into the map; when it is b, the op keeps its order.
-      const bool b_bc = bb.kind != Bc::none;
-      const T* dense = b_bc ? x : y;
-      const T* bc = b_bc ? y : x;
-      auto f = [=] __device__(A d, A w) { return b_bc ? arith(op, d, w) : arith(op, w, d); };
-      if (ab.kind == Bc::row) map_broadcast<Bc::row>(p.numel, ab.period, f, o, dense, bc);
-      if (ab.kind == Bc::row_value)
-        map_broadcast<Bc::row_value>(p.numel, ab.period, f, o, dense, bc);
-      if (ab.kind == Bc::scalar) map_broadcast<Bc::scalar>(p.numel, ab.period, f, o, dense, bc);
-    });
+  const StridedPlan::BroadcastOf bb = p.broadcast_of(2), ab = p.broadcast_of(1);
+  if (bb.kind != Bc::none) {
+    auto f = [=] __device__(A d, A w) { return arith(op, d, w); };
+    if (bb.kind == Bc::row) map_broadcast<Bc::row>(p.numel, bb.period, f, o, x, y);
+    if (bb.kind == Bc::row_value) map_broadcast<Bc::row_value>(p.numel, bb.period, f, o, x, y);
+    if (bb.kind == Bc::scalar) map_broadcast<Bc::scalar>(p.numel, bb.period, f, o, x, y);
+    return;
+  }
+  if (ab.kind != Bc::none) {
+    auto f = [=] __device__(A d, A w) { return arith(op, w, d); };
+    if (ab.kind == Bc::row) map_broadcast<Bc::row>(p.numel, ab.period, f, o, y, x);
+    if (ab.kind == Bc::row_value) map_broadcast<Bc::row_value>(p.numel, ab.period, f, o, y, x);
+    if (ab.kind == Bc::scalar) map_broadcast<Bc::scalar>(p.numel, ab.period, f, o, y, x);
+    return;
+  }
+  for_each<3>(p, [=] __device__(const int64_t(&f)[3]) {
+    store(o + f[0], arith(op, A(load(x + f[1])), A(load(y + f[2]))));
+  });
+}
+
+}  // namespace
+
+Tensor binary_kernel(BinaryOp op, const Tensor& a, const Tensor& b) {
+  const Shape shape = broadcast_shapes(a.shape(), b.shape());
+  const bool cmp = op >= BinaryOp::eq, mixed = a.dtype() != b.dtype();
+  SCION_CHECK(!mixed || mixed_float_operands(op, a.dtype(), b.dtype()),
+              "CUDA binary op on mixed dtypes ", dtype_name(a.dtype()), " and ",
+              dtype_name(b.dtype()));
+  Tensor out = output_for(shape, cmp ? DType::bool_ : mixed ? DType::f32 : a.dtype(), a);
+  const StridedPlan p = plan_elementwise(shape, {operand(out), operand(a), operand(b)});
+  if (mixed) {
+    if (a.dtype() == DType::f32)
+      arith_kernel<float, float, bf16_t>(op, a, b, out, p);
+    else
+      arith_kernel<float, bf16_t, float>(op, a, b, out, p);
+    return out;
+  }
+  if (!cmp && is_floating(a.dtype())) {
+    SCION_DISPATCH_FLOATING(a.dtype(), "binary op", T,
+                            { arith_kernel<T, T, T>(op, a, b, out, p); });
     return out;
   }
   SCION_DISPATCH_ALL(a.dtype(), T, {

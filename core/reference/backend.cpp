@@ -241,7 +241,8 @@ class ReferenceBackend final : public Backend {
     Values x = read(a, shape), y = read(b, shape);
     const bool integral = !is_floating(a.dtype());
     for (size_t i = 0; i < x.size(); ++i) x[i] = apply(op, x[i], y[i], integral);
-    return make(shape, is_compare(op) ? DType::bool_ : a.dtype(), a, x);
+    const DType out = mixed_float_operands(op, a.dtype(), b.dtype()) ? DType::f32 : a.dtype();
+    return make(shape, is_compare(op) ? DType::bool_ : out, a, x);
   }
   Tensor unary(UnaryOp op, const Tensor& x) override {
     Values v = read(x);

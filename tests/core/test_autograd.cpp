@@ -285,3 +285,35 @@ TEST_CASE("layer_norm_to is layer_norm then the cast, bit for bit both ways", "[
   CHECK(ref.dtype() == DType::f32);
   CHECK(low.to_vector() == ref.to(DType::bf16).to_vector());
 }
+
+// add, sub, mul and div of an f32 and a bf16 operand run without a widened copy of the bf16 one
+// (mixed_float_operands); outputs and both gradients are bit for bit those of widening it first,
+// with broadcasting (gradients summed, then narrowed to bf16), on the CPU and reference backends.
+TEST_CASE("f32 with bf16 operands: the widened op's numbers, bit for bit", "[autograd][ops]") {
+  for (const Device dev : {cpu_device(), Device{DeviceType::reference, 0}}) {
+    const Tensor a0 = test::rand_f64({3, 5, 8}, 11, -2, 2).to(DType::f32).to(dev);
+    const Tensor b0 = test::rand_f64({5, 1}, 12, 0.5, 2).to(DType::bf16).to(dev);
+    const Tensor g = test::rand_f64({3, 5, 8}, 13).to(DType::f32).to(dev);
+    for (int op = 0; op < 4; ++op) {
+      for (bool bf16_first : {false, true}) {
+        INFO(dev.str() << ", op " << op << ", bf16 first " << bf16_first);
+        auto apply = [&](const Tensor& a, const Tensor& b) {
+          const Tensor& x = bf16_first ? b : a;
+          const Tensor& y = bf16_first ? a : b;
+          return op == 0 ? x + y : op == 1 ? x - y : op == 2 ? x * y : x / y;
+        };
+        Tensor a = a0.detach().requires_grad_(), b = b0.detach().requires_grad_();
+        Tensor y = apply(a, b);
+        y.backward(g);
+        Tensor ar = a0.detach().requires_grad_(), br = b0.detach().requires_grad_();
+        Tensor yr = apply(ar, br.to(DType::f32));
+        yr.backward(g);
+        CHECK(y.dtype() == DType::f32);
+        CHECK(y.cpu().to_vector() == yr.cpu().to_vector());
+        CHECK(b.grad().dtype() == DType::bf16);
+        CHECK(a.grad().cpu().to_vector() == ar.grad().cpu().to_vector());
+        CHECK(b.grad().cpu().to_vector() == br.grad().cpu().to_vector());
+      }
+    }
+  }
+}

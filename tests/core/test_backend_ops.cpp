@@ -111,6 +111,24 @@ std::vector<Case> cases() {
            [](const Ins& x) { return Outs{mul(x[0], x[1])}; });
   add_case("div", "per-sample value over a tensor", {in({2, 1, 1}), in({2, 5, 8}, 0.5, 2)},
            [](const Ins& x) { return Outs{div(x[0], x[1])}; });
+  // An f32 and a bf16 operand (autocast's residual adds and layer scales) go to the backend as they
+  // are (mixed_float_operands): contiguous, a per-channel row, a per-sample value, one value and a
+  // transposed view, the bf16 one first and second. In the bf16 and f64 runs both share a dtype.
+  add_case("add", "f32 with bf16 operands",
+           {in({4, 6, 8}), in({4, 6, 8}), in({8}), in({4, 1, 1}, 0.5, 2), in({8, 6})},
+           [](const Ins& x) {
+             auto low = [&](const Tensor& t) {
+               return x[0].dtype() == DType::f32 ? t.to(DType::bf16) : t;
+             };
+             return Outs{add(x[0], low(x[1])),
+                         sub(low(x[1]), x[0]),
+                         mul(x[0], low(x[2])),
+                         mul(low(x[2]), x[0]),
+                         div(x[0], low(x[3])),
+                         div(low(x[1]), x[3]),
+                         add(low(x[4]).t(), x[0].select(0, 0)),
+                         mul(x[0], sum(low(x[3])))};
+           });
   add_case("operator", "dtype casts (autocast's), contiguous", {in({5, 211})}, [](const Ins& x) {
     return Outs{x[0].to(DType::f32) * 2.0, x[0].to(DType::bf16).to(x[0].dtype())};
   });
