@@ -235,21 +235,18 @@ void arith_kernel(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& o
   // gradient), a value per row (drop path's per-sample mask) or one value (tensor-scalar ops).
   // The dense operand goes first into the map; when it is b, the op keeps its order.
   using Bc = StridedPlan::Broadcast;
-  const StridedPlan::BroadcastOf bb = p.broadcast_of(2), ab = p.broadcast_of(1);
-  if (bb.kind != Bc::none) {
-    auto f = [=] __device__(A d, A w) { return arith(op, d, w); };
-    if (bb.kind == Bc::row) map_broadcast<Bc::row>(p.numel, bb.period, f, o, x, y);
-    if (bb.kind == Bc::row_value) map_broadcast<Bc::row_value>(p.numel, bb.period, f, o, x, y);
-    if (bb.kind == Bc::scalar) map_broadcast<Bc::scalar>(p.numel, bb.period, f, o, x, y);
-    return;
-  }
-  if (ab.kind != Bc::none) {
-    auto f = [=] __device__(A d, A w) { return arith(op, w, d); };
-    if (ab.kind == Bc::row) map_broadcast<Bc::row>(p.numel, ab.period, f, o, y, x);
-    if (ab.kind == Bc::row_value) map_broadcast<Bc::row_value>(p.numel, ab.period, f, o, y, x);
-    if (ab.kind == Bc::scalar) map_broadcast<Bc::scalar>(p.numel, ab.period, f, o, y, x);
-    return;
-  }
+  auto broadcast = [&](const StridedPlan::BroadcastOf& of, auto f, const auto* dense,
+                       const auto* bc) {
+    if (of.kind == Bc::row) map_broadcast<Bc::row>(p.numel, of.period, f, o, dense, bc);
+    if (of.kind == Bc::row_value) map_broadcast<Bc::row_value>(p.numel, of.period, f, o, dense, bc);
+    if (of.kind == Bc::scalar) map_broadcast<Bc::scalar>(p.numel, of.period, f, o, dense, bc);
+  };
+  if (const StridedPlan::BroadcastOf bb = p.broadcast_of(2); bb.kind != Bc::none)
+    return broadcast(
+        bb, [=] __device__(A d, A w) { return arith(op, d, w); }, x, y);
+  if (const StridedPlan::BroadcastOf ab = p.broadcast_of(1); ab.kind != Bc::none)
+    return broadcast(
+        ab, [=] __device__(A d, A w) { return arith(op, w, d); }, y, x);
   for_each<3>(p, [=] __device__(const int64_t(&f)[3]) {
     store(o + f[0], arith(op, A(load(x + f[1])), A(load(y + f[2]))));
   });

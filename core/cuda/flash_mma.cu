@@ -67,21 +67,15 @@ uint16_t* bits(bf16_t* p) {
 
 template <int D>
 void forward(const ForwardArgs& a) {
-  allow_smem(flash_forward<D>, forward_smem<D>());
-  const int64_t blocks = a.images * a.heads * ((a.n + kTile - 1) / kTile);
-  flash_forward<D><<<unsigned(blocks), kThreads, forward_smem<D>(), stream()>>>(
-      bits(a.qkv), a.n, a.heads, a.scale, bits(a.out), a.lse);
-  SCION_CUDA_LAUNCHED("flash attention forward");
+  launch(flash_forward<D>, forward_smem<D>(), a.images, a.heads, a.n, "flash attention forward",
+         bits(a.qkv), a.n, a.heads, a.scale, bits(a.out), a.lse);
 }
 
 template <int D>
 void backward_dkv(const BackwardArgs& a) {
-  allow_smem(flash_backward_dkv<D>, backward_smem<D>());
-  const int64_t blocks = a.images * a.heads * ((a.n + kTile - 1) / kTile);
-  flash_backward_dkv<D><<<unsigned(blocks), kThreads, backward_smem<D>(), stream()>>>(
-      bits(a.qkv), bits(a.dout), a.lse, a.dvec, a.n, a.heads, a.scale, bits(a.dqkv), bits(a.ds_t),
-      a.ld);
-  SCION_CUDA_LAUNCHED("flash attention backward (dk, dv, dS)");
+  launch(flash_backward_dkv<D>, backward_smem<D>(), a.images, a.heads, a.n,
+         "flash attention backward (dk, dv, dS)", bits(a.qkv), bits(a.dout), a.lse, a.dvec, a.n,
+         a.heads, a.scale, bits(a.dqkv), bits(a.ds_t), a.ld);
 }
 
 }  // namespace

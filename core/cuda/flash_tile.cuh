@@ -53,10 +53,16 @@ void backward_dkv_mma(const BackwardArgs& a, int d);
 void forward_wmma(const ForwardArgs& a, int d);
 void backward_dkv_wmma(const BackwardArgs& a, int d);
 
-template <class K>
-void allow_smem(K kernel, size_t bytes) {
+// Queues `kernel` with `smem` bytes of shared memory over the blocks of `images` images, `heads`
+// heads and n rows in tiles of 64.
+template <class... P, class... Args>
+void launch(void (*kernel)(P...), size_t smem, int64_t images, int heads, int n, const char* what,
+            Args... args) {
   SCION_CUDA_CHECK(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  const int64_t blocks = images * heads * ((n + kTile - 1) / kTile);
+  kernel<<<unsigned(blocks), kThreads, smem, stream()>>>(args...);
+  SCION_CUDA_LAUNCHED(what);
 }
 
 }  // namespace scion::cuda::flash

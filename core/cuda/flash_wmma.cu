@@ -311,20 +311,15 @@ __global__ void __launch_bounds__(kThreads, 2)
 
 template <int D>
 void forward(const ForwardArgs& a) {
-  const int64_t blocks = a.images * a.heads * ((a.n + kTile - 1) / kTile);
-  allow_smem(flash_forward<D>, forward_smem<D>());
-  flash_forward<D><<<unsigned(blocks), kThreads, forward_smem<D>(), stream()>>>(
-      a.qkv, a.n, a.heads, a.scale, a.out, a.lse);
-  SCION_CUDA_LAUNCHED("flash attention forward (WMMA)");
+  launch(flash_forward<D>, forward_smem<D>(), a.images, a.heads, a.n,
+         "flash attention forward (WMMA)", a.qkv, a.n, a.heads, a.scale, a.out, a.lse);
 }
 
 template <int D>
 void backward_dkv(const BackwardArgs& a) {
-  const int64_t blocks = a.images * a.heads * ((a.n + kTile - 1) / kTile);
-  allow_smem(flash_backward_dkv<D>, backward_smem<D>());
-  flash_backward_dkv<D><<<unsigned(blocks), kThreads, backward_smem<D>(), stream()>>>(
-      a.qkv, a.dout, a.lse, a.dvec, a.n, a.heads, a.scale, a.dqkv, a.ds_t, a.ld);
-  SCION_CUDA_LAUNCHED("flash attention backward (dk, dv, dS; WMMA)");
+  launch(flash_backward_dkv<D>, backward_smem<D>(), a.images, a.heads, a.n,
+         "flash attention backward (dk, dv, dS; WMMA)", a.qkv, a.dout, a.lse, a.dvec, a.n, a.heads,
+         a.scale, a.dqkv, a.ds_t, a.ld);
 }
 
 }  // namespace
