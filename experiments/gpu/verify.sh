@@ -8,8 +8,7 @@
 #   2. scion_tests "[cuda]": every backend op cuda vs cpu forward and backward in f32, bf16, f64;
 #      random fills and AdamW/SGD bit for bit; vit_tiny and convnext_femto logits and gradients;
 #      asynchronous host-to-device copies; a one-rank NCCL communicator and gradient reducer
-#   3. compute-sanitizer memcheck on a subset (fills, optimizer, both sets of fused attention
-#      kernels)
+#   3. compute-sanitizer memcheck on a subset (fills, optimizer, the mma.sync fused attention)
 #   4. 200 training steps of the ConvNeXt-F mini config (f32) on cuda and on cpu: loss curves;
 #      scion eval of the weights on both; a weight-selected, distilled half-width student on both
 #   5. throughput and peak memory against PyTorch (eager AMP, then torch.compile while time is
@@ -95,7 +94,7 @@ cuda_step nccl 60 "$SC" "$B/scion_tests" "nccl: one-rank*" --durations yes
 step sanitizer 60 "$SC" compute-sanitizer --tool memcheck --error-exitcode 3 "$B/scion_tests" \
   "backend ops: cuda fills*"
 step sanitizer_attention 60 "$SC" compute-sanitizer --tool memcheck --error-exitcode 3 \
-  "$B/scion_tests" "backend ops: cuda matches cpu: fused attention on*"
+  "$B/scion_tests" "backend ops: cuda matches cpu: fused attention on mma.sync kernels"
 TRAIN_SETS=(--set model.drop_path=0 --set data.root="$W/cifar10" --set data.workers=4
             --set train.epochs=${VERIFY_EPOCHS:-10} --set train.precision=f32 --set seed=0)
 step train_cuda 60 "$SC" "$B/train" --config configs/mini/convnext_femto_cifar10.yaml "${TRAIN_SETS[@]}" \
