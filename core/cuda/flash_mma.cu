@@ -1,6 +1,6 @@
 // The mma.sync fused attention kernels (flash_mma_kernels.h) on the GPU: their Env is the device's
 // thread and block indices, shared memory and barrier, and the warp's shuffles, ldmatrix and
-// mma.sync as inline PTX.
+// mma.sync, and the asynchronous copies (cp.async), as inline PTX.
 #include "core/cuda/flash_mma_kernels.h"
 #include "core/cuda/flash_tile.cuh"
 
@@ -28,6 +28,23 @@ struct DeviceEnv {
       asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                    : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                    : "r"(addr));
+  }
+  __device__ void copy16(uint16_t* dst, const uint16_t* src, bool valid) const {
+    const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src),
+                 "r"(valid ? 16 : 0)
+                 : "memory");
+  }
+  __device__ void copy4(float* dst, const float* src, bool valid) const {
+    const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src),
+                 "r"(valid ? 4 : 0)
+                 : "memory");
+  }
+  __device__ void commit() const { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+  template <int N>
+  __device__ void wait() const {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
   }
   __device__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) const {
     asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "

@@ -22,8 +22,19 @@
 //   ldmatrix<Trans>(r, p)       ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16, p this lane's
 //                               row address
 //   mma(c, a, b0, b1)           mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, c += a b
+//   copy16(dst, src, valid)     cp.async.cg of 16 bytes from global memory into shared memory
+//                               (zeros when not valid; src is then not read)
+//   copy4(dst, src, valid)      the same for one float (cp.async.ca)
+//   commit(), wait<N>()         cp.async.commit_group and cp.async.wait_group N: the copies of all
+//                               but the N latest committed groups are in shared memory (for this
+//                               thread; a sync() then shows them to the block)
 // flash_mma.cu's Env is the GPU's (inline PTX); tests/core/test_flash_emulated.cpp's runs each
-// thread of a block on a host thread and computes ldmatrix and mma from the PTX ISA's rules.
+// thread of a block on a host thread and computes ldmatrix and mma from the PTX ISA's rules (and
+// lands each asynchronous copy at the latest moment the rules allow, or at once, in turn).
+//
+// Tiles are double-buffered: the copies of the next key (forward) or query (backward) tile are
+// queued before the current tile's products, so its loads from memory overlap them
+// (FlashAttention-2's pipelining with cp.async).
 #pragma once
 
 #include <cmath>
@@ -72,6 +83,35 @@ SCION_FLASH_FN void a_from_c(uint32_t (&a)[4], const float (&c)[Tiles][4], int s
   }
 }
 
+// Queues the copies of rows [r0, r0 + 64) of a (tokens x D) bf16 matrix whose token t starts at
+// src + t * stride into a shared tile (as load_tile; rows past n become zeros).
+template <int D, class Env>
+SCION_FLASH_FN void load_tile_async(Env& env, uint16_t* dst, const uint16_t* src, int64_t stride,
+                                    int r0, int n) {
+  constexpr int kVec = D / 8;  // 16-byte vectors per row
+  for (int e = env.thread(); e < kTile * kVec; e += kThreads) {
+    const int r = e / kVec, c = e % kVec;
+    const bool valid = r0 + r < n;
+    env.copy16(dst + r * pitch<D>() + c * 8, src + int64_t(valid ? r0 + r : 0) * stride + c * 8,
+               valid);
+  }
+}
+
+// The double-buffered pipeline's step at tile t: queue_next() queues tile t + 1's copies into the
+// other buffers (when `more`; those were read in the last step, which ended with a sync), then
+// tile t's copies are waited for and shown to the whole block.
+template <class Env, class F>
+SCION_FLASH_FN void next_tile(Env& env, bool more, F&& queue_next) {
+  if (more) {
+    queue_next();
+    env.commit();
+    env.template wait<1>();
+  } else {
+    env.template wait<0>();
+  }
+  env.sync();
+}
+
 // The sum (or maximum) of v over the four lanes of a group: the lanes holding one row of an
 // accumulator.
 template <class Env>
@@ -85,14 +125,16 @@ SCION_FLASH_FN float group_max(Env& env, float v) {
   return fmaxf(v, env.shfl_xor(v, 2));
 }
 
+// Forward: q, then two buffers each of k and v. Backward: k, v, then two buffers each of q, dO,
+// and the rows' lse and D.
 template <int D>
 constexpr size_t forward_smem() {
-  return size_t(3 * kTile * pitch<D>()) * sizeof(uint16_t);
+  return size_t(5 * kTile * pitch<D>()) * sizeof(uint16_t);
 }
 
 template <int D>
 constexpr size_t backward_smem() {
-  return size_t(4 * kTile * pitch<D>()) * sizeof(uint16_t) + size_t(2 * kTile) * sizeof(float);
+  return size_t(6 * kTile * pitch<D>()) * sizeof(uint16_t) + size_t(4 * kTile) * sizeof(float);
 }
 
 template <int D, class Env>
@@ -100,30 +142,37 @@ SCION_FLASH_FN void forward_body(Env& env, const uint16_t* qkv, int n, int heads
                                  uint16_t* out, float* lse) {
   constexpr int P = pitch<D>();
   uint16_t* sq = reinterpret_cast<uint16_t*>(env.smem());
-  uint16_t* sk = sq + kTile * P;
-  uint16_t* sv = sk + kTile * P;
+  // Buffer b of k and of v (pointer arithmetic: an array of pointers would sit in local memory).
+  auto sk2 = [&](int b) { return sq + (1 + b) * kTile * P; };
+  auto sv2 = [&](int b) { return sq + (3 + b) * kTile * P; };
   const int tiles = (n + kTile - 1) / kTile;
   const Where w = where(env.block(), heads, tiles);
   const int warp = env.thread() / 32, lane = env.thread() % 32;
   const int64_t stride = 3LL * heads * D;  // between tokens of qkv (B, N, 3, H, D)
   const uint16_t* q = qkv + w.b * n * stride + int64_t(w.head) * D;
+  const uint16_t *keys = q + int64_t(heads) * D, *values = q + 2LL * heads * D;
   const int q0 = w.tile * kTile;
-  load_tile<D>(sq, q, stride, q0, n, env.thread());
-  env.sync();
+  load_tile_async<D>(env, sq, q, stride, q0, n);
+  load_tile_async<D>(env, sk2(0), keys, stride, 0, n);
+  load_tile_async<D>(env, sv2(0), values, stride, 0, n);
+  env.commit();
   uint32_t qa[D / 16][4];  // the warp's 16 queries, one A fragment per 16 of D
-  SCION_UNROLL
-  for (int k = 0; k < D / 16; ++k)
-    load_block<P, Quarters::rows_first, false>(env, qa[k], sq, warp * 16, 16 * k);
   // Accumulator element i of a tile is row r = i / 2 of this lane's two (g and g + 8), column
   // col + i % 2 of the tile's 8.
   const int col = mma::c_element(lane, 0).col;
   float o[D / 8][4] = {};
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  for (int k0 = 0; k0 < n; k0 += kTile) {
-    env.sync();  // the last tile's keys and values are read
-    load_tile<D>(sk, q + int64_t(heads) * D, stride, k0, n, env.thread());
-    load_tile<D>(sv, q + 2LL * heads * D, stride, k0, n, env.thread());
-    env.sync();
+  for (int k0 = 0, t = 0; k0 < n; k0 += kTile, ++t) {
+    next_tile(env, k0 + kTile < n, [&] {  // (and on the first tile, q's copies are waited for)
+      load_tile_async<D>(env, sk2((t + 1) % 2), keys, stride, k0 + kTile, n);
+      load_tile_async<D>(env, sv2((t + 1) % 2), values, stride, k0 + kTile, n);
+    });
+    const uint16_t *sk = sk2(t % 2), *sv = sv2(t % 2);
+    if (t == 0) {
+      SCION_UNROLL
+      for (int k = 0; k < D / 16; ++k)
+        load_block<P, Quarters::rows_first, false>(env, qa[k], sq, warp * 16, 16 * k);
+    }
     float s[kTile / 8][4] = {};  // S = q k^T: 16 queries x 64 keys
     SCION_UNROLL
     for (int k = 0; k < D / 16; ++k) {
@@ -175,6 +224,7 @@ SCION_FLASH_FN void forward_body(Env& env, const uint16_t* qkv, int n, int heads
       a_from_c(pa, s, k);
       accumulate_kn<P, D>(env, o, pa, sv, 16 * k);
     }
+    env.sync();  // this tile's buffers are read: the next iteration refills them
   }
   SCION_UNROLL
   for (int r = 0; r < 2; ++r) {
@@ -197,10 +247,13 @@ SCION_FLASH_FN void backward_dkv_body(Env& env, const uint16_t* qkv, const uint1
   constexpr int P = pitch<D>();
   uint16_t* sk = reinterpret_cast<uint16_t*>(env.smem());
   uint16_t* sv = sk + kTile * P;
-  uint16_t* sq = sv + kTile * P;
-  uint16_t* sdo = sq + kTile * P;
-  float* slse = reinterpret_cast<float*>(sdo + kTile * P);
-  float* sdvec = slse + kTile;
+  // Buffer b of q, dO, lse and D (pointer arithmetic: an array of pointers would sit in local
+  // memory).
+  auto sq2 = [&](int b) { return sv + (1 + b) * kTile * P; };
+  auto sdo2 = [&](int b) { return sv + (3 + b) * kTile * P; };
+  float* const rows = reinterpret_cast<float*>(sv + 5 * kTile * P);
+  auto slse2 = [&](int b) { return rows + b * kTile; };
+  auto sdvec2 = [&](int b) { return rows + (2 + b) * kTile; };
   const int tiles = (n + kTile - 1) / kTile;
   const Where w = where(env.block(), heads, tiles);
   const int warp = env.thread() / 32, lane = env.thread() % 32;
@@ -208,29 +261,38 @@ SCION_FLASH_FN void backward_dkv_body(Env& env, const uint16_t* qkv, const uint1
   const uint16_t* q = qkv + w.b * n * stride + int64_t(w.head) * D;
   const uint16_t* g = dout + w.b * n * ostride + int64_t(w.head) * D;
   const int k0 = w.tile * kTile, key0 = k0 + warp * 16;  // the warp's first key
-  load_tile<D>(sk, q + int64_t(heads) * D, stride, k0, n, env.thread());
-  load_tile<D>(sv, q + 2LL * heads * D, stride, k0, n, env.thread());
-  env.sync();
-  uint32_t ka[D / 16][4], va[D / 16][4];  // the warp's 16 keys of k and v, as A fragments
-  SCION_UNROLL
-  for (int k = 0; k < D / 16; ++k) {
-    load_block<P, Quarters::rows_first, false>(env, ka[k], sk, warp * 16, 16 * k);
-    load_block<P, Quarters::rows_first, false>(env, va[k], sv, warp * 16, 16 * k);
-  }
   const float* row_lse = lse + (w.b * heads + w.head) * n;
   const float* row_d = dvec + (w.b * heads + w.head) * n;
+  // Queues query tile q0's copies (q, dO, lse and D) into buffer b.
+  auto load_queries = [&](int q0, int b) {
+    load_tile_async<D>(env, sq2(b), q, stride, q0, n);
+    load_tile_async<D>(env, sdo2(b), g, ostride, q0, n);
+    for (int i = env.thread(); i < kTile; i += kThreads) {
+      const bool valid = q0 + i < n;
+      env.copy4(slse2(b) + i, row_lse + (valid ? q0 + i : 0), valid);
+      env.copy4(sdvec2(b) + i, row_d + (valid ? q0 + i : 0), valid);
+    }
+  };
+  load_tile_async<D>(env, sk, q + int64_t(heads) * D, stride, k0, n);
+  load_tile_async<D>(env, sv, q + 2LL * heads * D, stride, k0, n);
+  load_queries(0, 0);
+  env.commit();
+  uint32_t ka[D / 16][4], va[D / 16][4];  // the warp's 16 keys of k and v, as A fragments
   uint16_t* ds_rows = ds_t + (w.b * heads + w.head) * n * int64_t(ld);  // row j: key j's dS^T
   const int col = mma::c_element(lane, 0).col;
   float dk[D / 8][4] = {}, dv[D / 8][4] = {};
-  for (int q0 = 0; q0 < n; q0 += kTile) {
-    env.sync();
-    load_tile<D>(sq, q, stride, q0, n, env.thread());
-    load_tile<D>(sdo, g, ostride, q0, n, env.thread());
-    for (int t = env.thread(); t < kTile; t += kThreads) {
-      slse[t] = q0 + t < n ? row_lse[q0 + t] : 0.0f;
-      sdvec[t] = q0 + t < n ? row_d[q0 + t] : 0.0f;
+  for (int q0 = 0, t = 0; q0 < n; q0 += kTile, ++t) {
+    // (On the first tile, k's and v's copies are waited for too.)
+    next_tile(env, q0 + kTile < n, [&] { load_queries(q0 + kTile, (t + 1) % 2); });
+    const uint16_t *sq = sq2(t % 2), *sdo = sdo2(t % 2);
+    const float *slse = slse2(t % 2), *sdvec = sdvec2(t % 2);
+    if (t == 0) {
+      SCION_UNROLL
+      for (int k = 0; k < D / 16; ++k) {
+        load_block<P, Quarters::rows_first, false>(env, ka[k], sk, warp * 16, 16 * k);
+        load_block<P, Quarters::rows_first, false>(env, va[k], sv, warp * 16, 16 * k);
+      }
     }
-    env.sync();
     for (int c0 = 0; c0 < kTile; c0 += 16) {  // 16 queries at a time
       float st[2][4] = {}, dpt[2][4] = {};    // S^T = k q^T and dP^T = v dO^T
       SCION_UNROLL
@@ -270,6 +332,7 @@ SCION_FLASH_FN void backward_dkv_body(Env& env, const uint16_t* qkv, const uint1
       accumulate_kn<P, D>(env, dv, pa, sdo, c0);  // dv += P^T dO
       accumulate_kn<P, D>(env, dk, da, sq, c0);   // dk += dS^T q
     }
+    env.sync();  // this tile's buffers are read: the next iteration refills them
   }
   SCION_UNROLL
   for (int r = 0; r < 2; ++r) {

@@ -1,11 +1,13 @@
 // The CUDA backend's mma.sync fused attention kernels (core/cuda/flash_mma_kernels.h) run on the
 // host, against the CPU backend's attention: the same kernel bodies the GPU runs, each thread of a
 // block on a host thread, with the warp's collective operations emulated from the PTX ISA's rules
-// (ldmatrix's row addresses and the mma.m16n8k16 fragment maps of core/cuda/mma_layout.h). So
+// (ldmatrix's row addresses and the mma.m16n8k16 fragment maps of core/cuda/mma_layout.h), and the
+// asynchronous copies landing as late as the rules allow, then at once. So
 // everything but the hardware's reading of those rules (the tiling, masking, online softmax, the
 // register reuse, the dS store, the write-back) is checked on any machine; on a GPU,
 // test_backend_ops' [cuda] cases check the same kernels against the CPU.
 #include <atomic>
+#include <cstring>
 #include <thread>
 
 #include "core/backend.h"
@@ -53,8 +55,14 @@ struct WarpExchange {
   Slots slots[2];
 };
 
+// When an emulated asynchronous copy (cp.async) lands in shared memory: at the latest moment the
+// rules allow (the issuing thread's wait_group that covers it), which shows a read before the
+// wait; or at once, which shows a copy into a buffer that other threads may still be reading.
+enum class Landing { late, early };
+
 // One block's shared memory, its barrier and its warps' exchanges.
 struct Block {
+  Landing landing = Landing::late;
   int64_t index;
   std::vector<Vec16> shared;  // 16-byte aligned
   Barrier barrier{kThreads};
@@ -103,6 +111,21 @@ class HostEnv {
   // mma.m16n8k16: the warp's A (16 x 16) and B (16 x 8) assembled from every lane's registers by
   // the fragment maps, this lane's elements of C += A B summed in f32 (the products of bf16 values
   // are exact in f32).
+  // cp.async of `bytes` (zeros when not valid), commit_group and wait_group N, per thread.
+  void copy16(uint16_t* dst, const uint16_t* src, bool valid) { copy(dst, src, 16, valid); }
+  void copy4(float* dst, const float* src, bool valid) { copy(dst, src, 4, valid); }
+  void commit() {
+    groups_.push_back(std::move(open_));
+    open_.clear();
+  }
+  template <int N>
+  void wait() {
+    while (groups_.size() > size_t(N)) {
+      for (const Copy& c : groups_.front()) land(c);
+      groups_.erase(groups_.begin());
+    }
+  }
+
   void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     Slots& w = next_slots();
     for (int r = 0; r < 4; ++r) w.a[lane()][r] = a[r];
@@ -129,20 +152,42 @@ class HostEnv {
   }
 
  private:
+  struct Copy {
+    void* dst;
+    const void* src;
+    int bytes;
+    bool valid;
+  };
+  static void land(const Copy& c) {
+    if (c.valid)
+      std::memcpy(c.dst, c.src, size_t(c.bytes));
+    else
+      std::memset(c.dst, 0, size_t(c.bytes));
+  }
+  void copy(void* dst, const void* src, int bytes, bool valid) {
+    const Copy c{dst, src, bytes, valid};
+    if (block_.landing == Landing::early)
+      land(c);
+    else
+      open_.push_back(c);
+  }
   int lane() const { return thread_ % 32; }
   WarpExchange& warp() { return block_.warps[thread_ / 32]; }
   Slots& next_slots() { return warp().slots[turn_++ % 2]; }
   Block& block_;
   const int thread_;
-  uint64_t turn_ = 0;  // the warp's collective operations so far (the same in every lane)
+  uint64_t turn_ = 0;       // the warp's collective operations so far (the same in every lane)
+  std::vector<Copy> open_;  // copies queued since the last commit
+  std::vector<std::vector<Copy>> groups_;  // committed groups not yet waited for, oldest first
 };
 
 // Runs `body(env)` for every thread of `blocks` blocks, one block at a time, each thread of a block
 // on its own host thread.
 template <class Body>
-void run_grid(int64_t blocks, size_t smem_bytes, Body body) {
+void run_grid(int64_t blocks, size_t smem_bytes, Landing landing, Body body) {
   for (int64_t b = 0; b < blocks; ++b) {
     Block block;
+    block.landing = landing;
     block.index = b;
     block.shared.assign((smem_bytes + 15) / 16, Vec16{0, 0, 0, 0});
     std::vector<std::thread> threads;
@@ -192,9 +237,10 @@ struct Shape {
 };
 
 template <int D>
-void check_shape(const Shape& s) {
+void check_shape(const Shape& s, Landing landing) {
   const int n = int(s.tokens), heads = int(s.heads);
-  INFO(s.images << " images of " << n << " tokens, " << heads << " heads of " << D);
+  INFO(s.images << " images of " << n << " tokens, " << heads << " heads of " << D
+                << ", copies land " << (landing == Landing::late ? "late" : "early"));
   const float scale = float(1.0 / std::sqrt(double(D)));
   const Tensor qkv = rand_f64({s.images, n, 3 * heads * D}, 7, -2, 2).to(DType::bf16);
   const Tensor dout = rand_f64({s.images, n, heads * D}, 8, -1, 1).to(DType::bf16);
@@ -209,7 +255,7 @@ void check_shape(const Shape& s) {
   // dq = dS k (there a cuBLASLt GEMM: f32 sums, rounded once).
   const int64_t blocks = s.images * heads * ((n + kTile - 1) / kTile);
   Tensor out_e = nan_bf16(out.shape()), lse_e = full(lse.shape(), NAN, DType::f32);
-  run_grid(blocks, forward_smem<D>(), [&](HostEnv& env) {
+  run_grid(blocks, forward_smem<D>(), landing, [&](HostEnv& env) {
     forward_body<D>(env, bits(qkv), n, heads, scale, bits(out_e),
                     static_cast<float*>(lse_e.raw_data()));
   });
@@ -228,7 +274,7 @@ void check_shape(const Shape& s) {
         dvec[size_t((b * heads + h) * n + i)] = acc;
       }
   Tensor dqkv_e = nan_bf16(qkv.shape()), ds_t = nan_bf16({s.images * heads * n * ld});
-  run_grid(blocks, backward_smem<D>(), [&](HostEnv& env) {
+  run_grid(blocks, backward_smem<D>(), landing, [&](HostEnv& env) {
     backward_dkv_body<D>(env, bits(qkv), bits(dout), static_cast<const float*>(lse_e.raw_data()),
                          dvec.data(), n, heads, scale, bits(dqkv_e), bits(ds_t), int(ld));
   });
@@ -252,9 +298,11 @@ TEST_CASE("cuda flash attention: the mma.sync kernels on an emulated warp match 
           "[cuda-host]") {
   // Token counts below, at and across the 64-row tiles; several images and heads, head dims 32
   // and 64 (ViT-T's 197 tokens of 3 heads at 224 px, 65 at 32 px with patch 4).
-  check_shape<32>({2, 10, 2, 32});
-  check_shape<32>({1, 70, 2, 32});
-  check_shape<64>({1, 64, 1, 64});
-  check_shape<64>({1, 197, 1, 64});
-  check_shape<64>({2, 65, 3, 64});
+  for (const Landing landing : {Landing::late, Landing::early}) {
+    check_shape<32>({2, 10, 2, 32}, landing);
+    check_shape<32>({1, 70, 2, 32}, landing);
+    check_shape<64>({1, 64, 1, 64}, landing);
+    check_shape<64>({1, 197, 1, 64}, landing);
+    check_shape<64>({2, 65, 3, 64}, landing);
+  }
 }
