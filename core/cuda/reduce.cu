@@ -77,10 +77,6 @@ __global__ void sum_columns(DevPlan kept, DevPlan red, int64_t n_out, int64_t n_
   }
 }
 
-// Pass 1 with vector loads (ColumnVecSplit): thread t of the block takes column vector
-// blockIdx.x * per_row + t % per_row (W columns, one access) and the rows r = t / per_row (mod
-// rows) of the block's chunk in order; the threads of one column vector then add up in shared
-// memory in a fixed order. The loop has no stores, so its unrolled loads are in flight together.
 // The partial sums s (W per thread) of a ColumnVecSplit block's threads that share a column vector,
 // added over their `rows` phases in a fixed order through `tile` (256 x W): true for the thread
 // (phase 0) that then holds the block's sums. Every thread of the block must call it.
@@ -97,6 +93,10 @@ __device__ bool add_phases(A (&s)[W], A* tile, const ColumnVecSplit& cs, int pha
   return true;
 }
 
+// Pass 1 with vector loads (ColumnVecSplit): thread t of the block takes column vector
+// blockIdx.x * per_row + t % per_row (W columns, one access) and the rows r = t / per_row (mod
+// rows) of the block's chunk in order; the threads of one column vector then add up in shared
+// memory in a fixed order. The loop has no stores, so its unrolled loads are in flight together.
 template <class T, int W>
 __global__ void __launch_bounds__(256)
     sum_columns_vec(DevPlan red, ColumnVecSplit cs, int64_t n_red, const T* x, acc<T>* part) {

@@ -139,6 +139,13 @@ TEST_CASE("gradcheck: layer_norm, softmax, losses, dropout", "[gradcheck]") {
               return layer_norm(in[0], {2, 3});
             },
             {input({2, 2, 3}, 73)}) < kTol);
+  // layer_norm_to in x's own dtype (its bf16 output is tested bit for bit against layer_norm then
+  // the cast, test_autograd.cpp: finite differences need f64 throughout).
+  CHECK(gradcheck(
+            [](const Ins& in) {
+              return layer_norm_to(in[0], {5}, in[1], in[2], 1e-6, in[0].dtype());
+            },
+            {input({3, 5}, 82), input({5}, 83), input({5}, 84)}) < kTol);
   CHECK(gradcheck([](const Ins& in) { return softmax(in[0], -1); }, {input({3, 5}, 74)}) < kTol);
   CHECK(gradcheck([](const Ins& in) { return attention(in[0], 2, 0.7); }, {input({2, 5, 12}, 79)}) <
         kTol);
