@@ -179,7 +179,9 @@ class DeviceGuard {
 // kernel (including any wait for the host in between, when the GPU runs ahead of it). With
 // SCION_CUDA_OP_TIMES=shapes a second table splits each kind by its main operands' dtypes and
 // shapes (op_time_key), so a call's bytes and FLOPs, hence its share of the GPU's peak, can be
-// worked out.
+// worked out. Each table also gives the host's time per call inside the backend (plans, the
+// allocator, launches, cuBLASLt and cuDNN calls): what the host spends queueing a step there, the
+// rest of bench_models' host_ms being the framework's (autograd, autocast, shapes).
 class Call : public DeviceGuard {
  public:
   Call(int index, const char* name, std::initializer_list<const Tensor*> operands = {})
@@ -195,14 +197,18 @@ class Call : public DeviceGuard {
     cudaEventCreate(&end_);
     cudaEventRecord(start_, stream());
     timing_ = true;
+    host_start_ = std::chrono::steady_clock::now();
   }
   ~Call() {
     if (!enabled()) return;
     --depth();
     if (!timing_) return;
+    const double host_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - host_start_)
+            .count();
     cudaEventRecord(end_, stream());
     std::lock_guard<std::mutex> lock(mu());
-    pending().push_back({name_, std::move(key_), start_, end_});
+    pending().push_back({name_, std::move(key_), start_, end_, host_ms});
     if (pending().size() >= 4096) fold();
     static const bool registered = [] { return std::atexit(print) == 0; }();
     (void)registered;  // registered after the CUDA runtime's own exit handler: runs before it
@@ -213,6 +219,7 @@ class Call : public DeviceGuard {
     const char* name;
     std::string key;  // by_shapes(): name and operands
     cudaEvent_t start, end;
+    double host_ms;
   };
   static bool enabled() {
     static const bool on = std::getenv("SCION_CUDA_OP_TIMES") != nullptr;
@@ -234,7 +241,11 @@ class Call : public DeviceGuard {
     static auto* p = new std::vector<Pending>();
     return *p;
   }
-  using Table = std::map<std::string, std::pair<double, int64_t>>;  // ms and calls per key
+  struct Entry {
+    double ms = 0, host_ms = 0;  // GPU and host
+    int64_t calls = 0;
+  };
+  using Table = std::map<std::string, Entry>;
   static Table& table() {
     static auto* t = new Table();
     return *t;
@@ -250,9 +261,10 @@ class Call : public DeviceGuard {
       cudaEventElapsedTime(&ms, p.start, p.end);
       for (Table* t : {&table(), &shape_table()}) {
         if (t == &shape_table() && p.key.empty()) continue;
-        auto& e = (*t)[t == &table() ? std::string(p.name) : p.key];
-        e.first += ms;
-        e.second += 1;
+        Entry& e = (*t)[t == &table() ? std::string(p.name) : p.key];
+        e.ms += ms;
+        e.host_ms += p.host_ms;
+        e.calls += 1;
       }
       cudaEventDestroy(p.start);
       cudaEventDestroy(p.end);
@@ -262,15 +274,23 @@ class Call : public DeviceGuard {
   static void print_table(const Table& t, const char* title, int width) {
     std::vector<std::pair<double, std::string>> rows;
     double total = 0;
-    for (auto& [name, e] : t) rows.emplace_back(e.first, name), total += e.first;
+    double host_total = 0;
+    for (auto& [name, e] : t) {
+      rows.emplace_back(e.ms, name);
+      total += e.ms;
+      host_total += e.host_ms;
+    }
     std::sort(rows.rbegin(), rows.rend());
     std::fprintf(stderr, "%s\n", title);
     for (auto& [ms, name] : rows) {
-      const int64_t calls = t.at(name).second;
-      std::fprintf(stderr, "  %-*s %10.2f ms %5.1f%% %8lld calls %10.1f us/call\n", width,
-                   name.c_str(), ms, 100 * ms / std::max(total, 1e-9), (long long)calls,
-                   1000 * ms / double(std::max<int64_t>(calls, 1)));
+      const Entry& e = t.at(name);
+      const double calls = double(std::max<int64_t>(e.calls, 1));
+      std::fprintf(stderr,
+                   "  %-*s %10.2f ms %5.1f%% %8lld calls %10.1f us/call %8.1f host us/call\n",
+                   width, name.c_str(), ms, 100 * ms / std::max(total, 1e-9), (long long)e.calls,
+                   1000 * ms / calls, 1000 * e.host_ms / calls);
     }
+    std::fprintf(stderr, "  host time inside backend calls: %.2f ms\n", host_total);
   }
   static void print() {
     std::lock_guard<std::mutex> lock(mu());
@@ -294,6 +314,7 @@ class Call : public DeviceGuard {
   std::string key_;
   bool timing_ = false;
   cudaEvent_t start_ = nullptr, end_ = nullptr;
+  std::chrono::steady_clock::time_point host_start_;
 };
 #define SCION_CALL Call call_guard(index_, __func__)
 // The same, naming the call's main operands for SCION_CUDA_OP_TIMES=shapes.

@@ -430,6 +430,13 @@ void layer_norm_forward_kernel(const Tensor& x, const Tensor& w, const Tensor& b
 void layer_norm_backward_kernel(const Tensor& dy, const Tensor& x, const Tensor& w,
                                 const Tensor& mean, const Tensor& rstd, int64_t d, Tensor& dx,
                                 Tensor& dw, Tensor& db);
+// The row kernels (layer_norm.cu) where they apply (plan.h's NormKernels), on allocated outputs;
+// false where they do not (nothing done).
+bool layer_norm_rows_forward(const Tensor& x, const Tensor& w, const Tensor& b, double eps,
+                             int64_t d, const Tensor& y, const Tensor& mean, const Tensor& rstd);
+bool layer_norm_rows_backward(const Tensor& dy, const Tensor& x, const Tensor& w,
+                              const Tensor& mean, const Tensor& rstd, int64_t d, const Tensor& dx,
+                              const Tensor& dw, const Tensor& db);
 void softmax_forward_kernel(bool log, int64_t dim, const Tensor& x, const Tensor& y);
 void softmax_backward_kernel(bool log, int64_t dim, const Tensor& y, const Tensor& dy,
                              const Tensor& dx);

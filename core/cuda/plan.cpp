@@ -262,6 +262,40 @@ void set_flash_kernels(FlashKernels k) {
   flash_kernel_choice().store(k);
 }
 
+namespace {
+std::atomic<NormKernels>& norm_kernel_choice() {
+  static std::atomic<NormKernels> k{[] {
+    const char* v = std::getenv("SCION_CUDA_NORM");
+    return v != nullptr && std::string(v) == "warp" ? NormKernels::warp : NormKernels::rows;
+  }()};
+  return k;
+}
+}  // namespace
+
+NormKernels norm_kernels() {
+  return norm_kernel_choice().load();
+}
+
+void set_norm_kernels(NormKernels k) {
+  norm_kernel_choice().store(k);
+}
+
+NormRowsPlan plan_norm_rows(int64_t d) {
+  if (d <= 0 || d % 4 != 0 || d > 1024) return {};
+  const int64_t vectors = d / 4;
+  int lanes = 1;
+  while (lanes < 32 && lanes * 2 <= vectors) lanes *= 2;
+  const int64_t need = (vectors + lanes - 1) / lanes;
+  return {lanes, need <= 2 ? 2 : need <= 4 ? 4 : 8};
+}
+
+int64_t norm_rows_blocks(int64_t rows, int lanes, int multiprocessors, int resident) {
+  const int64_t per_block = 256 / lanes;  // norm_rows.h's kThreads / lanes groups
+  const int64_t wanted = (rows + per_block - 1) / per_block;
+  const int64_t most = int64_t(std::max(multiprocessors, 1)) * std::max(resident, 1);
+  return std::max<int64_t>(1, std::min(wanted, most));
+}
+
 int vector_width(int64_t n, std::initializer_list<std::pair<const void*, size_t>> operands) {
   size_t widest = 1;
   for (const auto& [p, size] : operands) widest = std::max(widest, size);

@@ -124,6 +124,27 @@ enum class FlashKernels { mma, wmma };
 FlashKernels flash_kernels();
 void set_flash_kernels(FlashKernels k);
 
+// Which layer norm kernels run for f32 and bf16 rows of up to 1,024 elements, a multiple of 4
+// (layer_norm.cu): rows held in registers by groups of lanes (norm_rows.h, the default), or the
+// warp-per-row kernels of run 8 (reduce.cu, which also take every other row), kept as their
+// reference until the row kernels have run on a GPU. SCION_CUDA_NORM=warp in the environment
+// selects the latter at start-up; set_norm_kernels changes it for the whole process.
+enum class NormKernels { rows, warp };
+NormKernels norm_kernels();
+void set_norm_kernels(NormKernels k);
+
+// The row kernels' shape for rows of d elements (norm_rows.h): `lanes` per row (a power of two,
+// at most 32, no more than the row's 4-element vectors, so at least half of every group's
+// registers hold the row) and `slots`, the kernel's vectors per lane (2, 4 or 8: at least
+// ceil(d / 4 / lanes)); lanes = 0 where they do not apply (d not a multiple of 4, or over 1,024).
+struct NormRowsPlan {
+  int lanes = 0, slots = 0;
+};
+NormRowsPlan plan_norm_rows(int64_t d);
+// Blocks of a grid-stride row kernel: one per kThreads / lanes rows until every multiprocessor
+// holds `resident` of them (the kernel's occupancy), at least one.
+int64_t norm_rows_blocks(int64_t rows, int lanes, int multiprocessors, int resident);
+
 // SCION_CUDA_OP_TIMES=shapes' key of a backend call: its name and its main operands' dtypes and
 // shapes, "matmul bf16[256,197,192] bf16[192,576]".
 std::string op_time_key(const char* name,

@@ -342,6 +342,8 @@ double sum_squares_kernel(const Tensor& x) {
 }
 
 // ---- layer norm -------------------------------------------------------------------------------
+// A warp per row: every case the row kernels (layer_norm.cu) do not take (f64, rows not a multiple
+// of 4 elements or over 1,024, unaligned tensors), and all of them under SCION_CUDA_NORM=warp.
 
 namespace {
 
@@ -533,7 +535,7 @@ void layer_norm_forward_kernel(const Tensor& x, const Tensor& w, const Tensor& b
   y = dev_empty(x.shape(), out);
   mean = dev_empty({rows}, stat);
   rstd = dev_empty({rows}, stat);
-  if (rows == 0) return;
+  if (rows == 0 || layer_norm_rows_forward(x, w, b, eps, d, y, mean, rstd)) return;
   const DType wdt = w.defined() ? w.dtype() : (b.defined() ? b.dtype() : x.dtype());
   SCION_DISPATCH_FLOATING(x.dtype(), "layer_norm", T, {
     SCION_DISPATCH_FLOATING(wdt, "layer_norm weight", W, {
@@ -565,6 +567,7 @@ void layer_norm_backward_kernel(const Tensor& dy, const Tensor& x, const Tensor&
     return;
   }
   const Tensor dyc = dy.is_contiguous() ? dy : dy.contiguous();
+  if (layer_norm_rows_backward(dyc, x, w, mean, rstd, d, dx, dw, db)) return;
   // Chunks of rows for the weight and bias gradients: enough blocks for the whole GPU (128 fixed
   // chunks left a ConvNeXt stage-1 norm, 48 columns of 800K rows, to 6,144 threads), with vector
   // loads of `width` columns where d and the addresses allow (as the column sums).

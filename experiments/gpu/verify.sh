@@ -8,13 +8,15 @@
 #   2. scion_tests "[cuda]": every backend op cuda vs cpu forward and backward in f32, bf16, f64;
 #      random fills and AdamW/SGD bit for bit; vit_tiny and convnext_femto logits and gradients;
 #      asynchronous host-to-device copies; a one-rank NCCL communicator and gradient reducer
-#   3. compute-sanitizer memcheck on a subset (fills, optimizer, the mma.sync fused attention)
+#   3. compute-sanitizer memcheck on a subset (fills, optimizer, the mma.sync fused attention, the
+#      layer norm row kernels)
 #   4. 200 training steps of the ConvNeXt-F mini config (f32) on cuda and on cpu: loss curves;
 #      scion eval of the weights on both; a weight-selected, distilled half-width student on both
 #   5. throughput and peak memory against PyTorch (eager AMP, then torch.compile while time is
 #      left) for ViT-T 224 px b256, ViT-T 32 px b512, ConvNeXt-F 224 px b256: full AdamW steps;
 #      scion's GPU time per kernel kind, and per kind and operand shapes, for each case
 #      (profile_*.txt); ViT-T 224 px again on the WMMA attention kernels (SCION_CUDA_FLASH=wmma)
+#      and ConvNeXt-F 224 px on the warp-per-row layer norm kernels (SCION_CUDA_NORM=warp)
 # Output: gpu-verify/verify.md and the logs beside it; with $OUT set (the device tool), verify.md
 # and logs.tgz there.
 set -u
@@ -76,17 +78,25 @@ cuda_step() {
   if grep -q "SKIPPED \[cuda\]" "$R/$1.log"; then TABLE[-1]="| $1 | FAIL (skipped: no GPU seen) | - |"; fi
 }
 cuda_step cuda_ops 120 env CUDA_LAUNCH_BLOCKING=1 "$SC" "$B/scion_tests" "backend ops: cuda matches cpu*" --durations yes
-# The two sets of fused attention kernels on their own (cuda_ops runs both): when only the default
-# mma.sync set fails, every step below runs the WMMA set of runs 7 and 8 instead, and says so.
-cuda_step flash_mma 60 env CUDA_LAUNCH_BLOCKING=1 "$SC" "$B/scion_tests" \
-  "backend ops: cuda matches cpu: fused attention on mma.sync kernels"
-MMA_RC=$LAST_RC
-cuda_step flash_wmma 60 env CUDA_LAUNCH_BLOCKING=1 "$SC" "$B/scion_tests" \
-  "backend ops: cuda matches cpu: fused attention on WMMA kernels"
-if [ "$MMA_RC" -ne 0 ] && [ "$LAST_RC" -eq 0 ]; then
-  export SCION_CUDA_FLASH=wmma
-  TABLE+=("| flash fallback | the mma.sync attention kernels failed: every step below runs the WMMA ones (SCION_CUDA_FLASH=wmma) | - |")
-fi
+# A pair of kernel sets on their own (cuda_ops runs the defaults): when only the default set ($2,
+# its test $3) fails and the alternative ($4, test $5) passes, every step below runs the
+# alternative ($6 set to $7 in the environment), and the table says so.
+kernel_sets() {
+  local what=$1 default=$2 default_test=$3 alt=$4 alt_test=$5 var=$6 value=$7
+  cuda_step "$default" 60 env CUDA_LAUNCH_BLOCKING=1 "$SC" "$B/scion_tests" "$default_test"
+  local default_rc=$LAST_RC
+  cuda_step "$alt" 60 env CUDA_LAUNCH_BLOCKING=1 "$SC" "$B/scion_tests" "$alt_test"
+  if [ "$default_rc" -ne 0 ] && [ "$LAST_RC" -eq 0 ]; then
+    export "$var=$value"
+    TABLE+=("| $what fallback | the default $what kernels failed: every step below runs the others ($var=$value) | - |")
+  fi
+}
+# The fused attention: the mma.sync kernels (the default) or the WMMA ones of runs 7 and 8.
+kernel_sets attention flash_mma "backend ops: cuda matches cpu: fused attention on mma.sync kernels" \
+  flash_wmma "backend ops: cuda matches cpu: fused attention on WMMA kernels" SCION_CUDA_FLASH wmma
+# The layer norm: the row kernels (the default) or the warp-per-row ones of run 8.
+kernel_sets "layer norm" norm_rows "backend ops: cuda matches cpu: layer norm on row kernels" \
+  norm_warp "backend ops: cuda matches cpu: layer norm on warp-per-row kernels" SCION_CUDA_NORM warp
 cuda_step cuda_fills 20 env CUDA_LAUNCH_BLOCKING=1 "$SC" "$B/scion_tests" "backend ops: cuda fills*" --durations yes
 cuda_step cuda_models 60 "$SC" "$B/scion_tests" "cuda: vit_tiny and convnext_femto*" --durations yes
 cuda_step cuda_copies 60 "$SC" "$B/scion_tests" "cuda: asynchronous*" --durations yes
@@ -95,6 +105,8 @@ step sanitizer 60 "$SC" compute-sanitizer --tool memcheck --error-exitcode 3 "$B
   "backend ops: cuda fills*"
 step sanitizer_attention 60 "$SC" compute-sanitizer --tool memcheck --error-exitcode 3 \
   "$B/scion_tests" "backend ops: cuda matches cpu: fused attention on mma.sync kernels"
+step sanitizer_norm 60 "$SC" compute-sanitizer --tool memcheck --error-exitcode 3 \
+  "$B/scion_tests" "backend ops: cuda matches cpu: layer norm on row kernels"
 TRAIN_SETS=(--set model.drop_path=0 --set data.root="$W/cifar10" --set data.workers=4
             --set train.epochs=${VERIFY_EPOCHS:-10} --set train.precision=f32 --set seed=0)
 step train_cuda 60 "$SC" "$B/train" --config configs/mini/convnext_femto_cifar10.yaml "${TRAIN_SETS[@]}" \
@@ -137,6 +149,11 @@ TABLE+=("| bench_scion | $(wc -l < "$R/bench_scion.jsonl") of 3 cases | - |")
 SCION_CUDA_FLASH=wmma timeout 40 "$SC" "$B/bench_models" --model vit_tiny --set img_size=224 --batch 256 \
   --precision bf16 --step --device cuda --steps 20 --warmup 5 > "$R/bench_scion_wmma.jsonl" \
   2>> "$R/bench_scion.err"
+# The same ConvNeXt-F 224 px step on the warp-per-row layer norm kernels of run 8
+# (SCION_CUDA_NORM=warp), against the default row kernels above.
+SCION_CUDA_NORM=warp timeout 40 "$SC" "$B/bench_models" --model convnext_femto --set img_size=224 \
+  --batch 256 --precision bf16 --step --device cuda --steps 20 --warmup 5 \
+  > "$R/bench_scion_norm_warp.jsonl" 2>> "$R/bench_scion.err"
 # Where scion's step time goes: GPU time per kernel kind, then per kind and operand shapes
 # (SCION_CUDA_OP_TIMES=shapes).
 for c in "${BENCH[@]}"; do
@@ -158,18 +175,24 @@ TABLE+=("| bench_torch | $(wc -l < "$R/bench_torch.jsonl") results | - |")
   echo
   python3 experiments/gpu/throughput_table.py "$R/bench_scion.jsonl" "$R/bench_torch.jsonl"
   echo
-  python3 - "$R/bench_scion.jsonl" "$R/bench_scion_wmma.jsonl" <<'PY'
+  python3 - "$R/bench_scion.jsonl" "$R/bench_scion_wmma.jsonl" "$R/bench_scion_norm_warp.jsonl" <<'PY'
 import json, os, sys
-rows = [[json.loads(l) for l in open(f) if l.strip()] for f in sys.argv[1:]]
-mma = [r for r in rows[0] if r["model"] == "vit_tiny" and r["img_size"] == 224]
-if os.environ.get("SCION_CUDA_FLASH") == "wmma":
-    print("every benchmark ran on the WMMA attention kernels (the mma.sync ones failed)")
-elif mma and rows[1]:
-    a, b = mma[0]["images_per_second"], rows[1][0]["images_per_second"]
-    print(f"ViT-T 224 px b256, attention kernels: mma.sync {a:.0f} img/s, WMMA {b:.0f} img/s "
-          f"(mma.sync / WMMA {a / b:.2f})")
-else:
-    print("ViT-T 224 px b256 on the WMMA attention kernels: no result")
+rows = [[json.loads(l) for l in open(f) if l.strip()] if os.path.exists(f) else []
+        for f in sys.argv[1:]]
+# (model, px, the alternative's rows, its environment variable and value, the two kernels' names)
+for model, px, alt, var, value, names in [
+        ("vit_tiny", 224, rows[1], "SCION_CUDA_FLASH", "wmma", ("mma.sync", "WMMA attention")),
+        ("convnext_femto", 224, rows[2], "SCION_CUDA_NORM", "warp", ("row", "warp-per-row layer norm"))]:
+    case = f"{model} {px} px b256"
+    base = [r for r in rows[0] if r["model"] == model and r["img_size"] == px]
+    if os.environ.get(var) == value:
+        print(f"{case}: every benchmark ran on the {names[1]} kernels ({var}={value})")
+    elif base and alt:
+        a, b = base[0]["images_per_second"], alt[0]["images_per_second"]
+        print(f"{case}: {names[0]} kernels {a:.0f} img/s, {names[1]} kernels {b:.0f} img/s "
+              f"({names[0]} / {names[1].split()[0]} {a / b:.2f})")
+    else:
+        print(f"{case} on the {names[1]} kernels: no result")
 PY
   echo
   echo "total $(elapsed) s"

@@ -327,6 +327,32 @@ std::vector<Case> cases() {
   // columns and several chunks of rows.
   add_case("layer_norm", "48 columns, 1000 rows", {in({1000, 48}, -2, 2), in({48}), in({48})},
            [](const Ins& x) { return Outs{layer_norm(x[0], {48}, x[1], x[2])}; });
+  // The widths of CUDA's row kernels' other shapes (layer_norm.cu, norm_rows.h): ViT-T's 192
+  // (2 vectors on each of 32 lanes), ConvNeXt-F's 384 (3) and ViT-B's 768 (6); and rows one
+  // element past an aligned address (the warp-per-row kernels).
+  add_case("layer_norm", "192, 384 and 768 columns",
+           {in({40, 192}, -2, 2), in({192}), in({192}), in({12, 384}, -2, 2), in({384}), in({384}),
+            in({5, 768}, -2, 2), in({768}), in({768})},
+           [](const Ins& x) {
+             return Outs{layer_norm(x[0], {192}, x[1], x[2]), layer_norm(x[3], {384}, x[4], x[5]),
+                         layer_norm(x[6], {768}, x[7], x[8])};
+           });
+  add_case("layer_norm", "unaligned rows",
+           {viewed(
+                {97},
+                [](const Tensor& t) {
+                  return t.slice(0, 1, 97).reshape({2, 48});
+                },
+                -2, 2),
+            in({48}), in({48})},
+           [](const Ins& x) { return Outs{layer_norm(x[0], {48}, x[1], x[2])}; });
+  add_case("layer_norm_to", "bf16 from f32, 48 and 192 columns",
+           {in({300, 48}, -2, 2), in({48}), in({48}), in({20, 192}, -2, 2), in({192}), in({192})},
+           [](const Ins& x) {
+             const DType out = x[0].dtype() == DType::f32 ? DType::bf16 : x[0].dtype();
+             return Outs{layer_norm_to(x[0], {48}, x[1], x[2], 1e-6, out),
+                         layer_norm_to(x[3], {192}, x[4], x[5], 1e-6, out)};
+           });
   // Rounded to bf16 from an f32 input (autocast's cast before a linear layer, fused; the
   // gradient arrives in bf16); x's own dtype from the others.
   add_case("layer_norm_to", "bf16 from f32", {in({3, 4, 10}, -2, 2), in({10}), in({10})},
@@ -672,6 +698,32 @@ TEST_CASE("backend ops: cuda matches cpu: fused attention on mma.sync kernels", 
 TEST_CASE("backend ops: cuda matches cpu: fused attention on WMMA kernels", "[cuda]") {
   if (!scion::test::cuda_or_skip("fused attention on WMMA kernels")) return;
   compare_flash_kernels(cuda::FlashKernels::wmma);
+}
+
+// Both sets of layer norm kernels (cuda::NormKernels) against the CPU, f32 and bf16: the row
+// kernels (the default, which the cases above run) and the warp-per-row ones of run 8, one test
+// each (verify.sh falls back to the warp-per-row set when only the row one fails). Every
+// layer_norm and layer_norm_to case above.
+namespace {
+void compare_norm_kernels(cuda::NormKernels k) {
+  const cuda::NormKernels before = cuda::norm_kernels();
+  cuda::set_norm_kernels(k);
+  for (DType dt : {DType::f32, DType::bf16})
+    for (const Case& cs : cases())
+      if (cs.op.rfind("layer_norm", 0) == 0)
+        compare_case(cs, dt, parse_device("cuda"), cpu_device());
+  cuda::set_norm_kernels(before);
+}
+}  // namespace
+
+TEST_CASE("backend ops: cuda matches cpu: layer norm on row kernels", "[cuda]") {
+  if (!scion::test::cuda_or_skip("layer norm on row kernels")) return;
+  compare_norm_kernels(cuda::NormKernels::rows);
+}
+
+TEST_CASE("backend ops: cuda matches cpu: layer norm on warp-per-row kernels", "[cuda]") {
+  if (!scion::test::cuda_or_skip("layer norm on warp-per-row kernels")) return;
+  compare_norm_kernels(cuda::NormKernels::warp);
 }
 
 TEST_CASE("backend ops: cuda fills, random fills and optimizer steps give the CPU's bits",

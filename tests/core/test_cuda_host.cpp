@@ -310,6 +310,35 @@ TEST_CASE("cuda plans: multi-tensor chunks", "[cuda-host]") {
   CHECK(tensor_chunks({}, 4096).empty());
 }
 
+TEST_CASE("cuda plans: layer norm rows in registers", "[cuda-host]") {
+  struct Want {
+    int64_t d;
+    int lanes, slots;
+  };
+  // ConvNeXt-F's 48, 96, 192 and 384 channels, ViT-T's 192, ViT-B's 768; 40 leaves 6 of a group's
+  // 8 lanes with one vector, 4 is a row per lane.
+  for (const Want& w :
+       {Want{48, 8, 2}, Want{96, 16, 2}, Want{192, 32, 2}, Want{384, 32, 4}, Want{768, 32, 8},
+        Want{1024, 32, 8}, Want{40, 8, 2}, Want{4, 1, 2}, Want{8, 2, 2}, Want{260, 32, 4}}) {
+    INFO("d = " << w.d);
+    const NormRowsPlan p = plan_norm_rows(w.d);
+    CHECK(p.lanes == w.lanes);
+    CHECK(p.slots == w.slots);
+    // Every vector of the row has a lane and slot; at least half of the group's first slots hold
+    // one.
+    CHECK(int64_t(p.lanes) * p.slots * 4 >= w.d);
+    CHECK(int64_t(p.lanes) * 4 <= w.d);
+  }
+  for (int64_t d : {0, 6, 10, 1028, 4096}) CHECK(plan_norm_rows(d).lanes == 0);
+  // A block holds 256 / lanes rows at a time; the grid stops at `resident` blocks per
+  // multiprocessor.
+  CHECK(norm_rows_blocks(1000, 8, 132, 4) == 32);  // 32 rows a block
+  CHECK(norm_rows_blocks(802816, 8, 132, 4) == 528);
+  CHECK(norm_rows_blocks(1, 32, 132, 2) == 1);
+  CHECK(norm_rows_blocks(0, 32, 132, 2) == 1);
+  CHECK(norm_rows_blocks(100, 32, 132, 0) == 13);  // an occupancy of 0 counts as 1
+}
+
 TEST_CASE("cuda plans: vector width of contiguous elementwise maps", "[cuda-host]") {
   alignas(64) static unsigned char buf[256];
   const unsigned char* p = buf;

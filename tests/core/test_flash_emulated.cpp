@@ -12,34 +12,15 @@
 
 #include "core/backend.h"
 #include "core/cuda/flash_mma_kernels.h"
+#include "tests/core/host_barrier.h"
 #include "tests/support.h"
 
 using namespace scion;
 using namespace scion::cuda::flash;
+using scion::test::Barrier;
 using scion::test::rand_f64;
 
 namespace {
-
-// A barrier for a fixed number of host threads, reusable: the last to arrive starts the next
-// generation; the others yield until it has.
-class Barrier {
- public:
-  explicit Barrier(int n) : n_(n) {}
-  void wait() {
-    const uint64_t generation = generation_.load(std::memory_order_acquire);
-    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
-      arrived_.store(0, std::memory_order_relaxed);
-      generation_.store(generation + 1, std::memory_order_release);
-      return;
-    }
-    while (generation_.load(std::memory_order_acquire) == generation) std::this_thread::yield();
-  }
-
- private:
-  const int n_;
-  std::atomic<int> arrived_{0};
-  std::atomic<uint64_t> generation_{0};
-};
 
 // What the lanes of one warp hand in for a collective operation.
 struct Slots {

@@ -1,0 +1,173 @@
+// The layer norm row kernels (norm_rows.h) on the GPU: f32 and bf16 rows of up to 1,024 elements,
+// a multiple of 4, whose tensors are aligned to 4 elements. Their Env is the device's thread and
+// block indices, shared memory and barrier, and the warp's shuffle. reduce.cu's warp-per-row
+// kernels take every other case, and all of them under SCION_CUDA_NORM=warp.
+#include <map>
+#include <tuple>
+#include <type_traits>
+
+#include "core/cuda/common.cuh"
+#include "core/cuda/norm_rows.h"
+#include "core/cuda/plan.h"
+
+namespace scion::cuda {
+
+namespace {
+
+struct DeviceEnv {
+  float* shared;
+  __device__ int thread() const { return int(threadIdx.x); }
+  __device__ int64_t block() const { return int64_t(blockIdx.x); }
+  __device__ int64_t blocks() const { return int64_t(gridDim.x); }
+  __device__ float* smem() const { return shared; }
+  __device__ void sync() const { __syncthreads(); }
+  __device__ float shfl_xor(float v, int mask) const {
+    return __shfl_xor_sync(0xffffffffu, v, mask);
+  }
+};
+
+// A minimum of one block per multiprocessor: left to itself ptxas held the 8-slot bf16 kernel to
+// 128 registers on sm_80 and spilled.
+template <int K, class T, class Y>
+__global__ void __launch_bounds__(rows::kThreads, 1) rows_forward(rows::ForwardArgs<T, T, Y> a) {
+  DeviceEnv env{nullptr};
+  rows::forward_rows<K>(env, a);
+}
+
+template <int K, class T, class G>
+__global__ void __launch_bounds__(rows::kThreads) rows_backward(rows::BackwardArgs<T, T, G> a) {
+  extern __shared__ float smem[];
+  DeviceEnv env{smem};
+  rows::backward_rows<K>(env, a);
+}
+
+template <class T>
+__global__ void __launch_bounds__(rows::kThreads)
+    rows_finish(const float* partials, int64_t blocks, int64_t d, T* dw, T* db) {
+  DeviceEnv env{nullptr};
+  rows::finish_columns(env, partials, blocks, d, dw, db);
+}
+
+// The bodies' element types: float, or a bf16's 16 bits.
+template <class T>
+using Bits = std::conditional_t<std::is_same_v<T, bf16_t>, uint16_t, T>;
+template <class T>
+Bits<T>* bits(const Tensor& t) {
+  return t.defined() ? static_cast<Bits<T>*>(t.raw_data()) : nullptr;
+}
+
+bool aligned(const Tensor& t) {
+  return !t.defined() ||
+         reinterpret_cast<uintptr_t>(t.raw_data()) % (rows::kVec * dtype_size(t.dtype())) == 0;
+}
+
+// f(tag) for f32 (float) and bf16 (bf16_t); false for any other dtype.
+template <class F>
+bool with_float_or_bf16(DType dt, F&& f) {
+  if (dt == DType::f32) return f(float()), true;
+  if (dt == DType::bf16) return f(bf16_t()), true;
+  return false;
+}
+
+// f(std::integral_constant<int, K>) for the plan's slots.
+template <class F>
+void with_slots(int slots, F&& f) {
+  if (slots == 2) return f(std::integral_constant<int, 2>());
+  if (slots == 4) return f(std::integral_constant<int, 4>());
+  f(std::integral_constant<int, 8>());
+}
+
+// The row kernels apply: x and its partner (y or dy) f32 or bf16, the plan found, every tensor
+// aligned.
+NormRowsPlan rows_plan(const Tensor& x, DType partner, int64_t d,
+                       std::initializer_list<const Tensor*> tensors) {
+  if (norm_kernels() != NormKernels::rows) return {};
+  if (x.dtype() != DType::f32 && x.dtype() != DType::bf16) return {};
+  if (partner != x.dtype() && !(x.dtype() == DType::f32 && partner == DType::bf16)) return {};
+  for (const Tensor* t : tensors)
+    if (!aligned(*t)) return {};
+  return plan_norm_rows(d);
+}
+
+// Blocks of `kernel` a multiprocessor of the current device holds with `smem` bytes of shared
+// memory each, asked once per (kernel, smem, device) and thread.
+template <class Kernel>
+int resident_blocks(Kernel kernel, size_t smem) {
+  static thread_local std::map<std::tuple<const void*, size_t, int>, int> known;
+  const auto key = std::make_tuple(reinterpret_cast<const void*>(kernel), smem, state_index());
+  auto it = known.find(key);
+  if (it != known.end()) return it->second;
+  int n = 0;
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, rows::kThreads, smem),
+        "layer norm occupancy");
+  return known[key] = n;
+}
+
+}  // namespace
+
+bool layer_norm_rows_forward(const Tensor& x, const Tensor& w, const Tensor& b, double eps,
+                             int64_t d, const Tensor& y, const Tensor& mean, const Tensor& rstd) {
+  const NormRowsPlan p = rows_plan(x, y.dtype(), d, {&x, &w, &b, &y});
+  if (p.lanes == 0) return false;
+  const int64_t rows = x.numel() / d;
+  with_float_or_bf16(x.dtype(), [&](auto xtag) {
+    using T = decltype(xtag);
+    with_float_or_bf16(y.dtype(), [&](auto ytag) {
+      using Y = decltype(ytag);
+      if constexpr (std::is_same_v<T, Y> || std::is_same_v<Y, bf16_t>) {  // as planned
+        rows::ForwardArgs<Bits<T>, Bits<T>, Bits<Y>> a;
+        a.x = bits<T>(x), a.w = bits<T>(w), a.b = bits<T>(b), a.eps = float(eps);
+        a.rows = rows, a.d = d, a.lanes = p.lanes, a.y = bits<Y>(y);
+        a.mean = static_cast<float*>(mean.raw_data());
+        a.rstd = static_cast<float*>(rstd.raw_data());
+        with_slots(p.slots, [&](auto k) {
+          const auto kernel = rows_forward<decltype(k)::value, Bits<T>, Bits<Y>>;
+          const int64_t blocks =
+              norm_rows_blocks(rows, p.lanes, multiprocessors(), resident_blocks(kernel, 0));
+          kernel<<<unsigned(blocks), rows::kThreads, 0, stream()>>>(a);
+        });
+      }
+    });
+  });
+  SCION_CUDA_LAUNCHED("layer norm rows");
+  return true;
+}
+
+bool layer_norm_rows_backward(const Tensor& dy, const Tensor& x, const Tensor& w,
+                              const Tensor& mean, const Tensor& rstd, int64_t d, const Tensor& dx,
+                              const Tensor& dw, const Tensor& db) {
+  const NormRowsPlan p = rows_plan(x, dy.dtype(), d, {&x, &w, &dy, &dx});
+  if (p.lanes == 0) return false;
+  const int64_t rows = x.numel() / d;
+  const size_t smem = size_t(rows::backward_smem_bytes(d, p.lanes));
+  with_float_or_bf16(x.dtype(), [&](auto xtag) {
+    using T = decltype(xtag);
+    with_float_or_bf16(dy.dtype(), [&](auto gtag) {
+      using G = decltype(gtag);
+      if constexpr (std::is_same_v<T, G> || std::is_same_v<G, bf16_t>) {  // as planned
+        with_slots(p.slots, [&](auto k) {
+          const auto kernel = rows_backward<decltype(k)::value, Bits<T>, Bits<G>>;
+          const int64_t blocks =
+              norm_rows_blocks(rows, p.lanes, multiprocessors(), resident_blocks(kernel, smem));
+          Tensor partials = dev_empty({blocks * 2 * d}, DType::f32);
+          rows::BackwardArgs<Bits<T>, Bits<T>, Bits<G>> a;
+          a.dy = bits<G>(dy), a.x = bits<T>(x), a.w = bits<T>(w);
+          a.mean = static_cast<const float*>(mean.raw_data());
+          a.rstd = static_cast<const float*>(rstd.raw_data());
+          a.rows = rows, a.d = d, a.lanes = p.lanes, a.dx = bits<T>(dx);
+          a.partials = static_cast<float*>(partials.raw_data());
+          kernel<<<unsigned(blocks), rows::kThreads, smem, stream()>>>(a);
+          const int64_t warps_per_block = rows::kThreads / 32;
+          rows_finish<Bits<T>>
+              <<<unsigned(std::min<int64_t>((d + warps_per_block - 1) / warps_per_block, 65535)),
+                 rows::kThreads, 0, stream()>>>(static_cast<const float*>(partials.raw_data()),
+                                                blocks, d, bits<T>(dw), bits<T>(db));
+        });
+      }
+    });
+  });
+  SCION_CUDA_LAUNCHED("layer norm rows backward");
+  return true;
+}
+
+}  // namespace scion::cuda

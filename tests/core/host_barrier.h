@@ -1,0 +1,32 @@
+// A barrier for a fixed number of host threads, reusable: the tests that run CUDA kernel bodies
+// on the host (a host thread per GPU thread) use it for a block's __syncthreads and for a warp's
+// collective operations. The last thread to arrive starts the next generation; the others yield
+// until it has.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+
+namespace scion::test {
+
+class Barrier {
+ public:
+  explicit Barrier(int n) : n_(n) {}
+  void wait() {
+    const uint64_t generation = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
+      arrived_.store(0, std::memory_order_relaxed);
+      generation_.store(generation + 1, std::memory_order_release);
+      return;
+    }
+    while (generation_.load(std::memory_order_acquire) == generation) std::this_thread::yield();
+  }
+
+ private:
+  const int n_;
+  std::atomic<int> arrived_{0};
+  std::atomic<uint64_t> generation_{0};
+};
+
+}  // namespace scion::test
