@@ -6,9 +6,8 @@
 // (two passes, no cancellation) and writes y; the backward reads x and dy once, writes dx and adds
 // the row's dw and db terms to the lane's own columns, which the block then adds up in shared
 // memory into one partial sum per block (partials[(block * 2 + {0, 1}) * d + j]), in a fixed
-// order. Narrow rows (ConvNeXt-F's 48 channels: 12 vectors on 8 lanes) keep every lane busy where
-// a warp per row left most of them idle, and no row is read twice (the warp-per-row kernels read
-// x twice in the forward, x and dy twice in the backward and both again for dw and db).
+// order. No row is read twice: the warp-per-row kernels (reduce.cu) read x three times in the
+// forward, and x and dy twice for dx and once more for dw and db, in 4-byte loads.
 //
 // A body runs as one thread of a block of kThreads, through an Env that gives the thread's and
 // block's index, the grid's size, the block's shared memory (floats) and barrier, and the warp's
