@@ -76,6 +76,16 @@ class Backend {
   virtual Tensor unary(UnaryOp op, const Tensor& x) = 0;
   virtual Tensor gelu_backward(const Tensor& g, const Tensor& x, bool tanh_form) = 0;
   virtual Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) = 0;
+  // A residual add of a layer-scaled branch over rows of contiguous (rows, c) x, t and out and a
+  // (c) scale s: out = x + t s, the product rounded to out's dtype before the sum, as add(x,
+  // mul(t, s)). x, s and out share a dtype; t has it too, or is bf16 for f32 ones (autocast's
+  // bf16 branch, read as it is). Backward from contiguous g (out's dtype): dt = g s rounded to
+  // t's dtype, and ds = the column sums of g t (f32 products, as mul's) in s's dtype; either may
+  // be undefined (not wanted), and t is undefined when ds is.
+  virtual void layer_scale_rows(const Tensor& x, const Tensor& t, const Tensor& s,
+                                const Tensor& out) = 0;
+  virtual void layer_scale_rows_backward(const Tensor& g, const Tensor& t, const Tensor& s,
+                                         const Tensor& dt, const Tensor& ds) = 0;
 
   // Indexing along `dim`: out[..., j, ...] = src[..., idx[j], ...] (out_shape given) and its
   // adjoint index_add into zeros of out_shape (repeated indices sum); gather: out[p] = src[p with

@@ -229,6 +229,79 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   return out;
 }
 
+namespace {
+
+// Whether a has `shape` and, over every dimension of more than one element, `strides`.
+bool has_layout(const Tensor& a, const Shape& shape, const Shape& strides) {
+  if (a.shape() != shape) return false;
+  for (int64_t d = 0; d < a.dim(); ++d)
+    if (a.size(d) > 1 && a.strides()[size_t(d)] != strides[size_t(d)]) return false;
+  return true;
+}
+
+// The dimension of x along which s varies when add(x, mul(t, s)) can run as
+// Backend::layer_scale_rows: x and t of one shape and dtype (or a bf16 t for an f32 x), on one
+// device, dense in one layout whose innermost dimension in memory is that one; s of x's dtype,
+// of size 1 in every other dimension. -1 otherwise.
+int64_t layer_scale_dim(const Tensor& x, const Tensor& t, const Tensor& s) {
+  const DType dt = x.dtype();
+  if (!is_floating(dt) || s.dtype() != dt ||
+      !(t.dtype() == dt || (dt == DType::f32 && t.dtype() == DType::bf16)))
+    return -1;
+  if (x.device() != t.device() || x.device() != s.device()) return -1;
+  if (x.numel() == 0 || s.dim() > x.dim() || !is_dense(x) || !has_layout(t, x.shape(), x.strides()))
+    return -1;
+  const int64_t lead = x.dim() - s.dim();
+  int64_t dim = -1;
+  for (int64_t d = 0; d < s.dim(); ++d) {
+    if (s.size(d) == 1) continue;
+    if (dim >= 0 || s.size(d) != x.size(lead + d)) return -1;
+    dim = lead + d;
+  }
+  if (dim < 0 || x.strides()[size_t(dim)] != 1) return -1;
+  return dim;
+}
+
+// A dense tensor whose innermost dimension in memory has c elements, as contiguous (rows, c).
+Tensor rows_of(const Tensor& t, int64_t c) {
+  return as_strided(t, {t.numel() / c, c}, {c, 1}, t.offset());
+}
+
+}  // namespace
+
+Tensor addcmul(const Tensor& x, const Tensor& t, const Tensor& s) {
+  const int64_t dim = layer_scale_dim(x, t, s);
+  if (dim < 0) return add(x, mul(t, s));
+  const int64_t c = x.size(dim);
+  Backend& be = backend_for("addcmul", {&x, &t, &s});
+  const Tensor sc = s.detach().contiguous().reshape({c});
+  Tensor out = empty_like(x);  // x's layout
+  be.layer_scale_rows(rows_of(x, c), rows_of(t, c), sc, rows_of(out, c));
+  if (any_requires_grad({&x, &t, &s})) {
+    const bool need_x = x.requires_grad(), need_t = t.requires_grad(), need_s = s.requires_grad();
+    // As mul's graph: t only for s's gradient (s, c elements, is kept either way).
+    const Tensor t0 = need_s ? t.detach() : Tensor();
+    const Shape s_shape = s.shape();
+    const DType t_dtype = t.dtype();
+    const Shape shape = out.shape(), strides = out.strides();
+    record(out, "addcmul", {x, t, s}, [=, &be](const Tensor& g) {
+      Tensor dt, ds;
+      if (has_layout(g, shape, strides)) {  // out's layout, hence dense
+        if (need_t) dt = empty_like(g, t_dtype);
+        if (need_s) ds = empty({c}, g.dtype(), g.device());
+        be.layer_scale_rows_backward(rows_of(g, c), need_s ? rows_of(t0, c) : Tensor(), sc,
+                                     need_t ? rows_of(dt, c) : Tensor(), ds);
+        if (need_s) ds = ds.reshape(s_shape);
+      } else {  // mul's gradients, as add(x, mul(t, s)) gives them
+        if (need_t) dt = mul(g, sc.reshape(s_shape)).to(t_dtype);
+        if (need_s) ds = sum_to(mul(g, t0), s_shape);
+      }
+      return std::vector<Tensor>{need_x ? g : Tensor(), dt, ds};
+    });
+  }
+  return out;
+}
+
 Tensor neg(const Tensor& x) {
   return unary_op(UnaryOp::neg, "neg", x, [](const Tensor& g, auto&, auto&) { return neg(g); });
 }

@@ -26,6 +26,12 @@ Tensor pow(const Tensor& a, double exponent);
 Tensor maximum(const Tensor& a, const Tensor& b);  // ties split the gradient evenly, like torch
 Tensor minimum(const Tensor& a, const Tensor& b);
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // cond: bool
+// x + t * s, broadcasting as add(x, mul(t, s)) and giving its numbers (the product rounded, then
+// the sum; t's gradient the product g s rounded to t's dtype; s's summed in another order). A
+// residual stream x plus a branch t times a per-channel layer scale s (ConvNeXt's gamma) where t
+// and x are dense in one layout with s's channel innermost in memory takes one pass forward and
+// one back (Backend::layer_scale_rows); any other case is that add and mul.
+Tensor addcmul(const Tensor& x, const Tensor& t, const Tensor& s);
 // Comparisons return bool tensors and carry no gradient.
 Tensor eq(const Tensor& a, const Tensor& b);
 Tensor ne(const Tensor& a, const Tensor& b);

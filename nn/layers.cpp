@@ -63,7 +63,7 @@ Tensor Dropout::forward(const Tensor& x) {
 }
 
 Tensor DropPath::forward(const Tensor& x) {
-  if (!is_training() || p == 0.0) return x;
+  if (!active()) return x;
   double keep = 1.0 - p;
   Shape mask_shape(size_t(x.dim()), 1);
   mask_shape[0] = x.size(0);

@@ -79,6 +79,8 @@ class DropPath : public Module {
  public:
   explicit DropPath(double p = 0.0) : p(p) {}
   Tensor forward(const Tensor& x) override;
+  // Whether forward draws a mask (training with p > 0); otherwise it is the identity.
+  bool active() const { return is_training() && p > 0.0; }
   double p;
 };
 

@@ -61,6 +61,14 @@ class CpuBackend final : public Backend {
   Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) override {
     return cpu::where(cond, a, b);
   }
+  void layer_scale_rows(const Tensor& x, const Tensor& t, const Tensor& s,
+                        const Tensor& out) override {
+    cpu::layer_scale_rows(x, t, s, out);
+  }
+  void layer_scale_rows_backward(const Tensor& g, const Tensor& t, const Tensor& s,
+                                 const Tensor& dt, const Tensor& ds) override {
+    cpu::layer_scale_rows_backward(g, t, s, dt, ds);
+  }
   Tensor index_select(const Tensor& src, int64_t dim, const std::vector<int64_t>& idx,
                       const Shape& out_shape) override {
     return cpu::index_select(src, dim, idx, out_shape);

@@ -59,6 +59,15 @@ Tensor unary(UnaryOp op, const Tensor& x) {
   SCION_KERNEL(unary);
   return kernel(op, x);
 }
+void layer_scale_rows(const Tensor& x, const Tensor& t, const Tensor& s, const Tensor& out) {
+  SCION_KERNEL(layer_scale_rows);
+  kernel(x, t, s, out);
+}
+void layer_scale_rows_backward(const Tensor& g, const Tensor& t, const Tensor& s, const Tensor& dt,
+                               const Tensor& ds) {
+  SCION_KERNEL(layer_scale_rows_backward);
+  kernel(g, t, s, dt, ds);
+}
 Tensor gelu_backward(const Tensor& g, const Tensor& x, bool tanh_form) {
   SCION_KERNEL(gelu_backward);
   return kernel(g, x, tanh_form);

@@ -506,6 +506,16 @@ class CudaBackend final : public Backend {
     SCION_CALL;
     return where_kernel(cond, a, b);
   }
+  void layer_scale_rows(const Tensor& x, const Tensor& t, const Tensor& s,
+                        const Tensor& out) override {
+    SCION_CALL_ON(&x, &t);
+    layer_scale_rows_kernel(x, t, s, out);
+  }
+  void layer_scale_rows_backward(const Tensor& g, const Tensor& t, const Tensor& s,
+                                 const Tensor& dt, const Tensor& ds) override {
+    SCION_CALL_ON(&g, &t);
+    layer_scale_rows_backward_kernel(g, t, s, dt, ds);
+  }
 
   Tensor index_select(const Tensor& src, int64_t dim, const std::vector<int64_t>& idx,
                       const Shape& out_shape) override {

@@ -437,6 +437,11 @@ bool layer_norm_rows_forward(const Tensor& x, const Tensor& w, const Tensor& b, 
 bool layer_norm_rows_backward(const Tensor& dy, const Tensor& x, const Tensor& w,
                               const Tensor& mean, const Tensor& rstd, int64_t d, const Tensor& dx,
                               const Tensor& dw, const Tensor& db);
+// Backend::layer_scale_rows and its backward: the row kernels (layer_norm.cu) where they apply,
+// else the mul, add, cast and sum kernels.
+void layer_scale_rows_kernel(const Tensor& x, const Tensor& t, const Tensor& s, const Tensor& out);
+void layer_scale_rows_backward_kernel(const Tensor& g, const Tensor& t, const Tensor& s,
+                                      const Tensor& dt, const Tensor& ds);
 void softmax_forward_kernel(bool log, int64_t dim, const Tensor& x, const Tensor& y);
 void softmax_backward_kernel(bool log, int64_t dim, const Tensor& y, const Tensor& dy,
                              const Tensor& dx);

@@ -1,7 +1,9 @@
-// The layer norm row kernels (norm_rows.h) on the GPU: f32 and bf16 rows of up to 1,024 elements,
-// a multiple of 4, whose tensors are aligned to 4 elements. Their Env is the device's thread and
-// block indices, shared memory and barrier, and the warp's shuffle. reduce.cu's warp-per-row
-// kernels take every other case, and all of them under SCION_CUDA_NORM=warp.
+// The row kernels (norm_rows.h) on the GPU: the layer norm, and the residual add of a
+// layer-scaled branch (out = x + t s). They take f32 and bf16 rows of up to 1,024 elements, a
+// multiple of 4, whose tensors are aligned to 4 elements; their Env is the device's thread and
+// block indices, shared memory and barrier, and the warp's shuffle. Every other case, and all of
+// them under SCION_CUDA_NORM=warp, runs run 8's kernels: reduce.cu's warp per row for the layer
+// norm, the mul, add and sum kernels for the layer scale.
 #include <map>
 #include <tuple>
 #include <type_traits>
@@ -43,9 +45,23 @@ __global__ void __launch_bounds__(rows::kThreads) rows_backward(rows::BackwardAr
 
 template <class T>
 __global__ void __launch_bounds__(rows::kThreads)
-    rows_finish(const float* partials, int64_t blocks, int64_t d, T* dw, T* db) {
+    rows_finish(const float* partials, int64_t blocks, int64_t d, int sums, T* out0, T* out1) {
   DeviceEnv env{nullptr};
-  rows::finish_columns(env, partials, blocks, d, dw, db);
+  T* const out[2] = {out0, out1};
+  rows::finish_columns(env, partials, blocks, d, sums, out);
+}
+
+template <int K, class T, class H>
+__global__ void __launch_bounds__(rows::kThreads) scale_forward(rows::ScaleArgs<T, H> a) {
+  DeviceEnv env{nullptr};
+  rows::layer_scale_rows<K>(env, a);
+}
+
+template <int K, class T, class H>
+__global__ void __launch_bounds__(rows::kThreads) scale_backward(rows::ScaleBackwardArgs<T, H> a) {
+  extern __shared__ float smem[];
+  DeviceEnv env{smem};
+  rows::layer_scale_rows_backward<K>(env, a);
 }
 
 // The bodies' element types: float, or a bf16's 16 bits.
@@ -161,13 +177,90 @@ bool layer_norm_rows_backward(const Tensor& dy, const Tensor& x, const Tensor& w
           rows_finish<Bits<T>>
               <<<unsigned(std::min<int64_t>((d + warps_per_block - 1) / warps_per_block, 65535)),
                  rows::kThreads, 0, stream()>>>(static_cast<const float*>(partials.raw_data()),
-                                                blocks, d, bits<T>(dw), bits<T>(db));
+                                                blocks, d, 2, bits<T>(dw), bits<T>(db));
         });
       }
     });
   });
   SCION_CUDA_LAUNCHED("layer norm rows backward");
   return true;
+}
+
+namespace {
+
+// K, T and H of the layer-scale kernels: f(K tag, T tag, H tag) for x's dtype T and t's dtype H.
+template <class F>
+void with_scale_types(const NormRowsPlan& p, DType x, DType t, F&& f) {
+  with_float_or_bf16(x, [&](auto xtag) {
+    using T = decltype(xtag);
+    with_float_or_bf16(t, [&](auto ttag) {
+      using H = decltype(ttag);
+      if constexpr (std::is_same_v<T, H> || std::is_same_v<H, bf16_t>)  // as planned
+        with_slots(p.slots, [&](auto k) { f(k, xtag, ttag); });
+    });
+  });
+}
+
+}  // namespace
+
+void layer_scale_rows_kernel(const Tensor& x, const Tensor& t, const Tensor& s, const Tensor& out) {
+  const int64_t d = s.numel(), rows = d == 0 ? 0 : x.numel() / d;
+  if (rows == 0) return;
+  const NormRowsPlan p = rows_plan(x, t.dtype(), d, {&x, &t, &s, &out});
+  if (p.lanes == 0) {  // the mul and add kernels, as add(x, mul(t, s))
+    copy_kernel(out, binary_kernel(BinaryOp::add, x, binary_kernel(BinaryOp::mul, t, s)));
+    return;
+  }
+  with_scale_types(p, x.dtype(), t.dtype(), [&](auto k, auto xtag, auto ttag) {
+    using T = decltype(xtag);
+    using H = decltype(ttag);
+    rows::ScaleArgs<Bits<T>, Bits<H>> a;
+    a.x = bits<T>(x), a.t = bits<H>(t), a.s = bits<T>(s), a.out = bits<T>(out);
+    a.rows = rows, a.d = d, a.lanes = p.lanes;
+    const auto kernel = scale_forward<decltype(k)::value, Bits<T>, Bits<H>>;
+    const int64_t blocks =
+        norm_rows_blocks(rows, p.lanes, multiprocessors(), resident_blocks(kernel, 0));
+    kernel<<<unsigned(blocks), rows::kThreads, 0, stream()>>>(a);
+  });
+  SCION_CUDA_LAUNCHED("layer scale rows");
+}
+
+void layer_scale_rows_backward_kernel(const Tensor& g, const Tensor& t, const Tensor& s,
+                                      const Tensor& dt, const Tensor& ds) {
+  const int64_t d = s.numel(), rows = d == 0 ? 0 : g.numel() / d;
+  if (rows == 0) {
+    if (ds.defined()) fill_kernel(ds, 0.0);
+    return;
+  }
+  const DType partner = t.defined() ? t.dtype() : dt.dtype();
+  const NormRowsPlan p = rows_plan(g, partner, d, {&g, &t, &s, &dt});
+  if (p.lanes == 0) {  // the mul, cast and sum kernels, as mul's backward
+    if (dt.defined()) copy_kernel(dt, binary_kernel(BinaryOp::mul, g, s));
+    if (ds.defined())
+      copy_kernel(ds, reduce_sum_kernel(binary_kernel(BinaryOp::mul, g, t), {0}, false));
+    return;
+  }
+  const size_t smem = size_t(rows::backward_smem_bytes(d, p.lanes));
+  with_scale_types(p, g.dtype(), partner, [&](auto k, auto xtag, auto ttag) {
+    using T = decltype(xtag);
+    using H = decltype(ttag);
+    const auto kernel = scale_backward<decltype(k)::value, Bits<T>, Bits<H>>;
+    const int64_t blocks =
+        norm_rows_blocks(rows, p.lanes, multiprocessors(), resident_blocks(kernel, smem));
+    Tensor partials = ds.defined() ? dev_empty({blocks * d}, DType::f32) : Tensor();
+    rows::ScaleBackwardArgs<Bits<T>, Bits<H>> a;
+    a.g = bits<T>(g), a.t = bits<H>(t), a.s = bits<T>(s), a.dt = bits<H>(dt);
+    a.rows = rows, a.d = d, a.lanes = p.lanes;
+    a.partials = partials.defined() ? static_cast<float*>(partials.raw_data()) : nullptr;
+    kernel<<<unsigned(blocks), rows::kThreads, smem, stream()>>>(a);
+    if (!ds.defined()) return;
+    const int64_t warps_per_block = rows::kThreads / 32;
+    rows_finish<Bits<T>>
+        <<<unsigned(std::min<int64_t>((d + warps_per_block - 1) / warps_per_block, 65535)),
+           rows::kThreads, 0, stream()>>>(static_cast<const float*>(partials.raw_data()), blocks, d,
+                                          1, bits<T>(ds), nullptr);
+  });
+  SCION_CUDA_LAUNCHED("layer scale rows backward");
 }
 
 }  // namespace scion::cuda

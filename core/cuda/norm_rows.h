@@ -90,6 +90,19 @@ SCION_HD void row_vectors(int (&vec)[K], const Place& p, int lanes, int vectors,
   }
 }
 
+// Calls row(r, vec) for each row r of this thread's group, vec its vectors of the row (all -1 for a
+// row past the last): every lane of a warp runs the same number of times, so the warp's shuffles
+// in `row` are never divergent.
+template <int K, class F>
+SCION_HD void for_each_row(const Place& pl, int lanes, int vectors, int64_t rows, F&& row) {
+  for (int64_t first = pl.warp * pl.groups; first < rows; first += pl.warps * pl.groups) {
+    const int64_t r = first + pl.group;
+    int vec[K];
+    row_vectors(vec, pl, lanes, vectors, r < rows);
+    row(r, vec);
+  }
+}
+
 // The lane's vectors of a row as floats (zeros for vec[k] = -1).
 template <int K, class T>
 SCION_HD void load_row(float (&r)[K][kVec], const T* row, const int (&vec)[K]) {
@@ -142,10 +155,7 @@ SCION_HD void forward_rows(Env& env, const ForwardArgs<T, W, Y>& a) {
   float w[K][kVec], b[K][kVec];
   load_columns<K>(w, a.w, 1.0f, pl, a.lanes, vectors);
   load_columns<K>(b, a.b, 0.0f, pl, a.lanes, vectors);
-  for (int64_t first = pl.warp * pl.groups; first < a.rows; first += pl.warps * pl.groups) {
-    const int64_t r = first + pl.group;
-    int vec[K];
-    row_vectors(vec, pl, a.lanes, vectors, r < a.rows);
+  for_each_row<K>(pl, a.lanes, vectors, a.rows, [&](int64_t r, const int(&vec)[K]) {
     float v[K][kVec];
     load_row<K>(v, a.x + r * a.d, vec);
     float s = 0;
@@ -178,7 +188,7 @@ SCION_HD void forward_rows(Env& env, const ForwardArgs<T, W, Y>& a) {
       a.mean[r] = mu;
       a.rstd[r] = rs;
     }
-  }
+  });
 }
 
 template <class T, class W, class G>
@@ -229,11 +239,8 @@ SCION_HD void backward_rows(Env& env, const BackwardArgs<T, W, G>& a) {
   load_columns<K>(w, a.w, 1.0f, pl, a.lanes, vectors);
   set_all(pw, 0.0f);
   set_all(pb, 0.0f);
-  for (int64_t first = pl.warp * pl.groups; first < a.rows; first += pl.warps * pl.groups) {
-    const int64_t r = first + pl.group;
+  for_each_row<K>(pl, a.lanes, vectors, a.rows, [&](int64_t r, const int(&vec)[K]) {
     const bool live = r < a.rows;
-    int vec[K];
-    row_vectors(vec, pl, a.lanes, vectors, live);
     float xh[K][kVec], g[K][kVec];
     load_row<K>(xh, a.x + r * a.d, vec);
     load_row<K>(g, a.dy + r * a.d, vec);
@@ -261,34 +268,120 @@ SCION_HD void backward_rows(Env& env, const BackwardArgs<T, W, G>& a) {
       for (int e = 0; e < kVec; ++e) out.v[e] = from_float<T>(rs * (g[k][e] - m1 - xh[k][e] * m2));
       reinterpret_cast<Vec<T>*>(a.dx + r * a.d)[vec[k]] = out;
     }
-  }
+  });
   int cols[K];
   row_vectors(cols, pl, a.lanes, vectors, true);
   block_columns<K>(env, pw, cols, a.d, a.lanes, a.partials + env.block() * 2 * a.d);
   block_columns<K>(env, pb, cols, a.d, a.lanes, a.partials + (env.block() * 2 + 1) * a.d);
 }
 
-// dw and db from the blocks' partials: a warp per column (every warp of the grid in turn), its
-// lanes adding every 32nd block in order, then a butterfly over the warp: a fixed order for a
-// given grid.
+// The blocks' partial column sums added up: `sums` rows of d floats per block
+// (partials[(block * sums + i) * d + j], i < sums <= 2) into out[i][j]. A warp per column (every
+// warp of the grid in turn), its lanes adding every 32nd block in order, then a butterfly over the
+// warp: a fixed order for a given grid.
 template <class T, class Env>
-SCION_HD void finish_columns(Env& env, const float* partials, int64_t blocks, int64_t d, T* dw,
-                             T* db) {
+SCION_HD void finish_columns(Env& env, const float* partials, int64_t blocks, int64_t d, int sums,
+                             T* const (&out)[2]) {
   const int lane = env.thread() % 32;
   const int64_t warps = env.blocks() * (kThreads / 32);
   for (int64_t j = env.block() * (kThreads / 32) + env.thread() / 32; j < d; j += warps) {
-    float sw = 0, sb = 0;
-    for (int64_t b = lane; b < blocks; b += 32) {
-      sw += partials[b * 2 * d + j];
-      sb += partials[(b * 2 + 1) * d + j];
-    }
-    sw = group_sum(env, sw, 32);
-    sb = group_sum(env, sb, 32);
-    if (lane == 0) {
-      dw[j] = from_float<T>(sw);
-      db[j] = from_float<T>(sb);
+    for (int i = 0; i < sums; ++i) {
+      float t = 0;
+      for (int64_t b = lane; b < blocks; b += 32) t += partials[(b * sums + i) * d + j];
+      t = group_sum(env, t, 32);
+      if (lane == 0) out[i][j] = from_float<T>(t);
     }
   }
+}
+
+// ---- a residual add of a layer-scaled branch: out = x + t s ------------------------------------
+// Rows of d = 4 k <= 1024 elements (ConvNeXt's channels, innermost in memory) on the same groups
+// of lanes, s's columns held by each lane for every row. Each product and sum is rounded as
+// add(x, mul(t, s)) rounds it: the product to T (f32, or bf16 for a bf16 x), then the sum.
+
+// v rounded to T and widened again (the bf16 result of a bf16 op; f32 as it is).
+template <class T>
+SCION_HD float rounded(float v) {
+  return to_float(from_float<T>(v));
+}
+
+template <class T, class H>
+struct ScaleArgs {
+  const T* x;
+  const H* t;  // T, or bf16 for an f32 x
+  const T* s;
+  int64_t rows, d;
+  int lanes;
+  T* out;
+};
+
+template <int K, class T, class H, class Env>
+SCION_HD void layer_scale_rows(Env& env, const ScaleArgs<T, H>& a) {
+  const Place pl = place(env, a.lanes);
+  const int vectors = int(a.d / kVec);
+  float s[K][kVec];
+  load_columns<K>(s, a.s, 1.0f, pl, a.lanes, vectors);
+  for_each_row<K>(pl, a.lanes, vectors, a.rows, [&](int64_t r, const int(&vec)[K]) {
+    float x[K][kVec], t[K][kVec];
+    load_row<K>(x, a.x + r * a.d, vec);
+    load_row<K>(t, a.t + r * a.d, vec);
+    SCION_ROWS_UNROLL
+    for (int k = 0; k < K; ++k) {
+      if (vec[k] < 0) continue;
+      Vec<T> out;
+      SCION_ROWS_UNROLL
+      for (int e = 0; e < kVec; ++e)
+        out.v[e] =
+            from_float<T>(kmath::add_rn(x[k][e], rounded<T>(kmath::mul_rn(t[k][e], s[k][e]))));
+      reinterpret_cast<Vec<T>*>(a.out + r * a.d)[vec[k]] = out;
+    }
+  });
+}
+
+template <class T, class H>
+struct ScaleBackwardArgs {
+  const T* g;
+  const H* t;
+  const T* s;
+  int64_t rows, d;
+  int lanes;
+  H* dt;            // or null: not wanted
+  float* partials;  // blocks x d: this block's column sums of g t; or null: not wanted
+};
+
+// dt = g s rounded to T, then to t's dtype (mul's product, narrowed as binary ops narrow a mixed
+// operand's gradient); the column sums of g t (each product rounded to T) per block.
+template <int K, class T, class H, class Env>
+SCION_HD void layer_scale_rows_backward(Env& env, const ScaleBackwardArgs<T, H>& a) {
+  const Place pl = place(env, a.lanes);
+  const int vectors = int(a.d / kVec);
+  float s[K][kVec], ps[K][kVec];
+  load_columns<K>(s, a.s, 1.0f, pl, a.lanes, vectors);
+  set_all(ps, 0.0f);
+  for_each_row<K>(pl, a.lanes, vectors, a.rows, [&](int64_t r, const int(&vec)[K]) {
+    float g[K][kVec], t[K][kVec];
+    load_row<K>(g, a.g + r * a.d, vec);
+    if (a.partials)
+      load_row<K>(t, a.t + r * a.d, vec);
+    else
+      set_all(t, 0.0f);
+    SCION_ROWS_UNROLL
+    for (int k = 0; k < K; ++k) {
+      if (vec[k] < 0) continue;
+      Vec<H> out;
+      SCION_ROWS_UNROLL
+      for (int e = 0; e < kVec; ++e) {
+        out.v[e] = from_float<H>(rounded<T>(kmath::mul_rn(g[k][e], s[k][e])));
+        if (a.partials)
+          ps[k][e] = kmath::add_rn(ps[k][e], rounded<T>(kmath::mul_rn(g[k][e], t[k][e])));
+      }
+      if (a.dt) reinterpret_cast<Vec<H>*>(a.dt + r * a.d)[vec[k]] = out;
+    }
+  });
+  if (!a.partials) return;
+  int cols[K];
+  row_vectors(cols, pl, a.lanes, vectors, true);
+  block_columns<K>(env, ps, cols, a.d, a.lanes, a.partials + env.block() * a.d);
 }
 
 }  // namespace scion::cuda::rows

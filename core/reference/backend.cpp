@@ -66,6 +66,16 @@ void write(const Tensor& t, const Values& v) {
   });
 }
 
+// v rounded to dt as write would store it, and read back.
+double rounded(DType dt, double v) {
+  double r = 0;
+  dispatch_all(dt, [&](auto tag) {
+    using T = decltype(tag);
+    r = double(acc_t<T>(T(acc_t<T>(v))));
+  });
+  return r;
+}
+
 Tensor make(const Shape& shape, DType dt, const Tensor& like, const Values& v) {
   Tensor out = empty(shape, dt, like.device());
   write(out, v);
@@ -243,6 +253,29 @@ class ReferenceBackend final : public Backend {
     for (size_t i = 0; i < x.size(); ++i) x[i] = apply(op, x[i], y[i], integral);
     const DType out = mixed_float_operands(op, a.dtype(), b.dtype()) ? DType::f32 : a.dtype();
     return make(shape, is_compare(op) ? DType::bool_ : out, a, x);
+  }
+  // Per element as binary's mul then add: the product rounded to x's dtype, then the sum.
+  void layer_scale_rows(const Tensor& x, const Tensor& t, const Tensor& s,
+                        const Tensor& out) override {
+    Values xv = read(x), tv = read(t), sv = read(s, x.shape());
+    for (size_t i = 0; i < xv.size(); ++i) xv[i] += rounded(x.dtype(), tv[i] * sv[i]);
+    write(out, xv);
+  }
+  void layer_scale_rows_backward(const Tensor& g, const Tensor& t, const Tensor& s,
+                                 const Tensor& dt, const Tensor& ds) override {
+    Values gv = read(g), sv = read(s, g.shape());
+    if (dt.defined()) {
+      Values d(gv.size());
+      for (size_t i = 0; i < gv.size(); ++i) d[i] = rounded(g.dtype(), gv[i] * sv[i]);
+      write(dt, d);
+    }
+    if (ds.defined()) {
+      const Values tv = read(t);
+      const size_t c = size_t(s.numel());
+      Values sums(c, 0.0);
+      for (size_t i = 0; i < gv.size(); ++i) sums[i % c] += rounded(g.dtype(), gv[i] * tv[i]);
+      write(ds, sums);
+    }
   }
   Tensor unary(UnaryOp op, const Tensor& x) override {
     Values v = read(x);

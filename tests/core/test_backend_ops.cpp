@@ -109,6 +109,25 @@ std::vector<Case> cases() {
   // A value per row (drop path's per-sample mask), second and first.
   add_case("mul", "per-sample value", {in({2, 5, 8}), in({2, 1, 1})},
            [](const Ins& x) { return Outs{mul(x[0], x[1])}; });
+  // A residual add of a layer-scaled branch (ConvNeXt's x + h * gamma): channels-last x and t with
+  // the (1, C, 1, 1) scale (Backend::layer_scale_rows; on CUDA the row kernels at 8 channels, the
+  // mul and add kernels at 6), its gradient both in that layout and in NCHW order (the ops'
+  // backward then); tokens with a (D) scale (a ViT layer scale); NCHW memory (add and mul). In the
+  // f32 run t is bf16, as autocast's branch.
+  for (int64_t ch : {8, 6})
+    add_case("addcmul", ch == 8 ? "layer scale, 8 channels" : "layer scale, 6 channels",
+             {viewed({2, ch, 3, 5}, channels_last), viewed({2, ch, 3, 5}, channels_last),
+              in({1, ch, 1, 1}), in({3, 7, 12}), in({3, 7, 12}), in({12}), in({2, ch, 3, 5}),
+              in({2, ch, 3, 5})},
+             [](const Ins& x) {
+               auto low = [&](const Tensor& t) {
+                 return x[0].dtype() == DType::f32 ? t.to(DType::bf16) : t;
+               };
+               // The second's gradient arrives channels-last, the first's in NCHW order.
+               return Outs{addcmul(x[0], low(x[1]), x[2]),
+                           addcmul(x[0], low(x[1]), x[2]).permute({0, 2, 3, 1}),
+                           addcmul(x[3], low(x[4]), x[5]), addcmul(x[6], low(x[7]), x[2])};
+             });
   add_case("div", "per-sample value over a tensor", {in({2, 1, 1}), in({2, 5, 8}, 0.5, 2)},
            [](const Ins& x) { return Outs{div(x[0], x[1])}; });
   // An f32 and a bf16 operand (autocast's residual adds and layer scales) go to the backend as they
@@ -738,6 +757,44 @@ TEST_CASE("backend ops: cuda fills, random fills and optimizer steps give the CP
   compare_optimizer_steps(gpu, 5000, 0.0);  // bit for bit
   compare_multi_adamw(gpu, 0.0);            // one kernel for every parameter, bit for bit
   compare_multi_clip(gpu);
+}
+
+// addcmul's fused path (Backend::layer_scale_rows, recorded as "addcmul") gives add(x, mul(t,
+// s))'s bits: the output and t's gradient exactly (each product rounded before the sum, as mul
+// then add), x's gradient exactly, s's within f32 summation error (another order). Channels-last
+// x and t with a (1, C, 1, 1) scale, the gradient arriving channels-last; f32, f32 with a bf16 t
+// (autocast), bf16 and f64.
+TEST_CASE("backend ops: addcmul's layer-scale rows give add and mul's numbers", "[backend]") {
+  struct Types {
+    DType x, t;
+  };
+  for (const Types& ty : {Types{DType::f32, DType::f32}, Types{DType::f32, DType::bf16},
+                          Types{DType::bf16, DType::bf16}, Types{DType::f64, DType::f64}}) {
+    INFO("x " << dtype_name(ty.x) << ", t " << dtype_name(ty.t));
+    const int64_t c = 24;
+    auto nhwc = [&](uint64_t seed, DType dt) {
+      return rand_f64({3, 5, 7, c}, seed, -2, 2).to(dt).permute({0, 3, 1, 2}).detach();
+    };
+    struct Run {
+      Tensor y, dx, dt, ds;
+      std::string node;
+    };
+    auto run = [&](bool fused) {
+      Tensor x = nhwc(60, ty.x).requires_grad_(), t = nhwc(61, ty.t).requires_grad_();
+      Tensor s = rand_f64({1, c, 1, 1}, 62, 0.5, 1.5).to(ty.x).requires_grad_();
+      Tensor y = fused ? addcmul(x, t, s) : add(x, mul(t, s));
+      const Tensor w = rand_f64({3, 5, 7, c}, 63, -1, 1).to(ty.x);
+      sum(y.permute({0, 2, 3, 1}) * w).backward();
+      return Run{y.detach(), x.grad(), t.grad(), s.grad(), y.grad_fn()->name()};
+    };
+    const Run f = run(true), r = run(false);
+    CHECK(f.node == std::string("addcmul"));  // the fused path ran
+    CHECK(f.y.to_vector() == r.y.to_vector());
+    CHECK(f.dx.to_vector() == r.dx.to_vector());
+    CHECK(f.dt.dtype() == ty.t);
+    CHECK(f.dt.to_vector() == r.dt.to_vector());
+    check_close(f.ds, r.ds, ty.x == DType::bf16 ? 1.0 / 128 : 1e-5, "gradient of s");
+  }
 }
 
 TEST_CASE("backend ops: every op in core/ops.h has a case", "[backend]") {

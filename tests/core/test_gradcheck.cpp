@@ -217,3 +217,21 @@ TEST_CASE("gradcheck: device transfers (to(Device), cpu()) and ops on the refere
             },
             {input({3, 4}, 41, -2, 2), input({4, 3}, 42)}) < kTol);
 }
+
+TEST_CASE("gradcheck: addcmul, fused (channels-last rows) and as add and mul", "[gradcheck]") {
+  // Channels-last x and t (contiguous (B, H, W, C) inputs viewed as (B, C, H, W)) with a
+  // (1, C, 1, 1) scale: Backend::layer_scale_rows, its backward when the gradient arrives in that
+  // layout (the result viewed back) and add and mul's when it arrives in NCHW order.
+  auto scaled = [](const Ins& in) {
+    return addcmul(in[0].permute({0, 3, 1, 2}), in[1].permute({0, 3, 1, 2}),
+                   in[2].reshape({1, 4, 1, 1}));
+  };
+  const Ins ins{input({2, 3, 2, 4}, 40), input({2, 3, 2, 4}, 41), input({4}, 42)};
+  CHECK(gradcheck([&](const Ins& in) { return scaled(in).permute({0, 2, 3, 1}); }, ins) < kTol);
+  CHECK(gradcheck(scaled, ins) < kTol);
+  // Tokens with a (D) scale; a scale broadcast along two dims (add and mul).
+  CHECK(gradcheck([](const Ins& in) { return addcmul(in[0], in[1], in[2]); },
+                  {input({2, 3, 4}, 43), input({2, 3, 4}, 44), input({4}, 45)}) < kTol);
+  CHECK(gradcheck([](const Ins& in) { return addcmul(in[0], in[1], in[2]); },
+                  {input({2, 3, 4}, 46), input({2, 3, 4}, 47), input({3, 4}, 48)}) < kTol);
+}

@@ -148,7 +148,8 @@ void run_case(const Case& c, int64_t blocks) {
            [&](HostEnv& env) { rows::backward_rows<K>(env, ba); });
   // The finish over a grid of two blocks: warps take columns in turn.
   run_grid(2, 0, [&](HostEnv& env) {
-    rows::finish_columns(env, data<float>(partials), blocks, c.d, data<T>(dw_e), data<T>(db_e));
+    T* const out[2] = {data<T>(dw_e), data<T>(db_e)};
+    rows::finish_columns(env, data<float>(partials), blocks, c.d, 2, out);
   });
   check_near(dx_e, dx, c.x == DType::bf16 ? 1.0 / 64 : 2e-5, "dx");
   if (dw.defined()) {  // the CPU gives dw and db only with a weight and bias
@@ -204,7 +205,8 @@ TEST_CASE("cuda layer norm: the finishing column sums on an emulated grid", "[cu
   const std::vector<double> p = partials.to_vector();
   Tensor dw = nan_tensor({d}, DType::f32), db = nan_tensor({d}, DType::f32);
   run_grid(2, 0, [&](HostEnv& env) {
-    rows::finish_columns(env, data<float>(partials), blocks, d, data<float>(dw), data<float>(db));
+    float* const out[2] = {data<float>(dw), data<float>(db)};
+    rows::finish_columns(env, data<float>(partials), blocks, d, 2, out);
   });
   std::vector<double> want_w(d), want_b(d);
   for (int64_t b = 0; b < blocks; ++b)
@@ -214,4 +216,66 @@ TEST_CASE("cuda layer norm: the finishing column sums on an emulated grid", "[cu
     }
   check_near(dw, from_vector(want_w, {d}, DType::f32), 1e-6, "dw");
   check_near(db, from_vector(want_b, {d}, DType::f32), 1e-6, "db");
+}
+
+namespace {
+
+// The layer-scale row bodies against the CPU backend's layer_scale_rows: out and dt bit for bit
+// (each product rounded before the sum, as mul then add), ds within f32 summation error.
+template <class T, class H, int K>
+void run_scale(int64_t rows, int64_t d, DType xt, DType tt, int64_t blocks, bool want_ds) {
+  const NormRowsPlan p = plan_norm_rows(d);
+  const Tensor x = rand_f64({rows, d}, 31, -2, 2).to(xt), t = rand_f64({rows, d}, 32, -2, 2).to(tt);
+  const Tensor s = rand_f64({d}, 33, 0.5, 1.5).to(xt), g = rand_f64({rows, d}, 34, -1, 1).to(xt);
+  Backend& cpu = backend(cpu_device());
+  Tensor out = empty({rows, d}, xt), dt = empty({rows, d}, tt), ds = empty({d}, xt);
+  cpu.layer_scale_rows(x, t, s, out);
+  cpu.layer_scale_rows_backward(g, t, s, dt, ds);
+
+  Tensor out_e = nan_tensor({rows, d}, xt);
+  rows::ScaleArgs<T, H> fa;
+  fa.x = data<T>(x), fa.t = data<H>(t), fa.s = data<T>(s), fa.out = data<T>(out_e);
+  fa.rows = rows, fa.d = d, fa.lanes = p.lanes;
+  run_grid(blocks, 0, [&](HostEnv& env) { rows::layer_scale_rows<K>(env, fa); });
+  CHECK(out_e.to_vector() == out.to_vector());
+
+  Tensor dt_e = nan_tensor({rows, d}, tt), ds_e = nan_tensor({d}, xt),
+         partials = nan_tensor({blocks * d}, DType::f32);
+  rows::ScaleBackwardArgs<T, H> ba;
+  ba.g = data<T>(g), ba.t = want_ds ? data<H>(t) : nullptr, ba.s = data<T>(s);
+  ba.dt = data<H>(dt_e), ba.partials = want_ds ? data<float>(partials) : nullptr;
+  ba.rows = rows, ba.d = d, ba.lanes = p.lanes;
+  run_grid(blocks, rows::backward_smem_bytes(d, p.lanes),
+           [&](HostEnv& env) { rows::layer_scale_rows_backward<K>(env, ba); });
+  CHECK(dt_e.to_vector() == dt.to_vector());
+  if (!want_ds) return;
+  run_grid(1, 0, [&](HostEnv& env) {
+    T* const out2[2] = {data<T>(ds_e), nullptr};
+    rows::finish_columns(env, data<float>(partials), blocks, d, 1, out2);
+  });
+  check_near(ds_e, ds, xt == DType::bf16 ? 1.0 / 128 : 2e-5, "ds");
+}
+
+template <class T, class H>
+void check_scale(int64_t rows, int64_t d, DType xt, DType tt, int64_t blocks, bool want_ds = true) {
+  const NormRowsPlan p = plan_norm_rows(d);
+  INFO(rows << " rows of " << d << " (" << p.lanes << " lanes, " << p.slots << " slots), x "
+            << dtype_name(xt) << ", t " << dtype_name(tt) << ", " << blocks << " blocks");
+  REQUIRE(p.lanes > 0);
+  if (p.slots == 2) run_scale<T, H, 2>(rows, d, xt, tt, blocks, want_ds);
+  if (p.slots == 4) run_scale<T, H, 4>(rows, d, xt, tt, blocks, want_ds);
+  if (p.slots == 8) run_scale<T, H, 8>(rows, d, xt, tt, blocks, want_ds);
+}
+
+}  // namespace
+
+TEST_CASE("cuda layer scale: the row kernels on an emulated block match the CPU", "[cuda-host]") {
+  // ConvNeXt-F's 48 and 384 channels over more rows than the grid's groups; 40 (6 of 8 lanes with
+  // one vector); f32 with an f32 or a bf16 branch (autocast), bf16; without ds (a frozen scale).
+  for (int64_t d : {48, 40, 384}) {
+    check_scale<float, float>(700, d, DType::f32, DType::f32, 2);
+    check_scale<float, uint16_t>(700, d, DType::f32, DType::bf16, 2);
+    check_scale<uint16_t, uint16_t>(300, d, DType::bf16, DType::bf16, 1);
+  }
+  check_scale<float, uint16_t>(50, 48, DType::f32, DType::bf16, 1, false);
 }
