@@ -124,11 +124,12 @@ enum class FlashKernels { mma, wmma };
 FlashKernels flash_kernels();
 void set_flash_kernels(FlashKernels k);
 
-// Which layer norm kernels run for f32 and bf16 rows of up to 1,024 elements, a multiple of 4
-// (layer_norm.cu): rows held in registers by groups of lanes (norm_rows.h, the default), or the
-// warp-per-row kernels of run 8 (reduce.cu, which also take every other row), kept as their
-// reference until the row kernels have run on a GPU. SCION_CUDA_NORM=warp in the environment
-// selects the latter at start-up; set_norm_kernels changes it for the whole process.
+// Which kernels run the layer norm and addcmul's layer scale for f32 and bf16 rows of up to 1,024
+// elements, a multiple of 4 (layer_norm.cu): rows held in registers by groups of lanes
+// (norm_rows.h, the default), or run 8's (reduce.cu's warp per layer norm row, which also takes
+// every other row; the mul, add and sum kernels for the layer scale), kept as their reference
+// until the row kernels have run on a GPU. SCION_CUDA_NORM=warp in the environment selects the
+// latter at start-up; set_norm_kernels changes it for the whole process.
 enum class NormKernels { rows, warp };
 NormKernels norm_kernels();
 void set_norm_kernels(NormKernels k);

@@ -9,7 +9,7 @@
 #      random fills and AdamW/SGD bit for bit; vit_tiny and convnext_femto logits and gradients;
 #      asynchronous host-to-device copies; a one-rank NCCL communicator and gradient reducer
 #   3. compute-sanitizer memcheck on a subset (fills, optimizer, the mma.sync fused attention, the
-#      layer norm row kernels)
+#      layer norm and layer scale row kernels)
 #   4. 200 training steps of the ConvNeXt-F mini config (f32) on cuda and on cpu: loss curves;
 #      scion eval of the weights on both; a weight-selected, distilled half-width student on both
 #   5. throughput and peak memory against PyTorch (eager AMP, then torch.compile while time is
@@ -94,9 +94,10 @@ kernel_sets() {
 # The fused attention: the mma.sync kernels (the default) or the WMMA ones of runs 7 and 8.
 kernel_sets attention flash_mma "backend ops: cuda matches cpu: fused attention on mma.sync kernels" \
   flash_wmma "backend ops: cuda matches cpu: fused attention on WMMA kernels" SCION_CUDA_FLASH wmma
-# The layer norm: the row kernels (the default) or the warp-per-row ones of run 8.
-kernel_sets "layer norm" norm_rows "backend ops: cuda matches cpu: layer norm on row kernels" \
-  norm_warp "backend ops: cuda matches cpu: layer norm on warp-per-row kernels" SCION_CUDA_NORM warp
+# The layer norm and layer scale: the row kernels (the default) or run 8's (a warp per layer norm
+# row, mul and add kernels for the layer scale).
+kernel_sets "layer norm" norm_rows "backend ops: cuda matches cpu: row kernels for layer norm and layer scale" \
+  norm_warp "backend ops: cuda matches cpu: run 8 kernels for layer norm and layer scale" SCION_CUDA_NORM warp
 cuda_step cuda_fills 20 env CUDA_LAUNCH_BLOCKING=1 "$SC" "$B/scion_tests" "backend ops: cuda fills*" --durations yes
 cuda_step cuda_models 60 "$SC" "$B/scion_tests" "cuda: vit_tiny and convnext_femto*" --durations yes
 cuda_step cuda_copies 60 "$SC" "$B/scion_tests" "cuda: asynchronous*" --durations yes
@@ -106,7 +107,7 @@ step sanitizer 60 "$SC" compute-sanitizer --tool memcheck --error-exitcode 3 "$B
 step sanitizer_attention 60 "$SC" compute-sanitizer --tool memcheck --error-exitcode 3 \
   "$B/scion_tests" "backend ops: cuda matches cpu: fused attention on mma.sync kernels"
 step sanitizer_norm 60 "$SC" compute-sanitizer --tool memcheck --error-exitcode 3 \
-  "$B/scion_tests" "backend ops: cuda matches cpu: layer norm on row kernels"
+  "$B/scion_tests" "backend ops: cuda matches cpu: row kernels for layer norm and layer scale"
 TRAIN_SETS=(--set model.drop_path=0 --set data.root="$W/cifar10" --set data.workers=4
             --set train.epochs=${VERIFY_EPOCHS:-10} --set train.precision=f32 --set seed=0)
 step train_cuda 60 "$SC" "$B/train" --config configs/mini/convnext_femto_cifar10.yaml "${TRAIN_SETS[@]}" \
@@ -149,7 +150,7 @@ TABLE+=("| bench_scion | $(wc -l < "$R/bench_scion.jsonl") of 3 cases | - |")
 SCION_CUDA_FLASH=wmma timeout 40 "$SC" "$B/bench_models" --model vit_tiny --set img_size=224 --batch 256 \
   --precision bf16 --step --device cuda --steps 20 --warmup 5 > "$R/bench_scion_wmma.jsonl" \
   2>> "$R/bench_scion.err"
-# The same ConvNeXt-F 224 px step on the warp-per-row layer norm kernels of run 8
+# The same ConvNeXt-F 224 px step on run 8's layer norm and layer scale kernels
 # (SCION_CUDA_NORM=warp), against the default row kernels above.
 SCION_CUDA_NORM=warp timeout 40 "$SC" "$B/bench_models" --model convnext_femto --set img_size=224 \
   --batch 256 --precision bf16 --step --device cuda --steps 20 --warmup 5 \
@@ -182,7 +183,7 @@ rows = [[json.loads(l) for l in open(f) if l.strip()] if os.path.exists(f) else 
 # (model, px, the alternative's rows, its environment variable and value, the two kernels' names)
 for model, px, alt, var, value, names in [
         ("vit_tiny", 224, rows[1], "SCION_CUDA_FLASH", "wmma", ("mma.sync", "WMMA attention")),
-        ("convnext_femto", 224, rows[2], "SCION_CUDA_NORM", "warp", ("row", "warp-per-row layer norm"))]:
+        ("convnext_femto", 224, rows[2], "SCION_CUDA_NORM", "warp", ("row", "run-8 layer norm and layer scale"))]:
     case = f"{model} {px} px b256"
     base = [r for r in rows[0] if r["model"] == model and r["img_size"] == px]
     if os.environ.get(var) == value:

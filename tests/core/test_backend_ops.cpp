@@ -719,29 +719,29 @@ TEST_CASE("backend ops: cuda matches cpu: fused attention on WMMA kernels", "[cu
   compare_flash_kernels(cuda::FlashKernels::wmma);
 }
 
-// Both sets of layer norm kernels (cuda::NormKernels) against the CPU, f32 and bf16: the row
-// kernels (the default, which the cases above run) and the warp-per-row ones of run 8, one test
-// each (verify.sh falls back to the warp-per-row set when only the row one fails). Every
-// layer_norm and layer_norm_to case above.
+// Both sets of kernels cuda::NormKernels selects against the CPU, f32 and bf16: the row kernels
+// (the default, which the cases above run) and run 8's (a warp per layer norm row; mul and add
+// kernels for addcmul), one test each (verify.sh falls back to run 8's when only the row ones
+// fail). Every layer_norm, layer_norm_to and addcmul case above.
 namespace {
 void compare_norm_kernels(cuda::NormKernels k) {
   const cuda::NormKernels before = cuda::norm_kernels();
   cuda::set_norm_kernels(k);
   for (DType dt : {DType::f32, DType::bf16})
     for (const Case& cs : cases())
-      if (cs.op.rfind("layer_norm", 0) == 0)
+      if (cs.op.rfind("layer_norm", 0) == 0 || cs.op == "addcmul")
         compare_case(cs, dt, parse_device("cuda"), cpu_device());
   cuda::set_norm_kernels(before);
 }
 }  // namespace
 
-TEST_CASE("backend ops: cuda matches cpu: layer norm on row kernels", "[cuda]") {
-  if (!scion::test::cuda_or_skip("layer norm on row kernels")) return;
+TEST_CASE("backend ops: cuda matches cpu: row kernels for layer norm and layer scale", "[cuda]") {
+  if (!scion::test::cuda_or_skip("row kernels")) return;
   compare_norm_kernels(cuda::NormKernels::rows);
 }
 
-TEST_CASE("backend ops: cuda matches cpu: layer norm on warp-per-row kernels", "[cuda]") {
-  if (!scion::test::cuda_or_skip("layer norm on warp-per-row kernels")) return;
+TEST_CASE("backend ops: cuda matches cpu: run 8 kernels for layer norm and layer scale", "[cuda]") {
+  if (!scion::test::cuda_or_skip("run 8 layer norm and layer scale kernels")) return;
   compare_norm_kernels(cuda::NormKernels::warp);
 }
 
