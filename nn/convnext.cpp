@@ -26,8 +26,10 @@ ConvNextStage::ConvNextStage(int64_t in_dim, int64_t out_dim, bool ds, int64_t d
                              const std::vector<double>& dps, double ls, bool conv_mlp) {
   if (ds) {
     auto seq = std::make_shared<Sequential>();
-    seq->push_back(std::make_shared<LayerNorm2d>(in_dim, 1e-6));
-    seq->push_back(std::make_shared<Conv2d>(in_dim, out_dim, 2, 2));
+    downsample_norm = std::make_shared<LayerNorm2d>(in_dim, 1e-6);
+    downsample_conv = std::make_shared<Conv2d>(in_dim, out_dim, 2, 2);
+    seq->push_back(downsample_norm);
+    seq->push_back(downsample_conv);
     downsample = seq;
   } else {
     SCION_ASSERT(in_dim == out_dim, "stage without downsample changes width");
@@ -40,6 +42,10 @@ ConvNextStage::ConvNextStage(int64_t in_dim, int64_t out_dim, bool ds, int64_t d
 }
 
 Tensor ConvNextStage::forward(const Tensor& x) {
+  // norm -> conv: under autocast the norm writes the bf16 input the convolution would cast its
+  // result to (forward_low: the same bits, without the cast's pass either way).
+  if (downsample_norm)
+    return blocks->forward(downsample_conv->forward(downsample_norm->forward_low(x)));
   return blocks->forward(downsample->forward(x));
 }
 

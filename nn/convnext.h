@@ -32,7 +32,9 @@ class ConvNextStage : public Module {
   ConvNextStage(int64_t in_dim, int64_t out_dim, bool downsample, int64_t depth,
                 const std::vector<double>& drop_paths, double layer_scale, bool conv_mlp);
   Tensor forward(const Tensor& x) override;
-  ModulePtr downsample;  // Sequential(LayerNorm2d, Conv2d) or Identity
+  ModulePtr downsample;                          // Sequential(LayerNorm2d, Conv2d) or Identity
+  std::shared_ptr<LayerNorm2d> downsample_norm;  // its two layers, or null
+  std::shared_ptr<Conv2d> downsample_conv;
   std::shared_ptr<Sequential> blocks;
 };
 
