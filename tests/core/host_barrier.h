@@ -5,7 +5,10 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 namespace scion::test {
@@ -20,7 +23,17 @@ class Barrier {
       generation_.store(generation + 1, std::memory_order_release);
       return;
     }
-    while (generation_.load(std::memory_order_acquire) == generation) std::this_thread::yield();
+    // A thread that never arrives (a collective some lanes skip: divergent shuffles) would hang
+    // the test; after a minute it aborts, naming the barrier's size, instead.
+    const auto start = std::chrono::steady_clock::now();
+    for (uint64_t spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins) {
+      std::this_thread::yield();
+      if (spins % 4096 == 0 && std::chrono::steady_clock::now() - start > std::chrono::minutes(1)) {
+        std::fprintf(stderr, "host barrier of %d threads: a thread never arrived in a minute\n",
+                     n_);
+        std::abort();
+      }
+    }
   }
 
  private:
