@@ -1,13 +1,15 @@
-// The bodies of the CUDA layer norm kernels for rows that sit in registers (f32 and bf16 rows of
-// d = 4 k <= 1024 elements, aligned to 4), as PyTorch's and Apex's vectorized layer norms: a row
-// is held by a group of `lanes` neighbouring lanes of a warp (a power of two), lane l of the group
-// holding the row's 4-element vectors l, l + lanes, ... (at most K of them), read from memory once
-// as one access each. The forward takes the mean and then the variance of the values in registers
-// (two passes, no cancellation) and writes y; the backward reads x and dy once, writes dx and adds
-// the row's dw and db terms to the lane's own columns, which the block then adds up in shared
-// memory into one partial sum per block (partials[(block * 2 + {0, 1}) * d + j]), in a fixed
-// order. No row is read twice: the warp-per-row kernels (reduce.cu) read x three times in the
-// forward, and x and dy twice for dx and once more for dw and db, in 4-byte loads.
+// The bodies of the CUDA row kernels: the layer norm, and below it the residual add of a
+// layer-scaled branch (addcmul) on the same rows. The layer norm's take rows that sit in registers
+// (f32 and bf16 rows of d = 4 k <= 1024 elements, aligned to 4), as PyTorch's and Apex's
+// vectorized layer norms: a row is held by a group of `lanes` neighbouring lanes of a warp (a
+// power of two), lane l of the group holding the row's 4-element vectors l, l + lanes, ... (at
+// most K of them), read from memory once as one access each. The forward takes the mean and then
+// the variance of the values in registers (two passes, no cancellation) and writes y; the
+// backward reads x and dy once, writes dx and adds the row's dw and db terms to the lane's own
+// columns, which the block then adds up in shared memory into one partial sum per block
+// (partials[(block * 2 + {0, 1}) * d + j]), in a fixed order. No row is read twice: the
+// warp-per-row kernels (reduce.cu) read x three times in the forward, and x and dy twice for dx
+// and once more for dw and db, in 4-byte loads.
 //
 // A body runs as one thread of a block of kThreads, through an Env that gives the thread's and
 // block's index, the grid's size, the block's shared memory (floats) and barrier, and the warp's
