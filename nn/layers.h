@@ -39,9 +39,10 @@ class LayerNorm : public Module {
  public:
   explicit LayerNorm(int64_t dim, double eps = 1e-6, bool affine = true);
   Tensor forward(const Tensor& x) override;
-  // For a norm whose output only feeds a linear layer (timm's blocks: norm1 -> qkv, norm2 -> fc1):
-  // under autocast, forward(x) already rounded to bf16, the dtype that layer would cast it to, in
-  // the norm's own pass (layer_norm_to; the same bits as forward then the cast, both ways).
+  // For a norm whose output only feeds a layer autocast runs in bf16 (timm's blocks: norm1 -> qkv,
+  // norm2 -> fc1; ConvNeXt's downsampling norm -> conv): under autocast, forward(x) already rounded
+  // to bf16, the dtype that layer would cast it to, in the norm's own pass (layer_norm_to; the same
+  // bits as forward then the cast, both ways).
   // Otherwise forward(x).
   virtual Tensor forward_low(const Tensor& x);
   int64_t dim;

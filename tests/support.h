@@ -14,6 +14,27 @@
 
 namespace scion::test {
 
+// |a - b| <= tol (max|b| + |b|) everywhere (test_backend_ops' rule), no NaN (an output a kernel
+// left unwritten, filled with NaN beforehand, fails): the emulated-GPU kernel tests.
+inline void check_near(const Tensor& a, const Tensor& b, double tol, const char* what) {
+  INFO(what);
+  REQUIRE(a.shape() == b.shape());
+  const std::vector<double> x = a.to_vector(), y = b.to_vector();
+  double scale = 0, worst = 0;
+  for (double v : y) scale = std::max(scale, std::fabs(v));
+  int64_t bad = -1;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double excess =
+        std::isnan(x[i]) ? INFINITY : std::fabs(x[i] - y[i]) - tol * (scale + std::fabs(y[i]));
+    if (excess > worst) worst = excess, bad = int64_t(i);
+  }
+  INFO("worst element " << bad
+                        << (bad >= 0 ? ": " + std::to_string(x[size_t(bad)]) + " vs " +
+                                           std::to_string(y[size_t(bad)])
+                                     : std::string()));
+  CHECK(worst <= 0);
+}
+
 // Whether a CUDA device is there for a [cuda] test; without one, prints one line saying which
 // test was skipped and why, and the test returns (passes) without checking anything else.
 inline bool cuda_or_skip(const std::string& what) {

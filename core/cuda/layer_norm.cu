@@ -77,12 +77,11 @@ bool aligned(const Tensor& t) {
          reinterpret_cast<uintptr_t>(t.raw_data()) % (rows::kVec * dtype_size(t.dtype())) == 0;
 }
 
-// f(tag) for f32 (float) and bf16 (bf16_t); false for any other dtype.
+// f(tag) for f32 (float) and bf16 (bf16_t); nothing for any other dtype.
 template <class F>
-bool with_float_or_bf16(DType dt, F&& f) {
-  if (dt == DType::f32) return f(float()), true;
-  if (dt == DType::bf16) return f(bf16_t()), true;
-  return false;
+void with_float_or_bf16(DType dt, F&& f) {
+  if (dt == DType::f32) f(float());
+  if (dt == DType::bf16) f(bf16_t());
 }
 
 // f(std::integral_constant<int, K>) for the plan's slots.
@@ -93,7 +92,30 @@ void with_slots(int slots, F&& f) {
   f(std::integral_constant<int, 8>());
 }
 
-// The row kernels apply: x and its partner (y or dy) f32 or bf16, the plan found, every tensor
+// f(K tag, T tag, P tag) for the plan's slots K, x's dtype T and its partner's P (y, dy or the
+// branch t): T, or bf16 for an f32 x.
+template <class F>
+void with_row_types(const NormRowsPlan& p, DType x, DType partner, F&& f) {
+  with_float_or_bf16(x, [&](auto xtag) {
+    using T = decltype(xtag);
+    with_float_or_bf16(partner, [&](auto ptag) {
+      using P = decltype(ptag);
+      if constexpr (std::is_same_v<T, P> || std::is_same_v<P, bf16_t>)  // as planned
+        with_slots(p.slots, [&](auto k) { f(k, xtag, ptag); });
+    });
+  });
+}
+
+// dw and db (sums = 2) or ds (sums = 1, out1 null) from the blocks' partial column sums.
+template <class T>
+void launch_finish(const Tensor& partials, int64_t blocks, int64_t d, int sums, T* out0, T* out1) {
+  const int64_t warps_per_block = rows::kThreads / 32;
+  rows_finish<T><<<unsigned(std::min<int64_t>((d + warps_per_block - 1) / warps_per_block, 65535)),
+                   rows::kThreads, 0, stream()>>>(static_cast<const float*>(partials.raw_data()),
+                                                  blocks, d, sums, out0, out1);
+}
+
+// The row kernels apply: x and its partner (y, dy or t) f32 or bf16, the plan found, every tensor
 // aligned.
 NormRowsPlan rows_plan(const Tensor& x, DType partner, int64_t d,
                        std::initializer_list<const Tensor*> tensors) {
@@ -126,24 +148,18 @@ bool layer_norm_rows_forward(const Tensor& x, const Tensor& w, const Tensor& b, 
   const NormRowsPlan p = rows_plan(x, y.dtype(), d, {&x, &w, &b, &y});
   if (p.lanes == 0) return false;
   const int64_t rows = x.numel() / d;
-  with_float_or_bf16(x.dtype(), [&](auto xtag) {
+  with_row_types(p, x.dtype(), y.dtype(), [&](auto k, auto xtag, auto ytag) {
     using T = decltype(xtag);
-    with_float_or_bf16(y.dtype(), [&](auto ytag) {
-      using Y = decltype(ytag);
-      if constexpr (std::is_same_v<T, Y> || std::is_same_v<Y, bf16_t>) {  // as planned
-        rows::ForwardArgs<Bits<T>, Bits<T>, Bits<Y>> a;
-        a.x = bits<T>(x), a.w = bits<T>(w), a.b = bits<T>(b), a.eps = float(eps);
-        a.rows = rows, a.d = d, a.lanes = p.lanes, a.y = bits<Y>(y);
-        a.mean = static_cast<float*>(mean.raw_data());
-        a.rstd = static_cast<float*>(rstd.raw_data());
-        with_slots(p.slots, [&](auto k) {
-          const auto kernel = rows_forward<decltype(k)::value, Bits<T>, Bits<Y>>;
-          const int64_t blocks =
-              norm_rows_blocks(rows, p.lanes, multiprocessors(), resident_blocks(kernel, 0));
-          kernel<<<unsigned(blocks), rows::kThreads, 0, stream()>>>(a);
-        });
-      }
-    });
+    using Y = decltype(ytag);
+    rows::ForwardArgs<Bits<T>, Bits<T>, Bits<Y>> a;
+    a.x = bits<T>(x), a.w = bits<T>(w), a.b = bits<T>(b), a.eps = float(eps);
+    a.rows = rows, a.d = d, a.lanes = p.lanes, a.y = bits<Y>(y);
+    a.mean = static_cast<float*>(mean.raw_data());
+    a.rstd = static_cast<float*>(rstd.raw_data());
+    const auto kernel = rows_forward<decltype(k)::value, Bits<T>, Bits<Y>>;
+    const int64_t blocks =
+        norm_rows_blocks(rows, p.lanes, multiprocessors(), resident_blocks(kernel, 0));
+    kernel<<<unsigned(blocks), rows::kThreads, 0, stream()>>>(a);
   });
   SCION_CUDA_LAUNCHED("layer norm rows");
   return true;
@@ -156,52 +172,25 @@ bool layer_norm_rows_backward(const Tensor& dy, const Tensor& x, const Tensor& w
   if (p.lanes == 0) return false;
   const int64_t rows = x.numel() / d;
   const size_t smem = size_t(rows::backward_smem_bytes(d, p.lanes));
-  with_float_or_bf16(x.dtype(), [&](auto xtag) {
+  with_row_types(p, x.dtype(), dy.dtype(), [&](auto k, auto xtag, auto gtag) {
     using T = decltype(xtag);
-    with_float_or_bf16(dy.dtype(), [&](auto gtag) {
-      using G = decltype(gtag);
-      if constexpr (std::is_same_v<T, G> || std::is_same_v<G, bf16_t>) {  // as planned
-        with_slots(p.slots, [&](auto k) {
-          const auto kernel = rows_backward<decltype(k)::value, Bits<T>, Bits<G>>;
-          const int64_t blocks =
-              norm_rows_blocks(rows, p.lanes, multiprocessors(), resident_blocks(kernel, smem));
-          Tensor partials = dev_empty({blocks * 2 * d}, DType::f32);
-          rows::BackwardArgs<Bits<T>, Bits<T>, Bits<G>> a;
-          a.dy = bits<G>(dy), a.x = bits<T>(x), a.w = bits<T>(w);
-          a.mean = static_cast<const float*>(mean.raw_data());
-          a.rstd = static_cast<const float*>(rstd.raw_data());
-          a.rows = rows, a.d = d, a.lanes = p.lanes, a.dx = bits<T>(dx);
-          a.partials = static_cast<float*>(partials.raw_data());
-          kernel<<<unsigned(blocks), rows::kThreads, smem, stream()>>>(a);
-          const int64_t warps_per_block = rows::kThreads / 32;
-          rows_finish<Bits<T>>
-              <<<unsigned(std::min<int64_t>((d + warps_per_block - 1) / warps_per_block, 65535)),
-                 rows::kThreads, 0, stream()>>>(static_cast<const float*>(partials.raw_data()),
-                                                blocks, d, 2, bits<T>(dw), bits<T>(db));
-        });
-      }
-    });
+    using G = decltype(gtag);
+    const auto kernel = rows_backward<decltype(k)::value, Bits<T>, Bits<G>>;
+    const int64_t blocks =
+        norm_rows_blocks(rows, p.lanes, multiprocessors(), resident_blocks(kernel, smem));
+    Tensor partials = dev_empty({blocks * 2 * d}, DType::f32);
+    rows::BackwardArgs<Bits<T>, Bits<T>, Bits<G>> a;
+    a.dy = bits<G>(dy), a.x = bits<T>(x), a.w = bits<T>(w);
+    a.mean = static_cast<const float*>(mean.raw_data());
+    a.rstd = static_cast<const float*>(rstd.raw_data());
+    a.rows = rows, a.d = d, a.lanes = p.lanes, a.dx = bits<T>(dx);
+    a.partials = static_cast<float*>(partials.raw_data());
+    kernel<<<unsigned(blocks), rows::kThreads, smem, stream()>>>(a);
+    launch_finish(partials, blocks, d, 2, bits<T>(dw), bits<T>(db));
   });
   SCION_CUDA_LAUNCHED("layer norm rows backward");
   return true;
 }
-
-namespace {
-
-// K, T and H of the layer-scale kernels: f(K tag, T tag, H tag) for x's dtype T and t's dtype H.
-template <class F>
-void with_scale_types(const NormRowsPlan& p, DType x, DType t, F&& f) {
-  with_float_or_bf16(x, [&](auto xtag) {
-    using T = decltype(xtag);
-    with_float_or_bf16(t, [&](auto ttag) {
-      using H = decltype(ttag);
-      if constexpr (std::is_same_v<T, H> || std::is_same_v<H, bf16_t>)  // as planned
-        with_slots(p.slots, [&](auto k) { f(k, xtag, ttag); });
-    });
-  });
-}
-
-}  // namespace
 
 void layer_scale_rows_kernel(const Tensor& x, const Tensor& t, const Tensor& s, const Tensor& out) {
   const int64_t d = s.numel(), rows = d == 0 ? 0 : x.numel() / d;
@@ -211,7 +200,7 @@ void layer_scale_rows_kernel(const Tensor& x, const Tensor& t, const Tensor& s, 
     copy_kernel(out, binary_kernel(BinaryOp::add, x, binary_kernel(BinaryOp::mul, t, s)));
     return;
   }
-  with_scale_types(p, x.dtype(), t.dtype(), [&](auto k, auto xtag, auto ttag) {
+  with_row_types(p, x.dtype(), t.dtype(), [&](auto k, auto xtag, auto ttag) {
     using T = decltype(xtag);
     using H = decltype(ttag);
     rows::ScaleArgs<Bits<T>, Bits<H>> a;
@@ -241,7 +230,7 @@ void layer_scale_rows_backward_kernel(const Tensor& g, const Tensor& t, const Te
     return;
   }
   const size_t smem = size_t(rows::backward_smem_bytes(d, p.lanes));
-  with_scale_types(p, g.dtype(), partner, [&](auto k, auto xtag, auto ttag) {
+  with_row_types(p, g.dtype(), partner, [&](auto k, auto xtag, auto ttag) {
     using T = decltype(xtag);
     using H = decltype(ttag);
     const auto kernel = scale_backward<decltype(k)::value, Bits<T>, Bits<H>>;
@@ -253,12 +242,8 @@ void layer_scale_rows_backward_kernel(const Tensor& g, const Tensor& t, const Te
     a.rows = rows, a.d = d, a.lanes = p.lanes;
     a.partials = partials.defined() ? static_cast<float*>(partials.raw_data()) : nullptr;
     kernel<<<unsigned(blocks), rows::kThreads, smem, stream()>>>(a);
-    if (!ds.defined()) return;
-    const int64_t warps_per_block = rows::kThreads / 32;
-    rows_finish<Bits<T>>
-        <<<unsigned(std::min<int64_t>((d + warps_per_block - 1) / warps_per_block, 65535)),
-           rows::kThreads, 0, stream()>>>(static_cast<const float*>(partials.raw_data()), blocks, d,
-                                          1, bits<T>(ds), nullptr);
+    if (ds.defined())
+      launch_finish(partials, blocks, d, 1, bits<T>(ds), static_cast<Bits<T>*>(nullptr));
   });
   SCION_CUDA_LAUNCHED("layer scale rows backward");
 }

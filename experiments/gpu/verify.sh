@@ -16,7 +16,7 @@
 #      left) for ViT-T 224 px b256, ViT-T 32 px b512, ConvNeXt-F 224 px b256: full AdamW steps;
 #      scion's GPU time per kernel kind, and per kind and operand shapes, for each case
 #      (profile_*.txt); ViT-T 224 px again on the WMMA attention kernels (SCION_CUDA_FLASH=wmma)
-#      and ConvNeXt-F 224 px on the warp-per-row layer norm kernels (SCION_CUDA_NORM=warp)
+#      and ConvNeXt-F 224 px on run 8's layer norm and layer scale kernels (SCION_CUDA_NORM=warp)
 # Output: gpu-verify/verify.md and the logs beside it; with $OUT set (the device tool), verify.md
 # and logs.tgz there.
 set -u
@@ -96,7 +96,7 @@ kernel_sets attention flash_mma "backend ops: cuda matches cpu: fused attention 
   flash_wmma "backend ops: cuda matches cpu: fused attention on WMMA kernels" SCION_CUDA_FLASH wmma
 # The layer norm and layer scale: the row kernels (the default) or run 8's (a warp per layer norm
 # row, mul and add kernels for the layer scale).
-kernel_sets "layer norm" norm_rows "backend ops: cuda matches cpu: row kernels for layer norm and layer scale" \
+kernel_sets "layer norm and layer scale" norm_rows "backend ops: cuda matches cpu: row kernels for layer norm and layer scale" \
   norm_warp "backend ops: cuda matches cpu: run 8 kernels for layer norm and layer scale" SCION_CUDA_NORM warp
 cuda_step cuda_fills 20 env CUDA_LAUNCH_BLOCKING=1 "$SC" "$B/scion_tests" "backend ops: cuda fills*" --durations yes
 cuda_step cuda_models 60 "$SC" "$B/scion_tests" "cuda: vit_tiny and convnext_femto*" --durations yes

@@ -18,6 +18,7 @@
 using namespace scion;
 using namespace scion::cuda::flash;
 using scion::test::Barrier;
+using scion::test::check_near;
 using scion::test::rand_f64;
 
 namespace {
@@ -190,26 +191,6 @@ Tensor nan_bf16(std::vector<int64_t> shape) {
   Tensor t = empty(shape, DType::bf16);
   std::fill(bits(t), bits(t) + t.numel(), uint16_t(0x7fc0));
   return t;
-}
-
-// |a - b| <= tol (max|b| + |b|) everywhere (test_backend_ops' rule), no NaN.
-void check_near(const Tensor& a, const Tensor& b, double tol, const char* what) {
-  INFO(what);
-  REQUIRE(a.shape() == b.shape());
-  const std::vector<double> x = a.to_vector(), y = b.to_vector();
-  double scale = 0, worst = 0;
-  for (double v : y) scale = std::max(scale, std::fabs(v));
-  int64_t bad = -1;
-  for (size_t i = 0; i < x.size(); ++i) {
-    const double excess =
-        std::isnan(x[i]) ? INFINITY : std::fabs(x[i] - y[i]) - tol * (scale + std::fabs(y[i]));
-    if (excess > worst) worst = excess, bad = int64_t(i);
-  }
-  INFO("worst element " << bad
-                        << (bad >= 0 ? ": " + std::to_string(x[size_t(bad)]) + " vs " +
-                                           std::to_string(y[size_t(bad)])
-                                     : std::string()));
-  CHECK(worst <= 0);
 }
 
 struct Shape {

@@ -16,6 +16,7 @@
 using namespace scion;
 using namespace scion::cuda;
 using scion::test::Barrier;
+using scion::test::check_near;
 using scion::test::rand_f64;
 
 namespace {
@@ -84,24 +85,6 @@ Tensor nan_tensor(const Shape& shape, DType dt) {
 template <class T>
 T* data(const Tensor& t) {
   return t.defined() ? static_cast<T*>(t.raw_data()) : nullptr;
-}
-
-// |a - b| <= tol (max|b| + |b|) everywhere (test_backend_ops' rule), no NaN.
-void check_near(const Tensor& a, const Tensor& b, double tol, const char* what) {
-  INFO(what);
-  REQUIRE(a.shape() == b.shape());
-  const std::vector<double> x = a.to_vector(), y = b.to_vector();
-  double scale = 0;
-  for (double v : y) scale = std::max(scale, std::fabs(v));
-  int64_t bad = -1;
-  double worst = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    const double excess =
-        std::isnan(x[i]) ? INFINITY : std::fabs(x[i] - y[i]) - tol * (scale + std::fabs(y[i]));
-    if (excess > worst) worst = excess, bad = int64_t(i);
-  }
-  INFO("worst element " << bad << " of " << x.size());
-  CHECK(worst <= 0);
 }
 
 struct Case {
