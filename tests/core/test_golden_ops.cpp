@@ -94,6 +94,18 @@ TEST_CASE("golden: binary elementwise with broadcasting", "[golden]") {
   check_golden("where", [](const std::vector<Tensor>& in) { return where(in[0], in[1], in[2]); });
 }
 
+// torch.addcmul(x, t, s): the first three cases take scion's one-pass layer-scale kernel (s per
+// channel, innermost; the second a bf16 branch on an f32 stream), the last its add and mul. torch
+// rounds a bf16 x + t * s once, scion the product then the sum (as add(x, mul(t, s))): within the
+// bf16 tolerance.
+TEST_CASE("golden: addcmul", "[golden]") {
+  Fn fn = [](const std::vector<Tensor>& in) { return addcmul(in[0], in[1], in[2]); };
+  check_golden("addcmul", fn);
+  check_golden("addcmul_bf16_branch", fn);
+  check_golden("addcmul_bf16", fn, kBf16, kBf16);
+  check_golden("addcmul_outer", fn);
+}
+
 TEST_CASE("golden: reductions", "[golden]") {
   check_golden("sum_all", [](const std::vector<Tensor>& in) { return sum(in[0]); });
   check_golden("sum_dim1_keep",

@@ -164,5 +164,14 @@ def attention(qkv, heads):
 case("attention", lambda t: attention(t, 2), r(2, 37, 72))
 case("attention_bf16", lambda t: attention(t, 2), r(2, 37, 72, dtype=torch.bfloat16))
 
+# addcmul(x, t, s) = x + t * s: a residual stream plus a layer-scaled branch (ConvNeXt's
+# x + gamma * h): s per channel, innermost (scion's one-pass kernel), a bf16 branch on an f32
+# stream, all bf16, and s on an outer dimension (scion's add and mul).
+case("addcmul", torch.addcmul, r(2, 5, 3, 8), r(2, 5, 3, 8), r(8))
+case("addcmul_bf16_branch", torch.addcmul, r(2, 5, 3, 8), r(2, 5, 3, 8, dtype=torch.bfloat16), r(8))
+case("addcmul_bf16", torch.addcmul, r(2, 5, 3, 8, dtype=torch.bfloat16), r(2, 5, 3, 8, dtype=torch.bfloat16),
+     r(8, dtype=torch.bfloat16))
+case("addcmul_outer", torch.addcmul, r(2, 5, 3, 4), r(2, 5, 3, 4), r(5, 1, 1))
+
 save_file(tensors, OUT)
 print(f"wrote {len(tensors)} tensors to {OUT} ({os.path.getsize(OUT)} bytes)")
