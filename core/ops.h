@@ -129,6 +129,9 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 Tensor attention(const Tensor& qkv, int64_t num_heads, double scale);
 // Mean cross-entropy of logits (N, C). target: i64 class indices (N) with optional label
 // smoothing (torch's: (1 - s) * onehot + s / C), or floating probabilities (N, C) (soft targets).
+// Either may be on the host with logits on a device: it is checked there and copied to the device
+// without waiting for it. Class indices already on a device are read back to be checked, which
+// waits for the device's queued work (the forward that made the logits).
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_smoothing = 0.0);
 // Zeroes each element with probability p and scales the rest by 1/(1-p) when training.
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen = default_generator());

@@ -481,10 +481,11 @@ Tensor Trainer::step_loss(const data::Batch& b) {
   BatchShardGuard shard({global, rows * comm_.rank(), rows});  // dropout/drop-path masks
   Tensor images = b.images.to(device_);
   Tensor logits = model_->forward(images);
-  Tensor loss =
-      b.targets.defined()
-          ? cross_entropy(logits, b.targets.to(device_))  // Mixup/CutMix soft targets
-          : cross_entropy(logits, b.labels.to(device_), cfg_.data.augment.label_smoothing);
+  // The targets go in as the loader made them, on the host: cross_entropy checks the class
+  // indices there and copies them to the device without waiting for the forward.
+  Tensor loss = b.targets.defined()
+                    ? cross_entropy(logits, b.targets)  // Mixup/CutMix soft targets
+                    : cross_entropy(logits, b.labels, cfg_.data.augment.label_smoothing);
   if (teacher_) {
     Tensor teacher_logits;
     {
@@ -555,9 +556,10 @@ int Trainer::train_epoch(int64_t epoch) {
     const bool step_now = (p.batch + 1) % accum_ == 0;
     if (reducer_) reducer_->prepare(step_now);  // gradients are averaged before a step only
     Tensor loss = step_loss(b);
-    double lv = loss.item();
-    if (!std::isfinite(lv) && comm_.size() == 1) return nonfinite_loss(lv, epoch);
     (accum_ > 1 ? loss * (1.0 / double(accum_)) : loss).backward();
+    // Read after backward is queued, so that a GPU runs forward and backward without waiting for
+    // the host in between; a non-finite loss still stops the run before the optimizer step.
+    double lv = loss.item();
     if (reducer_) reducer_->finish();
     // The global batch's mean loss, and whether any rank was asked to stop (so all stop at the
     // same optimizer step).

@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
         }(),
         {batch}, DType::i64);
     x = x.to(device);
-    y = y.to(device);
+    // y stays on the host, as the trainer's labels: cross_entropy checks it there and copies it
+    // to the device without waiting for the forward (so host_ms is the host's queueing time).
     // Memory in bytes, as torch.cuda's counters (on the CPU: the caching allocator's live bytes):
     // what tensors hold now, their peak since reset_peak().
     const bool cuda = device.type == DeviceType::cuda;

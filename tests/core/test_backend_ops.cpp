@@ -411,6 +411,12 @@ std::vector<Case> cases() {
              Tensor q = x[1] / sum(x[1], {1}, true);
              return Outs{cross_entropy(x[0], q, 0.2)};
            });
+  // Targets on the host with logits on the device, as the trainer passes the loader's.
+  add_case("cross_entropy", "targets on the host",
+           {in({6, 5}, -3, 3), indices({6}, 5), in({6, 5}, 0, 1)}, [](const Ins& x) {
+             Tensor q = x[2] / sum(x[2], {1}, true);
+             return Outs{cross_entropy(x[0], x[1].cpu(), 0.1), cross_entropy(x[0], q.cpu())};
+           });
   add_case("dropout", "training", {in({8, 16})}, [](const Ins& x) {
     Generator g(7);
     return Outs{dropout(x[0], 0.3, true, g), dropout(x[0], 0.3, false, g)};
