@@ -14,6 +14,7 @@ CASES = [
     ("vit_tiny_patch16_224", "vit_tiny", 224, 256, {}),
     ("vit_tiny_patch16_224", "vit_tiny", 32, 512, {"img_size": 32, "patch_size": 4}),
     ("convnext_femto", "convnext_femto", 224, 256, {}),
+    ("vit_tiny_patch16_224", "vit_tiny", 224, 64, {}),  # the paper's batch per GPU
 ]
 
 

@@ -1,5 +1,6 @@
 """The throughput table of verify.sh: scion (bench_models --device cuda --step, bf16) against
-PyTorch eager and torch.compile per case, images/s, the ratio to PyTorch's faster form; then
+PyTorch eager and torch.compile per case, images/s, the ratio to PyTorch's faster form, scion's
+host time per step against its step time (close means the GPU waits for the host); then
 memory against PyTorch eager: the peak allocated over the timed steps (the target), what the
 forward keeps for backward, the peak by the end of the forward, and the peak reserved."""
 import json
@@ -16,8 +17,8 @@ def load(path):
 
 scion, torch = load(sys.argv[1]), load(sys.argv[2])
 print("| case | scion img/s | torch eager img/s | torch.compile img/s | scion / best torch |"
-      " scion peak MiB | torch peak MiB (eager) |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
+      " scion host / step ms | scion peak MiB | torch peak MiB (eager) |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 memory = []
 for s in scion:
     case = (s["model"], s["img_size"], s["batch"])
@@ -30,7 +31,8 @@ for s in scion:
     tpeak = f"{t['eager']['peak_memory_mib']:.0f}" if "eager" in t else "-"
     name = f"{case[0]} {case[1]} px b{case[2]}"
     print(f"| {name} | {s['images_per_second']:.0f} | {f('eager')} |"
-          f" {f('compile')} | {ratio} | {s.get('peak_memory_mib', 0):.0f} | {tpeak} |")
+          f" {f('compile')} | {ratio} | {s.get('host_ms', 0):.1f} / {s['step_ms']:.1f} |"
+          f" {s.get('peak_memory_mib', 0):.0f} | {tpeak} |")
     def pair(key):
         return f"{s.get(key, 0):.0f} / " + (f"{t['eager'][key]:.0f}" if key in t.get("eager", {}) else "-")
     memory.append(f"| {name} | {pair('peak_memory_mib')} | {pair('graph_mib')} |"
