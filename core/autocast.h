@@ -9,6 +9,8 @@
 // gradients arrive in f32.
 #pragma once
 
+#include <vector>
+
 #include "core/tensor.h"
 
 namespace scion {
@@ -26,8 +28,26 @@ class AutocastGuard {
   bool prev_;
 };
 
-// Under autocast: f32 -> bf16 (for matmul-class ops); otherwise t unchanged. Undefined stays
-// undefined.
+// A model's forward under autocast (nn/vit.cpp, nn/convnext.cpp): while alive, the f32 tensors
+// of `params` (the model's linear and convolution weights and biases, nn::autocast_parameters)
+// are cast to bf16 all at once (to_all: one kernel on a GPU, where a cast per weight and bias was
+// ~100 launches per ViT-T step) and autocast_low of one of them returns that cast, as torch's
+// autocast caches its casts of leaf tensors. Each cast is the differentiable cast autocast_low
+// would have made (the same bits, the same gradient). Nothing happens without autocast. Scopes
+// nest (a teacher's forward within a student's step).
+class AutocastCache {
+ public:
+  explicit AutocastCache(const std::vector<Tensor>& params);
+  ~AutocastCache();
+  AutocastCache(const AutocastCache&) = delete;
+  AutocastCache& operator=(const AutocastCache&) = delete;
+
+ private:
+  bool active_ = false;
+};
+
+// Under autocast: f32 -> bf16 (for matmul-class ops; a parameter of a live AutocastCache gives
+// its cast); otherwise t unchanged. Undefined stays undefined.
 Tensor autocast_low(const Tensor& t);
 // Under autocast: bf16 -> f32 (for norms, softmax, losses); otherwise t unchanged.
 Tensor autocast_f32(const Tensor& t);

@@ -26,6 +26,10 @@ void Backend::adamw_steps(const std::vector<AdamWParam>& params, const OptimStep
   }
 }
 
+void Backend::copy_many(const std::vector<Tensor>& dsts, const std::vector<Tensor>& srcs) {
+  for (size_t i = 0; i < dsts.size(); ++i) copy(dsts[i], srcs[i]);
+}
+
 void Backend::add_sums_of_squares(const std::vector<Tensor>& xs, const Tensor& total) {
   for (const Tensor& x : xs) add_sum_squares(x, total);
 }

@@ -32,6 +32,10 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // cond: bo
 // and x are dense in one layout with s's channel innermost in memory takes one pass forward and
 // one back (Backend::layer_scale_rows); any other case is that add and mul.
 Tensor addcmul(const Tensor& x, const Tensor& t, const Tensor& s);
+// xs[i].to(dt) for every i (each floating x its own differentiable cast, as Tensor::to), the
+// casts of each device in one Backend::copy_many: autocast's casts of a model's parameters
+// (AutocastCache, core/autocast.h).
+std::vector<Tensor> to_all(const std::vector<Tensor>& xs, DType dt);
 // Comparisons return bool tensors and carry no gradient.
 Tensor eq(const Tensor& a, const Tensor& b);
 Tensor ne(const Tensor& a, const Tensor& b);

@@ -358,6 +358,37 @@ Tensor Tensor::to(DType dt) const {
   return out;
 }
 
+std::vector<Tensor> to_all(const std::vector<Tensor>& xs, DType dt) {
+  std::vector<Tensor> outs(xs.size());
+  std::vector<Device> devices;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const Tensor& x = xs[i];
+    if (!x.defined() || x.dtype() == dt) {
+      outs[i] = x;
+      continue;
+    }
+    outs[i] = empty_like(x, dt);
+    if (std::find(devices.begin(), devices.end(), x.device()) == devices.end())
+      devices.push_back(x.device());
+  }
+  for (const Device& d : devices) {
+    std::vector<Tensor> dsts, srcs;
+    for (size_t i = 0; i < xs.size(); ++i)
+      if (outs[i].defined() && outs[i].dtype() != xs[i].dtype() && xs[i].device() == d) {
+        dsts.push_back(outs[i]);
+        srcs.push_back(xs[i].detach());
+      }
+    backend(d).copy_many(dsts, srcs);
+  }
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const Tensor& x = xs[i];
+    if (outs[i].impl() == x.impl() || !is_floating(dt) || !is_floating(x.dtype())) continue;
+    const DType src = x.dtype();
+    record(outs[i], "to", {x}, [src](const Tensor& g) { return std::vector<Tensor>{g.to(src)}; });
+  }
+  return outs;
+}
+
 Tensor Tensor::to(Device dev) const {
   if (dev == device()) return *this;
   Tensor out = empty_like_on(*this, dtype(), dev);

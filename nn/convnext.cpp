@@ -3,6 +3,8 @@
 
 #include <map>
 
+#include "core/autocast.h"
+
 namespace scion::nn {
 
 ConvNextBlock::ConvNextBlock(int64_t dim, double dp, double ls, bool conv_mlp) {
@@ -112,6 +114,8 @@ const std::string& ConvNeXt::family() const {
 }
 
 Tensor ConvNeXt::forward(const Tensor& x) {
+  const AutocastCache casts(autocast_enabled() ? autocast_parameters(*this)
+                                               : std::vector<Tensor>{});
   return head->forward(stages->forward(stem->forward(x)));
 }
 

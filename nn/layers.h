@@ -124,4 +124,8 @@ class PatchEmbed : public Module {
   std::shared_ptr<Conv2d> proj;
 };
 
+// The parameters autocast casts to bf16 in a forward of m: every Linear's and every Conv2d's
+// weight and bias but a depthwise one's (conv2d runs those in f32), for a model's AutocastCache.
+std::vector<Tensor> autocast_parameters(const Module& m);
+
 }  // namespace scion::nn

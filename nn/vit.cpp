@@ -3,6 +3,8 @@
 
 #include <map>
 
+#include "core/autocast.h"
+
 namespace scion::nn {
 
 VitBlock::VitBlock(int64_t dim, int64_t heads, double mlp_ratio, double dp, double ls) {
@@ -70,6 +72,8 @@ const std::string& VisionTransformer::family() const {
 }
 
 Tensor VisionTransformer::forward(const Tensor& x) {
+  const AutocastCache casts(autocast_enabled() ? autocast_parameters(*this)
+                                               : std::vector<Tensor>{});
   Tensor t = patch_embed->forward(x);  // (B, N, D)
   int64_t b = t.size(0);
   Tensor cls = cls_token.expand({b, 1, embed_dim});

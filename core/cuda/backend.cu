@@ -632,6 +632,10 @@ class CudaBackend final : public Backend {
     SCION_CALL;
     add_sums_of_squares_kernel(xs, total);
   }
+  void copy_many(const std::vector<Tensor>& dsts, const std::vector<Tensor>& srcs) override {
+    SCION_CALL;
+    copy_many_kernel(dsts, srcs);
+  }
   void scale_all_by(const std::vector<Tensor>& dsts, const Tensor& s) override {
     SCION_CALL;
     scale_all_by_kernel(dsts, s);

@@ -456,6 +456,7 @@ void sgd_kernel(const Tensor& p, const Tensor& g, const Tensor& m, const OptimSt
 void adamw_multi_kernel(const std::vector<AdamWParam>& params, const OptimStep& s);
 void add_sums_of_squares_kernel(const std::vector<Tensor>& xs, const Tensor& total);
 void scale_all_by_kernel(const std::vector<Tensor>& dsts, const Tensor& s);
+void copy_many_kernel(const std::vector<Tensor>& dsts, const std::vector<Tensor>& srcs);
 
 // Tables for multi-tensor kernels (pointers, sizes, chunks): appended to a byte buffer at 16-byte
 // aligned offsets (returned), then uploaded in one copy queued from pinned memory.

@@ -435,12 +435,50 @@ __global__ void __launch_bounds__(256)
   for (int64_t i = ch.start + threadIdx.x; i < end; i += blockDim.x) e.x[i] = e.x[i] * float(v);
 }
 
+// dst = bf16(src) over several contiguous pairs (copy_many: autocast's casts of the parameters),
+// rounded as copy_kernel's store.
+struct CastEntry {
+  const float* src;
+  bf16_t* dst;
+  int64_t n;
+};
+constexpr int64_t kCastChunk = 8192;
+
+__global__ void __launch_bounds__(256)
+    cast_multi(const CastEntry* entries, const TensorChunk* chunks) {
+  const TensorChunk ch = chunks[blockIdx.x];
+  const CastEntry e = entries[ch.tensor];
+  const int64_t end = ch.start + kCastChunk < e.n ? ch.start + kCastChunk : e.n;
+  for (int64_t i = ch.start + threadIdx.x; i < end; i += blockDim.x) store(e.dst + i, e.src[i]);
+}
+
 }  // namespace
 
 Tensor upload_bytes(const std::vector<unsigned char>& bytes, Device device) {
   Tensor host = empty({int64_t(bytes.size())}, DType::u8);
   std::memcpy(host.raw_data(), bytes.data(), bytes.size());
   return host.to(device);
+}
+
+void copy_many_kernel(const std::vector<Tensor>& dsts, const std::vector<Tensor>& srcs) {
+  std::vector<CastEntry> entries;
+  std::vector<int64_t> sizes;
+  for (size_t i = 0; i < dsts.size(); ++i) {
+    const Tensor &d = dsts[i], &s = srcs[i];
+    if (d.dtype() != DType::bf16 || s.dtype() != DType::f32 || !d.is_contiguous() ||
+        !s.is_contiguous() || d.shape() != s.shape()) {
+      copy_kernel(d, s);  // any other pair on its own
+      continue;
+    }
+    entries.push_back({s.data<float>(), static_cast<bf16_t*>(d.raw_data()), d.numel()});
+    sizes.push_back(d.numel());
+  }
+  if (entries.empty()) return;
+  const ChunkTables<CastEntry> t =
+      upload_chunk_tables(entries, sizes, kCastChunk, dsts[0].device());
+  if (t.blocks == 0) return;
+  cast_multi<<<t.blocks, 256, 0, stream()>>>(t.entries, t.chunks);
+  SCION_CUDA_LAUNCHED("multi-tensor cast");
 }
 
 void scale_all_by_kernel(const std::vector<Tensor>& dsts, const Tensor& s) {

@@ -1,5 +1,7 @@
 // Autograd semantics: accumulation into leaves, shared subexpressions, gradients through views and
 // broadcasting reduced to the input's shape, NoGradGuard, detach, and the freed-graph error.
+#include <optional>
+
 #include "nn/layers.h"
 #include "tests/support.h"
 
@@ -316,4 +318,56 @@ TEST_CASE("f32 with bf16 operands: the widened op's numbers, bit for bit", "[aut
       }
     }
   }
+}
+
+// A model's forward under autocast casts its parameters at once (AutocastCache, one kernel on a
+// GPU): autocast_low of a parameter then gives that cast, and the loss and every gradient are
+// those of one cast per use, bit for bit.
+TEST_CASE("AutocastCache: the parameters cast at once give autocast's numbers and gradients",
+          "[autograd]") {
+  Generator gen(3);
+  Tensor w1 = randn({16, 8}, DType::f32, gen).requires_grad_(),
+         b1 = randn({16}, DType::f32, gen).requires_grad_(),
+         w2 = randn({4, 16}, DType::f32, gen).requires_grad_(),
+         ln = randn({16}, DType::f32, gen).requires_grad_();
+  const Tensor x = randn({5, 8}, DType::f32, gen);
+  const std::vector<Tensor> params{w1, b1, w2, ln};
+  auto run = [&](bool cached) {
+    for (Tensor p : params) p.zero_grad();
+    AutocastGuard ac(true);
+    std::optional<AutocastCache> cache;
+    if (cached) {
+      cache.emplace(params);
+      CHECK(autocast_low(w1).impl() == autocast_low(w1).impl());  // the one cast, each time
+      CHECK(autocast_low(w1).dtype() == DType::bf16);
+    }
+    // ln's cast goes unused (layer_norm runs in f32), as a norm's in a model.
+    Tensor h = layer_norm(linear(x, w1, b1), {16}, ln, Tensor(), 1e-6);
+    Tensor loss = sum(linear(gelu(h), w2));
+    loss.backward();
+    return std::vector<Tensor>{loss.detach(), w1.grad(), b1.grad(), w2.grad(), ln.grad()};
+  };
+  const std::vector<Tensor> plain = run(false), cached = run(true);
+  for (size_t i = 0; i < plain.size(); ++i) {
+    INFO("result " << i);
+    REQUIRE(cached[i].defined());
+    CHECK(cached[i].dtype() == plain[i].dtype());
+    CHECK(cached[i].to_vector() == plain[i].to_vector());
+  }
+  // Scopes nest; outside every scope, and without autocast, nothing is cached.
+  AutocastGuard ac(true);
+  {
+    const AutocastCache outer({w1});
+    const Tensor w1_low = autocast_low(w1);
+    {
+      const AutocastCache inner({w2});
+      CHECK(autocast_low(w1).impl() == w1_low.impl());
+      CHECK(autocast_low(w2).impl() == autocast_low(w2).impl());
+    }
+    CHECK(autocast_low(w2).impl() != autocast_low(w2).impl());
+  }
+  CHECK(autocast_low(w1).impl() != autocast_low(w1).impl());
+  AutocastGuard off(false);
+  const AutocastCache none({w1});
+  CHECK(autocast_low(w1).impl() == w1.impl());
 }

@@ -104,6 +104,13 @@ std::vector<Case> cases() {
   add_case("mul", "per-channel row over channels-last",
            {viewed({2, 8, 4, 4}, channels_last), in({8, 1, 1})},
            [](const Ins& x) { return Outs{mul(x[0], x[1])}; });
+  // Autocast's casts of a model's parameters at once (CUDA's multi-tensor cast for contiguous f32,
+  // one cast each for the strided view and every other dtype), then one of them back.
+  add_case("to_all", "parameters of several sizes and a strided view",
+           {in({5, 3}), in({9000}), viewed({4, 6}, transposed), in({1})}, [](const Ins& x) {
+             std::vector<Tensor> low = to_all({x[0], x[1], x[2], x[3]}, DType::bf16);
+             return Outs{low[0], low[1], low[2], low[3], to_all({x[0]}, DType::f32)[0]};
+           });
   add_case("sub", "row minus matrix", {in({12}), in({7, 12})},
            [](const Ins& x) { return Outs{sub(x[0], x[1])}; });
   // A value per row (drop path's per-sample mask), second and first.

@@ -205,6 +205,15 @@ TEST_CASE("gradcheck: indexing, joining, views, conversion", "[gradcheck]") {
   // f64 -> f32 -> f64 is the identity up to f32 rounding: a step of 1e-2 keeps that below 1e-6.
   CHECK(gradcheck([](const Ins& in) { return in[0].to(DType::f32).to(DType::f64); },
                   {input({4}, 98)}, 1e-2) < 1e-4);
+  // to_all: each input its own cast, the same way there and back, weighted so that every
+  // input's gradient is checked.
+  CHECK(gradcheck(
+            [](const Ins& in) {
+              const std::vector<Tensor> low = to_all({in[0], in[1]}, DType::f32);
+              const std::vector<Tensor> back = to_all(low, DType::f64);
+              return sum(back[0] * 2.0) + sum(back[1] * back[1]);
+            },
+            {input({4}, 99), input({2, 3}, 100)}, 1e-2) < 1e-4);
 }
 
 TEST_CASE("gradcheck: device transfers (to(Device), cpu()) and ops on the reference device",

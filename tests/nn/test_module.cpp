@@ -1,6 +1,7 @@
 // The module system and models: exact parameter counts (timm's, 1000 classes, 224 px), timm key
 // names, strict loading errors that list every problem, train/eval propagation, Dropout/DropPath
 // semantics, model options and their errors.
+#include <regex>
 #include <set>
 
 #include "nn/convnext.h"
@@ -159,4 +160,26 @@ TEST_CASE("size-like model options are bounded with input errors naming the key"
   CHECK_THROWS_WITH(make("vit_tiny", {{"depth", "100000"}}), Catch::Contains("model.depth"));
   CHECK_THROWS_WITH(make("vit_tiny", {{"embed_dim", "1000000"}}),
                     Catch::Contains("model.embed_dim"));
+}
+
+// The tensors a model's forward casts at once under autocast (AutocastCache) are exactly those
+// its linear and non-depthwise convolution layers cast: not the norms, positions, class token,
+// layer scales or depthwise filters, which run in f32.
+TEST_CASE("autocast_parameters: the linear and convolution weights and biases by timm name",
+          "[nn]") {
+  const std::vector<std::pair<std::string, std::string>> models{
+      {"vit_tiny",
+       R"(.*(patch_embed\.proj|attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2|^head)\.(weight|bias))"},
+      {"convnext_femto", R"(.*(stem\.0|downsample\.1|mlp\.fc1|mlp\.fc2|head\.fc)\.(weight|bias))"}};
+  for (const auto& [name, pattern] : models) {
+    INFO(name);
+    nn::ModelPtr m = make(name);
+    std::set<const TensorImpl*> selected;
+    for (const Tensor& t : nn::autocast_parameters(*m)) selected.insert(t.impl());
+    std::set<const TensorImpl*> expected;
+    for (const auto& [key, t] : m->named_parameters())
+      if (std::regex_match(key, std::regex(pattern))) expected.insert(t.impl());
+    CHECK(selected == expected);
+    CHECK(expected.size() == (name == "vit_tiny" ? 100 : 2 + 6 + 12 * 4 + 2));
+  }
 }
