@@ -23,6 +23,29 @@ size_t dtype_size(DType t) {
   return 0;
 }
 
+DType promote_types(DType a, DType b) {
+  auto rank = [](DType t) {
+    switch (t) {
+      case DType::f64:
+        return 6;
+      case DType::f32:
+        return 5;
+      case DType::bf16:
+        return 4;
+      case DType::i64:
+        return 3;
+      case DType::i32:
+        return 2;
+      case DType::u8:
+        return 1;
+      case DType::bool_:
+        return 0;
+    }
+    return 0;
+  };
+  return rank(a) >= rank(b) ? a : b;
+}
+
 const char* dtype_name(DType t) {
   switch (t) {
     case DType::f32:

@@ -30,6 +30,8 @@ struct BFloat16 {
 
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);  // "f32", "bf16", ...
+// The dtype two dtypes promote to, as torch.promote_types: f64 > f32 > bf16 > i64 > i32 > u8 > bool.
+DType promote_types(DType a, DType b);
 inline bool is_floating(DType t) {
   return t == DType::f32 || t == DType::bf16 || t == DType::f64;
 }

@@ -11,30 +11,11 @@ namespace scion {
 
 namespace {
 
-int rank(DType t) {
-  switch (t) {
-    case DType::f64:
-      return 6;
-    case DType::f32:
-      return 5;
-    case DType::bf16:
-      return 4;
-    case DType::i64:
-      return 3;
-    case DType::i32:
-      return 2;
-    case DType::u8:
-      return 1;
-    default:
-      return 0;
-  }
-}
-
 DType promote(const Tensor& a, const Tensor& b) {
   if (a.dtype() == b.dtype()) return a.dtype();
   if (a.dim() == 0 && is_floating(b.dtype())) return b.dtype();
   if (b.dim() == 0 && is_floating(a.dtype())) return a.dtype();
-  return rank(a.dtype()) >= rank(b.dtype()) ? a.dtype() : b.dtype();
+  return promote_types(a.dtype(), b.dtype());
 }
 
 Tensor run_binary(BinaryOp op, const Tensor& a, const Tensor& b) {

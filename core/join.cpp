@@ -15,10 +15,14 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
   if (dim < 0) dim += nd;
   Shape shape = first.shape();
   shape[dim] = 0;
+  // Mixed dtypes promote as torch.cat's (an f32 class token before bf16 patch tokens under
+  // autocast gives f32): each input is converted as it is copied in, its gradient converted back.
+  DType dt = first.dtype();
+  std::vector<DType> dtypes;
   for (size_t i = 0; i < xs.size(); ++i) {
     const Tensor& x = xs[i];
-    SCION_CHECK(x.dtype() == first.dtype(), "cat: tensor ", i, " has dtype ", dtype_name(x.dtype()),
-                ", expected ", dtype_name(first.dtype()));
+    dt = promote_types(dt, x.dtype());
+    dtypes.push_back(x.dtype());
     SCION_CHECK(x.dim() == nd, "cat: tensor ", i, " has shape ", shape_str(x.shape()),
                 ", expected ", nd, " dims");
     for (int64_t d = 0; d < nd; ++d)
@@ -27,7 +31,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
                   " outside dim ", dim);
     shape[dim] += x.shape()[dim];
   }
-  Tensor out = empty(shape, first.dtype(), first.device());
+  Tensor out = empty(shape, dt, first.device());
   Shape sizes;
   {
     NoGradGuard ng;
@@ -38,12 +42,13 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
       sizes.push_back(x.shape()[dim]);
     }
   }
-  record(out, "cat", xs, [sizes, dim](const Tensor& g) {
+  record(out, "cat", xs, [sizes, dtypes, dim](const Tensor& g) {
     std::vector<Tensor> gs;
     int64_t at = 0;
-    for (int64_t s : sizes) {
-      gs.push_back(g.narrow(dim, at, s));
-      at += s;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      const Tensor piece = g.narrow(dim, at, sizes[i]);
+      gs.push_back(is_floating(dtypes[i]) ? piece.to(dtypes[i]) : piece);
+      at += sizes[i];
     }
     return gs;
   });

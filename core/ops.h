@@ -89,6 +89,7 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
 Tensor sum_to(const Tensor& g, const Shape& shape);
 
 // ---- joining, splitting, indexing -----------------------------------------------------------
+// Mixed dtypes promote as torch.cat's (promote_types); each gradient comes back in its input's.
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim = 0);
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim = 0);
 std::vector<Tensor> split(const Tensor& x, const Shape& sizes, int64_t dim = 0);

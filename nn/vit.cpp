@@ -76,9 +76,9 @@ Tensor VisionTransformer::forward(const Tensor& x) {
                                                : std::vector<Tensor>{});
   Tensor t = patch_embed->forward(x);  // (B, N, D)
   int64_t b = t.size(0);
-  Tensor cls = cls_token.expand({b, 1, embed_dim});
-  if (t.dtype() != cls.dtype()) cls = cls.to(t.dtype());
-  t = cat({cls, t}, 1) + pos_embed;  // (B, 1 + N, D)
+  // Under autocast the f32 class token and the bf16 patch tokens join in f32, as torch.cat
+  // promotes them in timm's _pos_embed.
+  t = cat({cls_token.expand({b, 1, embed_dim}), t}, 1) + pos_embed;  // (B, 1 + N, D)
   for (size_t i = 0; i < blocks->size(); ++i) t = (*blocks)[i]->forward(t);
   t = norm->forward(t);
   return head->forward(t.select(1, 0));  // class token

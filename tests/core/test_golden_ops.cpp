@@ -210,6 +210,8 @@ TEST_CASE("golden: indexing, joining, views, conversion", "[golden]") {
                [](const std::vector<Tensor>& in) { return index_select(in[0], 1, in[1]); });
   check_golden("gather", [](const std::vector<Tensor>& in) { return gather(in[0], 1, in[1]); });
   check_golden("cat", [](const std::vector<Tensor>& in) { return cat({in[0], in[1], in[2]}, 1); });
+  // f32 and bf16 give f32, and each gradient comes back in its input's dtype (exact conversions).
+  check_golden("cat_mixed", [](const std::vector<Tensor>& in) { return cat({in[0], in[1]}, 1); });
   check_golden("split_chunk", [](const std::vector<Tensor>& in) {
     std::vector<Tensor> parts;
     auto s = split(in[0], 2, 1);

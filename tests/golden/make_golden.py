@@ -173,5 +173,8 @@ case("addcmul_bf16", torch.addcmul, r(2, 5, 3, 8, dtype=torch.bfloat16), r(2, 5,
      r(8, dtype=torch.bfloat16))
 case("addcmul_outer", torch.addcmul, r(2, 5, 3, 4), r(2, 5, 3, 4), r(5, 1, 1))
 
+# cat of mixed dtypes promotes (timm's f32 class token before bf16 patch tokens under autocast).
+case("cat_mixed", lambda p, q: torch.cat([p, q], dim=1), r(2, 1, 4), r(2, 3, 4, dtype=torch.bfloat16))
+
 save_file(tensors, OUT)
 print(f"wrote {len(tensors)} tensors to {OUT} ({os.path.getsize(OUT)} bytes)")
