@@ -237,6 +237,10 @@ std::vector<Case> cases() {
   add_case("cat", "mixed strides", {in({2, 3}), viewed({3, 4}, transposed)}, [](const Ins& x) {
     return Outs{cat({x[0], x[1]}, 0), cat({x[0].t(), x[1].t()}, 1)};
   });
+  // ViT's class token (the run's dtype) before bf16 patch tokens: promoted, gradients back.
+  add_case("cat", "mixed dtypes", {in({2, 1, 6}), in({2, 5, 6})}, [](const Ins& x) {
+    return Outs{cat({x[0], x[1].to(DType::bf16)}, 1)};
+  });
   add_case("split", "sizes", {in({7, 3})}, [](const Ins& x) {
     Outs a = split(x[0], 3, 0), b = split(x[0], Shape{1, 2}, 1);
     a.insert(a.end(), b.begin(), b.end());
