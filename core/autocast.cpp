@@ -3,6 +3,7 @@
 
 #include <unordered_map>
 
+#include "core/autograd.h"
 #include "core/ops.h"
 
 namespace scion {
@@ -42,7 +43,11 @@ AutocastGuard::~AutocastGuard() {
 Tensor autocast_low(const Tensor& t) {
   if (!g_autocast || !t.defined() || t.dtype() != DType::f32) return t;
   for (auto c = g_caches.rbegin(); c != g_caches.rend(); ++c)
-    if (auto it = c->find(t.impl()); it != c->end()) return it->second;
+    if (auto it = c->find(t.impl()); it != c->end()) {
+      // A cast made without grad mode carries no gradient: where one is needed now, cast anew.
+      if (t.requires_grad() && grad_enabled() && !it->second.requires_grad()) break;
+      return it->second;
+    }
   return t.to(DType::bf16);
 }
 

@@ -367,6 +367,21 @@ TEST_CASE("AutocastCache: the parameters cast at once give autocast's numbers an
     CHECK(autocast_low(w2).impl() != autocast_low(w2).impl());
   }
   CHECK(autocast_low(w1).impl() != autocast_low(w1).impl());
+  {
+    // Cast without grad mode, then needed with it: a fresh cast, which carries the gradient.
+    std::optional<AutocastCache> no_grad_casts;
+    {
+      NoGradGuard ng;
+      no_grad_casts.emplace(std::vector<Tensor>{w1});
+      CHECK(autocast_low(w1).impl() == autocast_low(w1).impl());
+    }
+    const Tensor w1_low = autocast_low(w1);
+    CHECK(w1_low.requires_grad());
+    w1.zero_grad();
+    sum(w1_low.to(DType::f32)).backward();
+    REQUIRE(w1.grad().defined());
+    CHECK(sum(w1.grad()).item() == double(w1.numel()));
+  }
   AutocastGuard off(false);
   const AutocastCache none({w1});
   CHECK(autocast_low(w1).impl() == w1.impl());
