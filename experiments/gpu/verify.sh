@@ -54,6 +54,21 @@ export PYTHONUNBUFFERED=1
 B=$W/bin
 TABLE=()
 elapsed() { echo $(($(date +%s) - T0)); }
+# The table so far, with the logs, in $R and (with $OUT set) in $OUT, after every step: a call cut
+# off by the device tool's limit (killed, so no trap would run) still brings back what it did.
+checkpoint() {
+  {
+    echo "# experiments/gpu/verify.sh on $(head -1 "$R/gpu.txt"): partial, $(elapsed) s so far"
+    echo
+    echo "| step | result | time |"
+    echo "| --- | --- | --- |"
+    printf '%s\n' "${TABLE[@]}"
+  } > "$R/verify.md"
+  if [ -n "${OUT:-}" ]; then
+    cp "$R/verify.md" "$OUT/"
+    tar -czf "$OUT/logs.tgz" -C "$R" .
+  fi
+}
 # step NAME LIMIT_SECONDS COMMAND...: runs it, logs to $R/NAME.log, records pass/fail and time.
 step() {
   local name=$1 limit=$2
@@ -68,6 +83,7 @@ step() {
   TABLE+=("| $name | $res | $t s |")
   echo "== $name: $res in $t s"
   tail -n 15 "$R/$name.log"
+  checkpoint
 }
 nvidia-smi -L | tee "$R/gpu.txt"
 python3 -m pip list 2>/dev/null | grep -i "nvidia-cudnn\|nvidia-cublas\|^torch \|^timm " >> "$R/gpu.txt"
@@ -76,7 +92,10 @@ step info 30 "$SC" "$B/scion" info
 # A [cuda] test that finds no GPU skips with a line saying so: here that is a failure.
 cuda_step() {
   step "$@"
-  if grep -q "SKIPPED \[cuda\]" "$R/$1.log"; then TABLE[-1]="| $1 | FAIL (skipped: no GPU seen) | - |"; fi
+  if grep -q "SKIPPED \[cuda\]" "$R/$1.log"; then
+    TABLE[-1]="| $1 | FAIL (skipped: no GPU seen) | - |"
+    checkpoint
+  fi
 }
 cuda_step cuda_ops 120 env CUDA_LAUNCH_BLOCKING=1 "$SC" "$B/scion_tests" "backend ops: cuda matches cpu*" --durations yes
 # A pair of kernel sets on their own (cuda_ops runs the defaults): when only the default set ($2,
@@ -90,6 +109,7 @@ kernel_sets() {
   if [ "$default_rc" -ne 0 ] && [ "$LAST_RC" -eq 0 ]; then
     export "$var=$value"
     TABLE+=("| $what fallback | the default $what kernels failed: every step below runs the others ($var=$value) | - |")
+    checkpoint
   fi
 }
 # The fused attention: the mma.sync kernels (the default) or the WMMA ones of runs 7 and 8.
@@ -148,6 +168,7 @@ for c in "${BENCH[@]}" "vit_tiny 224 64 --set img_size=224"; do
     --device cuda --steps 20 --warmup 5 >> "$R/bench_scion.jsonl" 2>> "$R/bench_scion.err"
 done
 TABLE+=("| bench_scion | $(wc -l < "$R/bench_scion.jsonl") of 4 cases | - |")
+checkpoint
 # The same ViT-T 224 px step on the WMMA attention kernels of runs 7 and 8 (SCION_CUDA_FLASH=wmma),
 # against the default mma.sync ones above.
 SCION_CUDA_FLASH=wmma timeout 40 "$SC" "$B/bench_models" --model vit_tiny --set img_size=224 --batch 256 \
@@ -165,6 +186,8 @@ for c in "${BENCH[@]}"; do
   SCION_CUDA_OP_TIMES=shapes timeout 40 "$SC" "$B/bench_models" --model "$model" $rest --batch "$batch" \
     --precision bf16 --step --device cuda --steps 20 --warmup 3 > /dev/null 2> "$R/profile_${model}_${px}.txt"
 done
+TABLE+=("| profiles | $(ls "$R"/profile_*.txt 2> /dev/null | wc -l) of 3 | - |")
+checkpoint
 LEFT=$((330 - $(elapsed)))
 [ -n "${VERIFY_SKIP_TORCH:-}" ] && LEFT=0  # a rerun that needs only scion's numbers
 [ "$LEFT" -gt 0 ] && timeout $((LEFT > 30 ? LEFT : 30)) python3 experiments/gpu/bench_torch.py --budget "$LEFT" \
