@@ -1,10 +1,12 @@
 // Per-element math shared by the CPU kernels and the CUDA kernels (core/cuda/), compiled by g++
 // and by nvcc from this one header so both devices give the same bits: Philox-4x32-10 and the
-// random distributions on it, bf16 rounding, and the AdamW / SGD updates of one parameter.
+// random distributions on it, bf16 rounding, exact GELU and its derivative, and the AdamW / SGD
+// updates of one parameter.
 // Functions here use only arithmetic and <cmath> functions that CUDA provides for double; the
 // tests compare them on the host against the CPU backend bit for bit
 // (tests/core/test_cuda_host.cpp), and on a GPU the CUDA kernels against the CPU backend.
 #pragma once
+#define SCION_KERNEL_MATH_H 1  // core/cpu/vec.h checks that it comes first
 
 #include <cmath>
 #include <cstdint>
@@ -48,6 +50,14 @@ SCION_HD float sqrt_rn(float a) {
   return __fsqrt_rn(a);
 #else
   return std::sqrt(a);
+#endif
+}
+// a * b + c rounded once (the CPU kernels' vector FMA).
+SCION_HD float fma_rn(float a, float b, float c) {
+#if defined(__CUDA_ARCH__)
+  return __fmaf_rn(a, b, c);
+#else
+  return std::fma(a, b, c);
 #endif
 }
 
@@ -155,6 +165,85 @@ SCION_HD uint16_t float_to_bf16(float f) {
   if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // quiet NaN
   u += 0x7fffu + ((u >> 16) & 1u);
   return uint16_t(u >> 16);
+}
+
+// Exact GELU (erf form), x Phi(x), and its derivative Phi(x) + x phi(x), f32, computed as the
+// CPU's fast kernels compute them (core/cpu/vec.h, core/cpu/activation.cpp), step for step: exp as
+// 2^k e^r with a degree-6 polynomial on |r| <= ln2/2, erf as the odd/even rational approximation
+// of XLA and Eigen on x clamped to [-4, 4] (4.2e-7 absolute), each product, sum, quotient and FMA
+// rounded once. The CUDA kernels run these functions for f32 and bf16, the AVX2 and AVX-512 builds
+// the same steps on vectors, and the plain build these functions where it has an FMA instruction
+// (arm64; core/cpu/activation.cpp): tests/core/test_isa.cpp compares them bit for bit.
+// min and max as the vector instructions give them: the second operand when the first is NaN.
+SCION_HD float min_as_simd(float a, float b) {
+  return a < b ? a : b;
+}
+SCION_HD float max_as_simd(float a, float b) {
+  return a > b ? a : b;
+}
+// 2^e, integral e in [-126, 127].
+SCION_HD float pow2_int(int e) {
+  const uint32_t u = uint32_t(e + 127) << 23;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+SCION_HD float exp_f32(float x) {
+  x = max_as_simd(min_as_simd(x, 88.72f), -103.9f);
+  const float k = rintf(mul_rn(x, 1.44269504088896341f));  // to nearest, ties to even
+  float r = fma_rn(-k, 0.693359375f, x);
+  r = fma_rn(-k, -2.12194440e-4f, r);
+  float p = 1.9875691500e-4f;
+  p = fma_rn(p, r, 1.3981999507e-3f);
+  p = fma_rn(p, r, 8.3334519073e-3f);
+  p = fma_rn(p, r, 4.1665795894e-2f);
+  p = fma_rn(p, r, 1.6666665459e-1f);
+  p = fma_rn(p, r, 5.0000001201e-1f);
+  p = fma_rn(p, mul_rn(r, r), add_rn(r, 1.0f));
+  // p 2^k for k in [-150, 128] in two normal factors, so results down to the denormals round once.
+  const int ki = int(k), h = ki >> 1;
+  return mul_rn(mul_rn(p, pow2_int(h)), pow2_int(ki - h));
+}
+// The rational erf's coefficients, highest power first: the numerator's in x^2 (kErfPTerms of
+// them, times x) and the denominator's (kErfQTerms).
+constexpr int kErfPTerms = 7, kErfQTerms = 5;
+SCION_HD constexpr float erf_p(int i) {
+  constexpr float c[kErfPTerms] = {-2.72614225801306e-10f, 2.77068142495902e-08f,
+                                   -2.10102402082508e-06f, -5.69250639462346e-05f,
+                                   -7.34990630326855e-04f, -2.95459980854025e-03f,
+                                   -1.60960333262415e-02f};
+  return c[i];
+}
+SCION_HD constexpr float erf_q(int i) {
+  constexpr float c[kErfQTerms] = {-1.45660718464996e-05f, -2.13374055278905e-04f,
+                                   -1.68282697438203e-03f, -7.37332916720468e-03f,
+                                   -1.42647390514189e-02f};
+  return c[i];
+}
+SCION_HD float erf_f32(float a) {
+  const float x = max_as_simd(min_as_simd(a, 4.f), -4.f), x2 = mul_rn(x, x);
+  float p = 0.f, q = 0.f;  // fma(0, x2, c) is c: the first step of the vector code's loops
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int i = 0; i < kErfPTerms; ++i) p = fma_rn(p, x2, erf_p(i));
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int i = 0; i < kErfQTerms; ++i) q = fma_rn(q, x2, erf_q(i));
+  return mul_rn(mul_rn(x, p), div_rn(1.0f, q));
+}
+// Phi(x) = 0.5 erf(x / sqrt 2) + 0.5.
+SCION_HD float normal_cdf_f32(float x) {
+  return fma_rn(0.5f, erf_f32(mul_rn(x, 0.70710678118654752f)), 0.5f);
+}
+SCION_HD float gelu_erf_f32(float x) {
+  return mul_rn(x, normal_cdf_f32(x));
+}
+// g times the derivative at x.
+SCION_HD float gelu_erf_backward_f32(float g, float x) {
+  const float pdf = mul_rn(exp_f32(mul_rn(mul_rn(-0.5f, x), x)), 0.39894228040143267794f);
+  return mul_rn(g, fma_rn(x, pdf, normal_cdf_f32(x)));
 }
 
 // Per-step constants of torch.optim.AdamW, computed once on the host (1 - beta in f64 as torch

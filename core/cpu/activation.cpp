@@ -8,6 +8,7 @@
 
 #include "core/cpu/kernels.h"
 #include "core/cpu/parallel.h"
+#include "core/kernel_math.h"
 // clang-format off
 #include "core/cpu/isa_begin.h"
 #include "core/cpu/vec.h"
@@ -21,25 +22,45 @@ using namespace vec;
 
 constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
 
+// Exact gelu in the AVX2 and AVX-512 builds takes the steps of core/kernel_math.h's scalar
+// functions (what the CUDA kernels run), FMAs included, so they give the same bits. The plain
+// build runs those functions where the target has an FMA instruction (arm64: __FP_FAST_FMAF);
+// on x86-64, which has none at the baseline, std::fma would be a library call per step (the
+// quickstart 44% slower under SCION_MAX_ISA=plain), so it keeps its own loop, products and sums
+// rounded separately, checked against f64 instead.
+#if SCION_KERNEL_ISA == 0 && defined(__FP_FAST_FMAF)
+#define SCION_GELU_SCALAR 1
+#else
+#define SCION_GELU_SCALAR 0
+#endif
 template <class T>
 void gelu_fwd(const T* x, T* y, int64_t n) {
   parallel_for(0, n, 16384, [&](int64_t b, int64_t e) {
+#if SCION_GELU_SCALAR
+    for (int64_t i = b; i < e; ++i) y[i] = T(kmath::gelu_erf_f32(float(x[i])));
+#else
     for (int64_t i = b; i < e; i += kLanes) {
       V v = load(x + i, e - i);
       store(y + i, v * normal_cdf(v), e - i);
     }
+#endif
   });
 }
 
 template <class T>
 void gelu_bwd(const T* g, const T* x, T* dx, int64_t n) {
   parallel_for(0, n, 16384, [&](int64_t b, int64_t e) {
+#if SCION_GELU_SCALAR
+    for (int64_t i = b; i < e; ++i)
+      dx[i] = T(kmath::gelu_erf_backward_f32(float(g[i]), float(x[i])));
+#else
     const V minus_half = set1(-0.5f), k = set1(kInvSqrt2Pi);
     for (int64_t i = b; i < e; i += kLanes) {
       V v = load(x + i, e - i), gv = load(g + i, e - i);
       V pdf = vec::exp(minus_half * v * v) * k;
       store(dx + i, gv * fmadd(v, pdf, normal_cdf(v)), e - i);
     }
+#endif
   });
 }
 

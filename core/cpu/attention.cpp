@@ -22,6 +22,7 @@
 #include "core/cpu/kernels.h"
 #include "core/cpu/parallel.h"
 #include "core/error.h"
+#include "core/kernel_math.h"
 
 // clang-format off
 #include "core/cpu/isa_begin.h"

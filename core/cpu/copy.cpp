@@ -3,6 +3,7 @@
 // f32 <-> bf16 conversion.
 #include "core/cpu/kernels.h"
 #include "core/cpu/loops.h"
+#include "core/kernel_math.h"
 // clang-format off
 #include "core/cpu/isa_begin.h"
 #include "core/cpu/vec.h"

@@ -12,6 +12,7 @@
 
 #include "core/cpu/kernels.h"
 #include "core/cpu/parallel.h"
+#include "core/kernel_math.h"
 // clang-format off
 #include "core/cpu/isa_begin.h"
 #include "core/cpu/vec.h"

@@ -9,26 +9,29 @@
 //   exp: 2^k e^r with |r| <= ln2/2, degree-6 polynomial, ~1 ulp; 2^k applied in two halves on AVX2
 //     so results down to the denormals are exact, as _mm512_scalef_ps gives on AVX-512;
 //   erf: the odd/even rational approximation of XLA and Eigen on x clamped to [-4, 4]
-//     (4.2e-7 absolute); Phi(x) = 0.5 (1 + erf(x / sqrt 2)) as torch computes gelu.
-// The plain build uses std::exp and the same rational erf.
+//     (4.2e-7 absolute; its coefficients in core/kernel_math.h); Phi(x) = 0.5 (1 + erf(x / sqrt 2))
+//     as torch computes gelu.
+// The plain build uses std::exp and the same rational erf. Exact GELU in the AVX2 and AVX-512
+// builds takes the steps of core/kernel_math.h's scalar functions, which the CUDA kernels run, and
+// gives their bits (tests/core/test_isa.cpp; core/cpu/activation.cpp says where the plain build
+// does).
 #pragma once
 
 #include <cmath>
 #include <cstring>
 
 #include "core/dtype.h"
+// core/kernel_math.h (the erf coefficients) comes before isa_begin.h, with the other headers, so
+// that its inline functions stay baseline code (see isa_begin.h): each kernel file includes it.
+#ifndef SCION_KERNEL_MATH_H
+#error "include core/kernel_math.h before core/cpu/isa_begin.h"
+#endif
 
 #if SCION_KERNEL_ISA > 0
 #include <immintrin.h>
 #endif
 
 namespace scion::cpu::SCION_ISA_NS::vec {
-
-constexpr float kErfP[] = {-2.72614225801306e-10f, 2.77068142495902e-08f,  -2.10102402082508e-06f,
-                           -5.69250639462346e-05f, -7.34990630326855e-04f, -2.95459980854025e-03f,
-                           -1.60960333262415e-02f};
-constexpr float kErfQ[] = {-1.45660718464996e-05f, -2.13374055278905e-04f, -1.68282697438203e-03f,
-                           -7.37332916720468e-03f, -1.42647390514189e-02f};
 
 #if SCION_KERNEL_ISA == 2  // ---- AVX-512 ------------------------------------------------------
 
@@ -104,10 +107,10 @@ inline V round_nearest(V a) {
 inline V scale_by_pow2(V p, V k) {
   return {_mm512_scalef_ps(p.v, k.v)};
 }  // p 2^k
-// 1/q to ~1e-8 relative (14-bit estimate and one Newton step), much cheaper than a divide.
+// 1/q rounded once, as the AVX2 build, the plain one and the GPU (core/kernel_math.h) compute it:
+// rcp14's estimate refined by a Newton step was cheaper but gave other bits.
 inline V reciprocal(V q) {
-  __m512 r = _mm512_rcp14_ps(q.v);
-  return {_mm512_mul_ps(r, _mm512_fnmadd_ps(q.v, r, _mm512_set1_ps(2.0f)))};
+  return {_mm512_div_ps(_mm512_set1_ps(1.0f), q.v)};
 }
 
 #elif SCION_KERNEL_ISA == 1  // ---- AVX2 + FMA ---------------------------------------------------
@@ -312,8 +315,8 @@ inline V exp(V x) {
 
 inline V erf(V a) {
   V x = max(min(a, set1(4.f)), set1(-4.f)), x2 = x * x, p = zero(), q = zero();
-  for (float c : kErfP) p = fmadd(p, x2, set1(c));
-  for (float c : kErfQ) q = fmadd(q, x2, set1(c));
+  for (int i = 0; i < kmath::kErfPTerms; ++i) p = fmadd(p, x2, set1(kmath::erf_p(i)));
+  for (int i = 0; i < kmath::kErfQTerms; ++i) q = fmadd(q, x2, set1(kmath::erf_q(i)));
   return x * p * reciprocal(q);
 }
 

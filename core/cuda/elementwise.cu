@@ -4,6 +4,7 @@
 // CPU's numbers.
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "core/cuda/common.cuh"
 #include "core/ops.h"
@@ -130,7 +131,10 @@ __device__ __forceinline__ A unary_op(UnaryOp op, A x) {
     case UnaryOp::sigmoid:
       return A(1) / (A(1) + ::exp(-x));
     case UnaryOp::gelu_erf:
-      return A(0.5) * x * (A(1) + ::erf(x * A(kSqrt1_2)));
+      if constexpr (std::is_same_v<A, float>)
+        return kmath::gelu_erf_f32(x);  // f32 and bf16: the CPU kernels' steps and bits
+      else
+        return A(0.5) * x * (A(1) + ::erf(x * A(kSqrt1_2)));
     case UnaryOp::gelu_tanh:
       return A(0.5) * x * (A(1) + ::tanh(A(kSqrt2OverPi) * (x + A(kGeluC) * x * x * x)));
   }
@@ -145,6 +149,14 @@ __device__ __forceinline__ A gelu_grad(A t, bool tanh_form) {
            A(0.5) * t * (A(1) - u * u) * A(kSqrt2OverPi) * (A(1) + A(3 * kGeluC) * t * t);
   }
   return A(0.5) * (A(1) + ::erf(t * A(kSqrt1_2))) + t * A(kInvSqrt2Pi) * ::exp(A(-0.5) * t * t);
+}
+// u times gelu's derivative at t; for f32 and bf16 the exact form is the CPU kernels' steps and
+// bits (kernel_math.h).
+template <class A>
+__device__ __forceinline__ A gelu_backward_value(A t, A u, bool tanh_form) {
+  if constexpr (std::is_same_v<A, float>)
+    if (!tanh_form) return kmath::gelu_erf_backward_f32(u, t);
+  return gelu_grad<A>(t, tanh_form) * u;
 }
 
 }  // namespace
@@ -331,11 +343,12 @@ Tensor gelu_backward_kernel(const Tensor& g, const Tensor& x, bool tanh_form) {
     T* d = static_cast<T*>(out.raw_data());
     if (p.contiguous()) {
       map_flat(
-          p.numel, [=] __device__(A t, A u) { return gelu_grad<A>(t, tanh_form) * u; }, d, xs, gs);
+          p.numel, [=] __device__(A t, A u) { return gelu_backward_value<A>(t, u, tanh_form); }, d,
+          xs, gs);
       return;
     }
     for_each<3>(p, [=] __device__(const int64_t(&f)[3]) {
-      store(d + f[0], gelu_grad<A>(load(xs + f[1]), tanh_form) * load(gs + f[2]));
+      store(d + f[0], gelu_backward_value<A>(load(xs + f[1]), load(gs + f[2]), tanh_form));
     });
   });
   return out;

@@ -13,6 +13,7 @@
 #include <set>
 
 #include "core/backend.h"
+#include "core/cpu/isa.h"
 #include "core/cuda/plan.h"
 #include "tests/support.h"
 
@@ -568,6 +569,30 @@ void compare_in_place(Device other) {
   }
 }
 
+// Exact gelu and its gradient in f32 and bf16 on the CPU and on `other`: core/kernel_math.h's
+// steps on the GPU and in the CPU's AVX2 and AVX-512 builds, so the same bits (the x86-64 plain
+// build, which has no FMA, rounds products and sums separately: then within f32 rounding).
+void compare_gelu_bits(Device other) {
+#if defined(__FP_FAST_FMAF)
+  const bool exact = true;
+#else
+  const bool exact = cpu::active_isa() != cpu::Isa::plain;
+#endif
+  std::vector<double> xs = rand_f64({4096}, 11, -9, 9).to_vector();
+  for (double e : {0.0, -0.0, 4.0, -5.656854, 14.5, -14.5, 1e-40, -3e38})  // clamps, denormal
+    xs.push_back(e);
+  const int64_t n = int64_t(xs.size());
+  for (DType dt : {DType::f32, DType::bf16}) {
+    INFO(dtype_name(dt) << (exact ? ", bit for bit" : ", within f32 rounding"));
+    const double tol = exact ? 0.0 : 2e-6;
+    Tensor x = from_vector(xs, {n}, dt), g = rand_f64({n}, 12, -2, 2).to(dt);
+    Tensor xo = x.to(other), go = g.to(other);
+    check_close(gelu(xo).cpu(), gelu(x), tol, "gelu");
+    check_close(backend(other).gelu_backward(go, xo, false).cpu(),
+                backend(x.device()).gelu_backward(g, x, false), tol, "gelu backward");
+  }
+}
+
 // Three AdamW and three SGD (Nesterov) steps on the CPU and on `other` from the same state; the
 // parameters and moments compared with `tol` (0: bit for bit), and sum_squares.
 void compare_optimizer_steps(Device other, int64_t n, double tol) {
@@ -762,8 +787,9 @@ TEST_CASE("backend ops: cuda matches cpu: run 8 kernels for layer norm and layer
   compare_norm_kernels(cuda::NormKernels::warp);
 }
 
-TEST_CASE("backend ops: cuda fills, random fills and optimizer steps give the CPU's bits",
-          "[cuda]") {
+TEST_CASE(
+    "backend ops: cuda fills, random fills, optimizer steps and exact gelu give the CPU's bits",
+    "[cuda]") {
   if (!scion::test::cuda_or_skip("cuda fills and optimizer steps")) return;
   const Device gpu = parse_device("cuda");
   // Philox and the distributions are core/kernel_math.h on both devices; f64 transcendental
@@ -774,6 +800,7 @@ TEST_CASE("backend ops: cuda fills, random fills and optimizer steps give the CP
   compare_optimizer_steps(gpu, 5000, 0.0);  // bit for bit
   compare_multi_adamw(gpu, 0.0);            // one kernel for every parameter, bit for bit
   compare_multi_clip(gpu);
+  compare_gelu_bits(gpu);
 }
 
 // addcmul's fused path (Backend::layer_scale_rows, recorded as "addcmul") gives add(x, mul(t,

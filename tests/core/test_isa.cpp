@@ -10,6 +10,7 @@
 #include "core/cpu/isa.h"
 #include "core/cpu/kernels.h"
 #include "core/cpu/onednn.h"
+#include "core/kernel_math.h"
 #include "tests/support.h"
 
 using namespace scion;
@@ -87,6 +88,103 @@ TEST_CASE("isa: gelu and its derivative in every build, f32 and bf16", "[isa][fa
     v.gelu_forward(xb, yb);
     Tensor xr = f64(xb), refb = xr * 0.5 * (1.0 + erf(xr * (1.0 / std::sqrt(2.0))));
     CHECK_CLOSE(f64(yb), refb, 1e-6, 1.0 / 256);
+  }
+}
+
+TEST_CASE("isa: exact gelu and its derivative in every build are kernel_math.h's, bit for bit",
+          "[isa][fast][cuda-host]") {
+  // The scalar functions the CUDA kernels run for f32 and bf16 against each build's kernels, over
+  // a fine grid, random bit patterns of every exponent, and the edges: the clamps of exp's and
+  // erf's arguments, denormals, the largest floats, infinities, NaN. Every build with an FMA
+  // instruction: the x86-64 plain build has none, and rounds products and sums separately
+  // (core/cpu/activation.cpp; the test above checks it against f64).
+#if defined(__FP_FAST_FMAF)
+  const bool plain_has_fma = true;  // the plain build's flags are this file's
+#else
+  const bool plain_has_fma = false;
+#endif
+  std::vector<float> xs;
+  for (int i = -16 * 512; i <= 16 * 512; ++i) xs.push_back(float(i) / 512.f);
+  for (float e : {0.f, -0.f, 1e-45f, -1e-45f, 1.1754944e-38f, -1.1754944e-38f, 3.4028235e38f,
+                  -3.4028235e38f, 4.f, -4.f, 5.656854f, -5.656854f, 13.63f, -13.63f, 14.42f,
+                  -14.42f, INFINITY, -INFINITY, NAN})
+    xs.push_back(e);
+  uint64_t state = 0x9e3779b97f4a7c15u;
+  auto next = [&] {  // splitmix64
+    uint64_t z = (state += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return uint32_t((z ^ (z >> 31)) >> 32);
+  };
+  while (xs.size() < 60000) {
+    uint32_t u = next();
+    float f;
+    std::memcpy(&f, &u, 4);
+    if (!std::isnan(f)) xs.push_back(f);
+  }
+  const int64_t n = int64_t(xs.size());
+  std::vector<float> gs(xs.size());
+  for (float& g : gs) g = float(int32_t(next())) * 0x1p-30f;  // in [-2, 2)
+  gs[0] = INFINITY;
+  auto bits = [](float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+  };
+  // Equal bits, or NaN on both sides (a NaN's payload is not compared).
+  auto same = [&](float got, float want) {
+    return std::isnan(want) ? std::isnan(got) : bits(got) == bits(want);
+  };
+  Tensor x = from_vector(std::vector<double>(xs.begin(), xs.end()), {n}, DType::f32);
+  Tensor g = from_vector(std::vector<double>(gs.begin(), gs.end()), {n}, DType::f32);
+  Tensor xb = x.to(DType::bf16), gb = g.to(DType::bf16);
+  int builds = 0;
+  for (const auto& v : runnable_variants()) {
+    if (v.isa == Isa::plain && !plain_has_fma) continue;
+    ++builds;
+    INFO(v.name);
+    Tensor y = empty({n}), dx = empty({n});
+    v.gelu_forward(x, y);
+    v.gelu_backward(g, x, dx);
+    int64_t bad_y = 0, bad_dx = 0;
+    std::string first;
+    for (int64_t i = 0; i < n; ++i) {
+      const float xi = x.data<float>()[i], gi = g.data<float>()[i];
+      const float want_y = kmath::gelu_erf_f32(xi), want_dx = kmath::gelu_erf_backward_f32(gi, xi);
+      const bool ok_y = same(y.data<float>()[i], want_y),
+                 ok_dx = same(dx.data<float>()[i], want_dx);
+      if ((!ok_y || !ok_dx) && first.empty())
+        first =
+            detail::str_cat("first mismatch: x = ", xi, ", g = ", gi, ": gelu ", y.data<float>()[i],
+                            " vs ", want_y, ", backward ", dx.data<float>()[i], " vs ", want_dx);
+      bad_y += !ok_y;
+      bad_dx += !ok_dx;
+    }
+    INFO(first);
+    CHECK(bad_y == 0);
+    CHECK(bad_dx == 0);
+    // bf16: widened exactly, the same f32 steps, one rounding of the result.
+    Tensor yb = empty({n}, DType::bf16), dxb = empty({n}, DType::bf16);
+    v.gelu_forward(xb, yb);
+    v.gelu_backward(gb, xb, dxb);
+    int64_t bad_b = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float xi = float(xb.data<BFloat16>()[i]), gi = float(gb.data<BFloat16>()[i]);
+      const float want_y = float(BFloat16(kmath::gelu_erf_f32(xi)));
+      const float want_dx = float(BFloat16(kmath::gelu_erf_backward_f32(gi, xi)));
+      bad_b += !same(float(yb.data<BFloat16>()[i]), want_y);
+      bad_b += !same(float(dxb.data<BFloat16>()[i]), want_dx);
+    }
+    CHECK(bad_b == 0);
+  }
+  CHECK(builds >= (cpu::cpu_isa() >= Isa::avx2 ? 1 : 0));
+  // The functions themselves stay within the approximation's bounds against f64 (the grid only:
+  // the bit patterns reach where gelu is x or 0).
+  for (int i = -8 * 512; i <= 8 * 512; i += 7) {
+    const double t = double(i) / 512.0, cdf = 0.5 * (1.0 + std::erf(t / std::sqrt(2.0)));
+    CHECK(std::abs(kmath::gelu_erf_f32(float(t)) - t * cdf) <= 1e-6 * (1.0 + std::abs(t)));
+    const double d = cdf + t * std::exp(-0.5 * t * t) / std::sqrt(2.0 * M_PI);
+    CHECK(std::abs(kmath::gelu_erf_backward_f32(1.f, float(t)) - d) <= 4e-6 * (1.0 + std::abs(d)));
   }
 }
 
