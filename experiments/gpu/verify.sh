@@ -6,7 +6,8 @@
 # Steps (each with its own time limit, its result in the table written last):
 #   1. scion info lists the GPU
 #   2. scion_tests "[cuda]": every backend op cuda vs cpu forward and backward in f32, bf16, f64;
-#      random fills and AdamW/SGD bit for bit; vit_tiny and convnext_femto logits and gradients;
+#      random fills, AdamW/SGD and exact GELU bit for bit; vit_tiny and convnext_femto logits and
+#      gradients;
 #      asynchronous host-to-device copies; a one-rank NCCL communicator and gradient reducer
 #   3. compute-sanitizer memcheck on a subset (fills, optimizer, the mma.sync fused attention, the
 #      layer norm and layer scale row kernels)
@@ -186,13 +187,13 @@ for c in "${BENCH[@]}"; do
   SCION_CUDA_OP_TIMES=shapes timeout 40 "$SC" "$B/bench_models" --model "$model" $rest --batch "$batch" \
     --precision bf16 --step --device cuda --steps 20 --warmup 3 > /dev/null 2> "$R/profile_${model}_${px}.txt"
 done
-TABLE+=("| profiles | $(ls "$R"/profile_*.txt 2> /dev/null | wc -l) of 3 | - |")
+TABLE+=("| profiles | $(grep -l "GPU time per kernel kind" "$R"/profile_*.txt 2> /dev/null | wc -l) of 3 | - |")
 checkpoint
 LEFT=$((330 - $(elapsed)))
 [ -n "${VERIFY_SKIP_TORCH:-}" ] && LEFT=0  # a rerun that needs only scion's numbers
 [ "$LEFT" -gt 0 ] && timeout $((LEFT > 30 ? LEFT : 30)) python3 experiments/gpu/bench_torch.py --budget "$LEFT" \
   > "$R/bench_torch.jsonl" 2> "$R/bench_torch.err"
-TABLE+=("| bench_torch | $(wc -l < "$R/bench_torch.jsonl") results | - |")
+TABLE+=("| bench_torch | $(cat "$R/bench_torch.jsonl" 2> /dev/null | wc -l) results | - |")
 {
   echo "# experiments/gpu/verify.sh on $(head -1 "$R/gpu.txt")"
   echo
