@@ -7,8 +7,8 @@
 #   1. scion info lists the GPU
 #   2. scion_tests "[cuda]": every backend op cuda vs cpu forward and backward in f32, bf16, f64;
 #      random fills, AdamW/SGD and exact GELU bit for bit; vit_tiny and convnext_femto logits and
-#      gradients;
-#      asynchronous host-to-device copies; a one-rank NCCL communicator and gradient reducer
+#      gradients; asynchronous host-to-device copies; a one-rank NCCL communicator and gradient
+#      reducer
 #   3. compute-sanitizer memcheck on a subset (fills, optimizer, the mma.sync fused attention, the
 #      layer norm and layer scale row kernels)
 #   4. 200 training steps of the ConvNeXt-F mini config (f32) on cuda and on cpu: loss curves;
