@@ -275,7 +275,10 @@ Tensor flat(const Tensor& t) {
 Tensor unary(UnaryOp op, const Tensor& x) {
   Tensor out = empty_like(x);
   bool dense = is_dense(x) && out.strides() == x.strides();
-  if (op == UnaryOp::gelu_erf && dense && fast_kernel_applies(flat(x))) {
+  if (op == UnaryOp::gelu_erf && (x.dtype() == DType::f32 || x.dtype() == DType::bf16)) {
+    // Exact gelu always on the fast kernel (the GPU's bits, core/kernel_math.h), a strided input
+    // through a contiguous copy.
+    if (!dense && !x.is_contiguous()) return unary(op, x.contiguous());
     gelu_erf_forward(flat(x), flat(out));
     return out;
   }
@@ -297,7 +300,11 @@ Tensor gelu_backward(const Tensor& g, const Tensor& x, bool tanh_form) {
   Tensor out = empty_like(x);
   bool same = g.shape() == x.shape() && g.dtype() == x.dtype() && g.strides() == x.strides() &&
               is_dense(x) && out.strides() == x.strides();
-  if (!tanh_form && same && fast_kernel_applies(flat(x))) {
+  if (!tanh_form && (x.dtype() == DType::f32 || x.dtype() == DType::bf16) &&
+      g.dtype() == x.dtype() && g.shape() == x.shape()) {
+    // As the forward: always the fast kernel, other layouts through contiguous copies.
+    if (!same && !(g.is_contiguous() && x.is_contiguous()))
+      return gelu_backward(g.contiguous(), x.contiguous(), false);
     gelu_erf_backward(flat(g), flat(x), flat(out));
     return out;
   }

@@ -18,6 +18,28 @@ TEST_CASE("fast gelu matches the exact formula over [-10, 10]", "[ops][fast]") {
   CHECK_CLOSE(x.grad().to(DType::f64), dref, 2e-6, 2e-6);
 }
 
+TEST_CASE("exact gelu of any layout gives the dense kernel's bits, forward and backward",
+          "[ops][fast]") {
+  // A strided input (a transposed slice) and a channels-last one against the same values dense:
+  // one kernel for every layout, so one set of bits (the GPU's, core/kernel_math.h).
+  for (DType dt : {DType::f32, DType::bf16}) {
+    INFO(dtype_name(dt));
+    Tensor base = test::rand_f64({6, 9, 10}, 3, -6, 6).to(dt);
+    Tensor g = test::rand_f64({9, 6}, 4, -2, 2).to(dt);
+    Tensor strided = base.select(2, 3).transpose(0, 1);  // (9, 6), not dense
+    Tensor dense = strided.contiguous();
+    REQUIRE_FALSE(is_dense(strided));
+    Tensor a = strided.detach().requires_grad_(), b = dense.detach().requires_grad_();
+    Tensor ya = gelu(a), yb = gelu(b);
+    CHECK(ya.to_vector() == yb.to_vector());
+    ya.backward(g.transpose(0, 1).contiguous().transpose(0, 1));  // a strided gradient too
+    yb.backward(g);
+    CHECK(a.grad().to_vector() == b.grad().to_vector());
+    Tensor cl = test::rand_f64({2, 5, 3, 4}, 5, -6, 6).to(dt).permute({0, 2, 3, 1});
+    CHECK(gelu(cl).to_vector() == gelu(cl.contiguous()).to_vector());
+  }
+}
+
 TEST_CASE("fast softmax and layer norm handle every tail length", "[ops][fast]") {
   for (int64_t d : {1, 15, 16, 17, 65, 192}) {
     INFO("row length " << d);
