@@ -15,10 +15,14 @@
 namespace scion::test {
 
 // |a - b| <= tol (max|b| + |b|) everywhere (test_backend_ops' rule), no NaN (an output a kernel
-// left unwritten, filled with NaN beforehand, fails): the emulated-GPU kernel tests.
-inline void check_near(const Tensor& a, const Tensor& b, double tol, const char* what) {
-  INFO(what);
-  REQUIRE(a.shape() == b.shape());
+// left unwritten, filled with NaN beforehand, fails): the emulated-GPU kernel tests, as
+// CHECK(near(a, b, tol, "what")). When it fails, the worst element goes to the failing assertion's
+// message.
+inline bool near(const Tensor& a, const Tensor& b, double tol, const char* what) {
+  if (a.shape() != b.shape()) {
+    UNSCOPED_INFO(what << ": shape " << shape_str(a.shape()) << " vs " << shape_str(b.shape()));
+    return false;
+  }
   const std::vector<double> x = a.to_vector(), y = b.to_vector();
   double scale = 0, worst = 0;
   for (double v : y) scale = std::max(scale, std::fabs(v));
@@ -28,11 +32,10 @@ inline void check_near(const Tensor& a, const Tensor& b, double tol, const char*
         std::isnan(x[i]) ? INFINITY : std::fabs(x[i] - y[i]) - tol * (scale + std::fabs(y[i]));
     if (excess > worst) worst = excess, bad = int64_t(i);
   }
-  INFO("worst element " << bad
-                        << (bad >= 0 ? ": " + std::to_string(x[size_t(bad)]) + " vs " +
-                                           std::to_string(y[size_t(bad)])
-                                     : std::string()));
-  CHECK(worst <= 0);
+  if (bad >= 0)
+    UNSCOPED_INFO(what << ": worst element " << bad << ": " << x[size_t(bad)] << " vs "
+                       << y[size_t(bad)] << " (tolerance " << tol << " of scale " << scale << ")");
+  return bad < 0;
 }
 
 // Whether a CUDA device is there for a [cuda] test; without one, prints one line saying which

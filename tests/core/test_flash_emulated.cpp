@@ -18,7 +18,7 @@
 using namespace scion;
 using namespace scion::cuda::flash;
 using scion::test::Barrier;
-using scion::test::check_near;
+using scion::test::near;
 using scion::test::rand_f64;
 
 namespace {
@@ -221,8 +221,8 @@ void check_shape(const Shape& s, Landing landing) {
     forward_body<D>(env, bits(qkv), n, heads, scale, bits(out_e),
                     static_cast<float*>(lse_e.raw_data()));
   });
-  check_near(out_e, out, 1.0 / 64, "output");
-  check_near(lse_e, lse, 1e-5, "log-sum-exp");
+  CHECK(near(out_e, out, 1.0 / 64, "output"));
+  CHECK(near(lse_e, lse, 1e-5, "log-sum-exp"));
   const int64_t rows = s.images * heads * n, ld = (n + 7) / 8 * 8;
   std::vector<float> dvec(static_cast<size_t>(rows));
   for (int64_t b = 0; b < s.images; ++b)
@@ -251,7 +251,7 @@ void check_shape(const Shape& s, Landing landing) {
                    kmath::bf16_to_float(bits(qkv)[(b * n + j) * token + (heads + h) * D + e]);
           bits(dqkv_e)[(b * n + i) * token + h * D + e] = kmath::float_to_bf16(acc);
         }
-  check_near(dqkv_e, dqkv, 1.0 / 64, "gradient of qkv");
+  CHECK(near(dqkv_e, dqkv, 1.0 / 64, "gradient of qkv"));
 }
 
 }  // namespace

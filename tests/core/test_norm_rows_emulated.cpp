@@ -16,7 +16,7 @@
 using namespace scion;
 using namespace scion::cuda;
 using scion::test::Barrier;
-using scion::test::check_near;
+using scion::test::near;
 using scion::test::rand_f64;
 
 namespace {
@@ -115,9 +115,9 @@ void run_case(const Case& c, int64_t blocks) {
   fa.mean = data<float>(mean_e), fa.rstd = data<float>(rstd_e);
   run_grid(blocks, 0, [&](HostEnv& env) { rows::forward_rows<K>(env, fa); });
   const double tol = c.x == DType::bf16 || c.y == DType::bf16 ? 1.0 / 64 : 2e-5;
-  check_near(y_e, y, tol, "y");
-  check_near(mean_e, mean, 2e-5, "mean");
-  check_near(rstd_e, rstd, 2e-5, "rstd");
+  CHECK(near(y_e, y, tol, "y"));
+  CHECK(near(mean_e, mean, 2e-5, "mean"));
+  CHECK(near(rstd_e, rstd, 2e-5, "rstd"));
 
   // The backward from the CPU's statistics (the same inputs the GPU's backward gets).
   Tensor dx_e = nan_tensor(x.shape(), c.x), dw_e = nan_tensor({c.d}, c.x),
@@ -134,10 +134,10 @@ void run_case(const Case& c, int64_t blocks) {
     T* const out[2] = {data<T>(dw_e), data<T>(db_e)};
     rows::finish_columns(env, data<float>(partials), blocks, c.d, 2, out);
   });
-  check_near(dx_e, dx, c.x == DType::bf16 ? 1.0 / 64 : 2e-5, "dx");
+  CHECK(near(dx_e, dx, c.x == DType::bf16 ? 1.0 / 64 : 2e-5, "dx"));
   if (dw.defined()) {  // the CPU gives dw and db only with a weight and bias
-    check_near(dw_e, dw, c.x == DType::bf16 ? 1.0 / 64 : 2e-5, "dw");
-    check_near(db_e, db, c.x == DType::bf16 ? 1.0 / 64 : 2e-5, "db");
+    CHECK(near(dw_e, dw, c.x == DType::bf16 ? 1.0 / 64 : 2e-5, "dw"));
+    CHECK(near(db_e, db, c.x == DType::bf16 ? 1.0 / 64 : 2e-5, "db"));
   }
 }
 
@@ -197,8 +197,8 @@ TEST_CASE("cuda layer norm: the finishing column sums on an emulated grid", "[cu
       want_w[size_t(j)] += p[size_t(b * 2 * d + j)];
       want_b[size_t(j)] += p[size_t((b * 2 + 1) * d + j)];
     }
-  check_near(dw, from_vector(want_w, {d}, DType::f32), 1e-6, "dw");
-  check_near(db, from_vector(want_b, {d}, DType::f32), 1e-6, "db");
+  CHECK(near(dw, from_vector(want_w, {d}, DType::f32), 1e-6, "dw"));
+  CHECK(near(db, from_vector(want_b, {d}, DType::f32), 1e-6, "db"));
 }
 
 namespace {
@@ -236,7 +236,7 @@ void run_scale(int64_t rows, int64_t d, DType xt, DType tt, int64_t blocks, bool
     T* const out2[2] = {data<T>(ds_e), nullptr};
     rows::finish_columns(env, data<float>(partials), blocks, d, 1, out2);
   });
-  check_near(ds_e, ds, xt == DType::bf16 ? 1.0 / 128 : 2e-5, "ds");
+  CHECK(near(ds_e, ds, xt == DType::bf16 ? 1.0 / 128 : 2e-5, "ds"));
 }
 
 template <class T, class H>
