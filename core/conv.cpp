@@ -32,13 +32,17 @@ Tensor empty_like_layout(const Shape& s, DType dt, bool channels_last, Device de
 
 }  // namespace
 
+bool is_depthwise(const Tensor& w, int64_t groups) {
+  return w.dim() == 4 && groups > 1 && w.size(0) == groups && w.size(1) == 1;
+}
+
 Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in,
               const Conv2dOptions& opt) {
   // Under autocast, depthwise convolutions stay in f32: scion computes them with f32 kernels in any
   // case (core/cpu/backend.cpp), so casting to bf16 would only add two roundings and copies. For
   // the weight gradient they keep a bf16 copy of the input (below), as torch's bf16 graph does.
-  bool depthwise_in = x_in.dim() == 4 && w_in.dim() == 4 && opt.groups > 1 &&
-                      opt.groups == x_in.size(1) && opt.groups == w_in.size(0);
+  const bool depthwise_in = x_in.dim() == 4 && w_in.dim() == 4 && opt.groups == x_in.size(1) &&
+                            is_depthwise(w_in, opt.groups);
   const Tensor x = depthwise_in ? autocast_f32(x_in) : autocast_low(x_in);
   const Tensor w = depthwise_in ? autocast_f32(w_in) : autocast_low(w_in);
   const Tensor b = depthwise_in ? autocast_f32(b_in) : autocast_low(b_in);

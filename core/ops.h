@@ -113,6 +113,9 @@ struct Conv2dOptions {
 // x: (N, C, H, W), w: (O, C/groups, KH, KW), b: (O) or undefined.
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(),
               const Conv2dOptions& opt = {});
+// Whether weight w (4-d) with `groups` makes a depthwise convolution (one filter per channel,
+// groups > 1): conv2d runs those in f32 under autocast.
+bool is_depthwise(const Tensor& w, int64_t groups);
 
 // ---- normalization, softmax, losses -------------------------------------------------------
 // Normalizes over the last normalized_shape.size() dims; weight/bias of normalized_shape or

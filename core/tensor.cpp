@@ -332,6 +332,12 @@ Tensor copy_into(const Tensor& t, Tensor out, const char* name) {
   record(out, name, {t}, [](const Tensor& g) { return std::vector<Tensor>{g}; });
   return out;
 }
+// out is x cast to another dtype: between floating dtypes its gradient is cast back.
+void record_cast(Tensor& out, const Tensor& x) {
+  if (!is_floating(out.dtype()) || !is_floating(x.dtype())) return;
+  const DType src = x.dtype();
+  record(out, "to", {x}, [src](const Tensor& g) { return std::vector<Tensor>{g.to(src)}; });
+}
 }  // namespace
 
 Tensor Tensor::contiguous() const {
@@ -351,10 +357,7 @@ Tensor Tensor::to(DType dt) const {
     NoGradGuard ng;
     out.copy_(*this);
   }
-  if (is_floating(dt) && is_floating(dtype())) {
-    DType src = dtype();
-    record(out, "to", {*this}, [src](const Tensor& g) { return std::vector<Tensor>{g.to(src)}; });
-  }
+  record_cast(out, *this);
   return out;
 }
 
@@ -380,12 +383,8 @@ std::vector<Tensor> to_all(const std::vector<Tensor>& xs, DType dt) {
       }
     backend(d).copy_many(dsts, srcs);
   }
-  for (size_t i = 0; i < xs.size(); ++i) {
-    const Tensor& x = xs[i];
-    if (outs[i].impl() == x.impl() || !is_floating(dt) || !is_floating(x.dtype())) continue;
-    const DType src = x.dtype();
-    record(outs[i], "to", {x}, [src](const Tensor& g) { return std::vector<Tensor>{g.to(src)}; });
-  }
+  for (size_t i = 0; i < xs.size(); ++i)
+    if (outs[i].impl() != xs[i].impl()) record_cast(outs[i], xs[i]);
   return outs;
 }
 

@@ -135,11 +135,8 @@ std::vector<Tensor> autocast_parameters(const Module& m) {
   std::vector<Tensor> out;
   std::function<void(const Module&)> walk = [&](const Module& mod) {
     if (auto* l = dynamic_cast<const Linear*>(&mod)) out.insert(out.end(), {l->weight, l->bias});
-    if (auto* c = dynamic_cast<const Conv2d*>(&mod)) {
-      const int64_t g = c->options.groups;
-      const bool depthwise = g > 1 && c->weight.size(0) == g && c->weight.size(1) == 1;
-      if (!depthwise) out.insert(out.end(), {c->weight, c->bias});
-    }
+    if (auto* c = dynamic_cast<const Conv2d*>(&mod))
+      if (!is_depthwise(c->weight, c->options.groups)) out.insert(out.end(), {c->weight, c->bias});
     for (const auto& [name, child] : mod.named_children()) walk(*child);
   };
   walk(m);

@@ -176,8 +176,7 @@ bool dnnl_unary(UnaryOp op, dnnl::algorithm& alg, float& alpha, float& beta) {
       alg = a::eltwise_logistic;
       return true;
     case UnaryOp::gelu_erf:
-      alg = a::eltwise_gelu_erf;
-      return true;
+      return false;  // the fast kernel takes every f32/bf16 layout (unary)
     case UnaryOp::gelu_tanh:
       alg = a::eltwise_gelu_tanh;
       return true;
@@ -308,9 +307,8 @@ Tensor gelu_backward(const Tensor& g, const Tensor& x, bool tanh_form) {
     gelu_erf_backward(flat(g), flat(x), flat(out));
     return out;
   }
-  if (dnnl_supports(x.dtype()) && same && x.numel() > 0) {
-    auto alg = tanh_form ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_gelu_erf;
-    eltwise_backward(alg, 0.f, 0.f, flat(g), flat(x), flat(out));
+  if (tanh_form && dnnl_supports(x.dtype()) && same && x.numel() > 0) {
+    eltwise_backward(dnnl::algorithm::eltwise_gelu_tanh, 0.f, 0.f, flat(g), flat(x), flat(out));
     return out;
   }
   dispatch_floating(x.dtype(), "gelu_backward", [&](auto tag) {
