@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/backend.h"
@@ -30,6 +31,15 @@ inline void check(cudaError_t e, const char* what) {
 struct bf16_t {
   uint16_t bits;
 };
+
+// The element types of the kernel bodies that g++ also compiles (norm_rows.h, depthwise_rows.h):
+// float, or a bf16's 16 bits; bits<T>(t) is t's data as such (null for an undefined t).
+template <class T>
+using Bits = std::conditional_t<std::is_same_v<T, bf16_t>, uint16_t, T>;
+template <class T>
+Bits<T>* bits(const Tensor& t) {
+  return t.defined() ? static_cast<Bits<T>*>(t.raw_data()) : nullptr;
+}
 
 // The type arithmetic runs in (acc_t on the host): f32 for f32 and bf16, f64 for f64, int64 for
 // integers, bool for bool.

@@ -9,22 +9,19 @@
 //                  in two passes: partial sums per chunk of output positions, then added in
 //                  chunk order (deterministic).
 // Stride 1, dilation 1 and square 3x3, 5x5 or 7x7 filters on channel counts divisible by 4 (all
-// of ConvNeXt's) take register-blocked kernels: a thread computes a run of kRun outputs along a
-// row for 4 channels, so each input vector it loads serves up to kRun outputs (the generic
-// kernels load every input once per tap). The data gradient is the same kernel on dy with the
-// filter flipped and the padding K - 1 - p.
+// of ConvNeXt's) take register-blocked kernels, whose bodies are depthwise_rows.h (run on the host
+// by tests/core/test_depthwise_emulated.cpp); the generic kernels below load every input once per
+// tap.
 #include "core/cuda/common.cuh"
+#include "core/cuda/depthwise_rows.h"
 #include "core/ops.h"
 
 namespace scion::cuda {
 
 namespace {
 
-constexpr int kMaxTaps = 49;  // 7x7; larger filters go to cuDNN
-
-struct DwGeo {
-  int n, c, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
-};
+using dw::kMaxTaps;
+using DwGeo = dw::Geo;
 
 DwGeo dw_geo(const Tensor& x, const Tensor& w, const Tensor& y, const ConvShape& cs) {
   return DwGeo{int(x.size(0)), int(x.size(1)), int(x.size(2)), int(x.size(3)),   int(y.size(2)),
@@ -126,201 +123,47 @@ __global__ void dw_weights_partial(DwGeo g, const T* x, const T* dy, int64_t chu
 // adds the 32 partial sums in order (deterministic, and 32 loads in flight per output).
 template <class T>
 __global__ void dw_weights_finish(const float* part, int64_t rows, int64_t n_out, T* dw) {
+  static_assert(dw::kFinishRows == 32, "a block of 32 x 32 threads");
   __shared__ float partial[32][33];
   const int64_t o = int64_t(blockIdx.x) * 32 + threadIdx.x;
-  float s = 0.f;
-  if (o < n_out)
-    for (int64_t r = threadIdx.y; r < rows; r += 32) s += part[r * n_out + o];
-  partial[threadIdx.y][threadIdx.x] = s;
+  partial[threadIdx.y][threadIdx.x] =
+      o < n_out ? dw::finish_partial(part, rows, n_out, o, int(threadIdx.y)) : 0.f;
   __syncthreads();
   if (threadIdx.y != 0 || o >= n_out) return;
-  float total = 0.f;
-  for (int k = 0; k < 32; ++k) total += partial[k][threadIdx.x];
-  store(dw + o, total);
+  store(dw + o, dw::finish_total(&partial[0][threadIdx.x], 33));
 }
 
-// ---- register-blocked kernels (stride 1, dilation 1, K x K, channels % 4 == 0) -------------------
-
-constexpr int kRun = 4;  // outputs along a row per thread
-constexpr int kVec = 4;  // channels per thread
-
-template <class T>
-struct Vec4;  // kVec consecutive channels in one load
-template <>
-struct Vec4<float> {
-  using type = float4;
-};
-template <>
-struct Vec4<bf16_t> {
-  using type = uint2;
-};
-
-__device__ __forceinline__ void unpack(const float4& v, float (&out)[kVec]) {
-  out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
-}
-__device__ __forceinline__ void unpack(const uint2& v, float (&out)[kVec]) {
-  out[0] = kmath::bf16_to_float(uint16_t(v.x & 0xffffu));
-  out[1] = kmath::bf16_to_float(uint16_t(v.x >> 16));
-  out[2] = kmath::bf16_to_float(uint16_t(v.y & 0xffffu));
-  out[3] = kmath::bf16_to_float(uint16_t(v.y >> 16));
-}
-template <class T>
-__device__ __forceinline__ void load_vec(const T* p, float (&out)[kVec]) {
-  unpack(*reinterpret_cast<const typename Vec4<T>::type*>(p), out);
-}
-__device__ __forceinline__ void store_vec(float* p, const float (&v)[kVec]) {
-  *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-}
-__device__ __forceinline__ void store_vec(bf16_t* p, const float (&v)[kVec]) {
-  uint2 u;
-  u.x = uint32_t(kmath::float_to_bf16(v[0])) | (uint32_t(kmath::float_to_bf16(v[1])) << 16);
-  u.y = uint32_t(kmath::float_to_bf16(v[2])) | (uint32_t(kmath::float_to_bf16(v[3])) << 16);
-  *reinterpret_cast<uint2*>(p) = u;
-}
+// ---- register-blocked kernels (depthwise_rows.h; T: float or a bf16's bits) ---------------------
 
 // The filter (C, 1, K, K) as f32 (K*K, C), optionally flipped in both spatial dimensions.
 template <class T>
 __global__ void dw_transpose_filter(const T* w, int c, int k, bool flip, float* wt) {
-  const int taps = k * k;
-  for (int e = int(blockIdx.x) * blockDim.x + threadIdx.x; e < c * taps;
-       e += int(gridDim.x) * blockDim.x) {
-    const int ch = e % c, t = e / c, i = t / k, j = t % k;
-    const int src = flip ? (k - 1 - i) * k + (k - 1 - j) : t;
-    wt[e] = float(load(w + int64_t(ch) * taps + src));
-  }
+  for (int e = int(blockIdx.x) * blockDim.x + threadIdx.x; e < c * k * k;
+       e += int(gridDim.x) * blockDim.x)
+    wt[e] = dw::transposed_tap(w, c, k, flip, e);
 }
 
-// y[n, oy, ox, c] = b[c] + sum_ij x[n, oy - ph + i, ox - pw + j, c] wt[i K + j, c] (zero outside
-// x), for x (n, h, w, c) and y (n, oh, ow, c).
 template <class T, int K>
 __global__ void __launch_bounds__(256)
     dw_rows(DwGeo g, const T* x, const float* wt, const T* b, T* y) {
-  const int cv = g.c / kVec, groups = (g.ow + kRun - 1) / kRun;
-  const int64_t total = int64_t(g.n) * g.oh * groups * cv;
+  const int64_t total = dw::rows_units(g);
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
-       e += int64_t(gridDim.x) * blockDim.x) {
-    const int c0 = int(e % cv) * kVec;
-    int64_t rest = e / cv;
-    const int ox0 = int(rest % groups) * kRun;
-    rest /= groups;
-    const int oy = int(rest % g.oh);
-    const int64_t img = rest / g.oh;
-    float acc_v[kRun][kVec];
-    float bias[kVec] = {0.f, 0.f, 0.f, 0.f};
-    if (b) load_vec(b + c0, bias);
-#pragma unroll
-    for (int r = 0; r < kRun; ++r)
-#pragma unroll
-      for (int v = 0; v < kVec; ++v) acc_v[r][v] = bias[v];
-    for (int i = 0; i < K; ++i) {
-      const int iy = oy - g.ph + i;
-      if (iy < 0 || iy >= g.h) continue;
-      const T* row = x + (img * g.h + iy) * g.w * int64_t(g.c) + c0;
-      float xs[kRun + K - 1][kVec];
-#pragma unroll
-      for (int jj = 0; jj < kRun + K - 1; ++jj) {
-        const int ix = ox0 - g.pw + jj;
-        if (ix >= 0 && ix < g.w) {
-          load_vec(row + int64_t(ix) * g.c, xs[jj]);
-        } else {
-#pragma unroll
-          for (int v = 0; v < kVec; ++v) xs[jj][v] = 0.f;
-        }
-      }
-#pragma unroll
-      for (int j = 0; j < K; ++j) {
-        float wv[kVec];
-        unpack(*reinterpret_cast<const float4*>(wt + (i * K + j) * g.c + c0), wv);
-#pragma unroll
-        for (int r = 0; r < kRun; ++r)
-#pragma unroll
-          for (int v = 0; v < kVec; ++v) acc_v[r][v] += xs[j + r][v] * wv[v];
-      }
-    }
-    T* out = y + ((img * g.oh + oy) * g.ow + ox0) * int64_t(g.c) + c0;
-#pragma unroll
-    for (int r = 0; r < kRun; ++r)
-      if (ox0 + r < g.ow) store_vec(out + int64_t(r) * g.c, acc_v[r]);
-  }
+       e += int64_t(gridDim.x) * blockDim.x)
+    dw::rows_unit<T, K>(g, x, wt, b, y, e);
 }
 
-// Pass 1 of the weight gradient: block (32, 8, filter row i); thread x takes 2 channels (a block
-// 64), thread y a share of one chunk of row runs (n, oy, kRun outputs along ox), and the block
-// one row i of the filter, so a thread keeps K x 2 partial sums (until run 8 a thread kept all K
-// rows, 98 sums and 173 registers for 7x7: one block per multiprocessor). They go to
-// part[row][c][tap], row = chunk * 8 + threadIdx.y (dw_weights_finish adds the rows in order);
-// each sum takes the same terms in the same order as with all rows in one thread.
-constexpr int kWgVec = 2;  // channels per thread in the weight gradient
-__device__ __forceinline__ void load2(const float* p, float (&out)[kWgVec]) {
-  const float2 v = *reinterpret_cast<const float2*>(p);
-  out[0] = v.x, out[1] = v.y;
-}
-__device__ __forceinline__ void load2(const bf16_t* p, float (&out)[kWgVec]) {
-  const uint32_t v = *reinterpret_cast<const uint32_t*>(p);
-  out[0] = kmath::bf16_to_float(uint16_t(v & 0xffffu));
-  out[1] = kmath::bf16_to_float(uint16_t(v >> 16));
-}
+// Block (kWgThreadsX, kWgThreadsY, filter row): until run 8 a thread kept all K rows, 98 sums
+// and 173 registers for 7x7, one block per multiprocessor.
 template <class T, int K>
-__global__ void __launch_bounds__(256)
+__global__ void __launch_bounds__(dw::kWgThreadsX* dw::kWgThreadsY)
     dw_weights_rows(DwGeo g, const T* x, const T* dy, int64_t chunk_len, float* part) {
-  const int c0 = (int(blockIdx.x) * 32 + int(threadIdx.x)) * kWgVec, i = int(blockIdx.z);
-  const int groups = (g.ow + kRun - 1) / kRun;
-  const int64_t units = int64_t(g.n) * g.oh * groups;
-  const int64_t u0 = int64_t(blockIdx.y) * chunk_len,
-                u1 = u0 + chunk_len < units ? u0 + chunk_len : units;
-  if (c0 >= g.c) return;
-  float acc_t[K][kWgVec];
-#pragma unroll
-  for (int j = 0; j < K; ++j) acc_t[j][0] = acc_t[j][1] = 0.f;
-  for (int64_t u = u0 + threadIdx.y; u < u1; u += 8) {
-    int ox0, oy;
-    int64_t img;
-    if (units < (int64_t(1) << 31)) {  // 32-bit division where it fits
-      const uint32_t v = uint32_t(u), per_img = uint32_t(groups) * uint32_t(g.oh);
-      ox0 = int(v % uint32_t(groups)) * kRun;
-      oy = int((v / uint32_t(groups)) % uint32_t(g.oh));
-      img = v / per_img;
-    } else {
-      ox0 = int(u % groups) * kRun;
-      oy = int((u / groups) % g.oh);
-      img = u / (int64_t(groups) * g.oh);
-    }
-    const int iy = oy - g.ph + i;
-    if (iy < 0 || iy >= g.h) continue;
-    float d[kRun][kWgVec];
-#pragma unroll
-    for (int r = 0; r < kRun; ++r) {
-      if (ox0 + r < g.ow)
-        load2(dy + ((img * g.oh + oy) * g.ow + ox0 + r) * int64_t(g.c) + c0, d[r]);
-      else
-        d[r][0] = d[r][1] = 0.f;
-    }
-    const T* row = x + (img * g.h + iy) * g.w * int64_t(g.c) + c0;
-    float xs[kRun + K - 1][kWgVec];
-#pragma unroll
-    for (int jj = 0; jj < kRun + K - 1; ++jj) {
-      const int ix = ox0 - g.pw + jj;
-      if (ix >= 0 && ix < g.w)
-        load2(row + int64_t(ix) * g.c, xs[jj]);
-      else
-        xs[jj][0] = xs[jj][1] = 0.f;
-    }
-#pragma unroll
-    for (int j = 0; j < K; ++j)
-#pragma unroll
-      for (int r = 0; r < kRun; ++r)
-#pragma unroll
-        for (int v = 0; v < kWgVec; ++v) acc_t[j][v] += d[r][v] * xs[j + r][v];
-  }
-  float* out = part + (int64_t(blockIdx.y) * 8 + threadIdx.y) * int64_t(g.c) * (K * K) +
-               int64_t(c0) * (K * K) + i * K;
-#pragma unroll
-  for (int v = 0; v < kWgVec; ++v)
-#pragma unroll
-    for (int j = 0; j < K; ++j) out[v * K * K + j] = acc_t[j][v];
+  dw::weights_rows<T, K>(g, x, dy, chunk_len, part,
+                         int(blockIdx.x) * dw::kWgThreadsX + int(threadIdx.x), int64_t(blockIdx.y),
+                         int(threadIdx.y), int(blockIdx.z));
 }
 
-// f32 or bf16 (depthwise_own takes no other dtype): T for the register-blocked kernels.
+// f32 or bf16 (depthwise_own takes no other dtype): T for the register-blocked kernels (bf16_t;
+// their bodies take Bits<T>).
 #define SCION_DW_DISPATCH(dt, name, T, ...) \
   if ((dt) == DType::f32) {                 \
     using T = float;                        \
@@ -330,19 +173,16 @@ __global__ void __launch_bounds__(256)
     __VA_ARGS__                             \
   }
 
-// Which register-blocked kernel fits (K), or 0.
+// Which register-blocked kernel fits (K), or 0: the geometry fits and every pointer is aligned.
 int rows_kernel(const DwGeo& g, std::initializer_list<const void*> pointers, size_t align) {
-  if (g.sh != 1 || g.sw != 1 || g.dh != 1 || g.dw != 1 || g.kh != g.kw || g.c % kVec != 0) return 0;
-  if (g.kh != 3 && g.kh != 5 && g.kh != 7) return 0;
   for (const void* p : pointers)
     if (reinterpret_cast<uintptr_t>(p) % align != 0) return 0;
-  return g.kh;
+  return dw::rows_filter(g);
 }
 
 template <class T>
 void launch_rows(int k, const DwGeo& g, const T* x, const float* wt, const T* b, T* y) {
-  const int64_t total = int64_t(g.n) * g.oh * ((g.ow + kRun - 1) / kRun) * (g.c / kVec);
-  const Launch l = launch_1d(total, multiprocessors());
+  const Launch l = launch_1d(dw::rows_units(g), multiprocessors());
   if (k == 7) dw_rows<T, 7><<<l.blocks, l.threads, 0, stream()>>>(g, x, wt, b, y);
   if (k == 5) dw_rows<T, 5><<<l.blocks, l.threads, 0, stream()>>>(g, x, wt, b, y);
   if (k == 3) dw_rows<T, 3><<<l.blocks, l.threads, 0, stream()>>>(g, x, wt, b, y);
@@ -353,8 +193,8 @@ template <class T>
 Tensor transposed_filter(const Tensor& w, int c, int k, bool flip) {
   Tensor wt = dev_empty({int64_t(k) * k * c}, DType::f32);
   const Launch l = launch_1d(int64_t(k) * k * c, multiprocessors());
-  dw_transpose_filter<T><<<l.blocks, l.threads, 0, stream()>>>(static_cast<const T*>(w.raw_data()),
-                                                               c, k, flip, wt.data<float>());
+  dw_transpose_filter<Bits<T>>
+      <<<l.blocks, l.threads, 0, stream()>>>(bits<T>(w), c, k, flip, wt.data<float>());
   return wt;
 }
 
@@ -373,9 +213,7 @@ void depthwise_forward(const Tensor& x, const Tensor& w, const Tensor& b, const 
           g, {x.raw_data(), y.raw_data(), b.defined() ? b.raw_data() : nullptr}, align)) {
     SCION_DW_DISPATCH(x.dtype(), "conv2d", T, {
       Tensor wt = transposed_filter<T>(w, g.c, k, false);
-      launch_rows<T>(k, g, static_cast<const T*>(x.raw_data()), wt.data<float>(),
-                     b.defined() ? static_cast<const T*>(b.raw_data()) : nullptr,
-                     static_cast<T*>(y.raw_data()));
+      launch_rows<Bits<T>>(k, g, bits<T>(x), wt.data<float>(), bits<T>(b), bits<T>(y));
     });
     SCION_CUDA_LAUNCHED("depthwise conv2d");
     return;
@@ -394,13 +232,10 @@ void depthwise_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx
   const DwGeo g = dw_geo(dx, w, dy, cs);
   const size_t align = dy.dtype() == DType::f32 ? 16 : 8;
   if (const int k = rows_kernel(g, {dy.raw_data(), dx.raw_data()}, align)) {
-    // dx = dy convolved with the flipped filter, padding K - 1 - p, over dx's (h, w).
-    DwGeo t = g;
-    t.h = g.oh, t.w = g.ow, t.oh = g.h, t.ow = g.w, t.ph = k - 1 - g.ph, t.pw = k - 1 - g.pw;
     SCION_DW_DISPATCH(dy.dtype(), "conv2d", T, {
       Tensor wt = transposed_filter<T>(w, g.c, k, true);
-      launch_rows<T>(k, t, static_cast<const T*>(dy.raw_data()), wt.data<float>(), nullptr,
-                     static_cast<T*>(dx.raw_data()));
+      launch_rows<Bits<T>>(k, dw::data_gradient_geo(g), bits<T>(dy), wt.data<float>(), nullptr,
+                           bits<T>(dx));
     });
     SCION_CUDA_LAUNCHED("depthwise conv2d data gradient");
     return;
@@ -418,44 +253,41 @@ void depthwise_backward_weights(const Tensor& x, const Tensor& dy, const Tensor&
                                 const ConvShape& cs) {
   const DwGeo g = dw_geo(x, dw, dy, cs);
   const int64_t taps = int64_t(g.kh) * g.kw;
-  if (const int k = rows_kernel(g, {x.raw_data(), dy.raw_data()}, kWgVec * dtype_size(x.dtype()))) {
-    const int64_t units = int64_t(g.n) * g.oh * ((g.ow + kRun - 1) / kRun);
-    const ColumnSplit split = column_split(g.c / kWgVec, units, multiprocessors());
-    const int64_t chunk_len = std::max<int64_t>(split.chunk_len, 8);
-    const int64_t chunks = (units + chunk_len - 1) / chunk_len;
-    Tensor part = dev_empty({chunks * 8 * g.c * taps}, DType::f32);
-    const dim3 grid(unsigned((g.c / kWgVec + 31) / 32), unsigned(chunks), unsigned(k)),
-        block(32, 8);
+  const size_t wg_align = dw::kWgVec * dtype_size(x.dtype());
+  if (const int k = rows_kernel(g, {x.raw_data(), dy.raw_data()}, wg_align)) {
+    const DepthwiseSplit split =
+        depthwise_weights_split(g.c / dw::kWgVec, dw::weight_units(g), multiprocessors());
+    const int64_t rows = split.chunks * dw::kWgThreadsY;
+    Tensor part = dev_empty({rows * g.c * taps}, DType::f32);
+    const dim3 grid(unsigned((g.c / dw::kWgVec + dw::kWgThreadsX - 1) / dw::kWgThreadsX),
+                    unsigned(split.chunks), unsigned(k)),
+        block(dw::kWgThreadsX, dw::kWgThreadsY);
     SCION_DW_DISPATCH(x.dtype(), "conv2d", T, {
-      const T* xp = static_cast<const T*>(x.raw_data());
-      const T* dyp = static_cast<const T*>(dy.raw_data());
+      const Bits<T>* xp = bits<T>(x);
+      const Bits<T>* dyp = bits<T>(dy);
+      float* pp = part.data<float>();
       if (k == 7)
-        dw_weights_rows<T, 7>
-            <<<grid, block, 0, stream()>>>(g, xp, dyp, chunk_len, part.data<float>());
+        dw_weights_rows<Bits<T>, 7><<<grid, block, 0, stream()>>>(g, xp, dyp, split.chunk_len, pp);
       if (k == 5)
-        dw_weights_rows<T, 5>
-            <<<grid, block, 0, stream()>>>(g, xp, dyp, chunk_len, part.data<float>());
+        dw_weights_rows<Bits<T>, 5><<<grid, block, 0, stream()>>>(g, xp, dyp, split.chunk_len, pp);
       if (k == 3)
-        dw_weights_rows<T, 3>
-            <<<grid, block, 0, stream()>>>(g, xp, dyp, chunk_len, part.data<float>());
+        dw_weights_rows<Bits<T>, 3><<<grid, block, 0, stream()>>>(g, xp, dyp, split.chunk_len, pp);
       dw_weights_finish<T><<<unsigned((g.c * taps + 31) / 32), dim3(32, 32), 0, stream()>>>(
-          part.data<float>(), chunks * 8, g.c * taps, static_cast<T*>(dw.raw_data()));
+          pp, rows, g.c * taps, static_cast<T*>(dw.raw_data()));
     });
     SCION_CUDA_LAUNCHED("depthwise conv2d weight gradient");
     return;
   }
   const int64_t positions = int64_t(g.n) * g.oh * g.ow;
-  const ColumnSplit split = column_split(g.c, positions, multiprocessors());
-  const int64_t chunk_len = std::max<int64_t>(split.chunk_len, 8);
-  const int64_t chunks = (positions + chunk_len - 1) / chunk_len;
-  Tensor part = dev_empty({chunks * 8 * g.c * taps}, DType::f32);
+  const DepthwiseSplit split = depthwise_weights_split(g.c, positions, multiprocessors());
+  Tensor part = dev_empty({split.chunks * 8 * g.c * taps}, DType::f32);
   SCION_DISPATCH_FLOATING(x.dtype(), "conv2d", T, {
     dw_weights_partial<T>
-        <<<dim3(unsigned(split.column_blocks), unsigned(chunks)), dim3(32, 8), 0, stream()>>>(
-            g, static_cast<const T*>(x.raw_data()), static_cast<const T*>(dy.raw_data()), chunk_len,
-            part.data<float>());
+        <<<dim3(unsigned((g.c + 31) / 32), unsigned(split.chunks)), dim3(32, 8), 0, stream()>>>(
+            g, static_cast<const T*>(x.raw_data()), static_cast<const T*>(dy.raw_data()),
+            split.chunk_len, part.data<float>());
     dw_weights_finish<T><<<unsigned((g.c * taps + 31) / 32), dim3(32, 32), 0, stream()>>>(
-        part.data<float>(), chunks * 8, g.c * taps, static_cast<T*>(dw.raw_data()));
+        part.data<float>(), split.chunks * 8, g.c * taps, static_cast<T*>(dw.raw_data()));
   });
   SCION_CUDA_LAUNCHED("depthwise conv2d weight gradient");
 }

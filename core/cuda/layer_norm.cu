@@ -64,14 +64,6 @@ __global__ void __launch_bounds__(rows::kThreads) scale_backward(rows::ScaleBack
   rows::layer_scale_rows_backward<K>(env, a);
 }
 
-// The bodies' element types: float, or a bf16's 16 bits.
-template <class T>
-using Bits = std::conditional_t<std::is_same_v<T, bf16_t>, uint16_t, T>;
-template <class T>
-Bits<T>* bits(const Tensor& t) {
-  return t.defined() ? static_cast<Bits<T>*>(t.raw_data()) : nullptr;
-}
-
 bool aligned(const Tensor& t) {
   return !t.defined() ||
          reinterpret_cast<uintptr_t>(t.raw_data()) % (rows::kVec * dtype_size(t.dtype())) == 0;

@@ -26,6 +26,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/cuda/packed.h"
 #include "core/kernel_math.h"
 
 #if defined(__CUDA_ARCH__)  // the device pass only: g++ compiles the host pass
@@ -40,23 +41,9 @@ constexpr int kThreads = 256;
 constexpr int kVec = 4;  // elements per access
 
 template <class T>
-struct alignas(sizeof(T) * kVec) Vec {
-  T v[kVec];
-};
-
-SCION_HD float to_float(float v) {
-  return v;
-}
-SCION_HD float to_float(uint16_t bits) {
-  return kmath::bf16_to_float(bits);
-}
-template <class T>
-SCION_HD T from_float(float v) {
-  if constexpr (sizeof(T) == 2)
-    return kmath::float_to_bf16(v);
-  else
-    return v;
-}
+using Vec = packed::Vec<T, kVec>;
+using packed::from_float;
+using packed::to_float;
 
 // This thread's place: the group's row offset within the warp's rows and the lane in the group.
 struct Place {

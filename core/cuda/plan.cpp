@@ -157,6 +157,12 @@ ColumnSplit column_split(int64_t n_out, int64_t n_red, int multiprocessors) {
   return c;
 }
 
+DepthwiseSplit depthwise_weights_split(int64_t columns, int64_t units, int multiprocessors) {
+  const int64_t chunk_len =
+      std::max<int64_t>(column_split(columns, units, multiprocessors).chunk_len, 8);
+  return {chunk_len, (units + chunk_len - 1) / chunk_len};
+}
+
 int column_width(const ReducePlan& p, const void* base, size_t element_size) {
   if (p.kept.ndim != 1 || p.kept.strides[0][0] != 1) return 1;
   for (int w = int(std::min<size_t>(16 / std::max<size_t>(element_size, 1), 8)); w > 1; w /= 2) {

@@ -83,6 +83,14 @@ struct ColumnSplit {
 };
 ColumnSplit column_split(int64_t n_out, int64_t n_red, int multiprocessors);
 
+// The depthwise weight gradient's first pass (depthwise.cu): `units` reduced units (output
+// positions, or runs along a row) cut as column_split cuts them for `columns` threads' worth of
+// channels, each chunk at least 8 units long (one per thread row of a block).
+struct DepthwiseSplit {
+  int64_t chunk_len = 0, chunks = 0;
+};
+DepthwiseSplit depthwise_weights_split(int64_t columns, int64_t units, int multiprocessors);
+
 // Column sums with vector loads (sum_columns_vec in reduce.cu), when the kept elements are one
 // run of stride 1 (a bias gradient's columns): a thread takes `width` neighbouring columns as one
 // access of up to 16 bytes; a block of 256 threads takes `per_row` column vectors side by side
