@@ -1,6 +1,7 @@
 // Reductions and row kernels: sum over any dims, max along one dim, the sum of squares, layer
 // norm, softmax / log-softmax and cross-entropy. Every sum is accumulated in a fixed order (block
 // tree reductions, then partials summed by one block), so results do not change between runs.
+#include "core/cuda/column_sums.h"
 #include "core/cuda/common.cuh"
 #include "core/ops.h"
 
@@ -77,60 +78,35 @@ __global__ void sum_columns(DevPlan kept, DevPlan red, int64_t n_out, int64_t n_
   }
 }
 
-// The partial sums s (W per thread) of a ColumnVecSplit block's threads that share a column vector,
-// added over their `rows` phases in a fixed order through `tile` (256 x W): true for the thread
-// (phase 0) that then holds the block's sums. Every thread of the block must call it.
-template <int W, class A>
-__device__ bool add_phases(A (&s)[W], A* tile, const ColumnVecSplit& cs, int phase, int at,
-                           bool active) {
-#pragma unroll
-  for (int k = 0; k < W; ++k) tile[threadIdx.x * W + k] = s[k];
-  __syncthreads();
-  if (phase != 0 || !active) return false;
-  for (int q = 1; q < cs.rows; ++q)
-#pragma unroll
-    for (int k = 0; k < W; ++k) s[k] += tile[(q * cs.per_row + at) * W + k];
-  return true;
-}
+// A column-sum body's Env (column_sums.h): this thread and block.
+struct ColumnsEnv {
+  __device__ int thread() const { return int(threadIdx.x); }
+  __device__ int64_t block() const { return int64_t(blockIdx.x); }
+  __device__ int64_t block_y() const { return int64_t(blockIdx.y); }
+  __device__ void sync() const { __syncthreads(); }
+};
 
-// Pass 1 with vector loads (ColumnVecSplit): thread t of the block takes column vector
-// blockIdx.x * per_row + t % per_row (W columns, one access) and the rows r = t / per_row (mod
-// rows) of the block's chunk in order; the threads of one column vector then add up in shared
-// memory in a fixed order. The loop has no stores, so its unrolled loads are in flight together.
+// Pass 1 with vector loads (column_sums.h; T: float, a bf16's bits or double).
 template <class T, int W>
-__global__ void __launch_bounds__(256)
-    sum_columns_vec(DevPlan red, ColumnVecSplit cs, int64_t n_red, const T* x, acc<T>* part) {
-  using A = acc<T>;
-  __shared__ A tile[256 * W];
-  const int phase = int(threadIdx.x / cs.per_row), at = int(threadIdx.x % cs.per_row);
-  const int64_t v = int64_t(blockIdx.x) * cs.per_row + at;
-  const int64_t r0 = int64_t(blockIdx.y) * cs.chunk_len,
-                r1 = r0 + cs.chunk_len < n_red ? r0 + cs.chunk_len : n_red;
-  const bool active = phase < cs.rows && v < cs.vectors;
-  A s[W];
-#pragma unroll
-  for (int k = 0; k < W; ++k) s[k] = 0;
-  if (active) {
-#pragma unroll 4
-    for (int64_t r = r0 + phase; r < r1; r += cs.rows) {
-      int64_t off[1];
-      offsets<1>(red, r, off);
-      const Pack<T, W> p = *reinterpret_cast<const Pack<T, W>*>(x + off[0] + v * W);
-#pragma unroll
-      for (int k = 0; k < W; ++k) s[k] += load(&p.v[k]);
-    }
-  }
-  if (!add_phases(s, tile, cs, phase, at, active)) return;
-  A* out = part + int64_t(blockIdx.y) * cs.vectors * W + v * W;
-#pragma unroll
-  for (int k = 0; k < W; ++k) out[k] = s[k];
+__global__ void __launch_bounds__(cols::kThreads)
+    sum_columns_vec(DevPlan red, ColumnVecSplit cs, int64_t n_red, const T* x,
+                    typename cols::Acc<T>::type* part) {
+  __shared__ typename cols::Acc<T>::type tile[cols::kThreads * W];
+  ColumnsEnv env;
+  const auto row_offset = [&red](int64_t r) {
+    int64_t off[1];
+    offsets<1>(red, r, off);
+    return off[0];
+  };
+  cols::sum_columns_vec<W>(env, cs, n_red, row_offset, x, tile, part);
 }
 
 template <class T, int W>
 void launch_sum_columns_vec(const ReducePlan& rp, const ColumnVecSplit& cs, const T* x,
                             acc<T>* part) {
   const dim3 grid(unsigned(cs.column_blocks), unsigned(cs.chunks));
-  sum_columns_vec<T, W><<<grid, 256, 0, stream()>>>(dev_plan(rp.red), cs, rp.red.numel, x, part);
+  sum_columns_vec<Bits<T>, W><<<grid, cols::kThreads, 0, stream()>>>(
+      dev_plan(rp.red), cs, rp.red.numel, reinterpret_cast<const Bits<T>*>(x), part);
 }
 
 // Pass 2: each output adds its chunks' partial sums in chunk order.
@@ -138,9 +114,7 @@ template <class T>
 __global__ void sum_chunks(const acc<T>* part, int64_t chunks, int64_t n_out, T* out) {
   for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < n_out;
        o += int64_t(gridDim.x) * blockDim.x) {
-    acc<T> s = 0;
-    for (int64_t c = 0; c < chunks; ++c) s += part[c * n_out + o];
-    store(out + o, s);
+    store(out + o, cols::chunk_total(part, chunks, n_out, o));
   }
 }
 
@@ -486,8 +460,9 @@ __global__ void __launch_bounds__(256)
       }
     }
   }
-  const bool total = add_phases(sw, tile_w, cs, phase, at, active);
-  add_phases(sb, tile_b, cs, phase, at, active);
+  ColumnsEnv env;
+  const bool total = cols::add_phases(env, sw, tile_w, cs, phase, at, active);
+  cols::add_phases(env, sb, tile_b, cs, phase, at, active);
   if (!total) return;
 #pragma unroll
   for (int k = 0; k < W; ++k) {

@@ -10,71 +10,21 @@
 #include "core/backend.h"
 #include "core/cuda/norm_rows.h"
 #include "core/cuda/plan.h"
-#include "tests/core/host_barrier.h"
+#include "tests/core/emulated_grid.h"
 #include "tests/support.h"
 
 using namespace scion;
 using namespace scion::cuda;
-using scion::test::Barrier;
+using scion::test::HostEnv;
 using scion::test::near;
 using scion::test::rand_f64;
 
 namespace {
 
-// The lanes of one warp exchanging floats (shfl_xor): two slots used in turn, so a lane may write
-// the next exchange's while slower lanes still read this one's, and one barrier per exchange.
-struct Warp {
-  Barrier barrier{32};
-  float value[2][32];
-};
-
-struct Block {
-  int64_t index, count;
-  std::vector<float> shared;
-  Barrier barrier{rows::kThreads};
-  Warp warps[rows::kThreads / 32];
-};
-
-// norm_rows.h's Env for one thread of an emulated block.
-class HostEnv {
- public:
-  HostEnv(Block& block, int thread) : block_(block), thread_(thread) {}
-  int thread() const { return thread_; }
-  int64_t block() const { return block_.index; }
-  int64_t blocks() const { return block_.count; }
-  float* smem() const { return block_.shared.data(); }
-  void sync() { block_.barrier.wait(); }
-  float shfl_xor(float v, int mask) {
-    Warp& w = block_.warps[thread_ / 32];
-    float* slot = w.value[turn_++ % 2];
-    slot[thread_ % 32] = v;
-    w.barrier.wait();
-    return slot[(thread_ % 32) ^ mask];
-  }
-
- private:
-  Block& block_;
-  const int thread_;
-  uint64_t turn_ = 0;  // the warp's exchanges so far (the same in every lane)
-};
-
-// Runs `body(env)` for every thread of a grid of `blocks`, one block at a time, each thread on its
-// own host thread; shared memory starts as NaN.
+// A grid of row-kernel blocks (kThreads each).
 template <class Body>
 void run_grid(int64_t blocks, int64_t smem_bytes, Body body) {
-  for (int64_t b = 0; b < blocks; ++b) {
-    Block block;
-    block.index = b;
-    block.count = blocks;
-    block.shared.assign(size_t(smem_bytes / 4), NAN);
-    std::vector<std::thread> threads;
-    for (int t = 0; t < rows::kThreads; ++t)
-      threads.emplace_back([&block, &body, t] {
-        HostEnv env(block, t);
-        body(env);
-      });
-    for (std::thread& t : threads) t.join();
-  }
+  scion::test::run_grid(rows::kThreads, blocks, 1, smem_bytes, body);
 }
 
 // A tensor of `dt` filled with NaN, so that any element a kernel should write and does not shows.
