@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/cuda/elements.h"
+#include "core/cuda/maps.h"
 #include "core/cuda/plan.h"
 #include "core/error.h"
 #include "core/kernel_math.h"
@@ -27,11 +29,6 @@ inline void check(cudaError_t e, const char* what) {
 // Checks the launch of the kernel just queued.
 #define SCION_CUDA_LAUNCHED(name) ::scion::cuda::check(cudaGetLastError(), name)
 
-// bf16 in device memory: the upper 16 bits of an f32 (as BFloat16 on the host).
-struct bf16_t {
-  uint16_t bits;
-};
-
 // The element types of the kernel bodies that g++ also compiles (norm_rows.h, depthwise_rows.h):
 // float, or a bf16's 16 bits; bits<T>(t) is t's data as such (null for an undefined t).
 template <class T>
@@ -39,54 +36,6 @@ using Bits = std::conditional_t<std::is_same_v<T, bf16_t>, uint16_t, T>;
 template <class T>
 Bits<T>* bits(const Tensor& t) {
   return t.defined() ? static_cast<Bits<T>*>(t.raw_data()) : nullptr;
-}
-
-// The type arithmetic runs in (acc_t on the host): f32 for f32 and bf16, f64 for f64, int64 for
-// integers, bool for bool.
-template <class T>
-struct AccOf {
-  using type = int64_t;
-};
-template <>
-struct AccOf<float> {
-  using type = float;
-};
-template <>
-struct AccOf<bf16_t> {
-  using type = float;
-};
-template <>
-struct AccOf<double> {
-  using type = double;
-};
-template <>
-struct AccOf<bool> {
-  using type = bool;
-};
-template <class T>
-using acc = typename AccOf<T>::type;
-
-template <class T>
-__device__ __forceinline__ acc<T> load(const T* p) {
-  return acc<T>(*p);
-}
-template <>
-__device__ __forceinline__ float load<bf16_t>(const bf16_t* p) {
-  return kmath::bf16_to_float(p->bits);
-}
-
-// Stores v converted to T (bf16 rounds once from f32, as the host's BFloat16(float(v))).
-template <class T, class V>
-__device__ __forceinline__ void store(T* p, V v) {
-  *p = T(v);
-}
-template <class V>
-__device__ __forceinline__ void store(bf16_t* p, V v) {
-  p->bits = kmath::float_to_bf16(float(v));
-}
-template <class V>
-__device__ __forceinline__ void store(bool* p, V v) {
-  *p = v != V(0);
 }
 
 // A StridedPlan as a kernel argument (plain arrays).
@@ -184,46 +133,11 @@ void for_each(const StridedPlan& p, F f) {
   SCION_CUDA_LAUNCHED("elementwise kernel");
 }
 
-// ---- contiguous maps: out[i] = f(in...[i]) --------------------------------------------------------
-// The flat loop above makes one access of each operand per element (2 bytes for bf16) and, as f
-// stores before the next element's loads (its operands may alias), keeps one load per thread in
-// flight: about half of the memory's bandwidth on an H200 (run 8's GELU and copies). map_flat
-// gives each thread V elements per step as one aligned access per operand (16 bytes for the
-// widest, vector_width in plan.h) and loads all of them before computing or storing any, as
-// PyTorch's vectorized elementwise kernels do. A thread touches only its own elements, so out may
-// be an input (in place). Per element it is the same load, f and store as the flat loop: the same
-// numbers.
-template <class T, int V>
-struct alignas(sizeof(T) * V) Pack {
-  T v[V];
-};
-
-template <int V, class F, class O, class... P>
-__device__ __forceinline__ void map_pack(F f, Pack<O, V>* out, const P... in) {
-  Pack<O, V> r;
-#pragma unroll
-  for (int k = 0; k < V; ++k) store(&r.v[k], f(load(&in.v[k])...));
-  *out = r;
-}
-
-// Whole vectors in a grid-stride loop; the n % V elements after them by block 0's first threads.
+// ---- contiguous maps: out[i] = f(in...[i]) (maps.h) ----------------------------------------------
 template <int V, class F, class O, class... I>
 __global__ void __launch_bounds__(256) map_kernel(int64_t n, F f, O* out, const I*... in) {
-  const int64_t vectors = n / V;
-  for (int64_t v = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; v < vectors;
-       v += int64_t(gridDim.x) * blockDim.x)
-    map_pack<V>(f, reinterpret_cast<Pack<O, V>*>(out) + v,
-                reinterpret_cast<const Pack<I, V>*>(in)[v]...);
-  const int64_t i = vectors * V + threadIdx.x;
-  if (blockIdx.x == 0 && i < n) store(out + i, f(load(in + i)...));
-}
-
-// Elements per 16-byte access of the widest of the types T (at least 1): the V of a map's vectors.
-template <class... T>
-constexpr int pack_width() {
-  size_t w = 1;
-  for (size_t s : {sizeof(T)...}) w = s > w ? s : w;
-  return w >= 16 ? 1 : int(16 / w);
+  map_thread<V>(int64_t(blockIdx.x) * blockDim.x + threadIdx.x, int64_t(gridDim.x) * blockDim.x, n,
+                f, out, in...);
 }
 
 // out[i] = f(load(in[i])...) stored as O, for i in [0, n), every operand contiguous (f takes the
@@ -232,7 +146,7 @@ template <class F, class O, class... I>
 void map_flat(int64_t n, F f, O* out, const I*... in) {
   if (n <= 0) return;
   constexpr int kWide = pack_width<O, I...>();
-  const int v = vector_width(n, {{out, sizeof(O)}, {in, sizeof(I)}...});
+  const int v = map_width(n, out, in...);
   const Launch l = launch_1d(n / v, multiprocessors());
   if (v == kWide)
     map_kernel<kWide><<<l.blocks, l.threads, 0, stream()>>>(n, f, out, in...);
@@ -241,40 +155,19 @@ void map_flat(int64_t n, F f, O* out, const I*... in) {
   SCION_CUDA_LAUNCHED("elementwise map");
 }
 
-// out[i] = f(a[i], b[j]) with b broadcast along a dense a and out (StridedPlan::broadcast_of):
-// j = i mod period (a row repeated: vectors of b too), i / period (a value per row) or 0 (one
-// value). Vectors of V elements never straddle a row end, as V divides the period (vector_width's
-// V, else one element at a time).
+// out[i] = f(a[i], b[j]) with b broadcast along a dense a and out (map_broadcast_thread).
 template <int V, StridedPlan::Broadcast M, class F, class O, class A, class B>
 __global__ void __launch_bounds__(256)
     map_broadcast_kernel(int64_t n, int64_t period, F f, O* out, const A* a, const B* b) {
-  using Bc = StridedPlan::Broadcast;
-  const int64_t vectors = n / V;
-  for (int64_t v = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; v < vectors;
-       v += int64_t(gridDim.x) * blockDim.x) {
-    const Pack<A, V> av = reinterpret_cast<const Pack<A, V>*>(a)[v];
-    if constexpr (M == Bc::row) {
-      map_pack<V>(f, reinterpret_cast<Pack<O, V>*>(out) + v, av,
-                  *reinterpret_cast<const Pack<B, V>*>(b + v * V % period));
-    } else {
-      const auto bv = load(b + (M == Bc::row_value ? v * V / period : 0));
-      Pack<O, V> r;
-#pragma unroll
-      for (int k = 0; k < V; ++k) store(&r.v[k], f(load(&av.v[k]), bv));
-      reinterpret_cast<Pack<O, V>*>(out)[v] = r;
-    }
-  }
-  const int64_t i = vectors * V + threadIdx.x;
-  const int64_t j = M == Bc::row ? i % period : M == Bc::row_value ? i / period : 0;
-  if (blockIdx.x == 0 && i < n) store(out + i, f(load(a + i), load(b + j)));
+  map_broadcast_thread<V, M>(int64_t(blockIdx.x) * blockDim.x + threadIdx.x,
+                             int64_t(gridDim.x) * blockDim.x, n, period, f, out, a, b);
 }
 
 template <StridedPlan::Broadcast M, class F, class O, class A, class B>
 void map_broadcast(int64_t n, int64_t period, F f, O* out, const A* a, const B* b) {
   if (n <= 0) return;
   constexpr int kWide = pack_width<O, A, B>();
-  int v = vector_width(n, {{out, sizeof(O)}, {a, sizeof(A)}, {b, sizeof(B)}});
-  if (M != StridedPlan::Broadcast::scalar && period % v != 0) v = 1;
+  const int v = map_broadcast_width<M>(n, period, out, a, b);
   const Launch l = launch_1d(n / v, multiprocessors());
   if (v == kWide)
     map_broadcast_kernel<kWide, M><<<l.blocks, l.threads, 0, stream()>>>(n, period, f, out, a, b);
