@@ -9,13 +9,13 @@
 // and chunk. The row loop has no stores, so its unrolled loads are in flight together.
 // Pass 2 (chunk_total): each output adds its chunks' partial sums in chunk order.
 // A body runs as one thread through an Env that gives the thread's index, the block's (x, y) and
-// the block's barrier: thread(), block(), block_y(), sync(). bf16 values are their 16 bits here
-// (uint16_t); f32 and bf16 add in f32, f64 in f64.
+// the block's barrier: thread(), block(), block_y(), sync(). Elements are elements.h's (f32 and
+// bf16 add in f32, f64 in f64).
 #pragma once
 
 #include <cstdint>
 
-#include "core/cuda/packed.h"
+#include "core/cuda/elements.h"
 #include "core/cuda/plan.h"
 
 #if defined(__CUDA_ARCH__)  // the device pass only: g++ compiles the host pass
@@ -29,25 +29,6 @@
 namespace scion::cuda::cols {
 
 constexpr int kThreads = 256;
-
-// The sums' type of an element type, and an element widened to it.
-template <class T>
-struct Acc {
-  using type = float;
-};
-template <>
-struct Acc<double> {
-  using type = double;
-};
-SCION_HD float widen(float v) {
-  return v;
-}
-SCION_HD float widen(uint16_t bits) {
-  return kmath::bf16_to_float(bits);
-}
-SCION_HD double widen(double v) {
-  return v;
-}
 
 // The partial sums s (W per thread) of the threads that share a column vector (t % per_row), added
 // over their phases (t / per_row) in a fixed order through tile (kThreads * W of shared memory):
@@ -70,9 +51,8 @@ SCION_HD bool add_phases(Env& env, A (&s)[W], A* tile, const ColumnVecSplit& cs,
 // tile: kThreads * W sums of the block's shared memory; part: (chunks, vectors * W).
 template <int W, class T, class Env, class RowOffset>
 SCION_HD void sum_columns_vec(Env& env, const ColumnVecSplit& cs, int64_t n_red,
-                              const RowOffset& row_offset, const T* x, typename Acc<T>::type* tile,
-                              typename Acc<T>::type* part) {
-  using A = typename Acc<T>::type;
+                              const RowOffset& row_offset, const T* x, acc<T>* tile, acc<T>* part) {
+  using A = acc<T>;
   const int t = env.thread();
   const int phase = int(t / cs.per_row), at = int(t % cs.per_row);
   const int64_t v = env.block() * cs.per_row + at;
@@ -88,7 +68,7 @@ SCION_HD void sum_columns_vec(Env& env, const ColumnVecSplit& cs, int64_t n_red,
       const packed::Vec<T, W> p =
           *reinterpret_cast<const packed::Vec<T, W>*>(x + row_offset(r) + v * W);
       SCION_COLS_UNROLL
-      for (int k = 0; k < W; ++k) s[k] += widen(p.v[k]);
+      for (int k = 0; k < W; ++k) s[k] += load(&p.v[k]);
     }
   }
   if (!add_phases(env, s, tile, cs, phase, at, active)) return;

@@ -86,12 +86,11 @@ struct ColumnsEnv {
   __device__ void sync() const { __syncthreads(); }
 };
 
-// Pass 1 with vector loads (column_sums.h; T: float, a bf16's bits or double).
+// Pass 1 with vector loads (column_sums.h).
 template <class T, int W>
 __global__ void __launch_bounds__(cols::kThreads)
-    sum_columns_vec(DevPlan red, ColumnVecSplit cs, int64_t n_red, const T* x,
-                    typename cols::Acc<T>::type* part) {
-  __shared__ typename cols::Acc<T>::type tile[cols::kThreads * W];
+    sum_columns_vec(DevPlan red, ColumnVecSplit cs, int64_t n_red, const T* x, acc<T>* part) {
+  __shared__ acc<T> tile[cols::kThreads * W];
   ColumnsEnv env;
   const auto row_offset = [&red](int64_t r) {
     int64_t off[1];
@@ -105,8 +104,8 @@ template <class T, int W>
 void launch_sum_columns_vec(const ReducePlan& rp, const ColumnVecSplit& cs, const T* x,
                             acc<T>* part) {
   const dim3 grid(unsigned(cs.column_blocks), unsigned(cs.chunks));
-  sum_columns_vec<Bits<T>, W><<<grid, cols::kThreads, 0, stream()>>>(
-      dev_plan(rp.red), cs, rp.red.numel, reinterpret_cast<const Bits<T>*>(x), part);
+  sum_columns_vec<T, W>
+      <<<grid, cols::kThreads, 0, stream()>>>(dev_plan(rp.red), cs, rp.red.numel, x, part);
 }
 
 // Pass 2: each output adds its chunks' partial sums in chunk order.

@@ -7,7 +7,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <thread>
 #include <vector>
 
 #include "tests/core/host_barrier.h"
@@ -62,13 +61,10 @@ void run_grid(int threads, int64_t blocks_x, int64_t blocks_y, int64_t smem_byte
       EmulatedBlock block(threads);
       block.x = bx, block.y = by, block.blocks_x = blocks_x, block.blocks_y = blocks_y;
       block.shared.assign(size_t(smem_bytes / 4), NAN);
-      std::vector<std::thread> pool;
-      for (int t = 0; t < threads; ++t)
-        pool.emplace_back([&block, &body, t] {
-          HostEnv env(block, t);
-          body(env);
-        });
-      for (std::thread& t : pool) t.join();
+      on_host_threads(threads, [&block, &body](int t) {
+        HostEnv env(block, t);
+        body(env);
+      });
     }
 }
 

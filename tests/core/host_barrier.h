@@ -1,6 +1,6 @@
 // A barrier for a fixed number of host threads, reusable: the tests that run CUDA kernel bodies
-// on the host (a host thread per GPU thread) use it for a block's __syncthreads and for a warp's
-// collective operations. The last thread to arrive starts the next generation; the others yield
+// on the host (a host thread per GPU thread, on_host_threads below) use it for a block's
+// __syncthreads and for a warp's collective operations. The last thread to arrive starts the next generation; the others yield
 // until it has.
 #pragma once
 
@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
+#include <vector>
 
 namespace scion::test {
 
@@ -41,5 +42,14 @@ class Barrier {
   std::atomic<int> arrived_{0};
   std::atomic<uint64_t> generation_{0};
 };
+
+// f(t) for t = 0 .. threads - 1, each on its own host thread (one per GPU thread of a block),
+// all joined before it returns.
+template <class F>
+void on_host_threads(int threads, const F& f) {
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) pool.emplace_back([&f, t] { f(t); });
+  for (std::thread& t : pool) t.join();
+}
 
 }  // namespace scion::test

@@ -39,7 +39,7 @@ int64_t plan_offset(const StridedPlan& p, int64_t i) {
 // the sums as f64 (their accumulation type's values), in the kept dimensions' row-major order.
 template <class T, int W>
 Tensor emulated_sum(const Tensor& x, const ReducePlan& rp, int multiprocessors) {
-  using A = typename cols::Acc<T>::type;
+  using A = acc<T>;
   const int64_t n_out = rp.kept.numel, n_red = rp.red.numel;
   const ColumnVecSplit cs = column_vec_split(n_out, n_red, W, multiprocessors);
   INFO(cs.per_row << " vectors per block row, " << cs.rows << " rows, " << cs.column_blocks
@@ -82,9 +82,9 @@ void check_case(const Case& c, DType dt, int width, int multiprocessors) {
   Tensor got;
   if (dt == DType::f32 && width == 4) got = emulated_sum<float, 4>(x, rp, multiprocessors);
   if (dt == DType::f32 && width == 2) got = emulated_sum<float, 2>(x, rp, multiprocessors);
-  if (dt == DType::bf16 && width == 8) got = emulated_sum<uint16_t, 8>(x, rp, multiprocessors);
-  if (dt == DType::bf16 && width == 4) got = emulated_sum<uint16_t, 4>(x, rp, multiprocessors);
-  if (dt == DType::bf16 && width == 2) got = emulated_sum<uint16_t, 2>(x, rp, multiprocessors);
+  if (dt == DType::bf16 && width == 8) got = emulated_sum<bf16_t, 8>(x, rp, multiprocessors);
+  if (dt == DType::bf16 && width == 4) got = emulated_sum<bf16_t, 4>(x, rp, multiprocessors);
+  if (dt == DType::bf16 && width == 2) got = emulated_sum<bf16_t, 2>(x, rp, multiprocessors);
   if (dt == DType::f64 && width == 2) got = emulated_sum<double, 2>(x, rp, multiprocessors);
   REQUIRE(got.defined());
   const Tensor want = sum(x.to(DType::f64), c.dims).reshape({rp.kept.numel});

@@ -172,13 +172,10 @@ void run_grid(int64_t blocks, size_t smem_bytes, Landing landing, Body body) {
     block.landing = landing;
     block.index = b;
     block.shared.assign((smem_bytes + 15) / 16, Vec16{0, 0, 0, 0});
-    std::vector<std::thread> threads;
-    for (int t = 0; t < kThreads; ++t)
-      threads.emplace_back([&block, &body, t] {
-        HostEnv env(block, t);
-        body(env);
-      });
-    for (std::thread& t : threads) t.join();
+    scion::test::on_host_threads(kThreads, [&block, &body](int t) {
+      HostEnv env(block, t);
+      body(env);
+    });
   }
 }
 
