@@ -16,7 +16,8 @@ SCION_MAX_ISA=avx2 (its kernels and its oneDNN), torch through ATEN_CPU_CAPABILI
 kernels and inductor's generated code), ONEDNN_MAX_CPU_ISA=AVX2 (torch's own oneDNN) and
 MKL_ENABLE_INSTRUCTIONS=AVX2; bf16 then has no native dot products on either side.
 
-    python3 experiments/bench/run_models.py [--threads 2] [--steps 10] [--cap avx2] [--out FILE.md]
+    python3 experiments/bench/run_models.py [--threads 2] [--steps 10] [--cap avx2] [--precisions f32]
+        [--out FILE.md]
 """
 import argparse
 import json
@@ -122,6 +123,8 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--cases", nargs="*", default=None, help="labels to run (default: all)")
+    ap.add_argument("--precisions", nargs="*", default=["f32", "bf16"], choices=["f32", "bf16"],
+                    help="precisions to run (default: both)")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to build)")
     ap.add_argument("--timed", choices=["both", "fwd+bwd"], default="both",
                     help="time the AdamW step rows too (both) or forward+backward only")
@@ -144,7 +147,7 @@ def main():
         gflop_per_image = 3 * forward_flops(theirs, kwargs, img) * 1e-9
         variants = ["eager"] + (["channels_last"] if "convnext" in theirs else []) + \
             ([] if args.no_compile else ["compile"])
-        for precision in ["f32", "bf16"]:
+        for precision in args.precisions:
             for step in [False, True] if args.timed == "both" else [False]:
                 s = scion_ips(args, ours, batch, precision, sets, step)
                 t = {v: torch_ips(theirs, kwargs, img, batch, precision, v, step, args.steps,
