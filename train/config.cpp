@@ -430,8 +430,14 @@ std::pair<std::string, std::string> auto_precision(const std::string& device) {
   if (device == "reference") return {"f32", "auto: f32 on the reference backend"};
   const std::string where = std::string("scion kernels ") + cpu::isa_name(cpu::active_isa()) +
                             ", oneDNN " + cpu::onednn_isa_name();
+  if (cpu::bf16_outpaces_f32())
+    return {"bf16", "auto: this CPU has native bf16 dot products that outpace its f32 FMAs (" +
+                        where + ")"};
   if (cpu::native_bf16())
-    return {"bf16", "auto: this CPU has native bf16 dot products (" + where + ")"};
+    return {"f32", "auto: this CPU's native bf16 dot products (" + where + ", " +
+                       cpu::cpu_vendor() +
+                       ", no AMX) do no more work per cycle than its f32 FMAs, and bf16 adds "
+                       "casts; precision: bf16 still runs them"};
   return {"f32", "auto: this CPU has no native bf16 dot products (" + where +
                      "); bf16 would run through f32 kernels"};
 }

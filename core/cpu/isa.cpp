@@ -286,6 +286,37 @@ bool onednn_has_bf16() {
   return has;
 }
 
+std::string cpu_vendor() {
+#if defined(__x86_64__)
+  const Cpuid l0 = cpuid(0);
+  char name[13] = {};
+  std::memcpy(name, &l0.b, 4);
+  std::memcpy(name + 4, &l0.d, 4);
+  std::memcpy(name + 8, &l0.c, 4);
+  return name;
+#else
+  return "";
+#endif
+}
+
+bool bf16_outpaces_f32(bool native_bf16, bool onednn_amx, const std::string& vendor) {
+  if (!native_bf16) return false;
+  return onednn_amx || vendor == "AuthenticAMD" || vendor == "HygonGenuine";
+}
+
+bool bf16_outpaces_f32() {
+  static const bool faster = [] {
+#if defined(__x86_64__)
+    configure_onednn();
+    const bool amx = includes(dnnl::get_effective_cpu_isa(), dnnl::cpu_isa::avx512_core_amx);
+    return bf16_outpaces_f32(native_bf16(), amx, cpu_vendor());
+#else
+    return false;
+#endif
+  }();
+  return faster;
+}
+
 bool native_bf16() {
   static const bool native = [] {
 #if !defined(__x86_64__)

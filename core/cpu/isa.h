@@ -49,8 +49,20 @@ std::string onednn_isa_name();
 // Whether oneDNN has bf16 primitives here (avx512_core and up in oneDNN 2.6); below that scion
 // runs bf16 ops through f32 kernels on widened copies.
 bool onednn_has_bf16();
-// Whether bf16 dot products are native (avx512_bf16 or amx, for scion and oneDNN alike): what
-// `precision: auto` picks bf16 for.
+// Whether bf16 dot products are native (avx512_bf16 or amx, for scion and oneDNN alike).
 bool native_bf16();
+
+// The CPU's vendor string (CPUID leaf 0: "GenuineIntel", "AuthenticAMD", ...; "" off x86-64).
+std::string cpu_vendor();
+// Whether native bf16 dot products outpace this CPU's f32 FMAs, so that `precision: auto` picks
+// bf16: with oneDNN's AMX kernels, or on AMD cores (Zen 4 and later; Hygon's are AMD's), which run
+// vdpbf16ps at the FMAs' rate, so a bf16 GEMM does twice the f32 work per cycle (AMD EPYC Zen 4:
+// 419 against 216 GFLOP/s). Intel cores issue vdpbf16ps on one port where they issue FMAs on two,
+// so without AMX (Cooper Lake; Sapphire and Emerald Rapids where AMX is off or hidden, as in many
+// VMs) bf16 does no more work per cycle and adds casts: oneDNN's bf16 GEMM ran at 167 against
+// 300 GFLOP/s on an Emerald Rapids VM, and ViT-T trained 38% slower in bf16 than in f32.
+bool bf16_outpaces_f32();
+// The rule of bf16_outpaces_f32 on given facts (tested on every machine).
+bool bf16_outpaces_f32(bool native_bf16, bool onednn_amx, const std::string& vendor);
 
 }  // namespace scion::cpu

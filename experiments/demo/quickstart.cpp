@@ -7,7 +7,7 @@
 // resumes, and the table is the one an uninterrupted run prints.
 //   quickstart [--data DIR] [--out DIR] [--teacher-epochs 5] [--student-epochs 6] [--subset 6000]
 //              [--teacher-subset 20000] [--val-subset 0] [--precision auto]
-// precision auto: bf16 on CPUs with native bf16 dot products (AVX512-BF16, AMX), f32 elsewhere;
+// precision auto: bf16 on CPUs whose native bf16 dot products outpace f32 (AMX, AMD's AVX512-BF16), f32 elsewhere;
 // the demo prints what it chose.
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -50,7 +50,7 @@ train::Config base_config(const std::string& data, const std::string& out, int64
   c.train.schedule.warmup_epochs = 1;
   c.train.schedule.min_lr = 1e-5;
   c.train.precision = precision;
-  if (precision == "auto")  // bf16 where this CPU has native bf16 dot products, else f32
+  if (precision == "auto")  // bf16 where this CPU's bf16 dot products outpace f32, else f32
     std::tie(c.train.precision, c.train.precision_choice) = train::auto_precision(c.device);
   c.train.clip_grad = 1.0;
   return c;

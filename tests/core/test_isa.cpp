@@ -330,6 +330,28 @@ TEST_CASE("isa: SCION_MAX_ISA names a level, and a cap in the environment took e
   }
 }
 
+TEST_CASE("isa: bf16 outpaces f32 with AMX or on AMD cores, not on Intel's vdpbf16ps alone",
+          "[isa]") {
+  CHECK_FALSE(cpu::bf16_outpaces_f32(false, false, "AuthenticAMD"));  // not native: never
+  CHECK_FALSE(cpu::bf16_outpaces_f32(false, true, "GenuineIntel"));
+  CHECK(cpu::bf16_outpaces_f32(true, false, "AuthenticAMD"));  // Zen 4
+  CHECK(cpu::bf16_outpaces_f32(true, false, "HygonGenuine"));
+  CHECK(cpu::bf16_outpaces_f32(true, true, "GenuineIntel"));         // Sapphire Rapids, AMX on
+  CHECK_FALSE(cpu::bf16_outpaces_f32(true, false, "GenuineIntel"));  // Cooper Lake, AMX hidden
+  CHECK_FALSE(cpu::bf16_outpaces_f32(true, false, ""));
+  // This machine: the rule on its own facts, and never without native bf16 (so never under an
+  // AVX2 or plain cap).
+  const std::string vendor = cpu::cpu_vendor();
+  INFO("vendor " << vendor << ", oneDNN " << cpu::onednn_isa_name());
+#if defined(__x86_64__)
+  CHECK((vendor == "GenuineIntel" || vendor == "AuthenticAMD" || vendor == "HygonGenuine"));
+#endif
+  CHECK(cpu::bf16_outpaces_f32() ==
+        cpu::bf16_outpaces_f32(cpu::native_bf16(),
+                               cpu::onednn_isa_name().find("amx") != std::string::npos, vendor));
+  if (!cpu::native_bf16()) CHECK_FALSE(cpu::bf16_outpaces_f32());
+}
+
 TEST_CASE(
     "isa: oneDNN without bf16 is routed around, and asked directly it names op, dtype and ISA",
     "[isa]") {

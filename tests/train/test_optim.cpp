@@ -4,6 +4,7 @@
 #include <fstream>
 #include <regex>
 
+#include "core/cpu/isa.h"
 #include "tests/process.h"
 #include "tests/support.h"
 #include "train/config.h"
@@ -143,6 +144,23 @@ TEST_CASE("config: defaults, overrides and round trip", "[train][config]") {
   const std::string text = to_yaml(c);
   CHECK(text.find("eps: 1.0e-08") != std::string::npos);
   CHECK_FALSE(std::regex_search(text, std::regex(R"(: -?[0-9]+[eE][-+]?[0-9])")));
+}
+
+TEST_CASE("precision auto: bf16 on CUDA and where bf16 outpaces f32, else f32, saying why",
+          "[train][config]") {
+  CHECK(auto_precision("cuda").first == "bf16");
+  CHECK(auto_precision("cuda:1").first == "bf16");
+  CHECK(auto_precision("reference").first == "f32");
+  const auto [prec, why] = auto_precision("cpu");
+  INFO(why);
+  CHECK(prec == (cpu::bf16_outpaces_f32() ? "bf16" : "f32"));
+  if (cpu::native_bf16() && !cpu::bf16_outpaces_f32())  // an Intel CPU without AMX
+    CHECK_THAT(why, Catch::Contains("no more work per cycle") &&
+                        Catch::Contains("precision: bf16 still runs them"));
+  if (!cpu::native_bf16()) CHECK_THAT(why, Catch::Contains("no native bf16 dot products"));
+  const Config c = parse_config(std::string(kMinimal) + "train: {precision: auto}\n", "auto.yaml");
+  CHECK(c.train.precision == prec);
+  CHECK(c.train.precision_choice == why);
 }
 
 TEST_CASE("config errors name the file and the key path", "[train][config]") {
