@@ -63,7 +63,8 @@ struct TrainConfig {
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
   // f32 | bf16 | auto. parse_config resolves auto (bf16 on CUDA, and on CPUs whose native bf16
-  // dot products outpace their f32 FMAs: cpu::bf16_outpaces_f32; else f32) and keeps why in precision_choice ("" when not auto; not written back).
+  // dot products outpace their f32 FMAs: cpu::bf16_outpaces_f32; else f32) and keeps why in
+  // precision_choice ("" when not auto; not written back).
   std::string precision = "f32";
   std::string precision_choice;
   double ema_decay = 0.0, clip_grad = 0.0;

@@ -133,7 +133,7 @@ void for_each(const StridedPlan& p, F f) {
   SCION_CUDA_LAUNCHED("elementwise kernel");
 }
 
-// ---- contiguous maps: out[i] = f(in...[i]) (maps.h) ----------------------------------------------
+// ---- contiguous maps: out[i] = f(in...[i]) (maps.h) ---------------------------------------------
 template <int V, class F, class O, class... I>
 __global__ void __launch_bounds__(256) map_kernel(int64_t n, F f, O* out, const I*... in) {
   map_thread<V>(int64_t(blockIdx.x) * blockDim.x + threadIdx.x, int64_t(gridDim.x) * blockDim.x, n,

@@ -8,11 +8,11 @@
 //                  f32 (K*K, C) (transposed_tap).
 //   data gradient  the same unit on dy with the filter flipped and the padding K - 1 - p
 //                  (data_gradient_geo).
-//   weight grad.   a thread (weights_rows) takes kWgVec channels, one row i of the filter and a
-//                  share of one chunk of row runs (n, oy, kRun outputs along ox), keeping K x kWgVec
-//                  partial sums; they go to part[row][c][tap], row = chunk * kWgThreadsY + its
-//                  thread row, which the finishing kernel adds in a fixed order (finish_partial,
-//                  finish_total).
+//   weight grad.   a thread (weights_rows) takes kWgVec channels, one row i of the filter and
+//                  a share of one chunk of row runs (n, oy, kRun outputs along ox), keeping
+//                  K x kWgVec partial sums; they go to part[row][c][tap], row = chunk *
+//                  kWgThreadsY + its thread row, which the finishing kernel adds in a fixed order
+//                  (finish_partial, finish_total).
 // bf16 values are their 16 bits here (uint16_t).
 #pragma once
 

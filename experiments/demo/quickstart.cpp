@@ -7,8 +7,8 @@
 // resumes, and the table is the one an uninterrupted run prints.
 //   quickstart [--data DIR] [--out DIR] [--teacher-epochs 5] [--student-epochs 6] [--subset 6000]
 //              [--teacher-subset 20000] [--val-subset 0] [--precision auto]
-// precision auto: bf16 on CPUs whose native bf16 dot products outpace f32 (AMX, AMD's AVX512-BF16), f32 elsewhere;
-// the demo prints what it chose.
+// precision auto: bf16 on CPUs whose native bf16 dot products outpace f32 (AMX, AMD's
+// AVX512-BF16), f32 elsewhere; the demo prints what it chose.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>

@@ -1,7 +1,7 @@
 // A barrier for a fixed number of host threads, reusable: the tests that run CUDA kernel bodies
 // on the host (a host thread per GPU thread, on_host_threads below) use it for a block's
-// __syncthreads and for a warp's collective operations. The last thread to arrive starts the next generation; the others yield
-// until it has.
+// __syncthreads and for a warp's collective operations. The last thread to arrive starts the next
+// generation; the others yield until it has.
 #pragma once
 
 #include <atomic>
