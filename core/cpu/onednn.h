@@ -45,5 +45,8 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Ten
 void conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx, const ConvShape& cs);
 void conv2d_backward_weights(const Tensor& x, const Tensor& dy, const Tensor& dw, const Tensor& db,
                              const ConvShape& cs);
+// Bytes of the copies in oneDNN's own layouts that the convolutions have made so far (scion's
+// caching allocator gives them, for the length of the call).
+int64_t onednn_layout_copy_bytes();
 
 }  // namespace scion::cpu
