@@ -122,10 +122,10 @@ bool is_depthwise(const Tensor& w, int64_t groups);
 // undefined.
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = Tensor(),
                   const Tensor& bias = Tensor(), double eps = 1e-5);
-// layer_norm(...).to(out) in one pass each way: the result rounded once to `out` (x's dtype, or bf16
-// for an f32 x), and in backward the gradient taken in `out` and widened in the same pass, bit for
-// bit the two ops. Under autocast x is taken in f32, as by layer_norm: a layer norm that feeds a
-// linear layer under autocast (LayerNorm::forward_low) gives it the bf16 input it would cast to.
+// layer_norm(...).to(out) in one pass each way: the result rounded once to `out` (x's dtype, or
+// bf16 for an f32 x), and in backward the gradient taken in `out` and widened in the same pass, bit
+// for bit the two ops. Under autocast x is taken in f32, as by layer_norm: a layer norm that feeds
+// a linear layer under autocast (LayerNorm::forward_low) gives it the bf16 input it would cast to.
 Tensor layer_norm_to(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
                      const Tensor& bias, double eps, DType out);
 Tensor softmax(const Tensor& x, int64_t dim);

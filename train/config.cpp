@@ -130,7 +130,7 @@ void apply_override(YAML::Node& root, const std::string& text, const std::string
   chain.back()[parts.back()] = value_node;
 }
 
-// ---- the keys, spelled once ----------------------------------------------------------------------
+// ---- the keys, spelled once ---------------------------------------------------------------------
 // visit() walks every key of a Config in the order to_yaml writes them, with its checks (ranges,
 // choices). V is ConfigReader (YAML -> Config, unknown keys rejected) or ConfigWriter (Config ->
 // YAML); adding a key is one line here and its field in config.h.
