@@ -303,6 +303,21 @@ std::vector<Case> cases() {
             {{1, 1}, {3, 3}, {1, 1}, 40},
             true,
             true},
+           // The direct weight-gradient loop's rows: outputs whose taps all land inside the row
+           // run without bounds checks, the others with them; stride 2 moves that boundary, and a
+           // 2x2 map (ConvNeXt-F's third stage at 32 px) has no such output at all.
+           {"depthwise 7x7 stride 2, channels-last, 16 channels, 11x9",
+            {2, 16, 11, 9},
+            {16, 1, 7, 7},
+            {{2, 2}, {3, 3}, {1, 1}, 16},
+            true,
+            true},
+           {"depthwise 7x7 on a 2x2 map, channels-last, 32 channels",
+            {2, 32, 2, 2},
+            {32, 1, 7, 7},
+            {{1, 1}, {3, 3}, {1, 1}, 32},
+            true,
+            true},
            // CUDA's register-blocked kernels (stride 1, 3x3/5x5/7x7, channels divisible by 4):
            // a padding below K/2 (the data gradient pads K - 1 - p), rows of 13 and 5 outputs
            // (runs of 4 with a remainder).
