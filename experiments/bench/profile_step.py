@@ -34,10 +34,12 @@ def part_of(dso, sym):
         return "memcpy / memset"
     if re.search(r"malloc|free|_int_|operator new|operator delete", sym):
         return "allocation"
-    m = re.search(r"scion::cpu::(?:\(anonymous namespace\)::)?(\w+)", sym)
+    # Kernels live in a per-ISA namespace (isa_avx2::...; see core/cpu/isa_begin.h).
+    ns = r"scion::cpu::(?:isa_\w+::)?(?:\(anonymous namespace\)::)?"
+    m = re.search(ns + r"(\w+)", sym)
     if m and m.group(1) not in ("parallel_for", "for_each_strided"):
         return f"scion: {m.group(1)}"
-    m = re.search(r"scion::cpu::parallel_for<scion::cpu::(?:\(anonymous namespace\)::)?(\w+)", sym)
+    m = re.search(r"scion::cpu::parallel_for<" + ns + r"(\w+)", sym)
     if m:
         return f"scion: {m.group(1)}"
     if "scion" in sym:
