@@ -136,6 +136,7 @@ TEST_CASE("cuda depthwise: the register-blocked kernels on emulated threads matc
       {1, 8, 6, 8, 3, 0, 0, true},     // no padding (the output is smaller)
       {1, 4, 8, 7, 5, 1, 2, false},    // padding differs between the dimensions
       {4, 8, 16, 16, 7, 3, 3, false},  // 256 row runs: several chunks on a large GPU
+      {2, 8, 2, 2, 7, 3, 3, true},     // a 2x2 map: every tap past the edge but the middle ones
   };
   for (const Case& cs : cases)
     for (int sms : {132, 1}) {
