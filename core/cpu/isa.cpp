@@ -186,10 +186,52 @@ std::string cpu_model() {
     std::string s(brand);
     s.erase(0, s.find_first_not_of(' '));
     s.erase(s.find_last_not_of(' ') + 1);
-    if (!s.empty()) return s;
+    if (!s.empty()) {
+      // Display family and model (the extended fields count for base family 6 and 15).
+      const unsigned a = cpuid(1).a, base = a >> 8 & 0xf;
+      const unsigned family = base == 0xf ? base + (a >> 20 & 0xff) : base;
+      const unsigned model = (a >> 4 & 0xf) | (base == 6 || base == 0xf ? (a >> 16 & 0xf) << 4 : 0);
+      const std::string core = x86_core_name(cpu_vendor(), family, model);
+      return s + " (" + (core.empty() ? "" : core + ", ") + "family " + std::to_string(family) +
+             " model " + std::to_string(model) + ")";
+    }
   }
 #endif
   return "unknown CPU";
+}
+
+std::string x86_core_name(const std::string& vendor, unsigned family, unsigned model) {
+  struct Core {
+    unsigned family, first, last;  // models first..last
+    const char* name;
+  };
+  if (vendor == "AuthenticAMD" || vendor == "HygonGenuine") {
+    static const Core amd[] = {{0x17, 0x00, 0x2f, "Zen/Zen+"}, {0x17, 0x30, 0xff, "Zen 2"},
+                               {0x19, 0x00, 0x0f, "Zen 3"},    {0x19, 0x10, 0x1f, "Zen 4"},
+                               {0x19, 0x20, 0x5f, "Zen 3"},    {0x19, 0x60, 0x7f, "Zen 4"},
+                               {0x19, 0xa0, 0xaf, "Zen 4"},    {0x1a, 0x00, 0xff, "Zen 5"}};
+    for (const Core& c : amd)
+      if (c.family == family && model >= c.first && model <= c.last) return c.name;
+  }
+  if (vendor == "GenuineIntel" && family == 6) {
+    static const Core intel[] = {
+        {6, 0x3c, 0x3c, "Haswell"},          {6, 0x3f, 0x3f, "Haswell"},
+        {6, 0x45, 0x46, "Haswell"},          {6, 0x3d, 0x3d, "Broadwell"},
+        {6, 0x47, 0x47, "Broadwell"},        {6, 0x4f, 0x4f, "Broadwell"},
+        {6, 0x56, 0x56, "Broadwell"},        {6, 0x4e, 0x4e, "Skylake"},
+        {6, 0x5e, 0x5e, "Skylake"},          {6, 0x55, 0x55, "Skylake-SP/Cascade Lake"},
+        {6, 0x8e, 0x8e, "Kaby/Coffee Lake"}, {6, 0x9e, 0x9e, "Kaby/Coffee Lake"},
+        {6, 0x6a, 0x6a, "Ice Lake-SP"},      {6, 0x6c, 0x6c, "Ice Lake-SP"},
+        {6, 0x7e, 0x7e, "Ice Lake"},         {6, 0x8c, 0x8d, "Tiger Lake"},
+        {6, 0x97, 0x97, "Alder Lake"},       {6, 0x9a, 0x9a, "Alder Lake"},
+        {6, 0xb7, 0xb7, "Raptor Lake"},      {6, 0xba, 0xba, "Raptor Lake"},
+        {6, 0xbf, 0xbf, "Raptor Lake"},      {6, 0xaa, 0xaa, "Meteor Lake"},
+        {6, 0x8f, 0x8f, "Sapphire Rapids"},  {6, 0xcf, 0xcf, "Emerald Rapids"},
+        {6, 0xad, 0xad, "Granite Rapids"}};
+    for (const Core& c : intel)
+      if (model >= c.first && model <= c.last) return c.name;
+  }
+  return "";
 }
 
 std::vector<std::string> cpu_features() {

@@ -38,7 +38,12 @@ bool portable_build();
 std::string onednn_version();
 
 // The CPU's brand string and the feature flags that matter here (avx2, fma, f16c, avx512f, ...).
+// On x86-64 the brand string is followed by the core and the CPUID family and model, since VMs
+// often show only "AMD EPYC" or "Intel Xeon": "AMD EPYC (Zen 3, family 25 model 1)".
 std::string cpu_model();
+// The core design of an x86-64 CPU from its vendor string and CPUID display family and model
+// ("Zen 3", "Emerald Rapids", ...); "" for one not in the table.
+std::string x86_core_name(const std::string& vendor, unsigned family, unsigned model);
 std::vector<std::string> cpu_features();
 
 // Applies SCION_MAX_ISA to oneDNN (unless ONEDNN_MAX_CPU_ISA is set) before oneDNN's first use;

@@ -330,6 +330,31 @@ TEST_CASE("isa: SCION_MAX_ISA names a level, and a cap in the environment took e
   }
 }
 
+TEST_CASE("isa: the CPU model names the core, family and model (VMs hide the brand's rest)",
+          "[isa]") {
+  // The development machines: an AMD EPYC VM on Zen 3 and on Zen 4, an Intel Xeon VM on Emerald
+  // Rapids; the display family and model are as Linux's /proc/cpuinfo prints them.
+  CHECK(cpu::x86_core_name("AuthenticAMD", 25, 1) == "Zen 3");     // Milan
+  CHECK(cpu::x86_core_name("AuthenticAMD", 25, 0x11) == "Zen 4");  // Genoa
+  CHECK(cpu::x86_core_name("AuthenticAMD", 25, 0x21) == "Zen 3");  // Vermeer (Ryzen 5000)
+  CHECK(cpu::x86_core_name("AuthenticAMD", 25, 0x61) == "Zen 4");  // Raphael (Ryzen 7000)
+  CHECK(cpu::x86_core_name("AuthenticAMD", 23, 0x31) == "Zen 2");  // Rome
+  CHECK(cpu::x86_core_name("AuthenticAMD", 26, 0x02) == "Zen 5");
+  CHECK(cpu::x86_core_name("GenuineIntel", 6, 207) == "Emerald Rapids");
+  CHECK(cpu::x86_core_name("GenuineIntel", 6, 143) == "Sapphire Rapids");
+  CHECK(cpu::x86_core_name("GenuineIntel", 6, 0x9a) == "Alder Lake");
+  CHECK(cpu::x86_core_name("GenuineIntel", 25, 1).empty());  // the family belongs to the vendor
+  CHECK(cpu::x86_core_name("AuthenticAMD", 6, 207).empty());
+  CHECK(cpu::x86_core_name("GenuineIntel", 6, 0x01).empty());
+  const std::string model = cpu::cpu_model();
+  INFO(model);
+  CHECK(!model.empty());
+#if defined(__x86_64__)
+  CHECK(model.find(" model ") != std::string::npos);  // "... family F model M)"
+  CHECK(model.back() == ')');
+#endif
+}
+
 TEST_CASE("isa: bf16 outpaces f32 with AMX or on AMD cores, not on Intel's vdpbf16ps alone",
           "[isa]") {
   CHECK_FALSE(cpu::bf16_outpaces_f32(false, false, "AuthenticAMD"));  // not native: never
