@@ -4,7 +4,11 @@ trainer with the same threads, in one run: ViT-T 32 px patch 4 and ConvNeXt-F 32
 JPEGs, f32 and bf16, one epoch on a fixed subset each. Reports images/s (from metrics) and the peak
 RSS of the training process (PyTorch's loader worker processes not counted, which favours it).
 
-    python3 experiments/bench/run_train.py [--subset 5120] [--out FILE.md]
+    python3 experiments/bench/run_train.py [--subset 5120] [--precisions f32 bf16] [--bin build/bin]
+        [--out FILE.md]
+
+On a CPU without native bf16 (AVX2), PyTorch's bf16 autocast runs ATen's own bf16 kernels at a few
+images/s, so `--precisions f32` is the useful comparison there.
 """
 import argparse
 import json
@@ -30,15 +34,17 @@ def run(cmd):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--subset", type=int, default=5120)
+    ap.add_argument("--precisions", nargs="+", choices=["f32", "bf16"], default=["f32", "bf16"])
+    ap.add_argument("--bin", default="build/bin", help="scion binaries")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     rows = []
     for label, config in CASES:
-        for precision in ["f32", "bf16"]:
+        for precision in args.precisions:
             tmp = tempfile.mkdtemp()
             sets = ["--set", "train.epochs=1", "--set", f"data.train_subset={args.subset}", "--set",
                     f"train.precision={precision}", "--set", "threads=2", "--set", "data.val_subset=1000"]
-            rss_s = run(["build/bin/train", "--config", config, "--output-dir", f"{tmp}/scion"] + sets)
+            rss_s = run([os.path.join(args.bin, "train"), "--config", config, "--output-dir", f"{tmp}/scion"] + sets)
             ours = json.loads(open(f"{tmp}/scion/metrics.jsonl").readline())["images_per_second"]
             # The reference reads its settings from a YAML copy with the same overrides.
             import yaml
