@@ -17,6 +17,7 @@
 
 #include "core/cuda/block_pool.h"
 #include "core/cuda/common.cuh"
+#include "core/cuda/cublaslt_loader.h"
 #include "core/ops.h"
 
 namespace scion::cuda {
@@ -120,7 +121,11 @@ cudaStream_t stream() {
 void* blas_lt_handle() {
   DeviceState& s = state();
   if (!s.lt) {
-    if (cublasLtCreate(&s.lt) != CUBLAS_STATUS_SUCCESS) fail("cublasLtCreate", "failed");
+    const cublasStatus_t status = cublasLtCreate(&s.lt);
+    if (status != CUBLAS_STATUS_SUCCESS)
+      fail("cublasLtCreate", cublaslt_load_error().empty()
+                                 ? "cuBLASLt status " + std::to_string(int(status))
+                                 : "cannot open cuBLASLt: " + cublaslt_load_error());
   }
   return s.lt;
 }

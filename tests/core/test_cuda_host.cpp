@@ -6,8 +6,16 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <fstream>
+#include <string>
+
+#ifdef SCION_CUDA
+#include <cublasLt.h>
+#include <dlfcn.h>
+#endif
 
 #include "core/backend.h"
+#include "core/cuda/cublaslt_loader.h"
 #include "core/cuda/mma_layout.h"
 #include "core/cuda/plan.h"
 #include "core/kernel_math.h"
@@ -630,3 +638,50 @@ TEST_CASE("empty_pinned: plain host memory without a CUDA device", "[cuda-host]"
   CHECK(is_pinned(t) == (cuda_device_count() > 0));
   CHECK_FALSE(is_pinned(empty({3})));
 }
+
+#ifdef SCION_CUDA
+namespace {
+// Whether this process has a file whose path contains `name` mapped.
+bool maps_library(const std::string& name) {
+  std::ifstream in("/proc/self/maps");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.find(name) != std::string::npos) return true;
+  return false;
+}
+}  // namespace
+
+TEST_CASE("cuda: cuBLASLt is opened on first use, never mapped by a process that does not call it",
+          "[cuda-host]") {
+  // What a CPU-only run does: CPU ops and the device count.
+  Tensor a = test::rand_f64({8, 8}, 3).to(DType::f32);
+  CHECK(matmul(a, a).shape() == Shape{8, 8});
+  (void)cuda_device_count();
+  // ctest runs each case in a process of its own; a whole scion_tests run on a GPU machine may
+  // have called cuBLASLt in an earlier case.
+  if (!cuda::cublaslt_opened()) CHECK_FALSE(maps_library("libcublasLt"));
+  REQUIRE(cuda::cublaslt_load_error() == "");  // the toolkit this was built with has it
+  CHECK(cuda::cublaslt_opened());
+  CHECK(maps_library("libcublasLt"));
+  // The forwarding functions reach the library: descriptor calls run on the host, no GPU needed,
+  // and the library refuses an attribute of the wrong size.
+  cublasLtMatrixLayout_t layout = nullptr;
+  REQUIRE(cublasLtMatrixLayoutCreate(&layout, CUDA_R_32F, 4, 3, 4) == CUBLAS_STATUS_SUCCESS);
+  const int32_t batch = 5;
+  CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch,
+                                         sizeof(batch)) == CUBLAS_STATUS_SUCCESS);
+  CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, 1) ==
+        CUBLAS_STATUS_INVALID_VALUE);
+  CHECK(cublasLtMatrixLayoutDestroy(layout) == CUBLAS_STATUS_SUCCESS);
+  // The search: every attempt's reason when none opens; the first that opens wins.
+  std::string error;
+  CHECK(cuda::open_first({"/nonexistent/libscion_none.so", "libscion_none_either.so"}, error) ==
+        nullptr);
+  CHECK(error.find("/nonexistent/libscion_none.so") != std::string::npos);
+  CHECK(error.find("libscion_none_either.so") != std::string::npos);
+  void* libc = cuda::open_first({"/nonexistent/libscion_none.so", "libc.so.6"}, error);
+  CHECK(libc != nullptr);
+  CHECK(error == "");
+  if (libc) dlclose(libc);
+}
+#endif
