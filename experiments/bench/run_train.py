@@ -24,10 +24,13 @@ CASES = [("ViT-T 32px/p4", "configs/mini/vit_tiny_cifar10.yaml"),
 
 
 def run(cmd):
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(p.pid, 0)
-    if status != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{p.stderr.read()}")
+    # stderr to a file, not a pipe: a pipe nobody reads until the end would stall a chatty run.
+    with tempfile.TemporaryFile(mode="w+") as err:
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(p.pid, 0)
+        if status != 0:
+            err.seek(0)
+            sys.exit(f"failed: {' '.join(cmd)}\n{err.read()}")
     return usage.ru_maxrss / 1024.0  # MiB
 
 
