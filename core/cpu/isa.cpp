@@ -177,25 +177,24 @@ std::string cpu_model() {
   return name.empty() ? "unknown arm64 CPU" : name;
 #endif
 #if defined(__x86_64__)
+  std::string s;
   if (cpuid(0x80000000).a >= 0x80000004) {
     char brand[49] = {};
     for (unsigned i = 0; i < 3; ++i) {
       Cpuid r = cpuid(0x80000002 + i);
       std::memcpy(brand + 16 * i, &r, 16);
     }
-    std::string s(brand);
+    s = brand;
     s.erase(0, s.find_first_not_of(' '));
     s.erase(s.find_last_not_of(' ') + 1);
-    if (!s.empty()) {
-      // Display family and model (the extended fields count for base family 6 and 15).
-      const unsigned a = cpuid(1).a, base = a >> 8 & 0xf;
-      const unsigned family = base == 0xf ? base + (a >> 20 & 0xff) : base;
-      const unsigned model = (a >> 4 & 0xf) | (base == 6 || base == 0xf ? (a >> 16 & 0xf) << 4 : 0);
-      const std::string core = x86_core_name(cpu_vendor(), family, model);
-      return s + " (" + (core.empty() ? "" : core + ", ") + "family " + std::to_string(family) +
-             " model " + std::to_string(model) + ")";
-    }
   }
+  // Display family and model (the extended fields count for base family 6 and 15).
+  const unsigned a = cpuid(1).a, base = a >> 8 & 0xf;
+  const unsigned family = base == 0xf ? base + (a >> 20 & 0xff) : base;
+  const unsigned model = (a >> 4 & 0xf) | (base == 6 || base == 0xf ? (a >> 16 & 0xf) << 4 : 0);
+  const std::string core = x86_core_name(cpu_vendor(), family, model);
+  return (s.empty() ? "x86-64 CPU" : s) + " (" + (core.empty() ? "" : core + ", ") + "family " +
+         std::to_string(family) + " model " + std::to_string(model) + ")";
 #endif
   return "unknown CPU";
 }
