@@ -22,6 +22,7 @@ _posterize = PIL.ImageOps.posterize
 PIL.ImageOps.posterize = lambda img, bits: _posterize(img, bits) if bits >= 1 else PIL.ImageOps.invert(
     img).point(lambda _: 0)
 from torchvision.datasets import ImageFolder
+from machine import cpu_model
 
 
 class Repeat(torch.utils.data.Dataset):
@@ -91,7 +92,7 @@ def main():
                  "imagenet": "ImageNet JPEG, RandomResizedCrop 224 + flip"}[case]
         rows.append(f"| {label} | {batch} | {ours:.0f} | {theirs:.0f} | **{ours / theirs:.2f}** |")
         print(rows[-1], flush=True)
-    table = (f"torch {torch.__version__}, {args.workers} workers each, images/s, ratio = scion / torch\n\n"
+    table = (f"{cpu_model()}; torch {torch.__version__}, {args.workers} workers each, images/s, ratio = scion / torch\n\n"
              "| pipeline | batch | scion img/s | torch img/s | ratio |\n|---|---|---|---|---|\n" + "\n".join(rows))
     print()
     print(table)

@@ -15,6 +15,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from machine import cpu_model
 
 
 def median_ms(fn, min_seconds):
@@ -101,7 +102,7 @@ def main():
                     f'{r["fwd_ms"]:.3f} | {t_f:.3f} | **{t_f / r["fwd_ms"]:.2f}** | {gf} | '
                     f'{r["fwd_bwd_ms"]:.3f} | {t_fb:.3f} | **{t_fb / r["fwd_bwd_ms"]:.2f}** |')
 
-    head = (f"torch {torch.__version__}, {args.threads} threads, ratio = torch time / scion time "
+    head = (f"{cpu_model()}; torch {torch.__version__}, {args.threads} threads, ratio = torch time / scion time "
             f"(> 1: scion faster)\n\n"
             "| op | where | dtype | scion fwd ms | torch fwd ms | fwd ratio | scion fwd GFLOP/s | "
             "scion fwd+bwd ms | torch fwd+bwd ms | fwd+bwd ratio |\n"
