@@ -6,16 +6,8 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <fstream>
-#include <string>
-
-#ifdef SCION_CUDA
-#include <cublasLt.h>
-#include <dlfcn.h>
-#endif
 
 #include "core/backend.h"
-#include "core/cuda/cublaslt_loader.h"
 #include "core/cuda/mma_layout.h"
 #include "core/cuda/plan.h"
 #include "core/kernel_math.h"
@@ -640,6 +632,14 @@ TEST_CASE("empty_pinned: plain host memory without a CUDA device", "[cuda-host]"
 }
 
 #ifdef SCION_CUDA
+#include <cublasLt.h>
+#include <dlfcn.h>
+
+#include <fstream>
+#include <string>
+
+#include "core/cuda/cublaslt_loader.h"
+
 namespace {
 // Whether this process has a file whose path contains `name` mapped.
 bool maps_library(const std::string& name) {
