@@ -67,8 +67,11 @@ fuzz-spec: deps
 	else /usr/bin/python3 tests/experiments/fuzz_spec.py --seconds $(FUZZ_SECONDS); fi
 
 # The whole test suite built with AddressSanitizer + UndefinedBehaviorSanitizer; any report fails.
+# Line tables only (-g1): the sanitizers' reports still name file and line, and the build is about
+# a third faster than with full debug info (-g).
 sanitize: deps
-	cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSCION_SANITIZE=ON -DSCION_CUDA=OFF
+	cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSCION_SANITIZE=ON -DSCION_CUDA=OFF \
+	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG"
 	cmake --build build-sanitize -j$(JOBS) --target scion_test_programs
 	cd build-sanitize && ASAN_OPTIONS=$(ASAN_OPTIONS) UBSAN_OPTIONS=$(UBSAN_OPTIONS) \
 	  ctest --output-on-failure -j$(JOBS)
