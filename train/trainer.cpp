@@ -125,7 +125,8 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int6
     }
     logits = logits.to(DType::f32);
     int64_t n = x.size(0), k = logits.size(1);
-    loss_sum += cross_entropy(logits, y.to(device)).item() * double(n);
+    // The class indices as the loader made them, on the host (checked there; see step_loss).
+    loss_sum += cross_entropy(logits, y).item() * double(n);
     logits = logits.cpu().contiguous();
     const float* lp = logits.data<float>();
     const int64_t* yp = y.data<int64_t>();
