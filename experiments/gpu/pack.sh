@@ -5,7 +5,8 @@
 # machine lacks (oneDNN, yaml-cpp, matio, Open MPI, ...; not glibc, not the driver, not cuDNN,
 # cuBLAS or NCCL, which PyTorch's wheels bring there), and a small CIFAR-10 image folder (256 training and
 # 100 test images per class, from ../shared/data/cifar10-jpg) for the 200-step training check.
-# Output: .gpu/pack.tar.xz (about 20 MB), ignored by git; carry `.gpu` to the device machine.
+# Output: .gpu/pack.tar.xz (32 MB at cf908cb; the carry limit is 64 MiB), ignored by git; carry
+# `.gpu` to the device machine.
 set -euo pipefail
 BUILD=${1:-build}
 DATA=${2:-../shared/data/cifar10-jpg}
