@@ -158,6 +158,30 @@ Isa active_isa() {
   return std::min(cpu_isa(), isa_cap());
 }
 
+bool isa_cap_changes_kernels(Isa cpu, Isa cap, bool avx, bool avx512f, bool avx_vnni) {
+  if (cap == Isa::amx) return false;  // no cap
+  if (cpu > cap) return true;
+  switch (cap) {
+    case Isa::plain:
+      return avx;  // oneDNN's cap for plain is SSE4.1
+    case Isa::avx2:
+      return avx512f || avx_vnni;  // oneDNN's avx512_* and avx2_vnni levels
+    default:
+      return true;
+  }
+}
+
+bool isa_cap_changes_kernels() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return isa_cap_changes_kernels(cpu_isa(), isa_cap(), __builtin_cpu_supports("avx"),
+                                 __builtin_cpu_supports("avx512f"),
+                                 __builtin_cpu_supports("avxvnni"));
+#else
+  return false;  // one kernel level, and oneDNN's cap is x86-64 only
+#endif
+}
+
 bool portable_build() {
 #ifdef SCION_NATIVE_BUILD
   return false;

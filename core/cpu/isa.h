@@ -31,6 +31,15 @@ Isa cpu_isa();
 Isa isa_cap();
 // min(cpu_isa(), isa_cap()): the level scion's kernels run at.
 Isa active_isa();
+// Whether SCION_MAX_ISA changes any kernel on this CPU, scion's or oneDNN's (the cap's oneDNN
+// level is below what oneDNN would pick here). The test suite's capped reruns skip themselves
+// where it does not: they would run the uncapped suite's kernels again (an AVX2 cap on an
+// AVX2-only CPU).
+bool isa_cap_changes_kernels();
+// The rule of isa_cap_changes_kernels on given facts: the CPU's level, the cap, and the features
+// oneDNN uses beyond the cap's level (AVX for plain's SSE4.1; AVX-512F or AVX-VNNI for AVX2).
+// Caps above avx2 count as changing the kernels (oneDNN has levels between scion's there).
+bool isa_cap_changes_kernels(Isa cpu, Isa cap, bool avx, bool avx512f, bool avx_vnni);
 
 // False for a SCION_NATIVE=ON build (-march=native: everything compiled for the build machine).
 bool portable_build();

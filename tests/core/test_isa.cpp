@@ -377,6 +377,29 @@ TEST_CASE("isa: bf16 outpaces f32 with AMX or on AMD cores, not on Intel's vdpbf
   if (!cpu::native_bf16()) CHECK_FALSE(cpu::bf16_outpaces_f32());
 }
 
+TEST_CASE("isa: a cap changes the kernels unless the CPU is at or below it, oneDNN's levels too",
+          "[isa]") {
+  using cpu::Isa;
+  const auto changes = [](Isa cpu_level, Isa cap, bool avx, bool avx512f, bool avx_vnni) {
+    return cpu::isa_cap_changes_kernels(cpu_level, cap, avx, avx512f, avx_vnni);
+  };
+  CHECK_FALSE(changes(Isa::avx512, Isa::amx, true, true, false));  // no cap
+  CHECK_FALSE(changes(Isa::avx2, Isa::avx2, true, false, false));  // Zen 3, Haswell: a rerun
+  CHECK(changes(Isa::avx2, Isa::avx2, true, false, true));         // Alder Lake: oneDNN's avx2_vnni
+  CHECK(changes(Isa::avx2, Isa::avx2, true, true, false));  // AVX-512F without BW/VL/DQ (KNL)
+  CHECK(changes(Isa::avx512, Isa::avx2, true, true, false));
+  CHECK(changes(Isa::amx, Isa::avx2, true, true, true));
+  CHECK(changes(Isa::avx2, Isa::plain, true, false, false));
+  CHECK(changes(Isa::plain, Isa::plain, true, false, false));  // Sandy Bridge: oneDNN's avx
+  CHECK_FALSE(changes(Isa::plain, Isa::plain, false, false, false));
+  CHECK(changes(Isa::avx512, Isa::avx512, true, true, false));  // oneDNN's levels between ours
+  // This machine: where the cap changes nothing, scion's kernels run at the CPU's own level.
+  INFO("CPU " << cpu::isa_name(cpu::cpu_isa()) << ", cap " << cpu::isa_name(cpu::isa_cap()));
+  if (!cpu::isa_cap_changes_kernels()) CHECK(cpu::active_isa() == cpu::cpu_isa());
+  if (cpu::isa_cap() == Isa::amx) CHECK_FALSE(cpu::isa_cap_changes_kernels());
+  if (cpu::active_isa() < cpu::cpu_isa()) CHECK(cpu::isa_cap_changes_kernels());
+}
+
 TEST_CASE(
     "isa: oneDNN without bf16 is routed around, and asked directly it names op, dtype and ISA",
     "[isa]") {
