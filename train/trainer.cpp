@@ -766,8 +766,8 @@ int run_training(const Config& cfg, const RunOptions& options) {
     });
   dist::Communicator& c = nccl ? *nccl : c0;
   check_same_config(c, cfg);
-  // threads: 0 means all cores, following the load (core/cpu/parallel.h). Data-parallel ranks
-  // keep a fixed count instead, the cores shared among the ranks on this machine: a rank that
+  // threads: 0 means all cores (following the load only with SCION_ADAPTIVE_THREADS=1, see
+  // core/cpu/parallel.h). Data-parallel ranks share this machine's cores instead: a rank that
   // adapted to its machine's load would add its per-thread partial sums (the clipping norm) in
   // another order than the others, and the replicas would drift apart.
   int threads = cfg.threads;

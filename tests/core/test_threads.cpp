@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -48,14 +50,53 @@ struct BusyProcesses {
   }
 };
 
+// SCION_ADAPTIVE_THREADS set to `value` (or unset) for the guard's life.
+struct AdaptiveEnv {
+  std::string saved;
+  bool had = false;
+  explicit AdaptiveEnv(const char* value) {
+    const char* v = std::getenv("SCION_ADAPTIVE_THREADS");
+    had = v != nullptr;
+    if (had) saved = v;
+    if (value)
+      setenv("SCION_ADAPTIVE_THREADS", value, 1);
+    else
+      unsetenv("SCION_ADAPTIVE_THREADS");
+  }
+  ~AdaptiveEnv() {
+    if (had)
+      setenv("SCION_ADAPTIVE_THREADS", saved.c_str(), 1);
+    else
+      unsetenv("SCION_ADAPTIVE_THREADS");
+    cpu::set_num_threads(0);
+  }
+};
+
 }  // namespace
 
-TEST_CASE("all cores: the thread count drops while other processes keep the cores busy",
+TEST_CASE("all cores by default: the count stays while other processes keep the cores busy",
           "[threads]") {
+  // Adapting corrupted the heap under a changing load (README, "Thread count, and a known problem
+  // when it follows the load"): off by default.
+  AdaptiveEnv env(nullptr);
+  cpu::set_num_threads(0);
+  CHECK_FALSE(cpu::adaptive_threads());
+  const int all = cpu::num_threads();
+  BusyProcesses busy(all);
+  for (int i = 0; i < 60; ++i) {  // 1.2 s: more than two half-second windows
+    cpu::adapt_threads();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(cpu::num_threads() == all);
+}
+
+TEST_CASE("SCION_ADAPTIVE_THREADS=1: the count drops while other processes keep the cores busy",
+          "[threads]") {
+  AdaptiveEnv env("1");
   cpu::set_num_threads(0);
   const int all = cpu::num_threads();
   if (!cpu::adaptive_threads() || all < 2) {
-    WARN("no /proc/stat, SCION_ADAPTIVE_THREADS=0 or a single core: nothing to adapt");
+    WARN("no /proc/stat or a single core: nothing to adapt");
     return;
   }
   {
