@@ -2,6 +2,7 @@
 // log file, its exit status as a shell reports it, and polling its log for a line.
 #pragma once
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,6 +62,11 @@ inline pid_t spawn_executable(const std::string& path, const std::vector<std::st
   std::fflush(nullptr);      // or the child would write the parent's buffered output again
   pid_t pid = fork();
   if (pid == 0) {
+    // exec keeps the signal mask: a test process that blocked the stop signals
+    // (train/signals.h) must not hand that on to the program.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
     FILE* f = std::freopen(log.c_str(), "w", stdout);
     (void)f;
     dup2(fileno(stdout), 2);

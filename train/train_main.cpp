@@ -11,10 +11,12 @@
 #include "core/error.h"
 #include "train/config.h"
 #include "train/dist.h"
+#include "train/signals.h"
 #include "train/trainer.h"
 #include "train/version.h"
 
 int main(int argc, char** argv) {
+  scion::train::take_stop_signals();  // before any thread exists (train/signals.h)
   CLI::App app{"scion train: train a model from a YAML config"};
   std::string config_path, output_dir;
   std::vector<std::string> sets;

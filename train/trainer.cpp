@@ -9,7 +9,6 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -32,11 +31,6 @@ namespace {
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
-
-std::atomic<int> g_signal{0};
-extern "C" void on_signal(int sig) {
-  g_signal = sig;
-}
 
 // "1h02m", "3m05s", "42s".
 std::string duration_str(double seconds) {
@@ -152,10 +146,6 @@ EvalResult evaluate(nn::Module& model, data::DataLoader& loader, bool bf16, int6
   r.acc1 = 100.0 * top1 / double(r.images);
   r.acc5 = 100.0 * top5 / double(r.images);
   return r;
-}
-
-int interrupted() {
-  return g_signal;
 }
 
 namespace {
@@ -528,7 +518,8 @@ void Trainer::print_progress(int64_t epoch, int64_t step_in_epoch, double secs, 
 }
 
 int Trainer::agreed_signal() {
-  std::vector<double> shared{g_signal != 0 ? 1.0 : 0.0, double(int(g_signal))};
+  const int sig = interrupted();  // read once: the signal thread may set it at any moment
+  std::vector<double> shared{sig != 0 ? 1.0 : 0.0, double(sig)};
   dist::allreduce_sum(comm_, shared, "stop check");
   return shared[0] > 0 ? int(std::lround(shared[1] / shared[0])) : 0;
 }
@@ -565,7 +556,8 @@ int Trainer::train_epoch(int64_t epoch) {
     // The global batch's mean loss, and whether any rank was asked to stop (so all stop at the
     // same optimizer step).
     const double share = 1.0 / double(comm_.size());  // equal shards
-    std::vector<double> shared{lv * share, g_signal != 0 ? 1.0 : 0.0, double(int(g_signal))};
+    const int sig = interrupted();
+    std::vector<double> shared{lv * share, sig != 0 ? 1.0 : 0.0, double(sig)};
     dist::allreduce_sum(comm_, shared, "step loss");
     lv = shared[0];
     if (shared[1] > 0) stop_signal_ = int(std::lround(shared[2] / shared[1]));
@@ -682,8 +674,7 @@ void Trainer::save_checkpoint(int64_t epoch, int64_t batch, double epoch_seconds
 }
 
 int Trainer::run() {
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
+  take_stop_signals();  // again when main took them first (train/signals.h)
   start_ = Clock::now();
   if (root_) {
     std::printf(
@@ -766,8 +757,8 @@ int run_training(const Config& cfg, const RunOptions& options) {
     });
   dist::Communicator& c = nccl ? *nccl : c0;
   check_same_config(c, cfg);
-  // threads: 0 means all cores (following the load only with SCION_ADAPTIVE_THREADS=1, see
-  // core/cpu/parallel.h). Data-parallel ranks share this machine's cores instead: a rank that
+  // threads: 0 means all cores, following the load (core/cpu/parallel.h). Data-parallel ranks
+  // keep a fixed count instead, the cores shared among the ranks on this machine: a rank that
   // adapted to its machine's load would add its per-thread partial sums (the clipping norm) in
   // another order than the others, and the replicas would drift apart.
   int threads = cfg.threads;

@@ -19,6 +19,7 @@
 #include "nn/model.h"
 #include "train/config.h"
 #include "train/dist.h"
+#include "train/signals.h"
 
 namespace scion::train {
 
@@ -93,9 +94,6 @@ struct RunOptions {
 // FolderLock) for the life of the run: a second process on it gets an InputError naming this
 // one's pid. InputError escapes for the caller to report with status 2.
 int run_training(const Config& cfg, const RunOptions& options = {});
-// The signal (SIGINT/SIGTERM) received since the first run_training installed its handler, or 0:
-// a program running several stages stops between them instead of starting the next.
-int interrupted();
 
 // Writes `text` to `path` atomically (temporary file, fsync, rename).
 void write_text_atomic(const std::string& path, const std::string& text);

@@ -5,12 +5,9 @@
 // Threads that share their cores with another busy process wait at every barrier for a partner the
 // scheduler has parked (a whole time slice, each of hundreds of parallel regions per batch), so a
 // job beside another one slows far more than the cores it lost. adapt_threads(), called by the
-// trainer between batches, can make the count follow the load: it reads how much CPU time other
-// processes took on our cores and uses only the cores they leave free (at least one). It is off
-// unless SCION_ADAPTIVE_THREADS=1: training runs whose count changed under a changing load
-// corrupted the heap (glibc aborts, one caught inside oneDNN's matmul), and with a fixed count the
-// same stress never did; the cause is not found (README, "Thread count, and a known problem when
-// it follows the load"; experiments/stress/load_changes.sh). An explicit count is never changed.
+// trainer between batches, makes the count follow the load: it reads how much CPU time other
+// processes took on our cores and uses only the cores they leave free (at least one).
+// SCION_ADAPTIVE_THREADS=0 keeps all cores instead; an explicit count is never changed.
 #pragma once
 
 #include <omp.h>
@@ -24,12 +21,12 @@ inline int num_threads() {
   return omp_get_max_threads();
 }
 
-// n > 0: exactly n threads; 0: the cores this process may run on (with SCION_ADAPTIVE_THREADS=1,
-// fewer while other processes keep some of them busy; see adapt_threads).
+// n > 0: exactly n threads; 0: the cores this process may run on, fewer while other processes keep
+// some of them busy (see adapt_threads; not with SCION_ADAPTIVE_THREADS=0).
 void set_num_threads(int n);
 
-// Whether the thread count follows the load (set_num_threads(0), and SCION_ADAPTIVE_THREADS=1 in
-// the environment).
+// Whether the thread count follows the load (set_num_threads(0), unless SCION_ADAPTIVE_THREADS=0
+// is in the environment).
 bool adaptive_threads();
 
 // Re-reads the load at most every half second and sets the thread count to the cores other

@@ -111,7 +111,7 @@ void set_num_threads(int n) {
   g.have_last = false;
   g.pending = 0;
   const char* env = std::getenv("SCION_ADAPTIVE_THREADS");
-  g.adaptive = n <= 0 && env && std::strcmp(env, "1") == 0;  // opt-in: see parallel.h
+  g.adaptive = n <= 0 && !(env && std::strcmp(env, "0") == 0);  // =0: a fixed count
   if (n > 0) {
     omp_set_num_threads(n);
     return;

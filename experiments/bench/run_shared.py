@@ -7,9 +7,8 @@ runs a few epochs alone, then again while a second `train` job (the same config,
 folder) keeps the cores busy. Per epoch it reads `epoch_seconds` (training) and `val_seconds`
 (the validation pass) from metrics.jsonl and reports the median over the epochs after the first.
 
-Two modes: `fixed` (the default since 2026-12-06: every job keeps all cores' worth of threads) and
-`adaptive` (SCION_ADAPTIVE_THREADS=1 for both jobs; it corrupted the heap under a changing load,
-README "Thread count, and a known problem when it follows the load"). With two jobs on two cores,
+Two modes: `fixed` (SCION_ADAPTIVE_THREADS=0 for both jobs: every job keeps all cores' worth of
+threads) and `adaptive` (the default for threads: 0). With two jobs on two cores,
 proportional sharing is a 2x slowdown.
 
     python3 experiments/bench/run_shared.py [--epochs 4] [--out FILE.md]

@@ -110,6 +110,7 @@ struct Stages {
 }  // namespace
 
 int main(int argc, char** argv) {
+  train::take_stop_signals();  // before any thread exists (train/signals.h)
   CLI::App app{"scion quickstart: weight selection vs random init on Fashion-MNIST"};
   std::string data = "/usr/share/datasets/fashion-mnist", out = "runs/quickstart";
   int64_t teacher_epochs = 5, student_epochs = 6, subset = 6000, teacher_subset = 20000,

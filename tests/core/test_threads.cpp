@@ -74,25 +74,9 @@ struct AdaptiveEnv {
 
 }  // namespace
 
-TEST_CASE("all cores by default: the count stays while other processes keep the cores busy",
+TEST_CASE("threads: 0 follows the load: the count drops while other processes keep the cores busy",
           "[threads]") {
-  // Adapting corrupted the heap under a changing load (README, "Thread count, and a known problem
-  // when it follows the load"): off by default.
   AdaptiveEnv env(nullptr);
-  cpu::set_num_threads(0);
-  CHECK_FALSE(cpu::adaptive_threads());
-  const int all = cpu::num_threads();
-  BusyProcesses busy(all);
-  for (int i = 0; i < 60; ++i) {  // 1.2 s: more than two half-second windows
-    cpu::adapt_threads();
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  CHECK(cpu::num_threads() == all);
-}
-
-TEST_CASE("SCION_ADAPTIVE_THREADS=1: the count drops while other processes keep the cores busy",
-          "[threads]") {
-  AdaptiveEnv env("1");
   cpu::set_num_threads(0);
   const int all = cpu::num_threads();
   if (!cpu::adaptive_threads() || all < 2) {
@@ -109,6 +93,20 @@ TEST_CASE("SCION_ADAPTIVE_THREADS=1: the count drops while other processes keep 
     CHECK(cpu::num_threads() == 1);
   }
   cpu::set_num_threads(0);
+  CHECK(cpu::num_threads() == all);
+}
+
+TEST_CASE("SCION_ADAPTIVE_THREADS=0: the count stays while other processes keep the cores busy",
+          "[threads]") {
+  AdaptiveEnv env("0");
+  cpu::set_num_threads(0);
+  CHECK_FALSE(cpu::adaptive_threads());
+  const int all = cpu::num_threads();
+  BusyProcesses busy(all);
+  for (int i = 0; i < 60; ++i) {  // 1.2 s: more than two half-second windows
+    cpu::adapt_threads();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   CHECK(cpu::num_threads() == all);
 }
 

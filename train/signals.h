@@ -1,0 +1,28 @@
+// The stop signals, SIGINT and SIGTERM: a run that gets one saves at the next optimizer step and
+// exits 128 + the signal (train/trainer.h).
+//
+// No handler may run on a thread that computes. oneDNN 2.6's JIT f32 GEMM kernels
+// (jit_avx_gemm_f32 on AVX2, jit_avx512_common_gemm_f32 on AVX-512) point the stack pointer into
+// a heap buffer while they run (oneDNN issue #4845), so the kernel writes a handler's frame into
+// the heap below that buffer, and glibc aborts later ("free(): invalid pointer", "corrupted size
+// vs. prev_size"), or nothing notices. So the signals are blocked in every thread, and one thread
+// that computes nothing takes them with sigwait.
+#pragma once
+
+namespace scion::train {
+
+// Blocks SIGINT and SIGTERM in the calling thread, and so in every thread it creates afterwards,
+// and starts (once per process) the thread that takes them. Call it first in main, before any
+// other thread exists: a thread created earlier still has them unblocked, and when the kernel
+// delivers one to it, a handler that only records the signal runs there (the old way, unsafe in
+// a GEMM). run_training calls it too, for programs that did not.
+void take_stop_signals();
+
+// The stop signal received since take_stop_signals, or 0: a program running several stages stops
+// between them instead of starting the next.
+int interrupted();
+
+// Forgets a received signal (for tests that send one).
+void clear_interrupted();
+
+}  // namespace scion::train
