@@ -13,6 +13,8 @@ namespace scion::train {
 namespace {
 
 std::atomic<int> g_signal{0};
+std::atomic<bool> g_deferred{false};
+std::mutex g_mode;  // orders defer_stop_signals against ending the process
 
 extern "C" void record_signal(int sig) {
   g_signal = sig;
@@ -26,15 +28,25 @@ sigset_t stop_set() {
   return set;
 }
 
+// Ends the process as the signal's default action does (a shell reports 128 + sig), unless
+// defer_stop_signals came first.
+void end_by(int sig) {
+  std::lock_guard<std::mutex> lock(g_mode);
+  if (g_deferred) {
+    g_signal = sig;
+    return;
+  }
+  signal(sig, SIG_DFL);
+  sigset_t one;
+  sigemptyset(&one);
+  sigaddset(&one, sig);
+  pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+  raise(sig);
+}
+
 }  // namespace
 
 void take_stop_signals() {
-  struct sigaction sa {};
-  sa.sa_handler = record_signal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
   const sigset_t set = stop_set();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   static std::once_flag started;
@@ -43,10 +55,26 @@ void take_stop_signals() {
     std::thread([set] {
       for (;;) {
         int sig = 0;
-        if (sigwait(&set, &sig) == 0) g_signal = sig;
+        if (sigwait(&set, &sig) != 0) continue;
+        if (g_deferred)
+          g_signal = sig;
+        else
+          end_by(sig);
       }
     }).detach();
   });
+}
+
+void defer_stop_signals() {
+  take_stop_signals();
+  std::lock_guard<std::mutex> lock(g_mode);
+  struct sigaction sa {};
+  sa.sa_handler = record_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  g_deferred = true;
 }
 
 int interrupted() {

@@ -1,5 +1,6 @@
-// The stop signals, SIGINT and SIGTERM: a run that gets one saves at the next optimizer step and
-// exits 128 + the signal (train/trainer.h).
+// The stop signals, SIGINT and SIGTERM. Once a run has started they ask it to stop: it saves at
+// the next optimizer step and exits 128 + the signal (train/trainer.h). Before that, as while a
+// program reads its config or scans a data folder, they end the process as by default.
 //
 // No handler may run on a thread that computes. oneDNN 2.6's JIT f32 GEMM kernels
 // (jit_avx_gemm_f32 on AVX2, jit_avx512_common_gemm_f32 on AVX-512) point the stack pointer into
@@ -14,12 +15,17 @@ namespace scion::train {
 // Blocks SIGINT and SIGTERM in the calling thread, and so in every thread it creates afterwards,
 // and starts (once per process) the thread that takes them. Call it first in main, before any
 // other thread exists: a thread created earlier still has them unblocked, and when the kernel
-// delivers one to it, a handler that only records the signal runs there (the old way, unsafe in
-// a GEMM). run_training calls it too, for programs that did not.
+// delivers one to it, it acts there (by default, or through the handler defer_stop_signals
+// installs, the old way, unsafe in a GEMM).
 void take_stop_signals();
 
-// The stop signal received since take_stop_signals, or 0: a program running several stages stops
-// between them instead of starting the next.
+// From now on a stop signal is recorded for interrupted() instead of ending the process. Calls
+// take_stop_signals (for programs that did not) and installs a handler that records, for threads
+// created before it. run_training calls it when the run starts.
+void defer_stop_signals();
+
+// The stop signal received since defer_stop_signals, or 0: a training run stops at the next step,
+// a program running several stages stops between them instead of starting the next.
 int interrupted();
 
 // Forgets a received signal (for tests that send one).

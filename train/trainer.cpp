@@ -674,7 +674,7 @@ void Trainer::save_checkpoint(int64_t epoch, int64_t batch, double epoch_seconds
 }
 
 int Trainer::run() {
-  take_stop_signals();  // again when main took them first (train/signals.h)
+  defer_stop_signals();  // from here a signal stops the run at a step (train/signals.h)
   start_ = Clock::now();
   if (root_) {
     std::printf(
