@@ -65,8 +65,7 @@ int sigterm_recorded() {
 
 }  // namespace
 
-TEST_CASE("a stop signal before a run starts ends the process; after, it is recorded",
-          "[signals]") {
+TEST_CASE("a stop signal ends the process before a run starts and is recorded after", "[signals]") {
   // Before: as by default (a run stuck scanning a data folder must still end on Ctrl-C).
   CHECK(child_status_after_sigterm([] { train::take_stop_signals(); },
                                    [] {
