@@ -4,10 +4,10 @@
 //
 // No handler may run on a thread that computes. oneDNN 2.6's JIT f32 GEMM kernels
 // (jit_avx_gemm_f32 on AVX2, jit_avx512_common_gemm_f32 on AVX-512) point the stack pointer into
-// a heap buffer while they run (oneDNN issue #4845), so the kernel writes a handler's frame into
-// the heap below that buffer, and glibc aborts later ("free(): invalid pointer", "corrupted size
-// vs. prev_size"), or nothing notices. So the signals are blocked in every thread, and one thread
-// that computes nothing takes them with sigwait.
+// a heap buffer while they run (oneDNN issue #4845, fixed in 3.11.2), so the kernel writes a
+// handler's frame into the heap below that buffer, and glibc aborts later ("free(): invalid
+// pointer", "corrupted size vs. prev_size"), or nothing notices. So the signals are blocked in
+// every thread, and one thread that computes nothing takes them with sigwait.
 #pragma once
 
 namespace scion::train {
