@@ -13,8 +13,8 @@ namespace scion::train {
 namespace {
 
 std::atomic<int> g_signal{0};
-std::atomic<bool> g_deferred{false};
-std::mutex g_mode;  // orders defer_stop_signals against ending the process
+bool g_deferred = false;  // guarded by g_mode
+std::mutex g_mode;        // orders defer_stop_signals against take
 
 extern "C" void record_signal(int sig) {
   g_signal = sig;
@@ -28,9 +28,9 @@ sigset_t stop_set() {
   return set;
 }
 
-// Ends the process as the signal's default action does (a shell reports 128 + sig), unless
-// defer_stop_signals came first.
-void end_by(int sig) {
+// Records the signal once defer_stop_signals has run; before, ends the process as the signal's
+// default action does (a shell reports 128 + sig).
+void take(int sig) {
   std::lock_guard<std::mutex> lock(g_mode);
   if (g_deferred) {
     g_signal = sig;
@@ -55,11 +55,7 @@ void take_stop_signals() {
     std::thread([set] {
       for (;;) {
         int sig = 0;
-        if (sigwait(&set, &sig) != 0) continue;
-        if (g_deferred)
-          g_signal = sig;
-        else
-          end_by(sig);
+        if (sigwait(&set, &sig) == 0) take(sig);
       }
     }).detach();
   });

@@ -98,7 +98,7 @@ TEST_CASE("stop signals during oneDNN's JIT GEMM are recorded and leave the heap
       // (192 x 1024) (1024 x 768), K = 1024, beside small blocks of other heap traffic.
       std::vector<char> traffic(size_t(1000 + i % 7 * 100));
       const Tensor c = matmul(a, b.t());
-      REQUIRE(c.to_vector()[size_t(i * 997 % (192 * 768))] == 128.0);
+      REQUIRE(c.data<float>()[i * 997 % (192 * 768)] == 128.0f);
     }
     done = true;
     sender.join();
