@@ -346,8 +346,8 @@ int cmd_info() {
   std::printf("features: %s\n", features.c_str());
   std::string cap = env("SCION_MAX_ISA");
   if (cap != "none" && !isa_cap_changes_kernels()) cap += " (changes no kernel on this CPU)";
-  std::printf("CPU ISA level: %s; cap: %s; scion kernels: %s\n", isa_name(cpu_isa()),
-              cap.c_str(), isa_name(std::min(active_isa(), Isa::avx512)));
+  std::printf("CPU ISA level: %s; cap: %s; scion kernels: %s\n", isa_name(cpu_isa()), cap.c_str(),
+              isa_name(std::min(active_isa(), Isa::avx512)));
   std::printf("oneDNN %s ISA: %s (cap: %s); bf16 primitives: %s\n", onednn_version().c_str(),
               onednn_isa_name().c_str(),
               env("ONEDNN_MAX_CPU_ISA") != "none" ? env("ONEDNN_MAX_CPU_ISA").c_str()
