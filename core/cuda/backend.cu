@@ -59,8 +59,6 @@ struct DeviceState {
   cudaStream_t stream = nullptr;
   cublasLtHandle_t lt = nullptr;
   cudnnHandle_t dnn = nullptr;
-  void* work = nullptr;
-  size_t work_bytes = 0;
   std::mutex mu;  // the allocator's pool
   // The caching allocator's blocks and segments (block_pool.h); segments from cudaMalloc on the
   // current device, which every caller of allocate() has set (SCION_CALL).
@@ -71,6 +69,7 @@ struct DeviceState {
                    return nullptr;
                  },
                  [](void* p) { cudaFree(p); }};
+  Tensor work;  // the GEMMs' workspace, from `pool` (declared after it: released before it)
 };
 
 namespace {
@@ -142,16 +141,9 @@ void* dnn_handle() {
 
 void* workspace(size_t bytes) {
   DeviceState& s = state();
-  if (bytes > s.work_bytes) {
-    if (s.work) {
-      SCION_CUDA_CHECK(cudaStreamSynchronize(s.stream));
-      SCION_CUDA_CHECK(cudaFree(s.work));
-    }
-    s.work = nullptr;
-    SCION_CUDA_CHECK(cudaMalloc(&s.work, bytes));
-    s.work_bytes = bytes;
-  }
-  return s.work;
+  if (!s.work.defined() || size_t(s.work.numel()) < bytes)
+    s.work = dev_empty({int64_t(bytes)}, DType::u8);
+  return s.work.raw_data();
 }
 
 Tensor dev_empty(const Shape& shape, DType dt) {

@@ -267,13 +267,16 @@ __device__ __forceinline__ A block_max(A v, A* shared) {
   return v;
 }
 
-// Per-device library handles and a GEMM/convolution workspace, created on first use.
+// Per-device library handles and the GEMMs' workspace, created on first use.
 struct DeviceState;
-DeviceState& state();           // of the current device
-int state_index();              // the current device's index
-void* blas_lt_handle();         // cublasLtHandle_t
-void* dnn_handle();             // cudnnHandle_t
-void* workspace(size_t bytes);  // grows as needed; valid until the next call
+DeviceState& state();    // of the current device
+int state_index();       // the current device's index
+void* blas_lt_handle();  // cublasLtHandle_t
+void* dnn_handle();      // cudnnHandle_t
+// The GEMMs' workspace: a block of the caching allocator, kept (as PyTorch keeps cuBLAS's), so
+// it counts in the allocator's statistics; grown as needed, valid until the next call. A block it
+// outgrows goes back to the pool at once: every kernel runs in stream order on one stream.
+void* workspace(size_t bytes);
 
 // A contiguous device tensor of `shape` (scratch outputs).
 Tensor dev_empty(const Shape& shape, DType dt);

@@ -39,6 +39,12 @@ cudnnDataType_t dnn_type(DType dt) {
 
 constexpr size_t kMaxWorkspace = size_t(256) << 20;
 
+// A convolution's workspace: a block of the caching allocator for one call (as PyTorch's cuDNN
+// calls take theirs), back in the pool when the call is queued; at least 1 byte, so never null.
+Tensor scratch(size_t bytes) {
+  return dev_empty({int64_t(bytes) + 1}, DType::u8);
+}
+
 // The descriptors of one convolution, destroyed with it.
 struct Descs {
   cudnnTensorDescriptor_t x = nullptr, y = nullptr;
@@ -264,18 +270,18 @@ void conv2d_forward_kernel(const Tensor& x, const Tensor& w, const Tensor& b, co
   Descs d(x.shape(), w.shape(), y.shape(), cs, x.dtype());
   const Tensor wf = cs.channels_last ? to_krsc(w) : w;
   const Choice c = pick<cudnnConvolutionFwdAlgoPerf_t>("fwd" + d.key, [&](auto* p, int k, int* n) {
-    check_dnn(cudnnFindConvolutionForwardAlgorithmEx(h, d.x, x.raw_data(), d.w, wf.raw_data(),
-                                                     d.conv, d.y, y.raw_data(), k, n, p,
-                                                     workspace(kMaxWorkspace), kMaxWorkspace),
+    check_dnn(cudnnFindConvolutionForwardAlgorithmEx(
+                  h, d.x, x.raw_data(), d.w, wf.raw_data(), d.conv, d.y, y.raw_data(), k, n, p,
+                  scratch(kMaxWorkspace).raw_data(), kMaxWorkspace),
               "cudnnFindConvolutionForwardAlgorithmEx");
   });
   check_dnn(cudnnSetConvolutionMathType(d.conv, c.math), "cudnnSetConvolutionMathType");
+  const Tensor ws = scratch(c.bytes);
   Scalars s;
-  check_dnn(
-      cudnnConvolutionForward(h, s.one(x.dtype()), d.x, x.raw_data(), d.w, wf.raw_data(), d.conv,
-                              cudnnConvolutionFwdAlgo_t(c.algo), workspace(c.bytes + 1), c.bytes,
-                              s.zero(x.dtype()), d.y, y.raw_data()),
-      "cudnnConvolutionForward");
+  check_dnn(cudnnConvolutionForward(h, s.one(x.dtype()), d.x, x.raw_data(), d.w, wf.raw_data(),
+                                    d.conv, cudnnConvolutionFwdAlgo_t(c.algo), ws.raw_data(),
+                                    c.bytes, s.zero(x.dtype()), d.y, y.raw_data()),
+            "cudnnConvolutionForward");
   if (b.defined()) add_channel_bias(y, b, cs.channels_last);
 }
 
@@ -291,16 +297,17 @@ void conv2d_backward_data_kernel(const Tensor& dy, const Tensor& w, const Tensor
       pick<cudnnConvolutionBwdDataAlgoPerf_t>("bwd_data" + d.key, [&](auto* p, int k, int* n) {
         check_dnn(cudnnFindConvolutionBackwardDataAlgorithmEx(
                       h, d.w, wf.raw_data(), d.y, dy.raw_data(), d.conv, d.x, dx.raw_data(), k, n,
-                      p, workspace(kMaxWorkspace), kMaxWorkspace),
+                      p, scratch(kMaxWorkspace).raw_data(), kMaxWorkspace),
                   "cudnnFindConvolutionBackwardDataAlgorithmEx");
       });
   check_dnn(cudnnSetConvolutionMathType(d.conv, c.math), "cudnnSetConvolutionMathType");
+  const Tensor ws = scratch(c.bytes);
   Scalars s;
-  check_dnn(cudnnConvolutionBackwardData(
-                h, s.one(dy.dtype()), d.w, wf.raw_data(), d.y, dy.raw_data(), d.conv,
-                cudnnConvolutionBwdDataAlgo_t(c.algo), workspace(c.bytes + 1), c.bytes,
-                s.zero(dy.dtype()), d.x, dx.raw_data()),
-            "cudnnConvolutionBackwardData");
+  check_dnn(
+      cudnnConvolutionBackwardData(h, s.one(dy.dtype()), d.w, wf.raw_data(), d.y, dy.raw_data(),
+                                   d.conv, cudnnConvolutionBwdDataAlgo_t(c.algo), ws.raw_data(),
+                                   c.bytes, s.zero(dy.dtype()), d.x, dx.raw_data()),
+      "cudnnConvolutionBackwardData");
 }
 
 void conv2d_backward_weights_kernel(const Tensor& x, const Tensor& dy, const Tensor& dw,
@@ -317,16 +324,17 @@ void conv2d_backward_weights_kernel(const Tensor& x, const Tensor& dy, const Ten
       pick<cudnnConvolutionBwdFilterAlgoPerf_t>("bwd_filter" + d.key, [&](auto* p, int k, int* n) {
         check_dnn(cudnnFindConvolutionBackwardFilterAlgorithmEx(
                       h, d.x, x.raw_data(), d.y, dy.raw_data(), d.conv, d.w, dwf.raw_data(), k, n,
-                      p, workspace(kMaxWorkspace), kMaxWorkspace),
+                      p, scratch(kMaxWorkspace).raw_data(), kMaxWorkspace),
                   "cudnnFindConvolutionBackwardFilterAlgorithmEx");
       });
   check_dnn(cudnnSetConvolutionMathType(d.conv, c.math), "cudnnSetConvolutionMathType");
+  const Tensor ws = scratch(c.bytes);
   Scalars s;
-  check_dnn(cudnnConvolutionBackwardFilter(
-                h, s.one(x.dtype()), d.x, x.raw_data(), d.y, dy.raw_data(), d.conv,
-                cudnnConvolutionBwdFilterAlgo_t(c.algo), workspace(c.bytes + 1), c.bytes,
-                s.zero(x.dtype()), d.w, dwf.raw_data()),
-            "cudnnConvolutionBackwardFilter");
+  check_dnn(
+      cudnnConvolutionBackwardFilter(h, s.one(x.dtype()), d.x, x.raw_data(), d.y, dy.raw_data(),
+                                     d.conv, cudnnConvolutionBwdFilterAlgo_t(c.algo), ws.raw_data(),
+                                     c.bytes, s.zero(x.dtype()), d.w, dwf.raw_data()),
+      "cudnnConvolutionBackwardFilter");
   if (cs.channels_last) copy_kernel(dw, dwf.permute({0, 3, 1, 2}));
 }
 
