@@ -262,11 +262,21 @@ inline V operator-(V a, V b) {
 inline V operator*(V a, V b) {
   return {a.v * b.v};
 }
+// Where FMA is in the baseline (arm64, a native build) fused explicitly, as in the AVX2 and
+// AVX-512 builds, not wherever the compiler chooses to contract.
 inline V fmadd(V a, V b, V c) {
+#ifdef __FP_FAST_FMAF
+  return {std::fma(a.v, b.v, c.v)};
+#else
   return {a.v * b.v + c.v};
+#endif
 }
 inline V fnmadd(V a, V b, V c) {
+#ifdef __FP_FAST_FMAF
+  return {std::fma(-a.v, b.v, c.v)};
+#else
   return {c.v - a.v * b.v};
+#endif
 }
 inline V max(V a, V b) {
 #if defined(__aarch64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
