@@ -34,9 +34,10 @@ def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "bin")
     if os.environ.get("SCION_CAPPED_RERUN"):
         # A rerun under an ISA cap: skipped (77, as tests/main.cpp) where the cap changes no kernel.
-        info = subprocess.run([os.path.join(binary, "scion"), "info"], capture_output=True, text=True)
+        info = subprocess.run([os.path.join(binary, "scion"), "info"], capture_output=True,
+                              text=True)
         if "changes no kernel on this CPU" in info.stdout:
-            print("skipped: the ISA cap changes no kernel on this CPU (it would rerun the same test)")
+            print("skipped: the ISA cap changes no kernel on this CPU (a rerun of the same test)")
             return 77
     data = os.path.join(ROOT, "..", "shared", "data", "cifar10-jpg")
     if not os.path.isdir(data):
