@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
-"""The README's cross-references hold: it opens with the two set-up commands (`make demo`, `make
-test`); every section it points to by name (see "CUDA", "Recipes" below, ("Tests"), ...) is one of
-its headings or bold lead-ins, above or below the reference as the text says; and every repository
-path it quotes in backticks (`core/cpu/depthwise.cpp`, `configs/{a,b}_x.yaml`, ...) exists.
+"""The README agrees with itself and with the repository:
+- it opens with the two set-up commands, `make demo` and `make test`;
+- every section it points to by name (see "CUDA", "Recipes" below, ("Tests"), ...) is one of its
+  headings or bold lead-ins, above or below the reference as the text says;
+- every repository path it quotes in backticks (`core/cpu/depthwise.cpp`, `configs/{a,b}_x.yaml`)
+  exists;
+- every row of its CPU-suite result tables (those with a "final top-1" column, under the spec the
+  text last names, `experiments/specs/cpu/<spec>.yaml`) has the seed count, final and best top-1
+  of an arm of that spec's committed `experiments/results/cpu/<spec>/results.md`.
 Commit 6c8fb5a once deleted five of its sections by accident, leaving "see Quickstart" pointing at
-nothing for two days; this catches that and a renamed or deleted file the text still names.
+nothing for two days; a rerun whose results land without the README's table is the other drift.
 
     check_readme.py README.md      exit 0: consistent, 1: problems listed
 Standard library only (ctest runs it).
@@ -27,6 +32,8 @@ REFERENCE = re.compile(
 HEADING = re.compile(r"^#+ (.*)$", re.M)
 LEAD_IN = re.compile(r"\*\*([^*]+?)\*\*")
 FENCE = re.compile(r"^```.*?^```", re.M | re.S)
+TABLE = re.compile(r"^\|.*\|\n\|[-| ]+\|\n(?:\|.*\|\n)+", re.M)
+SPEC = re.compile(r"experiments/specs/cpu/(\w+)\.yaml")
 
 
 def words(text):
@@ -39,6 +46,46 @@ def expand(path):
     fixed, choices = parts[0::2], [p.split(",") for p in parts[1::2]]
     for pick in itertools.product(*choices):
         yield "".join(f + c for f, c in itertools.zip_longest(fixed, pick, fillvalue=""))
+
+
+def table_rows(table):
+    """A markdown table's header cells and rows of cells (bold marks dropped)."""
+    def cells(line):
+        return [c.strip().replace("**", "") for c in line.strip().strip("|").split("|")]
+
+    lines = table.strip("\n").split("\n")
+    return cells(lines[0]), [cells(line) for line in lines[2:]]
+
+
+def result_rows(path):
+    """(seed count, final, best) of each arm in a results.md written by experiments/reproduce.py."""
+    header, rows = table_rows(TABLE.search(open(path, encoding="utf-8").read()).group(0))
+    seeds, final, best = (header.index(k) for k in ("seeds", "final top-1", "best top-1 (epoch)"))
+    return {(str(len(r[seeds].split(","))), r[final], r[best]) for r in rows}
+
+
+def result_problems(root, text):
+    """README result tables against the committed results they quote."""
+    found = []
+    for t in TABLE.finditer(text):
+        header, rows = table_rows(t.group(0))
+        if "final top-1" not in header:
+            continue
+        line = text.count("\n", 0, t.start()) + 1
+        specs = SPEC.findall(text, 0, t.start())
+        spec = specs[-1] if specs else "?"
+        path = os.path.join(root, "experiments/results/cpu", spec, "results.md")
+        if not os.path.exists(path):
+            found.append(f"line {line}: a results table without committed results ({path})")
+            continue
+        committed = result_rows(path)
+        seeds, final = header.index("seeds"), header.index("final top-1")
+        best = next(i for i, h in enumerate(header) if h.startswith("best top-1"))
+        for r in rows:
+            if (r[seeds], r[final], r[best]) not in committed:
+                found.append(f"line {line}: {r[0]}: {r[seeds]} seeds, final {r[final]}, best "
+                             f"{r[best]} is no arm of {os.path.relpath(path, root)}")
+    return found
 
 
 def problems(readme):
@@ -75,7 +122,7 @@ def problems(readme):
             full = os.path.normpath(os.path.join(root, path))
             if not (glob.glob(full) if "*" in path else os.path.exists(full)):
                 found.append(f"line {line}: `{path}` does not exist")
-    return found
+    return found + result_problems(root, text)
 
 
 def main():
@@ -86,7 +133,7 @@ def main():
     for p in found:
         print(f"{sys.argv[1]}: {p}")
     if not found:
-        print(f"{sys.argv[1]}: references and paths resolve")
+        print(f"{sys.argv[1]}: references, paths and result tables agree")
     return 1 if found else 0
 
 
