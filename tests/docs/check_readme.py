@@ -117,6 +117,8 @@ def problems(readme):
         quoted = m.group(1).rstrip(".,:;")
         if "<" in quoted or "..." in quoted:
             continue  # a placeholder (`results/cpu/<spec>/`), not a path
+        if quoted.startswith("../shared/") and not os.path.isdir(os.path.join(root, "../shared")):
+            continue  # a checkout without the shared folder beside it (CI has one)
         line = text.count("\n", 0, m.start()) + 1
         for path in expand(quoted):
             full = os.path.normpath(os.path.join(root, path))
