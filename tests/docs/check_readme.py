@@ -3,6 +3,8 @@
 - it opens with the two set-up commands, `make demo` and `make test`;
 - every section it points to by name (see "CUDA", "Recipes" below, ("Tests"), ...) is one of its
   headings or bold lead-ins, above or below the reference as the text says;
+- its contents list links every section and subsection (## and ###) in order, and every link to a
+  section (`[Tests](#tests)`) is the anchor GitHub gives one of its headings;
 - every repository path it quotes in backticks (`core/cpu/depthwise.cpp`, `configs/{a,b}_x.yaml`)
   exists;
 - every row of its CPU-suite result tables (those with a "final top-1" column, under the spec the
@@ -34,6 +36,8 @@ LEAD_IN = re.compile(r"\*\*([^*]+?)\*\*")
 FENCE = re.compile(r"^```.*?^```", re.M | re.S)
 TABLE = re.compile(r"^\|.*\|\n\|[-| ]+\|\n(?:\|.*\|\n)+", re.M)
 SPEC = re.compile(r"experiments/specs/cpu/(\w+)\.yaml")
+ANCHOR_LINK = re.compile(r"\]\(#([^)\s]*)\)")
+CONTENTS = "Contents"
 
 
 def words(text):
@@ -62,6 +66,49 @@ def result_rows(path):
     header, rows = table_rows(TABLE.search(open(path, encoding="utf-8").read()).group(0))
     seeds, final, best = (header.index(k) for k in ("seeds", "final top-1", "best top-1 (epoch)"))
     return {(str(len(r[seeds].split(","))), r[final], r[best]) for r in rows}
+
+
+def anchor(title, taken):
+    """The id GitHub gives a heading: lower case, punctuation but - and _ dropped, spaces to -,
+    and -1, -2, ... after the second and later headings of one name."""
+    base = re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+    slug, n = base, 0
+    while slug in taken:
+        n += 1
+        slug = f"{base}-{n}"
+    taken.add(slug)
+    return slug
+
+
+def contents_problems(prose):
+    """Section links resolve, and the contents list names every ## and ### heading in order."""
+    found, taken = [], set()
+    headings = [(len(m.group(1)), anchor(m.group(2), taken), m.start())
+                for m in re.finditer(r"^(#+) (.*)$", prose, re.M)]
+    for m in ANCHOR_LINK.finditer(prose):
+        if m.group(1) not in taken:
+            line = prose.count("\n", 0, m.start()) + 1
+            found.append(f"line {line}: #{m.group(1)} is the anchor of no heading")
+    start = next((at for level, slug, at in headings if level == 2 and slug == CONTENTS.lower()),
+                 None)
+    if start is None:
+        return found + [f'no "## {CONTENTS}" section']
+    end = next((at for level, _, at in headings if level <= 2 and at > start), len(prose))
+    listed = ANCHOR_LINK.findall(prose, start, end)
+    wanted = [slug for level, slug, at in headings if level in (2, 3) and at >= end]
+    missing = [s for s in wanted if s not in listed]
+    extra = [s for s in listed if s not in wanted]
+    if missing:
+        found.append(f'"{CONTENTS}" leaves out the sections {missing}')
+    if extra:
+        found.append(f'"{CONTENTS}" lists {extra}, no section after it')
+    twice = sorted({s for s in listed if listed.count(s) > 1})
+    if twice:
+        found.append(f'"{CONTENTS}" lists {twice} more than once')
+    if not missing and not extra and not twice and listed != wanted:
+        first = next(a for a, b in zip(listed, wanted) if a != b)
+        found.append(f'"{CONTENTS}" lists #{first} out of the sections\' order')
+    return found
 
 
 def result_problems(root, text):
@@ -117,6 +164,8 @@ def problems(readme):
         elif m.group("dir") in ("below", "at the end") and max(where) < m.start():
             found.append(f'line {line}: "{name}" is said to be below but only comes above')
 
+    found += contents_problems(prose)
+
     for m in PATH.finditer(text):
         quoted = m.group(1).rstrip(".,:;")
         if "<" in quoted or "..." in quoted:
@@ -139,7 +188,7 @@ def main():
     for p in found:
         print(f"{sys.argv[1]}: {p}")
     if not found:
-        print(f"{sys.argv[1]}: references, paths and result tables agree")
+        print(f"{sys.argv[1]}: references, contents, paths and result tables agree")
     return 1 if found else 0
 
 
