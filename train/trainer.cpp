@@ -178,11 +178,14 @@ void prepare_output(const Config& cfg) {
 }
 
 // The model, initialized on the CPU (init/ reads teacher files there), then moved to `device`;
-// seeds the default generator.
-nn::ModelPtr build_model(const Config& cfg, Device device) {
+// seeds the default generator. Without `initialize` the weights stay the modules' zeros: a resumed
+// run loads all of them from its checkpoint, and the other ranks of a data-parallel run receive
+// rank 0's, so neither reads the initializer's source file again (it may be gone by then, or on
+// rank 0's machine only).
+nn::ModelPtr build_model(const Config& cfg, Device device, bool initialize) {
   nn::ModelPtr model = nn::create_model(cfg.model);
   Generator init_gen(cfg.seed, 0x494E4954);
-  init::initialize(*model, cfg.init, init_gen, cfg.source);
+  if (initialize) init::initialize(*model, cfg.init, init_gen, cfg.source);
   model->to(device);
   manual_seed(cfg.seed);  // the default generator: dropout and drop path
   return model;
@@ -305,13 +308,16 @@ struct Progress {
 
 class Trainer {
  public:
-  Trainer(const Config& cfg, Device device, dist::Communicator& comm, nn::ModelPtr teacher)
+  // `initialize`: run the configured initializer (false where restore() or sync_from_root()
+  // will set every weight).
+  Trainer(const Config& cfg, Device device, dist::Communicator& comm, nn::ModelPtr teacher,
+          bool initialize)
       : cfg_(cfg),
         paths_(cfg.output_dir),
         device_(device),
         comm_(comm),
         root_(comm.is_root()),
-        model_(build_model(cfg, device)),
+        model_(build_model(cfg, device, initialize)),
         data_(build_data(cfg, comm, device)),
         opt_(*model_, cfg.train.optimizer, no_weight_decay_names(*model_)),
         bf16_(cfg.train.precision == "bf16"),
@@ -784,6 +790,9 @@ int run_training(const Config& cfg, const RunOptions& options) {
   bool resume = options.resume, finished = false;
   dist::agree(c, "preparing the output folder", [&] {
     if (!c.is_root()) return;
+    // A run that will initialize needs its initializer's source file: a missing one stops it
+    // here, with nothing written (a resumable or finished run needs none).
+    if (options.restart || !path_exists(paths.last)) init::check_sources(cfg.init, cfg.source);
     make_dirs(cfg.output_dir, "output folder");
     lock = FolderLock::acquire(cfg.output_dir, "run folder");
     if (options.restart) {
@@ -811,7 +820,8 @@ int run_training(const Config& cfg, const RunOptions& options) {
   }
   std::unique_ptr<Trainer> trainer;
   dist::agree(c, "building the run", [&] {
-    trainer = std::make_unique<Trainer>(cfg, device, c, std::move(teacher));
+    trainer = std::make_unique<Trainer>(cfg, device, c, std::move(teacher),
+                                        /*initialize=*/c.is_root() && !resume);
     if (resume && c.is_root()) trainer->restore();
   });
   try {

@@ -130,40 +130,86 @@ TEST_CASE("train: a short real run learns, and a SIGKILLed run resumes to the sa
   check_same_metrics(a, test::read_metrics(test::tmp() + "/scion_run_b"));
 }
 
-// The same on a run small enough for `make test-arm64` to afford under emulation.
-TEST_CASE("train: a tiny run killed after its first epoch resumes to the same metrics",
-          "[train][runs]") {
-  REQUIRE(have_data());
-  const std::string dir = test::temp_dir();
-  std::ofstream(dir + "/tiny.yaml") << R"(seed: 5
+namespace {
+
+// A run small enough for `make test-arm64` to afford under emulation: 3 epochs of 6 batches.
+std::string tiny_config(const std::string& dir, const std::string& init = "") {
+  const std::string path = dir + "/tiny.yaml";
+  std::ofstream(path) << R"(seed: 5
 threads: 2
 model: {name: vit_tiny, img_size: 32, patch_size: 8, num_classes: 10, depth: 1, embed_dim: 32, num_heads: 2}
 data: {dataset: image_folder, root: )"
-                                    << test::shared_data("cifar10-jpg")
-                                    << R"(, val_split: test, train_subset: 384, val_subset: 128}
+                      << test::shared_data("cifar10-jpg")
+                      << R"(, val_split: test, train_subset: 384, val_subset: 128}
 train:
   epochs: 3
   batch_size: 64
   optimizer: {type: adamw, lr: 2.0e-3}
   schedule: {type: cosine, warmup_epochs: 1}
-)";
-  const std::vector<std::string> cfg = {"--config", dir + "/tiny.yaml", "--output-dir"};
-  auto args = [&](const std::string& out) {
-    auto v = cfg;
-    v.push_back(out);
-    return v;
-  };
-  REQUIRE(run(args(dir + "/a"), dir + "/a.log") == 0);
-  std::vector<json> a = test::read_metrics(dir + "/a");
-  REQUIRE(a.size() == 3);
-  pid_t pid = spawn(args(dir + "/b"), dir + "/b.log");
-  while (count_lines(dir + "/b/metrics.jsonl") < 1 && waitpid(pid, nullptr, WNOHANG) == 0)
+)" << init;
+  return path;
+}
+
+// Starts `args`, kills it (SIGKILL) as soon as its first epoch is recorded in `out`, and checks
+// that the checkpoint left behind is epoch 1's.
+void kill_after_first_epoch(const std::vector<std::string>& args, const std::string& out,
+                            const std::string& log) {
+  pid_t pid = spawn(args, log);
+  while (count_lines(out + "/metrics.jsonl") < 1 && waitpid(pid, nullptr, WNOHANG) == 0)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   kill(pid, SIGKILL);
   wait_status(pid);
-  CHECK(SafetensorsFile::open(dir + "/b/last.safetensors").metadata().at("epoch") == "1");
-  REQUIRE(run(args(dir + "/b"), dir + "/b2.log") == 0);
+  CHECK(SafetensorsFile::open(out + "/last.safetensors").metadata().at("epoch") == "1");
+}
+
+}  // namespace
+
+TEST_CASE("train: a tiny run killed after its first epoch resumes to the same metrics",
+          "[train][runs]") {
+  REQUIRE(have_data());
+  const std::string dir = test::temp_dir(), cfg = tiny_config(dir);
+  REQUIRE(run({"--config", cfg, "--output-dir", dir + "/a"}, dir + "/a.log") == 0);
+  std::vector<json> a = test::read_metrics(dir + "/a");
+  REQUIRE(a.size() == 3);
+  kill_after_first_epoch({"--config", cfg, "--output-dir", dir + "/b"}, dir + "/b", dir + "/b.log");
+  REQUIRE(run({"--config", cfg, "--output-dir", dir + "/b"}, dir + "/b2.log") == 0);
   check_same_metrics(a, test::read_metrics(dir + "/b"));
+}
+
+// The teacher file is needed to start a weight-selection run, never to resume one (the checkpoint
+// holds every weight): a run resumed after its teacher was moved away matches the uninterrupted
+// run, and a run started without it exits 2 naming init.teacher, with no run folder written.
+TEST_CASE("train: a run from a teacher resumes without its file, and cannot start without it",
+          "[train][runs]") {
+  REQUIRE(have_data());
+  const std::string dir = test::temp_dir(), teacher = dir + "/teacher.safetensors";
+  REQUIRE(
+      test::wait_status(test::spawn_program(
+          "scion",
+          {"init", "--model", "vit_tiny", "--set", "model.img_size=32", "--set",
+           "model.patch_size=8", "--set", "model.num_classes=10", "--set", "model.depth=2", "--set",
+           "model.embed_dim=64", "--set", "model.num_heads=2", "--seed", "7", "--out", teacher},
+          dir + "/init.log")) == 0);
+  const std::string cfg = tiny_config(
+      dir, "init: {type: weight_selection, teacher: " + teacher + ", layers: uniform}\n");
+  REQUIRE(run({"--config", cfg, "--output-dir", dir + "/a"}, dir + "/a.log") == 0);
+  std::vector<json> a = test::read_metrics(dir + "/a");
+  REQUIRE(a.size() == 3);
+  kill_after_first_epoch({"--config", cfg, "--output-dir", dir + "/b"}, dir + "/b", dir + "/b.log");
+  REQUIRE(std::rename(teacher.c_str(), (teacher + ".away").c_str()) == 0);
+  CHECK(run({"--config", cfg, "--output-dir", dir + "/b"}, dir + "/b2.log") == 0);
+  INFO(test::read_text(dir + "/b2.log"));
+  check_same_metrics(a, test::read_metrics(dir + "/b"));
+  // A fresh run needs it: exit 2 before anything is written.
+  CHECK(run({"--config", cfg, "--output-dir", dir + "/c"}, dir + "/c.log") == 2);
+  const std::string log = test::read_text(dir + "/c.log");
+  INFO(log);
+  CHECK(log.find("init.teacher: weight file " + teacher + " not found") != std::string::npos);
+  CHECK_FALSE(test::exists(dir + "/c"));
+  // As does --restart of a run that could resume, which would start afresh (nothing moved).
+  CHECK(run({"--config", cfg, "--output-dir", dir + "/b", "--restart"}, dir + "/d.log") == 2);
+  CHECK(test::read_text(dir + "/d.log").find("init.teacher") != std::string::npos);
+  CHECK(test::exists(dir + "/b/last.safetensors"));
 }
 
 TEST_CASE("train: SIGTERM mid-epoch saves a checkpoint and the resumed run matches",
