@@ -196,11 +196,18 @@ struct Data {
   std::unique_ptr<data::DataLoader> train, val;
 };
 
-// Each rank's loaders return its shard of every global batch (train.batch_size is global).
-Data build_data(const Config& cfg, const dist::Communicator& comm, Device device) {
+// The training and validation splits (subsets drawn), opened before the run writes anything: a
+// missing or malformed data folder stops it with nothing written.
+Data open_data(const Config& cfg) {
   Data d;
   d.train_ds = open_split(cfg, cfg.data.train_split, cfg.data.train_subset, cfg.seed);
   d.val_ds = open_split(cfg, cfg.data.val_split, cfg.data.val_subset, cfg.seed + 1);
+  return d;
+}
+
+// The loaders over open_data's splits. Each rank's loaders return its shard of every global batch
+// (train.batch_size is global).
+Data with_loaders(Data d, const Config& cfg, const dist::Communicator& comm, Device device) {
   data::PipelineConfig tp = base_pipeline(cfg);
   const AugmentConfig& a = cfg.data.augment;
   tp.train_crop = a.crop;
@@ -311,14 +318,14 @@ class Trainer {
   // `initialize`: run the configured initializer (false where restore() or sync_from_root()
   // will set every weight).
   Trainer(const Config& cfg, Device device, dist::Communicator& comm, nn::ModelPtr teacher,
-          bool initialize)
+          Data data, bool initialize)
       : cfg_(cfg),
         paths_(cfg.output_dir),
         device_(device),
         comm_(comm),
         root_(comm.is_root()),
         model_(build_model(cfg, device, initialize)),
-        data_(build_data(cfg, comm, device)),
+        data_(with_loaders(std::move(data), cfg, comm, device)),
         opt_(*model_, cfg.train.optimizer, no_weight_decay_names(*model_)),
         bf16_(cfg.train.precision == "bf16"),
         accum_(cfg.train.accum_steps),
@@ -779,10 +786,12 @@ int run_training(const Config& cfg, const RunOptions& options) {
                  "warning: the CUDA backend is unverified on hardware: it is built and its host "
                  "side tested, but experiments/gpu/verify.sh has not yet passed on a GPU with "
                  "this code (README, \"CUDA\")\n");
-  nn::ModelPtr teacher;  // checked before anything is written
+  nn::ModelPtr teacher;  // the teacher and the data are checked before anything is written
   dist::agree(c, "loading the distillation teacher", [&] {
     if (!cfg.train.distill.teacher.empty()) teacher = load_teacher(cfg, device);
   });
+  Data data;
+  dist::agree(c, "opening the data", [&] { data = open_data(cfg); });
   // Rank 0 owns the output folder: locked for the life of the run, then checked (a different
   // run is never touched), a --restart's old files moved aside, temporary files cleaned.
   const Paths paths(cfg.output_dir);
@@ -820,7 +829,7 @@ int run_training(const Config& cfg, const RunOptions& options) {
   }
   std::unique_ptr<Trainer> trainer;
   dist::agree(c, "building the run", [&] {
-    trainer = std::make_unique<Trainer>(cfg, device, c, std::move(teacher),
+    trainer = std::make_unique<Trainer>(cfg, device, c, std::move(teacher), std::move(data),
                                         /*initialize=*/c.is_root() && !resume);
     if (resume && c.is_root()) trainer->restore();
   });

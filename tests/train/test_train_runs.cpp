@@ -178,7 +178,8 @@ TEST_CASE("train: a tiny run killed after its first epoch resumes to the same me
 
 // The teacher file is needed to start a weight-selection run, never to resume one (the checkpoint
 // holds every weight): a run resumed after its teacher was moved away matches the uninterrupted
-// run, and a run started without it exits 2 naming init.teacher, with no run folder written.
+// run, and a run started without it (or without its data) exits 2 naming what is missing, with
+// nothing written or moved aside.
 TEST_CASE("train: a run from a teacher resumes without its file, and cannot start without it",
           "[train][runs]") {
   REQUIRE(have_data());
@@ -206,10 +207,17 @@ TEST_CASE("train: a run from a teacher resumes without its file, and cannot star
   INFO(log);
   CHECK(log.find("init.teacher: weight file " + teacher + " not found") != std::string::npos);
   CHECK_FALSE(test::exists(dir + "/c"));
-  // As does --restart of a run that could resume, which would start afresh (nothing moved).
+  // As does --restart of a finished run, which would start afresh: exit 2, nothing moved aside;
+  // and so does one with a missing data folder, with the teacher back.
   CHECK(run({"--config", cfg, "--output-dir", dir + "/b", "--restart"}, dir + "/d.log") == 2);
   CHECK(test::read_text(dir + "/d.log").find("init.teacher") != std::string::npos);
+  REQUIRE(std::rename((teacher + ".away").c_str(), teacher.c_str()) == 0);
+  CHECK(run({"--config", cfg, "--output-dir", dir + "/b", "--restart", "--set",
+             "data.root=" + dir + "/no_data"},
+            dir + "/e.log") == 2);
+  CHECK(test::read_text(dir + "/e.log").find(dir + "/no_data") != std::string::npos);
   CHECK(test::exists(dir + "/b/last.safetensors"));
+  CHECK(test::exists(dir + "/b/summary.json"));
 }
 
 TEST_CASE("train: SIGTERM mid-epoch saves a checkpoint and the resumed run matches",
@@ -287,6 +295,7 @@ TEST_CASE("train: bad config and missing data exit 2 with the file or key named"
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK(text.find("/nonexistent/cifar100") != std::string::npos);
   CHECK(text.find("download.sh") != std::string::npos);
+  CHECK_FALSE(test::exists(test::tmp() + "/scion_run_f"));  // nothing written
   CHECK(run({"--config", path, "--set", "train.epochz=1"}, test::tmp() + "/scion_train_g.log") ==
         2);
   CHECK(run({"--config", "/nonexistent.yaml"}, test::tmp() + "/scion_train_h.log") == 2);
