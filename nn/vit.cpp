@@ -53,6 +53,8 @@ VisionTransformer::VisionTransformer(const ModelConfig& c) : Model(c) {
   double ls = c.layer_scale.value_or(0.0);
   SCION_CHECK(embed_dim > 0 && depth > 0 && num_heads > 0 && mlp_ratio > 0, "model ", c.name,
               ": embed_dim, depth, num_heads and mlp_ratio must be positive");
+  SCION_CHECK(embed_dim % num_heads == 0, "model.num_heads: embed_dim ", embed_dim,
+              " is not divisible by num_heads ", num_heads, " (model ", c.name, ")");
   patch_embed = std::make_shared<PatchEmbed>(c.img_size, c.patch_size, c.in_chans, embed_dim);
   cls_token = register_parameter("cls_token", zeros({1, 1, embed_dim}));
   pos_embed = register_parameter("pos_embed", zeros({1, patch_embed->num_patches + 1, embed_dim}));

@@ -177,13 +177,12 @@ void prepare_output(const Config& cfg) {
   write_text_atomic(cfg.output_dir + "/config.yaml", to_yaml(cfg));
 }
 
-// The model, initialized on the CPU (init/ reads teacher files there), then moved to `device`;
-// seeds the default generator. Without `initialize` the weights stay the modules' zeros: a resumed
-// run loads all of them from its checkpoint, and the other ranks of a data-parallel run receive
-// rank 0's, so neither reads the initializer's source file again (it may be gone by then, or on
-// rank 0's machine only).
-nn::ModelPtr build_model(const Config& cfg, Device device, bool initialize) {
-  nn::ModelPtr model = nn::create_model(cfg.model);
+// The model built on the CPU (by run_training, before anything is written), initialized there
+// (init/ reads teacher files there), then moved to `device`; seeds the default generator. Without
+// `initialize` the weights stay the modules' zeros: a resumed run loads all of them from its
+// checkpoint, and the other ranks of a data-parallel run receive rank 0's, so neither reads the
+// initializer's source file again (it may be gone by then, or on rank 0's machine only).
+nn::ModelPtr ready_model(nn::ModelPtr model, const Config& cfg, Device device, bool initialize) {
   Generator init_gen(cfg.seed, 0x494E4954);
   if (initialize) init::initialize(*model, cfg.init, init_gen, cfg.source);
   model->to(device);
@@ -196,18 +195,18 @@ struct Data {
   std::unique_ptr<data::DataLoader> train, val;
 };
 
-// The training and validation splits (subsets drawn), opened before the run writes anything: a
-// missing or malformed data folder stops it with nothing written.
-Data open_data(const Config& cfg) {
+// The training and validation splits (subsets drawn) and their loaders, built before the run
+// writes anything: a missing or malformed data folder, or a split smaller than a batch, stops it
+// with nothing written. Each rank's loaders return its shard of every global batch
+// (train.batch_size is global).
+Data build_data(const Config& cfg, const dist::Communicator& comm, Device device) {
   Data d;
   d.train_ds = open_split(cfg, cfg.data.train_split, cfg.data.train_subset, cfg.seed);
   d.val_ds = open_split(cfg, cfg.data.val_split, cfg.data.val_subset, cfg.seed + 1);
-  return d;
-}
-
-// The loaders over open_data's splits. Each rank's loaders return its shard of every global batch
-// (train.batch_size is global).
-Data with_loaders(Data d, const Config& cfg, const dist::Communicator& comm, Device device) {
+  SCION_CHECK(d.train_ds->size() >= cfg.train.batch_size, cfg.source, ": the training split ",
+              cfg.data.train_split, " has ", d.train_ds->size(), " images",
+              cfg.data.train_subset > 0 ? " (data.train_subset)" : "",
+              ", fewer than one batch (train.batch_size ", cfg.train.batch_size, ")");
   data::PipelineConfig tp = base_pipeline(cfg);
   const AugmentConfig& a = cfg.data.augment;
   tp.train_crop = a.crop;
@@ -317,22 +316,20 @@ class Trainer {
  public:
   // `initialize`: run the configured initializer (false where restore() or sync_from_root()
   // will set every weight).
-  Trainer(const Config& cfg, Device device, dist::Communicator& comm, nn::ModelPtr teacher,
-          Data data, bool initialize)
+  Trainer(const Config& cfg, Device device, dist::Communicator& comm, nn::ModelPtr model,
+          nn::ModelPtr teacher, Data data, bool initialize)
       : cfg_(cfg),
         paths_(cfg.output_dir),
         device_(device),
         comm_(comm),
         root_(comm.is_root()),
-        model_(build_model(cfg, device, initialize)),
-        data_(with_loaders(std::move(data), cfg, comm, device)),
+        model_(ready_model(std::move(model), cfg, device, initialize)),
+        data_(std::move(data)),
         opt_(*model_, cfg.train.optimizer, no_weight_decay_names(*model_)),
         bf16_(cfg.train.precision == "bf16"),
         accum_(cfg.train.accum_steps),
         batches_(data_.train->num_batches()),
         teacher_(std::move(teacher)) {
-    SCION_CHECK(batches_ >= accum_, cfg.source, ": train.accum_steps ", accum_, " exceeds the ",
-                batches_, " batches of an epoch");
     steps_per_epoch_ = batches_ / accum_;
     if (cfg.train.ema_decay > 0) {
       ema_ = std::make_unique<Ema>(*model_, cfg.train.ema_decay);
@@ -786,12 +783,19 @@ int run_training(const Config& cfg, const RunOptions& options) {
                  "warning: the CUDA backend is unverified on hardware: it is built and its host "
                  "side tested, but experiments/gpu/verify.sh has not yet passed on a GPU with "
                  "this code (README, \"CUDA\")\n");
-  nn::ModelPtr teacher;  // the teacher and the data are checked before anything is written
+  nn::ModelPtr teacher;  // the teacher, model and data are checked before anything is written
   dist::agree(c, "loading the distillation teacher", [&] {
     if (!cfg.train.distill.teacher.empty()) teacher = load_teacher(cfg, device);
   });
+  nn::ModelPtr model;
   Data data;
-  dist::agree(c, "opening the data", [&] { data = open_data(cfg); });
+  dist::agree(c, "building the model and the data", [&] {
+    model = nn::create_model(cfg.model);
+    data = build_data(cfg, c, device);
+    const int64_t batches = data.train->num_batches();
+    SCION_CHECK(batches >= cfg.train.accum_steps, cfg.source, ": train.accum_steps ",
+                cfg.train.accum_steps, " exceeds the ", batches, " batches of an epoch");
+  });
   // Rank 0 owns the output folder: locked for the life of the run, then checked (a different
   // run is never touched), a --restart's old files moved aside, temporary files cleaned.
   const Paths paths(cfg.output_dir);
@@ -829,8 +833,8 @@ int run_training(const Config& cfg, const RunOptions& options) {
   }
   std::unique_ptr<Trainer> trainer;
   dist::agree(c, "building the run", [&] {
-    trainer = std::make_unique<Trainer>(cfg, device, c, std::move(teacher), std::move(data),
-                                        /*initialize=*/c.is_root() && !resume);
+    trainer = std::make_unique<Trainer>(cfg, device, c, std::move(model), std::move(teacher),
+                                        std::move(data), /*initialize=*/c.is_root() && !resume);
     if (resume && c.is_root()) trainer->restore();
   });
   try {

@@ -220,6 +220,24 @@ TEST_CASE("train: a run from a teacher resumes without its file, and cannot star
   CHECK(test::exists(dir + "/b/summary.json"));
 }
 
+// What the model and the loaders reject stops a run before it writes anything, naming the key.
+TEST_CASE("train: a model or batch the config cannot build exits 2 naming the key, nothing written",
+          "[train][runs]") {
+  REQUIRE(have_data());
+  const std::string dir = test::temp_dir(), cfg = tiny_config(dir);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"model.num_heads=3", "model.num_heads: embed_dim 32 is not divisible by num_heads 3"},
+      {"train.accum_steps=7", "train.accum_steps 7 exceeds the 6 batches of an epoch"},
+      {"data.train_subset=50", "has 50 images (data.train_subset), fewer than one batch"}};
+  for (const auto& [set, message] : cases) {
+    INFO(set);
+    const std::string out = dir + "/run", log = dir + "/" + set + ".log";
+    CHECK(run({"--config", cfg, "--output-dir", out, "--set", set}, log) == 2);
+    CHECK(test::read_text(log).find(message) != std::string::npos);
+    CHECK_FALSE(test::exists(out));
+  }
+}
+
 TEST_CASE("train: SIGTERM mid-epoch saves a checkpoint and the resumed run matches",
           "[train][runs]") {
   REQUIRE(have_data());
