@@ -82,7 +82,8 @@ void require_weights(const std::string& path, const std::string& key, const std:
 
 void checkpoint_init(nn::Model& model, const InitConfig& cfg, Generator& gen,
                      const std::string& source) {
-  check_sources(cfg, source);
+  SCION_CHECK(!cfg.checkpoint.empty(), source, ": init.checkpoint: missing path to the weights");
+  require_weights(cfg.checkpoint, "init.checkpoint", source);
   trunc_normal_init(model, gen);  // the head keeps this when the class count differs
   NamedTensors ts;
   bool has_head = false;
@@ -102,7 +103,9 @@ void checkpoint_init(nn::Model& model, const InitConfig& cfg, Generator& gen,
 
 void weight_selection_init(nn::Model& model, const InitConfig& cfg, Generator& gen,
                            const std::string& source) {
-  check_sources(cfg, source);
+  SCION_CHECK(!cfg.teacher.empty(), source,
+              ": init.teacher: missing path to the teacher's weights");
+  require_weights(cfg.teacher, "init.teacher", source);
   // What selection does not cover (the head) keeps the student's own initialization.
   trunc_normal_init(model, gen);
   SelectionOptions o;
@@ -118,7 +121,9 @@ void weight_selection_init(nn::Model& model, const InitConfig& cfg, Generator& g
 
 void net2net_init(nn::Model& model, const InitConfig& cfg, Generator& gen,
                   const std::string& source) {
-  check_sources(cfg, source);
+  SCION_CHECK(!cfg.teacher.empty(), source,
+              ": init.teacher: missing path to the weights to grow from");
+  require_weights(cfg.teacher, "init.teacher", source);
   trunc_normal_init(model, gen);  // new blocks keep this for their inner weights
   GrowOptions o;
   o.noise = cfg.noise;
@@ -150,17 +155,6 @@ void require_finite(const nn::Module& model, const std::string& what) {
                 v.numel(), " values NaN or infinite (", nan,
                 " NaN); nothing was written. Check the source weights (scion inspect shows "
                 "each tensor's mean and std) or lower the noise.");
-  }
-}
-
-void check_sources(const InitConfig& cfg, const std::string& source) {
-  if (cfg.type == "checkpoint") {
-    SCION_CHECK(!cfg.checkpoint.empty(), source, ": init.checkpoint: missing path to the weights");
-    require_weights(cfg.checkpoint, "init.checkpoint", source);
-  } else if (cfg.type == "weight_selection" || cfg.type == "net2net") {
-    SCION_CHECK(!cfg.teacher.empty(), source, ": init.teacher: missing path to the ",
-                cfg.type == "net2net" ? "weights to grow from" : "teacher's weights");
-    require_weights(cfg.teacher, "init.teacher", source);
   }
 }
 

@@ -47,9 +47,6 @@ const std::vector<std::string>& initializer_names();
 
 // Runs the configured initializer; `source` names the config in errors.
 void initialize(nn::Model& model, const InitConfig& cfg, Generator& gen, const std::string& source);
-// The files the configured initializer would read (init.teacher, init.checkpoint) exist, or an
-// InputError naming the key and where to get the file; train checks before writing anything.
-void check_sources(const InitConfig& cfg, const std::string& source);
 
 void trunc_normal_init(nn::Model& model, Generator& gen);
 // Mimetic initialization of a ViT (init/mimetic.cpp); InputError for another family.

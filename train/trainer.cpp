@@ -177,14 +177,15 @@ void prepare_output(const Config& cfg) {
   write_text_atomic(cfg.output_dir + "/config.yaml", to_yaml(cfg));
 }
 
-// The model built on the CPU (by run_training, before anything is written), initialized there
-// (init/ reads teacher files there), then moved to `device`; seeds the default generator. Without
-// `initialize` the weights stay the modules' zeros: a resumed run loads all of them from its
-// checkpoint, and the other ranks of a data-parallel run receive rank 0's, so neither reads the
-// initializer's source file again (it may be gone by then, or on rank 0's machine only).
-nn::ModelPtr ready_model(nn::ModelPtr model, const Config& cfg, Device device, bool initialize) {
+// Runs the configured initializer on `model` (on the CPU: init/ reads teacher files there).
+void initialize_model(nn::Model& model, const Config& cfg) {
   Generator init_gen(cfg.seed, 0x494E4954);
-  if (initialize) init::initialize(*model, cfg.init, init_gen, cfg.source);
+  init::initialize(model, cfg.init, init_gen, cfg.source);
+}
+
+// The model (built and, where it starts afresh, initialized by run_training) moved to `device`;
+// seeds the default generator.
+nn::ModelPtr on_device(nn::ModelPtr model, const Config& cfg, Device device) {
   model->to(device);
   manual_seed(cfg.seed);  // the default generator: dropout and drop path
   return model;
@@ -314,16 +315,14 @@ struct Progress {
 
 class Trainer {
  public:
-  // `initialize`: run the configured initializer (false where restore() or sync_from_root()
-  // will set every weight).
   Trainer(const Config& cfg, Device device, dist::Communicator& comm, nn::ModelPtr model,
-          nn::ModelPtr teacher, Data data, bool initialize)
+          nn::ModelPtr teacher, Data data)
       : cfg_(cfg),
         paths_(cfg.output_dir),
         device_(device),
         comm_(comm),
         root_(comm.is_root()),
-        model_(ready_model(std::move(model), cfg, device, initialize)),
+        model_(on_device(std::move(model), cfg, device)),
         data_(std::move(data)),
         opt_(*model_, cfg.train.optimizer, no_weight_decay_names(*model_)),
         bf16_(cfg.train.precision == "bf16"),
@@ -733,16 +732,14 @@ int Trainer::run() {
 
 }  // namespace
 
-// The run as a PyTorch user writes it: output folder, model (built, initialized, moved to the
-// device), data, optimizer/EMA/teacher, resume, then per epoch train and evaluate + checkpoint.
-// Under mpirun every rank runs this; rank 0 owns the output folder, the others take its state.
-int run_training(const Config& cfg, const RunOptions& options) {
-  std::unique_ptr<dist::Communicator> comm = dist::connect(cfg.dist.timeout_seconds);
-  dist::Communicator& c0 = *comm;
+namespace {
+
+// The device this rank trains on, after the checks every rank must pass before any other step.
+// Data-parallel ranks on GPUs: the ranks of a machine take one GPU each, from the one named
+// (`cuda` = cuda:0) on: cuda:<first + local rank>.
+Device choose_device(const Config& cfg, const RunOptions& options, dist::Communicator& c0) {
   Device device = parse_device(cfg.device, cfg.source + ": device");
   dist::agree(c0, "checking the config", [&] {
-    // Data-parallel ranks on GPUs: the ranks of a machine take one GPU each, from the one named
-    // (`cuda` = cuda:0) on: cuda:<first + local rank>.
     if (device.type == DeviceType::cuda && c0.size() > 1) {
       const int first = device.index, count = cuda_device_count();
       device.index = first + c0.local_rank();
@@ -757,7 +754,12 @@ int run_training(const Config& cfg, const RunOptions& options) {
     SCION_CHECK(!(options.resume && options.restart),
                 "--restart and --resume contradict each other");
   });
-  // CUDA tensors are reduced through NCCL (host values still through MPI).
+  return device;
+}
+
+// CUDA tensors are reduced through NCCL (host values still through MPI); null elsewhere.
+std::unique_ptr<dist::Communicator> connect_nccl(const Config& cfg, Device device,
+                                                 dist::Communicator& c0) {
   std::unique_ptr<dist::Communicator> nccl;
   if (device.type == DeviceType::cuda && c0.size() > 1)
     dist::agree(c0, "connecting NCCL", [&] {
@@ -765,47 +767,68 @@ int run_training(const Config& cfg, const RunOptions& options) {
       SCION_CHECK(nccl, cfg.source, ": data-parallel training on CUDA needs NCCL, and this build ",
                   "of scion has none (install NCCL with the CUDA toolkit and rebuild)");
     });
-  dist::Communicator& c = nccl ? *nccl : c0;
-  check_same_config(c, cfg);
-  // threads: 0 means all cores, following the load (core/cpu/parallel.h). Data-parallel ranks
-  // keep a fixed count instead, the cores shared among the ranks on this machine: a rank that
-  // adapted to its machine's load would add its per-thread partial sums (the clipping norm) in
-  // another order than the others, and the replicas would drift apart.
+  return nccl;
+}
+
+// threads: 0 means all cores, following the load (core/cpu/parallel.h). Data-parallel ranks keep a
+// fixed count instead, the cores shared among the ranks on this machine: a rank that adapted to
+// its machine's load would add its per-thread partial sums (the clipping norm) in another order
+// than the others, and the replicas would drift apart. Rank 0 prints the config's warnings.
+void set_up_process(const Config& cfg, Device device, const dist::Communicator& c) {
   int threads = cfg.threads;
   if (threads == 0 && c.size() > 1)
     threads = std::max(1, int(std::thread::hardware_concurrency()) / c.local_size());
   set_num_threads(threads);
-  if (c.is_root())
-    for (const std::string& w : config_warnings(cfg))
-      std::fprintf(stderr, "warning: %s\n", w.c_str());
-  if (c.is_root() && device.type == DeviceType::cuda && !cuda_verified_on_hardware())
+  if (!c.is_root()) return;
+  for (const std::string& w : config_warnings(cfg))
+    std::fprintf(stderr, "warning: %s\n", w.c_str());
+  if (device.type == DeviceType::cuda && !cuda_verified_on_hardware())
     std::fprintf(stderr,
                  "warning: the CUDA backend is unverified on hardware: it is built and its host "
                  "side tested, but experiments/gpu/verify.sh has not yet passed on a GPU with "
                  "this code (README, \"CUDA\")\n");
-  nn::ModelPtr teacher;  // the teacher, model and data are checked before anything is written
-  dist::agree(c, "loading the distillation teacher", [&] {
-    if (!cfg.train.distill.teacher.empty()) teacher = load_teacher(cfg, device);
-  });
-  nn::ModelPtr model;
+}
+
+// What a run is made of, built before anything is written, so that whatever the config cannot
+// build (a teacher that cannot teach, a bad model option, a missing data folder, a missing or
+// unreadable initializer source) stops it with nothing written.
+struct Parts {
+  nn::ModelPtr teacher, model;
   Data data;
+};
+
+// `initialize`: run the initializer (rank 0, starting afresh). The other ranks receive rank 0's
+// weights (sync_from_root), and a resumed run reads every weight from its checkpoint, so neither
+// reads the initializer's source file (which may be gone by then, or on rank 0's machine only).
+Parts build_parts(const Config& cfg, Device device, dist::Communicator& c, bool initialize) {
+  Parts p;
+  dist::agree(c, "loading the distillation teacher", [&] {
+    if (!cfg.train.distill.teacher.empty()) p.teacher = load_teacher(cfg, device);
+  });
   dist::agree(c, "building the model and the data", [&] {
-    model = nn::create_model(cfg.model);
-    data = build_data(cfg, c, device);
-    const int64_t batches = data.train->num_batches();
+    p.model = nn::create_model(cfg.model);
+    if (initialize) initialize_model(*p.model, cfg);
+    p.data = build_data(cfg, c, device);
+    const int64_t batches = p.data.train->num_batches();
     SCION_CHECK(batches >= cfg.train.accum_steps, cfg.source, ": train.accum_steps ",
                 cfg.train.accum_steps, " exceeds the ", batches, " batches of an epoch");
   });
-  // Rank 0 owns the output folder: locked for the life of the run, then checked (a different
-  // run is never touched), a --restart's old files moved aside, temporary files cleaned.
-  const Paths paths(cfg.output_dir);
-  FolderLock lock;
-  bool resume = options.resume, finished = false;
+  return p;
+}
+
+struct FolderOutcome {
+  bool resume = false, finished = false;
+};
+
+// Rank 0 owns the output folder: locked (into `lock`) for the life of the run, then checked (a
+// different run is never touched), a --restart's old files moved aside, temporary files cleaned.
+// Every rank learns whether the run was finished already.
+FolderOutcome prepare_folder(const Config& cfg, const RunOptions& options, dist::Communicator& c,
+                             FolderLock& lock) {
+  FolderOutcome out;
+  out.resume = options.resume;
   dist::agree(c, "preparing the output folder", [&] {
     if (!c.is_root()) return;
-    // A run that will initialize needs its initializer's source file: a missing one stops it
-    // here, with nothing written (a resumable or finished run needs none).
-    if (options.restart || !path_exists(paths.last)) init::check_sources(cfg.init, cfg.source);
     make_dirs(cfg.output_dir, "output folder");
     lock = FolderLock::acquire(cfg.output_dir, "run folder");
     if (options.restart) {
@@ -814,32 +837,23 @@ int run_training(const Config& cfg, const RunOptions& options) {
         std::printf("train: the earlier run's files are now in %s\n", moved.c_str());
     }
     const FolderState state = inspect_output(cfg);
-    finished = state == FolderState::finished;
-    resume = resume || state == FolderState::resumable;
-    if (!finished) prepare_output(cfg);
+    out.finished = state == FolderState::finished;
+    out.resume = out.resume || state == FolderState::resumable;
+    if (!out.finished) prepare_output(cfg);
   });
   if (c.size() > 1) {  // every rank stops when rank 0 found the run finished
-    std::string flag = finished ? "1" : "0";
+    std::string flag = out.finished ? "1" : "0";
     dist::broadcast_string(c, flag, 0, "finished run check");
-    finished = flag == "1";
+    out.finished = flag == "1";
   }
-  if (finished) {
-    if (c.is_root())
-      std::printf(
-          "train: %s holds this run, finished (%lld epochs, summary.json); nothing to do "
-          "(--restart trains it again; a larger train.epochs continues it)\n",
-          cfg.output_dir.c_str(), (long long)cfg.train.epochs);
-    return 0;
-  }
-  std::unique_ptr<Trainer> trainer;
-  dist::agree(c, "building the run", [&] {
-    trainer = std::make_unique<Trainer>(cfg, device, c, std::move(model), std::move(teacher),
-                                        std::move(data), /*initialize=*/c.is_root() && !resume);
-    if (resume && c.is_root()) trainer->restore();
-  });
+  return out;
+}
+
+// Trains, ending the whole job at once when one rank fails alone or a collective times out.
+int train_guarded(Trainer& trainer, dist::Communicator& c, const Paths& paths) {
   try {
-    trainer->sync_from_root();
-    return trainer->run();
+    trainer.sync_from_root();
+    return trainer.run();
   } catch (const dist::TimeoutError& e) {
     const std::string note =
         path_exists(paths.last) ? " The last good checkpoint is " + paths.last + "." : "";
@@ -855,6 +869,43 @@ int run_training(const Config& cfg, const RunOptions& options) {
     c.abort(dynamic_cast<const InputError*>(&e) ? 2 : 1);
   }
   return 1;
+}
+
+}  // namespace
+
+// The run as a PyTorch user writes it: device, teacher, model (built and initialized), data,
+// then the output folder, optimizer/EMA and resume, then per epoch train and evaluate +
+// checkpoint. Under mpirun every rank runs this; rank 0 owns the output folder, the others take
+// its state.
+int run_training(const Config& cfg, const RunOptions& options) {
+  std::unique_ptr<dist::Communicator> mpi = dist::connect(cfg.dist.timeout_seconds);
+  const Device device = choose_device(cfg, options, *mpi);
+  std::unique_ptr<dist::Communicator> nccl = connect_nccl(cfg, device, *mpi);
+  dist::Communicator& c = nccl ? *nccl : *mpi;
+  check_same_config(c, cfg);
+  set_up_process(cfg, device, c);
+  const Paths paths(cfg.output_dir);
+  const bool fresh = c.is_root() && (options.restart || !path_exists(paths.last));
+  Parts parts = build_parts(cfg, device, c, /*initialize=*/fresh);
+  FolderLock lock;
+  const FolderOutcome folder = prepare_folder(cfg, options, c, lock);
+  if (folder.finished) {
+    if (c.is_root())
+      std::printf(
+          "train: %s holds this run, finished (%lld epochs, summary.json); nothing to do "
+          "(--restart trains it again; a larger train.epochs continues it)\n",
+          cfg.output_dir.c_str(), (long long)cfg.train.epochs);
+    return 0;
+  }
+  std::unique_ptr<Trainer> trainer;
+  dist::agree(c, "building the run", [&] {
+    // A checkpoint seen above but gone by the time the folder was locked: start afresh.
+    if (c.is_root() && !folder.resume && !fresh) initialize_model(*parts.model, cfg);
+    trainer = std::make_unique<Trainer>(cfg, device, c, std::move(parts.model),
+                                        std::move(parts.teacher), std::move(parts.data));
+    if (folder.resume && c.is_root()) trainer->restore();
+  });
+  return train_guarded(*trainer, c, paths);
 }
 
 }  // namespace scion::train

@@ -178,8 +178,8 @@ TEST_CASE("train: a tiny run killed after its first epoch resumes to the same me
 
 // The teacher file is needed to start a weight-selection run, never to resume one (the checkpoint
 // holds every weight): a run resumed after its teacher was moved away matches the uninterrupted
-// run, and a run started without it (or without its data) exits 2 naming what is missing, with
-// nothing written or moved aside.
+// run, and a run started without it, with an unreadable one or without its data exits 2 naming
+// what is wrong, with nothing written or moved aside.
 TEST_CASE("train: a run from a teacher resumes without its file, and cannot start without it",
           "[train][runs]") {
   REQUIRE(have_data());
@@ -216,6 +216,14 @@ TEST_CASE("train: a run from a teacher resumes without its file, and cannot star
              "data.root=" + dir + "/no_data"},
             dir + "/e.log") == 2);
   CHECK(test::read_text(dir + "/e.log").find(dir + "/no_data") != std::string::npos);
+  // And one whose teacher is there but unreadable: the selection fails before the folder is
+  // touched.
+  const std::string bad = dir + "/bad.safetensors";
+  std::ofstream(bad) << "not a safetensors file";
+  CHECK(run({"--config", cfg, "--output-dir", dir + "/b", "--restart", "--set",
+             "init.teacher=" + bad},
+            dir + "/g.log") == 2);
+  CHECK(test::read_text(dir + "/g.log").find(bad) != std::string::npos);
   CHECK(test::exists(dir + "/b/last.safetensors"));
   CHECK(test::exists(dir + "/b/summary.json"));
 }
