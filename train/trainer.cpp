@@ -758,8 +758,8 @@ Device choose_device(const Config& cfg, const RunOptions& options, dist::Communi
 }
 
 // CUDA tensors are reduced through NCCL (host values still through MPI); null elsewhere.
-std::unique_ptr<dist::Communicator> connect_nccl(const Config& cfg, Device device,
-                                                 dist::Communicator& c0) {
+std::unique_ptr<dist::Communicator> nccl_communicator(const Config& cfg, Device device,
+                                                      dist::Communicator& c0) {
   std::unique_ptr<dist::Communicator> nccl;
   if (device.type == DeviceType::cuda && c0.size() > 1)
     dist::agree(c0, "connecting NCCL", [&] {
@@ -880,7 +880,7 @@ int train_guarded(Trainer& trainer, dist::Communicator& c, const Paths& paths) {
 int run_training(const Config& cfg, const RunOptions& options) {
   std::unique_ptr<dist::Communicator> mpi = dist::connect(cfg.dist.timeout_seconds);
   const Device device = choose_device(cfg, options, *mpi);
-  std::unique_ptr<dist::Communicator> nccl = connect_nccl(cfg, device, *mpi);
+  std::unique_ptr<dist::Communicator> nccl = nccl_communicator(cfg, device, *mpi);
   dist::Communicator& c = nccl ? *nccl : *mpi;
   check_same_config(c, cfg);
   set_up_process(cfg, device, c);
