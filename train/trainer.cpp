@@ -816,6 +816,36 @@ Parts build_parts(const Config& cfg, Device device, dist::Communicator& c, bool 
   return p;
 }
 
+// Rank 0's answer, for every rank.
+bool broadcast_flag(dist::Communicator& c, bool flag, const char* what) {
+  if (c.size() == 1) return flag;
+  std::string text = flag ? "1" : "0";
+  dist::broadcast_string(c, text, 0, what);
+  return text == "1";
+}
+
+// A finished run is recognized before anything is built, so rerunning one needs neither its data
+// nor its teachers, and loads neither. Rank 0 holds the folder's lock while it looks (a run still
+// writing it is named), and every rank learns the answer. prepare_folder looks again, locked.
+bool finished_already(const Config& cfg, const RunOptions& options, dist::Communicator& c) {
+  bool finished = false;
+  dist::agree(c, "checking the output folder", [&] {
+    if (!c.is_root() || options.restart || !path_exists(cfg.output_dir + "/summary.json")) return;
+    const FolderLock lock = FolderLock::acquire(cfg.output_dir, "run folder");
+    finished = inspect_output(cfg) == FolderState::finished;
+  });
+  return broadcast_flag(c, finished, "finished run check");
+}
+
+int nothing_to_do(const Config& cfg, const dist::Communicator& c) {
+  if (c.is_root())
+    std::printf(
+        "train: %s holds this run, finished (%lld epochs, summary.json); nothing to do "
+        "(--restart trains it again; a larger train.epochs continues it)\n",
+        cfg.output_dir.c_str(), (long long)cfg.train.epochs);
+  return 0;
+}
+
 struct FolderOutcome {
   bool resume = false, finished = false;
 };
@@ -841,11 +871,7 @@ FolderOutcome prepare_folder(const Config& cfg, const RunOptions& options, dist:
     out.resume = out.resume || state == FolderState::resumable;
     if (!out.finished) prepare_output(cfg);
   });
-  if (c.size() > 1) {  // every rank stops when rank 0 found the run finished
-    std::string flag = out.finished ? "1" : "0";
-    dist::broadcast_string(c, flag, 0, "finished run check");
-    out.finished = flag == "1";
-  }
+  out.finished = broadcast_flag(c, out.finished, "finished run check");
   return out;
 }
 
@@ -884,19 +910,13 @@ int run_training(const Config& cfg, const RunOptions& options) {
   dist::Communicator& c = nccl ? *nccl : *mpi;
   check_same_config(c, cfg);
   set_up_process(cfg, device, c);
+  if (finished_already(cfg, options, c)) return nothing_to_do(cfg, c);
   const Paths paths(cfg.output_dir);
   const bool fresh = c.is_root() && (options.restart || !path_exists(paths.last));
   Parts parts = build_parts(cfg, device, c, /*initialize=*/fresh);
   FolderLock lock;
   const FolderOutcome folder = prepare_folder(cfg, options, c, lock);
-  if (folder.finished) {
-    if (c.is_root())
-      std::printf(
-          "train: %s holds this run, finished (%lld epochs, summary.json); nothing to do "
-          "(--restart trains it again; a larger train.epochs continues it)\n",
-          cfg.output_dir.c_str(), (long long)cfg.train.epochs);
-    return 0;
-  }
+  if (folder.finished) return nothing_to_do(cfg, c);  // finished since finished_already looked
   std::unique_ptr<Trainer> trainer;
   dist::agree(c, "building the run", [&] {
     // A checkpoint seen above but gone by the time the folder was locked: start afresh.

@@ -161,6 +161,15 @@ TEST_CASE("dist: mpirun -np 2 train writes the one-process run's metrics", "[dis
   for (const json& line : m) CHECK(line["allreduce_wait_seconds"].get<double>() >= 0);
   SafetensorsFile best = SafetensorsFile::open(out + "/best.safetensors");
   CHECK(best.metadata().count("scion_data") == 1);
+  // Rerun, finished: every rank learns it from rank 0 and ends at once; rank 0 says so, once.
+  const std::string summary = test::read_text(out + "/summary.json");
+  REQUIRE(run_job(2, {"--config", config_file(), "--output-dir", out}, out + ".again.log") == 0);
+  const std::string again = test::read_text(out + ".again.log");
+  INFO(again);
+  const size_t said = again.find("nothing to do");
+  CHECK(said != std::string::npos);
+  CHECK(again.find("nothing to do", said + 1) == std::string::npos);
+  CHECK(test::read_text(out + "/summary.json") == summary);
 }
 
 TEST_CASE(

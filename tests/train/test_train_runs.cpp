@@ -201,6 +201,13 @@ TEST_CASE("train: a run from a teacher resumes without its file, and cannot star
   CHECK(run({"--config", cfg, "--output-dir", dir + "/b"}, dir + "/b2.log") == 0);
   INFO(test::read_text(dir + "/b2.log"));
   check_same_metrics(a, test::read_metrics(dir + "/b"));
+  // Finished, it is recognized before anything is built: rerunning it needs neither the teacher
+  // nor the data, and touches nothing.
+  const std::string summary = test::read_text(dir + "/b/summary.json");
+  CHECK(run({"--config", cfg, "--output-dir", dir + "/b", "--set", "data.root=" + dir + "/gone"},
+            dir + "/b3.log") == 0);
+  CHECK(test::read_text(dir + "/b3.log").find("nothing to do") != std::string::npos);
+  CHECK(test::read_text(dir + "/b/summary.json") == summary);
   // A fresh run needs it: exit 2 before anything is written.
   CHECK(run({"--config", cfg, "--output-dir", dir + "/c"}, dir + "/c.log") == 2);
   const std::string log = test::read_text(dir + "/c.log");
