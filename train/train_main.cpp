@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "nn/model.h"
 #include "train/config.h"
 #include "train/dist.h"
 #include "train/signals.h"
@@ -32,7 +33,8 @@ int main(int argc, char** argv) {
                "start afresh even if output_dir holds a run (its files are moved into "
                "output_dir/replaced-<time>/)");
   app.add_flag("--print-config", print_config,
-               "check the config and print it resolved (as output_dir/config.yaml), then exit");
+               "check the config (and the model it builds) and print it resolved (as "
+               "output_dir/config.yaml), then exit");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -45,7 +47,8 @@ int main(int argc, char** argv) {
       sets.push_back("output_dir=" + output_dir);
     }
     scion::train::Config cfg = scion::train::load_config(config_path, sets);
-    if (print_config) {  // warnings too (run_training prints them before a run)
+    if (print_config) {                    // warnings too (run_training prints them before a run)
+      scion::nn::create_model(cfg.model);  // the model's own checks (num_heads, depths, ...)
       for (const std::string& w : scion::train::config_warnings(cfg))
         std::fprintf(stderr, "warning: %s\n", w.c_str());
       std::fputs(scion::train::to_yaml(cfg).c_str(), stdout);

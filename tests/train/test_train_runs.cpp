@@ -251,6 +251,9 @@ TEST_CASE("train: a model or batch the config cannot build exits 2 naming the ke
     CHECK(test::read_text(log).find(message) != std::string::npos);
     CHECK_FALSE(test::exists(out));
   }
+  // --print-config checks the model too.
+  CHECK(run({"--config", cfg, "--print-config", "--set", cases[0].first}, dir + "/p.log") == 2);
+  CHECK(test::read_text(dir + "/p.log").find(cases[0].second) != std::string::npos);
 }
 
 TEST_CASE("train: SIGTERM mid-epoch saves a checkpoint and the resumed run matches",
