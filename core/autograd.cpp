@@ -90,6 +90,32 @@ void accumulate_leaf(const std::shared_ptr<TensorImpl>& leaf_impl, Tensor g) {
   }
 }
 
+// What the backward pass from `root` waits on: for each node reachable from it, how many edges of
+// that graph point at it (it runs once all have delivered), and for each leaf with a
+// post-accumulate hook, how many edges end in it (the hook runs once its gradient is complete).
+struct Dependencies {
+  std::unordered_map<Node*, int> nodes;
+  std::unordered_map<TensorImpl*, int> hooked_leaves;
+};
+
+Dependencies count_dependencies(Node* root) {
+  Dependencies d;
+  std::vector<Node*> stack{root};
+  d.nodes[root] = 0;
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (const Edge& e : n->edges()) {
+      if (e.leaf && e.leaf->post_accumulate_hook) ++d.hooked_leaves[e.leaf.get()];
+      if (!e.fn) continue;
+      auto [it, first] = d.nodes.try_emplace(e.fn.get(), 0);
+      ++it->second;
+      if (first) stack.push_back(e.fn.get());
+    }
+  }
+  return d;
+}
+
 }  // namespace
 
 void run_backward(const Tensor& root, const Tensor& grad) {
@@ -105,27 +131,7 @@ void run_backward(const Tensor& root, const Tensor& grad) {
     run_hook(root.impl_ptr());
     return;
   }
-  // Leaves with a post-accumulate hook: how many edges of the reachable graph end in each.
-  std::unordered_map<TensorImpl*, int> leaf_pending;
-  // Count, for each node, how many edges point at it from nodes reachable from the root.
-  std::unordered_map<Node*, int> pending;
-  std::vector<Node*> stack{root.grad_fn().get()};
-  pending[root.grad_fn().get()] = 0;
-  while (!stack.empty()) {
-    Node* n = stack.back();
-    stack.pop_back();
-    for (const Edge& e : n->edges()) {
-      if (e.leaf && e.leaf->post_accumulate_hook) ++leaf_pending[e.leaf.get()];
-      if (!e.fn) continue;
-      auto it = pending.find(e.fn.get());
-      if (it == pending.end()) {
-        pending[e.fn.get()] = 1;
-        stack.push_back(e.fn.get());
-      } else {
-        ++it->second;
-      }
-    }
-  }
+  Dependencies deps = count_dependencies(root.grad_fn().get());
   std::unordered_map<Node*, Tensor> grads;
   grads[root.grad_fn().get()] = grad;
   std::vector<Node*> ready{root.grad_fn().get()};
@@ -146,7 +152,8 @@ void run_backward(const Tensor& root, const Tensor& grad) {
       Tensor gi = std::move(in_grads[i]);
       if (e.leaf) {
         if (gi.defined()) accumulate_leaf(e.leaf, std::move(gi));
-        if (e.leaf->post_accumulate_hook && --leaf_pending[e.leaf.get()] == 0) run_hook(e.leaf);
+        if (e.leaf->post_accumulate_hook && --deps.hooked_leaves[e.leaf.get()] == 0)
+          run_hook(e.leaf);
         continue;
       }
       if (!e.fn) continue;
@@ -158,7 +165,7 @@ void run_backward(const Tensor& root, const Tensor& grad) {
         else
           it->second = add(it->second, gi);
       }
-      if (--pending[next] == 0) ready.push_back(next);
+      if (--deps.nodes[next] == 0) ready.push_back(next);
     }
   }
 }
