@@ -84,6 +84,10 @@ Case make_case(const std::string& op, const std::vector<int64_t>& s, DType dt, G
     Tensor a = input({s[0], s[1]}), b = input({s[0], s[1]});
     c.inputs = {a, b};
     c.forward = [=] { return add(a, b); };
+  } else if (op == "cast") {  // f32 -> bf16, or bf16 -> f32 (autocast's casts and widenings)
+    Tensor x = input({s[0], s[1]});
+    c.inputs = {x};
+    c.forward = [=] { return x.to(dt == DType::f32 ? DType::bf16 : DType::f32); };
   } else {
     throw InputError("bench_ops: unknown op '" + op + "'");
   }

@@ -57,6 +57,9 @@ def torch_case(op, s, dt):
     if op == "add":
         a, b = inp(*s), inp(*s)
         return [a, b], lambda: a + b
+    if op == "cast":  # f32 -> bf16, or bf16 -> f32, as bench_ops
+        x = inp(*s)
+        return [x], lambda: x.to(torch.bfloat16 if dt == torch.float32 else torch.float32)
     raise ValueError(op)
 
 
