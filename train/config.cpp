@@ -408,6 +408,8 @@ Config from_node(const YAML::Node& root, const std::string& source) {
   parse_device(c.device, source + ": device");  // cpu, reference, cuda or cuda:N
   if (c.train.precision == "auto")
     std::tie(c.train.precision, c.train.precision_choice) = auto_precision(c.device);
+  else if (c.train.precision == "bf16")
+    c.train.precision_choice = slower_bf16_note(c.device);
   if (c.output_dir.empty()) fail("output_dir", "empty (name the folder for the run's outputs)");
   const std::vector<std::string> models = nn::model_names();
   if (std::find(models.begin(), models.end(), c.model.name) == models.end()) {
@@ -440,6 +442,19 @@ std::pair<std::string, std::string> auto_precision(const std::string& device) {
                        "casts; precision: bf16 still runs them"};
   return {"f32", "auto: this CPU has no native bf16 dot products (" + where +
                      "); bf16 would run through f32 kernels"};
+}
+
+std::string slower_bf16_note(const std::string& device) {
+  if (device != "cpu" || cpu::bf16_outpaces_f32()) return "";
+  const std::string where = std::string("scion kernels ") + cpu::isa_name(cpu::active_isa()) +
+                            ", oneDNN " + cpu::onednn_isa_name();
+  if (cpu::native_bf16())
+    return "as set; this CPU's native bf16 dot products (" + where + ", " + cpu::cpu_vendor() +
+           ", no AMX) do no more work per cycle than its f32 FMAs, so f32 is as fast or faster "
+           "(precision: auto picks f32 here)";
+  return "as set; this CPU has no native bf16 dot products (" + where +
+         "), so bf16 runs through f32 kernels: bf16's numbers, more slowly than f32 (precision: "
+         "auto picks f32 here)";
 }
 
 Config parse_config(const std::string& text, const std::string& source,

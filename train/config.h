@@ -64,7 +64,8 @@ struct TrainConfig {
   ScheduleConfig schedule;
   // f32 | bf16 | auto. parse_config resolves auto (bf16 on CUDA, and on CPUs whose native bf16
   // dot products outpace their f32 FMAs: cpu::bf16_outpaces_f32; else f32) and keeps why in
-  // precision_choice ("" when not auto; not written back).
+  // precision_choice, which for bf16 as set on a CPU where f32 is faster says so
+  // (slower_bf16_note), and is "" otherwise; train prints it; it is not written back.
   std::string precision = "f32";
   std::string precision_choice;
   double ema_decay = 0.0, clip_grad = 0.0;
@@ -105,6 +106,8 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
                     const std::vector<std::string>& overrides = {});
 // What `precision: auto` resolves to on `device` (cpu, reference, cuda[:N]), and a line saying why.
 std::pair<std::string, std::string> auto_precision(const std::string& device);
+// Why bf16, set explicitly, is not the faster choice on `device` ("" where it is, or off the CPU).
+std::string slower_bf16_note(const std::string& device);
 
 // Warnings about a valid but probably unintended config, one line each (train prints them to
 // stderr at start-up): a cosine warmup longer than training (the run ends while the learning rate

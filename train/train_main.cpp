@@ -54,9 +54,6 @@ int main(int argc, char** argv) {
       std::fputs(scion::train::to_yaml(cfg).c_str(), stdout);
       return 0;
     }
-    if (!cfg.train.precision_choice.empty())
-      std::printf("train: precision %s (%s)\n", cfg.train.precision.c_str(),
-                  cfg.train.precision_choice.c_str());
     return scion::train::run_training(cfg, {resume, restart});
   } catch (const scion::train::dist::PeerFailed&) {
     // Another rank of an mpirun job reports the error and exits with its status. This rank exits

@@ -773,13 +773,19 @@ std::unique_ptr<dist::Communicator> nccl_communicator(const Config& cfg, Device 
 // threads: 0 means all cores, following the load (core/cpu/parallel.h). Data-parallel ranks keep a
 // fixed count instead, the cores shared among the ranks on this machine: a rank that adapted to
 // its machine's load would add its per-thread partial sums (the clipping norm) in another order
-// than the others, and the replicas would drift apart. Rank 0 prints the config's warnings.
+// than the others, and the replicas would drift apart. Rank 0 prints the precision note
+// and the config's warnings.
 void set_up_process(const Config& cfg, Device device, const dist::Communicator& c) {
   int threads = cfg.threads;
   if (threads == 0 && c.size() > 1)
     threads = std::max(1, int(std::thread::hardware_concurrency()) / c.local_size());
   set_num_threads(threads);
   if (!c.is_root()) return;
+  if (!cfg.train.precision_choice.empty()) {
+    std::printf("train: precision %s (%s)\n", cfg.train.precision.c_str(),
+                cfg.train.precision_choice.c_str());
+    std::fflush(stdout);  // before any error on stderr
+  }
   for (const std::string& w : config_warnings(cfg))
     std::fprintf(stderr, "warning: %s\n", w.c_str());
   if (device.type == DeviceType::cuda && !cuda_verified_on_hardware())

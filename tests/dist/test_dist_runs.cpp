@@ -265,4 +265,19 @@ TEST_CASE("dist: ranks given different configs, or a batch that does not split, 
         std::string::npos);
   // Reported once, by rank 0, not by every rank.
   CHECK(split.find("does not split") == split.rfind("does not split"));
+
+  // A missing data folder, with precision auto: rank 0 says which precision it took and why,
+  // once, then the error.
+  CHECK(run_job(2,
+                {"--config", config_file(), "--output-dir", out, "--set", "train.precision=auto",
+                 "--set", "data.root=" + out + "/no_data"},
+                log) == 2);
+  const std::string missing = test::read_text(log);
+  INFO("the missing-data job's log:\n" << missing);
+  const size_t said = missing.find("train: precision ");
+  CHECK(said != std::string::npos);
+  CHECK(missing.find("train: precision ", said + 1) == std::string::npos);
+  const size_t named = missing.find(out + "/no_data");
+  CHECK(named != std::string::npos);
+  CHECK(named > said);
 }

@@ -146,8 +146,10 @@ TEST_CASE("config: defaults, overrides and round trip", "[train][config]") {
   CHECK_FALSE(std::regex_search(text, std::regex(R"(: -?[0-9]+[eE][-+]?[0-9])")));
 }
 
-TEST_CASE("precision auto: bf16 on CUDA and where bf16 outpaces f32, else f32, saying why",
-          "[train][config]") {
+TEST_CASE(
+    "precision auto: bf16 on CUDA and where bf16 outpaces f32, else f32; bf16 as set notes when "
+    "f32 is faster",
+    "[train][config]") {
   CHECK(auto_precision("cuda").first == "bf16");
   CHECK(auto_precision("cuda:1").first == "bf16");
   CHECK(auto_precision("reference").first == "f32");
@@ -161,6 +163,14 @@ TEST_CASE("precision auto: bf16 on CUDA and where bf16 outpaces f32, else f32, s
   const Config c = parse_config(std::string(kMinimal) + "train: {precision: auto}\n", "auto.yaml");
   CHECK(c.train.precision == prec);
   CHECK(c.train.precision_choice == why);
+  // bf16 as set: kept, with a note where f32 would be faster.
+  const Config b = parse_config(std::string(kMinimal) + "train: {precision: bf16}\n", "b.yaml");
+  CHECK(b.train.precision == "bf16");
+  INFO(b.train.precision_choice);
+  CHECK(b.train.precision_choice.empty() == cpu::bf16_outpaces_f32());
+  if (!cpu::native_bf16())
+    CHECK_THAT(b.train.precision_choice, Catch::Contains("bf16 runs through f32 kernels"));
+  CHECK(slower_bf16_note("cuda").empty());
 }
 
 TEST_CASE("config errors name the file and the key path", "[train][config]") {
