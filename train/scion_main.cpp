@@ -368,8 +368,6 @@ int cmd_info() {
   return 0;
 }
 
-}  // namespace
-
 constexpr const char* kOutHelp =
     "output weights (.safetensors); an existing file is replaced atomically, but never a folder, "
     "device, FIFO or one of the inputs";
@@ -377,19 +375,9 @@ constexpr const char* kOutHelp =
 constexpr const char* kCheckHelp =
     "check the flags and model options only (the model is built), read and write nothing";
 
-int main(int argc, char** argv) {
-  CLI::App app{"scion: models and weight files"};
-  app.set_version_flag("--version",
-                       std::string("scion, source revision ") + scion::build_revision());
-  app.require_subcommand(1);
-  auto* info = app.add_subcommand(
-      "info", "the CPU, its features, the ISA caps, each kernel family's path here, CUDA devices");
-  auto* models = app.add_subcommand("models", "list registered models with parameter counts");
-  std::string path;
-  auto* inspect = app.add_subcommand("inspect", "summarize the tensors of a safetensors file");
-  inspect->add_option("file", path, "FILE.safetensors")->required();
-  SelectArgs sa;
-  auto* select = app.add_subcommand(
+// `scion select`: its flags, into `sa`.
+CLI::App* add_select(CLI::App& app, SelectArgs& sa) {
+  CLI::App* select = app.add_subcommand(
       "select", "initialize a student by weight selection from a larger teacher");
   select
       ->add_option("--teacher", sa.teacher,
@@ -416,8 +404,12 @@ int main(int argc, char** argv) {
                    "also select ConvNeXt's head.norm (the official code keeps the student's own)");
   select->add_option("--out", sa.out, kOutHelp)->required();
   select->add_flag("--check", sa.check, kCheckHelp);
-  InitArgs ia;
-  auto* initc = app.add_subcommand("init", "write a freshly initialized (untrained) model");
+  return select;
+}
+
+// `scion init`: its flags, into `ia`.
+CLI::App* add_init(CLI::App& app, InitArgs& ia) {
+  CLI::App* initc = app.add_subcommand("init", "write a freshly initialized (untrained) model");
   initc->add_option("--model", ia.model, "registered model name")->required();
   initc->add_option("--set", ia.sets, "model option model.key=value (repeatable)");
   initc
@@ -429,8 +421,12 @@ int main(int argc, char** argv) {
   initc->add_option("--seed", ia.seed, "initialization seed");
   initc->add_option("--out", ia.out, kOutHelp)->required();
   initc->add_flag("--check", ia.check, kCheckHelp);
-  GrowArgs ga;
-  auto* grow = app.add_subcommand("grow", "grow a trained model wider and/or deeper (Net2Net)");
+  return initc;
+}
+
+// `scion grow`: its flags, into `ga`.
+CLI::App* add_grow(CLI::App& app, GrowArgs& ga) {
+  CLI::App* grow = app.add_subcommand("grow", "grow a trained model wider and/or deeper (Net2Net)");
   grow->add_option("--from", ga.from, "source weights")->required();
   grow->add_option("--from-model", ga.from_model, "source model name")->required();
   grow->add_option("--model", ga.model, "target model name")->required();
@@ -440,8 +436,12 @@ int main(int argc, char** argv) {
   grow->add_option("--seed", ga.seed, "seed of the unit mapping, noise and new weights");
   grow->add_option("--out", ga.out, kOutHelp)->required();
   grow->add_flag("--check", ga.check, kCheckHelp);
-  EvalArgs ea;
-  auto* eval = app.add_subcommand(
+  return grow;
+}
+
+// `scion eval`: its flags, into `ea`.
+CLI::App* add_eval(CLI::App& app, EvalArgs& ea) {
+  CLI::App* eval = app.add_subcommand(
       "eval",
       "evaluate weights on a data split (settings: the weights' metadata, --config, flags)");
   eval->add_option("--weights", ea.weights, "weights (.safetensors, timm keys)")->required();
@@ -469,6 +469,30 @@ int main(int argc, char** argv) {
   eval->add_option("--threads", ea.threads, "threads (0 = all cores)")->check(CLI::Range(0, 1024));
   eval->add_option("--device", ea.device,
                    "cpu (default, or the config's device), reference (plain f64 kernels), cuda:N");
+  return eval;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"scion: models and weight files"};
+  app.set_version_flag("--version",
+                       std::string("scion, source revision ") + scion::build_revision());
+  app.require_subcommand(1);
+  auto* info = app.add_subcommand(
+      "info", "the CPU, its features, the ISA caps, each kernel family's path here, CUDA devices");
+  auto* models = app.add_subcommand("models", "list registered models with parameter counts");
+  std::string path;
+  auto* inspect = app.add_subcommand("inspect", "summarize the tensors of a safetensors file");
+  inspect->add_option("file", path, "FILE.safetensors")->required();
+  SelectArgs sa;
+  InitArgs ia;
+  GrowArgs ga;
+  EvalArgs ea;
+  CLI::App* select = add_select(app, sa);
+  CLI::App* initc = add_init(app, ia);
+  CLI::App* grow = add_grow(app, ga);
+  CLI::App* eval = add_eval(app, ea);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
