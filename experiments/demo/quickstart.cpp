@@ -13,7 +13,7 @@
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <tuple>
+#include <utility>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -49,11 +49,17 @@ train::Config base_config(const std::string& data, const std::string& out, int64
   c.train.optimizer.weight_decay = 0.05;
   c.train.schedule.warmup_epochs = 1;
   c.train.schedule.min_lr = 1e-5;
-  c.train.precision = precision;
-  if (precision == "auto")  // bf16 where this CPU's bf16 dot products outpace f32, else f32
-    std::tie(c.train.precision, c.train.precision_choice) = train::auto_precision(c.device);
+  c.train.precision = precision;  // resolved once by main (choose_precision), which says why
   c.train.clip_grad = 1.0;
   return c;
+}
+
+// The precision the stages train in and why ("" when nothing needs saying): auto is bf16 where
+// this CPU's bf16 dot products outpace f32, else f32; bf16 as given notes where f32 is faster.
+std::pair<std::string, std::string> choose_precision(const std::string& precision) {
+  if (precision == "auto") return train::auto_precision("cpu");
+  if (precision == "bf16") return {"bf16", train::slower_bf16_note("cpu")};
+  return {precision, ""};
 }
 
 std::vector<nlohmann::json> read_metrics(const std::string& dir) {
@@ -141,11 +147,10 @@ int main(int argc, char** argv) {
     make_dirs(out, "--out");
     FolderLock lock = FolderLock::acquire(out, "quickstart folder");
     // Teacher: ViT with embed 192, depth 6 (3 heads), patch 4 on 28 px (49 tokens).
-    train::Config teacher = base_config(data, out + "/teacher", val_subset, threads, precision);
-    std::printf("quickstart: precision %s%s%s%s\n", teacher.train.precision.c_str(),
-                teacher.train.precision_choice.empty() ? "" : " (",
-                teacher.train.precision_choice.c_str(),
-                teacher.train.precision_choice.empty() ? "" : ")");
+    const auto [prec, why] = choose_precision(precision);
+    std::printf("quickstart: precision %s%s%s%s\n", prec.c_str(), why.empty() ? "" : " (",
+                why.c_str(), why.empty() ? "" : ")");
+    train::Config teacher = base_config(data, out + "/teacher", val_subset, threads, prec);
     teacher.model.embed_dim = 192;
     teacher.model.depth = 6;
     teacher.model.num_heads = 3;
@@ -169,7 +174,7 @@ int main(int argc, char** argv) {
                   (long long)teacher_epochs, (long long)teacher_subset);
     if (int st = stages.run(teacher, title, false)) return stop(st, "stage 1/3 (teacher)");
     // Students: embed 96, depth 3 (3 heads of 32), same recipe, on a small subset.
-    train::Config student = base_config(data, "", val_subset, threads, precision);
+    train::Config student = base_config(data, "", val_subset, threads, prec);
     student.model.embed_dim = 96;
     student.model.depth = 3;
     student.model.num_heads = 3;

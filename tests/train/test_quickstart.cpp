@@ -76,6 +76,10 @@ std::string uninterrupted_table(const std::string& dir) {
   REQUIRE(result.find("| 1 |") != std::string::npos);
   REQUIRE(result.find("| 2 |") != std::string::npos);
   REQUIRE(result.find("(teacher:") != std::string::npos);
+  // The precision is stated once, by the demo, not again by each stage's run.
+  const std::string text = test::read_text(dir + "/plain.log");
+  CHECK(text.find("quickstart: precision ") != std::string::npos);
+  CHECK(text.find("train: precision ") == std::string::npos);
   return result;
 }
 
