@@ -147,8 +147,8 @@ TEST_CASE("config: defaults, overrides and round trip", "[train][config]") {
 }
 
 TEST_CASE(
-    "precision auto: bf16 on CUDA and where bf16 outpaces f32, else f32; bf16 as set notes when "
-    "f32 is faster",
+    "precision auto: bf16 on CUDA and where bf16 outpaces f32, else f32, and bf16 as set notes "
+    "when f32 is faster",
     "[train][config]") {
   CHECK(auto_precision("cuda").first == "bf16");
   CHECK(auto_precision("cuda:1").first == "bf16");
