@@ -1,6 +1,8 @@
-// `make demo` for now: a 2-layer MLP (784 -> 256 -> 10, ReLU) trained with plain minibatch SGD on
-// Fashion-MNIST using only scion's core (tensors, autograd, ops, RNG). Prints test accuracy per
-// epoch. Parameters are initialized like torch.nn.Linear (uniform in +-1/sqrt(fan_in)).
+// The core-only demo (`build/bin/mlp_demo`, the first `make demo`; README "Core-only demo"): a
+// 2-layer MLP (784 -> 256 -> 10, ReLU) trained with plain minibatch SGD on Fashion-MNIST using only
+// scion's core (tensors, autograd, ops, RNG), written top to bottom as a first example to read.
+// Prints test accuracy per epoch. Parameters are initialized like torch.nn.Linear (uniform in
+// +-1/sqrt(fan_in)).
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
