@@ -773,8 +773,8 @@ std::unique_ptr<dist::Communicator> nccl_communicator(const Config& cfg, Device 
 // threads: 0 means all cores, following the load (core/cpu/parallel.h). Data-parallel ranks keep a
 // fixed count instead, the cores shared among the ranks on this machine: a rank that adapted to
 // its machine's load would add its per-thread partial sums (the clipping norm) in another order
-// than the others, and the replicas would drift apart. Rank 0 prints the precision note
-// and the config's warnings.
+// than the others, and the replicas would drift apart. Rank 0 prints the precision note and the
+// config's warnings.
 void set_up_process(const Config& cfg, Device device, const dist::Communicator& c) {
   int threads = cfg.threads;
   if (threads == 0 && c.size() > 1)
