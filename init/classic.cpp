@@ -145,8 +145,9 @@ void require_finite(const nn::Module& model, const std::string& what) {
     if (!is_floating(t.dtype())) continue;
     Tensor v = t.detach().cpu().to(DType::f32).contiguous();
     const float* p = v.data<float>();
+    const int64_t n = v.numel();
     int64_t bad = 0, nan = 0;
-    for (int64_t i = 0; i < v.numel(); ++i)
+    for (int64_t i = 0; i < n; ++i)
       if (!std::isfinite(p[i])) {
         ++bad;
         nan += std::isnan(p[i]);
