@@ -29,11 +29,11 @@ int main(int argc, char** argv) {
   bool step = false;
   app.add_option("--model", cfg.name, "registered model name")->required();
   app.add_option("--set", sets, "model option key=value");
-  app.add_option("--batch", batch, "batch size");
+  app.add_option("--batch", batch, "batch size")->check(CLI::Range(1, 1 << 20));
   app.add_option("--precision", precision, "f32 or bf16")->check(CLI::IsMember({"f32", "bf16"}));
   app.add_option("--threads", threads, "threads (0 = all cores)");
-  app.add_option("--steps", steps, "timed steps");
-  app.add_option("--warmup", warmup, "untimed steps first");
+  app.add_option("--steps", steps, "timed steps")->check(CLI::Range(1, 1 << 20));
+  app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::Range(0, 1 << 20));
   app.add_flag("--step", step, "time the AdamW update too");
   app.add_option("--device", device_name, "cpu or cuda[:N] (a CUDA step ends with a sync)");
   try {
