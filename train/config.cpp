@@ -425,13 +425,18 @@ Config from_node(const YAML::Node& root, const std::string& source) {
   return c;
 }
 
+// The kernel paths the precision notes name: "scion kernels avx2, oneDNN avx2".
+std::string cpu_kernel_paths() {
+  return std::string("scion kernels ") + cpu::isa_name(cpu::active_isa()) + ", oneDNN " +
+         cpu::onednn_isa_name();
+}
+
 }  // namespace
 
 std::pair<std::string, std::string> auto_precision(const std::string& device) {
   if (device.rfind("cuda", 0) == 0) return {"bf16", "auto: bf16 on CUDA devices"};
   if (device == "reference") return {"f32", "auto: f32 on the reference backend"};
-  const std::string where = std::string("scion kernels ") + cpu::isa_name(cpu::active_isa()) +
-                            ", oneDNN " + cpu::onednn_isa_name();
+  const std::string where = cpu_kernel_paths();
   if (cpu::bf16_outpaces_f32())
     return {"bf16", "auto: this CPU has native bf16 dot products that outpace its f32 FMAs (" +
                         where + ")"};
@@ -446,8 +451,7 @@ std::pair<std::string, std::string> auto_precision(const std::string& device) {
 
 std::string slower_bf16_note(const std::string& device) {
   if (device != "cpu" || cpu::bf16_outpaces_f32()) return "";
-  const std::string where = std::string("scion kernels ") + cpu::isa_name(cpu::active_isa()) +
-                            ", oneDNN " + cpu::onednn_isa_name();
+  const std::string where = cpu_kernel_paths();
   if (cpu::native_bf16())
     return "as set; this CPU's native bf16 dot products (" + where + ", " + cpu::cpu_vendor() +
            ", no AMX) do no more work per cycle than its f32 FMAs, so f32 is as fast or faster "
