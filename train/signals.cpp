@@ -8,6 +8,8 @@
 #include <mutex>
 #include <thread>
 
+#include "core/cpu/parallel.h"
+
 namespace scion::train {
 
 namespace {
@@ -49,6 +51,9 @@ void take(int sig) {
 void take_stop_signals() {
   const sigset_t set = stop_set();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // The OpenMP workers (the computing threads) too, when a parallel region created them before
+  // this call: they keep the mask they were created with.
+  cpu::on_every_thread([&set] { pthread_sigmask(SIG_BLOCK, &set, nullptr); });
   static std::once_flag started;
   std::call_once(started, [set] {
     // Created with both signals blocked (sigwait requires it), like every thread from here on.

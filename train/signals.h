@@ -13,10 +13,11 @@
 namespace scion::train {
 
 // Blocks SIGINT and SIGTERM in the calling thread, and so in every thread it creates afterwards,
-// and starts (once per process) the thread that takes them. Call it first in main, before any
-// other thread exists: a thread created earlier still has them unblocked, and when the kernel
-// delivers one to it, it acts there (by default, or through the handler defer_stop_signals
-// installs, the old way, unsafe in a GEMM).
+// and in its OpenMP workers (cpu::on_every_thread), which compute, even those an earlier parallel
+// region created; and starts (once per process) the thread that takes them. Call it first in
+// main: another thread created earlier still has them unblocked, and when the kernel delivers one
+// to it, it acts there (by default, or through the handler defer_stop_signals installs, the old
+// way, unsafe on a thread inside a GEMM).
 void take_stop_signals();
 
 // From now on a stop signal is recorded for interrupted() instead of ending the process. Calls

@@ -39,6 +39,30 @@ void adapt_threads();
 // A core counts as free when less than 0.35 of it was taken (stray system work is not a job).
 int threads_for_load(double others, int cores, int max);
 
+// The most threads a parallel region of this process may have used: the largest count
+// set_num_threads has set, the cores, or the OpenMP default (OMP_NUM_THREADS), whichever is most.
+int largest_thread_count();
+
+// Whether this process is a child forked from one that ran this code (fork copies only the
+// calling thread; libgomp's pool comes along without its threads, and the next parallel region
+// hangs).
+bool forked_child();
+
+// Calls f once on the calling thread and once on each of its OpenMP workers (libgomp keeps them
+// between regions, so these are the threads every later region of the calling thread runs on;
+// largest_thread_count of them). For per-thread state such as the signal mask, which a worker
+// otherwise keeps from when it was created. In a forked child, where the calling thread is the
+// only one, on it alone. Not inside a parallel region.
+template <class F>
+void on_every_thread(const F& f) {
+  if (forked_child()) {
+    f();
+    return;
+  }
+#pragma omp parallel num_threads(largest_thread_count())
+  f();
+}
+
 // Calls f(chunk_begin, chunk_end) on each thread; runs inline when the range is below `grain`.
 template <class F>
 void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {

@@ -4,10 +4,13 @@
 // system, irq, softirq and steal ticks), less this process's own CPU time, over a half-second
 // window, is what other processes (or, under a hypervisor, other guests) took. Without /proc/stat
 // (not Linux) the count stays as set.
+#include <pthread.h>
 #include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -45,6 +48,18 @@ struct Governor {
 Governor& governor() {
   static Governor g;
   return g;
+}
+
+std::atomic<int> g_largest{0};  // the largest count set_num_threads has set
+
+std::atomic<bool> g_forked{false};
+const int g_watch_fork = pthread_atfork(nullptr, nullptr, [] { g_forked = true; });
+
+void set_count(int n) {
+  omp_set_num_threads(n);
+  int seen = g_largest.load();
+  while (n > seen && !g_largest.compare_exchange_weak(seen, n)) {
+  }
 }
 
 std::vector<int> allowed_cpus() {
@@ -99,6 +114,16 @@ bool take_sample(const Governor& g, Sample& s) {
 
 }  // namespace
 
+bool forked_child() {
+  (void)g_watch_fork;
+  return g_forked;
+}
+
+int largest_thread_count() {
+  static const int initial = omp_get_max_threads();  // OMP_NUM_THREADS, or the cores
+  return std::max({g_largest.load(), initial, omp_get_max_threads(), omp_get_num_procs()});
+}
+
 int threads_for_load(double others, int cores, int max) {
   double free_cores = double(cores) - std::max(0.0, others);
   int n = int(std::floor(free_cores + 0.35));
@@ -113,12 +138,12 @@ void set_num_threads(int n) {
   const char* env = std::getenv("SCION_ADAPTIVE_THREADS");
   g.adaptive = n <= 0 && !(env && std::strcmp(env, "0") == 0);  // =0: a fixed count
   if (n > 0) {
-    omp_set_num_threads(n);
+    set_count(n);
     return;
   }
   g.cpus = allowed_cpus();
   g.max = g.cpus.empty() ? omp_get_num_procs() : int(g.cpus.size());
-  omp_set_num_threads(g.max);
+  set_count(g.max);
   double busy = 0;
   if (g.adaptive && !read_busy(g.cpus, busy)) g.adaptive = false;
 }
