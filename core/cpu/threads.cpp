@@ -52,6 +52,10 @@ Governor& governor() {
 
 std::atomic<int> g_largest{0};  // the largest count set_num_threads has set
 
+// OMP_NUM_THREADS, or the cores: the count before anything set one (read at start-up, before
+// set_num_threads can change it).
+const int g_initial = omp_get_max_threads();
+
 std::atomic<bool> g_forked{false};
 const int g_watch_fork = pthread_atfork(nullptr, nullptr, [] { g_forked = true; });
 
@@ -120,8 +124,7 @@ bool forked_child() {
 }
 
 int largest_thread_count() {
-  static const int initial = omp_get_max_threads();  // OMP_NUM_THREADS, or the cores
-  return std::max({g_largest.load(), initial, omp_get_max_threads(), omp_get_num_procs()});
+  return std::max({g_largest.load(), g_initial, omp_get_max_threads(), omp_get_num_procs()});
 }
 
 int threads_for_load(double others, int cores, int max) {
