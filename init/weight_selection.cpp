@@ -49,8 +49,8 @@ Tensor select_dims(Tensor t, const std::vector<std::vector<int64_t>>& idx) {
   return t;
 }
 
-// Pruning-style selection (elements l1 | magnitude): the axis a tensor's dimension indexes, named so
-// that every tensor sharing it gets the same indices: "embed" (ViT's residual width), "<b>.attn"
+// Pruning-style selection (elements l1 | magnitude): the axis a tensor's dimension indexes, named
+// so that every tensor sharing it gets the same indices: "embed" (ViT's residual width), "<b>.attn"
 // (block b's q/k/v inner width, qkv rows folded per block), "<b>.mlp" (its hidden units); ConvNeXt
 // "s<k>" (stage k's width), "s<k>.<b>.mlp". "" for a dimension on no such axis (kernel taps,
 // tokens, classes). Names are the teacher's (after the layer map).
@@ -110,6 +110,163 @@ std::vector<double> slice_sums(const Tensor& t, int64_t d, bool square, bool fol
       out[size_t(j % width)] += acc;
     }
   return out;
+}
+
+// Step 1, layer selection: student block-name prefix -> teacher block-name prefix ("blocks.3." ->
+// "blocks.6."; for ConvNeXt per stage, "stages.1.blocks.0." -> "stages.1.blocks.2.").
+using BlockMap = std::map<std::string, std::string>;
+
+BlockMap vit_block_map(const NamedTensors& student, const TeacherArch& ta,
+                       const std::string& layers, const std::string& source) {
+  static const std::regex block(R"(^blocks\.(\d+)\.)");
+  std::set<int64_t> indices;
+  for (const auto& [n, t] : student) {
+    std::smatch m;
+    if (std::regex_search(n, m, block)) indices.insert(std::stoll(m[1]));
+  }
+  const int64_t ls = int64_t(indices.size());
+  SCION_CHECK(ls <= ta.depth, source, ": the teacher has ", ta.depth,
+              " blocks, fewer than the student's ", ls);
+  BlockMap map;
+  for (int64_t i = 0; i < ls; ++i)
+    map["blocks." + std::to_string(i) + "."] =
+        "blocks." + std::to_string(teacher_layer(layers, i, ls, ta.depth)) + ".";
+  return map;
+}
+
+BlockMap convnext_block_map(const NamedTensors& student, const TeacherArch& ta,
+                            const std::string& layers, const std::string& source) {
+  static const std::regex block(R"(^stages\.(\d+)\.blocks\.(\d+)\.)");
+  std::map<int64_t, int64_t> depths;  // stage -> the student's blocks in it
+  for (const auto& [n, t] : student) {
+    std::smatch m;
+    if (std::regex_search(n, m, block)) {
+      int64_t& depth = depths[std::stoll(m[1])];
+      depth = std::max<int64_t>(depth, std::stoll(m[2]) + 1);
+    }
+  }
+  SCION_CHECK(depths.size() == ta.depths.size(), source, ": the teacher has ", ta.depths.size(),
+              " stages, the student ", depths.size());
+  BlockMap map;
+  for (const auto& [s, ls] : depths) {
+    const int64_t lt = ta.depths[size_t(s)];
+    SCION_CHECK(ls <= lt, source, ": stage ", s, " of the teacher has ", lt,
+                " blocks, fewer than the student's ", ls);
+    const std::string stage = "stages." + std::to_string(s) + ".blocks.";
+    for (int64_t i = 0; i < ls; ++i)
+      map[stage + std::to_string(i) + "."] =
+          stage + std::to_string(teacher_layer(layers, i, ls, lt)) + ".";
+  }
+  return map;
+}
+
+// Step 2, component mapping: the student's name with its block renumbered to the teacher's.
+std::string teacher_name(const BlockMap& blocks, const std::string& name) {
+  for (const auto& [from, to] : blocks)
+    if (name.rfind(from, 0) == 0) return to + name.substr(from.size());
+  return name;
+}
+
+// Whether the options select the student's parameter `name` (step 4): a selectable key of a
+// listed component; the classifier follows opt.head alone.
+bool wanted(const std::string& name, const SelectionOptions& opt) {
+  if (!selectable(name, opt)) return false;
+  const std::string component = component_of(name);
+  return component == "head" ||
+         std::find(opt.components.begin(), opt.components.end(), component) != opt.components.end();
+}
+
+void check_teacher_covers(const Tensor& t, const Tensor& p, const std::string& tname,
+                          const std::string& source) {
+  SCION_CHECK(t.dim() == p.dim(), source, ": '", tname, "' has shape ", shape_str(t.shape()),
+              ", incompatible with the student's ", shape_str(p.shape()));
+  for (int64_t d = 0; d < p.dim(); ++d)
+    SCION_CHECK(t.size(d) >= p.size(d), source, ": the teacher is smaller than the student at '",
+                tname, "' dimension ", d, " (", t.size(d), " < ", p.size(d),
+                "); weight selection needs a teacher at least as large in every dimension");
+}
+
+// The teacher's importance of each index on every pruning axis (dim_group): the sums of |w| (l1)
+// or w^2 (magnitude) over every tensor on the axis (all blocks for the residual width).
+std::map<std::string, std::vector<double>> axis_importance(const NamedTensors& teacher, bool square,
+                                                           int64_t last_stage,
+                                                           const std::string& source) {
+  std::map<std::string, std::vector<double>> importance;
+  for (const auto& [tname, t] : teacher) {
+    if (!is_floating(t.dtype())) continue;
+    for (int64_t d = 0; d < t.dim(); ++d) {
+      const std::string g = dim_group(tname, d, last_stage);
+      if (g.empty()) continue;
+      const bool fold = d == 0 && tname.find(".attn.qkv.") != std::string::npos;
+      std::vector<double> sums = slice_sums(t, d, square, fold);
+      auto [it, fresh] = importance.emplace(g, sums);
+      if (fresh) continue;
+      SCION_CHECK(it->second.size() == sums.size(), source, ": '", tname, "' dimension ", d,
+                  " has ", sums.size(), " entries, but other tensors on its axis ", g, " have ",
+                  it->second.size());
+      for (size_t i = 0; i < sums.size(); ++i) it->second[i] += sums[i];
+    }
+  }
+  return importance;
+}
+
+// Step 3, element selection: the indices along dimension d of a teacher tensor (t entries) for s
+// student entries. The modes of element_indices draw in the order tensors are selected; the
+// pruning modes take the s most important indices of the dimension's axis, one set shared by
+// every tensor on it (uniform for a dimension on no axis).
+class IndexChooser {
+ public:
+  IndexChooser(const SelectionOptions& opt, const NamedTensors& teacher, const TeacherArch& ta,
+               const std::string& source)
+      : mode_(opt.elements),
+        pruning_(mode_ == "l1" || mode_ == "magnitude"),
+        last_stage_(ta.family == "convnext" ? int64_t(ta.dims.size()) - 1 : -1),
+        gen_(opt.seed, 0x5E1EC7) {
+    if (pruning_) importance_ = axis_importance(teacher, mode_ == "magnitude", last_stage_, source);
+  }
+
+  bool pruning() const { return pruning_; }
+
+  std::vector<int64_t> operator()(const std::string& tname, int64_t d, int64_t t, int64_t s) {
+    if (!pruning_) return element_indices(mode_, t, s, gen_, &drawn_);
+    const std::string axis = dim_group(tname, d, last_stage_);
+    if (axis.empty() || s == t) return element_indices("uniform", t, s, gen_, &drawn_);
+    auto key = std::make_pair(axis, s);
+    auto it = chosen_.find(key);
+    if (it == chosen_.end())
+      it = chosen_.emplace(key, most_important(importance_.at(axis), s)).first;
+    return it->second;
+  }
+
+ private:
+  std::string mode_;
+  bool pruning_;
+  int64_t last_stage_;
+  Generator gen_;
+  std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>> drawn_;       // "random": per (s, t)
+  std::map<std::string, std::vector<double>> importance_;                   // pruning: per axis
+  std::map<std::pair<std::string, int64_t>, std::vector<int64_t>> chosen_;  // per (axis, s)
+};
+
+// Teacher tensor t (named tname) selected down to the student's shape, dimension by dimension.
+// per_block: t is a fused qkv projection (3 Dt, ...), selected as (3, Dt, ...) with the same
+// indices in the q, k and v blocks so they stay aligned.
+Tensor select_tensor(const Tensor& t, const Shape& shape, const std::string& tname, bool per_block,
+                     IndexChooser& choose) {
+  std::vector<std::vector<int64_t>> idx;
+  if (!per_block) {
+    for (size_t d = 0; d < shape.size(); ++d)
+      idx.push_back(choose(tname, int64_t(d), t.size(int64_t(d)), shape[d]));
+    return select_dims(t, idx);
+  }
+  Shape blocks = t.shape();
+  blocks[0] /= 3;
+  blocks.insert(blocks.begin(), 3);
+  idx.push_back({0, 1, 2});
+  idx.push_back(choose(tname, 0, t.size(0) / 3, shape[0] / 3));
+  for (size_t d = 1; d < shape.size(); ++d)
+    idx.push_back(choose(tname, int64_t(d), t.size(int64_t(d)), shape[d]));
+  return select_dims(t.reshape(blocks), idx).reshape(shape);
 }
 
 }  // namespace
@@ -291,135 +448,30 @@ NamedTensors load_teacher(const std::string& path) {
 
 std::vector<std::string> select_weights(nn::Model& student, const NamedTensors& teacher,
                                         const SelectionOptions& opt, const std::string& source) {
-  TeacherArch ta = infer_architecture(teacher, source);
+  const TeacherArch ta = infer_architecture(teacher, source);
   SCION_CHECK(ta.family == student.family(), source, ": the teacher is a ", ta.family,
               " but the student (", student.config().name, ") is a ", student.family(),
               "; weight selection needs one family");
-  // Layer maps: student block name prefix -> teacher block name prefix.
-  std::map<std::string, std::string> block_map;
-  auto student_names = student.named_parameters();
-  if (ta.family == "vit") {
-    std::set<int64_t> blocks;
-    static const std::regex re(R"(^blocks\.(\d+)\.)");
-    for (auto& [n, t] : student_names) {
-      std::smatch m;
-      if (std::regex_search(n, m, re)) blocks.insert(std::stoll(m[1]));
-    }
-    int64_t ls = int64_t(blocks.size());
-    SCION_CHECK(ls <= ta.depth, source, ": the teacher has ", ta.depth,
-                " blocks, fewer than the student's ", ls);
-    for (int64_t i = 0; i < ls; ++i)
-      block_map["blocks." + std::to_string(i) + "."] =
-          "blocks." + std::to_string(teacher_layer(opt.layers, i, ls, ta.depth)) + ".";
-  } else {
-    std::map<int64_t, int64_t> per_stage;
-    static const std::regex re(R"(^stages\.(\d+)\.blocks\.(\d+)\.)");
-    for (auto& [n, t] : student_names) {
-      std::smatch m;
-      if (std::regex_search(n, m, re))
-        per_stage[std::stoll(m[1])] =
-            std::max<int64_t>(per_stage[std::stoll(m[1])], std::stoll(m[2]) + 1);
-    }
-    SCION_CHECK(per_stage.size() == ta.depths.size(), source, ": the teacher has ",
-                ta.depths.size(), " stages, the student ", per_stage.size());
-    for (auto& [s, ls] : per_stage) {
-      int64_t lt = ta.depths[size_t(s)];
-      SCION_CHECK(ls <= lt, source, ": stage ", s, " of the teacher has ", lt,
-                  " blocks, fewer than the student's ", ls);
-      for (int64_t i = 0; i < ls; ++i) {
-        std::string p = "stages." + std::to_string(s) + ".blocks.";
-        block_map[p + std::to_string(i) + "."] =
-            p + std::to_string(teacher_layer(opt.layers, i, ls, lt)) + ".";
-      }
-    }
-  }
-  // Pruning-style selection: per axis, the teacher's importance of each index over every tensor on
-  // that axis (all blocks for the residual width), then the s most important, the same set for
-  // every tensor on the axis.
-  const bool pruning = opt.elements == "l1" || opt.elements == "magnitude";
-  const int64_t last_stage = ta.family == "convnext" ? int64_t(ta.dims.size()) - 1 : -1;
-  std::map<std::string, std::vector<double>> importance;
-  if (pruning)
-    for (const auto& [tname, t] : teacher) {
-      if (!is_floating(t.dtype())) continue;
-      for (int64_t d = 0; d < t.dim(); ++d) {
-        const std::string g = dim_group(tname, d, last_stage);
-        if (g.empty()) continue;
-        const bool fold = d == 0 && tname.find(".attn.qkv.") != std::string::npos;
-        std::vector<double> sums = slice_sums(t, d, opt.elements == "magnitude", fold);
-        auto [it, fresh] = importance.emplace(g, sums);
-        if (fresh) continue;
-        SCION_CHECK(it->second.size() == sums.size(), source, ": '", tname, "' dimension ", d,
-                    " has ", sums.size(), " entries, but other tensors on its axis ", g, " have ",
-                    it->second.size());
-        for (size_t i = 0; i < sums.size(); ++i) it->second[i] += sums[i];
-      }
-    }
-  std::map<std::pair<std::string, int64_t>, std::vector<int64_t>> chosen_on_axis;
-  Generator gen(opt.seed, 0x5E1EC7);
-  std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>> cache;
-  // The indices along dimension d of teacher tensor `tname` (t of them) for s student entries.
-  auto indices = [&](const std::string& tname, int64_t d, int64_t t, int64_t s) {
-    if (!pruning) return element_indices(opt.elements, t, s, gen, &cache);
-    const std::string g = dim_group(tname, d, last_stage);
-    if (g.empty() || s == t) return element_indices("uniform", t, s, gen, &cache);
-    auto key = std::make_pair(g, s);
-    auto it = chosen_on_axis.find(key);
-    if (it == chosen_on_axis.end())
-      it = chosen_on_axis.emplace(key, most_important(importance.at(g), s)).first;
-    return it->second;
-  };
+  const NamedTensors params = student.named_parameters();
+  const BlockMap blocks = ta.family == "vit" ? vit_block_map(params, ta, opt.layers, source)
+                                             : convnext_block_map(params, ta, opt.layers, source);
+  IndexChooser choose(opt, teacher, ta, source);
   std::vector<std::string> selected;
   NoGradGuard ng;
-  for (auto& [name, p] : student_names) {
-    if (!selectable(name, opt)) continue;
-    const std::string component = component_of(name);
-    if (component != "head" &&
-        std::find(opt.components.begin(), opt.components.end(), component) == opt.components.end())
-      continue;  // a component left out (the ablation): the student's own initialization
-    std::string tname = name;
-    for (const auto& [from, to] : block_map)
-      if (name.rfind(from, 0) == 0) {
-        tname = to + name.substr(from.size());
-        break;
-      }
+  for (const auto& [name, p] : params) {
+    if (!wanted(name, opt)) continue;
+    const std::string tname = teacher_name(blocks, name);
     const auto* tt = find(teacher, tname);
     SCION_CHECK(tt, source, ": the teacher has no tensor '", tname, "' for the student's '", name,
                 "'");
     Tensor t = nn::as_form(tt->second, p.shape());  // timm conv_mlp fc weights: (O, I, 1, 1)
     if (is_classifier(name) && t.shape()[0] != p.shape()[0])
       continue;  // class counts differ: keep the student's head
-    SCION_CHECK(t.dim() == p.dim(), source, ": '", tname, "' has shape ", shape_str(t.shape()),
-                ", incompatible with the student's ", shape_str(p.shape()));
-    for (int64_t d = 0; d < p.dim(); ++d)
-      SCION_CHECK(t.size(d) >= p.size(d), source, ": the teacher is smaller than the student at '",
-                  tname, "' dimension ", d, " (", t.size(d), " < ", p.size(d),
-                  "); weight selection needs a teacher at ", "least as large in every dimension");
-    bool qkv = name.size() > 8 && (name.find(".attn.qkv.") != std::string::npos);
-    Tensor chosen;
-    if (qkv && opt.qkv == "official" && !pruning) {
-      // The official code: element selection over the fused (3 Dt) rows, as for any tensor.
-      std::vector<std::vector<int64_t>> idx;
-      for (int64_t d = 0; d < p.dim(); ++d)
-        idx.push_back(element_indices(opt.elements, t.size(d), p.size(d), gen, &cache));
-      chosen = select_dims(t, idx);
-    } else if (qkv) {
-      // (3 Dt, ...) -> per block (3, Dt, ...): the same indices in the q, k and v blocks.
-      int64_t dt = t.size(0) / 3, ds = p.size(0) / 3;
-      Shape blocks = t.shape();
-      blocks[0] = dt;
-      blocks.insert(blocks.begin(), 3);
-      std::vector<std::vector<int64_t>> idx{{0, 1, 2}};
-      idx.push_back(indices(tname, 0, dt, ds));
-      for (int64_t d = 1; d < p.dim(); ++d) idx.push_back(indices(tname, d, t.size(d), p.size(d)));
-      chosen = select_dims(t.reshape(blocks), idx).reshape(p.shape());
-    } else {
-      std::vector<std::vector<int64_t>> idx;
-      for (int64_t d = 0; d < p.dim(); ++d) idx.push_back(indices(tname, d, t.size(d), p.size(d)));
-      chosen = select_dims(t, idx);
-    }
-    Tensor dst = p;
-    dst.copy_(chosen);
+    check_teacher_covers(t, p, tname, source);
+    const bool per_block =
+        name.find(".attn.qkv.") != std::string::npos && (opt.qkv != "official" || choose.pruning());
+    Tensor dst = p;  // shares the parameter's storage
+    dst.copy_(select_tensor(t, p.shape(), tname, per_block, choose));
     selected.push_back(name);
   }
   return selected;
