@@ -47,22 +47,6 @@ Tensor widen_tensor(const Tensor& old, const std::vector<Axis>& axes) {
   return t;
 }
 
-// Copies `value` into the big model's parameter, with optional symmetry-breaking noise.
-void assign(nn::Model& big, const std::string& name, const Tensor& value, const GrowOptions& opt,
-            Generator& gen, bool widened) {
-  Tensor dst = big.find(name);
-  Tensor value_in_form = nn::as_form(value, dst.shape());  // a conv_mlp target takes (O, I, 1, 1)
-  SCION_CHECK(dst.shape() == value_in_form.shape(), "net2net: ", name, " grows to ",
-              shape_str(value.shape()), " but the target model has ", shape_str(dst.shape()));
-  Tensor v = value_in_form.contiguous();
-  if (opt.noise > 0 && widened && v.dim() >= 2) {
-    double sd = std::sqrt(var(v.to(DType::f64)).item());
-    Tensor n = randn(v.shape(), DType::f32, gen);
-    v = v + n * (opt.noise * sd);
-  }
-  dst.copy_(v);
-}
-
 // Old block for each new block (-1: a new identity block), old blocks interleaved evenly.
 std::vector<int64_t> depth_map(int64_t old_n, int64_t new_n) {
   std::vector<int64_t> m(static_cast<size_t>(new_n), -1);
@@ -70,11 +54,53 @@ std::vector<int64_t> depth_map(int64_t old_n, int64_t new_n) {
   return m;
 }
 
-void zero(nn::Model& big, const std::string& name) {
-  Tensor t = big.find(name);
-  t.fill_(0.0);
+bool has_parameter(const nn::Model& m, const std::string& name) {
+  for (const auto& [k, v] : m.named_parameters())
+    if (k == name) return true;
+  return false;
 }
 
+// Writes the big model's parameters from the small model's: widen() copies a small tensor
+// widened along its axes, with the options' symmetry-breaking noise; keep() copies one whose
+// shape does not change; zero() clears one (the outputs of a new identity block).
+class Grower {
+ public:
+  Grower(nn::Model& big, const nn::Model& small, const GrowOptions& opt, Generator& gen)
+      : big_(big), small_(small), opt_(opt), gen_(gen) {}
+
+  void widen(const std::string& to, const std::string& from, const std::vector<Axis>& axes) {
+    assign(to, widen_tensor(small_.find(from), axes), true);
+  }
+  void widen(const std::string& name, const std::vector<Axis>& axes) { widen(name, name, axes); }
+  void keep(const std::string& name) { assign(name, small_.find(name), false); }
+  void zero(const std::string& name) {
+    Tensor t = big_.find(name);
+    t.fill_(0.0);
+  }
+
+ private:
+  void assign(const std::string& name, const Tensor& value, bool widened) {
+    Tensor dst = big_.find(name);
+    Tensor value_in_form = nn::as_form(value, dst.shape());  // a conv_mlp target: (O, I, 1, 1)
+    SCION_CHECK(dst.shape() == value_in_form.shape(), "net2net: ", name, " grows to ",
+                shape_str(value.shape()), " but the target model has ", shape_str(dst.shape()));
+    Tensor v = value_in_form.contiguous();
+    if (opt_.noise > 0 && widened && v.dim() >= 2) {
+      double sd = std::sqrt(var(v.to(DType::f64)).item());
+      Tensor n = randn(v.shape(), DType::f32, gen_);
+      v = v + n * (opt_.noise * sd);
+    }
+    dst.copy_(v);
+  }
+
+  nn::Model& big_;
+  const nn::Model& small_;
+  const GrowOptions& opt_;
+  Generator& gen_;
+};
+
+// Axes of widened units. G: the residual width (embed_dim), Gd: the same where a tensor reads
+// from it (divided by each unit's copy count, so the sum over copies is unchanged).
 void grow_vit(nn::VisionTransformer& big, const nn::VisionTransformer& small,
               const GrowOptions& opt, Generator& gen, const std::string& source) {
   const int64_t hd = small.embed_dim / small.num_heads;
@@ -90,64 +116,57 @@ void grow_vit(nn::VisionTransformer& big, const nn::VisionTransformer& small,
                   big.config().num_classes == small.config().num_classes,
               source, ": image size, patch size and class count must be the same");
   std::vector<int64_t> g = widen_map(small.embed_dim, big.embed_dim, gen);
-  Axis G{&g, false}, Gd{&g, true}, none;
+  const Axis G{&g, false}, Gd{&g, true}, none;
   NoGradGuard ng;
-  auto s = [&](const std::string& n) { return small.find(n); };
-  assign(big, "cls_token", widen_tensor(s("cls_token"), {none, none, G}), opt, gen, true);
-  assign(big, "pos_embed", widen_tensor(s("pos_embed"), {none, none, G}), opt, gen, true);
-  assign(big, "patch_embed.proj.weight",
-         widen_tensor(s("patch_embed.proj.weight"), {G, none, none, none}), opt, gen, true);
-  assign(big, "patch_embed.proj.bias", widen_tensor(s("patch_embed.proj.bias"), {G}), opt, gen,
-         true);
+  Grower grow(big, small, opt, gen);
+  grow.widen("cls_token", {none, none, G});
+  grow.widen("pos_embed", {none, none, G});
+  grow.widen("patch_embed.proj.weight", {G, none, none, none});
+  grow.widen("patch_embed.proj.bias", {G});
   std::vector<int64_t> blocks = depth_map(small.depth, big.depth);
   for (int64_t j = 0; j < big.depth; ++j) {
-    std::string nb = "blocks." + std::to_string(j) + ".";
+    const std::string nb = "blocks." + std::to_string(j) + ".";
     if (blocks[size_t(j)] < 0) {  // identity: zero the branch outputs
       for (const char* p : {"attn.proj.weight", "attn.proj.bias", "mlp.fc2.weight", "mlp.fc2.bias"})
-        zero(big, nb + p);
+        grow.zero(nb + p);
       continue;
     }
-    std::string ob = "blocks." + std::to_string(blocks[size_t(j)]) + ".";
-    std::vector<int64_t> heads = widen_map(small.num_heads, big.num_heads, gen),
-                         a;  // attention units
+    const std::string ob = "blocks." + std::to_string(blocks[size_t(j)]) + ".";
+    // Attention units: whole heads copied; the q, k and v rows take the same ones.
+    std::vector<int64_t> heads = widen_map(small.num_heads, big.num_heads, gen), a, a3;
     for (int64_t h : heads)
       for (int64_t e = 0; e < hd; ++e) a.push_back(h * hd + e);
-    std::vector<int64_t> a3;  // q, k, v rows
     for (int64_t blk = 0; blk < 3; ++blk)
       for (int64_t u : a) a3.push_back(blk * small.embed_dim + u);
-    int64_t hid_s = s(ob + "mlp.fc1.weight").size(0),
-            hid_b = big.find(nb + "mlp.fc1.weight").size(0);
-    std::vector<int64_t> m = widen_map(hid_s, hid_b, gen);
-    Axis Ad{&a, true}, A3{&a3, false}, M{&m, false}, Md{&m, true};
+    std::vector<int64_t> m = widen_map(small.find(ob + "mlp.fc1.weight").size(0),
+                                       big.find(nb + "mlp.fc1.weight").size(0), gen);
+    const Axis Ad{&a, true}, A3{&a3, false}, M{&m, false}, Md{&m, true};
+    auto widen = [&](const char* p, const std::vector<Axis>& axes) {
+      grow.widen(nb + p, ob + p, axes);
+    };
     for (const char* n : {"norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"})
-      assign(big, nb + n, widen_tensor(s(ob + n), {G}), opt, gen, true);
-    assign(big, nb + "attn.qkv.weight", widen_tensor(s(ob + "attn.qkv.weight"), {A3, Gd}), opt, gen,
-           true);
-    assign(big, nb + "attn.qkv.bias", widen_tensor(s(ob + "attn.qkv.bias"), {A3}), opt, gen, true);
-    assign(big, nb + "attn.proj.weight", widen_tensor(s(ob + "attn.proj.weight"), {G, Ad}), opt,
-           gen, true);
-    assign(big, nb + "attn.proj.bias", widen_tensor(s(ob + "attn.proj.bias"), {G}), opt, gen, true);
-    assign(big, nb + "mlp.fc1.weight", widen_tensor(s(ob + "mlp.fc1.weight"), {M, Gd}), opt, gen,
-           true);
-    assign(big, nb + "mlp.fc1.bias", widen_tensor(s(ob + "mlp.fc1.bias"), {M}), opt, gen, true);
-    assign(big, nb + "mlp.fc2.weight", widen_tensor(s(ob + "mlp.fc2.weight"), {G, Md}), opt, gen,
-           true);
-    assign(big, nb + "mlp.fc2.bias", widen_tensor(s(ob + "mlp.fc2.bias"), {G}), opt, gen, true);
+      widen(n, {G});
+    widen("attn.qkv.weight", {A3, Gd});
+    widen("attn.qkv.bias", {A3});
+    widen("attn.proj.weight", {G, Ad});
+    widen("attn.proj.bias", {G});
+    widen("mlp.fc1.weight", {M, Gd});
+    widen("mlp.fc1.bias", {M});
+    widen("mlp.fc2.weight", {G, Md});
+    widen("mlp.fc2.bias", {G});
     for (const char* n : {"ls1.gamma", "ls2.gamma"}) {
-      bool has_small = false, has_big = false;
-      for (auto& [k, v] : small.named_parameters()) has_small |= k == ob + n;
-      for (auto& [k, v] : big.named_parameters()) has_big |= k == nb + n;
-      SCION_CHECK(has_small == has_big, source,
+      const bool has_small = has_parameter(small, ob + n);
+      SCION_CHECK(has_small == has_parameter(big, nb + n), source,
                   ": source and target must both have or lack layer scale");
-      if (has_small) assign(big, nb + n, widen_tensor(s(ob + n), {G}), opt, gen, true);
+      if (has_small) widen(n, {G});
     }
   }
-  for (const char* n : {"norm.weight", "norm.bias"})
-    assign(big, n, widen_tensor(s(n), {G}), opt, gen, true);
-  assign(big, "head.weight", widen_tensor(s("head.weight"), {none, Gd}), opt, gen, true);
-  assign(big, "head.bias", s("head.bias"), opt, gen, false);
+  for (const char* n : {"norm.weight", "norm.bias"}) grow.widen(n, {G});
+  grow.widen("head.weight", {none, Gd});
+  grow.keep("head.bias");
 }
 
+// Per stage s: G the stage's width, P the previous stage's (the downsampling reads from it).
 void grow_convnext(nn::ConvNeXt& big, const nn::ConvNeXt& small, const GrowOptions& opt,
                    Generator& gen, const std::string& source) {
   for (size_t i = 0; i < 4; ++i)
@@ -158,62 +177,54 @@ void grow_convnext(nn::ConvNeXt& big, const nn::ConvNeXt& small, const GrowOptio
               ": class counts must match");
   std::vector<std::vector<int64_t>> g;
   for (size_t i = 0; i < 4; ++i) g.push_back(widen_map(small.dims[i], big.dims[i], gen));
-  Axis none;
+  const Axis none;
   NoGradGuard ng;
-  auto s = [&](const std::string& n) { return small.find(n); };
-  Axis G0{&g[0], false};
-  assign(big, "stem.0.weight", widen_tensor(s("stem.0.weight"), {G0, none, none, none}), opt, gen,
-         true);
-  for (const char* n : {"stem.0.bias", "stem.1.weight", "stem.1.bias"})
-    assign(big, n, widen_tensor(s(n), {G0}), opt, gen, true);
-  bool small_ls = small.config().layer_scale.value_or(1e-6) > 0,
-       big_ls = big.config().layer_scale.value_or(1e-6) > 0;
+  Grower grow(big, small, opt, gen);
+  const Axis G0{&g[0], false};
+  grow.widen("stem.0.weight", {G0, none, none, none});
+  for (const char* n : {"stem.0.bias", "stem.1.weight", "stem.1.bias"}) grow.widen(n, {G0});
+  const bool small_ls = small.config().layer_scale.value_or(1e-6) > 0,
+             big_ls = big.config().layer_scale.value_or(1e-6) > 0;
   SCION_CHECK(small_ls == big_ls, source, ": source and target must both have or lack layer scale");
   for (size_t st = 0; st < 4; ++st) {
-    std::string sp = "stages." + std::to_string(st) + ".";
-    Axis G{&g[st], false}, Gd{&g[st], true};
+    const std::string sp = "stages." + std::to_string(st) + ".";
+    const Axis G{&g[st], false}, Gd{&g[st], true};
     if (st > 0) {
-      Axis P{&g[st - 1], false}, Pd{&g[st - 1], true};
-      for (const char* n : {"downsample.0.weight", "downsample.0.bias"})
-        assign(big, sp + n, widen_tensor(s(sp + n), {P}), opt, gen, true);
-      assign(big, sp + "downsample.1.weight",
-             widen_tensor(s(sp + "downsample.1.weight"), {G, Pd, none, none}), opt, gen, true);
-      assign(big, sp + "downsample.1.bias", widen_tensor(s(sp + "downsample.1.bias"), {G}), opt,
-             gen, true);
+      const Axis P{&g[st - 1], false}, Pd{&g[st - 1], true};
+      for (const char* n : {"downsample.0.weight", "downsample.0.bias"}) grow.widen(sp + n, {P});
+      grow.widen(sp + "downsample.1.weight", {G, Pd, none, none});
+      grow.widen(sp + "downsample.1.bias", {G});
     }
     std::vector<int64_t> blocks = depth_map(small.depths[st], big.depths[st]);
     for (int64_t j = 0; j < big.depths[st]; ++j) {
-      std::string nb = sp + "blocks." + std::to_string(j) + ".";
+      const std::string nb = sp + "blocks." + std::to_string(j) + ".";
       if (blocks[size_t(j)] < 0) {  // identity: zero layer scale, or the MLP output without it
         if (big_ls)
-          zero(big, nb + "gamma");
+          grow.zero(nb + "gamma");
         else
-          for (const char* p : {"mlp.fc2.weight", "mlp.fc2.bias"}) zero(big, nb + p);
+          for (const char* p : {"mlp.fc2.weight", "mlp.fc2.bias"}) grow.zero(nb + p);
         continue;
       }
-      std::string ob = sp + "blocks." + std::to_string(blocks[size_t(j)]) + ".";
-      int64_t hid_s = s(ob + "mlp.fc1.weight").size(0),
-              hid_b = big.find(nb + "mlp.fc1.weight").size(0);
-      std::vector<int64_t> m = widen_map(hid_s, hid_b, gen);
-      Axis M{&m, false}, Md{&m, true};
-      assign(big, nb + "conv_dw.weight",
-             widen_tensor(s(ob + "conv_dw.weight"), {G, none, none, none}), opt, gen, true);
-      for (const char* n : {"conv_dw.bias", "norm.weight", "norm.bias"})
-        assign(big, nb + n, widen_tensor(s(ob + n), {G}), opt, gen, true);
-      assign(big, nb + "mlp.fc1.weight", widen_tensor(s(ob + "mlp.fc1.weight"), {M, Gd}), opt, gen,
-             true);
-      assign(big, nb + "mlp.fc1.bias", widen_tensor(s(ob + "mlp.fc1.bias"), {M}), opt, gen, true);
-      assign(big, nb + "mlp.fc2.weight", widen_tensor(s(ob + "mlp.fc2.weight"), {G, Md}), opt, gen,
-             true);
-      assign(big, nb + "mlp.fc2.bias", widen_tensor(s(ob + "mlp.fc2.bias"), {G}), opt, gen, true);
-      if (small_ls) assign(big, nb + "gamma", widen_tensor(s(ob + "gamma"), {G}), opt, gen, true);
+      const std::string ob = sp + "blocks." + std::to_string(blocks[size_t(j)]) + ".";
+      std::vector<int64_t> m = widen_map(small.find(ob + "mlp.fc1.weight").size(0),
+                                         big.find(nb + "mlp.fc1.weight").size(0), gen);
+      const Axis M{&m, false}, Md{&m, true};
+      auto widen = [&](const char* p, const std::vector<Axis>& axes) {
+        grow.widen(nb + p, ob + p, axes);
+      };
+      widen("conv_dw.weight", {G, none, none, none});
+      for (const char* n : {"conv_dw.bias", "norm.weight", "norm.bias"}) widen(n, {G});
+      widen("mlp.fc1.weight", {M, Gd});
+      widen("mlp.fc1.bias", {M});
+      widen("mlp.fc2.weight", {G, Md});
+      widen("mlp.fc2.bias", {G});
+      if (small_ls) widen("gamma", {G});
     }
   }
-  Axis G3{&g[3], false}, G3d{&g[3], true};
-  for (const char* n : {"head.norm.weight", "head.norm.bias"})
-    assign(big, n, widen_tensor(s(n), {G3}), opt, gen, true);
-  assign(big, "head.fc.weight", widen_tensor(s("head.fc.weight"), {none, G3d}), opt, gen, true);
-  assign(big, "head.fc.bias", s("head.fc.bias"), opt, gen, false);
+  const Axis G3{&g[3], false}, G3d{&g[3], true};
+  for (const char* n : {"head.norm.weight", "head.norm.bias"}) grow.widen(n, {G3});
+  grow.widen("head.fc.weight", {none, G3d});
+  grow.keep("head.fc.bias");
 }
 
 }  // namespace
