@@ -32,10 +32,15 @@ sigset_t stop_signals() {
   return set;
 }
 
-// Undoes take_stop_signals for the tests that run after this one in the same process.
+// Undoes take_stop_signals for the tests that run after this one in the same process. A signal
+// still pending (the storm's last, not yet taken by the signal thread on a loaded machine) is
+// discarded first: set to SIG_IGN, POSIX drops it; unblocked under SIG_DFL it would end this
+// process (a CI run died of SIGTERM here, 2026-12-07).
 struct RestoreSignals {
   ~RestoreSignals() {
     const sigset_t set = stop_signals();
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
