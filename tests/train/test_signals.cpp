@@ -113,6 +113,26 @@ TEST_CASE("a stop signal ends the process before a run starts and is recorded af
   CHECK(child_status_after_sigterm([] { train::defer_stop_signals(); }, sigterm_recorded) == 0);
 }
 
+TEST_CASE("the tests' clean-up discards a stop signal still pending", "[signals]") {
+  // As after the storm below when the signal thread has not yet taken the last SIGTERM: blocked
+  // everywhere, pending. Restoring the default action and unblocking it then ends the process
+  // (status 128 + SIGTERM); RestoreSignals must drop it first. In a child: it is this process.
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(20);
+    const sigset_t set = stop_signals();
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    kill(getpid(), SIGTERM);
+    sigset_t pending;
+    sigpending(&pending);
+    if (!sigismember(&pending, SIGTERM)) _exit(3);
+    { RestoreSignals restore; }
+    _exit(0);
+  }
+  REQUIRE(pid > 0);
+  CHECK(test::wait_status(pid) == 0);
+}
+
 TEST_CASE("stop signals during oneDNN's JIT GEMM are recorded and leave the heap intact",
           "[signals]") {
   RestoreSignals restore;
