@@ -5,10 +5,12 @@
 //   S = scale Q K^T   P = softmax(S), lse = log sum exp S   O = P V
 //   dV = P^T dO   dP = dO V^T   dS = P o (dP - rowsum(dO o O))   dQ = scale dS K   dK = scale dS^T Q
 // Two engines for the tile products. bf16 inputs on a CPU with AVX512-BF16 (asked at run time, in
-// the AVX-512 build of this file) use a bf16 dot-product micro-kernel (vdpbf16ps, f32
-// accumulation; P and dS are rounded to bf16 for their products, as autocast's matmuls do). Any
-// other case converts the tiles to f32 and multiplies them with oneDNN's sgemm (single-threaded
-// inside the parallel loop); the row softmax runs on vec.h's vectors in every build.
+// the AVX-512 build of this file) use bf16 dot products with f32 accumulation (P and dS are
+// rounded to bf16 for their products, as autocast's matmuls do): on AMX's tile unit where the CPU
+// has it (Sapphire Rapids and later), else a vdpbf16ps micro-kernel; both take the same packed
+// operands. Any other case converts the tiles to f32 and multiplies them with oneDNN's sgemm
+// (single-threaded inside the parallel loop); the row softmax runs on vec.h's vectors in every
+// build.
 #include <dnnl.h>
 
 #include <algorithm>
@@ -33,6 +35,13 @@
 #define SCION_BF16_KERNEL 1
 #define SCION_BF16_TARGET \
   __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+#endif
+#if SCION_KERNEL_ISA == 2 && defined(__x86_64__)
+#define SCION_AMX_KERNEL 1
+#define SCION_AMX_TARGET                                                             \
+  __attribute__((                                                                    \
+      target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile," \
+             "amx-bf16")))
 #endif
 
 namespace scion::cpu::SCION_ISA_NS {
@@ -228,6 +237,122 @@ SCION_BF16_TARGET void gemm_bf16(int64_t m, int64_t n, int64_t k2, float alpha, 
   }
 }
 
+// ---- the same products on AMX tiles -------------------------------------------------------------
+// A tile holds 16 rows of 64 bytes: 16 rows of A by 16 reduction pairs (32 bf16), 16 pair rows of
+// the packed B by 16 columns (the packed form above is AMX's layout for B), or a 16 x 16 f32 block
+// of C. tdpbf16ps adds A B to C, with the products' pairs summed in f32 as vdpbf16ps does. The
+// operands are taken as gemm_bf16 takes them: A is staged with its rows and reduction padded with
+// zeros to whole tiles, and the last, partial chunk of B's pair rows likewise; each C tile goes
+// through a 16 x 16 buffer to c, scaled, as many rows and columns as the product has.
+#ifdef SCION_AMX_KERNEL
+
+// The palette-1 configuration: eight tiles of 16 rows of 64 bytes.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+  uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+};
+
+// The compiler does not see the tiles' memory accesses (GCC's tile loads declare no memory
+// operand): staged operands must be in memory before a load, and a stored tile read after it.
+inline void memory_barrier() {
+  __asm__ __volatile__("" ::: "memory");
+}
+
+struct AmxScratch {
+  std::vector<u16> a;  // A staged: rows and reduction padded to whole tiles
+  std::vector<u32> b;  // B's last partial chunk of pair rows, padded
+  alignas(64) float c[16 * 16];
+};
+
+// c[i][j] (i < rows, j < cols) = alpha t[i][j], t the tile just stored (16 x 16).
+SCION_BF16_TARGET void store_scaled(const float* t, int64_t rows, int64_t cols, float alpha,
+                                    float* c, int64_t ldc) {
+  const __m512 al = _mm512_set1_ps(alpha);
+  for (int64_t i = 0; i < rows; ++i)
+    _mm512_mask_storeu_ps(c + i * ldc, mask16(cols), _mm512_mul_ps(_mm512_load_ps(t + 16 * i), al));
+}
+
+// An MT x NT block of C tiles (tiles 0-3) from MT tiles of A (4, 5) and NT of B (6, 7), over kc
+// chunks of 16 pairs; b_last is the last chunk's B (b's own or the padded copy).
+template <int MT, int NT>
+SCION_AMX_TARGET void amx_block(const u16* a, int64_t ka, const u32* b, const u32* b_last,
+                                int64_t ldb, int64_t kc, int64_t rows, int64_t cols, float alpha,
+                                float* c, int64_t ldc, float* t) {
+  _tile_zero(0);
+  if (NT == 2) _tile_zero(1);
+  if (MT == 2) _tile_zero(2);
+  if (MT == 2 && NT == 2) _tile_zero(3);
+  const long sa = long(ka * 2), sb = long(ldb * 4);
+  for (int64_t q = 0; q < kc; ++q) {
+    const u32* bq = q == kc - 1 ? b_last : b + q * 16 * ldb;
+    _tile_loadd(4, a + q * 32, sa);
+    _tile_loadd(6, bq, sb);
+    _tile_dpbf16ps(0, 4, 6);
+    if (NT == 2) {
+      _tile_loadd(7, bq + 16, sb);
+      _tile_dpbf16ps(1, 4, 7);
+    }
+    if (MT == 2) {
+      _tile_loadd(5, a + 16 * ka + q * 32, sa);
+      _tile_dpbf16ps(2, 5, 6);
+      if (NT == 2) _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  const int64_t r0 = std::min<int64_t>(rows, 16), c0 = std::min<int64_t>(cols, 16);
+  _tile_stored(0, t, 64);
+  store_scaled(t, r0, c0, alpha, c, ldc);
+  if (NT == 2) {
+    _tile_stored(1, t, 64);
+    store_scaled(t, r0, cols - 16, alpha, c + 16, ldc);
+  }
+  if (MT == 2) {
+    _tile_stored(2, t, 64);
+    store_scaled(t, rows - 16, c0, alpha, c + 16 * ldc, ldc);
+  }
+  if (MT == 2 && NT == 2) {
+    _tile_stored(3, t, 64);
+    store_scaled(t, rows - 16, cols - 16, alpha, c + 16 * ldc + 16, ldc);
+  }
+}
+
+// c (m x n, ldc) = alpha a b, as gemm_bf16 (b's columns zero up to round_up(n, 16) <= ldb).
+SCION_AMX_TARGET void gemm_amx(int64_t m, int64_t n, int64_t k2, float alpha, const u16* a,
+                               int64_t lda, const u32* b, int64_t ldb, float* c, int64_t ldc,
+                               AmxScratch& s) {
+  const int64_t kc = (k2 + 15) / 16, ka = kc * 32, mp = round_up(m, 16);
+  s.a.assign(size_t(mp * ka), 0);
+  for (int64_t i = 0; i < m; ++i) std::memcpy(s.a.data() + i * ka, a + i * lda, size_t(4 * k2));
+  const u32* b_last = b + (kc - 1) * 16 * ldb;
+  if (k2 % 16 != 0) {
+    s.b.assign(size_t(16 * ldb), 0);
+    std::memcpy(s.b.data(), b_last, size_t((k2 % 16) * ldb * 4));
+    b_last = s.b.data();
+  }
+  static const TileConfig config;
+  memory_barrier();
+  _tile_loadconfig(&config);
+  for (int64_t j0 = 0; j0 < n; j0 += 32) {
+    const int64_t cols = std::min<int64_t>(32, n - j0);
+    for (int64_t i0 = 0; i0 < m; i0 += 32) {
+      const int64_t rows = std::min<int64_t>(32, m - i0);
+      const u16* ai = s.a.data() + i0 * ka;
+      float* ci = c + i0 * ldc + j0;
+      if (rows > 16 && cols > 16)
+        amx_block<2, 2>(ai, ka, b + j0, b_last + j0, ldb, kc, rows, cols, alpha, ci, ldc, s.c);
+      else if (rows > 16)
+        amx_block<2, 1>(ai, ka, b + j0, b_last + j0, ldb, kc, rows, cols, alpha, ci, ldc, s.c);
+      else if (cols > 16)
+        amx_block<1, 2>(ai, ka, b + j0, b_last + j0, ldb, kc, rows, cols, alpha, ci, ldc, s.c);
+      else
+        amx_block<1, 1>(ai, ka, b + j0, b_last + j0, ldb, kc, rows, cols, alpha, ci, ldc, s.c);
+    }
+  }
+  _tile_release();
+}
+
+#endif  // SCION_AMX_KERNEL
+
 const u16* bits(const BFloat16* p) {
   return reinterpret_cast<const u16*>(p);
 }
@@ -322,12 +447,17 @@ SCION_BF16_TARGET void row_dots_bf16(const BFloat16* a, const BFloat16* b, int64
 // Per-thread buffers of one (batch, head) tile; np: n rounded up to 16 (score columns), kp: n
 // rounded up to 2 (reduction over tokens), dp: d rounded up to 16.
 struct Bf16Tile {
+  bool amx;  // products on AMX tiles, else on the vdpbf16ps micro-kernel
   int64_t n, d, np, kp, dp;
   std::vector<float> s, ds, r, t;  // scores/probabilities, dP/dS (n x np), products, transposes
   std::vector<u16> rows, tr;       // bf16 rows (n x kp), a transposed operand (d x kp)
   std::vector<u32> w, w2;          // packed B operands
-  Bf16Tile(int64_t n_, int64_t d_)
-      : n(n_),
+#ifdef SCION_AMX_KERNEL
+  AmxScratch scratch;
+#endif
+  Bf16Tile(int64_t n_, int64_t d_, bool amx_)
+      : amx(amx_),
+        n(n_),
         d(d_),
         np(round_up(n_, 16)),
         kp(round_up(n_, 2)),
@@ -340,33 +470,42 @@ struct Bf16Tile {
         tr(size_t(d * kp)),
         w(size_t(std::max(d / 2 * np, kp / 2 * std::max(np, dp)))),
         w2(w.size()) {}
+
+  // c (m x n, ldc) = alpha a b on this tile's engine (operands as gemm_bf16 takes them).
+  void product(int64_t m, int64_t n_, int64_t k2, float alpha, const u16* a, int64_t lda,
+               const u32* b, int64_t ldb, float* c, int64_t ldc) {
+#ifdef SCION_AMX_KERNEL
+    if (amx) return gemm_amx(m, n_, k2, alpha, a, lda, b, ldb, c, ldc, scratch);
+#endif
+    gemm_bf16(m, n_, k2, alpha, a, lda, b, ldb, c, ldc);
+  }
 };
 
 SCION_BF16_TARGET void forward_bf16(const BFloat16* qkv, BFloat16* out, float* lse, const Heads& g,
-                                    double scale) {
+                                    double scale, bool amx) {
   const int64_t n = g.n, d = g.d;
   parallel_for(0, g.batch * g.heads, 1, [&](int64_t t0, int64_t t1) {
-    Bf16Tile b(n, d);
+    Bf16Tile b(n, d, amx);
     for (int64_t t = t0; t < t1; ++t) {
       const u16* q = bits(qkv + g.qkv_offset(t, 0));
       pack_transposed(bits(qkv + g.qkv_offset(t, 1)), g.row(), n, d, b.w.data(), b.np);
-      gemm_bf16(n, n, d / 2, float(scale), q, g.row(), b.w.data(), b.np, b.s.data(), b.np);
+      b.product(n, n, d / 2, float(scale), q, g.row(), b.w.data(), b.np, b.s.data(), b.np);
       softmax_rows(b.s.data(), n, b.np, lse + t * n);
       round_rows(b.s.data(), b.np, n, n, b.rows.data(), b.kp);
       pack_row_pairs(bits(qkv + g.qkv_offset(t, 2)), g.row(), n, d, b.w.data(), b.dp);
-      gemm_bf16(n, d, b.kp / 2, 1.0f, b.rows.data(), b.kp, b.w.data(), b.dp, b.r.data(), d);
+      b.product(n, d, b.kp / 2, 1.0f, b.rows.data(), b.kp, b.w.data(), b.dp, b.r.data(), d);
       store_bf16(b.r.data(), d, n, d, out + g.out_offset(t), g.c());
     }
   });
 }
 
 SCION_BF16_TARGET void backward_bf16(const BFloat16* qkv, const BFloat16* out, const BFloat16* dout,
-                                     const float* lse, BFloat16* dqkv, const Heads& g,
-                                     double scale) {
+                                     const float* lse, BFloat16* dqkv, const Heads& g, double scale,
+                                     bool amx) {
   const int64_t n = g.n, d = g.d;
   const float sc = float(scale);
   parallel_for(0, g.batch * g.heads, 1, [&](int64_t t0, int64_t t1) {
-    Bf16Tile b(n, d);
+    Bf16Tile b(n, d, amx);
     std::vector<float> dd(static_cast<size_t>(n));
     for (int64_t t = t0; t < t1; ++t) {
       const u16 *q = bits(qkv + g.qkv_offset(t, 0)), *k = bits(qkv + g.qkv_offset(t, 1)),
@@ -374,38 +513,44 @@ SCION_BF16_TARGET void backward_bf16(const BFloat16* qkv, const BFloat16* out, c
       row_dots_bf16(dout + g.out_offset(t), out + g.out_offset(t), g.c(), n, d, dd.data());
       // P, recomputed.
       pack_transposed(k, g.row(), n, d, b.w.data(), b.np);
-      gemm_bf16(n, n, d / 2, sc, q, g.row(), b.w.data(), b.np, b.s.data(), b.np);
+      b.product(n, n, d / 2, sc, q, g.row(), b.w.data(), b.np, b.s.data(), b.np);
       probabilities(b.s.data(), n, b.np, lse + t * n);
       // dV^T = dO^T P (d x n), stored transposed.
       transpose_bf16(go, g.c(), n, d, b.tr.data(), b.kp);
       pack_row_pairs(b.s.data(), b.np, n, n, b.w.data(), b.np);
-      gemm_bf16(d, n, b.kp / 2, 1.0f, b.tr.data(), b.kp, b.w.data(), b.np, b.r.data(), b.np);
+      b.product(d, n, b.kp / 2, 1.0f, b.tr.data(), b.kp, b.w.data(), b.np, b.r.data(), b.np);
       store_bf16_transposed(b.r.data(), b.np, n, d, dqkv + g.qkv_offset(t, 2), g.row(), b.t.data());
       // dP = dO V^T, then dS.
       pack_transposed(v, g.row(), n, d, b.w.data(), b.np);
-      gemm_bf16(n, n, d / 2, 1.0f, go, g.c(), b.w.data(), b.np, b.ds.data(), b.np);
+      b.product(n, n, d / 2, 1.0f, go, g.c(), b.w.data(), b.np, b.ds.data(), b.np);
       score_gradient(b.s.data(), b.ds.data(), n, b.np, dd.data());
       // dQ = scale dS K.
       round_rows(b.ds.data(), b.np, n, n, b.rows.data(), b.kp);
       pack_row_pairs(k, g.row(), n, d, b.w2.data(), b.dp);
-      gemm_bf16(n, d, b.kp / 2, sc, b.rows.data(), b.kp, b.w2.data(), b.dp, b.r.data(), d);
+      b.product(n, d, b.kp / 2, sc, b.rows.data(), b.kp, b.w2.data(), b.dp, b.r.data(), d);
       store_bf16(b.r.data(), d, n, d, dqkv + g.qkv_offset(t, 0), g.row());
       // dK^T = scale Q^T dS (d x n), stored transposed.
       transpose_bf16(q, g.row(), n, d, b.tr.data(), b.kp);
       pack_row_pairs(b.ds.data(), b.np, n, n, b.w.data(), b.np);
-      gemm_bf16(d, n, b.kp / 2, sc, b.tr.data(), b.kp, b.w.data(), b.np, b.r.data(), b.np);
+      b.product(d, n, b.kp / 2, sc, b.tr.data(), b.kp, b.w.data(), b.np, b.r.data(), b.np);
       store_bf16_transposed(b.r.data(), b.np, n, d, dqkv + g.qkv_offset(t, 1), g.row(), b.t.data());
     }
   });
 }
 
-// The bf16 micro-kernel runs for bf16 inputs with an even head dim on CPUs with AVX512-BF16 (and
-// SCION_MAX_ISA at avx512_bf16 or above), unless SCION_ATTENTION_BF16_KERNEL=0 asks for the f32
-// engine (tests compare the two on one machine).
-bool use_bf16_kernel(DType dt, int64_t d) {
+// The bf16 engine runs for bf16 inputs with an even head dim on CPUs with AVX512-BF16 (and
+// SCION_MAX_ISA at avx512_bf16 or above), on AMX tiles where the CPU has them (and the cap is amx),
+// unless SCION_ATTENTION_BF16_KERNEL asks for another: 0 the f32 engine, vdpbf16ps the
+// micro-kernel (tests compare the three on one machine).
+enum class Engine { f32, vdpbf16ps, amx };
+
+Engine bf16_engine(DType dt, int64_t d) {
   static const bool cpu_has = attention_bf16_kernel_available();
+  static const bool amx = attention_amx_kernel_available();
   const char* env = std::getenv("SCION_ATTENTION_BF16_KERNEL");
-  return dt == DType::bf16 && d % 2 == 0 && cpu_has && !(env && std::string(env) == "0");
+  const std::string want = env ? env : "";
+  if (dt != DType::bf16 || d % 2 != 0 || !cpu_has || want == "0") return Engine::f32;
+  return amx && want != "vdpbf16ps" ? Engine::amx : Engine::vdpbf16ps;
 }
 
 #endif  // SCION_BF16_KERNEL
@@ -425,8 +570,9 @@ void attention_forward(const Tensor& qkv, int64_t heads, double scale, const Ten
     return;
   }
 #ifdef SCION_BF16_KERNEL
-  if (use_bf16_kernel(qkv.dtype(), g.d)) {
-    forward_bf16(qkv.data<BFloat16>(), out.data<BFloat16>(), l, g, scale);
+  const Engine engine = bf16_engine(qkv.dtype(), g.d);
+  if (engine != Engine::f32) {
+    forward_bf16(qkv.data<BFloat16>(), out.data<BFloat16>(), l, g, scale, engine == Engine::amx);
     return;
   }
 #endif
@@ -443,9 +589,10 @@ void attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& dout
     return;
   }
 #ifdef SCION_BF16_KERNEL
-  if (use_bf16_kernel(qkv.dtype(), g.d)) {
+  const Engine engine = bf16_engine(qkv.dtype(), g.d);
+  if (engine != Engine::f32) {
     backward_bf16(qkv.data<BFloat16>(), out.data<BFloat16>(), dout.data<BFloat16>(), l,
-                  dqkv.data<BFloat16>(), g, scale);
+                  dqkv.data<BFloat16>(), g, scale, engine == Engine::amx);
     return;
   }
 #endif

@@ -148,4 +148,8 @@ bool attention_bf16_kernel_available() {
   return active_isa() >= Isa::avx512_bf16;
 }
 
+bool attention_amx_kernel_available() {
+  return active_isa() >= Isa::amx && amx_tiles_permitted();
+}
+
 }  // namespace scion::cpu

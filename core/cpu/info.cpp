@@ -59,8 +59,9 @@ std::vector<std::pair<std::string, std::string>> kernel_paths() {
   const std::string own = std::string("scion ") + isa_name(std::min(active_isa(), Isa::avx512));
   const bool bf16 = onednn_has_bf16();
   std::string attention = own + " row softmax, tiles on oneDNN sgemm (f32); bf16: ";
-  attention += attention_bf16_kernel_available() ? "scion avx512_bf16 vdpbf16ps micro-kernel"
-                                                 : "the f32 engine on widened tiles";
+  attention += attention_amx_kernel_available()    ? "scion amx tiles (tdpbf16ps)"
+               : attention_bf16_kernel_available() ? "scion avx512_bf16 vdpbf16ps micro-kernel"
+                                                   : "the f32 engine on widened tiles";
   return {
       {"GEMM (matmul, linear)",
        onednn_row(matmul_impl(dt::f32), bf16 ? matmul_impl(dt::bf16) : "")},

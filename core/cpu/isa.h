@@ -7,8 +7,8 @@
 //   ONEDNN_MAX_CPU_ISA=SSE41|AVX2|AVX512_CORE|...     caps oneDNN alone (oneDNN reads it itself).
 // Levels are ordered: each implies the ones below it. avx512 means F+BW+VL+DQ (Skylake-SP and
 // later); avx512_bf16 adds vdpbf16ps (Cooper Lake, Zen 4); amx adds AMX-TILE+BF16 (Sapphire
-// Rapids). Only oneDNN uses AMX; scion's own kernels top out at avx512 (+ the bf16 attention
-// engine at avx512_bf16).
+// Rapids). scion's own kernels top out at avx512, but for the bf16 attention engine (vdpbf16ps at
+// avx512_bf16, AMX tiles at amx); oneDNN runs its GEMMs and convolutions on AMX.
 // On arm64 the kernels have one level, plain (NEON through the compiler's vectorizer), and
 // cpu_features() lists the HWCAP features (neon, fp16, dotprod, i8mm, bf16, sve, sve2); oneDNN
 // picks its own kernels there (its ISA cap is x86-64 only).
@@ -65,6 +65,10 @@ std::string onednn_isa_name();
 bool onednn_has_bf16();
 // Whether bf16 dot products are native (avx512_bf16 or amx, for scion and oneDNN alike).
 bool native_bf16();
+// Whether this process may use AMX tiles: Linux (5.16 and later) grants the tile state on request
+// (arch_prctl ARCH_REQ_XCOMP_PERM), asked here once; without it tile instructions fault. oneDNN
+// asks for itself. False without AMX and off x86-64.
+bool amx_tiles_permitted();
 
 // The CPU's vendor string (CPUID leaf 0: "GenuineIntel", "AuthenticAMD", ...; "" off x86-64).
 std::string cpu_vendor();

@@ -32,8 +32,11 @@ inline bool fast_kernel_applies(const Tensor& t) {
   return (t.dtype() == DType::f32 || t.dtype() == DType::bf16) && t.is_contiguous();
 }
 
-// Whether this CPU (under SCION_MAX_ISA) runs bf16 attention on the AVX512-BF16 micro-kernel.
+// Whether this CPU (under SCION_MAX_ISA) runs bf16 attention's products on bf16 dot products
+// (the AVX512-BF16 micro-kernel), and whether on AMX tiles (a CPU with AMX-BF16 whose OS grants
+// this process the tile state, under a cap of amx).
 bool attention_bf16_kernel_available();
+bool attention_amx_kernel_available();
 
 // Along `dim`: out[..., j, ...] = src[..., idx[j], ...] (out_shape given), and its adjoint
 // index_add into zeros of out_shape (repeated indices sum); gather: out[p] = src[p with p[dim] =

@@ -2,8 +2,10 @@
 // and softmax in f64, over token counts and head dims that leave tails in every tile dimension
 // (1, 5, 17 and 65 tokens; head dims 8, 12, 64 and the odd 7): outputs and qkv gradients. f32
 // within 1e-5 of the scale of each tensor; bf16 inputs within 2^-6 (P and dS are rounded to bf16
-// for their products, as autocast's matmuls round them), on the AVX512-BF16 micro-kernel where
-// this CPU has one and on the f32 engine (SCION_ATTENTION_BF16_KERNEL=0) everywhere.
+// for their products, as autocast's matmuls round them), on the bf16 engine where this CPU has
+// one (AMX tiles, or the AVX512-BF16 micro-kernel) and on the f32 engine
+// (SCION_ATTENTION_BF16_KERNEL=0) everywhere; where it has AMX, the AMX engine against the
+// micro-kernel, closer.
 #include <cstdlib>
 
 #include "core/cpu/kernels.h"
@@ -73,6 +75,35 @@ TEST_CASE("fused attention bf16 kernels over tile tails", "[ops][attention]") {
     for (int64_t d : {7, 8, 12, 64}) check_against_f64(DType::bf16, n, 2, d, 1.0 / 64);
   ScopedEnv f32_engine("0");
   for (int64_t n : {5, 65}) check_against_f64(DType::bf16, n, 3, 8, 1.0 / 64);
+}
+
+TEST_CASE("fused attention bf16 on AMX tiles is the vdpbf16ps micro-kernel's math",
+          "[ops][attention]") {
+  if (!cpu::attention_amx_kernel_available()) {
+    WARN("no AMX tiles on this CPU (or under this SCION_MAX_ISA): the AMX engine is not run");
+    return;
+  }
+  // The same bf16 products summed in f32: outputs and gradients within a few bf16 roundings (on a
+  // Sapphire Rapids VM most shapes came out bit for bit equal, the larger ones not). Token counts
+  // and head dims leave partial tiles in rows (16-row tiles, 32-row blocks), columns and the
+  // reduction (16 pairs a chunk): 197 tokens is ViT's 224 px sequence.
+  for (int64_t n : {1, 16, 17, 33, 64, 65, 197})
+    for (int64_t d : {8, 12, 32, 64}) {
+      INFO(n << " tokens, heads of " << d);
+      Tensor x = test::rand_f64({2, n, 3 * 2 * d}, uint64_t(n * 10 + d), -2, 2).to(DType::bf16);
+      Tensor g = test::rand_f64({2, n, 2 * d}, uint64_t(n * 10 + d + 1)).to(DType::bf16);
+      std::vector<Tensor> y, dx;
+      for (const char* engine : {"", "vdpbf16ps"}) {
+        ScopedEnv env(engine);
+        Tensor xi = x.detach().requires_grad_();
+        Tensor yi = attention(xi, 2, 1 / std::sqrt(double(d)));
+        yi.backward(g);
+        y.push_back(yi.to(DType::f64));
+        dx.push_back(xi.grad().to(DType::f64));
+      }
+      CHECK(rel_err(y[0], y[1]) < 1.0 / 128);
+      CHECK(rel_err(dx[0], dx[1]) < 1.0 / 128);
+    }
 }
 
 TEST_CASE("fused attention rejects a qkv that does not split into heads", "[ops][attention]") {
