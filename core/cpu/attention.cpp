@@ -63,18 +63,22 @@ struct Heads {
 // Row softmax of s (n x n, row stride ld) in place, and lse[i] = log sum_j exp s[i][j].
 void softmax_rows(float* s, int64_t n, int64_t ld, float* lse) {
   using namespace vec;
+  const V minus_inf = set1(-std::numeric_limits<float>::infinity());
   for (int64_t i = 0; i < n; ++i) {
     float* r = s + i * ld;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, r[j]);
+    V m = minus_inf;
+    for (int64_t j = 0; j < n; j += kLanes)
+      m = max(m, select(n - j, load(r + j, n - j), minus_inf));
+    const float mx = reduce_max(m);
     V acc = zero(), vm = set1(mx);
     for (int64_t j = 0; j < n; j += kLanes) {
       V e = keep(vec::exp(load(r + j, n - j) - vm), n - j);
       acc = acc + e;
       store(r + j, e, n - j);
     }
-    const float sum = reduce_add(acc), inv = 1.0f / sum;
-    for (int64_t j = 0; j < n; ++j) r[j] *= inv;
+    const float sum = reduce_add(acc);
+    const V inv = set1(1.0f / sum);
+    for (int64_t j = 0; j < n; j += kLanes) store(r + j, load(r + j, n - j) * inv, n - j);
     lse[i] = mx + std::log(sum);
   }
 }
