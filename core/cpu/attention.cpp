@@ -389,20 +389,76 @@ SCION_BF16_TARGET void pack_row_pairs(const S* src, int64_t ld, int64_t rows, in
   }
 }
 
-// Bw (d/2 x round_up(n, 16) words, ldw) = pairs along each row of src (n rows of d bf16, d even):
-// the packed form of src^T.
-void pack_transposed(const u16* src, int64_t ld, int64_t n, int64_t d, u32* w, int64_t ldw) {
-  for (int64_t kk = 0; kk < d / 2; ++kk) std::fill(w + kk * ldw + n, w + (kk + 1) * ldw, 0u);
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t kk = 0; kk < d / 2; ++kk) std::memcpy(w + kk * ldw + j, src + j * ld + 2 * kk, 4);
+// r[i] = column i of the 16 x 16 block of 32-bit words whose row i was r[i]. Per 128-bit lane,
+// two rounds of unpacks leave r[4g + e] holding column 4L + e of rows 4g..4g+3 in lane L; two
+// rounds of lane shuffles then gather each column's four lanes.
+SCION_BF16_TARGET inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int e = 0; e < 4; ++e) {
+    const __m512i b0 = _mm512_shuffle_i32x4(r[e], r[4 + e], 0x44),
+                  b1 = _mm512_shuffle_i32x4(r[e], r[4 + e], 0xee),
+                  b2 = _mm512_shuffle_i32x4(r[8 + e], r[12 + e], 0x44),
+                  b3 = _mm512_shuffle_i32x4(r[8 + e], r[12 + e], 0xee);
+    t[e] = _mm512_shuffle_i32x4(b0, b2, 0x88);
+    t[4 + e] = _mm512_shuffle_i32x4(b0, b2, 0xdd);
+    t[8 + e] = _mm512_shuffle_i32x4(b1, b3, 0x88);
+    t[12 + e] = _mm512_shuffle_i32x4(b1, b3, 0xdd);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
 }
 
-// dst (d x kp bf16, zero past n) = src^T for src n rows of d bf16.
-void transpose_bf16(const u16* src, int64_t ld, int64_t n, int64_t d, u16* dst, int64_t kp) {
-  for (int64_t c = 0; c < d; ++c) {
-    for (int64_t i = 0; i < n; ++i) dst[c * kp + i] = src[i * ld + c];
-    for (int64_t i = n; i < kp; ++i) dst[c * kp + i] = 0;
-  }
+// dst (cols x ldd words) = src^T for src (rows x cols 32-bit words, lds), in 16 x 16 blocks;
+// dst's columns past rows are zero up to ldd.
+SCION_BF16_TARGET void transpose_words(const void* src, int64_t lds, int64_t rows, int64_t cols,
+                                       u32* dst, int64_t ldd) {
+  const u32* sw = static_cast<const u32*>(src);
+  for (int64_t i0 = 0; i0 < rows; i0 += 16)
+    for (int64_t j0 = 0; j0 < cols; j0 += 16) {
+      const __mmask16 cm = mask16(cols - j0), rm = mask16(ldd - i0);
+      __m512i r[16];
+      for (int64_t i = 0; i < 16; ++i)
+        r[i] = i0 + i < rows ? _mm512_maskz_loadu_epi32(cm, sw + (i0 + i) * lds + j0)
+                             : _mm512_setzero_si512();
+      transpose16(r);
+      for (int64_t j = 0; j < std::min<int64_t>(16, cols - j0); ++j)
+        _mm512_mask_storeu_epi32(dst + (j0 + j) * ldd + i0, rm, r[j]);
+    }
+  for (int64_t j = 0; j < cols; ++j)
+    std::fill(dst + j * ldd + std::min(round_up(rows, 16), ldd), dst + (j + 1) * ldd, 0u);
+}
+
+// Bw (d/2 x round_up(n, 16) words, ldw) = pairs along each row of src (n rows of d bf16, d even):
+// the packed form of src^T.
+SCION_BF16_TARGET void pack_transposed(const u16* src, int64_t ld, int64_t n, int64_t d, u32* w,
+                                       int64_t ldw) {
+  transpose_words(src, ld / 2, n, d / 2, w, ldw);
+}
+
+// dst (d x kp bf16, zero past n) = src^T for src n rows of d bf16 (d and ld even): the pairs
+// along src's rows transposed as words into tw (d/2 x round_up(n, 16)), then each word row split
+// into its low (even column) and high (odd column) halves.
+SCION_BF16_TARGET void transpose_bf16(const u16* src, int64_t ld, int64_t n, int64_t d, u16* dst,
+                                      int64_t kp, u32* tw) {
+  const int64_t np = round_up(n, 16);
+  transpose_words(src, ld / 2, n, d / 2, tw, np);
+  for (int64_t c2 = 0; c2 < d / 2; ++c2)
+    for (int64_t i = 0; i < kp; i += 16) {
+      const __m512i v = _mm512_loadu_si512(static_cast<const void*>(tw + c2 * np + i));
+      const __mmask16 m = mask16(kp - i);
+      _mm256_mask_storeu_epi16(dst + 2 * c2 * kp + i, m, _mm512_cvtepi32_epi16(v));
+      _mm256_mask_storeu_epi16(dst + (2 * c2 + 1) * kp + i, m,
+                               _mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
+    }
 }
 
 // dst (m x kp bf16, zero past k) = src (m x k f32, ld) rounded.
@@ -430,8 +486,7 @@ SCION_BF16_TARGET void store_bf16(const float* src, int64_t ld, int64_t n, int64
 // dst rows i (stride) = column i of src (d x n, ld), rounded; tmp holds n x d floats.
 SCION_BF16_TARGET void store_bf16_transposed(const float* src, int64_t ld, int64_t n, int64_t d,
                                              BFloat16* dst, int64_t stride, float* tmp) {
-  for (int64_t c = 0; c < d; ++c)
-    for (int64_t i = 0; i < n; ++i) tmp[i * d + c] = src[c * ld + i];
+  transpose_words(src, ld, d, n, reinterpret_cast<u32*>(tmp), d);
   store_bf16(tmp, d, n, d, dst, stride);
 }
 
@@ -456,6 +511,7 @@ struct Bf16Tile {
   std::vector<float> s, ds, r, t;  // scores/probabilities, dP/dS (n x np), products, transposes
   std::vector<u16> rows, tr;       // bf16 rows (n x kp), a transposed operand (d x kp)
   std::vector<u32> w, w2;          // packed B operands
+  std::vector<u32> tw;             // transposed pairs (d/2 x np words)
 #ifdef SCION_AMX_KERNEL
   AmxScratch scratch;
 #endif
@@ -473,7 +529,8 @@ struct Bf16Tile {
         rows(size_t(n * kp)),
         tr(size_t(d * kp)),
         w(size_t(std::max(d / 2 * np, kp / 2 * std::max(np, dp)))),
-        w2(w.size()) {}
+        w2(w.size()),
+        tw(size_t(d / 2 * np)) {}
 
   // c (m x n, ldc) = alpha a b on this tile's engine (operands as gemm_bf16 takes them).
   void product(int64_t m, int64_t n_, int64_t k2, float alpha, const u16* a, int64_t lda,
@@ -520,7 +577,7 @@ SCION_BF16_TARGET void backward_bf16(const BFloat16* qkv, const BFloat16* out, c
       b.product(n, n, d / 2, sc, q, g.row(), b.w.data(), b.np, b.s.data(), b.np);
       probabilities(b.s.data(), n, b.np, lse + t * n);
       // dV^T = dO^T P (d x n), stored transposed.
-      transpose_bf16(go, g.c(), n, d, b.tr.data(), b.kp);
+      transpose_bf16(go, g.c(), n, d, b.tr.data(), b.kp, b.tw.data());
       pack_row_pairs(b.s.data(), b.np, n, n, b.w.data(), b.np);
       b.product(d, n, b.kp / 2, 1.0f, b.tr.data(), b.kp, b.w.data(), b.np, b.r.data(), b.np);
       store_bf16_transposed(b.r.data(), b.np, n, d, dqkv + g.qkv_offset(t, 2), g.row(), b.t.data());
@@ -534,7 +591,7 @@ SCION_BF16_TARGET void backward_bf16(const BFloat16* qkv, const BFloat16* out, c
       b.product(n, d, b.kp / 2, sc, b.rows.data(), b.kp, b.w2.data(), b.dp, b.r.data(), d);
       store_bf16(b.r.data(), d, n, d, dqkv + g.qkv_offset(t, 0), g.row());
       // dK^T = scale Q^T dS (d x n), stored transposed.
-      transpose_bf16(q, g.row(), n, d, b.tr.data(), b.kp);
+      transpose_bf16(q, g.row(), n, d, b.tr.data(), b.kp, b.tw.data());
       pack_row_pairs(b.ds.data(), b.np, n, n, b.w.data(), b.np);
       b.product(d, n, b.kp / 2, sc, b.tr.data(), b.kp, b.w.data(), b.np, b.r.data(), b.np);
       store_bf16_transposed(b.r.data(), b.np, n, d, dqkv + g.qkv_offset(t, 1), g.row(), b.t.data());
