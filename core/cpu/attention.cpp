@@ -277,79 +277,120 @@ SCION_BF16_TARGET void store_scaled(const float* t, int64_t rows, int64_t cols, 
     _mm512_mask_storeu_ps(c + i * ldc, mask16(cols), _mm512_mul_ps(_mm512_load_ps(t + 16 * i), al));
 }
 
+// Where a block's operands and result live: its (up to) two row tiles of A, each with its own
+// row stride in bytes (A in place, or the staged copy), its B columns (the last chunk from
+// b_last), and its C.
+struct AmxBlock {
+  const u16 *a0, *a1;
+  long sa0, sa1;
+  const u32 *b, *b_last;
+  long sb;
+  int64_t kc, rows, cols;
+  float alpha;
+  float* c;
+  int64_t ldc;
+  float* t;  // a 16 x 16 buffer
+};
+
+// A C tile's rows x cols corner to c: stored in place when whole and unscaled, else through the
+// buffer, scaled.
+#define SCION_AMX_STORE(tile, r, cl, cp)                                                          \
+  do {                                                                                            \
+    if (k.alpha == 1.0f && (r) >= 16 && (cl) >= 16) {                                             \
+      _tile_stored(tile, cp, long(k.ldc * 4));                                                    \
+    } else {                                                                                      \
+      _tile_stored(tile, k.t, 64);                                                                \
+      store_scaled(k.t, std::min<int64_t>(r, 16), std::min<int64_t>(cl, 16), k.alpha, cp, k.ldc); \
+    }                                                                                             \
+  } while (0)
+
 // An MT x NT block of C tiles (tiles 0-3) from MT tiles of A (4, 5) and NT of B (6, 7), over kc
-// chunks of 16 pairs; b_last is the last chunk's B (b's own or the padded copy).
+// chunks of 16 pairs.
 template <int MT, int NT>
-SCION_AMX_TARGET void amx_block(const u16* a, int64_t ka, const u32* b, const u32* b_last,
-                                int64_t ldb, int64_t kc, int64_t rows, int64_t cols, float alpha,
-                                float* c, int64_t ldc, float* t) {
+SCION_AMX_TARGET void amx_block(const AmxBlock& k) {
   _tile_zero(0);
   if (NT == 2) _tile_zero(1);
   if (MT == 2) _tile_zero(2);
   if (MT == 2 && NT == 2) _tile_zero(3);
-  const long sa = long(ka * 2), sb = long(ldb * 4);
-  for (int64_t q = 0; q < kc; ++q) {
-    const u32* bq = q == kc - 1 ? b_last : b + q * 16 * ldb;
-    _tile_loadd(4, a + q * 32, sa);
-    _tile_loadd(6, bq, sb);
+  for (int64_t q = 0; q < k.kc; ++q) {
+    const u32* bq = q == k.kc - 1 ? k.b_last : k.b + q * 16 * (k.sb / 4);
+    _tile_loadd(4, k.a0 + q * 32, k.sa0);
+    _tile_loadd(6, bq, k.sb);
     _tile_dpbf16ps(0, 4, 6);
     if (NT == 2) {
-      _tile_loadd(7, bq + 16, sb);
+      _tile_loadd(7, bq + 16, k.sb);
       _tile_dpbf16ps(1, 4, 7);
     }
     if (MT == 2) {
-      _tile_loadd(5, a + 16 * ka + q * 32, sa);
+      _tile_loadd(5, k.a1 + q * 32, k.sa1);
       _tile_dpbf16ps(2, 5, 6);
       if (NT == 2) _tile_dpbf16ps(3, 5, 7);
     }
   }
-  const int64_t r0 = std::min<int64_t>(rows, 16), c0 = std::min<int64_t>(cols, 16);
-  _tile_stored(0, t, 64);
-  store_scaled(t, r0, c0, alpha, c, ldc);
-  if (NT == 2) {
-    _tile_stored(1, t, 64);
-    store_scaled(t, r0, cols - 16, alpha, c + 16, ldc);
-  }
-  if (MT == 2) {
-    _tile_stored(2, t, 64);
-    store_scaled(t, rows - 16, c0, alpha, c + 16 * ldc, ldc);
-  }
-  if (MT == 2 && NT == 2) {
-    _tile_stored(3, t, 64);
-    store_scaled(t, rows - 16, cols - 16, alpha, c + 16 * ldc + 16, ldc);
-  }
+  SCION_AMX_STORE(0, k.rows, k.cols, k.c);
+  if (NT == 2) SCION_AMX_STORE(1, k.rows, k.cols - 16, k.c + 16);
+  if (MT == 2) SCION_AMX_STORE(2, k.rows - 16, k.cols, k.c + 16 * k.ldc);
+  if (MT == 2 && NT == 2) SCION_AMX_STORE(3, k.rows - 16, k.cols - 16, k.c + 16 * k.ldc + 16);
 }
+#undef SCION_AMX_STORE
 
-// c (m x n, ldc) = alpha a b, as gemm_bf16 (b's columns zero up to round_up(n, 16) <= ldb).
+// c (m x n, ldc) = alpha a b, as gemm_bf16 (b's columns zero up to round_up(n, 16) <= ldb). Where
+// A's rows hold whole chunks (k2 a multiple of 16), its whole row tiles are read in place and only
+// the last, partial one is staged; else all of A is staged, its reduction padded with zeros.
 SCION_AMX_TARGET void gemm_amx(int64_t m, int64_t n, int64_t k2, float alpha, const u16* a,
                                int64_t lda, const u32* b, int64_t ldb, float* c, int64_t ldc,
                                AmxScratch& s) {
   const int64_t kc = (k2 + 15) / 16, ka = kc * 32, mp = round_up(m, 16);
-  s.a.assign(size_t(mp * ka), 0);
-  for (int64_t i = 0; i < m; ++i) std::memcpy(s.a.data() + i * ka, a + i * lda, size_t(4 * k2));
+  const int64_t m_in_place = k2 % 16 == 0 ? m / 16 * 16 : 0;
+  s.a.resize(size_t((mp - m_in_place) * ka));
+  for (int64_t i = m_in_place; i < mp; ++i) {
+    u16* row = s.a.data() + (i - m_in_place) * ka;
+    const int64_t copied = i < m ? 2 * k2 : 0;
+    if (copied) std::memcpy(row, a + i * lda, size_t(2 * copied));
+    std::fill(row + copied, row + ka, u16(0));
+  }
   const u32* b_last = b + (kc - 1) * 16 * ldb;
   if (k2 % 16 != 0) {
     s.b.assign(size_t(16 * ldb), 0);
     std::memcpy(s.b.data(), b_last, size_t((k2 % 16) * ldb * 4));
     b_last = s.b.data();
   }
+  // Row tile i of A: in place or staged.
+  auto a_tile = [&](int64_t i, const u16*& p, long& stride) {
+    if (i < m_in_place) {
+      p = a + i * lda;
+      stride = long(lda * 2);
+    } else {
+      p = s.a.data() + (i - m_in_place) * ka;
+      stride = long(ka * 2);
+    }
+  };
   static const TileConfig config;
   memory_barrier();
   _tile_loadconfig(&config);
   for (int64_t j0 = 0; j0 < n; j0 += 32) {
-    const int64_t cols = std::min<int64_t>(32, n - j0);
     for (int64_t i0 = 0; i0 < m; i0 += 32) {
-      const int64_t rows = std::min<int64_t>(32, m - i0);
-      const u16* ai = s.a.data() + i0 * ka;
-      float* ci = c + i0 * ldc + j0;
-      if (rows > 16 && cols > 16)
-        amx_block<2, 2>(ai, ka, b + j0, b_last + j0, ldb, kc, rows, cols, alpha, ci, ldc, s.c);
-      else if (rows > 16)
-        amx_block<2, 1>(ai, ka, b + j0, b_last + j0, ldb, kc, rows, cols, alpha, ci, ldc, s.c);
-      else if (cols > 16)
-        amx_block<1, 2>(ai, ka, b + j0, b_last + j0, ldb, kc, rows, cols, alpha, ci, ldc, s.c);
+      AmxBlock k{};
+      k.rows = std::min<int64_t>(32, m - i0);
+      k.cols = std::min<int64_t>(32, n - j0);
+      a_tile(i0, k.a0, k.sa0);
+      if (k.rows > 16) a_tile(i0 + 16, k.a1, k.sa1);
+      k.b = b + j0;
+      k.b_last = b_last + j0;
+      k.sb = long(ldb * 4);
+      k.kc = kc;
+      k.alpha = alpha;
+      k.c = c + i0 * ldc + j0;
+      k.ldc = ldc;
+      k.t = s.c;
+      if (k.rows > 16 && k.cols > 16)
+        amx_block<2, 2>(k);
+      else if (k.rows > 16)
+        amx_block<2, 1>(k);
+      else if (k.cols > 16)
+        amx_block<1, 2>(k);
       else
-        amx_block<1, 1>(ai, ka, b + j0, b_last + j0, ldb, kc, rows, cols, alpha, ci, ldc, s.c);
+        amx_block<1, 1>(k);
     }
   }
   _tile_release();
