@@ -312,6 +312,8 @@ TEST_CASE("isa: SCION_MAX_ISA names a level, and a cap in the environment took e
                     Catch::Contains("SCION_MAX_ISA: unknown ISA 'sse9'") &&
                         Catch::Contains("plain, avx2, avx512, avx512_bf16, amx"));
   CHECK(cpu::active_isa() == std::min(cpu::cpu_isa(), cpu::isa_cap()));
+  // A CPU whose OS saves the tile state (cpu_isa's amx) grants it to the process on request.
+  if (cpu::cpu_isa() == Isa::amx) CHECK(cpu::amx_tiles_permitted());
   const char* cap = std::getenv("SCION_MAX_ISA");
   if (cap && *cap) {
     Isa want = std::min(cpu::cpu_isa(), cpu::parse_isa(cap, "SCION_MAX_ISA"));
@@ -327,6 +329,7 @@ TEST_CASE("isa: SCION_MAX_ISA names a level, and a cap in the environment took e
       CHECK_FALSE(cpu::native_bf16());
       CHECK_FALSE(cpu::attention_bf16_kernel_available());
     }
+    if (want < Isa::amx) CHECK_FALSE(cpu::attention_amx_kernel_available());
   }
 }
 
