@@ -351,8 +351,9 @@ SCION_AMX_TARGET void gemm_amx(int64_t m, int64_t n, int64_t k2, float alpha, co
   }
   const u32* b_last = b + (kc - 1) * 16 * ldb;
   if (k2 % 16 != 0) {
-    s.b.assign(size_t(16 * ldb), 0);
+    s.b.resize(size_t(16 * ldb));
     std::memcpy(s.b.data(), b_last, size_t((k2 % 16) * ldb * 4));
+    std::fill(s.b.begin() + (k2 % 16) * ldb, s.b.end(), 0u);
     b_last = s.b.data();
   }
   // Row tile i of A: in place or staged.
