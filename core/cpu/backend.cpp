@@ -95,6 +95,11 @@ class CpuBackend final : public Backend {
   void matmul(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& out) override {
     if (a.dtype() == DType::f64) return reference_backend().matmul(a, b, bias, out);
     if (bf16_via_f32(a.dtype())) {
+      // Cache-sized blocks where the kernel takes the shapes (one matrix each, as linear layers
+      // have), else whole widened copies.
+      if (cpu::bf16_widened_blocks_enabled() &&
+          cpu::matmul_bf16_widened(a, b, bias.defined() ? bias.reshape({-1}) : Tensor(), out))
+        return;
       Tensor out32 = empty_like(out, DType::f32);
       cpu::matmul(widen(a), widen(b), bias.defined() ? widen(bias) : Tensor(), out32);
       Tensor(out).copy_(out32);

@@ -1,6 +1,9 @@
 // The kernels of kernel_api.inc as scion::cpu functions: each call runs the variant compiled for
 // active_isa() (isa_plain, isa_avx2 or isa_avx512), picked once at its first call, as PyTorch's
 // DispatchStub does for its CPU_CAPABILITY builds.
+#include <cstdlib>
+#include <string>
+
 #include "core/cpu/isa.h"
 #include "core/cpu/kernels.h"
 
@@ -133,6 +136,10 @@ void attention_backward(const Tensor& qkv, const Tensor& out, const Tensor& dout
   SCION_KERNEL(attention_backward);
   kernel(qkv, out, dout, lse, heads, scale, dqkv);
 }
+bool matmul_bf16_widened(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& out) {
+  SCION_KERNEL(matmul_bf16_widened);
+  return kernel(a, b, bias, out);
+}
 void depthwise_nhwc_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
                             const ConvShape& cs) {
   SCION_KERNEL(depthwise_nhwc_forward);
@@ -142,6 +149,14 @@ void depthwise_nhwc_backward_weights(const Tensor& x, const Tensor& dy, const Te
                                      const ConvShape& cs) {
   SCION_KERNEL(depthwise_nhwc_backward_weights);
   kernel(x, dy, dw, cs);
+}
+
+bool bf16_widened_blocks_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("SCION_BF16_WIDENED_BLOCKS");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
 }
 
 bool attention_bf16_kernel_available() {

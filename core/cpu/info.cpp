@@ -64,7 +64,11 @@ std::vector<std::pair<std::string, std::string>> kernel_paths() {
                                                    : "the f32 engine on widened tiles";
   return {
       {"GEMM (matmul, linear)",
-       onednn_row(matmul_impl(dt::f32), bf16 ? matmul_impl(dt::bf16) : "")},
+       bf16 || !bf16_widened_blocks_enabled()
+           ? onednn_row(matmul_impl(dt::f32), bf16 ? matmul_impl(dt::bf16) : "")
+           : "oneDNN " + matmul_impl(dt::f32) +
+                 " (f32); bf16: oneDNN sgemm on widened cache-sized blocks (batched: the f32 "
+                 "kernel on widened copies)"},
       {"convolution",
        onednn_row(conv_impl(dt::f32, false), bf16 ? conv_impl(dt::bf16, false) : "")},
       {"depthwise convolution",

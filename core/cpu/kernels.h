@@ -38,6 +38,10 @@ inline bool fast_kernel_applies(const Tensor& t) {
 bool attention_bf16_kernel_available();
 bool attention_amx_kernel_available();
 
+// Whether a bf16 matmul without bf16 GEMM primitives runs block-wise (matmul_bf16_widened) where
+// it can; SCION_BF16_WIDENED_BLOCKS=0 keeps whole widened copies (to compare the two).
+bool bf16_widened_blocks_enabled();
+
 // Along `dim`: out[..., j, ...] = src[..., idx[j], ...] (out_shape given), and its adjoint
 // index_add into zeros of out_shape (repeated indices sum); gather: out[p] = src[p with p[dim] =
 // index[p]] (index i64, same ndim), and its adjoint scatter_add into zeros of out_shape.

@@ -31,14 +31,15 @@ struct Variant {
   decltype(&cpu::isa_plain::copy) copy;
   decltype(&cpu::isa_plain::attention_forward) attention_forward;
   decltype(&cpu::isa_plain::adamw_step) adamw_step;
+  decltype(&cpu::isa_plain::matmul_bf16_widened) matmul_bf16_widened;
 };
 
-#define SCION_VARIANT(ns, level)                                                     \
-  Variant {                                                                          \
-#ns, level, &cpu::ns::gelu_erf_forward, &cpu::ns::gelu_erf_backward,             \
-        &cpu::ns::softmax_lastdim_forward, &cpu::ns::softmax_lastdim_backward,       \
-        &cpu::ns::layer_norm_forward, &cpu::ns::layer_norm_backward, &cpu::ns::copy, \
-        &cpu::ns::attention_forward, &cpu::ns::adamw_step                            \
+#define SCION_VARIANT(ns, level)                                                         \
+  Variant {                                                                              \
+#ns, level, &cpu::ns::gelu_erf_forward, &cpu::ns::gelu_erf_backward,                 \
+        &cpu::ns::softmax_lastdim_forward, &cpu::ns::softmax_lastdim_backward,           \
+        &cpu::ns::layer_norm_forward, &cpu::ns::layer_norm_backward, &cpu::ns::copy,     \
+        &cpu::ns::attention_forward, &cpu::ns::adamw_step, &cpu::ns::matmul_bf16_widened \
   }
 
 // The builds this CPU can run (never capped: each is called directly).
@@ -301,6 +302,57 @@ TEST_CASE("isa: fused attention and AdamW in every build", "[isa][attention]") {
     Tensor p = p0.to(DType::f32), m = m0.to(DType::f32), vv = v0.to(DType::f32);
     v.adamw_step(p, g.to(DType::f32), m, vv, s);
     CHECK_CLOSE(f64(p), pref, 1e-6, 1e-5);
+  }
+}
+
+TEST_CASE("isa: bf16 matmul on widened blocks in every build, by rows and by reduction",
+          "[isa][matmul]") {
+  // bf16 operands (each either layout), f32 accumulation, the bias added in f32, one rounding:
+  // against the f64 product of the same bf16 values, within one rounding to bf16 (relative 2^-8)
+  // plus f32 accumulation error. The shapes give several blocks and a partial last one in both
+  // ways of cutting (blocks of 64Ki floats / (K + N) rows or / (M + N) reduction steps), and
+  // vector tails in N.
+  struct Case {
+    int64_t m, k, n;
+    bool a_t, b_t, bias;
+  };
+  const std::vector<Case> cases{
+      {1000, 200, 137, false, true, true},    // rows: a linear layer's forward (b = w.t())
+      {1000, 200, 137, false, false, false},  // rows: its input gradient (b = w)
+      {1000, 200, 137, true, true, false},    // rows, a transposed
+      {60, 3001, 50, true, false, false},     // reduction: a weight gradient (a = g.t())
+      {60, 3001, 50, false, true, true},      // reduction, the other layouts
+      {7, 9, 5, false, false, true},          // one small block
+  };
+  for (const auto& v : runnable_variants()) {
+    INFO(v.name);
+    for (const auto& c : cases) {
+      INFO("m " << c.m << " k " << c.k << " n " << c.n << " a_t " << c.a_t << " b_t " << c.b_t);
+      // A transposed operand is stored (cols x rows) and viewed transposed: unit row stride.
+      auto operand = [](int64_t rows, int64_t cols, bool transposed, uint64_t seed) {
+        Tensor t = test::rand_f64({1, transposed ? cols : rows, transposed ? rows : cols}, seed)
+                       .to(DType::bf16);
+        return transposed ? t.transpose(1, 2) : t;
+      };
+      Tensor a = operand(c.m, c.k, c.a_t, 21), b = operand(c.k, c.n, c.b_t, 22);
+      REQUIRE((a.strides()[1] == 1) == c.a_t);
+      REQUIRE((b.strides()[1] == 1) == c.b_t);
+      Tensor bias = c.bias ? test::rand_f64({c.n}, 23).to(DType::bf16) : Tensor();
+      Tensor ref = matmul(f64(a), f64(b));
+      if (c.bias) ref = ref + f64(bias);
+      Tensor out = full({1, c.m, c.n}, 7.0, DType::bf16);
+      REQUIRE(v.matmul_bf16_widened(a, b, bias, out));
+      CHECK_CLOSE(f64(out), ref, 1e-6 * double(c.k), 1.0 / 256);
+    }
+    // What it leaves to the whole-tensor path, untouched: a batch, an output wider than M and K.
+    Tensor out = full({2, 8, 8}, 7.0, DType::bf16);
+    CHECK_FALSE(v.matmul_bf16_widened(full({2, 8, 4}, 1.0, DType::bf16),
+                                      full({2, 4, 8}, 1.0, DType::bf16), Tensor(), out));
+    Tensor wide = full({1, 8, 64}, 7.0, DType::bf16);
+    CHECK_FALSE(v.matmul_bf16_widened(full({1, 8, 16}, 1.0, DType::bf16),
+                                      full({1, 16, 64}, 1.0, DType::bf16), Tensor(), wide));
+    CHECK(sum(f64(out)).item() == 7.0 * 128);
+    CHECK(sum(f64(wide)).item() == 7.0 * 512);
   }
 }
 
