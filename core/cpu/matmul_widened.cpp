@@ -34,8 +34,15 @@ namespace scion::cpu::SCION_ISA_NS {
 namespace {
 
 // Floats of widened operands and f32 product per task: 256 KiB, within the per-core L2 cache of
-// current x86 cores (256 KiB on older Intel desktop cores, 512 KiB on Zen 3, 1-2 MiB on others).
+// current x86 cores (256 KiB on older Intel desktop cores, 512 KiB on Zen 3, 1-2 MiB on others),
+// but at least kMinBlock rows or reduction steps, so that sgemm's packing of the other operand,
+// repeated at every call, stays a small part of the work.
 constexpr int64_t kBlockFloats = 64 * 1024;
+constexpr int64_t kMinBlock = 64;
+// The operand every task reads whole (the widened b when cutting rows, a thread's f32 partial
+// product when cutting the reduction) must stay in cache too: at most 1 MiB of floats. Larger
+// products (a 2048^3 GEMM, a ViT-B MLP weight) keep the whole-tensor copies.
+constexpr int64_t kMaxSharedFloats = 256 * 1024;
 
 // A 2-D view of bf16 elements by element strides.
 struct View {
@@ -100,7 +107,7 @@ View view_of(const Tensor& t) {
 
 void by_rows(const View& a, const View& b, const float* bias, BFloat16* out) {
   const int64_t m = a.rows, k = a.cols, n = b.cols;
-  const int64_t block = std::clamp<int64_t>(kBlockFloats / (k + n), 16, 1024);
+  const int64_t block = std::clamp<int64_t>(kBlockFloats / (k + n), kMinBlock, 1024);
   const int64_t tasks = (m + block - 1) / block;
   const int64_t per_thread = block * (k + n);
   Tensor scratch = empty({k * n + num_threads() * per_thread}, DType::f32);
@@ -120,7 +127,7 @@ void by_rows(const View& a, const View& b, const float* bias, BFloat16* out) {
 
 void by_reduction(const View& a, const View& b, const float* bias, BFloat16* out) {
   const int64_t m = a.rows, k = a.cols, n = b.cols;
-  const int64_t block = std::clamp<int64_t>(kBlockFloats / (m + n), 16, 1024);
+  const int64_t block = std::clamp<int64_t>(kBlockFloats / (m + n), kMinBlock, 1024);
   const int64_t tasks = (k + block - 1) / block;
   const int nt = num_threads();
   const int64_t per_thread = m * n + block * (m + n);
@@ -166,8 +173,10 @@ bool matmul_bf16_widened(const Tensor& a, const Tensor& b, const Tensor& bias, c
       (bias.defined() && (bias.dtype() != DType::bf16 || !bias.is_contiguous())))
     return false;
   const int64_t m = a.size(1), k = a.size(2), n = b.size(2);
-  // A wide output (n the longest dim) would want column blocks: left to the whole-tensor path.
+  // A wide output (n the longest dim) would want column blocks, and a large shared operand does
+  // not stay in cache: both are left to the whole-tensor path.
   if (m == 0 || n == 0 || k == 0 || std::max(m, k) < n) return false;
+  if ((k > m ? m * n : k * n) > kMaxSharedFloats) return false;
   SCION_CHECK(b.size(1) == k && out.numel() == m * n && (!bias.defined() || bias.numel() == n),
               "matmul_bf16_widened: shapes do not fit");
   const View va = view_of(a), vb = view_of(b);

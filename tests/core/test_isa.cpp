@@ -344,13 +344,18 @@ TEST_CASE("isa: bf16 matmul on widened blocks in every build, by rows and by red
       REQUIRE(v.matmul_bf16_widened(a, b, bias, out));
       CHECK_CLOSE(f64(out), ref, 1e-6 * double(c.k), 1.0 / 256);
     }
-    // What it leaves to the whole-tensor path, untouched: a batch, an output wider than M and K.
+    // What it leaves to the whole-tensor path, untouched: a batch, an output wider than M and K,
+    // a shared operand over 1 MiB (here b, 600 x 500 floats once widened).
     Tensor out = full({2, 8, 8}, 7.0, DType::bf16);
     CHECK_FALSE(v.matmul_bf16_widened(full({2, 8, 4}, 1.0, DType::bf16),
                                       full({2, 4, 8}, 1.0, DType::bf16), Tensor(), out));
     Tensor wide = full({1, 8, 64}, 7.0, DType::bf16);
     CHECK_FALSE(v.matmul_bf16_widened(full({1, 8, 16}, 1.0, DType::bf16),
                                       full({1, 16, 64}, 1.0, DType::bf16), Tensor(), wide));
+    Tensor big = full({1, 600, 500}, 7.0, DType::bf16);
+    CHECK_FALSE(v.matmul_bf16_widened(full({1, 600, 600}, 1.0, DType::bf16),
+                                      full({1, 600, 500}, 1.0, DType::bf16), Tensor(), big));
+    CHECK(sum(f64(big)).item() == 7.0 * 300000);
     CHECK(sum(f64(out)).item() == 7.0 * 128);
     CHECK(sum(f64(wide)).item() == 7.0 * 512);
   }
