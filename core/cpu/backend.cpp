@@ -6,6 +6,7 @@
 // so bf16 matmuls, convolutions and softmaxes run the f32 primitives on widened copies (exact) and
 // round the result to bf16 once: the numbers of a native bf16 primitive (bf16 operands, f32
 // accumulation, one rounding), up to summation order, as PyTorch's autocast gives on AVX2 CPUs.
+// A linear layer's products widen cache-sized blocks instead of whole tensors (matmul_widened.cpp).
 #include "core/backend.h"
 
 #include "core/cpu/isa.h"
