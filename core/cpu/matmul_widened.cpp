@@ -146,23 +146,21 @@ void by_reduction(const View& a, const View& b, const float* bias, BFloat16* out
     }
     used[size_t(tid)] = 1;
   });
-  // Partials of the threads that ran, in thread order, into the first one's.
-  float* sum = nullptr;
-  for (int t = 0; t < nt; ++t) {
-    if (!used[size_t(t)]) continue;
-    float* c = scratch.data<float>() + t * per_thread;
-    if (!sum) {
-      sum = c;
-      continue;
+  // The partials of the threads that ran, added in thread order into the first one's, then the
+  // bias added and the sum rounded, row by row in one parallel pass.
+  std::vector<float*> parts;
+  for (int t = 0; t < nt; ++t)
+    if (used[size_t(t)]) parts.push_back(scratch.data<float>() + t * per_thread);
+  parallel_for(0, m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* sum = parts[0] + r * n;
+      for (size_t p = 1; p < parts.size(); ++p)
+        for (int64_t j = 0; j < n; j += vec::kLanes)
+          vec::store(sum + j, vec::load(sum + j, n - j) + vec::load(parts[p] + r * n + j, n - j),
+                     n - j);
+      round_rows(sum, bias, 1, n, out + r * n);
     }
-    parallel_for(0, m * n, 16384, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; i += vec::kLanes)
-        vec::store(sum + i, vec::load(sum + i, i1 - i) + vec::load(c + i, i1 - i), i1 - i);
-    });
-  }
-  parallel_for(
-      0, m, std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1)),
-      [&](int64_t r0, int64_t r1) { round_rows(sum + r0 * n, bias, r1 - r0, n, out + r0 * n); });
+  });
 }
 
 }  // namespace
