@@ -46,9 +46,11 @@ std::string conv_impl(memory::data_type dt, bool depthwise) {
   }
 }
 
-std::string onednn_row(const std::string& f32, const std::string& bf16) {
+// `widened`: how bf16 runs without oneDNN bf16 primitives.
+std::string onednn_row(const std::string& f32, const std::string& bf16,
+                       const std::string& widened = "the f32 kernel on widened copies") {
   std::string out = "oneDNN " + (f32.empty() ? "(no kernel)" : f32) + " (f32); bf16: ";
-  if (!onednn_has_bf16() || bf16.empty()) return out + "the f32 kernel on widened copies";
+  if (!onednn_has_bf16() || bf16.empty()) return out + widened;
   return out + "oneDNN " + bf16;
 }
 
@@ -64,11 +66,11 @@ std::vector<std::pair<std::string, std::string>> kernel_paths() {
                                                    : "the f32 engine on widened tiles";
   return {
       {"GEMM (matmul, linear)",
-       bf16 || !bf16_widened_blocks_enabled()
-           ? onednn_row(matmul_impl(dt::f32), bf16 ? matmul_impl(dt::bf16) : "")
-           : "oneDNN " + matmul_impl(dt::f32) +
-                 " (f32); bf16: oneDNN sgemm on widened cache-sized blocks (batched: the f32 "
-                 "kernel on widened copies)"},
+       bf16_widened_blocks_enabled()
+           ? onednn_row(matmul_impl(dt::f32), bf16 ? matmul_impl(dt::bf16) : "",
+                        "oneDNN sgemm on widened cache-sized blocks (batched: the f32 kernel on "
+                        "widened copies)")
+           : onednn_row(matmul_impl(dt::f32), bf16 ? matmul_impl(dt::bf16) : "")},
       {"convolution",
        onednn_row(conv_impl(dt::f32, false), bf16 ? conv_impl(dt::bf16, false) : "")},
       {"depthwise convolution",
