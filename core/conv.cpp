@@ -30,6 +30,40 @@ Tensor empty_like_layout(const Shape& s, DType dt, bool channels_last, Device de
   return empty({s[0], s[2], s[3], s[1]}, dt, dev).permute({0, 3, 1, 2});
 }
 
+// Checks that x, w, b and the geometry fit one another; returns the output's shape (N, O, OH, OW).
+Shape conv2d_output_shape(const Tensor& x, const Tensor& w, const Tensor& b, const ConvShape& cs) {
+  SCION_CHECK(x.dim() == 4, "conv2d: input must be (N, C, H, W), got ", shape_str(x.shape()));
+  SCION_CHECK(w.dim() == 4, "conv2d: weight must be (O, C/groups, KH, KW), got ",
+              shape_str(w.shape()));
+  SCION_CHECK(is_floating(x.dtype()) && x.dtype() == w.dtype(),
+              "conv2d: input and weight must share a floating dtype, got ", dtype_name(x.dtype()),
+              " and ", dtype_name(w.dtype()));
+  const int64_t groups = cs.groups, c = x.size(1), o = w.size(0), kh = w.size(2), kw = w.size(3);
+  SCION_CHECK(groups >= 1 && c % groups == 0 && o % groups == 0 && w.size(1) == c / groups,
+              "conv2d: weight ", shape_str(w.shape()), " does not fit input ", shape_str(x.shape()),
+              " with groups=", groups);
+  SCION_CHECK(cs.stride_h > 0 && cs.stride_w > 0 && cs.dil_h > 0 && cs.dil_w > 0 && cs.pad_h >= 0 &&
+                  cs.pad_w >= 0,
+              "conv2d: stride and dilation must be positive, padding non-negative");
+  if (b.defined())
+    SCION_CHECK(b.dim() == 1 && b.size(0) == o, "conv2d: bias must be (", o, "), got ",
+                shape_str(b.shape()));
+  const int64_t oh = (x.size(2) + 2 * cs.pad_h - cs.dil_h * (kh - 1) - 1) / cs.stride_h + 1;
+  const int64_t ow = (x.size(3) + 2 * cs.pad_w - cs.dil_w * (kw - 1) - 1) / cs.stride_w + 1;
+  SCION_CHECK(oh > 0 && ow > 0, "conv2d: input ", shape_str(x.shape()), " is smaller than kernel ",
+              kh, "x", kw, " (after padding and dilation)");
+  return {x.size(0), o, oh, ow};
+}
+
+// The input that backward keeps for the weight gradient, xc (the input as computed) but for a
+// depthwise convolution computed in f32 under autocast: that keeps a bf16 copy of its input (as
+// torch's graph does, which runs it in bf16), widened again in backward: half the bytes for the
+// largest tensor of a ConvNeXt block.
+Tensor input_kept_for_weights(const Tensor& x_in, const Tensor& xc, bool depthwise_in) {
+  if (!depthwise_in || !autocast_enabled() || xc.dtype() == DType::f64) return xc;
+  return x_in.dtype() == DType::bf16 ? x_in.detach() : xc.to(DType::bf16);
+}
+
 }  // namespace
 
 bool is_depthwise(const Tensor& w, int64_t groups) {
@@ -46,57 +80,24 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in,
   const Tensor x = depthwise_in ? autocast_f32(x_in) : autocast_low(x_in);
   const Tensor w = depthwise_in ? autocast_f32(w_in) : autocast_low(w_in);
   const Tensor b = depthwise_in ? autocast_f32(b_in) : autocast_low(b_in);
-  SCION_CHECK(x.dim() == 4, "conv2d: input must be (N, C, H, W), got ", shape_str(x.shape()));
-  SCION_CHECK(w.dim() == 4, "conv2d: weight must be (O, C/groups, KH, KW), got ",
-              shape_str(w.shape()));
-  SCION_CHECK(is_floating(x.dtype()) && x.dtype() == w.dtype(),
-              "conv2d: input and weight must "
-              "share a floating dtype, got ",
-              dtype_name(x.dtype()), " and ", dtype_name(w.dtype()));
-  int64_t groups = opt.groups, n = x.size(0), c = x.size(1), h = x.size(2), wd = x.size(3);
-  int64_t o = w.size(0), kh = w.size(2), kw = w.size(3);
-  SCION_CHECK(groups >= 1 && c % groups == 0 && o % groups == 0 && w.size(1) == c / groups,
-              "conv2d: weight ", shape_str(w.shape()), " does not fit input ", shape_str(x.shape()),
-              " with groups=", groups);
-  SCION_CHECK(opt.stride.first > 0 && opt.stride.second > 0 && opt.dilation.first > 0 &&
-                  opt.dilation.second > 0 && opt.padding.first >= 0 && opt.padding.second >= 0,
-              "conv2d: stride and dilation must be positive, padding non-negative");
-  if (b.defined())
-    SCION_CHECK(b.dim() == 1 && b.size(0) == o, "conv2d: bias must be (", o, "), got ",
-                shape_str(b.shape()));
   // NHWC when the input is, unless it is also plain contiguous (C == 1 or H == W == 1).
-  bool cl = x.dtype() != DType::f64 && is_channels_last(x) && !x.is_contiguous();
-  ConvShape cs{opt.stride.first,
-               opt.stride.second,
-               opt.padding.first,
-               opt.padding.second,
-               opt.dilation.first,
-               opt.dilation.second,
-               groups,
-               cl};
-  int64_t oh = (h + 2 * cs.pad_h - cs.dil_h * (kh - 1) - 1) / cs.stride_h + 1;
-  int64_t ow = (wd + 2 * cs.pad_w - cs.dil_w * (kw - 1) - 1) / cs.stride_w + 1;
-  SCION_CHECK(oh > 0 && ow > 0, "conv2d: input ", shape_str(x.shape()), " is smaller than kernel ",
-              kh, "x", kw, " (after padding and dilation)");
+  const bool cl = x.dtype() != DType::f64 && is_channels_last(x) && !x.is_contiguous();
+  const ConvShape cs{opt.stride.first,   opt.stride.second,   opt.padding.first, opt.padding.second,
+                     opt.dilation.first, opt.dilation.second, opt.groups,        cl};
+  const Shape y_shape = conv2d_output_shape(x, w, b, cs);
   Tensor xc = cl ? x.detach() : x.detach().contiguous(), wc = w.detach().contiguous();
   Backend& be = backend_for("conv2d", {&x, &w, &b});
-  Tensor y = empty_like_layout({n, o, oh, ow}, x.dtype(), cl, x.device());
+  Tensor y = empty_like_layout(y_shape, x.dtype(), cl, x.device());
   be.conv2d_forward(xc, wc, b.defined() ? b.detach() : Tensor(), y, cs);
   if (any_requires_grad({&x, &w, &b})) {
     bool nx = x.requires_grad(), nw = w.requires_grad(), nb = b.defined() && b.requires_grad();
     // What backward needs, and only that: the weight for the data gradient, the input for the
-    // weight gradient. A depthwise convolution computed in f32 under autocast keeps a bf16 copy
-    // of its input (as torch's graph does, which runs it in bf16), widened again in backward:
-    // half the bytes for the largest tensor of a ConvNeXt block.
+    // weight gradient.
     const Shape x_shape = xc.shape(), w_shape = wc.shape();
     const DType dt = xc.dtype();
     const Device dev = xc.device();
     Tensor w_kept = nx ? wc : Tensor();
-    const bool kept_bf16 = nw && depthwise_in && autocast_enabled() && dt != DType::f64;
-    Tensor x_kept = !nw                           ? Tensor()
-                    : !kept_bf16                  ? xc
-                    : x_in.dtype() == DType::bf16 ? x_in.detach()
-                                                  : xc.to(DType::bf16);
+    Tensor x_kept = nw ? input_kept_for_weights(x_in, xc, depthwise_in) : Tensor();
     record(y, "conv2d", {x, w, b}, [=, &be](const Tensor& gy) {
       Tensor g = cl ? to_channels_last(gy) : gy.contiguous();
       Tensor gx, gw, gb;

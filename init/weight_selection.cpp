@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
+#include <optional>
 #include <regex>
 #include <set>
 
@@ -49,46 +51,64 @@ Tensor select_dims(Tensor t, const std::vector<std::vector<int64_t>>& idx) {
   return t;
 }
 
+// The axis of dimension d of a tensor whose dimensions 0, 1, ... index `axes`; "" past them.
+std::string axis_of(int64_t d, std::initializer_list<std::string> axes) {
+  return d >= 0 && d < int64_t(axes.size()) ? *(axes.begin() + d) : "";
+}
+
+// dim_group for ConvNeXt's names; nullopt for a name that is not one.
+std::optional<std::string> convnext_dim_group(const std::string& name, int64_t d,
+                                              int64_t last_stage) {
+  static const std::regex block(R"(^stages\.(\d+)\.blocks\.(\d+)\.(.*)$)"),
+      down(R"(^stages\.(\d+)\.downsample\.(\d)\.(.*)$)");
+  std::smatch m;
+  if (std::regex_match(name, m, block)) {
+    const std::string stage = "s" + m[1].str(), rest = m[3];
+    const std::string hidden = stage + "." + m[2].str() + ".mlp";
+    if (rest.rfind("mlp.fc1.", 0) == 0) return axis_of(d, {hidden, stage});
+    if (rest.rfind("mlp.fc2.", 0) == 0) return axis_of(d, {stage, hidden});
+    return axis_of(d, {stage});  // conv_dw, norm, gamma
+  }
+  if (std::regex_match(name, m, down)) {
+    const int64_t k = std::stoll(m[1]);
+    const std::string here = "s" + std::to_string(k), before = "s" + std::to_string(k - 1);
+    if (m[2] == "0") return axis_of(d, {before});  // the LayerNorm on the previous stage's output
+    return axis_of(d, {here, before});
+  }
+  const std::string last = "s" + std::to_string(last_stage);
+  if (name.rfind("stem.", 0) == 0) return axis_of(d, {"s0"});
+  if (name.rfind("head.norm.", 0) == 0) return axis_of(d, {last});
+  if (name.rfind("head.fc.", 0) == 0) return axis_of(d, {"", last});
+  return std::nullopt;
+}
+
+// dim_group for ViT's names; nullopt for a name that is not one.
+std::optional<std::string> vit_dim_group(const std::string& name, int64_t d) {
+  static const std::regex block(R"(^blocks\.(\d+)\.(.*)$)");
+  std::smatch m;
+  if (std::regex_match(name, m, block)) {
+    const std::string b = m[1], rest = m[2];
+    if (rest.rfind("attn.qkv.", 0) == 0) return axis_of(d, {b + ".attn", "embed"});
+    if (rest == "attn.proj.weight") return axis_of(d, {"embed", b + ".attn"});
+    if (rest.rfind("mlp.fc1.", 0) == 0) return axis_of(d, {b + ".mlp", "embed"});
+    if (rest == "mlp.fc2.weight") return axis_of(d, {"embed", b + ".mlp"});
+    return axis_of(d, {"embed"});  // norms, biases of proj/fc2, layer scale
+  }
+  if (name == "cls_token" || name == "pos_embed") return axis_of(d, {"", "", "embed"});
+  for (const char* prefix : {"patch_embed.", "norm.", "fc_norm."})
+    if (name.rfind(prefix, 0) == 0) return axis_of(d, {"embed"});
+  if (name == "head.weight") return axis_of(d, {"", "embed"});
+  return std::nullopt;
+}
+
 // Pruning-style selection (elements l1 | magnitude): the axis a tensor's dimension indexes, named
 // so that every tensor sharing it gets the same indices: "embed" (ViT's residual width), "<b>.attn"
 // (block b's q/k/v inner width, qkv rows folded per block), "<b>.mlp" (its hidden units); ConvNeXt
 // "s<k>" (stage k's width), "s<k>.<b>.mlp". "" for a dimension on no such axis (kernel taps,
 // tokens, classes). Names are the teacher's (after the layer map).
 std::string dim_group(const std::string& name, int64_t d, int64_t last_stage) {
-  static const std::regex vit_block(R"(^blocks\.(\d+)\.(.*)$)"),
-      cnx_block(R"(^stages\.(\d+)\.blocks\.(\d+)\.(.*)$)"),
-      cnx_down(R"(^stages\.(\d+)\.downsample\.(\d)\.(.*)$)");
-  std::smatch m;
-  if (std::regex_match(name, m, cnx_block)) {
-    const std::string stage = "s" + m[1].str(), rest = m[3];
-    const std::string hidden = stage + "." + m[2].str() + ".mlp";
-    if (rest.rfind("mlp.fc1.", 0) == 0) return d == 0 ? hidden : d == 1 ? stage : "";
-    if (rest.rfind("mlp.fc2.", 0) == 0) return d == 0 ? stage : d == 1 ? hidden : "";
-    return d == 0 ? stage : "";  // conv_dw, norm, gamma
-  }
-  if (std::regex_match(name, m, cnx_down)) {
-    const int64_t k = std::stoll(m[1]);
-    const std::string here = "s" + std::to_string(k), before = "s" + std::to_string(k - 1);
-    if (m[2] == "0") return d == 0 ? before : "";  // the LayerNorm on the previous stage's output
-    return d == 0 ? here : d == 1 ? before : "";
-  }
-  if (name.rfind("stem.", 0) == 0) return d == 0 ? "s0" : "";
-  if (name.rfind("head.norm.", 0) == 0) return d == 0 ? "s" + std::to_string(last_stage) : "";
-  if (name.rfind("head.fc.", 0) == 0) return d == 1 ? "s" + std::to_string(last_stage) : "";
-  if (std::regex_match(name, m, vit_block)) {
-    const std::string b = m[1], rest = m[2];
-    if (rest.rfind("attn.qkv.", 0) == 0) return d == 0 ? b + ".attn" : d == 1 ? "embed" : "";
-    if (rest == "attn.proj.weight") return d == 0 ? "embed" : d == 1 ? b + ".attn" : "";
-    if (rest.rfind("mlp.fc1.", 0) == 0) return d == 0 ? b + ".mlp" : d == 1 ? "embed" : "";
-    if (rest == "mlp.fc2.weight") return d == 0 ? "embed" : d == 1 ? b + ".mlp" : "";
-    return d == 0 ? "embed" : "";  // norms, biases of proj/fc2, layer scale
-  }
-  if (name == "cls_token" || name == "pos_embed") return d == 2 ? "embed" : "";
-  if (name.rfind("patch_embed.", 0) == 0 || name.rfind("norm.", 0) == 0 ||
-      name.rfind("fc_norm.", 0) == 0)
-    return d == 0 ? "embed" : "";
-  if (name == "head.weight") return d == 1 ? "embed" : "";
-  return "";
+  if (auto axis = convnext_dim_group(name, d, last_stage)) return *axis;
+  return vit_dim_group(name, d).value_or("");
 }
 
 // Per-index sums of |w| (l1) or w^2 (magnitude) of `t` along dimension d; qkv rows folded per block

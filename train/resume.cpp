@@ -12,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -100,18 +101,26 @@ std::map<std::string, std::string> check_resumable(const Config& cfg,
   return meta;
 }
 
-CheckpointState read_checkpoint_state(const SafetensorsFile& ck, const std::string& path,
-                                      int64_t batches_per_epoch, int64_t steps_per_epoch) {
-  const auto& meta = ck.metadata();
-  auto bad = [&](const std::string& field, const std::string& msg) -> InputError {
-    return InputError(path + ": checkpoint metadata '" + field + "': " + msg);
-  };
-  auto text = [&](const char* k) -> const std::string& {
-    auto it = meta.find(k);
-    if (it == meta.end()) throw bad(k, "missing");
+namespace {
+
+// A checkpoint's metadata fields, each read with its expected form; a field missing or out of form
+// is an input error naming the file and the field.
+class MetadataFields {
+ public:
+  MetadataFields(const std::map<std::string, std::string>& meta, const std::string& path)
+      : meta_(meta), path_(path) {}
+
+  InputError bad(const std::string& field, const std::string& msg) const {
+    return InputError(path_ + ": checkpoint metadata '" + field + "': " + msg);
+  }
+
+  const std::string& text(const char* k) const {
+    auto it = meta_.find(k);
+    if (it == meta_.end()) throw bad(k, "missing");
     return it->second;
-  };
-  auto integer = [&](const char* k, int64_t lo, int64_t hi) {
+  }
+
+  int64_t integer(const char* k, int64_t lo, int64_t hi) const {
     const std::string& t = text(k);
     size_t used = 0;
     long long v = 0;
@@ -125,8 +134,9 @@ CheckpointState read_checkpoint_state(const SafetensorsFile& ck, const std::stri
       throw bad(k, "value " + t + " out of range [" + std::to_string(lo) + ", " +
                        std::to_string(hi) + "]");
     return int64_t(v);
-  };
-  auto number = [&](const char* k, double lo, double hi) {
+  }
+
+  double number(const char* k, double lo, double hi) const {
     const std::string& t = text(k);
     size_t used = 0;
     double v = NAN;
@@ -139,39 +149,58 @@ CheckpointState read_checkpoint_state(const SafetensorsFile& ck, const std::stri
       throw bad(k, "expected a number in [" + std::to_string(lo) + ", " + std::to_string(hi) +
                        "], got '" + t + "'");
     return v;
-  };
-  CheckpointState s;
-  s.epoch = integer("epoch", 0, 1000000);
-  // batches_per_epoch: a stop in an epoch's last step; the resumed run evaluates that epoch.
-  s.batch_in_epoch = integer("batch_in_epoch", 0, batches_per_epoch);
-  s.step = integer("step", 0, (s.epoch + 1) * steps_per_epoch);
-  s.rng_offset = uint64_t(integer("rng_offset", 0, INT64_MAX));
-  s.best_val_acc1 = number("best_val_acc1", -1.0, 100.0);
-  s.wall_seconds = number("wall_seconds", 0.0, 1e12);
-  nlohmann::json history;
-  try {
-    history = nlohmann::json::parse(text("metrics"));
-  } catch (const nlohmann::json::exception&) {
-    throw bad("metrics", "not valid JSON");
   }
+
+  nlohmann::json json(const char* k) const {
+    try {
+      return nlohmann::json::parse(text(k));
+    } catch (const nlohmann::json::exception&) {
+      throw bad(k, "not valid JSON");
+    }
+  }
+
+  // Checks that `record`, read from field k, is an object with a number of at least `min` under
+  // each of `names`; else an error saying `need` and the name.
+  void require_numbers(const char* k, const nlohmann::json& record,
+                       std::initializer_list<const char*> names, double min,
+                       const std::string& need) const {
+    for (const char* f : names)
+      if (!record.is_object() || !record.contains(f) || !record[f].is_number() ||
+          !(record[f].get<double>() >= min))
+        throw bad(k, need + " '" + f + "'");
+  }
+
+ private:
+  const std::map<std::string, std::string>& meta_;
+  const std::string& path_;
+};
+
+}  // namespace
+
+CheckpointState read_checkpoint_state(const SafetensorsFile& ck, const std::string& path,
+                                      int64_t batches_per_epoch, int64_t steps_per_epoch) {
+  const MetadataFields fields(ck.metadata(), path);
+  CheckpointState s;
+  s.epoch = fields.integer("epoch", 0, 1000000);
+  // batches_per_epoch: a stop in an epoch's last step; the resumed run evaluates that epoch.
+  s.batch_in_epoch = fields.integer("batch_in_epoch", 0, batches_per_epoch);
+  s.step = fields.integer("step", 0, (s.epoch + 1) * steps_per_epoch);
+  s.rng_offset = uint64_t(fields.integer("rng_offset", 0, INT64_MAX));
+  s.best_val_acc1 = fields.number("best_val_acc1", -1.0, 100.0);
+  s.wall_seconds = fields.number("wall_seconds", 0.0, 1e12);
+  // A JSON number is never NaN, so -inf admits every number.
+  const nlohmann::json history = fields.json("metrics");
   if (!history.is_array() || int64_t(history.size()) != s.epoch)
-    throw bad("metrics", "expected a list of " + std::to_string(s.epoch) + " epoch records");
+    throw fields.bad("metrics", "expected a list of " + std::to_string(s.epoch) + " epoch records");
   for (const auto& line : history)
-    for (const char* f : {"epoch", "step", "lr", "train_loss", "val_loss", "val_acc1", "val_acc5"})
-      if (!line.is_object() || !line.contains(f) || !line[f].is_number())
-        throw bad("metrics", std::string("every epoch record needs a number '") + f + "'");
+    fields.require_numbers(
+        "metrics", line, {"epoch", "step", "lr", "train_loss", "val_loss", "val_acc1", "val_acc5"},
+        -INFINITY, "every epoch record needs a number");
   s.metrics = history.dump();
   if (s.batch_in_epoch > 0) {
-    nlohmann::json part;
-    try {
-      part = nlohmann::json::parse(text("partial_epoch"));
-    } catch (const nlohmann::json::exception&) {
-      throw bad("partial_epoch", "not valid JSON");
-    }
-    for (const char* f : {"loss_sum", "loss_count", "images", "seconds"})
-      if (!part.is_object() || !part.contains(f) || !part[f].is_number() ||
-          !(part[f].get<double>() >= 0))
-        throw bad("partial_epoch", std::string("needs a non-negative number '") + f + "'");
+    const nlohmann::json part = fields.json("partial_epoch");
+    fields.require_numbers("partial_epoch", part, {"loss_sum", "loss_count", "images", "seconds"},
+                           0.0, "needs a non-negative number");
     s.partial_loss_sum = part["loss_sum"].get<double>();
     s.partial_loss_count = part["loss_count"].get<int64_t>();
     s.partial_images = part["images"].get<int64_t>();
