@@ -17,7 +17,7 @@ const std::string kFashion = "/usr/share/datasets/fashion-mnist";
 // A fixed thread count: with the default the count follows the machine's load, and the reruns'
 // tables must match the uninterrupted one digit for digit. The teacher's 256 images (2 steps an
 // epoch) keep its stage, the slowest, about 4 s long in a release build (ample for an interruption
-// inside it) and the test's five runs short under the sanitizers (with 1,024 teacher images and
+// inside it) and the test's four runs short under the sanitizers (with 1,024 teacher images and
 // 500 validation images they took 644 s there, the longest test of `make sanitize`).
 std::vector<std::string> args(const std::string& out) {
   return {"--threads",
