@@ -188,11 +188,10 @@ CheckpointState read_checkpoint_state(const SafetensorsFile& ck, const std::stri
   s.rng_offset = uint64_t(fields.integer("rng_offset", 0, INT64_MAX));
   s.best_val_acc1 = fields.number("best_val_acc1", -1.0, 100.0);
   s.wall_seconds = fields.number("wall_seconds", 0.0, 1e12);
-  // A JSON number is never NaN, so -inf admits every number.
   const nlohmann::json history = fields.json("metrics");
   if (!history.is_array() || int64_t(history.size()) != s.epoch)
     throw fields.bad("metrics", "expected a list of " + std::to_string(s.epoch) + " epoch records");
-  for (const auto& line : history)
+  for (const auto& line : history)  // any number: a JSON number is never NaN, so -inf admits all
     fields.require_numbers(
         "metrics", line, {"epoch", "step", "lr", "train_loss", "val_loss", "val_acc1", "val_acc5"},
         -INFINITY, "every epoch record needs a number");
