@@ -55,8 +55,8 @@ Shape conv2d_output_shape(const Tensor& x, const Tensor& w, const Tensor& b, con
   return {x.size(0), o, oh, ow};
 }
 
-// The input that backward keeps for the weight gradient, xc (the input as computed) but for a
-// depthwise convolution computed in f32 under autocast: that keeps a bf16 copy of its input (as
+// The input backward keeps for the weight gradient: xc (the input as computed), except for a
+// depthwise convolution computed in f32 under autocast, which keeps a bf16 copy of its input (as
 // torch's graph does, which runs it in bf16), widened again in backward: half the bytes for the
 // largest tensor of a ConvNeXt block.
 Tensor input_kept_for_weights(const Tensor& x_in, const Tensor& xc, bool depthwise_in) {

@@ -6,8 +6,8 @@
 #include <string>
 
 #include "core/error.h"
-#include "core/ops.h"
 #include "core/safetensors.h"
+#include "core/tensor.h"
 #include "tests/support.h"
 #include "train/trainer.h"
 
