@@ -29,7 +29,7 @@
 //                               but the N latest committed groups are in shared memory (for this
 //                               thread; a sync() then shows them to the block)
 // flash_mma.cu's Env is the GPU's (inline PTX); tests/core/test_flash_emulated.cpp's runs each
-// thread of a block on a host thread and computes ldmatrix and mma from the PTX ISA's rules (and
+// thread of a block on a fiber and computes ldmatrix and mma from the PTX ISA's rules (and
 // lands each asynchronous copy at the latest moment the rules allow, or at once, in turn).
 //
 // Tiles are double-buffered: the copies of the next key (forward) or query (backward) tile are

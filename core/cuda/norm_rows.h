@@ -16,7 +16,7 @@
 // shuffle:
 //   thread(), block(), blocks(), smem(), sync(), shfl_xor(v, mask)
 // layer_norm.cu's Env is the GPU's; tests/core/test_norm_rows_emulated.cpp runs the same bodies on
-// the host, a host thread per GPU thread, against the CPU backend's layer norm.
+// the host, a fiber per GPU thread, against the CPU backend's layer norm.
 //
 // Every lane of a warp runs the same number of iterations (the loop walks the warp's first row),
 // so the shuffles are never divergent; a group past the last row computes on zeros and stores

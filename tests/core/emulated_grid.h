@@ -1,7 +1,7 @@
 // A CUDA grid on the host, for the tests that run kernel bodies written against an Env (the
 // thread's and block's indices, the block's shared memory and barrier, the warp's shuffle; see
-// core/cuda/norm_rows.h and column_sums.h): each GPU thread of a block on its own host thread, one
-// block at a time, with __syncthreads and __shfl_xor_sync emulated. Shared memory starts as NaN,
+// core/cuda/norm_rows.h and column_sums.h): each GPU thread of a block on its own fiber (fibers.h),
+// one block at a time, with __syncthreads and __shfl_xor_sync emulated. Shared memory starts as NaN,
 // so a value read before any thread wrote it shows.
 #pragma once
 
@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "tests/core/host_barrier.h"
+#include "tests/core/fibers.h"
 
 namespace scion::test {
 
@@ -61,7 +61,7 @@ void run_grid(int threads, int64_t blocks_x, int64_t blocks_y, int64_t smem_byte
       EmulatedBlock block(threads);
       block.x = bx, block.y = by, block.blocks_x = blocks_x, block.blocks_y = blocks_y;
       block.shared.assign(size_t(smem_bytes / 4), NAN);
-      on_host_threads(threads, [&block, &body](int t) {
+      on_fibers(threads, [&block, &body](int t) {
         HostEnv env(block, t);
         body(env);
       });

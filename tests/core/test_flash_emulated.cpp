@@ -1,18 +1,16 @@
 // The CUDA backend's mma.sync fused attention kernels (core/cuda/flash_mma_kernels.h) run on the
 // host, against the CPU backend's attention: the same kernel bodies the GPU runs, each thread of a
-// block on a host thread, with the warp's collective operations emulated from the PTX ISA's rules
+// block on a fiber (fibers.h), with the warp's collective operations emulated from the PTX ISA's rules
 // (ldmatrix's row addresses and the mma.m16n8k16 fragment maps of core/cuda/mma_layout.h), and the
 // asynchronous copies landing as late as the rules allow, then at once. So
 // everything but the hardware's reading of those rules (the tiling, masking, online softmax, the
 // register reuse, the dS store, the write-back) is checked on any machine; on a GPU,
 // test_backend_ops' [cuda] cases check the same kernels against the CPU.
-#include <atomic>
 #include <cstring>
-#include <thread>
 
 #include "core/backend.h"
 #include "core/cuda/flash_mma_kernels.h"
-#include "tests/core/host_barrier.h"
+#include "tests/core/fibers.h"
 #include "tests/support.h"
 
 using namespace scion;
@@ -164,7 +162,7 @@ class HostEnv {
 };
 
 // Runs `body(env)` for every thread of `blocks` blocks, one block at a time, each thread of a block
-// on its own host thread.
+// on its own fiber.
 template <class Body>
 void run_grid(int64_t blocks, size_t smem_bytes, Landing landing, Body body) {
   for (int64_t b = 0; b < blocks; ++b) {
@@ -172,7 +170,7 @@ void run_grid(int64_t blocks, size_t smem_bytes, Landing landing, Body body) {
     block.landing = landing;
     block.index = b;
     block.shared.assign((smem_bytes + 15) / 16, Vec16{0, 0, 0, 0});
-    scion::test::on_host_threads(kThreads, [&block, &body](int t) {
+    scion::test::on_fibers(kThreads, [&block, &body](int t) {
       HostEnv env(block, t);
       body(env);
     });
