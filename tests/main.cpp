@@ -9,6 +9,7 @@
 
 #include "core/cpu/isa.h"
 #include "core/error.h"
+#include "tests/temp_dirs.h"
 
 int main(int argc, char** argv) {
   using namespace scion::cpu;
@@ -22,5 +23,5 @@ int main(int argc, char** argv) {
     }
   } catch (const scion::Error&) {  // a bad SCION_MAX_ISA: the [isa] tests report it
   }
-  return Catch::Session().run(argc, argv);
+  return scion::test::TempDirs::process().finish(Catch::Session().run(argc, argv));
 }

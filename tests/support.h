@@ -2,8 +2,6 @@
 // to the PyTorch-generated golden fixtures in tests/golden/.
 #pragma once
 
-#include <stdlib.h>
-
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <functional>
@@ -11,6 +9,7 @@
 #include <vector>
 
 #include "core/scion.h"
+#include "tests/temp_dirs.h"
 
 namespace scion::test {
 
@@ -137,11 +136,11 @@ inline double gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>&
   return worst;
 }
 
-// A fresh folder of this test's own (mkdtemp), so tests running in parallel never collide.
+// A fresh folder of this test's own (mkdtemp), so tests running in parallel never collide;
+// removed when the test run passes, kept when it fails (tests/temp_dirs.h).
 inline std::string temp_dir() {
-  char tmpl[] = "/tmp/scion_test_XXXXXX";
-  const char* d = mkdtemp(tmpl);
-  REQUIRE(d != nullptr);
+  const std::string d = TempDirs::process().make();
+  REQUIRE(!d.empty());
   return d;
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "tests/dist/dist_test.h"
+#include "tests/temp_dirs.h"
 
 namespace {
 std::unique_ptr<scion::train::dist::Communicator> g_world;
@@ -22,5 +23,5 @@ int main(int argc, char** argv) {
   for (const std::string& s : g_world->allgather(std::to_string(status), "test results"))
     worst = std::max(worst, std::stoi(s));
   g_world.reset();
-  return worst;
+  return scion::test::TempDirs::process().finish(worst);
 }

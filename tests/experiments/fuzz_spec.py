@@ -21,6 +21,7 @@ import argparse
 import copy
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -278,6 +279,7 @@ def main():
             if time.time() - start > args.seconds:
                 print(f"{fuzzer.cases} cases in {time.time() - start:.0f} s: {fuzzer.accepted} "
                       f"accepted, {fuzzer.rejected} rejected, no finding", flush=True)
+                shutil.rmtree(work, ignore_errors=True)
                 os._exit(0)
 
         atheris.Setup([sys.argv[0], "-max_len=4096"], test_one)
@@ -290,6 +292,7 @@ def main():
         fuzzer.one(fuzzer.make_case(src))
     print(f"seed {seed}: {fuzzer.cases} cases in {time.time() - start:.0f} s: {fuzzer.accepted} "
           f"accepted, {fuzzer.rejected} rejected, no finding", flush=True)
+    shutil.rmtree(work, ignore_errors=True)  # its scratch files; findings go to --crashes
     return 0
 
 

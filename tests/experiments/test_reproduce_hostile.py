@@ -14,6 +14,7 @@ which of these cases it fails).
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +39,15 @@ def listing(folder):
         for n in dirs + files:
             out.add(os.path.relpath(os.path.join(d, n), folder))
     return out
+
+
+def finish(tmp):
+    """The exit status; the scratch folder is removed when every check passed, else kept and named."""
+    if failures:
+        print(f"kept for inspection: {tmp}")
+        return 1
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
 
 
 def main():
@@ -222,7 +232,7 @@ def main():
           f"the rerun finishes the spec ({status}: {log.strip()[-300:]})")
 
     print(f"{len(failures)} failure(s)" if failures else "all hostile-input checks passed")
-    return 1 if failures else 0
+    return finish(tmp)
 
 
 if __name__ == "__main__":
