@@ -9,10 +9,11 @@ config key, missing prerequisite, cycle) with exit status 2 before anything runs
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
+
+import scratch  # tests/experiments/scratch.py, beside this file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNNER = os.path.join(ROOT, "experiments", "reproduce.py")
@@ -29,15 +30,6 @@ def check(cond, what):
 def run(*args):
     r = subprocess.run([sys.executable, RUNNER, *args], capture_output=True, text=True, cwd=ROOT)
     return r.returncode, r.stdout + r.stderr
-
-
-def finish(tmp):
-    """The exit status; the scratch folder is removed when every check passed, else kept and named."""
-    if failures:
-        print(f"kept for inspection: {tmp}")
-        return 1
-    shutil.rmtree(tmp, ignore_errors=True)
-    return 0
 
 
 def main():
@@ -119,7 +111,7 @@ def main():
                      "    needs: [untrained]\n    train: tests/experiments/tiny_base.yaml")
         .replace("  untrained:\n", "  untrained:\n    needs: [teacher]\n"), "cycle", "cycle")
     print(f"{len(failures)} failure(s)" if failures else "all harness checks passed")
-    return finish(tmp)
+    return scratch.finish(tmp, failures)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,13 @@ which of these cases it fails).
 import fcntl
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+
+import scratch  # tests/experiments/scratch.py, beside this file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SPEC = os.path.join(ROOT, "tests", "experiments", "tiny_spec.yaml")
@@ -39,15 +40,6 @@ def listing(folder):
         for n in dirs + files:
             out.add(os.path.relpath(os.path.join(d, n), folder))
     return out
-
-
-def finish(tmp):
-    """The exit status; the scratch folder is removed when every check passed, else kept and named."""
-    if failures:
-        print(f"kept for inspection: {tmp}")
-        return 1
-    shutil.rmtree(tmp, ignore_errors=True)
-    return 0
 
 
 def main():
@@ -232,7 +224,7 @@ def main():
           f"the rerun finishes the spec ({status}: {log.strip()[-300:]})")
 
     print(f"{len(failures)} failure(s)" if failures else "all hostile-input checks passed")
-    return finish(tmp)
+    return scratch.finish(tmp, failures)
 
 
 if __name__ == "__main__":
