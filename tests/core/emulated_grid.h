@@ -1,8 +1,8 @@
 // A CUDA grid on the host, for the tests that run kernel bodies written against an Env (the
 // thread's and block's indices, the block's shared memory and barrier, the warp's shuffle; see
-// core/cuda/norm_rows.h and column_sums.h): each GPU thread of a block on its own fiber (fibers.h),
-// one block at a time, with __syncthreads and __shfl_xor_sync emulated. Shared memory starts as NaN,
-// so a value read before any thread wrote it shows.
+// core/cuda/norm_rows.h and column_sums.h): each GPU thread of a block on its own fiber
+// (fibers.h), one block at a time, with __syncthreads and __shfl_xor_sync emulated. Shared memory
+// starts as NaN, so a value read before any thread wrote it shows.
 #pragma once
 
 #include <cmath>

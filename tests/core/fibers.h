@@ -2,8 +2,8 @@
 // each GPU thread is a fiber (its own stack, switched to and from on one host thread, ucontext),
 // and a barrier (__syncthreads, or a warp's collective operation) lets the other fibers run until
 // every one has arrived. Fibers, not host threads: the emulated tests used a host thread per GPU
-// thread, with barriers that yielded, and hundreds of those threads on 2 cores ran 3-4 times
-// slower as soon as another test ran beside them (ctest -j2), almost all of it in the kernel.
+// thread, with barriers that yielded, and hundreds of those threads on 2 cores ran 3 to 5 times
+// slower as soon as another test ran beside them (ctest -j2), most of it in the kernel.
 //
 // The fibers are resumed in index order, each until it waits at a barrier or returns, and in the
 // reverse order every other run, so a thread that reads shared memory before the barrier that
